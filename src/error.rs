@@ -1,0 +1,143 @@
+//! The crate's one error type.
+//!
+//! Every fallible public function returns [`Result`]. Each variant says whose fault it is
+//! (almost always the caller's input) and carries the structured facts needed to fix it:
+//! the layer index, the expected and the actual shape, the offending parameter.
+
+/// Convenient alias: `Result<T, relevance::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong when building a network or explaining a prediction.
+///
+/// No public function of this crate panics on user input; it returns one of these instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An array had the wrong shape. Caller's fault: the input, a weight or a bound does
+    /// not fit where it was used.
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    Shape {
+        /// What was being checked (e.g. "input", "bias", "ZBox low bound").
+        what: String,
+        /// The shape that would have fit (batch dimension shown as 0 where it is free).
+        expected: Vec<usize>,
+        /// The shape that was given.
+        got: Vec<usize>,
+    },
+    /// An array had the wrong number of dimensions. Caller's fault.
+    #[error("{what}: expected {expected} dimensions, got {got} (shape {shape:?})")]
+    Rank {
+        /// What was being checked.
+        what: String,
+        /// Expected number of dimensions.
+        expected: usize,
+        /// Actual number of dimensions.
+        got: usize,
+        /// The full shape that was given.
+        shape: Vec<usize>,
+    },
+    /// A NaN or infinite value was found. Caller's fault: inputs, weights, bounds and
+    /// output relevance must be finite.
+    #[error("{what}: non-finite value {value} at flat index {index}")]
+    NonFinite {
+        /// Which array held the value.
+        what: String,
+        /// Flat (C-order) index of the first non-finite value.
+        index: usize,
+        /// The value itself (NaN, inf or -inf), printed as f64.
+        value: f64,
+    },
+    /// The network has no layers. Caller's fault.
+    #[error("the network has no layers")]
+    EmptyNetwork,
+    /// The input batch is empty. Caller's fault.
+    #[error("the input batch is empty")]
+    EmptyBatch,
+    /// A target class does not exist. Caller's fault.
+    #[error("target class {class} for sample {sample} is out of range: the network has {classes} outputs")]
+    TargetOutOfRange {
+        /// The sample whose target is wrong.
+        sample: usize,
+        /// The class that was asked for.
+        class: usize,
+        /// The number of outputs of the network.
+        classes: usize,
+    },
+    /// The number of per-sample targets (or baselines) does not match the batch size.
+    #[error("{what}: {got} given for a batch of {batch}")]
+    BatchMismatch {
+        /// What was counted.
+        what: String,
+        /// Batch size of the input.
+        batch: usize,
+        /// How many were given.
+        got: usize,
+    },
+    /// A rule was given an invalid parameter (negative ε or γ, α − β ≠ 1, bounds with
+    /// low > high, ...). Caller's fault.
+    #[error("invalid parameter for {rule}: {reason}")]
+    InvalidParameter {
+        /// The rule or composite.
+        rule: &'static str,
+        /// What is wrong, with the value.
+        reason: String,
+    },
+    /// A layer's configuration is invalid (zero stride, kernel larger than the padded
+    /// input, ...). Caller's fault.
+    #[error("invalid {layer} configuration: {reason}")]
+    InvalidLayer {
+        /// The layer kind.
+        layer: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rule cannot be applied to this layer (for example, a layer the rule does not
+    /// know, or a rule that needs a baseline trace that was not recorded).
+    #[error("rule {rule} cannot be applied here: {reason}")]
+    Unsupported {
+        /// The rule's name.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+    /// An error that happened inside one layer of a network, with its position.
+    #[error("layer {index} ({name}): {source}")]
+    AtLayer {
+        /// Index of the layer in the network (0 = first layer).
+        index: usize,
+        /// The layer's name, e.g. `Conv2d(3→8, 3×3)`.
+        name: String,
+        /// What went wrong there.
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Wraps this error with the index and name of the layer where it happened.
+    pub(crate) fn at_layer(self, index: usize, name: &str) -> Error {
+        match self {
+            e @ Error::AtLayer { .. } => e,
+            e => Error::AtLayer {
+                index,
+                name: name.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The innermost error, without the layer wrapping.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::AtLayer { source, .. } => source.root(),
+            e => e,
+        }
+    }
+
+    /// The index of the layer where the error happened, if it happened inside a layer.
+    pub fn layer_index(&self) -> Option<usize> {
+        match self {
+            Error::AtLayer { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}

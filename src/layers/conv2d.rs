@@ -1,0 +1,401 @@
+//! 2-D convolution through im2col/col2im and one matrix product.
+
+use super::{Affine, Category, Layer, Step};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::rules::Rule;
+use crate::tensor::{add_channel_bias, check_finite};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix4};
+
+/// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
+///
+/// The default is stride 1, padding 0, dilation 1, as `torch.nn.Conv2d`.
+///
+/// ```
+/// use relevance::Conv2dConfig;
+/// let c = Conv2dConfig::default().stride(2).padding(1);
+/// assert_eq!((c.stride, c.padding, c.dilation), ((2, 2), (1, 1), (1, 1)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step between windows, (height, width).
+    pub stride: (usize, usize),
+    /// Zeros added on each side, (height, width).
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps, (height, width).
+    pub dilation: (usize, usize),
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        }
+    }
+}
+
+impl Conv2dConfig {
+    /// The same stride in both directions.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    /// The same zero padding on all sides.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    /// The same dilation in both directions.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = (d, d);
+        self
+    }
+}
+
+/// Output size of one spatial axis of a window operation (convolution or pooling), or
+/// `None` if the (padded) input is smaller than the dilated window.
+pub(crate) fn window_out(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+    let span = dil * (k - 1) + 1;
+    let padded = len + 2 * pad;
+    (padded >= span).then(|| (padded - span) / stride + 1)
+}
+
+/// A 2-D convolution, as `torch.nn.Conv2d` (groups = 1, zero padding).
+///
+/// The weight is in PyTorch layout `[out, in, kh, kw]`. The forward pass and its transpose
+/// run through im2col/col2im and one matrix product for the whole batch.
+///
+/// # Shapes
+/// Input `[N, in, H, W]`, output `[N, out, H', W']` with
+/// `H' = (H + 2·pad − dil·(kh − 1) − 1) / stride + 1` (likewise W').
+///
+/// # Example
+/// ```
+/// use ndarray::{Array, Array4};
+/// use relevance::{Conv2d, Conv2dConfig, Layer};
+/// # fn main() -> relevance::Result<()> {
+/// // One 2×2 kernel of ones: each output sums a 2×2 window.
+/// let conv = Conv2d::new(Array4::<f64>::ones((1, 1, 2, 2)), None, Conv2dConfig::default())?;
+/// let x = Array::from_shape_vec((1, 1, 2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+/// let y = conv.forward(x.into_dyn().view())?;
+/// assert_eq!(y.shape(), &[1, 1, 1, 2]);
+/// assert_eq!(y.as_slice().unwrap(), &[12.0, 16.0]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Conv2d<F: Float = f32> {
+    weight: Array4<F>,
+    bias: Option<Array1<F>>,
+    config: Conv2dConfig,
+}
+
+/// Sizes of one convolution call.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl<F: Float> Conv2d<F> {
+    /// Builds the layer from a weight `[out, in, kh, kw]`, an optional bias `[out]` and the
+    /// stride, padding and dilation.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] for a zero dimension, stride or dilation; [`Error::Shape`]
+    /// for a bias of the wrong length; [`Error::NonFinite`] for NaN or infinite parameters.
+    pub fn new(weight: Array4<F>, bias: Option<Array1<F>>, config: Conv2dConfig) -> Result<Self> {
+        if weight.shape().contains(&0) {
+            return Err(Error::InvalidLayer {
+                layer: "Conv2d",
+                reason: format!("weight shape {:?} has a zero dimension", weight.shape()),
+            });
+        }
+        let Conv2dConfig { stride, dilation, .. } = config;
+        if stride.0 == 0 || stride.1 == 0 || dilation.0 == 0 || dilation.1 == 0 {
+            return Err(Error::InvalidLayer {
+                layer: "Conv2d",
+                reason: format!("stride {stride:?} and dilation {dilation:?} must be positive"),
+            });
+        }
+        check_finite("Conv2d weight", &weight.view().into_dyn())?;
+        if let Some(b) = &bias {
+            if b.len() != weight.shape()[0] {
+                return Err(Error::Shape {
+                    what: "Conv2d bias".into(),
+                    expected: vec![weight.shape()[0]],
+                    got: b.shape().to_vec(),
+                });
+            }
+            check_finite("Conv2d bias", &b.view().into_dyn())?;
+        }
+        Ok(Conv2d { weight, bias, config })
+    }
+
+    /// Stride, padding and dilation.
+    pub fn config(&self) -> Conv2dConfig {
+        self.config
+    }
+
+    fn out_channels(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    fn in_channels(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    /// Checks a per-sample input shape `[C, H, W]` and returns `(Ho, Wo)`.
+    fn spatial_out(&self, input_shape: &[usize]) -> Result<(usize, usize)> {
+        if input_shape.len() != 3 {
+            return Err(Error::Rank {
+                what: "Conv2d input (per sample, [C, H, W])".into(),
+                expected: 3,
+                got: input_shape.len(),
+                shape: input_shape.to_vec(),
+            });
+        }
+        if input_shape[0] != self.in_channels() {
+            return Err(Error::Shape {
+                what: "Conv2d input channels (per sample)".into(),
+                expected: vec![self.in_channels(), input_shape[1], input_shape[2]],
+                got: input_shape.to_vec(),
+            });
+        }
+        let c = &self.config;
+        let (kh, kw) = (self.weight.shape()[2], self.weight.shape()[3]);
+        let ho = window_out(input_shape[1], kh, c.stride.0, c.padding.0, c.dilation.0);
+        let wo = window_out(input_shape[2], kw, c.stride.1, c.padding.1, c.dilation.1);
+        match (ho, wo) {
+            (Some(ho), Some(wo)) => Ok((ho, wo)),
+            _ => Err(Error::InvalidLayer {
+                layer: "Conv2d",
+                reason: format!(
+                    "kernel {kh}×{kw} with dilation {:?} does not fit the input {:?} padded by {:?}",
+                    c.dilation, input_shape, c.padding
+                ),
+            }),
+        }
+    }
+
+    fn geometry(&self, n: usize, input_shape: &[usize]) -> Result<Geometry> {
+        let (ho, wo) = self.spatial_out(input_shape)?;
+        Ok(Geometry {
+            n,
+            c: input_shape[0],
+            h: input_shape[1],
+            w: input_shape[2],
+            kh: self.weight.shape()[2],
+            kw: self.weight.shape()[3],
+            ho,
+            wo,
+        })
+    }
+
+    fn weight_matrix<'a>(&self, w: ArrayViewD<'a, F>) -> Result<ArrayView2<'a, F>> {
+        if w.shape() != self.weight.shape() {
+            return Err(Error::Shape {
+                what: "Conv2d substituted weight".into(),
+                expected: self.weight.shape().to_vec(),
+                got: w.shape().to_vec(),
+            });
+        }
+        let rows = self.out_channels();
+        let cols = w.len() / rows;
+        let w = w
+            .into_shape_with_order((rows, cols))
+            .map_err(|_| Error::Unsupported {
+                rule: "Conv2d".into(),
+                reason: "substituted weight must be in standard (C-order) layout".into(),
+            })?;
+        Ok(w)
+    }
+
+    /// For each (row of the im2col matrix, output position), the flat input offset within
+    /// one sample, or `None` where the tap falls into the zero padding. Calls `f(row, col,
+    /// offset)` for every valid tap; `col` runs over `n·Ho·Wo` sample-major.
+    fn for_each_tap(&self, g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
+        let c = &self.config;
+        let (sh, sw) = c.stride;
+        let (ph, pw) = c.padding;
+        let (dh, dw) = c.dilation;
+        for ch in 0..g.c {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = (ch * g.kh + i) * g.kw + j;
+                    for oy in 0..g.ho {
+                        let iy = (oy * sh + i * dh) as isize - ph as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        for ox in 0..g.wo {
+                            let ix = (ox * sw + j * dw) as isize - pw as isize;
+                            if ix < 0 || ix >= g.w as isize {
+                                continue;
+                            }
+                            let offset = (ch * g.h + iy as usize) * g.w + ix as usize;
+                            f(row, oy * g.wo + ox, offset);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`.
+    fn im2col(&self, x: &[F], g: &Geometry) -> Array2<F> {
+        let plane = g.ho * g.wo;
+        let sample = g.c * g.h * g.w;
+        let mut cols = Array2::<F>::zeros((g.c * g.kh * g.kw, g.n * plane));
+        let ncols = g.n * plane;
+        let buf = cols.as_slice_mut().expect("fresh array is contiguous");
+        self.for_each_tap(g, |row, pos, offset| {
+            for s in 0..g.n {
+                buf[row * ncols + s * plane + pos] = x[s * sample + offset];
+            }
+        });
+        cols
+    }
+
+    /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps.
+    fn col2im(&self, cols: &Array2<F>, g: &Geometry) -> Array4<F> {
+        let plane = g.ho * g.wo;
+        let sample = g.c * g.h * g.w;
+        let ncols = g.n * plane;
+        let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
+        let buf = out.as_slice_mut().expect("fresh array is contiguous");
+        let src = cols.as_slice().expect("fresh array is contiguous");
+        self.for_each_tap(g, |row, pos, offset| {
+            for s in 0..g.n {
+                buf[s * sample + offset] += src[row * ncols + s * plane + pos];
+            }
+        });
+        out
+    }
+
+    fn as_batch4<'a>(what: &str, a: ArrayViewD<'a, F>) -> Result<ndarray::ArrayView4<'a, F>> {
+        let shape = a.shape().to_vec();
+        a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
+            what: what.to_string(),
+            expected: 4,
+            got: shape.len(),
+            shape,
+        })
+    }
+}
+
+impl<F: Float> Layer<F> for Conv2d<F> {
+    fn name(&self) -> String {
+        format!(
+            "Conv2d({}→{}, {}×{})",
+            self.in_channels(),
+            self.out_channels(),
+            self.weight.shape()[2],
+            self.weight.shape()[3]
+        )
+    }
+
+    fn category(&self) -> Category {
+        Category::Convolution
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let (ho, wo) = self.spatial_out(input_shape)?;
+        Ok(vec![self.out_channels(), ho, wo])
+    }
+
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let mut out = self.apply_with(input, self.weight.view().into_dyn())?;
+        if let Some(b) = &self.bias {
+            add_channel_bias(&mut out, b.view());
+        }
+        Ok(out)
+    }
+
+    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rule.affine(self, step)
+    }
+
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        self.apply_transpose(
+            grad_output,
+            self.weight.view().into_dyn(),
+            &step.input.shape()[1..],
+        )
+    }
+
+    fn as_affine(&self) -> Option<&dyn Affine<F>> {
+        Some(self)
+    }
+}
+
+impl<F: Float> Affine<F> for Conv2d<F> {
+    fn weight(&self) -> ArrayViewD<'_, F> {
+        self.weight.view().into_dyn()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let x4 = Self::as_batch4("Conv2d input", x)?;
+        let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
+        let wm = self.weight_matrix(w)?;
+        let x4 = x4.as_standard_layout();
+        let cols = self.im2col(x4.as_slice().expect("standard layout"), &g);
+        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols
+        let o = self.out_channels();
+        let mut out = Array2::<F>::zeros((o, g.n * g.ho * g.wo));
+        general_mat_mul(F::one(), &wm, &cols, F::zero(), &mut out);
+        // [O, N, Ho, Wo] → [N, O, Ho, Wo]
+        let out = out
+            .into_shape_with_order((o, g.n, g.ho, g.wo))
+            .expect("sizes agree")
+            .permuted_axes([1, 0, 2, 3]);
+        Ok(out.as_standard_layout().into_owned().into_dyn())
+    }
+
+    fn apply_transpose(
+        &self,
+        s: ArrayViewD<'_, F>,
+        w: ArrayViewD<'_, F>,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        let s4 = Self::as_batch4("Conv2d output relevance", s)?;
+        let g = self.geometry(s4.shape()[0], input_shape)?;
+        let o = self.out_channels();
+        if s4.shape()[1..] != [o, g.ho, g.wo] {
+            return Err(Error::Shape {
+                what: "Conv2d output relevance".into(),
+                expected: vec![g.n, o, g.ho, g.wo],
+                got: s4.shape().to_vec(),
+            });
+        }
+        let wm = self.weight_matrix(w)?;
+        // [N, O, Ho, Wo] → [O, N·Ho·Wo]
+        let mut s2 = Array2::<F>::zeros((o, g.n * g.ho * g.wo));
+        for (n, sample) in s4.axis_iter(Axis(0)).enumerate() {
+            for (ch, plane) in sample.axis_iter(Axis(0)).enumerate() {
+                let start = n * g.ho * g.wo;
+                let mut dst = s2.row_mut(ch);
+                let mut dst = dst.slice_axis_mut(Axis(0), ndarray::Slice::from(start..start + g.ho * g.wo));
+                for (d, v) in dst.iter_mut().zip(plane.iter()) {
+                    *d = *v;
+                }
+            }
+        }
+        // cols = Wᵀ[C·kh·kw, O] · s2
+        let mut cols = Array2::<F>::zeros((wm.ncols(), g.n * g.ho * g.wo));
+        general_mat_mul(F::one(), &wm.t(), &s2, F::zero(), &mut cols);
+        Ok(self.col2im(&cols, &g).into_dyn())
+    }
+}

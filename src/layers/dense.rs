@@ -1,0 +1,174 @@
+//! Fully connected layer.
+
+use super::{Affine, Category, Layer, Step};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::rules::Rule;
+use crate::tensor::{add_channel_bias, check_finite};
+use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
+
+/// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
+///
+/// The weight is in PyTorch layout `[out, in]`, so `linear.weight` exported from PyTorch
+/// loads without a transpose.
+///
+/// # Shapes
+/// Input `[N, in]`, output `[N, out]`.
+///
+/// # Example
+/// ```
+/// use ndarray::{array, Array2};
+/// use relevance::{Dense, Layer};
+/// # fn main() -> relevance::Result<()> {
+/// let dense = Dense::new(array![[1.0_f64, 2.0], [0.0, -1.0]], Some(array![0.5, 0.0]))?;
+/// let y = dense.forward(array![[1.0, 1.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[3.5, -1.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dense<F: Float = f32> {
+    weight: Array2<F>,
+    bias: Option<Array1<F>>,
+}
+
+impl<F: Float> Dense<F> {
+    /// Builds the layer from a weight `[out, in]` and an optional bias `[out]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the bias length is not `out`, [`Error::InvalidLayer`] if a
+    /// dimension is zero, [`Error::NonFinite`] if a parameter is NaN or infinite.
+    pub fn new(weight: Array2<F>, bias: Option<Array1<F>>) -> Result<Self> {
+        let (out, inp) = weight.dim();
+        if out == 0 || inp == 0 {
+            return Err(Error::InvalidLayer {
+                layer: "Dense",
+                reason: format!("weight shape {:?} has a zero dimension", weight.shape()),
+            });
+        }
+        check_finite("Dense weight", &weight.view().into_dyn())?;
+        if let Some(b) = &bias {
+            if b.len() != out {
+                return Err(Error::Shape {
+                    what: "Dense bias".into(),
+                    expected: vec![out],
+                    got: b.shape().to_vec(),
+                });
+            }
+            check_finite("Dense bias", &b.view().into_dyn())?;
+        }
+        Ok(Dense { weight, bias })
+    }
+
+    /// The number of input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// The number of output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    fn as_matrix<'a>(what: &str, a: ArrayViewD<'a, F>, cols: usize) -> Result<ArrayView2<'a, F>> {
+        let shape = a.shape().to_vec();
+        let m = a.into_dimensionality::<Ix2>().map_err(|_| Error::Rank {
+            what: what.to_string(),
+            expected: 2,
+            got: shape.len(),
+            shape: shape.clone(),
+        })?;
+        if m.ncols() != cols {
+            return Err(Error::Shape {
+                what: what.to_string(),
+                expected: vec![m.nrows(), cols],
+                got: shape,
+            });
+        }
+        Ok(m)
+    }
+
+    fn weight_matrix<'a>(&self, w: ArrayViewD<'a, F>) -> Result<ArrayView2<'a, F>> {
+        let m = Self::as_matrix("Dense substituted weight", w, self.in_features())?;
+        if m.nrows() != self.out_features() {
+            return Err(Error::Shape {
+                what: "Dense substituted weight".into(),
+                expected: self.weight.shape().to_vec(),
+                got: m.shape().to_vec(),
+            });
+        }
+        Ok(m)
+    }
+}
+
+impl<F: Float> Layer<F> for Dense<F> {
+    fn name(&self) -> String {
+        format!("Dense({}→{})", self.in_features(), self.out_features())
+    }
+
+    fn category(&self) -> Category {
+        Category::Dense
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        if input_shape != [self.in_features()] {
+            return Err(Error::Shape {
+                what: "Dense input (per sample)".into(),
+                expected: vec![self.in_features()],
+                got: input_shape.to_vec(),
+            });
+        }
+        Ok(vec![self.out_features()])
+    }
+
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let mut out = self.apply_with(input, self.weight.view().into_dyn())?;
+        if let Some(b) = &self.bias {
+            add_channel_bias(&mut out, b.view());
+        }
+        Ok(out)
+    }
+
+    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rule.affine(self, step)
+    }
+
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        self.apply_transpose(
+            grad_output,
+            self.weight.view().into_dyn(),
+            &step.input.shape()[1..],
+        )
+    }
+
+    fn as_affine(&self) -> Option<&dyn Affine<F>> {
+        Some(self)
+    }
+}
+
+impl<F: Float> Affine<F> for Dense<F> {
+    fn weight(&self) -> ArrayViewD<'_, F> {
+        self.weight.view().into_dyn()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let x = Self::as_matrix("Dense input", x, self.in_features())?;
+        let w = self.weight_matrix(w)?;
+        Ok(x.dot(&w.t()).into_dyn())
+    }
+
+    fn apply_transpose(
+        &self,
+        s: ArrayViewD<'_, F>,
+        w: ArrayViewD<'_, F>,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        self.output_shape(input_shape)?;
+        let s = Self::as_matrix("Dense output relevance", s, self.out_features())?;
+        let w = self.weight_matrix(w)?;
+        Ok(s.dot(&w).into_dyn())
+    }
+}

@@ -1,0 +1,232 @@
+//! 2-D max pooling.
+
+use super::conv2d::window_out;
+use super::{Category, Layer, Step};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::rules::Rule;
+use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
+
+/// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap).
+///
+/// LRP rules route the relevance of each output to the position of its window's maximum
+/// (the gradient, as zennit and captum's LRP do); on ties the first maximum in row-major
+/// order wins, as PyTorch. Overlapping windows add up.
+///
+/// # Shapes
+/// Input `[N, C, H, W]`, output `[N, C, H', W']` with
+/// `H' = (H + 2·pad − kh) / stride + 1` (likewise W').
+///
+/// # Example
+/// ```
+/// use ndarray::Array;
+/// use relevance::{Layer, MaxPool2d};
+/// # fn main() -> relevance::Result<()> {
+/// let pool = MaxPool2d::new((2, 2), (2, 2), (0, 0))?;
+/// let x = Array::from_shape_vec((1, 1, 2, 2), vec![1.0_f64, 4.0, 3.0, 2.0]).unwrap();
+/// assert_eq!(pool.forward(x.into_dyn().view())?.as_slice().unwrap(), &[4.0]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2d {
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+}
+
+impl MaxPool2d {
+    /// Builds the layer from kernel, stride and padding, each (height, width).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] for a zero kernel or stride, or a padding above half the
+    /// kernel (PyTorch's limit, which keeps every window partly inside the input).
+    pub fn new(kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Result<Self> {
+        if kernel.0 == 0 || kernel.1 == 0 || stride.0 == 0 || stride.1 == 0 {
+            return Err(Error::InvalidLayer {
+                layer: "MaxPool2d",
+                reason: format!("kernel {kernel:?} and stride {stride:?} must be positive"),
+            });
+        }
+        if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
+            return Err(Error::InvalidLayer {
+                layer: "MaxPool2d",
+                reason: format!("padding {padding:?} must be at most half the kernel {kernel:?}"),
+            });
+        }
+        Ok(MaxPool2d {
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    /// A square window whose stride equals its size, no padding (`nn.MaxPool2d(k)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] if `k` is zero.
+    pub fn square(k: usize) -> Result<Self> {
+        Self::new((k, k), (k, k), (0, 0))
+    }
+
+    /// Kernel, stride and padding.
+    pub fn params(&self) -> ((usize, usize), (usize, usize), (usize, usize)) {
+        (self.kernel, self.stride, self.padding)
+    }
+
+    fn spatial_out(&self, input_shape: &[usize]) -> Result<(usize, usize)> {
+        if input_shape.len() != 3 {
+            return Err(Error::Rank {
+                what: "MaxPool2d input (per sample, [C, H, W])".into(),
+                expected: 3,
+                got: input_shape.len(),
+                shape: input_shape.to_vec(),
+            });
+        }
+        let ho = window_out(input_shape[1], self.kernel.0, self.stride.0, self.padding.0, 1);
+        let wo = window_out(input_shape[2], self.kernel.1, self.stride.1, self.padding.1, 1);
+        match (ho, wo) {
+            (Some(ho), Some(wo)) => Ok((ho, wo)),
+            _ => Err(Error::InvalidLayer {
+                layer: "MaxPool2d",
+                reason: format!(
+                    "kernel {:?} does not fit the input {:?} padded by {:?}",
+                    self.kernel, input_shape, self.padding
+                ),
+            }),
+        }
+    }
+
+    /// For every output element, its value and the flat index (within its `[H, W]` plane)
+    /// of the first maximum of its window.
+    ///
+    /// # Shapes
+    /// `input` `[N, C, H, W]`; both results `[N, C, H', W']`.
+    ///
+    /// # Errors
+    /// A rank or shape error if the input is not 4-D or too small.
+    pub fn argmax<F: Float>(&self, input: &ArrayViewD<'_, F>) -> Result<(Array4<F>, Array4<usize>)> {
+        let shape = input.shape().to_vec();
+        let x = input
+            .view()
+            .into_dimensionality::<Ix4>()
+            .map_err(|_| Error::Rank {
+                what: "MaxPool2d input".into(),
+                expected: 4,
+                got: shape.len(),
+                shape: shape.clone(),
+            })?;
+        let (ho, wo) = self.spatial_out(&shape[1..])?;
+        let (n, c, h, w) = x.dim();
+        let mut vals = Array4::<F>::zeros((n, c, ho, wo));
+        let mut idx = Array4::<usize>::zeros((n, c, ho, wo));
+        for b in 0..n {
+            for ch in 0..c {
+                let plane = x
+                    .index_axis(ndarray::Axis(0), b)
+                    .index_axis_move(ndarray::Axis(0), ch);
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let mut best = F::neg_infinity();
+                        let mut at = usize::MAX;
+                        for i in 0..self.kernel.0 {
+                            let iy = (oy * self.stride.0 + i) as isize - self.padding.0 as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for j in 0..self.kernel.1 {
+                                let ix = (ox * self.stride.1 + j) as isize - self.padding.1 as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                let v = plane[[iy as usize, ix as usize]];
+                                // strictly greater: the first maximum wins, as PyTorch
+                                if at == usize::MAX || v > best || v.is_nan() {
+                                    best = v;
+                                    at = iy as usize * w + ix as usize;
+                                }
+                            }
+                        }
+                        vals[[b, ch, oy, ox]] = best;
+                        idx[[b, ch, oy, ox]] = at;
+                    }
+                }
+            }
+        }
+        Ok((vals, idx))
+    }
+
+    /// Adds each value of `values` `[N, C, H', W']` at the input position `indices` names
+    /// (as returned by [`MaxPool2d::argmax`]), into a zero array of `input_shape`
+    /// `[N, C, H, W]`. This is the max-pool gradient, and LRP's winner-take-all routing.
+    ///
+    /// # Errors
+    /// A shape error if `values` and `indices` disagree or do not fit `input_shape`.
+    pub fn route<F: Float>(
+        &self,
+        input_shape: &[usize],
+        indices: &Array4<usize>,
+        values: &ArrayViewD<'_, F>,
+    ) -> Result<ArrayD<F>> {
+        if values.shape() != indices.shape()
+            || input_shape.len() != 4
+            || input_shape[..2] != indices.shape()[..2]
+        {
+            return Err(Error::Shape {
+                what: "MaxPool2d relevance".into(),
+                expected: indices.shape().to_vec(),
+                got: values.shape().to_vec(),
+            });
+        }
+        let plane = input_shape[2] * input_shape[3];
+        let mut out = Array4::<F>::zeros((input_shape[0], input_shape[1], input_shape[2], input_shape[3]));
+        for ((b, ch, oy, ox), &at) in indices.indexed_iter() {
+            if at < plane {
+                out[[b, ch, at / input_shape[3], at % input_shape[3]]] += values[[b, ch, oy, ox]];
+            }
+        }
+        Ok(out.into_dyn())
+    }
+
+    /// Routes `values` (at the output) to the first maximum of each window of `input`.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    pub fn route_to_max<F: Float>(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        values: &ArrayViewD<'_, F>,
+    ) -> Result<ArrayD<F>> {
+        let (_, idx) = self.argmax(input)?;
+        self.route(input.shape(), &idx, values)
+    }
+}
+
+impl<F: Float> Layer<F> for MaxPool2d {
+    fn name(&self) -> String {
+        format!(
+            "MaxPool2d({}×{}, stride {:?})",
+            self.kernel.0, self.kernel.1, self.stride
+        )
+    }
+
+    fn category(&self) -> Category {
+        Category::Pooling
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let (ho, wo) = self.spatial_out(input_shape)?;
+        Ok(vec![input_shape[0], ho, wo])
+    }
+
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        Ok(self.argmax(&input)?.0.into_dyn())
+    }
+
+    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rule.max_pool(self, step)
+    }
+
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        self.route_to_max(&step.input, &grad_output)
+    }
+}

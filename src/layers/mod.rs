@@ -1,0 +1,189 @@
+//! The [`Layer`] trait, the [`Affine`] trait of dense and convolutional layers, and the
+//! five built-in layers.
+//!
+//! Layers are immutable: a forward pass and every relevance pass take `&self`, and nothing
+//! is stored on a layer. All arrays are batch-first (`[N, ...]`) in PyTorch layouts.
+
+mod conv2d;
+mod dense;
+mod flatten;
+mod maxpool;
+mod relu;
+
+pub use conv2d::{Conv2d, Conv2dConfig};
+pub use dense::Dense;
+pub use flatten::Flatten;
+pub use maxpool::MaxPool2d;
+pub use relu::Relu;
+
+use crate::error::Result;
+use crate::float::Float;
+use crate::rules::Rule;
+use ndarray::{ArrayD, ArrayView1, ArrayViewD};
+use std::fmt::Debug;
+
+/// What kind of layer this is; composites choose rules by it (after zennit's layer types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Category {
+    /// A fully connected layer ([`Dense`]).
+    Dense,
+    /// A convolution ([`Conv2d`]).
+    Convolution,
+    /// An elementwise nonlinearity ([`Relu`]).
+    Activation,
+    /// A pooling layer ([`MaxPool2d`]).
+    Pooling,
+    /// A layer that only rearranges values ([`Flatten`]).
+    Reshape,
+}
+
+impl Category {
+    /// Whether layers of this category are affine (dense or convolution), i.e. are the
+    /// layers where LRP rules differ.
+    pub fn is_affine(self) -> bool {
+        matches!(self, Category::Dense | Category::Convolution)
+    }
+}
+
+/// What a layer's relevance pass is given: the recorded forward pass of the layer and the
+/// relevance arriving at its output.
+///
+/// # Shapes
+/// `input` is `[N, in...]`, `output` and `relevance` are `[N, out...]`. The baseline
+/// fields, when present, have the shapes of `input` and `output`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Step<'a, F> {
+    /// Position of the layer in the network (0 = first layer).
+    pub index: usize,
+    /// The layer's recorded input.
+    pub input: ArrayViewD<'a, F>,
+    /// The layer's recorded output (for affine layers: the pre-activation z = Wx + b).
+    pub output: ArrayViewD<'a, F>,
+    /// Relevance at the layer's output.
+    pub relevance: ArrayViewD<'a, F>,
+    /// The layer's input on the baseline (reference) pass, for rules that need one.
+    pub baseline_input: Option<ArrayViewD<'a, F>>,
+    /// The layer's output on the baseline (reference) pass, for rules that need one.
+    pub baseline_output: Option<ArrayViewD<'a, F>>,
+}
+
+impl<'a, F> Step<'a, F> {
+    /// A step without a baseline pass.
+    pub fn new(
+        index: usize,
+        input: ArrayViewD<'a, F>,
+        output: ArrayViewD<'a, F>,
+        relevance: ArrayViewD<'a, F>,
+    ) -> Self {
+        Step {
+            index,
+            input,
+            output,
+            relevance,
+            baseline_input: None,
+            baseline_output: None,
+        }
+    }
+
+    /// Adds the layer's input and output on the baseline pass.
+    pub fn with_baseline(mut self, input: ArrayViewD<'a, F>, output: ArrayViewD<'a, F>) -> Self {
+        self.baseline_input = Some(input);
+        self.baseline_output = Some(output);
+        self
+    }
+}
+
+/// One layer of a [`Network`](crate::Network).
+///
+/// Implement it to add a layer of your own: give its output shape (checked when the network
+/// is built), its forward pass, and its relevance pass, which usually hands itself to the
+/// rule (`rule.affine(self, step)` for an affine layer, `rule.activation(self, step)` for
+/// an elementwise one). The README shows a complete example.
+pub trait Layer<F: Float>: Debug + Send + Sync {
+    /// A short human-readable name, e.g. `Dense(784→10)`; used in error messages.
+    fn name(&self) -> String;
+
+    /// The layer's category, by which composites choose rules.
+    fn category(&self) -> Category;
+
+    /// The per-sample output shape for a per-sample input shape (no batch dimension).
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) or [`Error::Rank`](crate::Error::Rank) if
+    /// the layer cannot take inputs of that shape.
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>>;
+
+    /// The forward pass.
+    ///
+    /// # Shapes
+    /// `[N, in...]` → `[N, out...]`.
+    ///
+    /// # Errors
+    /// A shape error if the input does not fit the layer.
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
+
+    /// Redistributes `step.relevance` (at the output) onto the input, under `rule`.
+    ///
+    /// # Shapes
+    /// `step.relevance` is `[N, out...]`; the result is `[N, in...]`.
+    ///
+    /// # Errors
+    /// Whatever the rule reports (e.g. bounds of the wrong shape, missing baseline).
+    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>>;
+
+    /// The gradient (vector-Jacobian product) of the output with respect to the input,
+    /// applied to `grad_output`, at the recorded point `step`.
+    ///
+    /// # Shapes
+    /// `grad_output` is `[N, out...]`; the result is `[N, in...]`.
+    ///
+    /// # Errors
+    /// A shape error if `grad_output` does not fit.
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
+
+    /// This layer as an affine layer, if it is one.
+    fn as_affine(&self) -> Option<&dyn Affine<F>> {
+        None
+    }
+}
+
+/// An affine layer (dense or convolution): everything an LRP rule needs.
+///
+/// A rule modifies the inputs and the parameters, then calls [`Affine::apply_with`] (the
+/// layer's linear map with substituted weights, no bias) and [`Affine::apply_transpose`]
+/// (the transposed map, i.e. the vector-Jacobian product `Wᵀ s`). Biases are per output
+/// channel (axis 1) and added by the caller.
+pub trait Affine<F: Float>: Layer<F> {
+    /// The weight in PyTorch layout (dense `[out, in]`, conv `[out, in, kh, kw]`).
+    fn weight(&self) -> ArrayViewD<'_, F>;
+
+    /// The bias, one value per output channel, if the layer has one.
+    fn bias(&self) -> Option<ArrayView1<'_, F>>;
+
+    /// The linear map with weight `w` (same shape as [`Affine::weight`]) and no bias.
+    ///
+    /// # Shapes
+    /// `x` is `[N, in...]`, the result `[N, out...]`.
+    ///
+    /// # Errors
+    /// A shape error if `x` or `w` does not fit.
+    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
+
+    /// The transpose of [`Affine::apply_with`]:
+    /// `⟨apply_with(x, w), s⟩ = ⟨x, apply_transpose(s, w, x.shape()[1..])⟩`.
+    ///
+    /// # Shapes
+    /// `s` is `[N, out...]`; `input_shape` is the per-sample input shape (no batch
+    /// dimension; a strided convolution needs it); the result is `[N, input_shape...]`.
+    ///
+    /// # Errors
+    /// A shape error if `s`, `w` or `input_shape` does not fit.
+    fn apply_transpose(
+        &self,
+        s: ArrayViewD<'_, F>,
+        w: ArrayViewD<'_, F>,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>>;
+}

@@ -1,0 +1,68 @@
+//! Rectified linear unit.
+
+use super::{Category, Layer, Step};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::rules::Rule;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+/// `max(x, 0)` elementwise, as `torch.nn.ReLU`.
+///
+/// Under every LRP rule relevance passes through unchanged (zennit's `Pass`); DeepLIFT
+/// applies its Rescale or RevealCancel multiplier here.
+///
+/// # Shapes
+/// Any `[N, ...]`; the output has the input's shape.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use relevance::{Layer, Relu};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Relu, array![[-1.0, 2.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[0.0, 2.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relu;
+
+impl<F: Float> Layer<F> for Relu {
+    fn name(&self) -> String {
+        "ReLU".into()
+    }
+
+    fn category(&self) -> Category {
+        Category::Activation
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        Ok(input_shape.to_vec())
+    }
+
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        Ok(input.mapv(|v| if v > F::zero() { v } else { F::zero() }))
+    }
+
+    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rule.activation(self, step)
+    }
+
+    /// The gradient of ReLU is 1 where the input is positive and 0 elsewhere (0 at 0, as
+    /// PyTorch).
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        if grad_output.shape() != step.input.shape() {
+            return Err(Error::Shape {
+                what: "ReLU output gradient".into(),
+                expected: step.input.shape().to_vec(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        let mut g = grad_output.to_owned();
+        Zip::from(&mut g).and(&step.input).for_each(|g, &x| {
+            if x <= F::zero() {
+                *g = F::zero();
+            }
+        });
+        Ok(g)
+    }
+}

@@ -1,0 +1,56 @@
+//! # relevance
+//!
+//! Explanations of neural-network predictions by **Layer-wise Relevance Propagation** (LRP;
+//! Bach et al. 2015, Montavon et al. 2019), numerically equal to zennit on the same weights.
+//!
+//! Build a [`Network`] of [`Dense`], [`Conv2d`], [`Relu`], [`MaxPool2d`] and [`Flatten`]
+//! layers from PyTorch-layout weights, then ask it to [`attribute`](Network::attribute) a
+//! prediction under a rule ([`Lrp0`], [`LrpEpsilon`], [`LrpGamma`], [`LrpAlphaBeta`],
+//! [`LrpZPlus`], [`LrpZBox`], [`LrpFlat`], [`LrpWSquare`]) or a [`Composite`] that picks a
+//! rule per layer. The result holds a relevance score for every input value: positive
+//! values speak for the target class, negative ones against it.
+//!
+//! Conventions: batch-first arrays, NCHW images, dense weights `[out, in]`, convolution
+//! weights `[out, in, kh, kw]` (PyTorch's), flatten in C order. Generic over `f32` (the
+//! default) and `f64`.
+//!
+//! ```
+//! use ndarray::{array, Array4};
+//! use relevance::{Composite, Conv2d, Conv2dConfig, Dense, Flatten, Network, Relu, Target};
+//! # fn main() -> relevance::Result<()> {
+//! // A 1×3×3 image, one 2×2 convolution with two filters, then a dense layer to 2 classes.
+//! let conv = Conv2d::new(
+//!     Array4::from_shape_vec((2, 1, 2, 2), vec![1.0, 0.5, -0.5, 1.0, 0.2, -1.0, 1.0, 0.3]).unwrap(),
+//!     Some(array![0.1, -0.1]),
+//!     Conv2dConfig::default(),
+//! )?;
+//! let dense = Dense::new(Array4::<f64>::from_elem((1, 1, 2, 8), 0.5).into_shape_with_order((2, 8)).unwrap(), None)?;
+//! let net = Network::new(&[1, 3, 3], vec![Box::new(conv), Box::new(Relu), Box::new(Flatten), Box::new(dense)])?;
+//!
+//! let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, i, j)| (i * 3 + j) as f64 / 8.0).into_dyn();
+//! let rules = Composite::epsilon_plus();
+//! let a = net.attribute(&x, &Target::Class(1), &rules)?;
+//! assert_eq!(a.relevance.shape(), &[1, 1, 3, 3]);
+//! // The relevance sums to the logit minus what the biases absorbed:
+//! assert!(a.delta[0].abs() < 0.2 * a.total[0].abs());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod float;
+pub mod layers;
+mod network;
+pub mod rules;
+mod tensor;
+
+pub use error::{Error, Result};
+pub use float::Float;
+pub use layers::{Affine, Category, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu, Step};
+
+pub use network::{sum_per_sample, Attribution, Network, Options, Seed, Target, Trace};
+pub use rules::{
+    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, Rule,
+    RuleSet, Selector,
+};

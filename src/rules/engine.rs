@@ -1,0 +1,275 @@
+//! The one engine behind every LRP rule, after zennit's `BasicHook`
+//! (`zennit/core.py`) and iNNvestigate's `ZRule.apply`.
+//!
+//! A rule is a list of [`Group`]s. Each group is a list of [`Term`]s — a part of the input
+//! paired with a modified weight and bias — plus a factor (α or −β) and a mask on the
+//! original output's sign. For one group:
+//!
+//! 1. `z = Σₜ signₜ · (apply_with(xₜ, Wₜ) + bₜ)` — the modified forward pass;
+//! 2. `s = mask ⊙ R / stabilise(z)` — the stabilised division;
+//! 3. `cₜ = apply_transpose(s, Wₜ)` — the transposed pass, one per term;
+//! 4. `R_in += factor · Σₜ signₜ · xₜ ⊙ cₜ` — multiply by the (modified) input.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::{Affine, Step};
+use crate::tensor::{add_channel_bias, negative, positive, safe_ratio};
+use ndarray::{Array1, ArrayD, ArrayViewD, Zip};
+
+/// Which input a term multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// The recorded input x.
+    All,
+    /// x⁺ = max(x, 0).
+    Positive,
+    /// x⁻ = min(x, 0).
+    Negative,
+    /// A tensor of ones (Flat, WSquare).
+    Ones,
+    /// The lower bound l (ZBox).
+    Low,
+    /// The upper bound h (ZBox).
+    High,
+}
+
+/// How a parameter (weight or bias) is modified.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Param {
+    /// Unchanged.
+    Keep,
+    /// p⁺ = max(p, 0).
+    Positive,
+    /// p⁻ = min(p, 0).
+    Negative,
+    /// All ones (Flat).
+    Ones,
+    /// p² (WSquare).
+    Square,
+    /// p + γ·p⁺ (zennit's Gamma, "up").
+    GammaUp(f64),
+    /// p + γ·p⁻ (zennit's Gamma, "down").
+    GammaDown(f64),
+}
+
+impl Param {
+    fn apply<F: Float>(self, p: F) -> F {
+        let zero = F::zero();
+        match self {
+            Param::Keep => p,
+            Param::Positive => p.max(zero),
+            Param::Negative => p.min(zero),
+            Param::Ones => F::one(),
+            Param::Square => p * p,
+            Param::GammaUp(g) => p + F::lit(g) * p.max(zero),
+            Param::GammaDown(g) => p + F::lit(g) * p.min(zero),
+        }
+    }
+}
+
+/// Which outputs a group redistributes, judged by the sign of the original output z.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mask {
+    /// Every output.
+    All,
+    /// Outputs with z > 0.
+    Positive,
+    /// Outputs with z < 0.
+    Negative,
+}
+
+/// One modified forward pass: `sign · (apply_with(input, weight(W)) + bias(b))`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Term {
+    pub input: Input,
+    pub weight: Param,
+    /// `None`: this term adds no bias.
+    pub bias: Option<Param>,
+    /// +1 or −1.
+    pub sign: f64,
+}
+
+impl Term {
+    pub const fn new(input: Input, weight: Param, bias: Option<Param>) -> Self {
+        Term {
+            input,
+            weight,
+            bias,
+            sign: 1.0,
+        }
+    }
+    pub const fn negated(mut self) -> Self {
+        self.sign = -self.sign;
+        self
+    }
+}
+
+/// Terms sharing one stabilised denominator.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    pub factor: f64,
+    pub mask: Mask,
+    pub terms: Vec<Term>,
+}
+
+/// A complete LRP rule for one affine layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipe<'a, F> {
+    pub groups: Vec<Group>,
+    /// Stabiliser ε in `z + ε·sign₀(z)`.
+    pub epsilon: f64,
+    /// ZBox bounds (per-sample shape broadcastable to the input).
+    pub bounds: Option<(&'a ArrayD<F>, &'a ArrayD<F>)>,
+}
+
+/// Broadcasts a per-sample bound to the batch input's shape.
+fn broadcast_bound<F: Float>(what: &str, bound: &ArrayD<F>, input: &ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+    let sample = &input.shape()[1..];
+    let mut shape = vec![1];
+    shape.extend(std::iter::repeat_n(1, sample.len().saturating_sub(bound.ndim())));
+    shape.extend_from_slice(bound.shape());
+    let err = || Error::Shape {
+        what: format!("{what} (must broadcast to the per-sample input shape)"),
+        expected: sample.to_vec(),
+        got: bound.shape().to_vec(),
+    };
+    if bound.ndim() > sample.len() {
+        return Err(err());
+    }
+    let v = bound.view().into_shape_with_order(shape).map_err(|_| err())?;
+    v.broadcast(input.raw_dim()).map(|b| b.to_owned()).ok_or_else(err)
+}
+
+fn input_part<F: Float>(
+    part: Input,
+    x: &ArrayViewD<'_, F>,
+    bounds: Option<(&ArrayD<F>, &ArrayD<F>)>,
+) -> Result<ArrayD<F>> {
+    Ok(match part {
+        Input::All => x.to_owned(),
+        Input::Positive => positive(x),
+        Input::Negative => negative(x),
+        Input::Ones => ArrayD::from_elem(x.raw_dim(), F::one()),
+        Input::Low | Input::High => {
+            let (low, high) = bounds.ok_or_else(|| Error::Unsupported {
+                rule: "LrpZBox".into(),
+                reason: "bounds missing".into(),
+            })?;
+            let (what, b) = if part == Input::Low {
+                ("ZBox low bound", low)
+            } else {
+                ("ZBox high bound", high)
+            };
+            broadcast_bound(what, b, x)?
+        }
+    })
+}
+
+/// Whether a term contributes nothing because its input part is identically zero
+/// (x⁻ after a ReLU, x⁺ of a non-positive input).
+fn vanishes<F: Float>(part: Input, x: &ArrayViewD<'_, F>) -> bool {
+    match part {
+        Input::Negative => x.iter().all(|&v| v >= F::zero()),
+        Input::Positive => x.iter().all(|&v| v <= F::zero()),
+        _ => false,
+    }
+}
+
+/// Runs the four steps of the module docs for every group and sums the results.
+pub(crate) fn propagate<F: Float>(
+    layer: &dyn Affine<F>,
+    step: &Step<'_, F>,
+    recipe: &Recipe<'_, F>,
+) -> Result<ArrayD<F>> {
+    let x = &step.input;
+    let input_shape = &x.shape()[1..];
+    if step.relevance.shape() != step.output.shape() {
+        return Err(Error::Shape {
+            what: "relevance at the layer output".into(),
+            expected: step.output.shape().to_vec(),
+            got: step.relevance.shape().to_vec(),
+        });
+    }
+    let w = layer.weight();
+    let b = layer.bias();
+    let eps = F::lit(recipe.epsilon);
+    let mut r_in = ArrayD::<F>::zeros(x.raw_dim());
+    for group in &recipe.groups {
+        // 1. z = Σ sign · (apply_with(x_t, W_t) + b_t); LRP-0 and ε reuse the recorded output.
+        let plain = group.terms.len() == 1
+            && group.terms[0].input == Input::All
+            && group.terms[0].weight == Param::Keep
+            && group.terms[0].bias == Some(Param::Keep)
+            && group.terms[0].sign == 1.0;
+        let mut z: Option<ArrayD<F>> = plain.then(|| step.output.to_owned());
+        // Prepared (sign, input part, modified weight) per contributing term, built once.
+        let mut parts = Vec::with_capacity(group.terms.len());
+        for t in &group.terms {
+            // A term whose input part is identically zero (x⁻ after a ReLU) only adds its bias.
+            let active = !vanishes(t.input, x);
+            let mut prepared = None;
+            let mut zt = if active {
+                let xt = input_part(t.input, x, recipe.bounds)?;
+                let wt = if t.weight == Param::Keep {
+                    w.to_owned()
+                } else {
+                    w.mapv(|p| t.weight.apply(p))
+                };
+                let zt = if plain {
+                    None
+                } else {
+                    Some(layer.apply_with(xt.view(), wt.view())?)
+                };
+                prepared = Some((xt, wt));
+                zt
+            } else {
+                None
+            };
+            if !plain {
+                if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
+                    let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
+                    let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
+                    add_channel_bias(zt, bt.view());
+                }
+                if let Some(zt) = zt {
+                    let sign = F::lit(t.sign);
+                    z = Some(match z {
+                        None => zt.mapv(|v| v * sign),
+                        Some(mut acc) => {
+                            Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a = *a + sign * v);
+                            acc
+                        }
+                    });
+                }
+            }
+            if let Some((xt, wt)) = prepared {
+                parts.push((t.sign, xt, wt));
+            }
+        }
+        let Some(z) = z else { continue };
+        // 2. s = mask ⊙ R / stabilise(z)
+        let mut s = step.relevance.to_owned();
+        Zip::from(&mut s)
+            .and(&z)
+            .and(&step.output)
+            .for_each(|s, &z, &orig| {
+                let keep = match group.mask {
+                    Mask::All => true,
+                    Mask::Positive => orig > F::zero(),
+                    Mask::Negative => orig < F::zero(),
+                };
+                *s = if keep { safe_ratio(*s, z, eps) } else { F::zero() };
+            });
+        // 3.–4. R_in += factor · Σ sign · x_t ⊙ apply_transpose(s, W_t)
+        let factor = F::lit(group.factor);
+        for (sign, xt, wt) in parts {
+            let c = layer.apply_transpose(s.view(), wt.view(), input_shape)?;
+            let k = factor * F::lit(sign);
+            Zip::from(&mut r_in)
+                .and(&xt)
+                .and(&c)
+                .for_each(|r, &xv, &cv| *r = *r + k * xv * cv);
+        }
+    }
+    Ok(r_in)
+}
