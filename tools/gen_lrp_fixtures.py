@@ -27,6 +27,8 @@ What it does
    (tensor hooks), which is cross-validated by running zennit on the sub-network modules[k:].
 4. Sanity checks: no NaN; LRP-0 on a bias-free copy conserves relevance; LRP-0 with R_out = logit equals
    gradient * input; descriptors rebuilt into rules reproduce every case.
+5. Replays every case from the written JSON alone (torch functional ops + textbook formulas, no zennit) -- the
+   reference for what the Rust implementation has to compute (see `replay_affine` / `replay_fixture`).
 
 Fixture format: see tools/README.md ("LRP fixtures").
 """
@@ -732,8 +734,8 @@ def generate_network(name, spec):
         break
     else:
         raise RuntimeError(f"{name}: no acceptable seed found")
-    for r in rejected:
-        print(f"    rejected seed {r[0]}: {r[1]}")
+    if rejected:
+        print(f"    rejected {len(rejected)} seed(s) {rejected[0][0]}..{rejected[-1][0]}; last: {rejected[-1][1]}")
     print(f"[{name}] seed {seed}: min max-pool gap {gap:.3e} (all-zero windows: {n_zero} of {n_win}), "
           f"min |z|/sum|terms| {cond:.3e}")
     check_pool_tie_rule(model, x)
@@ -823,6 +825,132 @@ def _pkg_version(pkg):
     return version(pkg)
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# 4. Independent replay from the JSON alone (no zennit): what the Rust side has to do
+# ------------------------------------------------------------------------------------------------------------------
+
+def _t(tj):
+    return torch.tensor(tj["data"], dtype=torch.float64).reshape(tj["shape"])
+
+
+def _affine_ops(layer):
+    if layer["type"] == "dense":
+        def fwd(a, W):
+            return a @ W.T
+    else:
+        st, pd, dl = layer["stride"], layer["padding"], layer["dilation"]
+
+        def fwd(a, W):
+            return F.conv2d(a, W, None, st, pd, dl)
+
+    def vjp(a_like, W, s):
+        a0 = torch.zeros_like(a_like, requires_grad=True)
+        with torch.enable_grad():
+            g, = torch.autograd.grad(fwd(a0, W), a0, grad_outputs=s)
+        return g
+    return fwd, vjp
+
+
+def _bias_shape(b, layer):
+    return b if layer["type"] == "dense" else b[None, :, None, None]
+
+
+def replay_affine(rule, layer, a, R):
+    fwd, vjp_ = _affine_ops(layer)
+    W = _t(layer["weight"])
+    b = _bias_shape(_t(layer["bias"]), layer)
+
+    def vjp(W_, s):
+        return vjp_(a, W_, s)
+
+    def st(z, eps):
+        return z + eps * torch.where(z >= 0, 1.0, -1.0)
+    Wp, Wn, ap, an = W.clamp(min=0), W.clamp(max=0), a.clamp(min=0), a.clamp(max=0)
+    r = rule["rule"]
+    if r == "epsilon":
+        s = R / st(fwd(a, W) + b, rule["epsilon"])
+        return a * vjp(W, s)
+    if r == "gamma":
+        g, eps = rule["gamma"], rule["stabilizer"]
+        Wup, Wdn = W + g * Wp, W + g * Wn
+        z = fwd(a, W) + b
+        dpos = fwd(ap, Wup) + fwd(an, Wdn) + b + g * b.clamp(min=0)
+        dneg = fwd(ap, Wdn) + fwd(an, Wup) + b + g * b.clamp(max=0)
+        spos = (z > 0) * R / st(dpos, eps)
+        sneg = (z < 0) * R / st(dneg, eps)
+        return ap * vjp(Wup, spos) + an * vjp(Wdn, spos) + ap * vjp(Wdn, sneg) + an * vjp(Wup, sneg)
+    if r in ("alphabeta", "zplus"):
+        al, be = (rule["alpha"], rule["beta"]) if r == "alphabeta" else (1.0, 0.0)
+        eps = rule["stabilizer"]
+        sa = R / st(fwd(ap, Wp) + fwd(an, Wn) + b.clamp(min=0), eps)
+        si = R / st(fwd(ap, Wn) + fwd(an, Wp) + b.clamp(max=0), eps)
+        res = al * (ap * vjp(Wp, sa) + an * vjp(Wn, sa))
+        return res - be * (ap * vjp(Wn, si) + an * vjp(Wp, si)) if be != 0 else res
+    if r == "zbox":
+        lo = _t(rule["low"])[None].expand_as(a)
+        hi = _t(rule["high"])[None].expand_as(a)
+        s = R / st(fwd(a - lo, Wp) + fwd(a - hi, Wn), rule["stabilizer"])
+        return (a - lo) * vjp(Wp, s) + (a - hi) * vjp(Wn, s)
+    if r == "flat":
+        ones_w = torch.ones_like(W)
+        s = R / st(fwd(torch.ones_like(a), ones_w), rule["stabilizer"])
+        return vjp(ones_w, s)
+    if r == "wsquare":
+        s = R / st(fwd(torch.ones_like(a), W ** 2) + b ** 2, rule["stabilizer"])
+        return vjp(W ** 2, s)
+    raise ValueError(r)
+
+
+def replay_fixture(fx):
+    """Recompute every case of a fixture from its JSON content only; return the max relative deviation."""
+    layers = fx["layers"]
+    x = _t(fx["input"])
+    acts = [x]
+    for layer in layers:  # forward pass
+        a = acts[-1]
+        t = layer["type"]
+        if t == "dense":
+            acts.append(a @ _t(layer["weight"]).T + _t(layer["bias"]))
+        elif t == "conv2d":
+            acts.append(F.conv2d(a, _t(layer["weight"]), _t(layer["bias"]), layer["stride"], layer["padding"],
+                                 layer["dilation"]))
+        elif t == "relu":
+            acts.append(a.clamp(min=0))
+        elif t == "maxpool2d":
+            acts.append(F.max_pool2d(a, layer["kernel"], layer["stride"], layer["padding"]))
+        elif t == "flatten":
+            acts.append(a.reshape(a.shape[0], -1))
+    worst = assert_close(acts[-1], _t(fx["output"]), 1e-12, f"{fx['name']}: replay forward")
+    out = acts[-1]
+    N = out.shape[0]
+    onehot = torch.zeros_like(out)
+    onehot[torch.arange(N), torch.tensor(fx["target"])] = 1.0
+    for case in fx["cases"]:
+        R = out * onehot if case["seed"] == "logit" else onehot
+        rels = [None] * len(layers) + [R]
+        for k in range(len(layers) - 1, -1, -1):
+            layer, rule, a = layers[k], case["layer_rules"][k], acts[k]
+            t = layer["type"]
+            if t in ("dense", "conv2d"):
+                R = replay_affine(rule, layer, a, R)
+            elif t == "relu":
+                check(rule["rule"] == "pass", "relu rule")
+            elif t == "maxpool2d":  # winner takes all, first maximum in row-major order
+                check(rule["rule"] == "gradient", "maxpool rule")
+                _, ind = F.max_pool2d(a, layer["kernel"], layer["stride"], layer["padding"], return_indices=True)
+                R = torch.zeros_like(a).flatten(2).scatter_add_(2, ind.flatten(2), R.flatten(2)).reshape(a.shape)
+            elif t == "flatten":
+                check(rule["rule"] == "gradient", "flatten rule")
+                R = R.reshape(a.shape)
+            rels[k] = R
+        worst = max(worst, assert_close(R, _t(case["relevance"]), 1e-10, f"{fx['name']}/{case['name']}: replay"))
+        if "layers" in case:
+            for k, tj in enumerate(case["layers"]):
+                worst = max(worst, assert_close(rels[k], _t(tj), 1e-10, f"{fx['name']}/{case['name']}: replay L{k}"))
+    return worst
+
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: tests/fixtures)")
@@ -840,6 +968,8 @@ def main():
         fixture = generate_network(name, spec)
         path = os.path.join(args.out, f"lrp_{name}.json")
         text = json.dumps(fixture, separators=(",", ":"), allow_nan=False)
+        worst = replay_fixture(json.loads(text))
+        print(f"    independent replay from the JSON (no zennit): max deviation {worst:.2e}")
         with open(path, "w") as f:
             f.write(text + "\n")
         print(f"wrote {os.path.normpath(path)} ({len(text) / 1e6:.2f} MB)")
