@@ -1,0 +1,251 @@
+//! The crate against zennit: every LRP rule and composite on three networks, with weights,
+//! inputs and expected relevance produced by `tools/gen_lrp_fixtures.py` running the real
+//! zennit (float64) and stored in `tests/fixtures/lrp_*.json`.
+//!
+//! f64 must match within 1e-9 relative (to the largest magnitude of the expected array);
+//! f32 within 1e-4.
+
+use ndarray::{ArrayD, IxDyn};
+use relevance::{
+    Composite, Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat,
+    LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, MaxPool2d, Network, Options, Relu, RuleSet, Seed, Selector,
+    Target,
+};
+use serde_json::Value;
+
+const NETWORKS: [&str; 3] = ["mlp", "cnn", "deep"];
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/lrp_{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn tensor<F: Float>(v: &Value) -> ArrayD<F> {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<F> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| F::lit(d.as_f64().unwrap()))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
+}
+
+fn pair(v: &Value) -> (usize, usize) {
+    let a = v.as_array().unwrap();
+    (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
+}
+
+fn network<F: Float>(fx: &Value) -> Network<F> {
+    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
+    for l in fx["layers"].as_array().unwrap() {
+        let bias = |l: &Value| l.get("bias").filter(|b| !b.is_null()).map(|b| tensor::<F>(b));
+        match l["type"].as_str().unwrap() {
+            "dense" => {
+                let w = tensor::<F>(&l["weight"])
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .unwrap();
+                let b = bias(l).map(|b| b.into_dimensionality::<ndarray::Ix1>().unwrap());
+                layers.push(Box::new(Dense::new(w, b).unwrap()));
+            }
+            "conv2d" => {
+                let w = tensor::<F>(&l["weight"])
+                    .into_dimensionality::<ndarray::Ix4>()
+                    .unwrap();
+                let b = bias(l).map(|b| b.into_dimensionality::<ndarray::Ix1>().unwrap());
+                let config = Conv2dConfig {
+                    stride: pair(&l["stride"]),
+                    padding: pair(&l["padding"]),
+                    dilation: pair(&l["dilation"]),
+                };
+                layers.push(Box::new(Conv2d::new(w, b, config).unwrap()));
+            }
+            "relu" => layers.push(Box::new(Relu)),
+            "flatten" => layers.push(Box::new(Flatten)),
+            "maxpool2d" => layers.push(Box::new(
+                MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap(),
+            )),
+            other => panic!("unknown layer type {other}"),
+        }
+    }
+    let shape: Vec<usize> = fx["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    Network::new(&shape, layers).unwrap()
+}
+
+/// Our rule set for a fixture case name.
+fn rules<F: Float>(name: &str, fx: &Value) -> Box<dyn RuleSet<F>> {
+    let low = || tensor::<F>(&fx["low"]);
+    let high = || tensor::<F>(&fx["high"]);
+    match name {
+        "lrp0" => Box::new(Lrp0),
+        "epsilon" | "epsilon_onehot" => Box::new(LrpEpsilon::default()),
+        "epsilon_0.25" => Box::new(LrpEpsilon::new(0.25).unwrap()),
+        "gamma" => Box::new(LrpGamma::default()),
+        "gamma_0" => Box::new(LrpGamma::new(0.0).unwrap()),
+        "gamma_1" => Box::new(LrpGamma::new(1.0).unwrap()),
+        "alpha2beta1" => Box::new(LrpAlphaBeta::new(2.0, 1.0).unwrap()),
+        "alpha1beta0" => Box::new(LrpAlphaBeta::new(1.0, 0.0).unwrap()),
+        "zplus" => Box::new(LrpZPlus::new()),
+        "flat" => Box::new(LrpFlat::new()),
+        "wsquare" => Box::new(LrpWSquare::new()),
+        "zbox_first" => Box::new(
+            Composite::new(LrpEpsilon::default())
+                .with(Selector::First(None), LrpZBox::new(low(), high()).unwrap()),
+        ),
+        "epsilon_gamma_box" => Box::new(Composite::epsilon_gamma_box(low(), high()).unwrap()),
+        "epsilon_plus" => Box::new(Composite::<F>::epsilon_plus()),
+        "epsilon_plus_flat" => Box::new(Composite::<F>::epsilon_plus_flat()),
+        "epsilon_alpha2_beta1" => Box::new(Composite::<F>::epsilon_alpha2_beta1()),
+        "epsilon_alpha2_beta1_flat" => Box::new(Composite::<F>::epsilon_alpha2_beta1_flat()),
+        "layered" => Box::new(Composite::layered(low(), high()).unwrap()),
+        other => panic!("fixture case {other} has no rule mapping in this test"),
+    }
+}
+
+/// Largest |a − b| divided by the largest |b| (relative to the array's scale).
+fn rel_dev<F: Float>(got: &ArrayD<F>, want: &ArrayD<F>) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want
+        .iter()
+        .fold(0.0_f64, |m, v| m.max(v.as_f64().abs()))
+        .max(1e-300);
+    got.iter()
+        .zip(want.iter())
+        .fold(0.0_f64, |m, (a, b)| m.max((a.as_f64() - b.as_f64()).abs()))
+        / scale
+}
+
+fn check_all<F: Float>(tol: f64) -> f64 {
+    let mut worst = 0.0_f64;
+    let mut cases = 0;
+    for net_name in NETWORKS {
+        let fx = load(net_name);
+        let net = network::<F>(&fx);
+        let x = tensor::<F>(&fx["input"]);
+        let out = net.forward(&x).unwrap();
+        let d = rel_dev(&out, &tensor::<F>(&fx["output"]));
+        assert!(d < tol, "{net_name}: forward deviates by {d:e}");
+        let target: Vec<usize> = fx["target"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as usize)
+            .collect();
+        for case in fx["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let seed = match case["seed"].as_str().unwrap() {
+                "logit" => Seed::Logit,
+                "onehot" => Seed::OneHot,
+                s => panic!("unknown seed {s}"),
+            };
+            let rules = rules::<F>(name, &fx);
+            let options = Options {
+                seed,
+                keep_layers: case.get("layers").is_some_and(|l| !l.is_null()),
+            };
+            let a = net
+                .attribute_with(&x, &Target::PerSample(target.clone()), &*rules, options)
+                .unwrap();
+            let want = tensor::<F>(&case["relevance"]);
+            let d = rel_dev(&a.relevance, &want);
+            assert!(
+                d < tol,
+                "{net_name}/{name}: relevance deviates from zennit by {d:e} (tolerance {tol:e})"
+            );
+            worst = worst.max(d);
+            cases += 1;
+            if let Some(layers) = case.get("layers").and_then(|l| l.as_array()) {
+                let ours = a.layers.as_ref().unwrap();
+                assert_eq!(
+                    ours.len(),
+                    layers.len(),
+                    "{net_name}/{name}: number of per-layer relevances"
+                );
+                for (k, (got, want)) in ours.iter().zip(layers).enumerate() {
+                    let d = rel_dev(got, &tensor::<F>(want));
+                    assert!(
+                        d < tol,
+                        "{net_name}/{name}: relevance at layer {k} deviates by {d:e}"
+                    );
+                    worst = worst.max(d);
+                }
+            }
+        }
+    }
+    assert!(
+        cases >= 3 * 18,
+        "expected every rule and preset on every network, got {cases} cases"
+    );
+    worst
+}
+
+#[test]
+fn f64_matches_zennit_to_1e_9() {
+    let worst = check_all::<f64>(1e-9);
+    println!("worst relative deviation from zennit (f64): {worst:e}");
+}
+
+#[test]
+fn f32_matches_zennit_to_1e_4() {
+    let worst = check_all::<f32>(1e-4);
+    println!("worst relative deviation from zennit (f32): {worst:e}");
+}
+
+/// The composites choose the same rule per layer as zennit did (recorded in `layer_rules`).
+#[test]
+fn composites_resolve_like_zennit() {
+    let mut checked = 0;
+    for net_name in NETWORKS {
+        let fx = load(net_name);
+        let net = network::<f64>(&fx);
+        let layers: Vec<&dyn Layer<f64>> = net.layers().iter().map(|l| l.as_ref()).collect();
+        for case in fx["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let Some(expected) = case.get("layer_rules").and_then(|l| l.as_array()) else {
+                continue;
+            };
+            let rules = rules::<f64>(name, &fx);
+            let resolved = rules.resolve(&layers);
+            assert_eq!(
+                expected.len(),
+                resolved.len(),
+                "{net_name}/{name}: one rule per layer"
+            );
+            for (k, (want, got)) in expected.iter().zip(&resolved).enumerate() {
+                if !layers[k].category().is_affine() {
+                    continue;
+                }
+                let f = |key: &str| want[key].as_f64().unwrap();
+                let accepted: Vec<String> = match want["rule"].as_str().unwrap() {
+                    "epsilon" if f("epsilon") == 0.0 => vec!["Lrp0".into(), "LrpEpsilon(0e0)".into()],
+                    "epsilon" => vec![format!("LrpEpsilon({:e})", f("epsilon"))],
+                    "gamma" => vec![format!("LrpGamma({})", f("gamma"))],
+                    "alphabeta" => vec![format!("LrpAlphaBeta(alpha={}, beta={})", f("alpha"), f("beta"))],
+                    "zplus" => vec!["LrpZPlus(stabilizer=1e-6)".into()],
+                    "flat" => vec!["LrpFlat(stabilizer=1e-6)".into()],
+                    "wsquare" => vec!["LrpWSquare(stabilizer=1e-6)".into()],
+                    "zbox" => vec!["LrpZBox".into()],
+                    other => panic!("unknown zennit rule {other}"),
+                };
+                assert!(
+                    accepted.contains(&got.name()),
+                    "{net_name}/{name}: layer {k}: zennit used {want}, we chose {}",
+                    got.name()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} layer choices checked");
+}
