@@ -100,6 +100,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A heatmap or image could not be made or written. Usually the caller's fault (an empty
+    /// relevance map, a zero upscaling factor, an overlay alpha outside [0, 1], more images
+    /// than grid cells, an image above `heatmap::MAX_PIXELS`, an unknown palette name or bad
+    /// colour-map source); for PNG output also the environment's (a missing directory, a
+    /// full disk).
+    #[error("{what}: {reason}")]
+    Image {
+        /// What was being made or checked (e.g. "upscale factor", "PNG file out/a.png").
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An error that happened inside one layer of a network, with its position.
     #[error("layer {index} ({name}): {source}")]
     AtLayer {
