@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod deeplift;
 mod error;
 mod float;
 pub mod layers;
@@ -45,8 +46,10 @@ mod network;
 pub mod rules;
 mod tensor;
 
+pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions};
 pub use error::{Error, Result};
 pub use float::Float;
+pub use rules::{DeepLift, Gradient, GradientTimesInput};
 pub use layers::{Affine, Category, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu, Step};
 
 pub use network::{sum_per_sample, Attribution, Network, Options, Seed, Target, Trace};

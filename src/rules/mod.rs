@@ -7,10 +7,14 @@
 //! pass, multiply by the (modified) input.
 
 mod composite;
+pub(crate) mod deeplift;
 pub(crate) mod engine;
+mod gradient;
 mod lrp;
 
 pub use composite::{Composite, RuleSet, Selector};
+pub use deeplift::{DeepLift, MaxPoolRule, NonlinearRule, DEEPLIFT_THRESHOLD};
+pub use gradient::{Gradient, GradientTimesInput};
 pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus};
 
 use crate::error::{Error, Result};

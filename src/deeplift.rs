@@ -1,0 +1,323 @@
+//! The DeepLIFT entry point [`Network::deeplift`]: baselines (zero, shared, per sample, a
+//! set of K for DeepLiftShap), the paired trace of input and baseline, and the backward
+//! loop of multipliers with RevealCancel's state between a linear layer and the activation
+//! above it.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::Step;
+use crate::network::{Network, Seed, Target};
+use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
+use crate::rules::DeepLift;
+use crate::tensor::{check_finite, per_sample_sum};
+use ndarray::{Array1, ArrayD, Axis, IxDyn};
+
+/// The reference input(s) `x̄` that DeepLIFT explains the difference `f(x) − f(x̄)` against.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Baseline<F: Float = f32> {
+    /// All zeros (captum's default).
+    Zero,
+    /// One baseline for the whole batch, of the per-sample input shape (or with a leading
+    /// batch dimension of 1).
+    Shared(ArrayD<F>),
+    /// One baseline per sample, `[N, input_shape...]`.
+    PerSample(ArrayD<F>),
+    /// K baselines `[K, input_shape...]`; every sample is explained against each and the
+    /// attributions are averaged — captum's `DeepLiftShap` (inputs `repeat_interleave(K)`,
+    /// baselines `repeat(N)`, mean over K). K = 1 is allowed and equals `Shared`.
+    Distribution(ArrayD<F>),
+}
+
+/// Options of [`Network::deeplift_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DeepLiftOptions {
+    /// Keep the contributions at every layer's input in [`DeepLiftAttribution::layers`].
+    pub keep_layers: bool,
+}
+
+impl DeepLiftOptions {
+    /// Options that keep the per-layer contributions.
+    pub fn keep_layers() -> Self {
+        DeepLiftOptions { keep_layers: true }
+    }
+}
+
+/// The result of [`Network::deeplift`]. For [`Baseline::Distribution`] every field is the
+/// mean over the K baselines.
+#[derive(Debug, Clone)]
+pub struct DeepLiftAttribution<F: Float = f32> {
+    /// Contributions at the input, `multipliers ⊙ (x − x̄)`, shape `[N, input_shape...]`.
+    pub attribution: ArrayD<F>,
+    /// Multipliers at the input (captum's `multiply_by_inputs=False` result).
+    pub multipliers: ArrayD<F>,
+    /// The network output `f(x)`, `[N, outputs...]`.
+    pub output: ArrayD<F>,
+    /// The network output on the baseline `f(x̄)`.
+    pub baseline_output: ArrayD<F>,
+    /// The difference to explain per sample, `Σ seed ⊙ (f(x) − f(x̄))` (`f_c(x) − f_c(x̄)`
+    /// for a class target).
+    pub total: Array1<F>,
+    /// Summation-to-delta gap per sample, `total − Σ attribution` (captum's convergence
+    /// delta, sign included). Zero up to rounding for Rescale, RevealCancel and cross-max.
+    pub delta: Array1<F>,
+    /// When asked for: `layers[k]` holds the contributions at the input of layer k
+    /// (`layers[0] == attribution`, `layers[L]` = `seed ⊙ (f(x) − f(x̄))`); each sums to
+    /// `total` per sample.
+    pub layers: Option<Vec<ArrayD<F>>>,
+}
+
+/// Inputs, baselines and targets expanded to one pair per row.
+struct Pairs<F: Float> {
+    x: ArrayD<F>,
+    baseline: ArrayD<F>,
+    target: Target<F>,
+    /// Baselines per sample.
+    k: usize,
+}
+
+fn repeat_interleave<F: Float>(a: &ArrayD<F>, k: usize) -> ArrayD<F> {
+    let rows: Vec<_> = a
+        .axis_iter(Axis(0))
+        .flat_map(|r| std::iter::repeat(r).take(k))
+        .collect();
+    ndarray::stack(Axis(0), &rows).expect("rows of one array")
+}
+
+fn tile<F: Float>(a: &ArrayD<F>, n: usize) -> ArrayD<F> {
+    let rows: Vec<_> = (0..n).flat_map(|_| a.axis_iter(Axis(0))).collect();
+    ndarray::stack(Axis(0), &rows).expect("rows of one array")
+}
+
+/// Mean over groups of `k` consecutive rows: `[N·k, ...]` → `[N, ...]`.
+fn mean_groups<F: Float>(a: ArrayD<F>, k: usize) -> ArrayD<F> {
+    if k == 1 {
+        return a;
+    }
+    let mut shape = vec![a.shape()[0] / k, k];
+    shape.extend_from_slice(&a.shape()[1..]);
+    let grouped = a.into_shape_with_order(IxDyn(&shape)).expect("N·k rows");
+    grouped.mean_axis(Axis(1)).expect("k ≥ 1")
+}
+
+impl<F: Float> Network<F> {
+    fn baseline_shape_error(&self, what: &str, lead: usize, got: &[usize]) -> Error {
+        let mut expected = vec![lead];
+        expected.extend_from_slice(self.input_shape());
+        Error::Shape {
+            what: what.into(),
+            expected,
+            got: got.to_vec(),
+        }
+    }
+
+    /// Checks the baseline and expands inputs, baselines and targets to one pair per row.
+    fn pairs(&self, x: &ArrayD<F>, target: &Target<F>, baseline: &Baseline<F>) -> Result<Pairs<F>> {
+        let n = x.shape()[0];
+        let sample = self.input_shape();
+        let per_sample = |b: &ArrayD<F>, what: &str| -> Result<()> {
+            if b.ndim() != sample.len() + 1 || &b.shape()[1..] != sample {
+                return Err(self.baseline_shape_error(
+                    what,
+                    b.shape().first().copied().unwrap_or(1),
+                    b.shape(),
+                ));
+            }
+            check_finite(what, &b.view())
+        };
+        let (b, k) = match baseline {
+            Baseline::Zero => (ArrayD::zeros(x.raw_dim()), 1),
+            Baseline::Shared(b) => {
+                let b = if b.shape() == sample {
+                    b.clone().insert_axis(Axis(0))
+                } else {
+                    b.clone()
+                };
+                per_sample(&b, "shared baseline")?;
+                if b.shape()[0] != 1 {
+                    return Err(self.baseline_shape_error("shared baseline", 1, b.shape()));
+                }
+                (tile(&b, n), 1)
+            }
+            Baseline::PerSample(b) => {
+                per_sample(b, "per-sample baselines")?;
+                if b.shape()[0] != n {
+                    return Err(Error::BatchMismatch {
+                        what: "per-sample baselines".into(),
+                        batch: n,
+                        got: b.shape()[0],
+                    });
+                }
+                (b.clone(), 1)
+            }
+            Baseline::Distribution(b) => {
+                per_sample(b, "baseline distribution")?;
+                let k = b.shape()[0];
+                if k == 0 {
+                    return Err(self.baseline_shape_error(
+                        "baseline distribution (at least one)",
+                        1,
+                        b.shape(),
+                    ));
+                }
+                (tile(b, n), k)
+            }
+        };
+        let target = match target {
+            Target::PerSample(v) if v.len() != n => {
+                return Err(Error::BatchMismatch {
+                    what: "per-sample targets".into(),
+                    batch: n,
+                    got: v.len(),
+                })
+            }
+            Target::PerSample(v) if k > 1 => {
+                Target::PerSample(v.iter().flat_map(|&c| std::iter::repeat(c).take(k)).collect())
+            }
+            Target::Relevance(r) if r.ndim() > 0 && r.shape()[0] == n && k > 1 => {
+                Target::Relevance(repeat_interleave(r, k))
+            }
+            t => t.clone(),
+        };
+        let x = if k > 1 { repeat_interleave(x, k) } else { x.clone() };
+        Ok(Pairs {
+            x,
+            baseline: b,
+            target,
+            k,
+        })
+    }
+
+    /// Explains `f(x) − f(x̄)` for `target` with DeepLIFT (Shrikumar et al. 2017).
+    ///
+    /// The network traces `x` and the baseline `x̄`, then carries multipliers from the
+    /// output down: the seed is one-hot at the target (captum's), so the attribution of a
+    /// sample sums to `f_c(x) − f_c(x̄)`. Affine layers use the Linear rule, activations
+    /// Rescale or RevealCancel, max-pools cross-max or the gradient, as `rule` says.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Baseline, DeepLift, Dense, Network, Relu, Target};
+    /// # fn main() -> relevance::Result<()> {
+    /// // The paper's "min" network o = i1 − relu(i1 − i2), at (3, 1) against zero.
+    /// let net = Network::<f64>::new(&[2], vec![
+    ///     Box::new(Dense::new(array![[1.0, -1.0], [1.0, 0.0]], None)?),
+    ///     Box::new(Relu),
+    ///     Box::new(Dense::new(array![[-1.0, 1.0]], None)?),
+    /// ])?;
+    /// let x = array![[3.0, 1.0]].into_dyn();
+    /// let r = net.deeplift(&x, &Target::Class(0), &DeepLift::rescale(), &Baseline::Zero)?;
+    /// assert_eq!(r.attribution, array![[0.0, 1.0]].into_dyn());
+    /// let rc = net.deeplift(&x, &Target::Class(0), &DeepLift::reveal_cancel(), &Baseline::Zero)?;
+    /// assert!((&rc.attribution - &array![[0.5, 0.5]].into_dyn()).iter().all(|d| d.abs() < 1e-12));
+    /// assert!(rc.delta[0].abs() < 1e-12); // f(x) − f(0) = 1 = 0.5 + 0.5
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Shapes
+    /// `x` `[N, input_shape...]`; `attribution` and `multipliers` have the same shape.
+    ///
+    /// # Errors
+    /// As [`Network::forward`] for `x`; for the baseline [`Error::Shape`] or
+    /// [`Error::Rank`] if it does not have the input's per-sample shape,
+    /// [`Error::BatchMismatch`] for per-sample baselines of another batch size,
+    /// [`Error::NonFinite`] for NaN or ∞ in it; [`Error::TargetOutOfRange`] or
+    /// [`Error::BatchMismatch`] for a wrong target.
+    pub fn deeplift(
+        &self,
+        x: &ArrayD<F>,
+        target: &Target<F>,
+        rule: &DeepLift,
+        baseline: &Baseline<F>,
+    ) -> Result<DeepLiftAttribution<F>> {
+        self.deeplift_with(x, target, rule, baseline, DeepLiftOptions::default())
+    }
+
+    /// [`Network::deeplift`] with options (per-layer contributions).
+    ///
+    /// # Errors
+    /// As [`Network::deeplift`].
+    pub fn deeplift_with(
+        &self,
+        x: &ArrayD<F>,
+        target: &Target<F>,
+        rule: &DeepLift,
+        baseline: &Baseline<F>,
+        options: DeepLiftOptions,
+    ) -> Result<DeepLiftAttribution<F>> {
+        self.trace(x)?; // input errors first, with the input's own batch size
+        let pairs = self.pairs(x, target, baseline)?;
+        let tx = self.trace(&pairs.x)?;
+        let tb = self.trace(&pairs.baseline)?;
+        let seed = self.seed(tx.output(), &pairs.target, Seed::OneHot)?;
+        let threshold = F::lit(rule.threshold());
+        let acts = (&tx.activations, &tb.activations);
+        let delta_at = |k: usize| &acts.0[k] - &acts.1[k];
+        let n_layers = self.layers().len();
+        let mut kept: Option<Vec<ArrayD<F>>> = options
+            .keep_layers
+            .then(|| vec![ArrayD::zeros(IxDyn(&[])); n_layers + 1]);
+        if let Some(k) = kept.as_mut() {
+            k[n_layers] = &seed * &delta_at(n_layers);
+        }
+        let mut m = seed.clone();
+        let mut i = n_layers;
+        while i > 0 {
+            let k = i - 1;
+            let layer = &self.layers()[k];
+            let step = Step::new(k, acts.0[k].view(), acts.0[k + 1].view(), m.view())
+                .with_baseline(acts.1[k].view(), acts.1[k + 1].view());
+            if rule.reveal_cancel_at(self.layers(), k) {
+                // RevealCancel: Δx⁺/Δx⁻ forward from the affine layer below, m⁺/m⁻ back to it.
+                let below = &self.layers()[k - 1];
+                let affine = below.as_affine().ok_or_else(|| Error::Unsupported {
+                    rule: "DeepLift".into(),
+                    reason: "RevealCancel needs an affine layer below the activation".into(),
+                })?;
+                let dx = delta_at(k - 1);
+                let (dpos, dneg) =
+                    split_forward(affine, &dx).map_err(|e| e.at_layer(k - 1, &below.name()))?;
+                let (mp, mn) = reveal_cancel(layer.as_ref(), &step, &dpos, &dneg, threshold)
+                    .map_err(|e| e.at_layer(k, &layer.name()))?;
+                let next =
+                    split_transpose(affine, &dx, &mp, &mn).map_err(|e| e.at_layer(k - 1, &below.name()))?;
+                if let Some(kl) = kept.as_mut() {
+                    kl[k] = &mp * &dpos + &mn * &dneg;
+                    kl[k - 1] = &next * &dx;
+                }
+                m = next;
+                i -= 2;
+            } else {
+                let next = layer
+                    .relevance(rule, &step)
+                    .map_err(|e| e.at_layer(k, &layer.name()))?;
+                if let Some(kl) = kept.as_mut() {
+                    kl[k] = &next * &delta_at(k);
+                }
+                m = next;
+                i -= 1;
+            }
+        }
+        let attribution = &m * &delta_at(0);
+        let total = per_sample_sum(&(&seed * &delta_at(n_layers)).view());
+        let kk = pairs.k;
+        let mean1 = |a: Array1<F>| mean_groups(a.into_dyn(), kk).into_dimensionality().expect("1-D");
+        let total = mean1(total);
+        let attribution = mean_groups(attribution, kk);
+        let delta = &total - &per_sample_sum(&attribution.view());
+        let every_kth = |a: &ArrayD<F>| -> ArrayD<F> {
+            let rows: Vec<usize> = (0..a.shape()[0]).step_by(kk).collect();
+            a.select(Axis(0), &rows)
+        };
+        Ok(DeepLiftAttribution {
+            attribution,
+            multipliers: mean_groups(m, kk),
+            output: every_kth(tx.output()),
+            baseline_output: mean_groups(tb.output().clone(), kk),
+            total,
+            delta,
+            layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
+        })
+    }
+}

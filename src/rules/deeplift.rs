@@ -1,0 +1,392 @@
+//! DeepLIFT (Shrikumar, Greenside & Kundaje 2017, "Learning Important Features Through
+//! Propagating Activation Differences") as a [`Rule`]: the Linear rule at dense and
+//! convolutional layers, Rescale or RevealCancel at activations, and a max-pool rule.
+//!
+//! What travels backwards is the **multiplier** `m = ∂ᴰ f_c / ∂ᴰ a` (the paper's "modified
+//! gradient", captum's `gradients`), not a contribution: the contribution of a unit is
+//! `m ⊙ (a − ā)`, with `ā` the unit's value on the baseline (reference) pass. Multipliers
+//! must travel because a unit with `a = ā` still passes its multiplier to the units below
+//! through the gradient fallback, exactly as captum does.
+//!
+//! The whole method, with RevealCancel's state between a linear layer and the activation
+//! above it, runs in [`Network::deeplift`](crate::Network::deeplift); the trait methods here
+//! are the per-layer steps it uses.
+
+use super::Rule;
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::{Affine, Category, Layer, MaxPool2d, Step};
+use crate::tensor::{negative, positive};
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+/// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
+/// where `|Δx|` is below it, the multiplier is the ordinary gradient at the input.
+pub const DEEPLIFT_THRESHOLD: f64 = 1e-10;
+
+/// The rule at an activation (ReLU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NonlinearRule {
+    /// Rescale everywhere: `m_in = m_out · Δy / Δx`.
+    Rescale,
+    /// RevealCancel at every activation directly above a dense or convolutional layer,
+    /// Rescale elsewhere.
+    RevealCancel,
+    /// kundajelab/deeplift's `DeepLIFT_GenomicsDefault` (`layers/activations.py`):
+    /// RevealCancel at activations directly above a dense layer, Rescale elsewhere (above
+    /// convolutions in particular).
+    RevealCancelAfterDense,
+}
+
+/// The rule at a max-pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MaxPoolRule {
+    /// captum's "cross-max" rule, with contributions **added** where windows overlap:
+    /// with `y`, `ȳ` the pooled values and `ŷ = max(y, ȳ)`, each output sends
+    /// `m·(ŷ − ȳ)` to the argmax of its window in `x` and `m·(y − ŷ)` to the argmax in
+    /// `x̄`; the input multiplier is that sum divided by `Δx` (the gradient where
+    /// `|Δx|` is below the threshold). Summation-to-delta holds exactly, even when the
+    /// argmax of `x` and of `x̄` differ.
+    CrossMax,
+    /// The multiplier goes to the argmax of each window in `x` (the plain gradient), as
+    /// kundajelab/deeplift's `MaxPoolDeepLiftMode.gradient` and as captum 0.9.0 does in
+    /// practice when a `ReLU` module directly precedes the pool (captum issue #1104).
+    /// Summation-to-delta can fail where the argmax of `x` and `x̄` differ.
+    Gradient,
+}
+
+/// DeepLIFT as a rule object: the Linear rule at affine layers (the bias cancels in
+/// `Δz = W Δx`), Rescale or RevealCancel at activations, cross-max or gradient routing at
+/// max-pools. Use it with [`Network::deeplift`](crate::Network::deeplift).
+///
+/// Conventions (captum's, so that results match `captum.attr.DeepLift` in float64):
+/// where `|Δx|` is below the threshold (default [`DEEPLIFT_THRESHOLD`] = 1e-10), Rescale
+/// and the cross-max rule use the ordinary gradient **at the actual input** `x`.
+/// (kundajelab/deeplift uses the gradient at the reference and 1e-7.) RevealCancel uses
+/// the same threshold and fallback for `Δx⁺` and `Δx⁻` separately, and no pseudocount, so
+/// summation-to-delta stays exact.
+///
+/// ```
+/// use relevance::rules::{MaxPoolRule, NonlinearRule};
+/// use relevance::DeepLift;
+/// let d = DeepLift::default();
+/// assert_eq!(d.nonlinear(), NonlinearRule::RevealCancelAfterDense);
+/// assert_eq!(d.max_pool(), MaxPoolRule::CrossMax);
+/// assert_eq!(DeepLift::rescale().threshold(), 1e-10);
+/// assert!(DeepLift::rescale().with_threshold(-1.0).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeepLift {
+    nonlinear: NonlinearRule,
+    max_pool: MaxPoolRule,
+    threshold: f64,
+}
+
+impl Default for DeepLift {
+    /// [`DeepLift::genomics_default`].
+    fn default() -> Self {
+        Self::genomics_default()
+    }
+}
+
+impl DeepLift {
+    fn with_nonlinear(nonlinear: NonlinearRule) -> Self {
+        DeepLift {
+            nonlinear,
+            max_pool: MaxPoolRule::CrossMax,
+            threshold: DEEPLIFT_THRESHOLD,
+        }
+    }
+
+    /// Rescale at every activation, cross-max at max-pools (captum's `DeepLift`, with the
+    /// max-pool rule that captum intends).
+    pub fn rescale() -> Self {
+        Self::with_nonlinear(NonlinearRule::Rescale)
+    }
+
+    /// RevealCancel at every activation above an affine layer, cross-max at max-pools.
+    pub fn reveal_cancel() -> Self {
+        Self::with_nonlinear(NonlinearRule::RevealCancel)
+    }
+
+    /// The reference implementation's default: RevealCancel above dense layers, Rescale
+    /// above convolutions; cross-max at max-pools.
+    pub fn genomics_default() -> Self {
+        Self::with_nonlinear(NonlinearRule::RevealCancelAfterDense)
+    }
+
+    /// The same rule with another max-pool rule.
+    pub fn with_max_pool(mut self, max_pool: MaxPoolRule) -> Self {
+        self.max_pool = max_pool;
+        self
+    }
+
+    /// The same rule with another threshold for the gradient fallback.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the threshold is negative or not finite.
+    pub fn with_threshold(mut self, threshold: f64) -> Result<Self> {
+        if !threshold.is_finite() || threshold < 0.0 {
+            return Err(Error::InvalidParameter {
+                rule: "DeepLift",
+                reason: format!("threshold must be finite and non-negative, got {threshold}"),
+            });
+        }
+        self.threshold = threshold;
+        Ok(self)
+    }
+
+    /// The rule at activations.
+    pub fn nonlinear(&self) -> NonlinearRule {
+        self.nonlinear
+    }
+
+    /// The rule at max-pools.
+    pub fn max_pool(&self) -> MaxPoolRule {
+        self.max_pool
+    }
+
+    /// The threshold below which `|Δx|` falls back to the gradient.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Whether the activation at `index` gets RevealCancel (it must directly follow an
+    /// affine layer whose kind the rule selects).
+    pub(crate) fn reveal_cancel_at<F: Float>(&self, layers: &[Box<dyn Layer<F>>], index: usize) -> bool {
+        if index == 0 || layers[index].category() != Category::Activation {
+            return false;
+        }
+        let below = layers[index - 1].category();
+        match self.nonlinear {
+            NonlinearRule::Rescale => false,
+            NonlinearRule::RevealCancel => below.is_affine(),
+            NonlinearRule::RevealCancelAfterDense => below == Category::Dense,
+        }
+    }
+}
+
+/// The baseline pass of a step, or the error that says it is missing.
+fn baseline<'s, 'a, F>(step: &'s Step<'a, F>) -> Result<(&'s ArrayViewD<'a, F>, &'s ArrayViewD<'a, F>)> {
+    match (&step.baseline_input, &step.baseline_output) {
+        (Some(bi), Some(bo)) if bi.shape() == step.input.shape() && bo.shape() == step.output.shape() => {
+            Ok((bi, bo))
+        }
+        (Some(bi), Some(_)) if bi.shape() != step.input.shape() => Err(Error::Shape {
+            what: "baseline pass of the layer input".into(),
+            expected: step.input.shape().to_vec(),
+            got: bi.shape().to_vec(),
+        }),
+        (Some(_), Some(bo)) => Err(Error::Shape {
+            what: "baseline pass of the layer output".into(),
+            expected: step.output.shape().to_vec(),
+            got: bo.shape().to_vec(),
+        }),
+        _ => Err(Error::Unsupported {
+            rule: "DeepLift".into(),
+            reason: "no baseline trace was recorded; use Network::deeplift".into(),
+        }),
+    }
+}
+
+fn check_same(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected != got {
+        return Err(Error::Shape {
+            what: what.into(),
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Rescale at an elementwise activation: `m_in = m_out · Δy / Δx`, and the gradient at the
+/// input where `|Δx| < threshold` (captum's `nonlinear`, `deep_lift.py`).
+pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    let (bx, by) = baseline(step)?;
+    check_same(
+        "DeepLIFT multiplier at the activation output",
+        step.output.shape(),
+        step.relevance.shape(),
+    )?;
+    let mut m = layer.gradient(step, step.relevance.view())?;
+    check_same("activation gradient", step.input.shape(), m.shape())?;
+    Zip::from(&mut m)
+        .and(&step.relevance)
+        .and(&step.input)
+        .and(bx)
+        .and(&step.output)
+        .and(by)
+        .for_each(|m, &g, &x, &x0, &y, &y0| {
+            let dx = x - x0;
+            if dx.abs() >= threshold {
+                *m = g * (y - y0) / dx;
+            }
+        });
+    Ok(m)
+}
+
+/// The cross-max rule at a max-pool (see [`MaxPoolRule::CrossMax`]).
+fn cross_max<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    let (bx, _) = baseline(step)?;
+    let (y, at_x) = layer.argmax(&step.input)?;
+    let (y0, at_x0) = layer.argmax(bx)?;
+    check_same(
+        "DeepLIFT multiplier at the max-pool output",
+        y.shape(),
+        step.relevance.shape(),
+    )?;
+    let mut from_x = step.relevance.to_owned();
+    let mut from_x0 = step.relevance.to_owned();
+    Zip::from(&mut from_x)
+        .and(&mut from_x0)
+        .and(y.view().into_dyn())
+        .and(y0.view().into_dyn())
+        .for_each(|a, b, &y, &y0| {
+            let top = if y > y0 { y } else { y0 };
+            *a *= top - y0;
+            *b *= y - top;
+        });
+    let shape = step.input.shape();
+    // Routing adds, so overlapping windows keep every contribution (captum's
+    // max_unpool overwrites instead).
+    let mut sum = layer.route(shape, &at_x, &from_x.view())?;
+    sum += &layer.route(shape, &at_x0, &from_x0.view())?;
+    let grad = layer.route(shape, &at_x, &step.relevance)?;
+    Zip::from(&mut sum)
+        .and(&grad)
+        .and(&step.input)
+        .and(bx)
+        .for_each(|s, &g, &x, &x0| {
+            let dx = x - x0;
+            *s = if dx.abs() < threshold { g } else { *s / dx };
+        });
+    Ok(sum)
+}
+
+/// `Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻` and `Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻` of an affine layer, bias excluded
+/// (kundajelab/deeplift `layers/core.py`, `Dense` with `DenseMxtsMode.Linear`).
+pub(crate) fn split_forward<F: Float>(
+    layer: &dyn Affine<F>,
+    dx: &ArrayD<F>,
+) -> Result<(ArrayD<F>, ArrayD<F>)> {
+    let w = layer.weight();
+    let (wp, wn) = (positive(&w), negative(&w));
+    let (dxp, dxn) = (positive(&dx.view()), negative(&dx.view()));
+    let pos = layer.apply_with(dxp.view(), wp.view())? + layer.apply_with(dxn.view(), wn.view())?;
+    let neg = layer.apply_with(dxp.view(), wn.view())? + layer.apply_with(dxn.view(), wp.view())?;
+    Ok((pos, neg))
+}
+
+/// The input multiplier of an affine layer from separate multipliers of `Δz⁺` and `Δz⁻`:
+/// an input with `Δx > 0` takes `W⁺ᵀm⁺ + W⁻ᵀm⁻`, one with `Δx < 0` takes `W⁻ᵀm⁺ + W⁺ᵀm⁻`,
+/// one with `Δx = 0` the mean of both (kundajelab/deeplift `layers/core.py`).
+pub(crate) fn split_transpose<F: Float>(
+    layer: &dyn Affine<F>,
+    dx: &ArrayD<F>,
+    m_pos: &ArrayD<F>,
+    m_neg: &ArrayD<F>,
+) -> Result<ArrayD<F>> {
+    let w = layer.weight();
+    let (wp, wn) = (positive(&w), negative(&w));
+    let shape = &dx.shape()[1..];
+    let t = |m: &ArrayD<F>, w: &ArrayD<F>| layer.apply_transpose(m.view(), w.view(), shape);
+    let mut up = t(m_pos, &wp)? + t(m_neg, &wn)?;
+    let down = t(m_pos, &wn)? + t(m_neg, &wp)?;
+    let half = F::lit(0.5);
+    Zip::from(&mut up).and(&down).and(dx).for_each(|u, &d, &dx| {
+        if dx < F::zero() {
+            *u = d;
+        } else if dx == F::zero() {
+            *u = half * (*u + d);
+        }
+    });
+    Ok(up)
+}
+
+/// RevealCancel at an activation `f` with baseline input `x̄`, given `Δx⁺`, `Δx⁻` from the
+/// layer below (paper eq. for Δy⁺/Δy⁻; kundajelab `activations.py`):
+/// `Δy⁺ = ½[f(x̄+Δx⁺) − f(x̄)] + ½[f(x̄+Δx⁻+Δx⁺) − f(x̄+Δx⁻)]`, `Δy⁻` likewise, and
+/// `m± = m_out · Δy± / Δx±`, the gradient at the input where `|Δx±| < threshold`.
+/// Returns `(m⁺, m⁻)`.
+pub(crate) fn reveal_cancel<F: Float>(
+    layer: &dyn Layer<F>,
+    step: &Step<'_, F>,
+    dpos: &ArrayD<F>,
+    dneg: &ArrayD<F>,
+    threshold: F,
+) -> Result<(ArrayD<F>, ArrayD<F>)> {
+    let (bx, by) = baseline(step)?;
+    check_same(
+        "DeepLIFT multiplier at the activation output",
+        step.output.shape(),
+        step.relevance.shape(),
+    )?;
+    let f = |a: ArrayD<F>| layer.forward(a.view());
+    let f_pos = f(bx + dpos)?;
+    let f_neg = f(bx + dneg)?;
+    let f_both = f(bx + dpos + dneg)?;
+    let ones = ArrayD::from_elem(step.output.raw_dim(), F::one());
+    let slope = layer.gradient(step, ones.view())?;
+    let half = F::lit(0.5);
+    let ratio = |d: F, dy: F, s: F| if d.abs() < threshold { s } else { dy / d };
+    let dy_pos = (&f_pos - by) * half + (&f_both - &f_neg) * half;
+    let dy_neg = (&f_neg - by) * half + (&f_both - &f_pos) * half;
+    let mut m_pos = step.relevance.to_owned();
+    let mut m_neg = step.relevance.to_owned();
+    Zip::from(&mut m_pos)
+        .and(dpos)
+        .and(&dy_pos)
+        .and(&slope)
+        .for_each(|m, &d, &dy, &s| *m *= ratio(d, dy, s));
+    Zip::from(&mut m_neg)
+        .and(dneg)
+        .and(&dy_neg)
+        .and(&slope)
+        .for_each(|m, &d, &dy, &s| *m *= ratio(d, dy, s));
+    Ok((m_pos, m_neg))
+}
+
+impl<F: Float> Rule<F> for DeepLift {
+    fn name(&self) -> String {
+        format!(
+            "DeepLift({:?}, max-pool {:?}, threshold {:e})",
+            self.nonlinear, self.max_pool, self.threshold
+        )
+    }
+
+    /// The Linear rule: `m_in = Wᵀ m_out` (the bias cancels in `Δz = W Δx`).
+    fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        check_same(
+            "DeepLIFT multiplier at the layer output",
+            step.output.shape(),
+            step.relevance.shape(),
+        )?;
+        layer.apply_transpose(step.relevance.view(), layer.weight(), &step.input.shape()[1..])
+    }
+
+    /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the layer below, which
+    /// [`Network::deeplift`](crate::Network::deeplift) supplies; called alone, this method
+    /// applies Rescale.)
+    fn activation(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rescale(layer, step, F::lit(self.threshold))
+    }
+
+    fn max_pool(&self, layer: &MaxPool2d, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        match self.max_pool {
+            MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
+            MaxPoolRule::Gradient => layer.route_to_max(&step.input, &step.relevance),
+        }
+    }
+
+    fn needs_baseline(&self) -> bool {
+        true
+    }
+}
+
+impl<F: Float> super::RuleSet<F> for DeepLift {
+    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
+        vec![self as &dyn Rule<F>; layers.len()]
+    }
+}

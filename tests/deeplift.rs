@@ -1,0 +1,384 @@
+//! DeepLIFT: the paper's worked examples (Shrikumar et al. 2017, sec. 3.6 and fig. 3),
+//! the baseline API and its errors, and the gradient rules.
+
+use ndarray::{array, Array2, ArrayD, Axis};
+use relevance::rules::{MaxPoolRule, NonlinearRule};
+use relevance::{
+    Baseline, DeepLift, DeepLiftOptions, Dense, Error, Gradient, GradientTimesInput, Layer, Lrp0, MaxPool2d,
+    Network, Options, Relu, Seed, Target,
+};
+
+type Net = Network<f64>;
+
+fn close(a: &ArrayD<f64>, b: &ArrayD<f64>, tol: f64) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.iter().zip(b.iter()) {
+        assert!((x - y).abs() <= tol, "{a} vs {b}");
+    }
+}
+
+fn dense(w: Array2<f64>, b: Option<ndarray::Array1<f64>>) -> Box<dyn Layer<f64>> {
+    Box::new(Dense::new(w, b).unwrap())
+}
+
+/// y = 1 − relu(1 − i1 − i2): saturating unit, at (1, 1) against (0, 0).
+fn saturating() -> Net {
+    Net::new(
+        &[2],
+        vec![
+            dense(array![[-1.0, -1.0]], Some(array![1.0])),
+            Box::new(Relu),
+            dense(array![[-1.0]], Some(array![1.0])),
+        ],
+    )
+    .unwrap()
+}
+
+/// o = i1 − relu(i1 − i2) (the "min" network, fig. 3), written as
+/// −relu(i1 − i2) + relu(i1), equal for i1 ≥ 0.
+fn min_net() -> Net {
+    Net::new(
+        &[2],
+        vec![
+            dense(array![[1.0, -1.0], [1.0, 0.0]], None),
+            Box::new(Relu),
+            dense(array![[-1.0, 1.0]], None),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn saturating_unit_rescale_splits_evenly() {
+    let x = array![[1.0, 1.0]].into_dyn();
+    for rule in [
+        DeepLift::rescale(),
+        DeepLift::reveal_cancel(),
+        DeepLift::default(),
+    ] {
+        let a = saturating()
+            .deeplift(&x, &Target::Class(0), &rule, &Baseline::Zero)
+            .unwrap();
+        close(&a.attribution, &array![[0.5, 0.5]].into_dyn(), 1e-15);
+        assert!(a.delta[0].abs() < 1e-15, "{rule:?}");
+        // the gradient is zero here: gradient × input misses the whole effect
+        let g = saturating()
+            .attribute_with(
+                &x,
+                &Target::Class(0),
+                &GradientTimesInput,
+                Options {
+                    seed: Seed::OneHot,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+        close(&g.relevance, &array![[0.0, 0.0]].into_dyn(), 0.0);
+    }
+}
+
+#[test]
+fn min_network_rescale_and_reveal_cancel() {
+    let x = array![[3.0, 1.0]].into_dyn();
+    let t = Target::Class(0);
+    let r = min_net()
+        .deeplift(&x, &t, &DeepLift::rescale(), &Baseline::Zero)
+        .unwrap();
+    close(&r.attribution, &array![[0.0, 1.0]].into_dyn(), 1e-15);
+    let rc = min_net()
+        .deeplift(&x, &t, &DeepLift::reveal_cancel(), &Baseline::Zero)
+        .unwrap();
+    close(&rc.attribution, &array![[0.5, 0.5]].into_dyn(), 1e-15);
+    // dense below the ReLU: the mixed default uses RevealCancel too
+    let d = min_net()
+        .deeplift(&x, &t, &DeepLift::default(), &Baseline::Zero)
+        .unwrap();
+    close(&d.attribution, &rc.attribution, 0.0);
+    for a in [&r, &rc, &d] {
+        assert_eq!(a.total[0], 1.0);
+        assert!(a.delta[0].abs() < 1e-15);
+    }
+}
+
+#[test]
+fn relu_threshold_example_gives_delta() {
+    // y = relu(x − 10) at x = 10 + δ against 0: the attribution is δ, though Δx = 10 + δ.
+    let net = Net::new(
+        &[1],
+        vec![dense(array![[1.0]], Some(array![-10.0])), Box::new(Relu)],
+    )
+    .unwrap();
+    for delta in [1e-3, 0.5, 2.0] {
+        let x = array![[10.0 + delta]].into_dyn();
+        for rule in [DeepLift::rescale(), DeepLift::reveal_cancel()] {
+            let a = net
+                .deeplift(&x, &Target::Class(0), &rule, &Baseline::Zero)
+                .unwrap();
+            assert!(
+                (a.attribution[[0, 0]] - delta).abs() < 1e-12,
+                "{rule:?}: {}",
+                a.attribution
+            );
+        }
+    }
+}
+
+#[test]
+fn per_layer_contributions_all_sum_to_the_difference() {
+    let x = array![[3.0, 1.0], [-1.0, 2.0]].into_dyn();
+    for rule in [DeepLift::rescale(), DeepLift::reveal_cancel()] {
+        let a = min_net()
+            .deeplift_with(
+                &x,
+                &Target::Class(0),
+                &rule,
+                &Baseline::Zero,
+                DeepLiftOptions::keep_layers(),
+            )
+            .unwrap();
+        let layers = a.layers.as_ref().unwrap();
+        assert_eq!(layers.len(), 4);
+        assert_eq!(layers[0], a.attribution);
+        for l in layers {
+            let s = l.sum_axis(Axis(1));
+            for (s, t) in s.iter().zip(a.total.iter()) {
+                assert!((s - t).abs() < 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn baselines_shared_per_sample_and_distribution_agree() {
+    let net = min_net();
+    let x = array![[3.0, 1.0], [-1.0, 2.0], [0.5, 0.25]].into_dyn();
+    let t = Target::PerSample(vec![0, 0, 0]);
+    let rule = DeepLift::reveal_cancel();
+    let b = array![0.5, -1.0].into_dyn();
+    let shared = net.deeplift(&x, &t, &rule, &Baseline::Shared(b.clone())).unwrap();
+    let shared1 = net
+        .deeplift(&x, &t, &rule, &Baseline::Shared(b.clone().insert_axis(Axis(0))))
+        .unwrap();
+    close(&shared.attribution, &shared1.attribution, 0.0);
+    let tiled = ndarray::stack(Axis(0), &[b.view(), b.view(), b.view()]).unwrap();
+    let per = net.deeplift(&x, &t, &rule, &Baseline::PerSample(tiled)).unwrap();
+    close(&shared.attribution, &per.attribution, 0.0);
+    let k1 = net
+        .deeplift(
+            &x,
+            &t,
+            &rule,
+            &Baseline::Distribution(b.clone().insert_axis(Axis(0))),
+        )
+        .unwrap();
+    close(&shared.attribution, &k1.attribution, 0.0);
+
+    // K = 2: the mean of the two single-baseline attributions (DeepLiftShap)
+    let b2 = array![1.0, 1.0].into_dyn();
+    let dist = ndarray::stack(Axis(0), &[b.view(), b2.view()]).unwrap();
+    let shap = net
+        .deeplift(&x, &t, &rule, &Baseline::Distribution(dist))
+        .unwrap();
+    let other = net.deeplift(&x, &t, &rule, &Baseline::Shared(b2)).unwrap();
+    close(
+        &shap.attribution,
+        &((&shared.attribution + &other.attribution) * 0.5),
+        1e-15,
+    );
+    close(
+        &shap.baseline_output,
+        &((&shared.baseline_output + &other.baseline_output) * 0.5),
+        1e-15,
+    );
+    assert_eq!(shap.output, shared.output);
+    for d in shap.delta.iter() {
+        assert!(d.abs() < 1e-12);
+    }
+    assert_eq!(shap.attribution.shape(), &[3, 2]);
+}
+
+#[test]
+fn zero_baseline_is_the_default_and_a_shared_zero() {
+    let x = array![[3.0, 1.0]].into_dyn();
+    let a = min_net()
+        .deeplift(&x, &Target::Class(0), &DeepLift::default(), &Baseline::Zero)
+        .unwrap();
+    let b = min_net()
+        .deeplift(
+            &x,
+            &Target::Class(0),
+            &DeepLift::default(),
+            &Baseline::Shared(array![0.0, 0.0].into_dyn()),
+        )
+        .unwrap();
+    assert_eq!(a.attribution, b.attribution);
+    close(&a.multipliers, &array![[1.0 / 6.0, 0.5]].into_dyn(), 1e-15);
+}
+
+#[test]
+fn baseline_errors_are_typed() {
+    let net = min_net();
+    let x = array![[3.0, 1.0], [1.0, 1.0]].into_dyn();
+    let t = Target::Class(0);
+    let rule = DeepLift::default();
+    let err = |b: Baseline<f64>| net.deeplift(&x, &t, &rule, &b).unwrap_err();
+    assert!(matches!(
+        err(Baseline::Shared(array![1.0, 2.0, 3.0].into_dyn())),
+        Error::Shape { .. }
+    ));
+    assert!(matches!(
+        err(Baseline::Shared(array![[1.0, 2.0], [1.0, 2.0]].into_dyn())),
+        Error::Shape { .. }
+    ));
+    assert!(matches!(
+        err(Baseline::PerSample(array![[1.0, 2.0]].into_dyn())),
+        Error::BatchMismatch { .. }
+    ));
+    assert!(matches!(
+        err(Baseline::PerSample(array![1.0, 2.0].into_dyn())),
+        Error::Shape { .. }
+    ));
+    assert!(matches!(
+        err(Baseline::Distribution(ArrayD::zeros(vec![0, 2]))),
+        Error::Shape { .. }
+    ));
+    assert!(matches!(
+        err(Baseline::Distribution(array![[[1.0, 2.0]]].into_dyn())),
+        Error::Shape { .. }
+    ));
+    let nan = err(Baseline::Shared(array![1.0, f64::NAN].into_dyn()));
+    assert!(matches!(nan, Error::NonFinite { index: 1, .. }), "{nan}");
+    let inf = err(Baseline::Distribution(
+        array![[1.0, 2.0], [f64::INFINITY, 0.0]].into_dyn(),
+    ));
+    assert!(matches!(inf, Error::NonFinite { index: 2, .. }), "{inf}");
+    // targets and inputs keep their own errors
+    let e = net
+        .deeplift(&x, &Target::PerSample(vec![0]), &rule, &Baseline::Zero)
+        .unwrap_err();
+    assert!(matches!(e, Error::BatchMismatch { batch: 2, got: 1, .. }));
+    let e = net
+        .deeplift(&x, &Target::Class(3), &rule, &Baseline::Zero)
+        .unwrap_err();
+    assert!(matches!(e, Error::TargetOutOfRange { .. }));
+    let e = net
+        .deeplift(&array![[f64::NAN, 1.0]].into_dyn(), &t, &rule, &Baseline::Zero)
+        .unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }));
+}
+
+#[test]
+fn deeplift_through_attribute_is_a_typed_error() {
+    let e = min_net().attribute(
+        &array![[3.0, 1.0]].into_dyn(),
+        &Target::Class(0),
+        &DeepLift::default(),
+    );
+    assert!(matches!(e.unwrap_err().root(), Error::Unsupported { .. }));
+}
+
+#[test]
+fn rule_parameters() {
+    let d = DeepLift::reveal_cancel()
+        .with_max_pool(MaxPoolRule::Gradient)
+        .with_threshold(1e-7)
+        .unwrap();
+    assert_eq!(d.nonlinear(), NonlinearRule::RevealCancel);
+    assert_eq!(d.max_pool(), MaxPoolRule::Gradient);
+    assert_eq!(d.threshold(), 1e-7);
+    assert!(DeepLift::rescale().with_threshold(f64::NAN).is_err());
+    assert_eq!(DeepLift::rescale().nonlinear(), NonlinearRule::Rescale);
+}
+
+#[test]
+fn cross_max_conserves_where_gradient_routing_does_not() {
+    // one 2×2 pool; x has its maximum top-left, the baseline bottom-right
+    let net = Net::new(
+        &[1, 2, 2],
+        vec![
+            Box::new(MaxPool2d::square(2).unwrap()),
+            Box::new(relevance::Flatten),
+        ],
+    )
+    .unwrap();
+    let x = array![[[[4.0, 1.0], [0.0, 2.0]]]].into_dyn();
+    let b = array![[[0.0, 0.0], [1.0, 3.0]]].into_dyn();
+    let cm = net
+        .deeplift(
+            &x,
+            &Target::Class(0),
+            &DeepLift::rescale(),
+            &Baseline::Shared(b.clone()),
+        )
+        .unwrap();
+    // ŷ = 4: (4 − 3) goes to x's argmax, nothing to x̄'s
+    close(
+        &cm.attribution,
+        &array![[[[1.0, 0.0], [0.0, 0.0]]]].into_dyn(),
+        1e-15,
+    );
+    assert_eq!(cm.delta[0], 0.0);
+    let g = DeepLift::rescale().with_max_pool(MaxPoolRule::Gradient);
+    let gr = net
+        .deeplift(&x, &Target::Class(0), &g, &Baseline::Shared(b))
+        .unwrap();
+    // gradient routing: multiplier 1 at x's argmax, times Δx = 4
+    assert_eq!(gr.attribution[[0, 0, 0, 0]], 4.0);
+    assert_eq!(gr.delta[0], -3.0);
+}
+
+#[test]
+fn gradient_rules_match_the_network_gradient_and_lrp0() {
+    let net = Net::new(
+        &[3],
+        vec![
+            dense(
+                array![[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [2.0, 0.1, 0.2]],
+                Some(array![0.1, -0.2, 0.3]),
+            ),
+            Box::new(Relu),
+            dense(
+                array![[1.0, -1.0, 0.5], [0.2, 0.4, -0.6]],
+                Some(array![0.05, -0.1]),
+            ),
+        ],
+    )
+    .unwrap();
+    let x = array![[1.0, 0.5, -0.5], [0.2, -1.0, 2.0]].into_dyn();
+    let t = Target::PerSample(vec![0, 1]);
+    let one_hot = Options {
+        seed: Seed::OneHot,
+        ..Options::default()
+    };
+    let g = net.attribute_with(&x, &t, &Gradient, one_hot).unwrap();
+    close(&g.relevance, &net.gradient(&x, &t).unwrap(), 1e-15);
+    let gi = net.attribute_with(&x, &t, &GradientTimesInput, one_hot).unwrap();
+    close(&gi.relevance, &(&g.relevance * &x), 1e-15);
+    let lrp0 = net.attribute(&x, &t, &Lrp0).unwrap();
+    close(&gi.relevance, &lrp0.relevance, 1e-12);
+    // DeepLIFT's multipliers with a zero baseline are not the gradient in general, but its
+    // attribution sums to f(x) − f(0) where gradient × input does not
+    let d = net
+        .deeplift(&x, &t, &DeepLift::rescale(), &Baseline::Zero)
+        .unwrap();
+    for s in d.delta.iter() {
+        assert!(s.abs() < 1e-12);
+    }
+}
+
+#[test]
+fn network_is_unchanged_after_attribution() {
+    let net = min_net();
+    let x = array![[3.0, 1.0]].into_dyn();
+    let before = format!("{net:?}");
+    let y0 = net.forward(&x).unwrap();
+    net.deeplift(
+        &x,
+        &Target::Class(0),
+        &DeepLift::default(),
+        &Baseline::Shared(array![1.0, 1.0].into_dyn()),
+    )
+    .unwrap();
+    assert_eq!(format!("{net:?}"), before);
+    assert_eq!(net.forward(&x).unwrap(), y0);
+}
