@@ -6,7 +6,7 @@ use crate::float::Float;
 use crate::rules::Rule;
 use crate::tensor::{add_channel_bias, check_finite};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Axis, Ix4};
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
 ///
@@ -219,31 +219,38 @@ impl<F: Float> Conv2d<F> {
         Ok(w)
     }
 
-    /// For each (row of the im2col matrix, output position), the flat input offset within
-    /// one sample, or `None` where the tap falls into the zero padding. Calls `f(row, col,
-    /// offset)` for every valid tap; `col` runs over `n·Ho·Wo` sample-major.
-    fn for_each_tap(&self, g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
+    /// For every sample `s`, im2col row `row = (c·kh + i)·kw + j` and output row `oy`, the
+    /// valid output columns `ox_lo..ox_hi` and the input offset (within one sample) of the
+    /// tap at `ox_lo`; consecutive columns step by the stride in the input.
+    fn for_each_run(&self, g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
         let c = &self.config;
         let (sh, sw) = c.stride;
         let (ph, pw) = c.padding;
         let (dh, dw) = c.dilation;
-        for ch in 0..g.c {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
+        for j in 0..g.kw {
+            // ix = ox·sw + j·dw − pw must lie in [0, w)
+            let shift = (j * dw) as isize - pw as isize;
+            let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(sw) };
+            let hi_excl = if (g.w as isize) > shift {
+                (((g.w as isize - shift) as usize) - 1) / sw + 1
+            } else {
+                0
+            }
+            .min(g.wo);
+            if lo >= hi_excl {
+                continue;
+            }
+            let ix0 = (lo as isize * sw as isize + shift) as usize;
+            for ch in 0..g.c {
+                for i in 0..g.kh {
                     let row = (ch * g.kh + i) * g.kw + j;
                     for oy in 0..g.ho {
                         let iy = (oy * sh + i * dh) as isize - ph as isize;
                         if iy < 0 || iy >= g.h as isize {
                             continue;
                         }
-                        for ox in 0..g.wo {
-                            let ix = (ox * sw + j * dw) as isize - pw as isize;
-                            if ix < 0 || ix >= g.w as isize {
-                                continue;
-                            }
-                            let offset = (ch * g.h + iy as usize) * g.w + ix as usize;
-                            f(row, oy * g.wo + ox, offset);
-                        }
+                        let offset = (ch * g.h + iy as usize) * g.w + ix0;
+                        f(row, oy, lo, hi_excl, offset);
                     }
                 }
             }
@@ -254,12 +261,23 @@ impl<F: Float> Conv2d<F> {
     fn im2col(&self, x: &[F], g: &Geometry) -> Array2<F> {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
-        let mut cols = Array2::<F>::zeros((g.c * g.kh * g.kw, g.n * plane));
         let ncols = g.n * plane;
+        let sw = self.config.stride.1;
+        let mut cols = Array2::<F>::zeros((g.c * g.kh * g.kw, ncols));
         let buf = cols.as_slice_mut().expect("fresh array is contiguous");
-        self.for_each_tap(g, |row, pos, offset| {
+        self.for_each_run(g, |row, oy, lo, hi, offset| {
+            let len = hi - lo;
             for s in 0..g.n {
-                buf[row * ncols + s * plane + pos] = x[s * sample + offset];
+                let start = row * ncols + s * plane + oy * g.wo + lo;
+                let dst = &mut buf[start..start + len];
+                let src = &x[s * sample + offset..];
+                if sw == 1 {
+                    dst.copy_from_slice(&src[..len]);
+                } else {
+                    for (d, v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = *v;
+                    }
+                }
             }
         });
         cols
@@ -270,12 +288,25 @@ impl<F: Float> Conv2d<F> {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
+        let sw = self.config.stride.1;
         let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
         let src = cols.as_slice().expect("fresh array is contiguous");
-        self.for_each_tap(g, |row, pos, offset| {
+        self.for_each_run(g, |row, oy, lo, hi, offset| {
+            let len = hi - lo;
             for s in 0..g.n {
-                buf[s * sample + offset] += src[row * ncols + s * plane + pos];
+                let start = row * ncols + s * plane + oy * g.wo + lo;
+                let from = &src[start..start + len];
+                let dst = &mut buf[s * sample + offset..];
+                if sw == 1 {
+                    for (d, v) in dst[..len].iter_mut().zip(from) {
+                        *d += *v;
+                    }
+                } else {
+                    for (d, v) in dst.iter_mut().step_by(sw).zip(from) {
+                        *d += *v;
+                    }
+                }
             }
         });
         out
@@ -356,7 +387,10 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let o = self.out_channels();
         let mut out = Array2::<F>::zeros((o, g.n * g.ho * g.wo));
         general_mat_mul(F::one(), &wm, &cols, F::zero(), &mut out);
-        // [O, N, Ho, Wo] → [N, O, Ho, Wo]
+        // [O, N, Ho, Wo] → [N, O, Ho, Wo] (no copy for a single sample)
+        if g.n == 1 {
+            return Ok(out.into_shape_with_order((1, o, g.ho, g.wo)).expect("sizes agree").into_dyn());
+        }
         let out = out
             .into_shape_with_order((o, g.n, g.ho, g.wo))
             .expect("sizes agree")
@@ -382,17 +416,16 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         }
         let wm = self.weight_matrix(w)?;
         // [N, O, Ho, Wo] → [O, N·Ho·Wo]
-        let mut s2 = Array2::<F>::zeros((o, g.n * g.ho * g.wo));
-        for (n, sample) in s4.axis_iter(Axis(0)).enumerate() {
-            for (ch, plane) in sample.axis_iter(Axis(0)).enumerate() {
-                let start = n * g.ho * g.wo;
-                let mut dst = s2.row_mut(ch);
-                let mut dst = dst.slice_axis_mut(Axis(0), ndarray::Slice::from(start..start + g.ho * g.wo));
-                for (d, v) in dst.iter_mut().zip(plane.iter()) {
-                    *d = *v;
-                }
-            }
-        }
+        let plane = g.ho * g.wo;
+        let s2 = if g.n == 1 {
+            s4.as_standard_layout().into_shape_with_order((o, plane)).expect("sizes agree").into_owned()
+        } else {
+            s4.permuted_axes([1, 0, 2, 3])
+                .as_standard_layout()
+                .into_shape_with_order((o, g.n * plane))
+                .expect("sizes agree")
+                .into_owned()
+        };
         // cols = Wᵀ[C·kh·kw, O] · s2
         let mut cols = Array2::<F>::zeros((wm.ncols(), g.n * g.ho * g.wo));
         general_mat_mul(F::one(), &wm.t(), &s2, F::zero(), &mut cols);

@@ -117,38 +117,42 @@ impl MaxPool2d {
             })?;
         let (ho, wo) = self.spatial_out(&shape[1..])?;
         let (n, c, h, w) = x.dim();
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
         let mut vals = Array4::<F>::zeros((n, c, ho, wo));
         let mut idx = Array4::<usize>::zeros((n, c, ho, wo));
-        for b in 0..n {
-            for ch in 0..c {
-                let plane = x
-                    .index_axis(ndarray::Axis(0), b)
-                    .index_axis_move(ndarray::Axis(0), ch);
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let mut best = F::neg_infinity();
-                        let mut at = usize::MAX;
-                        for i in 0..self.kernel.0 {
-                            let iy = (oy * self.stride.0 + i) as isize - self.padding.0 as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for j in 0..self.kernel.1 {
-                                let ix = (ox * self.stride.1 + j) as isize - self.padding.1 as isize;
-                                if ix < 0 || ix >= w as isize {
-                                    continue;
-                                }
-                                let v = plane[[iy as usize, ix as usize]];
-                                // strictly greater: the first maximum wins, as PyTorch
-                                if at == usize::MAX || v > best || v.is_nan() {
-                                    best = v;
-                                    at = iy as usize * w + ix as usize;
-                                }
+        let (kh, kw) = self.kernel;
+        let (sh, sw) = self.stride;
+        let (ph, pw) = (self.padding.0 as isize, self.padding.1 as isize);
+        let vbuf = vals.as_slice_mut().expect("fresh array is contiguous");
+        let ibuf = idx.as_slice_mut().expect("fresh array is contiguous");
+        for (p, (plane, (vout, iout))) in src
+            .chunks_exact(h * w)
+            .zip(vbuf.chunks_exact_mut(ho * wo).zip(ibuf.chunks_exact_mut(ho * wo)))
+            .enumerate()
+        {
+            debug_assert!(p < n * c);
+            for oy in 0..ho {
+                let y0 = oy as isize * sh as isize - ph;
+                let (ylo, yhi) = (y0.max(0) as usize, ((y0 + kh as isize).min(h as isize)) as usize);
+                for ox in 0..wo {
+                    let x0 = ox as isize * sw as isize - pw;
+                    let (xlo, xhi) = (x0.max(0) as usize, ((x0 + kw as isize).min(w as isize)) as usize);
+                    // first maximum in row-major order wins (strictly greater), as PyTorch;
+                    // a NaN wins too, as PyTorch's max_pool2d
+                    let mut at = ylo * w + xlo;
+                    let mut best = plane[at];
+                    for iy in ylo..yhi {
+                        let row = &plane[iy * w..iy * w + w];
+                        for (ix, &v) in row.iter().enumerate().take(xhi).skip(xlo) {
+                            if v > best || (v.is_nan() && !best.is_nan()) {
+                                best = v;
+                                at = iy * w + ix;
                             }
                         }
-                        vals[[b, ch, oy, ox]] = best;
-                        idx[[b, ch, oy, ox]] = at;
                     }
+                    vout[oy * wo + ox] = best;
+                    iout[oy * wo + ox] = at;
                 }
             }
         }
@@ -179,9 +183,17 @@ impl MaxPool2d {
         }
         let plane = input_shape[2] * input_shape[3];
         let mut out = Array4::<F>::zeros((input_shape[0], input_shape[1], input_shape[2], input_shape[3]));
-        for ((b, ch, oy, ox), &at) in indices.indexed_iter() {
-            if at < plane {
-                out[[b, ch, at / input_shape[3], at % input_shape[3]]] += values[[b, ch, oy, ox]];
+        let values = values.as_standard_layout();
+        let vals = values.as_slice().expect("standard layout");
+        let idx = indices.as_standard_layout();
+        let idx = idx.as_slice().expect("standard layout");
+        let pooled = indices.shape()[2] * indices.shape()[3];
+        let buf = out.as_slice_mut().expect("fresh array is contiguous");
+        for (dst, (v, i)) in buf.chunks_exact_mut(plane).zip(vals.chunks_exact(pooled).zip(idx.chunks_exact(pooled))) {
+            for (&v, &at) in v.iter().zip(i) {
+                if at < plane {
+                    dst[at] += v;
+                }
             }
         }
         Ok(out.into_dyn())

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, Step};
 use crate::tensor::{add_channel_bias, negative, positive, safe_ratio};
-use ndarray::{Array1, ArrayD, ArrayViewD, Zip};
+use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
 /// Which input a term multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,16 +140,16 @@ fn broadcast_bound<F: Float>(what: &str, bound: &ArrayD<F>, input: &ArrayViewD<'
     v.broadcast(input.raw_dim()).map(|b| b.to_owned()).ok_or_else(err)
 }
 
-fn input_part<F: Float>(
+fn input_part<'x, F: Float>(
     part: Input,
-    x: &ArrayViewD<'_, F>,
+    x: &ArrayViewD<'x, F>,
     bounds: Option<(&ArrayD<F>, &ArrayD<F>)>,
-) -> Result<ArrayD<F>> {
+) -> Result<CowArray<'x, F, IxDyn>> {
     Ok(match part {
-        Input::All => x.to_owned(),
-        Input::Positive => positive(x),
-        Input::Negative => negative(x),
-        Input::Ones => ArrayD::from_elem(x.raw_dim(), F::one()),
+        Input::All => x.clone().into(),
+        Input::Positive => positive(x).into(),
+        Input::Negative => negative(x).into(),
+        Input::Ones => ArrayD::from_elem(x.raw_dim(), F::one()).into(),
         Input::Low | Input::High => {
             let (low, high) = bounds.ok_or_else(|| Error::Unsupported {
                 rule: "LrpZBox".into(),
@@ -160,7 +160,7 @@ fn input_part<F: Float>(
             } else {
                 ("ZBox high bound", high)
             };
-            broadcast_bound(what, b, x)?
+            broadcast_bound(what, b, x)?.into()
         }
     })
 }
@@ -201,7 +201,7 @@ pub(crate) fn propagate<F: Float>(
             && group.terms[0].weight == Param::Keep
             && group.terms[0].bias == Some(Param::Keep)
             && group.terms[0].sign == 1.0;
-        let mut z: Option<ArrayD<F>> = plain.then(|| step.output.to_owned());
+        let mut z: Option<CowArray<'_, F, IxDyn>> = plain.then(|| step.output.view().into());
         // Prepared (sign, input part, modified weight) per contributing term, built once.
         let mut parts = Vec::with_capacity(group.terms.len());
         for t in &group.terms {
@@ -234,10 +234,12 @@ pub(crate) fn propagate<F: Float>(
                 if let Some(zt) = zt {
                     let sign = F::lit(t.sign);
                     z = Some(match z {
-                        None => zt.mapv(|v| v * sign),
-                        Some(mut acc) => {
+                        None if t.sign == 1.0 => zt.into(),
+                        None => zt.mapv(|v| v * sign).into(),
+                        Some(acc) => {
+                            let mut acc = acc.into_owned();
                             Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a = *a + sign * v);
-                            acc
+                            acc.into()
                         }
                     });
                 }

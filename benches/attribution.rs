@@ -1,0 +1,64 @@
+//! Criterion benches: forward, gradient, every LRP rule and EpsilonGammaBox on the small CNN
+//! (batch 1 and 64) and the VGG16-shaped network (batch 1).
+//!
+//! `cargo bench --bench attribution` runs them all (the VGG16 group takes a few minutes);
+//! `cargo bench --bench attribution -- small` only the small CNN. `tools/bench_compare.py`
+//! runs them next to zennit and captum and prints the ratio table.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use relevance::{
+    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus, Network, RuleSet,
+    Target,
+};
+use std::hint::black_box;
+use std::time::Duration;
+
+mod common;
+
+fn rules(channels: usize) -> Vec<(&'static str, Box<dyn RuleSet<f32>>)> {
+    let (low, high) = common::bounds(channels);
+    vec![
+        ("lrp0", Box::new(Lrp0)),
+        ("epsilon", Box::new(LrpEpsilon::default())),
+        ("gamma", Box::new(LrpGamma::default())),
+        ("alpha2beta1", Box::new(LrpAlphaBeta::default())),
+        ("zplus", Box::new(LrpZPlus::new())),
+        ("flat", Box::new(LrpFlat::new())),
+        ("wsquare", Box::new(LrpWSquare::new())),
+        ("epsilon_gamma_box", Box::new(Composite::epsilon_gamma_box(low, high).unwrap())),
+    ]
+}
+
+fn bench_network(c: &mut Criterion, name: &str, net: &Network<f32>, batch: usize, all_rules: bool) {
+    let x = common::input(net, batch, 7);
+    let target = Target::Class(3);
+    let mut group = c.benchmark_group(format!("{name}_b{batch}"));
+    if name == "vgg16" {
+        group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    }
+    group.bench_function("forward", |b| b.iter(|| black_box(net.forward(&x).unwrap())));
+    group.bench_function("gradient", |b| b.iter(|| black_box(net.gradient(&x, &target).unwrap())));
+    for (rule_name, rule) in rules(net.input_shape()[0]) {
+        if !all_rules && !matches!(rule_name, "epsilon" | "epsilon_gamma_box") {
+            continue;
+        }
+        group.bench_with_input(BenchmarkId::new("attribute", rule_name), &rule, |b, rule| {
+            b.iter(|| black_box(net.attribute(&x, &target, &**rule).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+fn small(c: &mut Criterion) {
+    let net = common::small_cnn();
+    bench_network(c, "small", &net, 1, true);
+    bench_network(c, "small", &net, 64, true);
+}
+
+fn vgg(c: &mut Criterion) {
+    let net = common::vgg16();
+    bench_network(c, "vgg16", &net, 1, false);
+}
+
+criterion_group!(benches, small, vgg);
+criterion_main!(benches);

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Speed comparison: relevance (Rust) against zennit and captum on the same architectures.
+
+Runs, in one go and on the same machine:
+  * PyTorch forward, zennit EpsilonGammaBox and captum DeepLift (zero baseline), float32,
+    torch.set_num_threads(THREADS), on the small CNN (batch 1 and 64) and the VGG16-shaped
+    network (batch 1) — random weights, as the Rust benches;
+  * the Rust criterion benches (`cargo bench --bench attribution`), with RAYON_NUM_THREADS=THREADS;
+then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
+
+Usage (from the repository root; a venv with torch, zennit, captum outside the repo):
+    python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit captum
+    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--skip-vgg] [--skip-rust]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+
+
+def vgg16():
+    plan = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0]
+    layers, cin = [], 3
+    for c in plan:
+        if c == 0:
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, c, 3, padding=1), nn.ReLU()]
+            cin = c
+    layers += [nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+               nn.Linear(4096, 1000)]
+    return nn.Sequential(*layers)
+
+
+def timeit(fn, min_time, min_reps=5):
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def python_times(name, model, shape, batch, min_time):
+    from captum.attr import DeepLift
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonGammaBox
+
+    model = model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(batch, *shape)
+    target = 3
+    out = {}
+    with torch.no_grad():
+        out["forward"] = timeit(lambda: model(x), min_time)
+    c = shape[0]
+    composite = EpsilonGammaBox(low=torch.zeros(1, c, 1, 1), high=torch.ones(1, c, 1, 1))
+    n_out = model(x[:1]).shape[1]
+    seed = torch.eye(n_out)[[target] * batch]
+    with Gradient(model=model, composite=composite) as attributor:
+        out["epsilon_gamma_box"] = timeit(lambda: attributor(x, seed), min_time)
+    dl = DeepLift(model)
+    baseline = torch.zeros_like(x)
+    out["deeplift"] = timeit(lambda: dl.attribute(x, baselines=baseline, target=target), min_time)
+    return out
+
+
+def rust_times(filters, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    for f in filters:
+        cmd = ["cargo", "bench", "--bench", "attribution", "--", f]
+        print("$", " ".join(cmd), file=sys.stderr)
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    crit = ROOT / "target" / "criterion"
+    times = {}
+    for est in crit.glob("**/new/estimates.json"):
+        rel = est.parent.parent.relative_to(crit).as_posix()  # e.g. small_b1/attribute/epsilon
+        times[rel] = json.loads(est.read_text())["median"]["point_estimate"] * 1e-9
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-vgg", action="store_true")
+    ap.add_argument("--skip-rust", action="store_true", help="reuse the last criterion results")
+    ap.add_argument("--min-time", type=float, default=3.0, help="seconds per Python measurement")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    configs = [("small", small_cnn(), (1, 28, 28), 1), ("small", small_cnn(), (1, 28, 28), 64)]
+    if not args.skip_vgg:
+        configs.append(("vgg16", vgg16(), (3, 224, 224), 1))
+    py = {}
+    for name, model, shape, batch in configs:
+        print(f"python: {name} batch {batch}", file=sys.stderr)
+        py[(name, batch)] = python_times(name, model, shape, batch, args.min_time)
+
+    filters = ["small/"] + ([] if args.skip_vgg else ["vgg16/"])
+    rs = rust_times([] if args.skip_rust else filters, args.threads)
+
+    def r(name, batch, bench):
+        return rs.get(f"{name}_b{batch}/{bench}")
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__} with {args.threads} threads, float32")
+    print("| network, batch | what | Python | Rust | ratio (Python / Rust) |")
+    print("|---|---|---|---|---|")
+    rows = [("forward", "forward", "PyTorch forward"),
+            ("epsilon_gamma_box", "attribute/epsilon_gamma_box", "EpsilonGammaBox vs zennit"),
+            ("deeplift", "deeplift/rescale", "DeepLift vs captum")]
+    for (name, batch), times in py.items():
+        for key, bench, label in rows:
+            rt = r(name, batch, bench)
+            ratio = f"{times[key] / rt:.2f}×" if rt else "n/a"
+            rts = f"{rt * 1e3:.3f} ms" if rt else "n/a"
+            print(f"| {name}, {batch} | {label} | {times[key] * 1e3:.3f} ms | {rts} | {ratio} |")
+        eps, fwd = r(name, batch, "attribute/epsilon"), r(name, batch, "forward")
+        if eps and fwd:
+            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | | {eps / fwd:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
