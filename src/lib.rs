@@ -41,6 +41,7 @@
 mod deeplift;
 mod error;
 mod float;
+pub mod heatmap;
 pub mod layers;
 mod network;
 pub mod rules;
