@@ -9,7 +9,7 @@ use crate::layers::Step;
 use crate::network::{Network, Seed, Target};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
-use crate::tensor::{check_finite, per_sample_sum};
+use crate::tensor::{check_batch_shape, check_finite, per_sample_sum};
 use ndarray::{Array1, ArrayD, Axis, IxDyn};
 
 /// The reference input(s) `x̄` that DeepLIFT explains the difference `f(x) − f(x̄)` against.
@@ -246,7 +246,9 @@ impl<F: Float> Network<F> {
         baseline: &Baseline<F>,
         options: DeepLiftOptions,
     ) -> Result<DeepLiftAttribution<F>> {
-        self.trace(x)?; // input errors first, with the input's own batch size
+        // input errors first, with the input's own batch size
+        check_batch_shape("network input", &x.view(), self.input_shape())?;
+        check_finite("network input", &x.view())?;
         let pairs = self.pairs(x, target, baseline)?;
         let tx = self.trace(&pairs.x)?;
         let tb = self.trace(&pairs.baseline)?;
