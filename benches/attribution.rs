@@ -6,11 +6,13 @@
 //! runs them next to zennit and captum and prints the ratio table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ndarray::ArrayD;
 use relevance::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus, Network, RuleSet,
     Target,
 };
 use std::hint::black_box;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 mod common;
@@ -25,39 +27,60 @@ fn rules(channels: usize) -> Vec<(&'static str, Box<dyn RuleSet<f32>>)> {
         ("zplus", Box::new(LrpZPlus::new())),
         ("flat", Box::new(LrpFlat::new())),
         ("wsquare", Box::new(LrpWSquare::new())),
-        ("epsilon_gamma_box", Box::new(Composite::epsilon_gamma_box(low, high).unwrap())),
+        (
+            "epsilon_gamma_box",
+            Box::new(Composite::epsilon_gamma_box(low, high).unwrap()),
+        ),
     ]
 }
 
-fn bench_network(c: &mut Criterion, name: &str, net: &Network<f32>, batch: usize, all_rules: bool) {
-    let x = common::input(net, batch, 7);
+/// Benches one network at one batch size. The network is built lazily, on the first bench
+/// that the command-line filter selects, so filtering out VGG16 also skips building it.
+fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batch: usize, all_rules: bool) {
+    let state: OnceLock<(Network<f32>, ArrayD<f32>)> = OnceLock::new();
+    let get = || {
+        state.get_or_init(|| {
+            let net = make();
+            let x = common::input(&net, batch, 7);
+            (net, x)
+        })
+    };
     let target = Target::Class(3);
     let mut group = c.benchmark_group(format!("{name}_b{batch}"));
     if name == "vgg16" {
-        group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(20))
+            .warm_up_time(Duration::from_secs(2));
     }
-    group.bench_function("forward", |b| b.iter(|| black_box(net.forward(&x).unwrap())));
-    group.bench_function("gradient", |b| b.iter(|| black_box(net.gradient(&x, &target).unwrap())));
-    for (rule_name, rule) in rules(net.input_shape()[0]) {
+    group.bench_function("forward", |b| {
+        let (net, x) = get();
+        b.iter(|| black_box(net.forward(x).unwrap()))
+    });
+    group.bench_function("gradient", |b| {
+        let (net, x) = get();
+        b.iter(|| black_box(net.gradient(x, &target).unwrap()))
+    });
+    let channels = if name == "vgg16" { 3 } else { 1 };
+    for (rule_name, rule) in rules(channels) {
         if !all_rules && !matches!(rule_name, "epsilon" | "epsilon_gamma_box") {
             continue;
         }
         group.bench_with_input(BenchmarkId::new("attribute", rule_name), &rule, |b, rule| {
-            b.iter(|| black_box(net.attribute(&x, &target, &**rule).unwrap()))
+            let (net, x) = get();
+            b.iter(|| black_box(net.attribute(x, &target, &**rule).unwrap()))
         });
     }
     group.finish();
 }
 
 fn small(c: &mut Criterion) {
-    let net = common::small_cnn();
-    bench_network(c, "small", &net, 1, true);
-    bench_network(c, "small", &net, 64, true);
+    bench_network(c, "small", common::small_cnn, 1, true);
+    bench_network(c, "small", common::small_cnn, 64, true);
 }
 
 fn vgg(c: &mut Criterion) {
-    let net = common::vgg16();
-    bench_network(c, "vgg16", &net, 1, false);
+    bench_network(c, "vgg16", common::vgg16, 1, false);
 }
 
 criterion_group!(benches, small, vgg);

@@ -80,7 +80,7 @@ struct Pairs<F: Float> {
 fn repeat_interleave<F: Float>(a: &ArrayD<F>, k: usize) -> ArrayD<F> {
     let rows: Vec<_> = a
         .axis_iter(Axis(0))
-        .flat_map(|r| std::iter::repeat(r).take(k))
+        .flat_map(|r| std::iter::repeat_n(r, k))
         .collect();
     ndarray::stack(Axis(0), &rows).expect("rows of one array")
 }
@@ -173,7 +173,7 @@ impl<F: Float> Network<F> {
                 })
             }
             Target::PerSample(v) if k > 1 => {
-                Target::PerSample(v.iter().flat_map(|&c| std::iter::repeat(c).take(k)).collect())
+                Target::PerSample(v.iter().flat_map(|&c| std::iter::repeat_n(c, k)).collect())
             }
             Target::Relevance(r) if r.ndim() > 0 && r.shape()[0] == n && k > 1 => {
                 Target::Relevance(repeat_interleave(r, k))

@@ -5,8 +5,9 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Step};
 use crate::rules::RuleSet;
-use crate::tensor::{check_batch_shape, check_finite, per_sample_sum};
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis};
+use crate::tensor::{check_batch_shape, check_finite, concat_batch, per_sample_sum, split_batch};
+use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
+use std::ops::Range;
 
 /// A feed-forward chain of layers with a fixed per-sample input shape.
 ///
@@ -264,6 +265,65 @@ impl<F: Float> Network<F> {
     where
         R: RuleSet<F> + ?Sized,
     {
+        self.check_input(x)?;
+        self.check_target(x.shape()[0], target)?;
+        // Samples are independent: split the batch across threads (feature `parallel`).
+        let parts = split_batch(x.shape()[0], |rows| {
+            let xs = x.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned();
+            self.attribute_rows(&xs, &target_rows(target, rows), rules, options)
+        })?;
+        Ok(Attribution::concat(parts))
+    }
+
+    /// Checks a target against a batch of `n` samples, before the batch is split.
+    pub(crate) fn check_target(&self, n: usize, target: &Target<F>) -> Result<()> {
+        let classes: usize = self.output_shape().iter().product();
+        match target {
+            Target::Class(c) if *c >= classes => Err(Error::TargetOutOfRange {
+                sample: 0,
+                class: *c,
+                classes,
+            }),
+            Target::PerSample(v) if v.len() != n => Err(Error::BatchMismatch {
+                what: "per-sample targets".into(),
+                batch: n,
+                got: v.len(),
+            }),
+            Target::PerSample(v) => match v.iter().position(|&c| c >= classes) {
+                Some(sample) => Err(Error::TargetOutOfRange {
+                    sample,
+                    class: v[sample],
+                    classes,
+                }),
+                None => Ok(()),
+            },
+            Target::Relevance(r) => {
+                let mut expected = vec![n];
+                expected.extend_from_slice(self.output_shape());
+                if r.shape() != expected.as_slice() {
+                    return Err(Error::Shape {
+                        what: "target relevance (must have the output's shape)".into(),
+                        expected,
+                        got: r.shape().to_vec(),
+                    });
+                }
+                check_finite("target relevance", &r.view())
+            }
+            Target::Class(_) => Ok(()),
+        }
+    }
+
+    /// [`Network::attribute_with`] on one part of a batch, on the calling thread.
+    fn attribute_rows<R>(
+        &self,
+        x: &ArrayD<F>,
+        target: &Target<F>,
+        rules: &R,
+        options: Options,
+    ) -> Result<Attribution<F>>
+    where
+        R: RuleSet<F> + ?Sized,
+    {
         let trace = self.trace(x)?;
         let layers: Vec<&dyn Layer<F>> = self.layers.iter().map(|l| l.as_ref()).collect();
         let per_layer = rules.resolve(&layers);
@@ -336,4 +396,49 @@ impl<F: Float> Network<F> {
 /// Sum of an array's values per sample (over all but the first axis).
 pub fn sum_per_sample<F: Float>(a: &ArrayViewD<'_, F>) -> Array1<F> {
     per_sample_sum(a)
+}
+
+/// The rows `rows` of a target, for one part of a split batch.
+pub(crate) fn target_rows<F: Float>(target: &Target<F>, rows: Range<usize>) -> Target<F> {
+    match target {
+        Target::Class(c) => Target::Class(*c),
+        Target::PerSample(v) => Target::PerSample(v[rows].to_vec()),
+        Target::Relevance(r) => Target::Relevance(r.slice_axis(Axis(0), Slice::from(rows)).to_owned()),
+    }
+}
+
+impl<F: Float> Attribution<F> {
+    /// Joins the attributions of consecutive parts of a batch.
+    fn concat(mut parts: Vec<Attribution<F>>) -> Self {
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let cat1 = |f: fn(&Attribution<F>) -> &Array1<F>| {
+            let views: Vec<_> = parts.iter().map(|p| f(p).view()).collect();
+            ndarray::concatenate(Axis(0), &views).expect("parts of one batch")
+        };
+        let total = cat1(|a| &a.total);
+        let delta = cat1(|a| &a.delta);
+        let layers = parts[0].layers.as_ref().map(|first| {
+            (0..first.len())
+                .map(|k| {
+                    concat_batch(
+                        parts
+                            .iter()
+                            .map(|p| p.layers.as_ref().expect("all parts")[k].clone())
+                            .collect(),
+                    )
+                })
+                .collect()
+        });
+        let output = concat_batch(parts.iter().map(|p| p.output.clone()).collect());
+        let relevance = concat_batch(parts.into_iter().map(|p| p.relevance).collect());
+        Attribution {
+            relevance,
+            output,
+            total,
+            delta,
+            layers,
+        }
+    }
 }

@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis};
 
 /// Returns an error naming `what` if `a` holds a NaN or an infinity.
 pub(crate) fn check_finite<F: Float>(what: &str, a: &ArrayViewD<'_, F>) -> Result<()> {
@@ -90,4 +91,107 @@ pub(crate) fn negative<F: Float>(a: &ArrayViewD<'_, F>) -> ArrayD<F> {
 /// Sum over all axes but the first: one value per sample.
 pub(crate) fn per_sample_sum<F: Float>(a: &ArrayViewD<'_, F>) -> ndarray::Array1<F> {
     a.axis_iter(Axis(0)).map(|s| s.sum()).collect()
+}
+
+/// Work (multiply-adds) below which a matrix product is not split across threads.
+#[cfg(feature = "parallel")]
+const PAR_GEMM_WORK: usize = 1 << 21;
+
+/// `c = a · b` through ndarray's `general_mat_mul` (matrixmultiply). With the `parallel`
+/// feature, a large product is split into column (or row) blocks of `c`, one per thread.
+pub(crate) fn gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: &mut ArrayViewMut2<'_, F>) {
+    #[cfg(feature = "parallel")]
+    {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && a.nrows() * a.ncols() * b.ncols() >= PAR_GEMM_WORK {
+            return par_gemm(a, b, c.view_mut(), threads);
+        }
+    }
+    general_mat_mul(F::one(), a, b, F::zero(), c);
+}
+
+#[cfg(feature = "parallel")]
+fn par_gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: ArrayViewMut2<'_, F>, parts: usize) {
+    let (m, n) = c.dim();
+    if parts <= 1 || a.ncols() * m * n < PAR_GEMM_WORK / 2 {
+        let mut c = c;
+        general_mat_mul(F::one(), a, b, F::zero(), &mut c);
+        return;
+    }
+    let left = parts / 2;
+    if n >= m {
+        // split columns, at a multiple of 16 to keep the kernel's panels whole
+        let mid = ((n * left / parts) / 16 * 16).clamp(1, n - 1);
+        let (c1, c2) = c.split_at(Axis(1), mid);
+        let (b1, b2) = b.view().split_at(Axis(1), mid);
+        rayon::join(
+            || par_gemm(a, &b1, c1, left),
+            || par_gemm(a, &b2, c2, parts - left),
+        );
+    } else {
+        let mid = ((m * left / parts) / 16 * 16).clamp(1, m - 1);
+        let (c1, c2) = c.split_at(Axis(0), mid);
+        let (a1, a2) = a.view().split_at(Axis(0), mid);
+        rayon::join(
+            || par_gemm(&a1, b, c1, left),
+            || par_gemm(&a2, b, c2, parts - left),
+        );
+    }
+}
+
+/// Runs `f` on consecutive row ranges of a batch of `n` samples — one range per thread with
+/// the `parallel` feature, the whole batch otherwise — and returns the results in order.
+pub(crate) fn split_batch<T: Send>(
+    n: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    #[cfg(feature = "parallel")]
+    {
+        let threads = rayon::current_num_threads().min(n);
+        if threads > 1 {
+            use rayon::prelude::*;
+            return (0..threads)
+                .into_par_iter()
+                .map(|t| f(t * n / threads..(t + 1) * n / threads))
+                .collect();
+        }
+    }
+    Ok(vec![f(0..n)?])
+}
+
+/// Concatenates arrays along the batch axis (a single part is returned as is).
+pub(crate) fn concat_batch<F: Float>(mut parts: Vec<ArrayD<F>>) -> ArrayD<F> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).expect("parts of one batch")
+}
+
+thread_local! {
+    /// Per-thread scratch buffers, reused across calls so that large temporaries (im2col
+    /// matrices) are not returned to and re-faulted from the OS on every layer.
+    static SCRATCH: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a zeroed scratch slice of `len` elements, taken from (and returned to) this
+/// thread's pool.
+pub(crate) fn with_scratch<F: Float, R>(len: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
+    let taken = SCRATCH.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool.iter().position(|b| b.is::<Vec<F>>())?;
+        pool.swap_remove(at).downcast::<Vec<F>>().ok()
+    });
+    let mut buf = taken.map_or_else(Vec::new, |b| *b);
+    buf.clear();
+    buf.resize(len, F::zero());
+    let out = f(&mut buf);
+    // keep at most a few buffers per thread
+    SCRATCH.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < 4 {
+            pool.push(Box::new(buf));
+        }
+    });
+    out
 }

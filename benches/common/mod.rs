@@ -27,7 +27,10 @@ impl Rng {
 
 fn conv(rng: &mut Rng, cin: usize, cout: usize) -> Box<dyn Layer<f32>> {
     let scale = (3.0 / (cin * 9) as f32).sqrt();
-    let w = rng.array(&[cout, cin, 3, 3], scale).into_dimensionality().unwrap();
+    let w = rng
+        .array(&[cout, cin, 3, 3], scale)
+        .into_dimensionality()
+        .unwrap();
     let b: Array1<f32> = rng.array(&[cout], 0.05).into_dimensionality().unwrap();
     Box::new(Conv2d::new(w, Some(b), Conv2dConfig::default().padding(1)).unwrap())
 }
@@ -64,7 +67,9 @@ pub fn small_cnn() -> Network<f32> {
 /// VGG16: 13 conv3×3 (64,64,M,128,128,M,256×3,M,512×3,M,512×3,M) + 4096-4096-1000 dense.
 pub fn vgg16() -> Network<f32> {
     let mut rng = Rng::new(2);
-    let plan: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+    let plan: [usize; 18] = [
+        64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+    ];
     let mut layers: Vec<Box<dyn Layer<f32>>> = Vec::new();
     let mut cin = 3;
     for &c in &plan {
@@ -95,7 +100,11 @@ pub fn input(net: &Network<f32>, n: usize, seed: u64) -> ArrayD<f32> {
 /// Per-channel pixel bounds [0, 1] for z^B.
 pub fn bounds(channels: usize) -> (ArrayD<f32>, ArrayD<f32>) {
     (
-        Array4::<f32>::zeros((channels, 1, 1, 1)).into_shape_with_order(IxDyn(&[channels, 1, 1])).unwrap(),
-        Array4::<f32>::ones((channels, 1, 1, 1)).into_shape_with_order(IxDyn(&[channels, 1, 1])).unwrap(),
+        Array4::<f32>::zeros((channels, 1, 1, 1))
+            .into_shape_with_order(IxDyn(&[channels, 1, 1]))
+            .unwrap(),
+        Array4::<f32>::ones((channels, 1, 1, 1))
+            .into_shape_with_order(IxDyn(&[channels, 1, 1]))
+            .unwrap(),
     )
 }

@@ -4,9 +4,8 @@ use super::{Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{add_channel_bias, check_finite};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix4};
+use crate::tensor::{add_channel_bias, check_finite, gemm, with_scratch};
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
 ///
@@ -230,7 +229,11 @@ impl<F: Float> Conv2d<F> {
         for j in 0..g.kw {
             // ix = ox·sw + j·dw − pw must lie in [0, w)
             let shift = (j * dw) as isize - pw as isize;
-            let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(sw) };
+            let lo = if shift >= 0 {
+                0
+            } else {
+                ((-shift) as usize).div_ceil(sw)
+            };
             let hi_excl = if (g.w as isize) > shift {
                 (((g.w as isize - shift) as usize) - 1) / sw + 1
             } else {
@@ -257,14 +260,12 @@ impl<F: Float> Conv2d<F> {
         }
     }
 
-    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`.
-    fn im2col(&self, x: &[F], g: &Geometry) -> Array2<F> {
+    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, into a zeroed buffer of that size.
+    fn im2col(&self, x: &[F], g: &Geometry, buf: &mut [F]) {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
-        let mut cols = Array2::<F>::zeros((g.c * g.kh * g.kw, ncols));
-        let buf = cols.as_slice_mut().expect("fresh array is contiguous");
         self.for_each_run(g, |row, oy, lo, hi, offset| {
             let len = hi - lo;
             for s in 0..g.n {
@@ -280,18 +281,16 @@ impl<F: Float> Conv2d<F> {
                 }
             }
         });
-        cols
     }
 
     /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps.
-    fn col2im(&self, cols: &Array2<F>, g: &Geometry) -> Array4<F> {
+    fn col2im(&self, src: &[F], g: &Geometry) -> Array4<F> {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
         let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
-        let src = cols.as_slice().expect("fresh array is contiguous");
         self.for_each_run(g, |row, oy, lo, hi, offset| {
             let len = hi - lo;
             for s in 0..g.n {
@@ -382,14 +381,22 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
         let wm = self.weight_matrix(w)?;
         let x4 = x4.as_standard_layout();
-        let cols = self.im2col(x4.as_slice().expect("standard layout"), &g);
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols
         let o = self.out_channels();
-        let mut out = Array2::<F>::zeros((o, g.n * g.ho * g.wo));
-        general_mat_mul(F::one(), &wm, &cols, F::zero(), &mut out);
+        let rows = wm.ncols();
+        let ncols = g.n * g.ho * g.wo;
+        let mut out = Array2::<F>::zeros((o, ncols));
+        with_scratch(rows * ncols, |buf| {
+            self.im2col(x4.as_slice().expect("standard layout"), &g, buf);
+            let cols = ArrayView2::from_shape((rows, ncols), &*buf).expect("sizes agree");
+            gemm(&wm, &cols, &mut out.view_mut());
+        });
         // [O, N, Ho, Wo] → [N, O, Ho, Wo] (no copy for a single sample)
         if g.n == 1 {
-            return Ok(out.into_shape_with_order((1, o, g.ho, g.wo)).expect("sizes agree").into_dyn());
+            return Ok(out
+                .into_shape_with_order((1, o, g.ho, g.wo))
+                .expect("sizes agree")
+                .into_dyn());
         }
         let out = out
             .into_shape_with_order((o, g.n, g.ho, g.wo))
@@ -418,7 +425,10 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         // [N, O, Ho, Wo] → [O, N·Ho·Wo]
         let plane = g.ho * g.wo;
         let s2 = if g.n == 1 {
-            s4.as_standard_layout().into_shape_with_order((o, plane)).expect("sizes agree").into_owned()
+            s4.as_standard_layout()
+                .into_shape_with_order((o, plane))
+                .expect("sizes agree")
+                .into_owned()
         } else {
             s4.permuted_axes([1, 0, 2, 3])
                 .as_standard_layout()
@@ -427,8 +437,12 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .into_owned()
         };
         // cols = Wᵀ[C·kh·kw, O] · s2
-        let mut cols = Array2::<F>::zeros((wm.ncols(), g.n * g.ho * g.wo));
-        general_mat_mul(F::one(), &wm.t(), &s2, F::zero(), &mut cols);
-        Ok(self.col2im(&cols, &g).into_dyn())
+        let (rows, ncols) = (wm.ncols(), g.n * g.ho * g.wo);
+        Ok(with_scratch(rows * ncols, |buf| {
+            let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
+            gemm(&wm.t(), &s2.view(), &mut cols);
+            self.col2im(buf, &g)
+        })
+        .into_dyn())
     }
 }

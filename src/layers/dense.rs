@@ -4,7 +4,7 @@ use super::{Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{add_channel_bias, check_finite};
+use crate::tensor::{add_channel_bias, check_finite, gemm};
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
@@ -157,7 +157,9 @@ impl<F: Float> Affine<F> for Dense<F> {
     fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let x = Self::as_matrix("Dense input", x, self.in_features())?;
         let w = self.weight_matrix(w)?;
-        Ok(x.dot(&w.t()).into_dyn())
+        let mut out = Array2::<F>::zeros((x.nrows(), w.nrows()));
+        gemm(&x, &w.t(), &mut out.view_mut());
+        Ok(out.into_dyn())
     }
 
     fn apply_transpose(
@@ -169,6 +171,8 @@ impl<F: Float> Affine<F> for Dense<F> {
         self.output_shape(input_shape)?;
         let s = Self::as_matrix("Dense output relevance", s, self.out_features())?;
         let w = self.weight_matrix(w)?;
-        Ok(s.dot(&w).into_dyn())
+        let mut out = Array2::<F>::zeros((s.nrows(), w.ncols()));
+        gemm(&s, &w, &mut out.view_mut());
+        Ok(out.into_dyn())
     }
 }

@@ -138,16 +138,16 @@ impl MaxPool2d {
                 for ox in 0..wo {
                     let x0 = ox as isize * sw as isize - pw;
                     let (xlo, xhi) = (x0.max(0) as usize, ((x0 + kw as isize).min(w as isize)) as usize);
-                    // first maximum in row-major order wins (strictly greater), as PyTorch;
-                    // a NaN wins too, as PyTorch's max_pool2d
+                    // The first maximum in row-major order wins (strictly greater), as
+                    // PyTorch. Inputs are finite (checked at the network input), so no NaN.
                     let mut at = ylo * w + xlo;
                     let mut best = plane[at];
                     for iy in ylo..yhi {
-                        let row = &plane[iy * w..iy * w + w];
-                        for (ix, &v) in row.iter().enumerate().take(xhi).skip(xlo) {
-                            if v > best || (v.is_nan() && !best.is_nan()) {
+                        let start = iy * w + xlo;
+                        for (k, &v) in plane[start..iy * w + xhi].iter().enumerate() {
+                            if v > best {
                                 best = v;
-                                at = iy * w + ix;
+                                at = start + k;
                             }
                         }
                     }
@@ -189,7 +189,10 @@ impl MaxPool2d {
         let idx = idx.as_slice().expect("standard layout");
         let pooled = indices.shape()[2] * indices.shape()[3];
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
-        for (dst, (v, i)) in buf.chunks_exact_mut(plane).zip(vals.chunks_exact(pooled).zip(idx.chunks_exact(pooled))) {
+        for (dst, (v, i)) in buf
+            .chunks_exact_mut(plane)
+            .zip(vals.chunks_exact(pooled).zip(idx.chunks_exact(pooled)))
+        {
             for (&v, &at) in v.iter().zip(i) {
                 if at < plane {
                     dst[at] += v;

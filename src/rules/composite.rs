@@ -88,7 +88,7 @@ impl Context {
 
 /// Anything that assigns a rule to every layer of a network: a single rule (the same for
 /// every layer) or a [`Composite`].
-pub trait RuleSet<F: Float> {
+pub trait RuleSet<F: Float>: Sync {
     /// One rule per layer, in order.
     fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>>;
 }

@@ -147,6 +147,8 @@ fn input_part<'x, F: Float>(
 ) -> Result<CowArray<'x, F, IxDyn>> {
     Ok(match part {
         Input::All => x.clone().into(),
+        // x⁺ of a non-negative input (after a ReLU) is the input itself: no copy
+        Input::Positive if x.iter().all(|&v| v >= F::zero()) => x.clone().into(),
         Input::Positive => positive(x).into(),
         Input::Negative => negative(x).into(),
         Input::Ones => ArrayD::from_elem(x.raw_dim(), F::one()).into(),
@@ -238,7 +240,7 @@ pub(crate) fn propagate<F: Float>(
                         None => zt.mapv(|v| v * sign).into(),
                         Some(acc) => {
                             let mut acc = acc.into_owned();
-                            Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a = *a + sign * v);
+                            Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a += sign * v);
                             acc.into()
                         }
                     });
@@ -270,7 +272,7 @@ pub(crate) fn propagate<F: Float>(
             Zip::from(&mut r_in)
                 .and(&xt)
                 .and(&c)
-                .for_each(|r, &xv, &cv| *r = *r + k * xv * cv);
+                .for_each(|r, &xv, &cv| *r += k * xv * cv);
         }
     }
     Ok(r_in)
