@@ -9,6 +9,11 @@ use crate::tensor::{check_batch_shape, check_finite, concat_batch, per_sample_su
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
 use std::ops::Range;
 
+/// The largest number of elements one sample may have at any layer (2³⁰), so that a
+/// mistaken configuration (huge padding, say) is an error at construction rather than an
+/// enormous allocation at the first forward pass.
+pub const MAX_SAMPLE_LEN: usize = 1 << 30;
+
 /// A feed-forward chain of layers with a fixed per-sample input shape.
 ///
 /// The shapes chain is checked layer by layer when the network is built, so a network that
@@ -112,7 +117,8 @@ impl<F: Float> Network<F> {
         if layers.is_empty() {
             return Err(Error::EmptyNetwork);
         }
-        if input_shape.is_empty() || input_shape.contains(&0) {
+        let len = input_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if input_shape.is_empty() || input_shape.contains(&0) || len.is_none_or(|n| n > MAX_SAMPLE_LEN) {
             return Err(Error::Shape {
                 what: "network input shape (per sample, no batch dimension)".into(),
                 expected: vec![],
@@ -124,6 +130,20 @@ impl<F: Float> Network<F> {
             let next = layer
                 .output_shape(shapes.last().expect("non-empty"))
                 .map_err(|e| e.at_layer(i, &layer.name()))?;
+            if next.is_empty()
+                || next.contains(&0)
+                || next
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .is_none_or(|n| n > MAX_SAMPLE_LEN)
+            {
+                return Err(Error::Shape {
+                    what: format!("layer output (per sample; at most {MAX_SAMPLE_LEN} elements, none zero)"),
+                    expected: vec![],
+                    got: next,
+                }
+                .at_layer(i, &layer.name()));
+            }
             shapes.push(next);
         }
         Ok(Network { layers, shapes })

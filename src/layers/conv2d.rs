@@ -57,9 +57,10 @@ impl Conv2dConfig {
 /// Output size of one spatial axis of a window operation (convolution or pooling), or
 /// `None` if the (padded) input is smaller than the dilated window.
 pub(crate) fn window_out(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    let span = dil * (k - 1) + 1;
-    let padded = len + 2 * pad;
-    (padded >= span).then(|| (padded - span) / stride + 1)
+    // checked: absurd configurations are errors, not overflows
+    let span = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    let padded = pad.checked_mul(2)?.checked_add(len)?;
+    (padded >= span && stride > 0).then(|| (padded - span) / stride + 1)
 }
 
 /// A 2-D convolution, as `torch.nn.Conv2d` (groups = 1, zero padding).

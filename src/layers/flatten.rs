@@ -47,7 +47,12 @@ impl<F: Float> Layer<F> for Flatten {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        Ok(vec![input_shape.iter().product()])
+        let len = input_shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        len.map(|len| vec![len]).ok_or_else(|| Error::Shape {
+            what: "Flatten input (too many elements)".into(),
+            expected: vec![],
+            got: input_shape.to_vec(),
+        })
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
