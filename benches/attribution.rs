@@ -1,4 +1,5 @@
-//! Criterion benches: forward, gradient, every LRP rule and EpsilonGammaBox on the small CNN
+//! Criterion benches: forward, gradient, every LRP rule, EpsilonGammaBox and DeepLift (zero
+//! baseline) on the small CNN
 //! (batch 1 and 64) and the VGG16-shaped network (batch 1).
 //!
 //! `cargo bench --bench attribution` runs them all (the VGG16 group takes a few minutes);
@@ -8,8 +9,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::ArrayD;
 use relevance::{
-    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus, Network, RuleSet,
-    Target,
+    Baseline, Composite, DeepLift, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus,
+    Network, RuleSet, Target,
 };
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -69,6 +70,15 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
         group.bench_with_input(BenchmarkId::new("attribute", rule_name), &rule, |b, rule| {
             let (net, x) = get();
             b.iter(|| black_box(net.attribute(x, &target, &**rule).unwrap()))
+        });
+    }
+    for (name, rule) in [("rescale", DeepLift::rescale()), ("default", DeepLift::default())] {
+        if !all_rules && name != "rescale" {
+            continue;
+        }
+        group.bench_function(BenchmarkId::new("deeplift", name), |b| {
+            let (net, x) = get();
+            b.iter(|| black_box(net.deeplift(x, &target, &rule, &Baseline::Zero).unwrap()))
         });
     }
     group.finish();

@@ -6,11 +6,11 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::Step;
-use crate::network::{Network, Seed, Target};
+use crate::network::{target_rows, Network, Seed, Target};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
-use crate::tensor::{check_batch_shape, check_finite, per_sample_sum};
-use ndarray::{Array1, ArrayD, Axis, IxDyn};
+use crate::tensor::{check_batch_shape, check_finite, concat_batch, per_sample_sum, split_batch};
+use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
 
 /// The reference input(s) `x̄` that DeepLIFT explains the difference `f(x) − f(x̄)` against.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +250,32 @@ impl<F: Float> Network<F> {
         check_batch_shape("network input", &x.view(), self.input_shape())?;
         check_finite("network input", &x.view())?;
         let pairs = self.pairs(x, target, baseline)?;
+        let kk = pairs.k;
+        // Samples are independent: split the batch across threads (feature `parallel`), at
+        // whole groups of K baseline rows.
+        let parts = split_batch(x.shape()[0], |samples| {
+            let rows = samples.start * kk..samples.end * kk;
+            let part = Pairs {
+                x: pairs.x.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned(),
+                baseline: pairs
+                    .baseline
+                    .slice_axis(Axis(0), Slice::from(rows.clone()))
+                    .to_owned(),
+                target: target_rows(&pairs.target, rows),
+                k: kk,
+            };
+            self.deeplift_rows(&part, rule, options)
+        })?;
+        Ok(DeepLiftAttribution::concat(parts))
+    }
+
+    /// [`Network::deeplift_with`] on expanded pairs, on the calling thread.
+    fn deeplift_rows(
+        &self,
+        pairs: &Pairs<F>,
+        rule: &DeepLift,
+        options: DeepLiftOptions,
+    ) -> Result<DeepLiftAttribution<F>> {
         let tx = self.trace(&pairs.x)?;
         let tb = self.trace(&pairs.baseline)?;
         let seed = self.seed(tx.output(), &pairs.target, Seed::OneHot)?;
@@ -321,5 +347,46 @@ impl<F: Float> Network<F> {
             delta,
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
         })
+    }
+}
+
+impl<F: Float> DeepLiftAttribution<F> {
+    /// Joins the results of consecutive parts of a batch.
+    fn concat(mut parts: Vec<Self>) -> Self {
+        if parts.len() == 1 {
+            return parts.pop().expect("one part");
+        }
+        let cat = |f: fn(&Self) -> ArrayD<F>| concat_batch(parts.iter().map(f).collect());
+        let attribution = cat(|p| p.attribution.clone());
+        let multipliers = cat(|p| p.multipliers.clone());
+        let output = cat(|p| p.output.clone());
+        let baseline_output = cat(|p| p.baseline_output.clone());
+        let total = cat(|p| p.total.clone().into_dyn())
+            .into_dimensionality()
+            .expect("1-D");
+        let delta = cat(|p| p.delta.clone().into_dyn())
+            .into_dimensionality()
+            .expect("1-D");
+        let layers = parts[0].layers.as_ref().map(|first| {
+            (0..first.len())
+                .map(|k| {
+                    concat_batch(
+                        parts
+                            .iter()
+                            .map(|p| p.layers.as_ref().expect("all parts")[k].clone())
+                            .collect(),
+                    )
+                })
+                .collect()
+        });
+        DeepLiftAttribution {
+            attribution,
+            multipliers,
+            output,
+            baseline_output,
+            total,
+            delta,
+            layers,
+        }
     }
 }
