@@ -112,6 +112,54 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A model, weights or data file could not be read from disk (missing, unreadable, or
+    /// larger than the loader accepts). The environment's or the caller's fault.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why (the operating system's message, or the size limit).
+        reason: String,
+    },
+    /// A model, weights, architecture or data file is malformed: truncated, corrupt, of the
+    /// wrong format, or hostile (sizes that do not add up, absurd dimensions). The file's
+    /// fault.
+    #[error("{what}: {reason}")]
+    Format {
+        /// What was being read, naming the file part, node or tensor (e.g. "ONNX model",
+        /// "tensor fc1.weight", "digits file header").
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A model uses an operator, or an operator setting, that has no layer in this crate
+    /// (e.g. `Softmax`, a grouped `Conv`, `MaxPool` with `ceil_mode`, a branching graph).
+    #[error("node {node}: unsupported operator {op}: {reason}")]
+    UnsupportedOperator {
+        /// The node's name (or its position if it has none).
+        node: String,
+        /// The operator type, e.g. `Softmax`.
+        op: String,
+        /// What exactly is not supported.
+        reason: String,
+    },
+    /// A tensor that a model refers to (a weight, a bias, a shape) is not in the file.
+    #[error("{node}: tensor {tensor:?} is missing")]
+    MissingTensor {
+        /// The tensor's name.
+        tensor: String,
+        /// The node or layer that needs it.
+        node: String,
+    },
+    /// An error in one node (or described layer) of a model file, with its name: a weight of
+    /// the wrong shape, an invalid configuration, or shapes that do not chain.
+    #[error("node {node}: {source}")]
+    AtNode {
+        /// The node's name, e.g. `/conv1/Conv` or `layer 3 (dense fc1.weight)`.
+        node: String,
+        /// What went wrong there.
+        source: Box<Error>,
+    },
     /// An error that happened inside one layer of a network, with its position.
     #[error("layer {index} ({name}): {source}")]
     AtLayer {
@@ -141,6 +189,7 @@ impl Error {
     pub fn root(&self) -> &Error {
         match self {
             Error::AtLayer { source, .. } => source.root(),
+            Error::AtNode { source, .. } => source.root(),
             e => e,
         }
     }

@@ -42,6 +42,7 @@ mod deeplift;
 mod error;
 mod float;
 pub mod heatmap;
+pub mod io;
 pub mod layers;
 mod network;
 pub mod rules;

@@ -1,0 +1,796 @@
+//! Model and data loading: the bundled digits model through both loaders reproduces the
+//! PyTorch logits of `tools/train_digits.py`; bad files give typed errors, never panics.
+#![cfg(all(feature = "safetensors", feature = "onnx"))]
+
+use ndarray::{array, ArrayD};
+use proptest::prelude::*;
+use relevance::io::{
+    from_onnx, from_safetensors, load_onnx, load_safetensors, read_npy, write_npy, Architecture, Digits,
+};
+use relevance::{Dense, Error, Flatten, Network, Relu};
+
+const DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn path(rel: &str) -> String {
+    format!("{DIR}/{rel}")
+}
+
+fn bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(path(rel)).unwrap()
+}
+
+struct Fixture {
+    labels: Vec<usize>,
+    predictions: Vec<usize>,
+    accuracy: f64,
+    logits: Vec<Vec<f64>>,
+    logits_f64: Vec<Vec<f64>>,
+}
+
+fn fixture() -> Fixture {
+    let text = std::fs::read_to_string(path("tests/fixtures/digits_logits.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    fn get<T: serde::de::DeserializeOwned>(v: &serde_json::Value, k: &str) -> T {
+        serde_json::from_value(v[k].clone()).unwrap()
+    }
+    Fixture {
+        labels: get(&v, "labels"),
+        predictions: get(&v, "predictions"),
+        accuracy: v["accuracy"].as_f64().unwrap(),
+        logits: get(&v, "logits"),
+        logits_f64: get(&v, "logits_f64"),
+    }
+}
+
+fn digits() -> Digits {
+    Digits::load(path("data/digits_test.bin")).unwrap()
+}
+
+fn argmax(row: ndarray::ArrayView1<'_, f64>) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Largest absolute and relative (to max(1, |logit|)) difference between `y` and `reference`.
+fn diff(y: &ArrayD<f64>, reference: &[Vec<f64>]) -> (f64, f64) {
+    assert_eq!(y.shape(), &[reference.len(), reference[0].len()]);
+    let (mut abs, mut rel) = (0f64, 0f64);
+    for (i, row) in reference.iter().enumerate() {
+        for (c, &r) in row.iter().enumerate() {
+            let d = (y[[i, c]] - r).abs();
+            abs = abs.max(d);
+            rel = rel.max(d / r.abs().max(1.0));
+        }
+    }
+    (abs, rel)
+}
+
+/// Checks a loaded pair of networks (f32, f64) against the PyTorch logits; returns the
+/// largest differences for the report.
+fn check_against_pytorch(net32: &Network<f32>, net64: &Network<f64>, loader: &str) {
+    let fx = fixture();
+    let d = digits();
+    assert_eq!(d.len(), 500);
+    assert_eq!(
+        d.labels.iter().map(|&l| l as usize).collect::<Vec<_>>(),
+        fx.labels
+    );
+
+    // f64: the same float32 weights evaluated in float64, as PyTorch's `model.double()`
+    let y64 = net64.forward(&d.all_images::<f64>()).unwrap();
+    let (abs64, _) = diff(&y64, &fx.logits_f64);
+    let (abs64_vs_f32, _) = diff(&y64, &fx.logits);
+    // f32: summation order differs from PyTorch's, so compare relative to the logit size
+    let y32 = net32.forward(&d.all_images::<f32>()).unwrap().mapv(f64::from);
+    let (abs32, rel32) = diff(&y32, &fx.logits);
+    println!(
+        "{loader}: max |Rust f64 - PyTorch f64| = {abs64:.2e}, max |Rust f64 - PyTorch f32| = {abs64_vs_f32:.2e}, \
+         max |Rust f32 - PyTorch f32| = {abs32:.2e} (relative {rel32:.2e})"
+    );
+    assert!(abs64 < 1e-10, "{loader}: f64 logits differ by {abs64}");
+    assert!(
+        abs64_vs_f32 < 1e-5,
+        "{loader}: f64 logits differ from PyTorch float32 by {abs64_vs_f32}"
+    );
+    assert!(
+        rel32 < 1e-5,
+        "{loader}: f32 logits differ by {abs32} (relative {rel32})"
+    );
+
+    for y in [&y64, &y32] {
+        let pred: Vec<usize> = y.rows().into_iter().map(argmax).collect();
+        assert_eq!(
+            pred, fx.predictions,
+            "{loader}: predictions differ from PyTorch's"
+        );
+        let correct = pred.iter().zip(&fx.labels).filter(|(p, l)| p == l).count();
+        let accuracy = correct as f64 / fx.labels.len() as f64;
+        assert_eq!(accuracy, fx.accuracy);
+        assert!(accuracy > 0.95, "{loader}: accuracy {accuracy}");
+    }
+}
+
+#[test]
+fn safetensors_reproduces_pytorch_logits() {
+    let (arch, w) = (path("models/digits.json"), path("models/digits.safetensors"));
+    let net32 = load_safetensors::<f32>(&arch, &w).unwrap();
+    let net64 = load_safetensors::<f64>(&arch, &w).unwrap();
+    check_against_pytorch(&net32, &net64, "safetensors");
+}
+
+#[test]
+fn onnx_reproduces_pytorch_logits() {
+    let net32 = load_onnx::<f32>(path("models/digits.onnx")).unwrap();
+    let net64 = load_onnx::<f64>(path("models/digits.onnx")).unwrap();
+    check_against_pytorch(&net32, &net64, "onnx");
+}
+
+#[test]
+fn both_loaders_build_the_same_network() {
+    let a = load_safetensors::<f32>(path("models/digits.json"), path("models/digits.safetensors")).unwrap();
+    let b = load_onnx::<f32>(path("models/digits.onnx")).unwrap();
+    let names = |n: &Network<f32>| n.layers().iter().map(|l| l.name()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    assert_eq!(a.shapes(), b.shapes());
+    let x = digits().images::<f32>(&[0, 1, 2, 3]).unwrap();
+    assert_eq!(a.forward(&x).unwrap(), b.forward(&x).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// Fuzzing: random bytes, truncations and bit flips of the real files. A loader may accept
+// a mutated file (most flips only change a weight) but must never panic; an accepted
+// network must run.
+
+fn exercise(net: Network<f32>) {
+    let shape = net.input_shape().to_vec();
+    if shape.iter().product::<usize>() <= 1 << 16 {
+        let mut full = vec![1];
+        full.extend(shape);
+        let x = ArrayD::<f32>::from_elem(full, 0.5);
+        let _ = net.forward(&x);
+    }
+}
+
+fn try_onnx(data: &[u8]) {
+    if let Ok(net) = from_onnx::<f32>(data) {
+        exercise(net);
+    }
+}
+
+fn try_safetensors(arch: &Architecture, data: &[u8]) {
+    if let Ok(net) = from_safetensors::<f32>(arch, data) {
+        exercise(net);
+    }
+}
+
+fn try_architecture(text: &[u8], weights: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(text) {
+        if let Ok(arch) = Architecture::from_json(text) {
+            try_safetensors(&arch, weights);
+        }
+    }
+}
+
+fn mutate(mut data: Vec<u8>, flips: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+    let n = data.len();
+    for &(pos, bit) in flips {
+        data[pos % n] ^= 1 << bit;
+    }
+    if let Some(c) = cut {
+        data.truncate(c % (n + 1));
+    }
+    data
+}
+
+fn arch() -> Architecture {
+    Architecture::load(path("models/digits.json")).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        try_onnx(&data);
+        try_safetensors(&arch(), &data);
+        try_architecture(&data, &data);
+        let _ = Digits::from_bytes(&data);
+        let _ = read_npy::<f32>(&data);
+    }
+
+    #[test]
+    fn fuzz_onnx_mutations(
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..6),
+        cut in proptest::option::of(any::<usize>()),
+        head in any::<bool>(),
+    ) {
+        let mut data = bytes("models/digits.onnx");
+        if head {
+            // aim the flips at the graph structure (nodes come first, weights last)
+            data.truncate(data.len().min(2048));
+            let mut full = bytes("models/digits.onnx");
+            let m = mutate(data, &flips, None);
+            full[..m.len()].copy_from_slice(&m);
+            data = full;
+            try_onnx(&mutate(data, &[], cut));
+        } else {
+            try_onnx(&mutate(data, &flips, cut));
+        }
+    }
+
+    #[test]
+    fn fuzz_safetensors_mutations(
+        flips in proptest::collection::vec((0usize..1024, 0u8..8), 0..6),
+        far in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        // flips in the JSON header (the first KiB) and anywhere
+        let data = mutate(bytes("models/digits.safetensors"), &flips, None);
+        try_safetensors(&arch(), &mutate(data, &far, cut));
+    }
+
+    #[test]
+    fn fuzz_architecture_mutations(
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let text = mutate(bytes("models/digits.json"), &flips, cut);
+        try_architecture(&text, &bytes("models/digits.safetensors"));
+    }
+
+    #[test]
+    fn fuzz_digits_and_npy_mutations(
+        flips in proptest::collection::vec((0usize..64, 0u8..8), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let _ = Digits::from_bytes(&mutate(bytes("data/digits_test.bin"), &flips, cut));
+        let npy = write_npy(&ArrayD::<f32>::from_elem(vec![2, 3, 4], 1.5));
+        let _ = read_npy::<f64>(&mutate(npy, &flips, cut));
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let onnx = bytes("models/digits.onnx");
+    let st = bytes("models/digits.safetensors");
+    let a = arch();
+    let step = |len: usize| if len < 4096 { 1 } else { 257 };
+    let mut len = 0;
+    while len < onnx.len() {
+        assert!(
+            from_onnx::<f32>(&onnx[..len]).is_err(),
+            "ONNX truncated to {len} bytes was accepted"
+        );
+        len += step(len);
+    }
+    len = 0;
+    while len < st.len() {
+        assert!(
+            from_safetensors::<f32>(&a, &st[..len]).is_err(),
+            "safetensors truncated to {len} bytes was accepted"
+        );
+        len += step(len);
+    }
+    let d = bytes("data/digits_test.bin");
+    for len in (0..d.len()).step_by(97) {
+        assert!(matches!(Digits::from_bytes(&d[..len]), Err(Error::Format { .. })));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hand-made ONNX models: the same prost derive the loader uses, with the field numbers of
+// onnx.proto, encoding just what these tests need.
+
+mod onnx_proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        #[prost(int64, tag = "1")]
+        pub ir_version: i64,
+        #[prost(message, repeated, tag = "8")]
+        pub opset_import: Vec<OperatorSetIdProto>,
+        #[prost(message, optional, tag = "7")]
+        pub graph: Option<GraphProto>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OperatorSetIdProto {
+        #[prost(string, tag = "1")]
+        pub domain: String,
+        #[prost(int64, tag = "2")]
+        pub version: i64,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GraphProto {
+        #[prost(message, repeated, tag = "1")]
+        pub node: Vec<NodeProto>,
+        #[prost(message, repeated, tag = "5")]
+        pub initializer: Vec<TensorProto>,
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeProto {
+        #[prost(string, repeated, tag = "1")]
+        pub input: Vec<String>,
+        #[prost(string, repeated, tag = "2")]
+        pub output: Vec<String>,
+        #[prost(string, tag = "3")]
+        pub name: String,
+        #[prost(string, tag = "4")]
+        pub op_type: String,
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(int64, tag = "3")]
+        pub i: i64,
+        #[prost(int64, repeated, tag = "8")]
+        pub ints: Vec<i64>,
+        #[prost(int32, tag = "20")]
+        pub r#type: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        #[prost(int64, repeated, tag = "1")]
+        pub dims: Vec<i64>,
+        #[prost(int32, tag = "2")]
+        pub data_type: i32,
+        #[prost(float, repeated, tag = "4")]
+        pub float_data: Vec<f32>,
+        #[prost(int64, repeated, tag = "7")]
+        pub int64_data: Vec<i64>,
+        #[prost(string, tag = "8")]
+        pub name: String,
+        #[prost(bytes = "vec", tag = "9")]
+        pub raw_data: Vec<u8>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        #[prost(message, optional, tag = "1")]
+        pub tensor_type: Option<TensorType>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorType {
+        #[prost(int32, tag = "1")]
+        pub elem_type: i32,
+        #[prost(message, optional, tag = "2")]
+        pub shape: Option<TensorShapeProto>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<Dimension>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Dimension {
+        #[prost(int64, optional, tag = "1")]
+        pub dim_value: Option<i64>,
+        #[prost(string, optional, tag = "2")]
+        pub dim_param: Option<String>,
+    }
+}
+
+use onnx_proto::*;
+use prost::Message as _;
+
+fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        name: name.to_string(),
+        op_type: op.to_string(),
+        attribute: vec![],
+    }
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: 0,
+        ints: v.to_vec(),
+        r#type: 7,
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: v,
+        ints: vec![],
+        r#type: 2,
+    }
+}
+
+fn floats(name: &str, dims: &[i64], values: Vec<f32>) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: values,
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorType {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| Dimension {
+                            dim_value: *d,
+                            dim_param: d.is_none().then(|| "batch".to_string()),
+                        })
+                        .collect(),
+                }),
+            }),
+        }),
+    }
+}
+
+/// A model with input `x` `[batch, input...]`, the given nodes and initializers, output `y`.
+fn model(input: &[i64], nodes: Vec<NodeProto>, init: Vec<TensorProto>) -> Vec<u8> {
+    let mut dims = vec![None];
+    dims.extend(input.iter().map(|&d| Some(d)));
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: init,
+            input: vec![value_info("x", &dims)],
+            output: vec![value_info("y", &[None])],
+        }),
+    }
+    .encode_to_vec()
+}
+
+fn dense_weights() -> (Vec<f32>, Vec<f32>) {
+    // W [3, 4] (out, in), b [3]
+    (
+        (0..12).map(|i| (i as f32 - 5.5) / 4.0).collect(),
+        vec![0.5, -0.25, 1.0],
+    )
+}
+
+#[test]
+fn onnx_matmul_add_and_reshape_become_dense_and_flatten() {
+    let (w, b) = dense_weights();
+    // MatMul takes W transposed: [in, out]
+    let wt: Vec<f32> = (0..4)
+        .flat_map(|i| (0..3).map(move |o| (o, i)))
+        .map(|(o, i)| w[o * 4 + i])
+        .collect();
+    let bytes = model(
+        &[1, 2, 2],
+        vec![
+            node("reshape", "Reshape", &["x", "shape"], "flat"),
+            node("mm", "MatMul", &["flat", "W"], "z"),
+            node("bias", "Add", &["z", "b"], "a"),
+            node("relu", "Relu", &["a"], "y"),
+        ],
+        vec![
+            TensorProto {
+                dims: vec![2],
+                data_type: 7,
+                int64_data: vec![-1, 4],
+                name: "shape".into(),
+                ..Default::default()
+            },
+            floats("W", &[4, 3], wt),
+            floats("b", &[3], b.clone()),
+        ],
+    );
+    let net = from_onnx::<f64>(&bytes).unwrap();
+    let by_hand = Network::<f64>::new(
+        &[1, 2, 2],
+        vec![
+            Box::new(Flatten),
+            Box::new(
+                Dense::new(
+                    ndarray::Array2::from_shape_vec((3, 4), w.iter().map(|&v| v as f64).collect()).unwrap(),
+                    Some(b.iter().map(|&v| v as f64).collect()),
+                )
+                .unwrap(),
+            ),
+            Box::new(Relu),
+        ],
+    )
+    .unwrap();
+    let x = array![[[[1.0, -2.0], [0.5, 3.0]]], [[[0.0, 1.0], [-1.0, 2.0]]]].into_dyn();
+    assert_eq!(net.forward(&x).unwrap(), by_hand.forward(&x).unwrap());
+}
+
+fn gemm_model(op: &str, weight_name: &str, weight_dims: &[i64], input: i64) -> Vec<u8> {
+    let (w, b) = dense_weights();
+    let mut gemm = node("fc", "Gemm", &["x", "W", "b"], "z");
+    gemm.attribute.push(int_attr("transB", 1));
+    model(
+        &[input],
+        vec![gemm, node("act", op, &["z"], "y")],
+        vec![floats(weight_name, weight_dims, w), floats("b", &[3], b)],
+    )
+}
+
+#[test]
+fn onnx_gemm_model_loads() {
+    let net = from_onnx::<f32>(&gemm_model("Relu", "W", &[3, 4], 4)).unwrap();
+    assert_eq!(net.output_shape(), &[3]);
+}
+
+#[test]
+fn onnx_unsupported_operator_names_the_node() {
+    let err = from_onnx::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4)).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "act" && op == "Softmax"),
+        "{err:?}"
+    );
+    // the real model with its first Relu turned into a Tanh (same length, same protobuf)
+    let mut real = bytes("models/digits.onnx");
+    let pat = b"\x22\x04Relu"; // field 4 (op_type), length 4
+    let at = real.windows(pat.len()).position(|w| w == pat).unwrap();
+    real[at + 2..at + 6].copy_from_slice(b"Tanh");
+    let err = from_onnx::<f32>(&real).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "/relu1/Relu" && op == "Tanh"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("/relu1/Relu"));
+}
+
+#[test]
+fn onnx_missing_tensor_names_tensor_and_node() {
+    let err = from_onnx::<f32>(&gemm_model("Relu", "V", &[3, 4], 4)).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, node } if tensor == "W" && node == "fc"),
+        "{err:?}"
+    );
+    // the real model with fc1.weight's initializer renamed
+    let mut real = bytes("models/digits.onnx");
+    let pat = b"\x42\x0afc1.weight"; // field 8 (name), length 10
+    let at = real.windows(pat.len()).position(|w| w == pat).unwrap();
+    real[at + 2..at + 12].copy_from_slice(b"fc1.wXight");
+    let err = from_onnx::<f32>(&real).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, node } if tensor == "fc1.weight" && node == "/fc1/Gemm"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn onnx_shapes_that_do_not_chain() {
+    // a Dense(4 → 3) fed 5 features
+    let err = from_onnx::<f32>(&gemm_model("Relu", "W", &[3, 4], 5)).unwrap_err();
+    assert!(
+        matches!(&err, Error::AtNode { node, .. } if node == "fc"),
+        "{err:?}"
+    );
+    assert!(matches!(err.root(), Error::Shape { .. }), "{err:?}");
+}
+
+#[test]
+fn onnx_hostile_tensors() {
+    // dims claiming 2^60 values, with no data
+    let err = from_onnx::<f32>(&gemm_model("Relu", "W", &[1 << 30, 1 << 30], 4)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { what, .. } if what == "tensor W"),
+        "{err:?}"
+    );
+    // negative dimension
+    let err = from_onnx::<f32>(&gemm_model("Relu", "W", &[-3, -4], 4)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { what, .. } if what == "tensor W"),
+        "{err:?}"
+    );
+    // stored data shorter than the shape
+    let err = from_onnx::<f32>(&gemm_model("Relu", "W", &[3, 5], 4)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { what, .. } if what == "tensor W"),
+        "{err:?}"
+    );
+    // an absurd input shape
+    let err = from_onnx::<f32>(&model(
+        &[1 << 19, 1 << 19],
+        vec![node("r", "Relu", &["x"], "y")],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err:?}");
+    // a huge pooling kernel
+    let mut pool = node("pool", "MaxPool", &["x"], "y");
+    pool.attribute.push(ints_attr("kernel_shape", &[i64::MAX, 2]));
+    let err = from_onnx::<f32>(&model(&[1, 4, 4], vec![pool], vec![])).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { what, .. } if what.contains("pool")),
+        "{err:?}"
+    );
+    // not protobuf at all
+    assert!(matches!(
+        from_onnx::<f32>(b"\xff\xff\xff\xff"),
+        Err(Error::Format { .. })
+    ));
+}
+
+#[test]
+fn onnx_unsupported_settings_and_graphs() {
+    let conv_w = floats("W", &[2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
+    let conv = |attrs: Vec<AttributeProto>| {
+        let mut c = node("conv", "Conv", &["x", "W"], "y");
+        c.attribute = attrs;
+        model(&[2, 3, 3], vec![c], vec![conv_w.clone()])
+    };
+    assert!(from_onnx::<f32>(&conv(vec![ints_attr("pads", [1, 1, 1, 1].as_ref())])).is_ok());
+    for attrs in [
+        vec![int_attr("group", 2)],
+        vec![ints_attr("pads", &[0, 0, 1, 1])],
+        vec![ints_attr("strides", &[1, 1, 1])],
+    ] {
+        let err = from_onnx::<f32>(&conv(attrs)).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedOperator { node, .. } if node == "conv"),
+            "{err:?}"
+        );
+    }
+    // a branch: two nodes read the input
+    let err = from_onnx::<f32>(&model(
+        &[4],
+        vec![node("a", "Relu", &["x"], "h"), node("b", "Add", &["x", "h"], "y")],
+        vec![],
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, .. } if node == "b"),
+        "{err:?}"
+    );
+    // the graph output is not the end of the chain
+    let err = from_onnx::<f32>(&model(&[4], vec![node("a", "Relu", &["x"], "h")], vec![])).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// safetensors + architecture errors
+
+fn digits_arch_with(edit: impl FnOnce(&mut serde_json::Value)) -> Architecture {
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes("models/digits.json")).unwrap();
+    edit(&mut v);
+    Architecture::from_json(&v.to_string()).unwrap()
+}
+
+#[test]
+fn safetensors_missing_tensor() {
+    let a = digits_arch_with(|v| v["layers"][9]["weight"] = "fc3.weight".into());
+    let err = from_safetensors::<f32>(&a, &bytes("models/digits.safetensors")).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { tensor, node } if tensor == "fc3.weight" && node == "layer 9 (dense fc3.weight)"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn safetensors_shapes_that_do_not_chain() {
+    // without the second pooling layer, fc1 (784 inputs) gets 16·14·14
+    let a = digits_arch_with(|v| {
+        v["layers"].as_array_mut().unwrap().remove(5);
+    });
+    let err = from_safetensors::<f32>(&a, &bytes("models/digits.safetensors")).unwrap_err();
+    assert!(
+        matches!(&err, Error::AtNode { node, .. } if node == "layer 6 (dense fc1.weight)"),
+        "{err:?}"
+    );
+    assert!(matches!(err.root(), Error::Shape { .. }), "{err:?}");
+    // a bias used as a convolution weight
+    let a = digits_arch_with(|v| v["layers"][0]["weight"] = "conv1.bias".into());
+    let err = from_safetensors::<f32>(&a, &bytes("models/digits.safetensors")).unwrap_err();
+    assert!(
+        matches!(
+            err.root(),
+            Error::Rank {
+                expected: 4,
+                got: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn architecture_errors() {
+    let text = std::fs::read_to_string(path("models/digits.json")).unwrap();
+    for bad in [
+        text.replace("\"padding\": 1", "\"paddding\": 1"),
+        text.replace("\"relu\"", "\"tanh\""),
+        text.replace("\"version\": 1", "\"version\": 7"),
+        text.replace("\"input_shape\"", "\"input\""),
+        text[..text.len() / 2].to_string(),
+    ] {
+        assert!(
+            matches!(Architecture::from_json(&bad), Err(Error::Format { .. })),
+            "{bad}"
+        );
+    }
+    // absurd sizes are refused before anything is allocated
+    let a = digits_arch_with(|v| v["input_shape"] = serde_json::json!([1, 1 << 20, 1 << 20]));
+    assert!(matches!(
+        from_safetensors::<f32>(&a, &bytes("models/digits.safetensors")),
+        Err(Error::Format { .. })
+    ));
+    let a = digits_arch_with(|v| v["layers"][2]["kernel"] = serde_json::json!(1u64 << 40));
+    assert!(matches!(
+        from_safetensors::<f32>(&a, &bytes("models/digits.safetensors")),
+        Err(Error::Format { .. })
+    ));
+}
+
+#[test]
+fn safetensors_bad_files() {
+    let a = arch();
+    // header length pointing far past the end
+    let mut st = bytes("models/digits.safetensors");
+    st[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        from_safetensors::<f32>(&a, &st),
+        Err(Error::Format { .. })
+    ));
+    // float16 weights are not supported
+    let data = vec![0u8; 2 * 10];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![10], &data).unwrap();
+    let file = safetensors::serialize([("fc2.bias", view)], &None).unwrap();
+    let tiny = Architecture::from_json(
+        r#"{"input_shape": [4], "layers": [{"type": "dense", "weight": "fc2.bias"}]}"#,
+    )
+    .unwrap();
+    let err = from_safetensors::<f32>(&tiny, &file).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { what, .. } if what == "tensor fc2.bias"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn digits_file_and_npy() {
+    let d = digits();
+    let x = d.images::<f64>(&[0, 499]).unwrap();
+    assert_eq!(x.shape(), &[2, 1, 28, 28]);
+    assert!(x.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    assert!(matches!(d.images::<f32>(&[500]), Err(Error::Shape { .. })));
+    let mut bad = bytes("data/digits_test.bin");
+    bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(Digits::from_bytes(&bad), Err(Error::Format { .. })));
+
+    let a = array![[1.0_f64, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn();
+    let enc = write_npy(&a);
+    assert_eq!(enc.len() % 64, 48); // 64-byte aligned header + 48 data bytes
+    assert_eq!(read_npy::<f64>(&enc).unwrap(), a);
+    // Fortran order, as numpy writes np.asfortranarray
+    let header = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }";
+    let mut f = b"\x93NUMPY\x01\x00".to_vec();
+    f.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    f.extend_from_slice(header.as_bytes());
+    for v in [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    assert_eq!(read_npy::<f64>(&f).unwrap(), a);
+}
