@@ -1,0 +1,221 @@
+//! Explains any supported ONNX model on one input given on the command line.
+//!
+//! ```sh
+//! cargo run --release --example explain_onnx -- MODEL.onnx INPUT [options]
+//! # e.g. the bundled digits model on a 28×28 greyscale PNG or a [1, 28, 28] .npy:
+//! cargo run --release --example explain_onnx -- models/digits.onnx digit.png --rule epsilon-gamma-box
+//! ```
+//!
+//! `INPUT` is a `.npy` array of the model's per-sample input shape (optionally with a
+//! leading batch dimension of 1), or a PNG whose size equals the model's input (no resizing:
+//! pixels are scaled to [0, 1]; RGB is averaged to grey for a 1-channel model, grey is
+//! repeated for a 3-channel one). Options:
+//!
+//! * `--rule NAME` — `lrp0`, `epsilon[=E]` (default 1e-6), `gamma[=G]` (0.25), `alpha2beta1`,
+//!   `zplus`, `flat`, `wsquare`, composites `epsilon-plus`, `epsilon-plus-flat`,
+//!   `epsilon-alpha2-beta1`, `epsilon-alpha2-beta1-flat`, `epsilon-gamma-box` (pixel bounds
+//!   `--low`/`--high`, default 0 and 1), or `deeplift` (Rescale, zero baseline). Default
+//!   `epsilon-plus`.
+//! * `--target CLASS` — the class to explain; default the predicted one.
+//! * `--out DIR` — where to write; default `out/explain_onnx`.
+//! * `--scale N` — heatmap upscaling factor; default 4.
+//!
+//! Writes `DIR/STEM_RULE_cCLASS.png` (the heatmap: red for the class, blue against) and
+//! `DIR/STEM_RULE_cCLASS.npy` (the raw relevance, float32, of the input's shape, to compare
+//! with other tools).
+
+use ndarray::{Array3, ArrayD, Axis};
+use relevance::heatmap::Heatmap;
+use relevance::io::{load_npy, load_onnx, save_npy};
+use relevance::{
+    Baseline, Composite, DeepLift, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus,
+    Network, RuleSet, Target,
+};
+use std::path::{Path, PathBuf};
+
+type Error = Box<dyn std::error::Error>;
+
+struct Args {
+    model: PathBuf,
+    input: PathBuf,
+    rule: String,
+    target: Option<usize>,
+    out: PathBuf,
+    scale: usize,
+    low: f32,
+    high: f32,
+}
+
+fn parse_args() -> Result<Args, Error> {
+    let mut positional = Vec::new();
+    let mut args = Args {
+        model: PathBuf::new(),
+        input: PathBuf::new(),
+        rule: "epsilon-plus".into(),
+        target: None,
+        out: PathBuf::from("out/explain_onnx"),
+        scale: 4,
+        low: 0.0,
+        high: 1.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--rule" => args.rule = value("--rule")?,
+            "--target" => args.target = Some(value("--target")?.parse()?),
+            "--out" => args.out = value("--out")?.into(),
+            "--scale" => args.scale = value("--scale")?.parse()?,
+            "--low" => args.low = value("--low")?.parse()?,
+            "--high" => args.high = value("--high")?.parse()?,
+            "-h" | "--help" => return Err(usage().into()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage()).into()),
+            _ => positional.push(a),
+        }
+    }
+    match <[String; 2]>::try_from(positional) {
+        Ok([model, input]) => {
+            args.model = model.into();
+            args.input = input.into();
+            Ok(args)
+        }
+        Err(_) => Err(usage().into()),
+    }
+}
+
+fn usage() -> String {
+    "usage: explain_onnx MODEL.onnx INPUT.(png|npy) [--rule NAME] [--target CLASS] [--out DIR] [--scale N] \
+     [--low L --high H]"
+        .into()
+}
+
+/// The rule or composite called `name` (`epsilon=0.25`-style parameters allowed).
+fn rules_by_name(name: &str, low: f32, high: f32) -> Result<Box<dyn RuleSet<f32>>, Error> {
+    let (base, param) = match name.split_once('=') {
+        Some((b, p)) => (b, Some(p.parse::<f64>()?)),
+        None => (name, None),
+    };
+    let bounds = || (ArrayD::from_elem(vec![], low), ArrayD::from_elem(vec![], high));
+    Ok(match base {
+        "lrp0" => Box::new(Lrp0),
+        "epsilon" => Box::new(LrpEpsilon::new(param.unwrap_or(1e-6))?),
+        "gamma" => Box::new(LrpGamma::new(param.unwrap_or(0.25))?),
+        "alpha2beta1" => Box::new(LrpAlphaBeta::new(2.0, 1.0)?),
+        "zplus" => Box::new(LrpZPlus::new()),
+        "flat" => Box::new(LrpFlat::new()),
+        "wsquare" => Box::new(LrpWSquare::new()),
+        "epsilon-plus" => Box::new(Composite::epsilon_plus()),
+        "epsilon-plus-flat" => Box::new(Composite::epsilon_plus_flat()),
+        "epsilon-alpha2-beta1" => Box::new(Composite::epsilon_alpha2_beta1()),
+        "epsilon-alpha2-beta1-flat" => Box::new(Composite::epsilon_alpha2_beta1_flat()),
+        "epsilon-gamma-box" => {
+            let (l, h) = bounds();
+            Box::new(Composite::epsilon_gamma_box(l, h)?)
+        }
+        other => return Err(format!("unknown rule {other:?}").into()),
+    })
+}
+
+/// Reads a PNG as `[C, H, W]` in [0, 1] with the channel count the model wants.
+fn read_png(path: &Path, channels: usize) -> Result<ArrayD<f32>, Error> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut decoder = png::Decoder::new(file);
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+    let info = reader.next_frame(&mut buf)?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let stride = info.color_type.samples();
+    let pixel = |y: usize, x: usize, c: usize| buf[(y * w + x) * stride + c] as f32 / 255.0;
+    // grey value (or the colour channels), alpha ignored
+    let colour = stride >= 3;
+    let image = Array3::from_shape_fn((channels, h, w), |(c, y, x)| match (channels, colour) {
+        (1, true) => (pixel(y, x, 0) + pixel(y, x, 1) + pixel(y, x, 2)) / 3.0,
+        (_, true) => pixel(y, x, c.min(2)),
+        (_, false) => pixel(y, x, 0),
+    });
+    Ok(image.into_dyn())
+}
+
+/// Loads the input as a batch of one `[1, input_shape...]`.
+fn read_input(path: &Path, net: &Network<f32>) -> Result<ArrayD<f32>, Error> {
+    let shape = net.input_shape();
+    let x = match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => load_npy::<f32>(path)?,
+        Some("png") if shape.len() == 3 => read_png(path, shape[0])?,
+        Some("png") => return Err(format!("the model's input {shape:?} is not an image [C, H, W]").into()),
+        _ => return Err("the input must be a .png or .npy file".into()),
+    };
+    let x = if x.shape() == shape {
+        x.insert_axis(Axis(0))
+    } else {
+        x
+    };
+    if &x.shape()[1..] != shape || x.shape()[0] != 1 {
+        return Err(format!(
+            "input of shape {:?} does not fit the model's input {shape:?}",
+            x.shape()
+        )
+        .into());
+    }
+    Ok(x)
+}
+
+fn main() -> Result<(), Error> {
+    let args = parse_args()?;
+    let net = load_onnx::<f32>(&args.model)?;
+    println!(
+        "model {}: input {:?}, output {:?}, {} layers",
+        args.model.display(),
+        net.input_shape(),
+        net.output_shape(),
+        net.layers().len()
+    );
+    let x = read_input(&args.input, &net)?;
+    let logits = net.forward(&x)?;
+    let scores: Vec<f32> = logits.iter().copied().collect();
+    let predicted = (0..scores.len()).fold(0, |b, c| if scores[c] > scores[b] { c } else { b });
+    let class = args.target.unwrap_or(predicted);
+    println!(
+        "predicted class {predicted} (score {:.4}); explaining class {class}",
+        scores[predicted]
+    );
+
+    let target = Target::Class(class);
+    let (relevance, total, gap) = if args.rule == "deeplift" {
+        let d = net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)?;
+        (d.attribution, d.total[0], d.delta[0])
+    } else {
+        let rules = rules_by_name(&args.rule, args.low, args.high)?;
+        let a = net.attribute(&x, &target, rules.as_ref())?;
+        (a.relevance, a.total[0], a.delta[0])
+    };
+    println!(
+        "explained amount {total:.4}, Σ relevance {:.4}, gap {gap:.4}",
+        relevance.sum()
+    );
+
+    std::fs::create_dir_all(&args.out)?;
+    let stem = args.input.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
+    let name = format!("{stem}_{}_c{class}", args.rule.replace('=', ""));
+    let (png, npy) = (
+        args.out.join(format!("{name}.png")),
+        args.out.join(format!("{name}.npy")),
+    );
+    let sample = relevance.index_axis(Axis(0), 0);
+    save_npy(&npy, &sample.to_owned())?;
+    // a heatmap needs [C, H, W] or [H, W]; show a 1-D input as one row
+    let map = if sample.ndim() == 1 {
+        sample.insert_axis(Axis(0))
+    } else {
+        sample
+    };
+    Heatmap {
+        scale: args.scale,
+        ..Heatmap::default()
+    }
+    .render(&map)?
+    .save_png(&png)?;
+    println!("wrote {} and {}", png.display(), npy.display());
+    Ok(())
+}
