@@ -207,7 +207,8 @@ pub fn load_onnx<F: Float>(path: impl AsRef<Path>) -> Result<Network<F>> {
 ///
 /// # Errors
 /// [`Error::Format`] for bytes that are not a valid ONNX protobuf, a tensor whose stored
-/// data does not match its shape, an absurd size, or a missing graph, input shape or output;
+/// data does not match its shape, an absurd size, or a missing graph, default-domain opset,
+/// input shape or output;
 /// [`Error::UnsupportedOperator`] for an operator or setting outside the table, or a graph
 /// that is not a chain; [`Error::MissingTensor`] for a weight that is neither an
 /// initializer nor a constant; [`Error::AtNode`] for a weight of the wrong shape or shapes
@@ -217,6 +218,16 @@ pub fn from_onnx<F: Float>(bytes: &[u8]) -> Result<Network<F>> {
         what: "ONNX model".into(),
         reason: format!("not a valid ONNX protobuf: {e}"),
     })?;
+    if !model
+        .opset_import
+        .iter()
+        .any(|o| (o.domain.is_empty() || o.domain == "ai.onnx") && o.version > 0)
+    {
+        return Err(Error::Format {
+            what: "ONNX model".into(),
+            reason: "no operator set version for the default domain (opset_import)".into(),
+        });
+    }
     let graph = model.graph.as_ref().ok_or_else(|| Error::Format {
         what: "ONNX model".into(),
         reason: "the model has no graph".into(),
