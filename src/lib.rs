@@ -51,10 +51,10 @@ mod tensor;
 pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions};
 pub use error::{Error, Result};
 pub use float::Float;
-pub use rules::{DeepLift, Gradient, GradientTimesInput};
 pub use layers::{Affine, Category, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu, Step};
+pub use rules::{DeepLift, Gradient, GradientTimesInput};
 
-pub use network::{sum_per_sample, Attribution, Network, Options, Seed, Target, Trace};
+pub use network::{sum_per_sample, Attribution, Network, Options, Seed, Target, Trace, MAX_SAMPLE_LEN};
 pub use rules::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, Rule,
     RuleSet, Selector,

@@ -97,9 +97,14 @@ pub(crate) fn per_sample_sum<F: Float>(a: &ArrayViewD<'_, F>) -> ndarray::Array1
 #[cfg(feature = "parallel")]
 const PAR_GEMM_WORK: usize = 1 << 21;
 
-/// `c = a · b` through ndarray's `general_mat_mul` (matrixmultiply). With the `parallel`
-/// feature, a large product is split into column (or row) blocks of `c`, one per thread.
+/// `c = a · b`. With the `faer` feature through faer's matrix product (parallel over the
+/// `parallel` feature's threads for large products); otherwise through ndarray's
+/// `general_mat_mul` (matrixmultiply), split into blocks of `c` across threads.
 pub(crate) fn gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: &mut ArrayViewMut2<'_, F>) {
+    #[cfg(feature = "faer")]
+    if F::faer_gemm(a, b, c) {
+        return;
+    }
     #[cfg(feature = "parallel")]
     {
         let threads = rayon::current_num_threads();
