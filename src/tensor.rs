@@ -144,24 +144,29 @@ fn par_gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: ArrayView
     }
 }
 
-/// Runs `f` on consecutive row ranges of a batch of `n` samples — one range per thread with
-/// the `parallel` feature, the whole batch otherwise — and returns the results in order.
+/// Samples per block when a batch is processed block by block: small enough that a block's
+/// im2col matrices stay in cache, large enough to keep the matrix products efficient.
+const BATCH_BLOCK: usize = 4;
+
+/// Runs `f` on consecutive row ranges (blocks of at most [`BATCH_BLOCK`] samples, and at
+/// least one per thread) of a batch of `n` samples — in parallel with the `parallel`
+/// feature — and returns the results in order.
 pub(crate) fn split_batch<T: Send>(
     n: usize,
     f: impl Fn(std::ops::Range<usize>) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     #[cfg(feature = "parallel")]
-    {
-        let threads = rayon::current_num_threads().min(n);
-        if threads > 1 {
-            use rayon::prelude::*;
-            return (0..threads)
-                .into_par_iter()
-                .map(|t| f(t * n / threads..(t + 1) * n / threads))
-                .collect();
-        }
+    let threads = rayon::current_num_threads();
+    #[cfg(not(feature = "parallel"))]
+    let threads = 1;
+    let parts = threads.max(n.div_ceil(BATCH_BLOCK)).min(n).max(1);
+    let range = |t: usize| t * n / parts..(t + 1) * n / parts;
+    #[cfg(feature = "parallel")]
+    if parts > 1 {
+        use rayon::prelude::*;
+        return (0..parts).into_par_iter().map(|t| f(range(t))).collect();
     }
-    Ok(vec![f(0..n)?])
+    (0..parts).map(|t| f(range(t))).collect()
 }
 
 /// Concatenates arrays along the batch axis (a single part is returned as is).

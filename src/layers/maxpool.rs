@@ -132,6 +132,25 @@ impl MaxPool2d {
             .enumerate()
         {
             debug_assert!(p < n * c);
+            if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
+                // the common 2×2 / stride 2 pool: straight-line code, same first-max order
+                for oy in 0..ho {
+                    let (r0, r1) = (&plane[2 * oy * w..], &plane[(2 * oy + 1) * w..]);
+                    for ox in 0..wo {
+                        let x0 = 2 * ox;
+                        let (mut best, mut at) = (r0[x0], 2 * oy * w + x0);
+                        for (v, pos) in [(r0[x0 + 1], at + 1), (r1[x0], at + w), (r1[x0 + 1], at + w + 1)] {
+                            if v > best {
+                                best = v;
+                                at = pos;
+                            }
+                        }
+                        vout[oy * wo + ox] = best;
+                        iout[oy * wo + ox] = at;
+                    }
+                }
+                continue;
+            }
             for oy in 0..ho {
                 let y0 = oy as isize * sh as isize - ph;
                 let (ylo, yhi) = (y0.max(0) as usize, ((y0 + kh as isize).min(h as isize)) as usize);
