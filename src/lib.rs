@@ -1,7 +1,8 @@
 //! # relevance
 //!
 //! Explanations of neural-network predictions by **Layer-wise Relevance Propagation** (LRP;
-//! Bach et al. 2015, Montavon et al. 2019), numerically equal to zennit on the same weights.
+//! Bach et al. 2015, Montavon et al. 2019) and **DeepLIFT** (Shrikumar et al. 2017),
+//! numerically equal to zennit and captum on the same weights.
 //!
 //! Build a [`Network`] of [`Dense`], [`Conv2d`], [`Relu`], [`MaxPool2d`] and [`Flatten`]
 //! layers from PyTorch-layout weights, then ask it to [`attribute`](Network::attribute) a
@@ -9,6 +10,16 @@
 //! [`LrpZPlus`], [`LrpZBox`], [`LrpFlat`], [`LrpWSquare`]) or a [`Composite`] that picks a
 //! rule per layer. The result holds a relevance score for every input value: positive
 //! values speak for the target class, negative ones against it.
+//!
+//! [`Network::deeplift`] explains the difference to a [`Baseline`] with [`DeepLift`]
+//! (Rescale, RevealCancel, DeepLiftShap); [`heatmap`] renders relevance as images, and
+//! [`io`] loads networks from safetensors or ONNX files.
+//!
+//! How it works: [`Network::trace`] records every activation; then one explicit loop runs
+//! from the last layer to the first, and each [`Layer`] hands its recorded input, output and
+//! upper relevance (a [`Step`]) to the [`Rule`] its composite chose, which for dense and
+//! convolutional layers needs only the layer's [`Affine`] pair `apply_with` /
+//! `apply_transpose`. Layers are never mutated.
 //!
 //! Conventions: batch-first arrays, NCHW images, dense weights `[out, in]`, convolution
 //! weights `[out, in, kh, kw]` (PyTorch's), flatten in C order. Generic over `f32` (the

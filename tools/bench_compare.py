@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -86,17 +87,25 @@ def python_times(name, model, shape, batch, min_time):
     return out
 
 
+UNITS = {"ps": 1e-12, "ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
 def rust_times(filters, threads):
+    """Runs the criterion benches matching `filters` with `threads` rayon threads and returns
+    {bench name: median seconds}, parsed from criterion's `time: [low median high]` lines."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    times = {}
     for f in filters:
         cmd = ["cargo", "bench", "--bench", "attribution", "--", f]
-        print("$", " ".join(cmd), file=sys.stderr)
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    crit = ROOT / "target" / "criterion"
-    times = {}
-    for est in crit.glob("**/new/estimates.json"):
-        rel = est.parent.parent.relative_to(crit).as_posix()  # e.g. small_b1/attribute/epsilon
-        times[rel] = json.loads(est.read_text())["median"]["point_estimate"] * 1e-9
+        print("$", f"RAYON_NUM_THREADS={threads}", " ".join(cmd), file=sys.stderr)
+        out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+        name = None
+        for line in out.splitlines():
+            if line and not line[0].isspace():
+                name = line.split()[0]
+            m = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
+            if m and name:
+                times[name] = float(m.group(1)) * UNITS[m.group(2)]
     return times
 
 
@@ -104,7 +113,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-vgg", action="store_true")
-    ap.add_argument("--skip-rust", action="store_true", help="reuse the last criterion results")
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds per Python measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,8 +126,9 @@ def main():
         print(f"python: {name} batch {batch}", file=sys.stderr)
         py[(name, batch)] = python_times(name, model, shape, batch, args.min_time)
 
-    filters = ["small/"] + ([] if args.skip_vgg else ["vgg16/"])
-    rs = rust_times([] if args.skip_rust else filters, args.threads)
+    filters = ["^small_b(1|64)/(forward|gradient|attribute|deeplift)"] + ([] if args.skip_vgg else ["^vgg16_b1/"])
+    rs = rust_times(filters, args.threads)
+    one = rust_times(["^small_b64/(attribute/epsilon_gamma_box|deeplift/rescale)$"], 1)
 
     def r(name, batch, bench):
         return rs.get(f"{name}_b{batch}/{bench}")
@@ -139,7 +148,15 @@ def main():
             print(f"| {name}, {batch} | {label} | {times[key] * 1e3:.3f} ms | {rts} | {ratio} |")
         eps, fwd = r(name, batch, "attribute/epsilon"), r(name, batch, "forward")
         if eps and fwd:
-            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | | {eps / fwd:.2f} |")
+            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | {eps * 1e3:.3f} ms | {eps / fwd:.2f} (time ratio) |")
+    for bench in ("attribute/epsilon_gamma_box", "deeplift/rescale"):
+        t1, t2 = one.get(f"small_b64/{bench}"), r("small", 64, bench)
+        if t1 and t2:
+            print(f"| small, 64 | {bench}: {args.threads} threads vs 1 | | {t1 * 1e3:.3f} / {t2 * 1e3:.3f} ms "
+                  f"| {t1 / t2:.2f}× throughput |")
+    print("\nRust details:")
+    for k in sorted(rs):
+        print(f"  {k}: {rs[k] * 1e3:.4f} ms")
 
 
 if __name__ == "__main__":
