@@ -206,44 +206,17 @@ impl<F: Float> Network<F> {
     /// The starting relevance for `target` at `output`.
     pub(crate) fn seed(&self, output: &ArrayD<F>, target: &Target<F>, seed: Seed) -> Result<ArrayD<F>> {
         let n = output.shape()[0];
-        let classes: usize = output.shape()[1..].iter().product();
+        self.check_target(n, target)?;
         let per_sample: Vec<usize> = match target {
-            Target::Relevance(r) => {
-                if r.shape() != output.shape() {
-                    return Err(Error::Shape {
-                        what: "target relevance (must have the output's shape)".into(),
-                        expected: output.shape().to_vec(),
-                        got: r.shape().to_vec(),
-                    });
-                }
-                check_finite("target relevance", &r.view())?;
-                return Ok(r.clone());
-            }
+            Target::Relevance(r) => return Ok(r.clone()),
             Target::Class(c) => vec![*c; n],
-            Target::PerSample(v) => {
-                if v.len() != n {
-                    return Err(Error::BatchMismatch {
-                        what: "per-sample targets".into(),
-                        batch: n,
-                        got: v.len(),
-                    });
-                }
-                v.clone()
-            }
+            Target::PerSample(v) => v.clone(),
         };
         let mut r = ArrayD::<F>::zeros(output.raw_dim());
-        for (sample, (&class, (mut rs, os))) in per_sample
+        for (&class, (mut rs, os)) in per_sample
             .iter()
             .zip(r.axis_iter_mut(Axis(0)).zip(output.axis_iter(Axis(0))))
-            .enumerate()
         {
-            if class >= classes {
-                return Err(Error::TargetOutOfRange {
-                    sample,
-                    class,
-                    classes,
-                });
-            }
             let rs = rs.as_slice_mut().expect("fresh array is contiguous");
             let os = os.as_standard_layout();
             rs[class] = match seed {

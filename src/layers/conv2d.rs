@@ -92,6 +92,10 @@ pub struct Conv2d<F: Float = f32> {
     config: Conv2dConfig,
 }
 
+/// Elements above which im2col and col2im run in parallel (feature `parallel`).
+#[cfg(feature = "parallel")]
+const PAR_LEN: usize = 1 << 18;
+
 /// Sizes of one convolution call.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
@@ -219,96 +223,122 @@ impl<F: Float> Conv2d<F> {
         Ok(w)
     }
 
-    /// For every sample `s`, im2col row `row = (c·kh + i)·kw + j` and output row `oy`, the
-    /// valid output columns `ox_lo..ox_hi` and the input offset (within one sample) of the
-    /// tap at `ox_lo`; consecutive columns step by the stride in the input.
-    fn for_each_run(&self, g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    /// For im2col row `row = (c·kh + i)·kw + j` and every output row `oy` whose tap row
+    /// falls inside the input, calls `f(oy, lo, hi, offset)`: the valid output columns
+    /// `lo..hi` and the input offset (within one sample) of the tap at `lo`; consecutive
+    /// columns step by the stride in the input.
+    fn row_runs(&self, g: &Geometry, row: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
         let c = &self.config;
         let (sh, sw) = c.stride;
         let (ph, pw) = c.padding;
         let (dh, dw) = c.dilation;
-        for j in 0..g.kw {
-            // ix = ox·sw + j·dw − pw must lie in [0, w)
-            let shift = (j * dw) as isize - pw as isize;
-            let lo = if shift >= 0 {
-                0
-            } else {
-                ((-shift) as usize).div_ceil(sw)
-            };
-            let hi_excl = if (g.w as isize) > shift {
-                (((g.w as isize - shift) as usize) - 1) / sw + 1
-            } else {
-                0
-            }
-            .min(g.wo);
-            if lo >= hi_excl {
+        let (j, rest) = (row % g.kw, row / g.kw);
+        let (i, ch) = (rest % g.kh, rest / g.kh);
+        // ix = ox·sw + j·dw − pw must lie in [0, w)
+        let shift = (j * dw) as isize - pw as isize;
+        let lo = if shift >= 0 {
+            0
+        } else {
+            ((-shift) as usize).div_ceil(sw)
+        };
+        let hi = if (g.w as isize) > shift {
+            (((g.w as isize - shift) as usize) - 1) / sw + 1
+        } else {
+            0
+        }
+        .min(g.wo);
+        if lo >= hi {
+            return;
+        }
+        let ix0 = (lo as isize * sw as isize + shift) as usize;
+        for oy in 0..g.ho {
+            let iy = (oy * sh + i * dh) as isize - ph as isize;
+            if iy < 0 || iy >= g.h as isize {
                 continue;
             }
-            let ix0 = (lo as isize * sw as isize + shift) as usize;
-            for ch in 0..g.c {
-                for i in 0..g.kh {
-                    let row = (ch * g.kh + i) * g.kw + j;
-                    for oy in 0..g.ho {
-                        let iy = (oy * sh + i * dh) as isize - ph as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let offset = (ch * g.h + iy as usize) * g.w + ix0;
-                        f(row, oy, lo, hi_excl, offset);
-                    }
-                }
-            }
+            f(oy, lo, hi, (ch * g.h + iy as usize) * g.w + ix0);
         }
     }
 
     /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, into a zeroed buffer of that size.
+    /// Rows are filled in parallel for large inputs (feature `parallel`).
     fn im2col(&self, x: &[F], g: &Geometry, buf: &mut [F]) {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
-        self.for_each_run(g, |row, oy, lo, hi, offset| {
-            let len = hi - lo;
-            for s in 0..g.n {
-                let start = row * ncols + s * plane + oy * g.wo + lo;
-                let dst = &mut buf[start..start + len];
-                let src = &x[s * sample + offset..];
-                if sw == 1 {
-                    dst.copy_from_slice(&src[..len]);
-                } else {
-                    for (d, v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                        *d = *v;
+        let fill = |row: usize, dst_row: &mut [F]| {
+            self.row_runs(g, row, |oy, lo, hi, offset| {
+                let len = hi - lo;
+                for s in 0..g.n {
+                    let start = s * plane + oy * g.wo + lo;
+                    let dst = &mut dst_row[start..start + len];
+                    let src = &x[s * sample + offset..];
+                    if sw == 1 {
+                        dst.copy_from_slice(&src[..len]);
+                    } else {
+                        for (d, v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                            *d = *v;
+                        }
                     }
                 }
-            }
-        });
+            })
+        };
+        #[cfg(feature = "parallel")]
+        if buf.len() >= PAR_LEN {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(ncols)
+                .enumerate()
+                .for_each(|(row, dst)| fill(row, dst));
+            return;
+        }
+        for (row, dst) in buf.chunks_mut(ncols).enumerate() {
+            fill(row, dst);
+        }
     }
 
-    /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps.
+    /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps. Planes are
+    /// filled in parallel for large outputs (feature `parallel`).
     fn col2im(&self, src: &[F], g: &Geometry) -> Array4<F> {
         let plane = g.ho * g.wo;
-        let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
+        let hw = g.h * g.w;
+        let taps = g.kh * g.kw;
         let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
-        self.for_each_run(g, |row, oy, lo, hi, offset| {
-            let len = hi - lo;
-            for s in 0..g.n {
-                let start = row * ncols + s * plane + oy * g.wo + lo;
-                let from = &src[start..start + len];
-                let dst = &mut buf[s * sample + offset..];
-                if sw == 1 {
-                    for (d, v) in dst[..len].iter_mut().zip(from) {
-                        *d += *v;
+        // one (sample, channel) plane gathers the rows (channel, i, j) of its sample's columns
+        let gather = |index: usize, dst: &mut [F]| {
+            let (s, ch) = (index / g.c, index % g.c);
+            for row in ch * taps..(ch + 1) * taps {
+                self.row_runs(g, row, |oy, lo, hi, offset| {
+                    let len = hi - lo;
+                    let start = row * ncols + s * plane + oy * g.wo + lo;
+                    let from = &src[start..start + len];
+                    let dst = &mut dst[offset - ch * hw..];
+                    if sw == 1 {
+                        for (d, v) in dst[..len].iter_mut().zip(from) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (d, v) in dst.iter_mut().step_by(sw).zip(from) {
+                            *d += *v;
+                        }
                     }
-                } else {
-                    for (d, v) in dst.iter_mut().step_by(sw).zip(from) {
-                        *d += *v;
-                    }
-                }
+                })
             }
-        });
+        };
+        #[cfg(feature = "parallel")]
+        if src.len() >= PAR_LEN {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(hw)
+                .enumerate()
+                .for_each(|(index, dst)| gather(index, dst));
+            return out;
+        }
+        for (index, dst) in buf.chunks_mut(hw).enumerate() {
+            gather(index, dst);
+        }
         out
     }
 
@@ -425,23 +455,29 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let wm = self.weight_matrix(w)?;
         // [N, O, Ho, Wo] → [O, N·Ho·Wo]
         let plane = g.ho * g.wo;
+        let s_std;
         let s2 = if g.n == 1 {
-            s4.as_standard_layout()
+            s_std = s4.as_standard_layout();
+            s_std
+                .view()
                 .into_shape_with_order((o, plane))
                 .expect("sizes agree")
-                .into_owned()
         } else {
-            s4.permuted_axes([1, 0, 2, 3])
+            s_std = s4
+                .permuted_axes([1, 0, 2, 3])
                 .as_standard_layout()
+                .into_owned()
+                .into();
+            s_std
+                .view()
                 .into_shape_with_order((o, g.n * plane))
                 .expect("sizes agree")
-                .into_owned()
         };
         // cols = Wᵀ[C·kh·kw, O] · s2
         let (rows, ncols) = (wm.ncols(), g.n * g.ho * g.wo);
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
-            gemm(&wm.t(), &s2.view(), &mut cols);
+            gemm(&wm.t(), &s2, &mut cols);
             self.col2im(buf, &g)
         })
         .into_dyn())

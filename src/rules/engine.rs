@@ -252,17 +252,20 @@ pub(crate) fn propagate<F: Float>(
         }
         let Some(z) = z else { continue };
         // 2. s = mask ⊙ R / stabilise(z)
-        let mut s = step.relevance.to_owned();
-        Zip::from(&mut s)
+        let s = Zip::from(&step.relevance)
             .and(&z)
             .and(&step.output)
-            .for_each(|s, &z, &orig| {
+            .map_collect(|&r, &z, &orig| {
                 let keep = match group.mask {
                     Mask::All => true,
                     Mask::Positive => orig > F::zero(),
                     Mask::Negative => orig < F::zero(),
                 };
-                *s = if keep { safe_ratio(*s, z, eps) } else { F::zero() };
+                if keep {
+                    safe_ratio(r, z, eps)
+                } else {
+                    F::zero()
+                }
             });
         // 3.–4. R_in += factor · Σ sign · x_t ⊙ apply_transpose(s, W_t)
         let factor = F::lit(group.factor);
