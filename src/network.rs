@@ -183,7 +183,13 @@ impl<F: Float> Network<F> {
     /// A shape or rank error for an input of the wrong shape, [`Error::NonFinite`] for NaN
     /// or ∞ in it, [`Error::EmptyBatch`] for N = 0.
     pub fn forward(&self, x: &ArrayD<F>) -> Result<ArrayD<F>> {
-        Ok(self.trace(x)?.activations.pop().expect("non-empty"))
+        self.check_input(x)?;
+        // Samples are independent: split the batch across threads (feature `parallel`).
+        let parts = split_batch(x.shape()[0], |rows| {
+            let xs = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
+            Ok(self.trace(&xs)?.activations.pop().expect("non-empty"))
+        })?;
+        Ok(concat_batch(parts))
     }
 
     /// The forward pass, keeping every activation.
@@ -369,6 +375,17 @@ impl<F: Float> Network<F> {
     /// # Errors
     /// As [`Network::attribute`].
     pub fn gradient(&self, x: &ArrayD<F>, target: &Target<F>) -> Result<ArrayD<F>> {
+        self.check_input(x)?;
+        self.check_target(x.shape()[0], target)?;
+        let parts = split_batch(x.shape()[0], |rows| {
+            let xs = x.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned();
+            self.gradient_rows(&xs, &target_rows(target, rows))
+        })?;
+        Ok(concat_batch(parts))
+    }
+
+    /// [`Network::gradient`] on one part of a batch, on the calling thread.
+    fn gradient_rows(&self, x: &ArrayD<F>, target: &Target<F>) -> Result<ArrayD<F>> {
         let trace = self.trace(x)?;
         let mut g = self.seed(trace.output(), target, Seed::OneHot)?;
         for (i, layer) in self.layers.iter().enumerate().rev() {
