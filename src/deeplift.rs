@@ -9,7 +9,9 @@ use crate::layers::Step;
 use crate::network::{target_rows, Network, Seed, Target};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
-use crate::tensor::{check_batch_shape, check_finite, concat_batch, per_sample_sum, split_batch};
+use crate::tensor::{
+    check_batch_shape, check_finite, concat_batch, concat_layers, per_sample_sum, split_batch,
+};
 use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
 
 /// The reference input(s) `x̄` that DeepLIFT explains the difference `f(x) − f(x̄)` against.
@@ -367,18 +369,7 @@ impl<F: Float> DeepLiftAttribution<F> {
         let delta = cat(|p| p.delta.clone().into_dyn())
             .into_dimensionality()
             .expect("1-D");
-        let layers = parts[0].layers.as_ref().map(|first| {
-            (0..first.len())
-                .map(|k| {
-                    concat_batch(
-                        parts
-                            .iter()
-                            .map(|p| p.layers.as_ref().expect("all parts")[k].clone())
-                            .collect(),
-                    )
-                })
-                .collect()
-        });
+        let layers = concat_layers(&parts.iter().map(|p| p.layers.as_ref()).collect::<Vec<_>>());
         DeepLiftAttribution {
             attribution,
             multipliers,

@@ -5,7 +5,9 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Step};
 use crate::rules::RuleSet;
-use crate::tensor::{check_batch_shape, check_finite, concat_batch, per_sample_sum, split_batch};
+use crate::tensor::{
+    check_batch_shape, check_finite, concat_batch, concat_layers, per_sample_sum, split_batch,
+};
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
 use std::ops::Range;
 
@@ -429,18 +431,7 @@ impl<F: Float> Attribution<F> {
         };
         let total = cat1(|a| &a.total);
         let delta = cat1(|a| &a.delta);
-        let layers = parts[0].layers.as_ref().map(|first| {
-            (0..first.len())
-                .map(|k| {
-                    concat_batch(
-                        parts
-                            .iter()
-                            .map(|p| p.layers.as_ref().expect("all parts")[k].clone())
-                            .collect(),
-                    )
-                })
-                .collect()
-        });
+        let layers = concat_layers(&parts.iter().map(|p| p.layers.as_ref()).collect::<Vec<_>>());
         let output = concat_batch(parts.iter().map(|p| p.output.clone()).collect());
         let relevance = concat_batch(parts.into_iter().map(|p| p.relevance).collect());
         Attribution {

@@ -169,6 +169,17 @@ pub(crate) fn split_batch<T: Send>(
     (0..parts).map(|t| f(range(t))).collect()
 }
 
+/// Concatenates the per-layer arrays of consecutive parts of a batch, layer by layer
+/// (`None` if the parts kept no layers).
+pub(crate) fn concat_layers<F: Float>(parts: &[Option<&Vec<ArrayD<F>>>]) -> Option<Vec<ArrayD<F>>> {
+    let first = parts.first().copied().flatten()?;
+    Some(
+        (0..first.len())
+            .map(|k| concat_batch(parts.iter().flatten().map(|p| p[k].clone()).collect()))
+            .collect(),
+    )
+}
+
 /// Concatenates arrays along the batch axis (a single part is returned as is).
 pub(crate) fn concat_batch<F: Float>(mut parts: Vec<ArrayD<F>>) -> ArrayD<F> {
     if parts.len() == 1 {

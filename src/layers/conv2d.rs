@@ -1,10 +1,10 @@
 //! 2-D convolution through im2col/col2im and one matrix product.
 
-use super::{Affine, Category, Layer, Step};
+use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{add_channel_bias, check_finite, gemm, with_scratch};
+use crate::tensor::{check_finite, gemm, with_scratch};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
@@ -374,11 +374,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let mut out = self.apply_with(input, self.weight.view().into_dyn())?;
-        if let Some(b) = &self.bias {
-            add_channel_bias(&mut out, b.view());
-        }
-        Ok(out)
+        affine_forward(self, input)
     }
 
     fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
@@ -386,11 +382,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        self.apply_transpose(
-            grad_output,
-            self.weight.view().into_dyn(),
-            &step.input.shape()[1..],
-        )
+        affine_gradient(self, step, grad_output)
     }
 
     fn as_affine(&self) -> Option<&dyn Affine<F>> {

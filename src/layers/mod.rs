@@ -187,3 +187,22 @@ pub trait Affine<F: Float>: Layer<F> {
         input_shape: &[usize],
     ) -> Result<ArrayD<F>>;
 }
+
+/// The forward pass of an affine layer: [`Affine::apply_with`] with its own weight, plus
+/// its bias per output channel. Shared by [`Dense`] and [`Conv2d`].
+pub(crate) fn affine_forward<F: Float>(layer: &dyn Affine<F>, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+    let mut out = layer.apply_with(input, layer.weight())?;
+    if let Some(b) = layer.bias() {
+        crate::tensor::add_channel_bias(&mut out, b);
+    }
+    Ok(out)
+}
+
+/// The gradient of an affine layer: [`Affine::apply_transpose`] with its own weight.
+pub(crate) fn affine_gradient<F: Float>(
+    layer: &dyn Affine<F>,
+    step: &Step<'_, F>,
+    grad_output: ArrayViewD<'_, F>,
+) -> Result<ArrayD<F>> {
+    layer.apply_transpose(grad_output, layer.weight(), &step.input.shape()[1..])
+}
