@@ -2,7 +2,7 @@
 //!
 //! A [`Rule`] is asked by each layer for its relevance pass (double dispatch): affine
 //! layers call [`Rule::affine`], activations [`Rule::activation`], max-pool
-//! [`Rule::max_pool`]. The LRP rules are all data for one shared engine ([`engine`]), after
+//! [`Rule::max_pool`]. The LRP rules are all data for one shared engine (`rules/engine.rs`), after
 //! zennit's `BasicHook`: modify inputs and parameters, stabilised division, transposed
 //! pass, multiply by the (modified) input.
 
