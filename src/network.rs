@@ -188,8 +188,14 @@ impl<F: Float> Network<F> {
         self.check_input(x)?;
         // Samples are independent: split the batch across threads (feature `parallel`).
         let parts = split_batch(x.shape()[0], |rows| {
-            let xs = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
-            Ok(self.trace(&xs)?.activations.pop().expect("non-empty"))
+            // keep only the current activation, not the whole trace
+            let mut a = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
+            for (i, layer) in self.layers.iter().enumerate() {
+                a = layer
+                    .forward(a.view())
+                    .map_err(|e| e.at_layer(i, &layer.name()))?;
+            }
+            Ok(a)
         })?;
         Ok(concat_batch(parts))
     }
