@@ -11,88 +11,12 @@
 //!
 //! f64 must match within 1e-9 relative to the largest magnitude of the expected array.
 
-use ndarray::{ArrayD, Ix1, Ix2, Ix4, IxDyn};
+mod common;
+
+use common::{load, network, rel_dev, tensor};
 use relevance::rules::MaxPoolRule;
-use relevance::{
-    Baseline, Conv2d, Conv2dConfig, DeepLift, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu, Target,
-};
+use relevance::{Baseline, DeepLift, Target};
 use serde_json::Value;
-
-fn load(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/deeplift_{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn tensor<F: Float>(v: &Value) -> ArrayD<F> {
-    let dims = |v: &Value| -> Vec<usize> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect()
-    };
-    let data = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| F::lit(d.as_f64().unwrap()))
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(&dims(&v["shape"])), data).unwrap()
-}
-
-fn pair(v: &Value) -> (usize, usize) {
-    let a = v.as_array().unwrap();
-    (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
-}
-
-fn network<F: Float>(fx: &Value) -> Network<F> {
-    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
-    for l in fx["layers"].as_array().unwrap() {
-        let bias = || tensor::<F>(&l["bias"]).into_dimensionality::<Ix1>().unwrap();
-        match l["type"].as_str().unwrap() {
-            "dense" => {
-                let w = tensor::<F>(&l["weight"]).into_dimensionality::<Ix2>().unwrap();
-                layers.push(Box::new(Dense::new(w, Some(bias())).unwrap()));
-            }
-            "conv2d" => {
-                let w = tensor::<F>(&l["weight"]).into_dimensionality::<Ix4>().unwrap();
-                let config = Conv2dConfig {
-                    stride: pair(&l["stride"]),
-                    padding: pair(&l["padding"]),
-                    dilation: pair(&l["dilation"]),
-                };
-                layers.push(Box::new(Conv2d::new(w, Some(bias()), config).unwrap()));
-            }
-            "relu" => layers.push(Box::new(Relu)),
-            "maxpool2d" => layers.push(Box::new(
-                MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap(),
-            )),
-            "flatten" => layers.push(Box::new(Flatten)),
-            t => panic!("unknown layer {t}"),
-        }
-    }
-    let shape: Vec<usize> = fx["input_shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    Network::new(&shape, layers).unwrap()
-}
-
-/// max |got − expected| / max(max |expected|, 1e-300)
-fn rel_dev(got: &ArrayD<f64>, expected: &ArrayD<f64>) -> f64 {
-    assert_eq!(got.shape(), expected.shape());
-    let scale = expected.iter().fold(0.0_f64, |m, v| m.max(v.abs())).max(1e-300);
-    got.iter()
-        .zip(expected.iter())
-        .fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()))
-        / scale
-}
 
 fn baseline(case: &Value) -> Baseline<f64> {
     let b = tensor::<f64>(&case["baselines"]);
@@ -107,7 +31,7 @@ fn baseline(case: &Value) -> Baseline<f64> {
 
 /// Runs every case of one fixture; returns the worst relative deviation per max-pool mode.
 fn check_network(name: &str) -> Vec<(String, f64)> {
-    let fx = load(name);
+    let fx = load(&format!("deeplift_{name}"));
     let net = network::<f64>(&fx);
     let x = tensor::<f64>(&fx["input"]);
     let target = Target::PerSample(
@@ -184,7 +108,7 @@ fn deep_cnn_matches_captum_in_both_max_pool_modes() {
 fn cross_max_conserves_where_captum_gradient_routing_does_not() {
     // The #1104 cases of captum leave a gap; ours, with cross-max, conserve on the same inputs.
     for name in ["cnn", "deep"] {
-        let fx = load(name);
+        let fx = load(&format!("deeplift_{name}"));
         let net = network::<f64>(&fx);
         let x = tensor::<f64>(&fx["input"]);
         let target = Target::PerSample(
@@ -219,7 +143,7 @@ fn cross_max_conserves_where_captum_gradient_routing_does_not() {
 
 #[test]
 fn f32_is_close_to_captum() {
-    let fx = load("deep");
+    let fx = load("deeplift_deep");
     let net = network::<f32>(&fx);
     let x = tensor::<f32>(&fx["input"]);
     let target = Target::PerSample(vec![3, 1]);

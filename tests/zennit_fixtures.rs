@@ -5,83 +5,16 @@
 //! f64 must match within 1e-9 relative (to the largest magnitude of the expected array);
 //! f32 within 1e-4.
 
-use ndarray::{ArrayD, IxDyn};
+mod common;
+
+use common::{load, network, rel_dev, tensor};
 use relevance::{
-    Composite, Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat,
-    LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, MaxPool2d, Network, Options, Relu, RuleSet, Seed, Selector,
-    Target,
+    Composite, Float, Layer, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox,
+    LrpZPlus, Options, RuleSet, Seed, Selector, Target,
 };
 use serde_json::Value;
 
 const NETWORKS: [&str; 3] = ["mlp", "cnn", "deep"];
-
-fn load(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/lrp_{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn tensor<F: Float>(v: &Value) -> ArrayD<F> {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<F> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| F::lit(d.as_f64().unwrap()))
-        .collect();
-    ArrayD::from_shape_vec(IxDyn(&shape), data).unwrap()
-}
-
-fn pair(v: &Value) -> (usize, usize) {
-    let a = v.as_array().unwrap();
-    (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
-}
-
-fn network<F: Float>(fx: &Value) -> Network<F> {
-    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
-    for l in fx["layers"].as_array().unwrap() {
-        let bias = |l: &Value| l.get("bias").filter(|b| !b.is_null()).map(|b| tensor::<F>(b));
-        match l["type"].as_str().unwrap() {
-            "dense" => {
-                let w = tensor::<F>(&l["weight"])
-                    .into_dimensionality::<ndarray::Ix2>()
-                    .unwrap();
-                let b = bias(l).map(|b| b.into_dimensionality::<ndarray::Ix1>().unwrap());
-                layers.push(Box::new(Dense::new(w, b).unwrap()));
-            }
-            "conv2d" => {
-                let w = tensor::<F>(&l["weight"])
-                    .into_dimensionality::<ndarray::Ix4>()
-                    .unwrap();
-                let b = bias(l).map(|b| b.into_dimensionality::<ndarray::Ix1>().unwrap());
-                let config = Conv2dConfig {
-                    stride: pair(&l["stride"]),
-                    padding: pair(&l["padding"]),
-                    dilation: pair(&l["dilation"]),
-                };
-                layers.push(Box::new(Conv2d::new(w, b, config).unwrap()));
-            }
-            "relu" => layers.push(Box::new(Relu)),
-            "flatten" => layers.push(Box::new(Flatten)),
-            "maxpool2d" => layers.push(Box::new(
-                MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap(),
-            )),
-            other => panic!("unknown layer type {other}"),
-        }
-    }
-    let shape: Vec<usize> = fx["input_shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    Network::new(&shape, layers).unwrap()
-}
 
 /// Our rule set for a fixture case name.
 fn rules<F: Float>(name: &str, fx: &Value) -> Box<dyn RuleSet<F>> {
@@ -113,24 +46,11 @@ fn rules<F: Float>(name: &str, fx: &Value) -> Box<dyn RuleSet<F>> {
     }
 }
 
-/// Largest |a − b| divided by the largest |b| (relative to the array's scale).
-fn rel_dev<F: Float>(got: &ArrayD<F>, want: &ArrayD<F>) -> f64 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want
-        .iter()
-        .fold(0.0_f64, |m, v| m.max(v.as_f64().abs()))
-        .max(1e-300);
-    got.iter()
-        .zip(want.iter())
-        .fold(0.0_f64, |m, (a, b)| m.max((a.as_f64() - b.as_f64()).abs()))
-        / scale
-}
-
 fn check_all<F: Float>(tol: f64) -> f64 {
     let mut worst = 0.0_f64;
     let mut cases = 0;
     for net_name in NETWORKS {
-        let fx = load(net_name);
+        let fx = load(&format!("lrp_{net_name}"));
         let net = network::<F>(&fx);
         let x = tensor::<F>(&fx["input"]);
         let out = net.forward(&x).unwrap();
@@ -207,7 +127,7 @@ fn f32_matches_zennit_to_1e_4() {
 fn composites_resolve_like_zennit() {
     let mut checked = 0;
     for net_name in NETWORKS {
-        let fx = load(net_name);
+        let fx = load(&format!("lrp_{net_name}"));
         let net = network::<f64>(&fx);
         let layers: Vec<&dyn Layer<f64>> = net.layers().iter().map(|l| l.as_ref()).collect();
         for case in fx["cases"].as_array().unwrap() {

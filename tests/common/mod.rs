@@ -1,0 +1,88 @@
+//! Shared by the fixture tests: reading the JSON fixtures written by `tools/gen_*_fixtures.py`
+//! (tensors as `{"shape": [...], "data": [...]}`, networks as ordered layer lists) and the
+//! relative deviation used to compare against them.
+
+#![allow(dead_code)] // each test crate uses its own subset
+
+use ndarray::{ArrayD, Ix1, Ix2, Ix4, IxDyn};
+use relevance::{Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu};
+use serde_json::Value;
+
+/// Reads `tests/fixtures/{name}.json`.
+pub fn load(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn dims(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
+}
+
+/// A fixture tensor.
+pub fn tensor<F: Float>(v: &Value) -> ArrayD<F> {
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| F::lit(d.as_f64().unwrap()))
+        .collect();
+    ArrayD::from_shape_vec(IxDyn(&dims(&v["shape"])), data).unwrap()
+}
+
+/// A `[h, w]` pair.
+pub fn pair(v: &Value) -> (usize, usize) {
+    let a = v.as_array().unwrap();
+    (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
+}
+
+/// The fixture's network (`input_shape` and `layers`).
+pub fn network<F: Float>(fx: &Value) -> Network<F> {
+    let mut layers: Vec<Box<dyn Layer<F>>> = Vec::new();
+    for l in fx["layers"].as_array().unwrap() {
+        let bias = || {
+            l.get("bias")
+                .filter(|b| !b.is_null())
+                .map(|b| tensor::<F>(b).into_dimensionality::<Ix1>().unwrap())
+        };
+        match l["type"].as_str().unwrap() {
+            "dense" => {
+                let w = tensor::<F>(&l["weight"]).into_dimensionality::<Ix2>().unwrap();
+                layers.push(Box::new(Dense::new(w, bias()).unwrap()));
+            }
+            "conv2d" => {
+                let w = tensor::<F>(&l["weight"]).into_dimensionality::<Ix4>().unwrap();
+                let config = Conv2dConfig {
+                    stride: pair(&l["stride"]),
+                    padding: pair(&l["padding"]),
+                    dilation: pair(&l["dilation"]),
+                };
+                layers.push(Box::new(Conv2d::new(w, bias(), config).unwrap()));
+            }
+            "relu" => layers.push(Box::new(Relu)),
+            "flatten" => layers.push(Box::new(Flatten)),
+            "maxpool2d" => layers.push(Box::new(
+                MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap(),
+            )),
+            other => panic!("unknown layer type {other}"),
+        }
+    }
+    Network::new(&dims(&fx["input_shape"]), layers).unwrap()
+}
+
+/// Largest |got − want| divided by the largest |want| (relative to the array's scale).
+pub fn rel_dev<F: Float>(got: &ArrayD<F>, want: &ArrayD<F>) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want
+        .iter()
+        .fold(0.0_f64, |m, v| m.max(v.as_f64().abs()))
+        .max(1e-300);
+    got.iter()
+        .zip(want.iter())
+        .fold(0.0_f64, |m, (a, b)| m.max((a.as_f64() - b.as_f64()).abs()))
+        / scale
+}
