@@ -4,6 +4,9 @@
 //! and dense head) plus a seed from which every weight and input in [-1, 1] is generated, so
 //! a failing case prints everything needed to rebuild it.
 
+mod common;
+
+use common::Rng;
 use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -13,34 +16,7 @@ use relevance::{
     Relu, Rule, RuleSet, Seed, Selector, Step, Target,
 };
 
-// ---------------------------------------------------------------------------------------------
-// A tiny seeded RNG (xorshift64*) for weights and inputs.
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * u
-    }
-
-    fn array<F: Float>(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<F> {
-        ArrayD::from_shape_fn(IxDyn(shape), |_| F::lit(self.uniform(lo, hi)))
-    }
-}
+// The seeded RNG (`Rng`) lives in tests/common.
 
 // ---------------------------------------------------------------------------------------------
 // Random networks.

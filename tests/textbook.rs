@@ -10,46 +10,16 @@
 //! The max-pool reference is a loop over windows with PyTorch's tie rule (first maximum in
 //! row-major order) and −∞ padding.
 
+mod common;
+
+use common::Rng;
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
 use relevance::{
     Affine, Conv2d, Conv2dConfig, Dense, Layer, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma,
     LrpWSquare, LrpZBox, LrpZPlus, MaxPool2d, Rule, Step,
 };
 
-// ---------------------------------------------------------------------------------------------
-// A tiny seeded RNG (xorshift64*), so the test needs no extra dependency.
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * u
-    }
-
-    /// Uniform in `0..n`.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn array(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
-        ArrayD::from_shape_fn(IxDyn(shape), |_| self.uniform(lo, hi))
-    }
-}
+// The seeded RNG (`Rng`) lives in tests/common.
 
 // ---------------------------------------------------------------------------------------------
 // One affine layer as an explicit list of connections.

@@ -86,3 +86,39 @@ pub fn rel_dev<F: Float>(got: &ArrayD<F>, want: &ArrayD<F>) -> f64 {
         .fold(0.0_f64, |m, (a, b)| m.max((a.as_f64() - b.as_f64()).abs()))
         / scale
 }
+
+/// A tiny seeded RNG (xorshift64*), so the tests need no extra dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        lo + (hi - lo) * u
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// An array of the given shape, uniform in `[lo, hi)`.
+    pub fn array<F: Float>(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<F> {
+        ArrayD::from_shape_fn(IxDyn(shape), |_| F::lit(self.uniform(lo, hi)))
+    }
+}
