@@ -97,14 +97,33 @@ pub(crate) fn per_sample_sum<F: Float>(a: &ArrayViewD<'_, F>) -> ndarray::Array1
 #[cfg(feature = "parallel")]
 const PAR_GEMM_WORK: usize = 1 << 21;
 
-/// `c = a · b`. With the `faer` feature through faer's matrix product (parallel over the
-/// `parallel` feature's threads for large products); otherwise through ndarray's
-/// `general_mat_mul` (matrixmultiply), split into blocks of `c` across threads.
-pub(crate) fn gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: &mut ArrayViewMut2<'_, F>) {
+/// Work per sample (multiply-adds) from which a layer's matrix products go through faer
+/// (feature `faer`). Below it matrixmultiply is faster: faer's fixed cost per call
+/// dominates small products.
+#[cfg(feature = "faer")]
+const FAER_WORK: usize = 1 << 20;
+
+/// `c = a · b` (`c` is overwritten, never read) for a layer doing `per_sample` multiply-adds
+/// per sample. Layers with much work per sample (feature `faer`) go through faer's matrix
+/// product, parallel over the `parallel` feature's threads; the others through ndarray's
+/// `general_mat_mul` (matrixmultiply), split into blocks of `c` across threads when large.
+///
+/// The library is chosen by the work per sample, not by the size of this product, so that
+/// a sample is computed by the same code whatever batch it is in. Either library gives a
+/// deterministic function of the operands' values: neither splits the inner dimension
+/// across threads nor depends on buffer alignment (`tests/determinism.rs`).
+pub(crate) fn gemm<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    per_sample: usize,
+) {
     #[cfg(feature = "faer")]
-    if F::faer_gemm(a, b, c) {
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c) {
         return;
     }
+    #[cfg(not(feature = "faer"))]
+    let _ = per_sample;
     #[cfg(feature = "parallel")]
     {
         let threads = rayon::current_num_threads();
@@ -195,8 +214,10 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on a zeroed scratch slice of `len` elements, taken from (and returned to) this
-/// thread's pool.
+/// Runs `f` on a scratch slice of `len` elements, taken from (and returned to) this
+/// thread's pool. Its contents are unspecified (left over from earlier use): `f` must
+/// write every element it later reads. Not zeroing saves a pass over what can be a
+/// hundred megabytes (the im2col matrix of a VGG16 layer).
 pub(crate) fn with_scratch<F: Float, R>(len: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
     let taken = SCRATCH.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -204,7 +225,6 @@ pub(crate) fn with_scratch<F: Float, R>(len: usize, f: impl FnOnce(&mut [F]) -> 
         pool.swap_remove(at).downcast::<Vec<F>>().ok()
     });
     let mut buf = taken.map_or_else(Vec::new, |b| *b);
-    buf.clear();
     buf.resize(len, F::zero());
     let out = f(&mut buf);
     // keep at most a few buffers per thread

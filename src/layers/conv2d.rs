@@ -260,14 +260,18 @@ impl<F: Float> Conv2d<F> {
         }
     }
 
-    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, into a zeroed buffer of that size.
-    /// Rows are filled in parallel for large inputs (feature `parallel`).
+    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, overwriting every element of `buf`
+    /// (which may hold stale values). Rows are filled in parallel for large inputs
+    /// (feature `parallel`).
     fn im2col(&self, x: &[F], g: &Geometry, buf: &mut [F]) {
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
         let fill = |row: usize, dst_row: &mut [F]| {
+            // zeros where the tap falls into the padding; one row is small enough to stay
+            // in cache between this and the copies below
+            dst_row.fill(F::zero());
             self.row_runs(g, row, |oy, lo, hi, offset| {
                 let len = hi - lo;
                 for s in 0..g.n {
@@ -412,7 +416,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         with_scratch(rows * ncols, |buf| {
             self.im2col(x4.as_slice().expect("standard layout"), &g, buf);
             let cols = ArrayView2::from_shape((rows, ncols), &*buf).expect("sizes agree");
-            gemm(&wm, &cols, &mut out.view_mut());
+            gemm(&wm, &cols, &mut out.view_mut(), o * rows * g.ho * g.wo);
         });
         // [O, N, Ho, Wo] → [N, O, Ho, Wo] (no copy for a single sample)
         if g.n == 1 {
@@ -469,7 +473,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let (rows, ncols) = (wm.ncols(), g.n * g.ho * g.wo);
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
-            gemm(&wm.t(), &s2, &mut cols);
+            gemm(&wm.t(), &s2, &mut cols, o * rows * plane);
             self.col2im(buf, &g)
         })
         .into_dyn())

@@ -150,7 +150,7 @@ impl<F: Float> Affine<F> for Dense<F> {
         let x = Self::as_matrix("Dense input", x, self.in_features())?;
         let w = self.weight_matrix(w)?;
         let mut out = Array2::<F>::zeros((x.nrows(), w.nrows()));
-        gemm(&x, &w.t(), &mut out.view_mut());
+        gemm(&x, &w.t(), &mut out.view_mut(), w.len());
         Ok(out.into_dyn())
     }
 
@@ -164,7 +164,7 @@ impl<F: Float> Affine<F> for Dense<F> {
         let s = Self::as_matrix("Dense output relevance", s, self.out_features())?;
         let w = self.weight_matrix(w)?;
         let mut out = Array2::<F>::zeros((s.nrows(), w.ncols()));
-        gemm(&s, &w, &mut out.view_mut());
+        gemm(&s, &w, &mut out.view_mut(), w.len());
         Ok(out.into_dyn())
     }
 }

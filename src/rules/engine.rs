@@ -212,10 +212,11 @@ pub(crate) fn propagate<F: Float>(
             let mut prepared = None;
             let mut zt = if active {
                 let xt = input_part(t.input, x, recipe.bounds)?;
-                let wt = if t.weight == Param::Keep {
-                    w.to_owned()
+                // the weight is only copied where the rule modifies it
+                let wt: CowArray<'_, F, IxDyn> = if t.weight == Param::Keep {
+                    w.view().into()
                 } else {
-                    w.mapv(|p| t.weight.apply(p))
+                    w.mapv(|p| t.weight.apply(p)).into()
                 };
                 let zt = if plain {
                     None

@@ -1,0 +1,120 @@
+//! Reproducibility: the same inputs give bit-identical results, whatever the batch they are
+//! in, however often the call is repeated and however many threads run it.
+//!
+//! The network is large enough that its convolutions and first dense layer go through the
+//! large-product path of the matrix multiply (faer with the default features, split across
+//! threads with `parallel`), where a library that split the inner dimension across threads or
+//! chose kernels by buffer alignment would break these equalities.
+
+mod common;
+
+use common::Rng;
+use ndarray::{ArrayD, Axis};
+use relevance::{
+    Baseline, Composite, Conv2d, Conv2dConfig, DeepLift, Dense, Flatten, Layer, MaxPool2d, Network, Relu,
+    Target,
+};
+
+/// conv(3→32) ReLU pool conv(32→48) ReLU pool flatten dense(48·8·8→128) ReLU dense(128→10) on
+/// 3×32×32. Per sample, the second convolution (3.5M multiply-adds) is above the large-product
+/// threshold (2^20) and the first dense layer (0.4M, inner dimension 3072) below it — but not
+/// a batch of three of them: a multiply that chose its library by the size of the product
+/// would compute a sample differently alone and in a batch, and fail the batch test.
+fn net(rng: &mut Rng) -> Network<f64> {
+    let conv = |rng: &mut Rng, cin: usize, cout: usize| -> Box<dyn Layer<f64>> {
+        let w = rng
+            .array(&[cout, cin, 3, 3], -0.3, 0.3)
+            .into_dimensionality()
+            .unwrap();
+        let b = rng.array(&[cout], -0.1, 0.1).into_dimensionality().unwrap();
+        Box::new(Conv2d::new(w, Some(b), Conv2dConfig::default().padding(1)).unwrap())
+    };
+    let dense = |rng: &mut Rng, cin: usize, cout: usize| -> Box<dyn Layer<f64>> {
+        let w = rng.array(&[cout, cin], -0.1, 0.1).into_dimensionality().unwrap();
+        let b = rng.array(&[cout], -0.1, 0.1).into_dimensionality().unwrap();
+        Box::new(Dense::new(w, Some(b)).unwrap())
+    };
+    let layers: Vec<Box<dyn Layer<f64>>> = vec![
+        conv(rng, 3, 32),
+        Box::new(Relu),
+        Box::new(MaxPool2d::square(2).unwrap()),
+        conv(rng, 32, 48),
+        Box::new(Relu),
+        Box::new(MaxPool2d::square(2).unwrap()),
+        Box::new(Flatten),
+        dense(rng, 48 * 8 * 8, 128),
+        Box::new(Relu),
+        dense(rng, 128, 10),
+    ];
+    Network::new(&[3, 32, 32], layers).unwrap()
+}
+
+fn bits(a: &ArrayD<f64>) -> Vec<u64> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Runs EpsilonGammaBox, DeepLift and the gradient on `x` and returns the three results.
+fn explain(net: &Network<f64>, x: &ArrayD<f64>) -> [ArrayD<f64>; 3] {
+    let low = ArrayD::zeros(ndarray::IxDyn(&[3, 1, 1]));
+    let high = ArrayD::ones(ndarray::IxDyn(&[3, 1, 1]));
+    let egb = Composite::epsilon_gamma_box(low, high).unwrap();
+    let target = Target::Class(3);
+    [
+        net.attribute(x, &target, &egb).unwrap().relevance,
+        net.deeplift(x, &target, &DeepLift::rescale(), &Baseline::Zero)
+            .unwrap()
+            .attribution,
+        net.gradient(x, &target).unwrap(),
+    ]
+}
+
+#[test]
+fn repeated_calls_are_bit_identical() {
+    let mut rng = Rng::new(11);
+    let net = net(&mut rng);
+    let x = rng.array(&[2, 3, 32, 32], 0.0, 1.0);
+    let first = explain(&net, &x);
+    for _ in 0..3 {
+        let again = explain(&net, &x);
+        for (a, b) in first.iter().zip(&again) {
+            assert_eq!(bits(a), bits(b));
+        }
+    }
+}
+
+#[test]
+fn a_sample_gets_the_same_bits_alone_and_in_a_batch() {
+    let mut rng = Rng::new(12);
+    let net = net(&mut rng);
+    // 9 samples: split into blocks of 4 + 4 + 1 (or fewer, larger parts without `parallel`)
+    let x = rng.array(&[9, 3, 32, 32], 0.0, 1.0);
+    let batch = explain(&net, &x);
+    for s in [0, 4, 8] {
+        let alone = explain(&net, &x.slice_axis(Axis(0), (s..s + 1).into()).to_owned());
+        for (b, a) in batch.iter().zip(&alone) {
+            assert_eq!(
+                bits(&b.index_axis(Axis(0), s).to_owned()),
+                bits(&a.index_axis(Axis(0), 0).to_owned())
+            );
+        }
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn one_thread_and_two_threads_give_the_same_bits() {
+    let mut rng = Rng::new(13);
+    let net = net(&mut rng);
+    let x = rng.array(&[3, 3, 32, 32], 0.0, 1.0);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| explain(&net, &x))
+    };
+    let (one, two) = (run(1), run(2));
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(bits(a), bits(b));
+    }
+}
