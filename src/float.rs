@@ -18,11 +18,16 @@ pub trait Float: NdFloat + FromPrimitive + Default + Send + Sync + 'static {
     fn as_f64(self) -> f64;
 
     /// `c = a · b` through faer if the three views are row- or column-major; `false` (and
-    /// `c` untouched) otherwise. An implementation detail of the `faer` feature.
+    /// `c` untouched) otherwise; on several threads if `parallel` and the product is large.
+    /// An implementation detail of the `faer` feature.
     #[doc(hidden)]
     #[cfg(feature = "faer")]
-    fn faer_gemm(a: &ArrayView2<'_, Self>, b: &ArrayView2<'_, Self>, c: &mut ArrayViewMut2<'_, Self>)
-        -> bool;
+    fn faer_gemm(
+        a: &ArrayView2<'_, Self>,
+        b: &ArrayView2<'_, Self>,
+        c: &mut ArrayViewMut2<'_, Self>,
+        parallel: bool,
+    ) -> bool;
 }
 
 /// A faer view of a row-major or column-major ndarray view, if it is either.
@@ -36,12 +41,14 @@ fn faer_ref<'a, T: faer::traits::ComplexField>(a: &ArrayView2<'a, T>) -> Option<
     Some(faer::MatRef::from_column_major_slice(s, m, n))
 }
 
-/// `c = a · b` through faer, on the `parallel` feature's threads for large products.
+/// `c = a · b` through faer, on the `parallel` feature's threads for large products if
+/// `parallel`.
 #[cfg(feature = "faer")]
 fn faer_gemm<T: faer::traits::ComplexField + Copy + num_traits::One>(
     a: &ArrayView2<'_, T>,
     b: &ArrayView2<'_, T>,
     c: &mut ArrayViewMut2<'_, T>,
+    parallel: bool,
 ) -> bool {
     let (Some(ar), Some(br)) = (faer_ref(a), faer_ref(b)) else {
         return false;
@@ -52,14 +59,17 @@ fn faer_gemm<T: faer::traits::ComplexField + Copy + num_traits::One>(
     #[cfg(feature = "parallel")]
     let par = {
         let threads = rayon::current_num_threads();
-        if threads > 1 && m * n * ar.ncols() >= 1 << 20 {
+        if parallel && threads > 1 && m * n * ar.ncols() >= 1 << 20 {
             faer::Par::rayon(threads)
         } else {
             faer::Par::Seq
         }
     };
     #[cfg(not(feature = "parallel"))]
-    let par = faer::Par::Seq;
+    let par = {
+        let _ = parallel;
+        faer::Par::Seq
+    };
     faer::linalg::matmul::matmul(cm, faer::Accum::Replace, ar, br, T::one(), par);
     true
 }
@@ -73,8 +83,9 @@ impl Float for f32 {
         a: &ArrayView2<'_, Self>,
         b: &ArrayView2<'_, Self>,
         c: &mut ArrayViewMut2<'_, Self>,
+        parallel: bool,
     ) -> bool {
-        faer_gemm(a, b, c)
+        faer_gemm(a, b, c, parallel)
     }
 }
 
@@ -87,7 +98,8 @@ impl Float for f64 {
         a: &ArrayView2<'_, Self>,
         b: &ArrayView2<'_, Self>,
         c: &mut ArrayViewMut2<'_, Self>,
+        parallel: bool,
     ) -> bool {
-        faer_gemm(a, b, c)
+        faer_gemm(a, b, c, parallel)
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn gemm<F: Float>(
     per_sample: usize,
 ) {
     #[cfg(feature = "faer")]
-    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c) {
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, true) {
         return;
     }
     #[cfg(not(feature = "faer"))]
@@ -131,6 +131,22 @@ pub(crate) fn gemm<F: Float>(
             return par_gemm(a, b, c.view_mut(), threads);
         }
     }
+    general_mat_mul(F::one(), a, b, F::zero(), c);
+}
+
+/// [`gemm`] on the calling thread only (for callers that run several products in parallel).
+pub(crate) fn gemm_seq<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    per_sample: usize,
+) {
+    #[cfg(feature = "faer")]
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, false) {
+        return;
+    }
+    #[cfg(not(feature = "faer"))]
+    let _ = per_sample;
     general_mat_mul(F::one(), a, b, F::zero(), c);
 }
 
@@ -219,14 +235,25 @@ thread_local! {
 /// write every element it later reads. Not zeroing saves a pass over what can be a
 /// hundred megabytes (the im2col matrix of a VGG16 layer).
 pub(crate) fn with_scratch<F: Float, R>(len: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
+    // the smallest buffer that is large enough, else the largest (which then grows)
     let taken = SCRATCH.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let at = pool.iter().position(|b| b.is::<Vec<F>>())?;
+        let size = |b: &Box<dyn std::any::Any>| b.downcast_ref::<Vec<F>>().map(Vec::len);
+        let fits = (0..pool.len())
+            .filter(|&i| size(&pool[i]).is_some_and(|s| s >= len))
+            .min_by_key(|&i| size(&pool[i]));
+        let at = fits.or_else(|| {
+            (0..pool.len())
+                .filter(|&i| size(&pool[i]).is_some())
+                .max_by_key(|&i| size(&pool[i]))
+        })?;
         pool.swap_remove(at).downcast::<Vec<F>>().ok()
     });
     let mut buf = taken.map_or_else(Vec::new, |b| *b);
-    buf.resize(len, F::zero());
-    let out = f(&mut buf);
+    if buf.len() < len {
+        buf.resize(len, F::zero());
+    }
+    let out = f(&mut buf[..len]);
     // keep at most a few buffers per thread
     SCRATCH.with(|pool| {
         let mut pool = pool.borrow_mut();

@@ -1,6 +1,6 @@
 //! 2-D convolution through im2col/col2im and one matrix product.
 
-use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
+use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
@@ -95,6 +95,15 @@ pub struct Conv2d<F: Float = f32> {
 /// Elements above which im2col and col2im run in parallel (feature `parallel`).
 #[cfg(feature = "parallel")]
 const PAR_LEN: usize = 1 << 18;
+
+/// Input and output channels from which a 3×3 stride-1 convolution takes the Winograd path.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// Output positions per sample and channel (Ho·Wo) from which a 3×3 stride-1 convolution
+/// takes the Winograd path. Transforming the weights costs about as much memory traffic as
+/// reading them twice, which only pays off over enough output positions (on VGG16: a gain
+/// at 28×28, a loss at 14×14).
+const WINOGRAD_MIN_OUTPUTS: usize = 400;
 
 /// Sizes of one convolution call.
 #[derive(Debug, Clone, Copy)]
@@ -346,6 +355,33 @@ impl<F: Float> Conv2d<F> {
         out
     }
 
+    /// The Winograd shape of the forward pass on `g`, if this layer takes the Winograd path:
+    /// 3×3 kernel, stride 1, dilation 1, equal padding ≤ 2 on both axes, at least
+    /// [`WINOGRAD_MIN_CHANNELS`] input and output channels (below that the 16 small matrix
+    /// products lose more than the transforms save) and [`WINOGRAD_MIN_OUTPUTS`] output
+    /// positions. The choice depends on the layer and the per-sample shape only, never on
+    /// the batch size, so a sample gets the same bits alone and in a batch.
+    fn winograd_shape(&self, g: &Geometry) -> Option<winograd::Shape> {
+        let c = &self.config;
+        let o = self.out_channels();
+        let eligible = (g.kh, g.kw) == (3, 3)
+            && c.stride == (1, 1)
+            && c.dilation == (1, 1)
+            && c.padding.0 == c.padding.1
+            && c.padding.0 <= 2
+            && g.c >= WINOGRAD_MIN_CHANNELS
+            && o >= WINOGRAD_MIN_CHANNELS
+            && g.ho * g.wo >= WINOGRAD_MIN_OUTPUTS;
+        eligible.then_some(winograd::Shape {
+            n: g.n,
+            c: g.c,
+            o,
+            h: g.h,
+            w: g.w,
+            pad: c.padding.0,
+        })
+    }
+
     fn as_batch4<'a>(what: &str, a: ArrayViewD<'a, F>) -> Result<ndarray::ArrayView4<'a, F>> {
         let shape = a.shape().to_vec();
         a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
@@ -408,8 +444,16 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
         let wm = self.weight_matrix(w)?;
         let x4 = x4.as_standard_layout();
-        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols
         let o = self.out_channels();
+        if let Some(ws) = self.winograd_shape(&g) {
+            let mut out = Array4::<F>::zeros((g.n, o, g.ho, g.wo));
+            let y = out.as_slice_mut().expect("fresh array is contiguous");
+            let x = x4.as_slice().expect("standard layout");
+            let wm = wm.as_standard_layout();
+            winograd::conv3x3(x, &ws, wm.as_slice().expect("standard layout"), false, y);
+            return Ok(out.into_dyn());
+        }
+        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols
         let rows = wm.ncols();
         let ncols = g.n * g.ho * g.wo;
         let mut out = Array2::<F>::zeros((o, ncols));
@@ -449,6 +493,25 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             });
         }
         let wm = self.weight_matrix(w)?;
+        if let Some(ws) = self.winograd_shape(&g) {
+            // the correlation of s with the kernel flipped in space, channels swapped, and
+            // padding 2 − p (winograd module docs)
+            let ts = winograd::Shape {
+                n: g.n,
+                c: o,
+                o: g.c,
+                h: g.ho,
+                w: g.wo,
+                pad: 2 - ws.pad,
+            };
+            let s4 = s4.as_standard_layout();
+            let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
+            let y = out.as_slice_mut().expect("fresh array is contiguous");
+            let s = s4.as_slice().expect("standard layout");
+            let wm = wm.as_standard_layout();
+            winograd::conv3x3(s, &ts, wm.as_slice().expect("standard layout"), true, y);
+            return Ok(out.into_dyn());
+        }
         // [N, O, Ho, Wo] → [O, N·Ho·Wo]
         let plane = g.ho * g.wo;
         let s_std;
@@ -477,5 +540,127 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             self.col2im(buf, &g)
         })
         .into_dyn())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Winograd path against plain loops (the im2col path is checked against zennit by
+    //! the fixture tests; Winograd only runs on layers with ≥ 16 channels, which the fixture
+    //! networks do not have).
+    use super::*;
+    use ndarray::Array4;
+
+    fn rng(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        }
+    }
+
+    /// Direct loops: y[n,o,oy,ox] = Σ w[o,c,i,j]·x[n,c,oy+i−p,ox+j−p].
+    fn naive(x: &Array4<f64>, w: &Array4<f64>, p: usize) -> Array4<f64> {
+        let (n, c, h, wd) = x.dim();
+        let o = w.shape()[0];
+        let (ho, wo) = (h + 2 * p - 2, wd + 2 * p - 2);
+        Array4::from_shape_fn((n, o, ho, wo), |(s, oc, oy, ox)| {
+            let mut acc = 0.0;
+            for ci in 0..c {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        let (yy, xx) = ((oy + i) as isize - p as isize, (ox + j) as isize - p as isize);
+                        if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                            acc += w[[oc, ci, i, j]] * x[[s, ci, yy as usize, xx as usize]];
+                        }
+                    }
+                }
+            }
+            acc
+        })
+    }
+
+    /// Direct loops of the transpose: g[n,c,y,x] = Σ w[o,c,i,j]·s[n,o,y+p−i,x+p−j].
+    fn naive_transpose(s: &Array4<f64>, w: &Array4<f64>, p: usize, h: usize, wd: usize) -> Array4<f64> {
+        let (n, o, ho, wo) = s.dim();
+        let c = w.shape()[1];
+        Array4::from_shape_fn((n, c, h, wd), |(b, ci, yy, xx)| {
+            let mut acc = 0.0;
+            for oc in 0..o {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        let (oy, ox) = ((yy + p) as isize - i as isize, (xx + p) as isize - j as isize);
+                        if oy >= 0 && ox >= 0 && (oy as usize) < ho && (ox as usize) < wo {
+                            acc += w[[oc, ci, i, j]] * s[[b, oc, oy as usize, ox as usize]];
+                        }
+                    }
+                }
+            }
+            acc
+        })
+    }
+
+    fn max_rel(a: &ArrayD<f64>, b: &Array4<f64>) -> f64 {
+        assert_eq!(a.shape(), b.shape());
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b.iter())
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    }
+
+    #[test]
+    fn winograd_matches_direct_loops() {
+        // (n, c, o, h, w, padding): even and odd sizes, every padding the path takes
+        let cases = [
+            (2, 16, 17, 20, 20, 1),
+            (1, 16, 16, 21, 23, 1),
+            (2, 18, 16, 23, 22, 0),
+            (1, 16, 20, 19, 21, 2),
+            (1, 17, 16, 1, 401, 1),
+        ];
+        for (k, &(n, c, o, h, wd, p)) in cases.iter().enumerate() {
+            let mut r = rng(k as u64 + 1);
+            let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+            let w = Array4::from_shape_fn((o, c, 3, 3), |_| r());
+            let layer = Conv2d::new(w.clone(), None, Conv2dConfig::default().padding(p)).unwrap();
+            let g = layer.geometry(n, &[c, h, wd]).unwrap();
+            assert!(
+                layer.winograd_shape(&g).is_some(),
+                "case {k} takes the Winograd path"
+            );
+            let y = layer.forward(x.view().into_dyn()).unwrap();
+            let dev = max_rel(&y, &naive(&x, &w, p));
+            assert!(dev < 1e-13, "case {k}: forward deviation {dev:e}");
+            let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+            let t = layer
+                .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
+                .unwrap();
+            let dev = max_rel(&t, &naive_transpose(&s, &w, p, h, wd));
+            assert!(dev < 1e-13, "case {k}: transpose deviation {dev:e}");
+        }
+    }
+
+    #[test]
+    fn narrow_and_strided_layers_keep_im2col() {
+        let w = Array4::<f64>::zeros((16, 8, 3, 3));
+        let layer = Conv2d::new(w, None, Conv2dConfig::default().padding(1)).unwrap();
+        assert!(layer
+            .winograd_shape(&layer.geometry(1, &[8, 30, 30]).unwrap())
+            .is_none());
+        let w = Array4::<f64>::zeros((16, 16, 3, 3));
+        let layer = Conv2d::new(w.clone(), None, Conv2dConfig::default().padding(1).stride(2)).unwrap();
+        assert!(layer
+            .winograd_shape(&layer.geometry(1, &[16, 40, 40]).unwrap())
+            .is_none());
+        let layer = Conv2d::new(w, None, Conv2dConfig::default().padding(1)).unwrap();
+        assert!(layer
+            .winograd_shape(&layer.geometry(1, &[16, 19, 20]).unwrap())
+            .is_none());
+        assert!(layer
+            .winograd_shape(&layer.geometry(1, &[16, 20, 20]).unwrap())
+            .is_some());
     }
 }

@@ -9,6 +9,7 @@ mod dense;
 mod flatten;
 mod maxpool;
 mod relu;
+mod winograd;
 
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
