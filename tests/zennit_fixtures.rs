@@ -1,4 +1,5 @@
-//! The crate against zennit: every LRP rule and composite on three networks, with weights,
+//! The crate against zennit: every LRP rule and composite on four networks (the fourth, `wide`,
+//! has a convolution on the Winograd path), with weights,
 //! inputs and expected relevance produced by `tools/gen_lrp_fixtures.py` running the real
 //! zennit (float64) and stored in `tests/fixtures/lrp_*.json`.
 //!
@@ -14,7 +15,7 @@ use relevance::{
 };
 use serde_json::Value;
 
-const NETWORKS: [&str; 3] = ["mlp", "cnn", "deep"];
+const NETWORKS: [&str; 4] = ["mlp", "cnn", "deep", "wide"];
 
 /// Our rule set for a fixture case name.
 fn rules<F: Float>(name: &str, fx: &Value) -> Box<dyn RuleSet<F>> {

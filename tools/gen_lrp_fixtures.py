@@ -4,7 +4,7 @@
 How to run (from the repository root; nothing is installed into the repository):
 
     python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit numpy
-    ~/venv/bin/python tools/gen_lrp_fixtures.py            # writes tests/fixtures/lrp_{mlp,cnn,deep}.json
+    ~/venv/bin/python tools/gen_lrp_fixtures.py            # writes tests/fixtures/lrp_{mlp,cnn,deep,wide}.json
     ~/venv/bin/python tools/gen_lrp_fixtures.py --out DIR  # write somewhere else
 
 The fixtures were produced with zennit 0.5.1 and torch 2.x (CPU); the versions are written into every file.
@@ -16,7 +16,7 @@ What it does
 1. Pins down zennit's exact per-rule formulas: independent numpy re-implementations of every rule for one
    dense layer z = W a + b (epsilon, gamma, alpha-beta, z-plus, z-box, flat, w-square, incl. the z == 0 case of
    gamma and epsilon) and of flat / w-square on a padded conv layer are asserted equal to zennit.
-2. Builds three small float64 torch.nn.Sequential networks (mlp, cnn, deep) made only of Linear, Conv2d, ReLU,
+2. Builds four small float64 torch.nn.Sequential networks (mlp, cnn, deep, wide) made only of Linear, Conv2d, ReLU,
    MaxPool2d and Flatten, with N(0, 1/sqrt(fan_in)) weights and non-zero random biases. A seed search (deterministic)
    rejects draws where a max-pool window has a (near-)tie or an affine pre-activation suffers from catastrophic
    cancellation, so the fixtures do not depend on tie-breaking and are reproducible to 1e-9 by any sane
@@ -357,6 +357,22 @@ NETWORKS = {
             ("dense", 72, 16), ("relu",), ("dense", 16, 10), ("relu",), ("dense", 10, 4),
         ],
         "seed": 3000,
+    },
+    # the second convolution (16 -> 16 channels, 3x3, stride 1, 20x20 outputs) takes the Rust crate's Winograd path
+    "wide": {
+        "input_shape": (1, 20, 20),
+        "batch": 2,
+        "target": [2, 0],
+        "low": np.array([-2.0]), "high": np.array([2.0]),
+        "layers": [
+            ("conv2d", 1, 16, 3, 1, 1, 1), ("relu",),
+            ("conv2d", 16, 16, 3, 1, 1, 1), ("relu",), ("maxpool2d", 2, 2, 0),
+            ("conv2d", 16, 4, 3, 2, 1, 1), ("relu",),
+            ("flatten",),
+            ("dense", 100, 4),
+        ],
+        "seed": 4000,
+        "record_layers": False,  # keeps the fixture small
     },
 }
 
@@ -752,7 +768,7 @@ def generate_network(name, spec):
     for cname, seed_name, factory, record in CASES:
         attr_output = seeds[seed_name]
         composite = factory(low_t, high_t, model)
-        rel, layers, hooks = run_zennit(model, composite, x, attr_output, record)
+        rel, layers, hooks = run_zennit(model, composite, x, attr_output, record and spec.get("record_layers", True))
         descs = [describe_hook(h, low_json, high_json) for h in hooks]
         check(torch.isfinite(rel).all(), f"{name}/{cname}: NaN/inf in relevance")
         check(rel.shape == x.shape, "relevance shape")
@@ -954,7 +970,7 @@ def replay_fixture(fx):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: tests/fixtures)")
-    ap.add_argument("--only", nargs="*", default=None, help="subset of networks (mlp cnn deep)")
+    ap.add_argument("--only", nargs="*", default=None, help="subset of networks (mlp cnn deep wide)")
     args = ap.parse_args()
 
     print(f"zennit {_pkg_version('zennit')}, torch {torch.__version__}, numpy {np.__version__}")
