@@ -1,5 +1,5 @@
 //! Criterion benches: forward, gradient, every LRP rule, EpsilonGammaBox and DeepLift (zero
-//! baseline) on the small CNN
+//! baseline, fresh or traced once) on the small CNN
 //! (batch 1 and 64) and the VGG16-shaped network (batch 1).
 //!
 //! `cargo bench --bench attribution` runs them all (the VGG16 group takes a few minutes);
@@ -81,6 +81,12 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
             b.iter(|| black_box(net.deeplift(x, &target, &rule, &Baseline::Zero).unwrap()))
         });
     }
+    // a zero baseline traced once and reused (Network::trace_baseline)
+    group.bench_function(BenchmarkId::new("deeplift", "rescale_traced"), |b| {
+        let (net, x) = get();
+        let traced = net.trace_baseline(&Baseline::Zero).unwrap();
+        b.iter(|| black_box(net.deeplift(x, &target, &DeepLift::rescale(), &traced).unwrap()))
+    });
     group.finish();
 }
 

@@ -6,13 +6,14 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::Step;
-use crate::network::{target_rows, Network, Seed, Target};
+use crate::network::{target_rows, Network, Seed, Target, Trace};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
 use crate::tensor::{
     check_batch_shape, check_finite, concat_batch, concat_layers, per_sample_sum, split_batch,
 };
-use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
+use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use std::sync::Arc;
 
 /// The reference input(s) `x̄` that DeepLIFT explains the difference `f(x) − f(x̄)` against.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,41 @@ pub enum Baseline<F: Float = f32> {
     /// attributions are averaged — captum's `DeepLiftShap` (inputs `repeat_interleave(K)`,
     /// baselines `repeat(N)`, mean over K). K = 1 is allowed and equals `Shared`.
     Distribution(ArrayD<F>),
+    /// A zero or shared baseline together with its recorded forward pass, made by
+    /// [`Network::trace_baseline`]: calls that reuse it skip the baseline's forward pass
+    /// (for one image through VGG16, a third of the time of a DeepLIFT call).
+    Traced(TracedBaseline<F>),
+}
+
+/// A baseline's forward pass through one network, recorded once by
+/// [`Network::trace_baseline`] and reused by every [`Network::deeplift`] call given
+/// [`Baseline::Traced`]. Cheap to clone (the trace is shared).
+#[derive(Debug, Clone)]
+pub struct TracedBaseline<F: Float = f32> {
+    /// The network that recorded it ([`Network::deeplift`] rejects it on any other).
+    network: u64,
+    /// The baseline's trace, batch size 1.
+    trace: Arc<Trace<F>>,
+}
+
+impl<F: Float> TracedBaseline<F> {
+    /// The baseline input, `[1, input_shape...]`.
+    pub fn input(&self) -> &ArrayD<F> {
+        &self.trace.activations[0]
+    }
+
+    /// The network output on the baseline, `[1, outputs...]`.
+    pub fn output(&self) -> &ArrayD<F> {
+        self.trace.output()
+    }
+}
+
+impl<F: Float> PartialEq for TracedBaseline<F> {
+    /// Equal if recorded by the same network on the same baseline input.
+    fn eq(&self, other: &Self) -> bool {
+        self.network == other.network
+            && (Arc::ptr_eq(&self.trace, &other.trace) || self.input() == other.input())
+    }
 }
 
 /// Options of [`Network::deeplift_with`].
@@ -73,7 +109,8 @@ pub struct DeepLiftAttribution<F: Float = f32> {
 /// Inputs, baselines and targets expanded to one pair per row.
 struct Pairs<F: Float> {
     x: ArrayD<F>,
-    baseline: ArrayD<F>,
+    /// One baseline row per row of `x`; `None` if one baseline is shared by every row.
+    baseline: Option<ArrayD<F>>,
     target: Target<F>,
     /// Baselines per sample.
     k: usize,
@@ -114,6 +151,86 @@ impl<F: Float> Network<F> {
         }
     }
 
+    /// A shared baseline as one row `[1, input_shape...]`, checked.
+    fn shared_row(&self, b: &ArrayD<F>) -> Result<ArrayD<F>> {
+        let b = if b.shape() == self.input_shape() {
+            b.clone().insert_axis(Axis(0))
+        } else {
+            b.clone()
+        };
+        if b.ndim() != self.input_shape().len() + 1
+            || &b.shape()[1..] != self.input_shape()
+            || b.shape()[0] != 1
+        {
+            return Err(self.baseline_shape_error("shared baseline", 1, b.shape()));
+        }
+        check_finite("shared baseline", &b.view())?;
+        Ok(b)
+    }
+
+    /// The one-row trace of a baseline shared by the whole batch (`None` for per-sample
+    /// baselines and distributions).
+    fn shared_trace(&self, baseline: &Baseline<F>) -> Result<Option<Arc<Trace<F>>>> {
+        Ok(match baseline {
+            Baseline::Zero => {
+                let mut shape = vec![1];
+                shape.extend_from_slice(self.input_shape());
+                Some(Arc::new(self.trace(&ArrayD::zeros(IxDyn(&shape)))?))
+            }
+            Baseline::Shared(b) => Some(Arc::new(self.trace(&self.shared_row(b)?)?)),
+            Baseline::Traced(t) if t.network == self.id() => Some(Arc::clone(&t.trace)),
+            Baseline::Traced(_) => {
+                return Err(Error::Unsupported {
+                    rule: "DeepLift".into(),
+                    reason: "the traced baseline was recorded by another network; trace it with this one"
+                        .into(),
+                })
+            }
+            Baseline::PerSample(_) | Baseline::Distribution(_) => None,
+        })
+    }
+
+    /// Records the forward pass of a zero or shared baseline once, so that DeepLIFT calls
+    /// that reuse it ([`Baseline::Traced`]) skip the baseline's forward pass. The result
+    /// is bit for bit the same as with the untraced baseline.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Baseline, DeepLift, Dense, Network, Relu, Target};
+    /// # fn main() -> relevance::Result<()> {
+    /// let net = Network::<f64>::new(&[2], vec![
+    ///     Box::new(Dense::new(array![[1.0, -1.0], [1.0, 0.0]], Some(array![0.5, -0.5]))?),
+    ///     Box::new(Relu),
+    ///     Box::new(Dense::new(array![[-1.0, 1.0]], None)?),
+    /// ])?;
+    /// let traced = net.trace_baseline(&Baseline::Zero)?;
+    /// for x in [array![[3.0, 1.0]], array![[0.5, 2.0]]] {
+    ///     let x = x.into_dyn();
+    ///     let fresh = net.deeplift(&x, &Target::Class(0), &DeepLift::rescale(), &Baseline::Zero)?;
+    ///     let reused = net.deeplift(&x, &Target::Class(0), &DeepLift::rescale(), &traced)?;
+    ///     assert_eq!(fresh.attribution, reused.attribution);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// For [`Baseline::Shared`] as [`Network::deeplift`] for a bad baseline;
+    /// [`Error::Unsupported`] for per-sample baselines and distributions (their rows depend
+    /// on the batch) and for a baseline traced by another network. A traced baseline of
+    /// this network is returned as it is.
+    pub fn trace_baseline(&self, baseline: &Baseline<F>) -> Result<Baseline<F>> {
+        match self.shared_trace(baseline)? {
+            Some(trace) => Ok(Baseline::Traced(TracedBaseline {
+                network: self.id(),
+                trace,
+            })),
+            None => Err(Error::Unsupported {
+                rule: "DeepLift".into(),
+                reason: "only a zero or shared baseline can be traced once for every batch".into(),
+            }),
+        }
+    }
+
     /// Checks the baseline and expands inputs, baselines and targets to one pair per row.
     fn pairs(&self, x: &ArrayD<F>, target: &Target<F>, baseline: &Baseline<F>) -> Result<Pairs<F>> {
         let n = x.shape()[0];
@@ -129,18 +246,10 @@ impl<F: Float> Network<F> {
             check_finite(what, &b.view())
         };
         let (b, k) = match baseline {
-            Baseline::Zero => (ArrayD::zeros(x.raw_dim()), 1),
+            Baseline::Zero | Baseline::Traced(_) => (None, 1),
             Baseline::Shared(b) => {
-                let b = if b.shape() == sample {
-                    b.clone().insert_axis(Axis(0))
-                } else {
-                    b.clone()
-                };
-                per_sample(&b, "shared baseline")?;
-                if b.shape()[0] != 1 {
-                    return Err(self.baseline_shape_error("shared baseline", 1, b.shape()));
-                }
-                (tile(&b, n), 1)
+                self.shared_row(b)?;
+                (None, 1)
             }
             Baseline::PerSample(b) => {
                 per_sample(b, "per-sample baselines")?;
@@ -151,7 +260,7 @@ impl<F: Float> Network<F> {
                         got: b.shape()[0],
                     });
                 }
-                (b.clone(), 1)
+                (Some(b.clone()), 1)
             }
             Baseline::Distribution(b) => {
                 per_sample(b, "baseline distribution")?;
@@ -163,7 +272,7 @@ impl<F: Float> Network<F> {
                         b.shape(),
                     ));
                 }
-                (tile(b, n), k)
+                (Some(tile(b, n)), k)
             }
         };
         let target = match target {
@@ -253,6 +362,9 @@ impl<F: Float> Network<F> {
         check_finite("network input", &x.view())?;
         let pairs = self.pairs(x, target, baseline)?;
         let kk = pairs.k;
+        // A baseline shared by the whole batch is traced once, for one row (or not at all
+        // when it comes traced).
+        let shared = self.shared_trace(baseline)?;
         // Samples are independent: split the batch across threads (feature `parallel`), at
         // whole groups of K baseline rows.
         let parts = split_batch(x.shape()[0], |samples| {
@@ -261,29 +373,46 @@ impl<F: Float> Network<F> {
                 x: pairs.x.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned(),
                 baseline: pairs
                     .baseline
-                    .slice_axis(Axis(0), Slice::from(rows.clone()))
-                    .to_owned(),
+                    .as_ref()
+                    .map(|b| b.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned()),
                 target: target_rows(&pairs.target, rows),
                 k: kk,
             };
-            self.deeplift_rows(&part, rule, options)
+            self.deeplift_rows(&part, shared.as_deref(), rule, options)
         })?;
         Ok(DeepLiftAttribution::concat(parts))
     }
 
     /// [`Network::deeplift_with`] on expanded pairs, on the calling thread.
+    /// `shared` is the one-row trace of a baseline shared by every row (then
+    /// `pairs.baseline` is `None`).
     fn deeplift_rows(
         &self,
         pairs: &Pairs<F>,
+        shared: Option<&Trace<F>>,
         rule: &DeepLift,
         options: DeepLiftOptions,
     ) -> Result<DeepLiftAttribution<F>> {
         let tx = self.trace(&pairs.x)?;
-        let tb = self.trace(&pairs.baseline)?;
+        let own;
+        let tb = match (shared, &pairs.baseline) {
+            (Some(t), _) => t,
+            (None, Some(b)) => {
+                own = self.trace(b)?;
+                &own
+            }
+            (None, None) => unreachable!("pairs() keeps the rows of an unshared baseline"),
+        };
+        // the baseline's activation k with the shape of x's (a shared row is broadcast)
+        let base = |k: usize| -> ArrayViewD<'_, F> {
+            tb.activations[k]
+                .broadcast(tx.activations[k].raw_dim())
+                .expect("a baseline row broadcasts over the batch")
+        };
         let seed = self.seed(tx.output(), &pairs.target, Seed::OneHot)?;
         let threshold = F::lit(rule.threshold());
-        let acts = (&tx.activations, &tb.activations);
-        let delta_at = |k: usize| &acts.0[k] - &acts.1[k];
+        let acts = &tx.activations;
+        let delta_at = |k: usize| &acts[k] - &base(k);
         let n_layers = self.layers().len();
         let mut kept: Option<Vec<ArrayD<F>>> = options
             .keep_layers
@@ -296,8 +425,8 @@ impl<F: Float> Network<F> {
         while i > 0 {
             let k = i - 1;
             let layer = &self.layers()[k];
-            let step = Step::new(k, acts.0[k].view(), acts.0[k + 1].view(), m.view())
-                .with_baseline(acts.1[k].view(), acts.1[k + 1].view());
+            let step = Step::new(k, acts[k].view(), acts[k + 1].view(), m.view())
+                .with_baseline(base(k), base(k + 1));
             if rule.reveal_cancel_at(self.layers(), k) {
                 // RevealCancel: Δx⁺/Δx⁻ forward from the affine layer below, m⁺/m⁻ back to it.
                 let below = &self.layers()[k - 1];
@@ -344,7 +473,7 @@ impl<F: Float> Network<F> {
             attribution,
             multipliers: mean_groups(m, kk),
             output: every_kth(tx.output()),
-            baseline_output: mean_groups(tb.output().clone(), kk),
+            baseline_output: mean_groups(base(n_layers).to_owned(), kk),
             total,
             delta,
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),

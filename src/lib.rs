@@ -59,7 +59,7 @@ mod network;
 pub mod rules;
 mod tensor;
 
-pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions};
+pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions, TracedBaseline};
 pub use error::{Error, Result};
 pub use float::Float;
 pub use layers::{Affine, Category, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu, Step};

@@ -39,6 +39,8 @@ pub const MAX_SAMPLE_LEN: usize = 1 << 30;
 /// ```
 #[derive(Debug)]
 pub struct Network<F: Float = f32> {
+    /// Unique per network built (traced baselines remember which network recorded them).
+    id: u64,
     layers: Vec<Box<dyn Layer<F>>>,
     /// `shapes[k]` is the per-sample input shape of layer k; the last is the output shape.
     shapes: Vec<Vec<usize>>,
@@ -148,7 +150,14 @@ impl<F: Float> Network<F> {
             }
             shapes.push(next);
         }
-        Ok(Network { layers, shapes })
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Network { id, layers, shapes })
+    }
+
+    /// This network's unique identity (for traced baselines).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The layers, in order.

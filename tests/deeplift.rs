@@ -477,3 +477,108 @@ fn reveal_cancel_matches_a_textbook_implementation() {
         }
     }
 }
+
+/// A small CNN with a max-pool (cross-max needs the baseline's pool inputs) for the traced
+/// baseline tests.
+fn pool_net(seed: u64) -> Net {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let conv = ndarray::Array4::from_shape_fn((3, 2, 3, 3), |_| next());
+    let dense_w = Array2::from_shape_fn((4, 3 * 3 * 3), |_| next());
+    Net::new(
+        &[2, 6, 6],
+        vec![
+            Box::new(
+                relevance::Conv2d::new(
+                    conv,
+                    Some(array![0.1, -0.2, 0.05]),
+                    relevance::Conv2dConfig::default().padding(1),
+                )
+                .unwrap(),
+            ),
+            Box::new(Relu),
+            Box::new(MaxPool2d::square(2).unwrap()),
+            Box::new(relevance::Flatten),
+            dense(dense_w, Some(array![0.1, 0.0, -0.1, 0.2])),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_traced_baseline_gives_the_same_bits_as_the_untraced_one() {
+    let net = pool_net(5);
+    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[3, 2, 6, 6]), |d| {
+        ((d[1] * 7 + d[2] * 3 + d[3] + d[0]) % 5) as f64 / 4.0
+    });
+    let shared = ArrayD::from_elem(ndarray::IxDyn(&[2, 6, 6]), 0.25);
+    for baseline in [Baseline::Zero, Baseline::Shared(shared)] {
+        let traced = net.trace_baseline(&baseline).unwrap();
+        assert!(matches!(traced, Baseline::Traced(_)));
+        for rule in [
+            DeepLift::rescale(),
+            DeepLift::reveal_cancel(),
+            DeepLift::default(),
+        ] {
+            let opts = DeepLiftOptions::keep_layers();
+            let a = net
+                .deeplift_with(&x, &Target::Class(1), &rule, &baseline, opts)
+                .unwrap();
+            let b = net
+                .deeplift_with(&x, &Target::Class(1), &rule, &traced, opts)
+                .unwrap();
+            assert_eq!(a.attribution, b.attribution);
+            assert_eq!(a.multipliers, b.multipliers);
+            assert_eq!(a.baseline_output, b.baseline_output);
+            assert_eq!(a.delta, b.delta);
+            assert_eq!(a.layers, b.layers);
+            // and the same as a per-sample baseline repeating it (traced once per row)
+            let rows = match &baseline {
+                Baseline::Zero => ArrayD::zeros(x.raw_dim()),
+                Baseline::Shared(s) => s.broadcast(x.raw_dim()).unwrap().to_owned(),
+                _ => unreachable!(),
+            };
+            let c = net
+                .deeplift(&x, &Target::Class(1), &rule, &Baseline::PerSample(rows))
+                .unwrap();
+            assert_eq!(a.attribution, c.attribution);
+        }
+        // the traced baseline exposes what it recorded
+        let Baseline::Traced(t) = &traced else {
+            unreachable!()
+        };
+        assert_eq!(t.input().shape(), &[1, 2, 6, 6]);
+        assert_eq!(t.output().shape(), &[1, 4]);
+        assert_eq!(net.trace_baseline(&traced).unwrap(), traced);
+    }
+}
+
+#[test]
+fn a_traced_baseline_is_refused_by_another_network_and_only_shared_baselines_trace() {
+    let (a, b) = (pool_net(5), pool_net(5));
+    let traced = a.trace_baseline(&Baseline::Zero).unwrap();
+    let x = ArrayD::zeros(ndarray::IxDyn(&[1, 2, 6, 6]));
+    let err = b
+        .deeplift(&x, &Target::Class(0), &DeepLift::rescale(), &traced)
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("another network"), "{err}");
+    assert!(matches!(
+        b.trace_baseline(&traced),
+        Err(Error::Unsupported { .. })
+    ));
+    let per = Baseline::PerSample(ArrayD::zeros(ndarray::IxDyn(&[1, 2, 6, 6])));
+    assert!(matches!(a.trace_baseline(&per), Err(Error::Unsupported { .. })));
+    let dist = Baseline::Distribution(ArrayD::zeros(ndarray::IxDyn(&[2, 2, 6, 6])));
+    assert!(matches!(a.trace_baseline(&dist), Err(Error::Unsupported { .. })));
+    // a bad shared baseline is reported when traced, as when used
+    let bad = Baseline::Shared(ArrayD::zeros(ndarray::IxDyn(&[2, 5, 6])));
+    assert!(matches!(a.trace_baseline(&bad), Err(Error::Shape { .. })));
+    let nan = Baseline::Shared(ArrayD::from_elem(ndarray::IxDyn(&[2, 6, 6]), f64::NAN));
+    assert!(matches!(a.trace_baseline(&nan), Err(Error::NonFinite { .. })));
+}
