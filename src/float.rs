@@ -17,8 +17,9 @@ pub trait Float: NdFloat + FromPrimitive + Default + Send + Sync + 'static {
     /// Converts to `f64` (for error messages and summaries).
     fn as_f64(self) -> f64;
 
-    /// `c = a · b` through faer if the three views are row- or column-major; `false` (and
-    /// `c` untouched) otherwise; on several threads if `parallel` and the product is large.
+    /// `c = a · b` (`c += a · b` if `accumulate`) through faer if the three views are row- or
+    /// column-major; `false` (and `c` untouched) otherwise; on several threads if
+    /// `parallel` and the product is large.
     /// An implementation detail of the `faer` feature.
     #[doc(hidden)]
     #[cfg(feature = "faer")]
@@ -27,6 +28,7 @@ pub trait Float: NdFloat + FromPrimitive + Default + Send + Sync + 'static {
         b: &ArrayView2<'_, Self>,
         c: &mut ArrayViewMut2<'_, Self>,
         parallel: bool,
+        accumulate: bool,
     ) -> bool;
 }
 
@@ -41,14 +43,15 @@ fn faer_ref<'a, T: faer::traits::ComplexField>(a: &ArrayView2<'a, T>) -> Option<
     Some(faer::MatRef::from_column_major_slice(s, m, n))
 }
 
-/// `c = a · b` through faer, on the `parallel` feature's threads for large products if
-/// `parallel`.
+/// `c = a · b` (`c += a · b` if `accumulate`) through faer, on the `parallel` feature's
+/// threads for large products if `parallel`.
 #[cfg(feature = "faer")]
 fn faer_gemm<T: faer::traits::ComplexField + Copy + num_traits::One>(
     a: &ArrayView2<'_, T>,
     b: &ArrayView2<'_, T>,
     c: &mut ArrayViewMut2<'_, T>,
     parallel: bool,
+    accumulate: bool,
 ) -> bool {
     let (Some(ar), Some(br)) = (faer_ref(a), faer_ref(b)) else {
         return false;
@@ -70,7 +73,12 @@ fn faer_gemm<T: faer::traits::ComplexField + Copy + num_traits::One>(
         let _ = parallel;
         faer::Par::Seq
     };
-    faer::linalg::matmul::matmul(cm, faer::Accum::Replace, ar, br, T::one(), par);
+    let accum = if accumulate {
+        faer::Accum::Add
+    } else {
+        faer::Accum::Replace
+    };
+    faer::linalg::matmul::matmul(cm, accum, ar, br, T::one(), par);
     true
 }
 
@@ -84,8 +92,9 @@ impl Float for f32 {
         b: &ArrayView2<'_, Self>,
         c: &mut ArrayViewMut2<'_, Self>,
         parallel: bool,
+        accumulate: bool,
     ) -> bool {
-        faer_gemm(a, b, c, parallel)
+        faer_gemm(a, b, c, parallel, accumulate)
     }
 }
 
@@ -99,7 +108,8 @@ impl Float for f64 {
         b: &ArrayView2<'_, Self>,
         c: &mut ArrayViewMut2<'_, Self>,
         parallel: bool,
+        accumulate: bool,
     ) -> bool {
-        faer_gemm(a, b, c, parallel)
+        faer_gemm(a, b, c, parallel, accumulate)
     }
 }

@@ -104,6 +104,17 @@ const PAR_GEMM_WORK: usize = 1 << 21;
 const FAER_WORK: usize = 1 << 20;
 
 /// `c = a · b` (`c` is overwritten, never read) for a layer doing `per_sample` multiply-adds
+/// per sample; see [`gemm_acc`].
+pub(crate) fn gemm<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    per_sample: usize,
+) {
+    gemm_acc(a, b, c, per_sample, false)
+}
+
+/// `c = a · b`, or `c += a · b` if `accumulate`, for a layer doing `per_sample` multiply-adds
 /// per sample. Layers with much work per sample (feature `faer`) go through faer's matrix
 /// product, parallel over the `parallel` feature's threads; the others through ndarray's
 /// `general_mat_mul` (matrixmultiply), split into blocks of `c` across threads when large.
@@ -112,50 +123,61 @@ const FAER_WORK: usize = 1 << 20;
 /// a sample is computed by the same code whatever batch it is in. Either library gives a
 /// deterministic function of the operands' values: neither splits the inner dimension
 /// across threads nor depends on buffer alignment (`tests/determinism.rs`).
-pub(crate) fn gemm<F: Float>(
+pub(crate) fn gemm_acc<F: Float>(
     a: &ArrayView2<'_, F>,
     b: &ArrayView2<'_, F>,
     c: &mut ArrayViewMut2<'_, F>,
     per_sample: usize,
+    accumulate: bool,
 ) {
     #[cfg(feature = "faer")]
-    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, true) {
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, true, accumulate) {
         return;
     }
     #[cfg(not(feature = "faer"))]
     let _ = per_sample;
+    let beta = if accumulate { F::one() } else { F::zero() };
     #[cfg(feature = "parallel")]
     {
         let threads = rayon::current_num_threads();
         if threads > 1 && a.nrows() * a.ncols() * b.ncols() >= PAR_GEMM_WORK {
-            return par_gemm(a, b, c.view_mut(), threads);
+            return par_gemm(a, b, c.view_mut(), threads, beta);
         }
     }
-    general_mat_mul(F::one(), a, b, F::zero(), c);
+    general_mat_mul(F::one(), a, b, beta, c);
 }
 
-/// [`gemm`] on the calling thread only (for callers that run several products in parallel).
+/// [`gemm_acc`] on the calling thread only (for callers that run several products in
+/// parallel).
 pub(crate) fn gemm_seq<F: Float>(
     a: &ArrayView2<'_, F>,
     b: &ArrayView2<'_, F>,
     c: &mut ArrayViewMut2<'_, F>,
     per_sample: usize,
+    accumulate: bool,
 ) {
     #[cfg(feature = "faer")]
-    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, false) {
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, false, accumulate) {
         return;
     }
     #[cfg(not(feature = "faer"))]
     let _ = per_sample;
-    general_mat_mul(F::one(), a, b, F::zero(), c);
+    let beta = if accumulate { F::one() } else { F::zero() };
+    general_mat_mul(F::one(), a, b, beta, c);
 }
 
 #[cfg(feature = "parallel")]
-fn par_gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: ArrayViewMut2<'_, F>, parts: usize) {
+fn par_gemm<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: ArrayViewMut2<'_, F>,
+    parts: usize,
+    beta: F,
+) {
     let (m, n) = c.dim();
     if parts <= 1 || a.ncols() * m * n < PAR_GEMM_WORK / 2 {
         let mut c = c;
-        general_mat_mul(F::one(), a, b, F::zero(), &mut c);
+        general_mat_mul(F::one(), a, b, beta, &mut c);
         return;
     }
     let left = parts / 2;
@@ -165,16 +187,16 @@ fn par_gemm<F: Float>(a: &ArrayView2<'_, F>, b: &ArrayView2<'_, F>, c: ArrayView
         let (c1, c2) = c.split_at(Axis(1), mid);
         let (b1, b2) = b.view().split_at(Axis(1), mid);
         rayon::join(
-            || par_gemm(a, &b1, c1, left),
-            || par_gemm(a, &b2, c2, parts - left),
+            || par_gemm(a, &b1, c1, left, beta),
+            || par_gemm(a, &b2, c2, parts - left, beta),
         );
     } else {
         let mid = ((m * left / parts) / 16 * 16).clamp(1, m - 1);
         let (c1, c2) = c.split_at(Axis(0), mid);
         let (a1, a2) = a.view().split_at(Axis(0), mid);
         rayon::join(
-            || par_gemm(&a1, b, c1, left),
-            || par_gemm(&a2, b, c2, parts - left),
+            || par_gemm(&a1, b, c1, left, beta),
+            || par_gemm(&a2, b, c2, parts - left, beta),
         );
     }
 }

@@ -4,7 +4,7 @@ use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, gemm, with_scratch};
+use crate::tensor::{check_finite, gemm, gemm_acc, with_scratch};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
@@ -430,58 +430,29 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 }
 
-impl<F: Float> Affine<F> for Conv2d<F> {
-    fn weight(&self) -> ArrayViewD<'_, F> {
-        self.weight.view().into_dyn()
-    }
-
-    fn bias(&self) -> Option<ArrayView1<'_, F>> {
-        self.bias.as_ref().map(|b| b.view())
-    }
-
-    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let x4 = Self::as_batch4("Conv2d input", x)?;
-        let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
-        let wm = self.weight_matrix(w)?;
-        let x4 = x4.as_standard_layout();
-        let o = self.out_channels();
-        if let Some(ws) = self.winograd_shape(&g) {
-            let mut out = Array4::<F>::zeros((g.n, o, g.ho, g.wo));
-            let y = out.as_slice_mut().expect("fresh array is contiguous");
-            let x = x4.as_slice().expect("standard layout");
-            let wm = wm.as_standard_layout();
-            winograd::conv3x3(x, &ws, wm.as_slice().expect("standard layout"), false, y);
-            return Ok(out.into_dyn());
-        }
-        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols
-        let rows = wm.ncols();
-        let ncols = g.n * g.ho * g.wo;
-        let mut out = Array2::<F>::zeros((o, ncols));
-        with_scratch(rows * ncols, |buf| {
-            self.im2col(x4.as_slice().expect("standard layout"), &g, buf);
-            let cols = ArrayView2::from_shape((rows, ncols), &*buf).expect("sizes agree");
-            gemm(&wm, &cols, &mut out.view_mut(), o * rows * g.ho * g.wo);
-        });
-        // [O, N, Ho, Wo] → [N, O, Ho, Wo] (no copy for a single sample)
+impl<F: Float> Conv2d<F> {
+    /// `[O, N·Ho·Wo]` → `[N, O, Ho, Wo]` (no copy for a single sample).
+    fn unfold_output(out: Array2<F>, g: &Geometry) -> ArrayD<F> {
+        let o = out.nrows();
         if g.n == 1 {
-            return Ok(out
+            return out
                 .into_shape_with_order((1, o, g.ho, g.wo))
                 .expect("sizes agree")
-                .into_dyn());
+                .into_dyn();
         }
         let out = out
             .into_shape_with_order((o, g.n, g.ho, g.wo))
             .expect("sizes agree")
             .permuted_axes([1, 0, 2, 3]);
-        Ok(out.as_standard_layout().into_owned().into_dyn())
+        out.as_standard_layout().into_owned().into_dyn()
     }
 
-    fn apply_transpose(
+    /// Checks an output-side array `s` against the geometry for `input_shape`.
+    fn output_side<'a>(
         &self,
-        s: ArrayViewD<'_, F>,
-        w: ArrayViewD<'_, F>,
+        s: ArrayViewD<'a, F>,
         input_shape: &[usize],
-    ) -> Result<ArrayD<F>> {
+    ) -> Result<(ndarray::ArrayView4<'a, F>, Geometry)> {
         let s4 = Self::as_batch4("Conv2d output relevance", s)?;
         let g = self.geometry(s4.shape()[0], input_shape)?;
         let o = self.out_channels();
@@ -492,7 +463,100 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 got: s4.shape().to_vec(),
             });
         }
-        let wm = self.weight_matrix(w)?;
+        Ok((s4, g))
+    }
+}
+
+impl<F: Float> Affine<F> for Conv2d<F> {
+    fn weight(&self) -> ArrayViewD<'_, F> {
+        self.weight.view().into_dyn()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        Ok(self.apply_many(x, &[w])?.pop().expect("one weight, one result"))
+    }
+
+    /// One im2col matrix (or Winograd input transform) for every weight.
+    fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
+        let x4 = Self::as_batch4("Conv2d input", x)?;
+        let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
+        let wms = ws
+            .iter()
+            .map(|w| self.weight_matrix(w.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let x4 = x4.as_standard_layout();
+        let x = x4.as_slice().expect("standard layout");
+        let o = self.out_channels();
+        if let Some(shape) = self.winograd_shape(&g) {
+            let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
+            let slices: Vec<&[F]> = std
+                .iter()
+                .map(|w| w.as_slice().expect("standard layout"))
+                .collect();
+            let mut outs: Vec<Array4<F>> = ws.iter().map(|_| Array4::zeros((g.n, o, g.ho, g.wo))).collect();
+            let mut ys: Vec<&mut [F]> = outs
+                .iter_mut()
+                .map(|a| a.as_slice_mut().expect("fresh array is contiguous"))
+                .collect();
+            winograd::conv3x3_many(x, &shape, &slices, false, &mut ys);
+            return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
+        }
+        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W
+        let rows = self.in_channels() * g.kh * g.kw;
+        let ncols = g.n * g.ho * g.wo;
+        let work = o * rows * g.ho * g.wo;
+        Ok(with_scratch(rows * ncols, |buf| {
+            self.im2col(x, &g, buf);
+            let cols = ArrayView2::from_shape((rows, ncols), &*buf).expect("sizes agree");
+            wms.iter()
+                .map(|wm| {
+                    let mut out = Array2::<F>::zeros((o, ncols));
+                    gemm(wm, &cols, &mut out.view_mut(), work);
+                    Self::unfold_output(out, &g)
+                })
+                .collect()
+        }))
+    }
+
+    fn apply_transpose(
+        &self,
+        s: ArrayViewD<'_, F>,
+        w: ArrayViewD<'_, F>,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        self.apply_transpose_sum(&[(s, w)], input_shape)
+    }
+
+    /// One col2im (or Winograd output transform) for the whole sum.
+    fn apply_transpose_sum(
+        &self,
+        terms: &[(ArrayViewD<'_, F>, ArrayViewD<'_, F>)],
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        let Some((first, _)) = terms.first() else {
+            return Err(Error::Unsupported {
+                rule: "Conv2d".into(),
+                reason: "a sum of transposed maps needs at least one term".into(),
+            });
+        };
+        let (_, g) = self.output_side(first.clone(), input_shape)?;
+        let mut sides = Vec::with_capacity(terms.len());
+        for (s, w) in terms {
+            let (s4, gs) = self.output_side(s.clone(), input_shape)?;
+            if gs.n != g.n {
+                return Err(Error::BatchMismatch {
+                    what: "Conv2d output relevance of a summed term".into(),
+                    batch: g.n,
+                    got: gs.n,
+                });
+            }
+            sides.push((s4, self.weight_matrix(w.clone())?));
+        }
+        let o = self.out_channels();
         if let Some(ws) = self.winograd_shape(&g) {
             // the correlation of s with the kernel flipped in space, channels swapped, and
             // padding 2 − p (winograd module docs)
@@ -504,39 +568,49 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 w: g.wo,
                 pad: 2 - ws.pad,
             };
-            let s4 = s4.as_standard_layout();
+            let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
+            let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
+            let xs: Vec<&[F]> = s_std
+                .iter()
+                .map(|a| a.as_slice().expect("standard layout"))
+                .collect();
+            let wts: Vec<&[F]> = w_std
+                .iter()
+                .map(|a| a.as_slice().expect("standard layout"))
+                .collect();
             let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
             let y = out.as_slice_mut().expect("fresh array is contiguous");
-            let s = s4.as_slice().expect("standard layout");
-            let wm = wm.as_standard_layout();
-            winograd::conv3x3(s, &ts, wm.as_slice().expect("standard layout"), true, y);
+            winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
             return Ok(out.into_dyn());
         }
-        // [N, O, Ho, Wo] → [O, N·Ho·Wo]
+        // cols = Σ Wᵀ[C·kh·kw, O] · s2, with s2 = s as [O, N·Ho·Wo]
         let plane = g.ho * g.wo;
-        let s_std;
-        let s2 = if g.n == 1 {
-            s_std = s4.as_standard_layout();
-            s_std
-                .view()
-                .into_shape_with_order((o, plane))
-                .expect("sizes agree")
-        } else {
-            s_std = s4
-                .permuted_axes([1, 0, 2, 3])
-                .as_standard_layout()
-                .into_owned()
-                .into();
-            s_std
-                .view()
-                .into_shape_with_order((o, g.n * plane))
-                .expect("sizes agree")
-        };
-        // cols = Wᵀ[C·kh·kw, O] · s2
-        let (rows, ncols) = (wm.ncols(), g.n * g.ho * g.wo);
+        let (rows, ncols) = (self.in_channels() * g.kh * g.kw, g.n * plane);
+        let work = o * rows * plane;
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
-            gemm(&wm.t(), &s2, &mut cols, o * rows * plane);
+            for (k, (s4, wm)) in sides.iter().enumerate() {
+                let s_std;
+                let s2 = if g.n == 1 {
+                    s_std = s4.as_standard_layout();
+                    s_std
+                        .view()
+                        .into_shape_with_order((o, plane))
+                        .expect("sizes agree")
+                } else {
+                    s_std = s4
+                        .view()
+                        .permuted_axes([1, 0, 2, 3])
+                        .as_standard_layout()
+                        .into_owned()
+                        .into();
+                    s_std
+                        .view()
+                        .into_shape_with_order((o, ncols))
+                        .expect("sizes agree")
+                };
+                gemm_acc(&wm.t(), &s2, &mut cols, work, k > 0);
+            }
             self.col2im(buf, &g)
         })
         .into_dyn())

@@ -187,6 +187,54 @@ pub trait Affine<F: Float>: Layer<F> {
         w: ArrayViewD<'_, F>,
         input_shape: &[usize],
     ) -> Result<ArrayD<F>>;
+
+    /// [`Affine::apply_with`] of one input with several weights:
+    /// `[apply_with(x, w) for w in ws]`.
+    ///
+    /// The default calls `apply_with` once per weight. A layer can override it to share the
+    /// work that depends on `x` alone ([`Conv2d`] builds its im2col matrix once). Rules
+    /// with several terms on the same input (LRP-γ's two groups) go through it.
+    ///
+    /// # Errors
+    /// As [`Affine::apply_with`].
+    fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
+        ws.iter().map(|w| self.apply_with(x.clone(), w.clone())).collect()
+    }
+
+    /// The sum of several transposed maps, `Σ_g apply_transpose(s_g, w_g)`.
+    ///
+    /// The default adds the separate results. A layer can override it to sum before the
+    /// step back to the input layout ([`Conv2d`] accumulates the matrix products and runs
+    /// one col2im).
+    ///
+    /// # Errors
+    /// As [`Affine::apply_transpose`]; [`Error::Unsupported`](crate::Error::Unsupported)
+    /// for no terms.
+    fn apply_transpose_sum(
+        &self,
+        terms: &[(ArrayViewD<'_, F>, ArrayViewD<'_, F>)],
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        let mut sum: Option<ArrayD<F>> = None;
+        for (s, w) in terms {
+            let c = self.apply_transpose(s.clone(), w.clone(), input_shape)?;
+            match sum.as_mut() {
+                None => sum = Some(c),
+                Some(acc) if acc.shape() == c.shape() => *acc += &c,
+                Some(acc) => {
+                    return Err(crate::Error::Shape {
+                        what: format!("{}: transposed map of a summed term", self.name()),
+                        expected: acc.shape().to_vec(),
+                        got: c.shape().to_vec(),
+                    })
+                }
+            }
+        }
+        sum.ok_or_else(|| crate::Error::Unsupported {
+            rule: self.name(),
+            reason: "a sum of transposed maps needs at least one term".into(),
+        })
+    }
 }
 
 /// The forward pass of an affine layer: [`Affine::apply_with`] with its own weight, plus

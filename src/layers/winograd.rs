@@ -56,36 +56,78 @@ pub(crate) fn work_per_sample(s: &Shape) -> usize {
 /// (`[o, c, 3, 3]`), or with `transposed` `g[o, c, i, j] = weight[c, o, 2 − i, 2 − j]`
 /// (`weight` is then `[c, o, 3, 3]`). `x` is `[n, c, h, w]` in standard layout; `y`
 /// (`[n, o, ho, wo]`, standard layout) is overwritten.
+#[allow(dead_code)] // the single-weight case, kept for reading
 pub(crate) fn conv3x3<F: Float>(x: &[F], s: &Shape, weight: &[F], transposed: bool, y: &mut [F]) {
-    let (th, tw) = s.tiles();
-    let tiles = th * tw;
-    let cols = s.n * tiles;
-    let work = work_per_sample(s);
+    conv3x3_many(x, s, &[weight], transposed, &mut [y]);
+}
+
+/// [`conv3x3`] of one input with several weights, `ys[i]` from `weights[i]`: the input is
+/// transformed once.
+pub(crate) fn conv3x3_many<F: Float>(
+    x: &[F],
+    s: &Shape,
+    weights: &[&[F]],
+    transposed: bool,
+    ys: &mut [&mut [F]],
+) {
+    let cols = s.n * tiles_per_sample(s);
     with_scratch(16 * s.o * s.c, |u: &mut [F]| {
-        transform_weight(s, weight, transposed, u);
         with_scratch(16 * s.c * cols, |v: &mut [F]| {
             transform_input(x, s, v);
             with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                // M[ξ] = U[ξ] · V[ξ], one sequential product per ξ, spread over the threads
-                let product = |(xi, mx): (usize, &mut [F])| {
-                    let a = ArrayView2::from_shape((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c])
-                        .expect("sizes agree");
-                    let b = ArrayView2::from_shape((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols])
-                        .expect("sizes agree");
-                    let mut c = ArrayViewMut2::from_shape((s.o, cols), mx).expect("sizes agree");
-                    gemm_seq(&a, &b, &mut c, work);
-                };
-                #[cfg(feature = "parallel")]
-                {
-                    use rayon::prelude::*;
-                    m.par_chunks_mut(s.o * cols).enumerate().for_each(product);
+                for (w, y) in weights.iter().zip(ys.iter_mut()) {
+                    transform_weight(s, w, transposed, u);
+                    products(s, u, v, m, false);
+                    transform_output(m, s, y);
                 }
-                #[cfg(not(feature = "parallel"))]
-                m.chunks_mut(s.o * cols).enumerate().for_each(product);
+            })
+        })
+    })
+}
+
+/// The sum `Σ_g conv3x3(xs[g], weights[g])` into `y`: the products accumulate, and the
+/// output is transformed once.
+pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
+    let cols = s.n * tiles_per_sample(s);
+    with_scratch(16 * s.o * s.c, |u: &mut [F]| {
+        with_scratch(16 * s.c * cols, |v: &mut [F]| {
+            with_scratch(16 * s.o * cols, |m: &mut [F]| {
+                for (g, (x, w)) in xs.iter().zip(weights).enumerate() {
+                    transform_input(x, s, v);
+                    transform_weight(s, w, transposed, u);
+                    products(s, u, v, m, g > 0);
+                }
                 transform_output(m, s, y);
             })
         })
     })
+}
+
+fn tiles_per_sample(s: &Shape) -> usize {
+    let (th, tw) = s.tiles();
+    th * tw
+}
+
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ: one sequential product per ξ,
+/// spread over the threads (feature `parallel`).
+fn products<F: Float>(s: &Shape, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
+    let cols = s.n * tiles_per_sample(s);
+    let work = work_per_sample(s);
+    let product = |(xi, mx): (usize, &mut [F])| {
+        let a = ArrayView2::from_shape((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c])
+            .expect("sizes agree");
+        let b = ArrayView2::from_shape((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols])
+            .expect("sizes agree");
+        let mut c = ArrayViewMut2::from_shape((s.o, cols), mx).expect("sizes agree");
+        gemm_seq(&a, &b, &mut c, work, accumulate);
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        m.par_chunks_mut(s.o * cols).enumerate().for_each(product);
+    }
+    #[cfg(not(feature = "parallel"))]
+    m.chunks_mut(s.o * cols).enumerate().for_each(product);
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed` the

@@ -178,6 +178,12 @@ fn vanishes<F: Float>(part: Input, x: &ArrayViewD<'_, F>) -> bool {
 }
 
 /// Runs the four steps of the module docs for every group and sums the results.
+///
+/// Work is shared across terms and groups: the modified forward passes of terms on the
+/// same input part go through one [`Affine::apply_many`] call, and step 4 is regrouped by
+/// input part, `R_in += x_p ⊙ apply_transpose_sum([(k_t·s_g, W_t)])` with `k_t` the group's
+/// factor times the term's sign, so that e.g. LRP-γ's two groups (both on x⁺ after a ReLU)
+/// share one im2col and one col2im.
 pub(crate) fn propagate<F: Float>(
     layer: &dyn Affine<F>,
     step: &Step<'_, F>,
@@ -195,89 +201,156 @@ pub(crate) fn propagate<F: Float>(
     let w = layer.weight();
     let b = layer.bias();
     let eps = F::lit(recipe.epsilon);
-    let mut r_in = ArrayD::<F>::zeros(x.raw_dim());
-    for group in &recipe.groups {
-        // 1. z = Σ sign · (apply_with(x_t, W_t) + b_t); LRP-0 and ε reuse the recorded output.
-        let plain = group.terms.len() == 1
-            && group.terms[0].input == Input::All
-            && group.terms[0].weight == Param::Keep
-            && group.terms[0].bias == Some(Param::Keep)
-            && group.terms[0].sign == 1.0;
-        let mut z: Option<CowArray<'_, F, IxDyn>> = plain.then(|| step.output.view().into());
-        // Prepared (sign, input part, modified weight) per contributing term, built once.
-        let mut parts = Vec::with_capacity(group.terms.len());
+
+    // Input parts, each built once: (part, x_p).
+    let mut inputs: Vec<(Input, CowArray<'_, F, IxDyn>)> = Vec::new();
+    // Terms that contribute: (group, term, index into `inputs`, modified weight).
+    struct Active<'w, F> {
+        group: usize,
+        term: Term,
+        input: usize,
+        weight: CowArray<'w, F, IxDyn>,
+    }
+    let mut active: Vec<Active<'_, F>> = Vec::new();
+    // slots[g][t]: the index in `active` of term t of group g (None: its input vanishes)
+    let mut slots: Vec<Vec<Option<usize>>> = Vec::with_capacity(recipe.groups.len());
+    let plain: Vec<bool> = recipe
+        .groups
+        .iter()
+        .map(|group| {
+            group.terms.len() == 1
+                && group.terms[0].input == Input::All
+                && group.terms[0].weight == Param::Keep
+                && group.terms[0].bias == Some(Param::Keep)
+                && group.terms[0].sign == 1.0
+        })
+        .collect();
+    for (gi, group) in recipe.groups.iter().enumerate() {
+        let mut group_slots = Vec::with_capacity(group.terms.len());
         for t in &group.terms {
             // A term whose input part is identically zero (x⁻ after a ReLU) only adds its bias.
-            let active = !vanishes(t.input, x);
-            let mut prepared = None;
-            let mut zt = if active {
-                let xt = input_part(t.input, x, recipe.bounds)?;
-                // the weight is only copied where the rule modifies it
-                let wt: CowArray<'_, F, IxDyn> = if t.weight == Param::Keep {
-                    w.view().into()
-                } else {
-                    w.mapv(|p| t.weight.apply(p)).into()
-                };
-                let zt = if plain {
-                    None
-                } else {
-                    Some(layer.apply_with(xt.view(), wt.view())?)
-                };
-                prepared = Some((xt, wt));
-                zt
-            } else {
-                None
+            if vanishes(t.input, x) {
+                group_slots.push(None);
+                continue;
+            }
+            let input = match inputs.iter().position(|(p, _)| *p == t.input) {
+                Some(i) => i,
+                None => {
+                    inputs.push((t.input, input_part(t.input, x, recipe.bounds)?));
+                    inputs.len() - 1
+                }
             };
-            if !plain {
-                if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
-                    let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
-                    let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
-                    add_channel_bias(zt, bt.view());
-                }
-                if let Some(zt) = zt {
-                    let sign = F::lit(t.sign);
-                    z = Some(match z {
-                        None if t.sign == 1.0 => zt.into(),
-                        None => zt.mapv(|v| v * sign).into(),
-                        Some(acc) => {
-                            let mut acc = acc.into_owned();
-                            Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a += sign * v);
-                            acc.into()
-                        }
-                    });
-                }
-            }
-            if let Some((xt, wt)) = prepared {
-                parts.push((t.sign, xt, wt));
-            }
-        }
-        let Some(z) = z else { continue };
-        // 2. s = mask ⊙ R / stabilise(z)
-        let s = Zip::from(&step.relevance)
-            .and(&z)
-            .and(&step.output)
-            .map_collect(|&r, &z, &orig| {
-                let keep = match group.mask {
-                    Mask::All => true,
-                    Mask::Positive => orig > F::zero(),
-                    Mask::Negative => orig < F::zero(),
-                };
-                if keep {
-                    safe_ratio(r, z, eps)
-                } else {
-                    F::zero()
-                }
+            // the weight is only copied where the rule modifies it
+            let weight: CowArray<'_, F, IxDyn> = if t.weight == Param::Keep {
+                w.view().into()
+            } else {
+                w.mapv(|p| t.weight.apply(p)).into()
+            };
+            group_slots.push(Some(active.len()));
+            active.push(Active {
+                group: gi,
+                term: *t,
+                input,
+                weight,
             });
-        // 3.–4. R_in += factor · Σ sign · x_t ⊙ apply_transpose(s, W_t)
-        let factor = F::lit(group.factor);
-        for (sign, xt, wt) in parts {
-            let c = layer.apply_transpose(s.view(), wt.view(), input_shape)?;
-            let k = factor * F::lit(sign);
-            Zip::from(&mut r_in)
-                .and(&xt)
-                .and(&c)
-                .for_each(|r, &xv, &cv| *r += k * xv * cv);
         }
+        slots.push(group_slots);
+    }
+
+    // 1. z_g = Σ sign · (apply_with(x_t, W_t) + b_t); LRP-0 and ε reuse the recorded output.
+    let mut forward: Vec<Option<ArrayD<F>>> = active.iter().map(|_| None).collect();
+    for (p, (_, xp)) in inputs.iter().enumerate() {
+        let which: Vec<usize> = (0..active.len())
+            .filter(|&i| active[i].input == p && !plain[active[i].group])
+            .collect();
+        if which.is_empty() {
+            continue;
+        }
+        let ws: Vec<ArrayViewD<'_, F>> = which.iter().map(|&i| active[i].weight.view()).collect();
+        for (i, z) in which.into_iter().zip(layer.apply_many(xp.view(), &ws)?) {
+            forward[i] = Some(z);
+        }
+    }
+    let mut zs: Vec<Option<CowArray<'_, F, IxDyn>>> = Vec::with_capacity(recipe.groups.len());
+    for (gi, group) in recipe.groups.iter().enumerate() {
+        if plain[gi] {
+            zs.push(Some(step.output.view().into()));
+            continue;
+        }
+        let mut z: Option<ArrayD<F>> = None;
+        for (t, slot) in group.terms.iter().zip(&slots[gi]) {
+            let mut zt = slot.and_then(|i| forward[i].take());
+            if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
+                let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
+                let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
+                add_channel_bias(zt, bt.view());
+            }
+            if let Some(zt) = zt {
+                let sign = F::lit(t.sign);
+                z = Some(match z {
+                    None if t.sign == 1.0 => zt,
+                    None => zt.mapv(|v| v * sign),
+                    Some(mut acc) => {
+                        Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a += sign * v);
+                        acc
+                    }
+                });
+            }
+        }
+        zs.push(z.map(CowArray::from));
+    }
+
+    // 2. s_g = mask ⊙ R / stabilise(z_g)
+    let ss: Vec<Option<ArrayD<F>>> = recipe
+        .groups
+        .iter()
+        .zip(&zs)
+        .map(|(group, z)| {
+            z.as_ref().map(|z| {
+                Zip::from(&step.relevance)
+                    .and(z)
+                    .and(&step.output)
+                    .map_collect(|&r, &z, &orig| {
+                        let keep = match group.mask {
+                            Mask::All => true,
+                            Mask::Positive => orig > F::zero(),
+                            Mask::Negative => orig < F::zero(),
+                        };
+                        if keep {
+                            safe_ratio(r, z, eps)
+                        } else {
+                            F::zero()
+                        }
+                    })
+            })
+        })
+        .collect();
+
+    // 3.–4. R_in += x_p ⊙ apply_transpose_sum([(k_t · s_g, W_t)]) per input part p
+    let mut r_in = ArrayD::<F>::zeros(x.raw_dim());
+    for (p, (_, xp)) in inputs.iter().enumerate() {
+        let mut scaled: Vec<CowArray<'_, F, IxDyn>> = Vec::new();
+        let mut weights: Vec<ArrayViewD<'_, F>> = Vec::new();
+        for a in active.iter().filter(|a| a.input == p) {
+            let Some(s) = ss[a.group].as_ref() else { continue };
+            let k = recipe.groups[a.group].factor * a.term.sign;
+            scaled.push(if k == 1.0 {
+                s.view().into()
+            } else {
+                let k = F::lit(k);
+                s.mapv(|v| k * v).into()
+            });
+            weights.push(a.weight.view());
+        }
+        if scaled.is_empty() {
+            continue;
+        }
+        let terms: Vec<_> = scaled.iter().map(|s| s.view()).zip(weights).collect();
+        let c = layer.apply_transpose_sum(&terms, input_shape)?;
+        Zip::from(&mut r_in)
+            .and(xp)
+            .and(&c)
+            .for_each(|r, &xv, &cv| *r += xv * cv);
     }
     Ok(r_in)
 }
