@@ -257,11 +257,15 @@ pub(crate) fn propagate<F: Float>(
         slots.push(group_slots);
     }
 
-    // 1. z_g = Σ sign · (apply_with(x_t, W_t) + b_t); LRP-0 and ε reuse the recorded output.
+    // 1. z_g = Σ sign · (apply_with(x_t, W_t) + b_t). A term of the unmodified layer on the
+    //    unmodified input (all of LRP-0 and ε, the first term of z^B) is the recorded output.
+    let recorded = |t: &Term| {
+        t.input == Input::All && t.weight == Param::Keep && (t.bias == Some(Param::Keep) || b.is_none())
+    };
     let mut forward: Vec<Option<ArrayD<F>>> = active.iter().map(|_| None).collect();
     for (p, (_, xp)) in inputs.iter().enumerate() {
         let which: Vec<usize> = (0..active.len())
-            .filter(|&i| active[i].input == p && !plain[active[i].group])
+            .filter(|&i| active[i].input == p && !plain[active[i].group] && !recorded(&active[i].term))
             .collect();
         if which.is_empty() {
             continue;
@@ -280,7 +284,10 @@ pub(crate) fn propagate<F: Float>(
         let mut z: Option<ArrayD<F>> = None;
         for (t, slot) in group.terms.iter().zip(&slots[gi]) {
             let mut zt = slot.and_then(|i| forward[i].take());
-            if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
+            if slot.is_some() && recorded(t) {
+                // the recorded output, bias included
+                zt = Some(step.output.to_owned());
+            } else if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
                 let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
                 let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
                 add_channel_bias(zt, bt.view());
