@@ -6,11 +6,12 @@ Runs, in one go and on the same machine:
     torch.set_num_threads(THREADS), on the small CNN (batch 1 and 64) and the VGG16-shaped
     network (batch 1) — random weights, as the Rust benches;
   * the Rust criterion benches (`cargo bench --bench attribution`), with RAYON_NUM_THREADS=THREADS;
+  * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench --bench memory`);
 then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
 
 Usage (from the repository root; a venv with torch, zennit, captum outside the repo):
     python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit captum
-    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--skip-vgg] [--skip-rust]
+    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--skip-vgg] [--min-time SECONDS]
 """
 import argparse
 import json
@@ -87,6 +88,58 @@ def python_times(name, model, shape, batch, min_time):
     return out
 
 
+def status_gb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
+def python_peaks(model, shape):
+    """Peak resident set (GB, weights included) of one forward / EpsilonGammaBox / DeepLift call,
+    resetting the high-water mark before each (Linux /proc/self/clear_refs)."""
+    from captum.attr import DeepLift
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonGammaBox
+
+    model = model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(1, *shape)
+    c = shape[0]
+    out = {}
+
+    def peak(fn):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        fn()
+        return status_gb("VmHWM:")
+
+    with torch.no_grad():
+        out["forward"] = peak(lambda: model(x))
+    composite = EpsilonGammaBox(low=torch.zeros(1, c, 1, 1), high=torch.ones(1, c, 1, 1))
+    seed = torch.eye(model(x).shape[1])[[3]]
+    with Gradient(model=model, composite=composite) as attributor:
+        out["epsilon_gamma_box"] = peak(lambda: attributor(x, seed))
+    dl = DeepLift(model)
+    out["deeplift"] = peak(lambda: dl.attribute(x, baselines=torch.zeros_like(x), target=3))
+    return out
+
+
+def rust_peaks():
+    """Runs `cargo bench --bench memory` and returns {call: peak GB} and its report lines."""
+    cmd = ["cargo", "bench", "--bench", "memory"]
+    print("$", " ".join(cmd), file=sys.stderr)
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    peaks = {}
+    for line in out.splitlines():
+        m = re.match(r"vgg16_b1/(\S+): peak (\S+) GB", line)
+        if m:
+            peaks[m.group(1)] = float(m.group(2))
+    return peaks, [l for l in out.splitlines() if l.startswith("vgg16_b1")]
+
+
 UNITS = {"ps": 1e-12, "ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -139,7 +192,8 @@ def main():
     print("|---|---|---|---|---|")
     rows = [("forward", "forward", "PyTorch forward"),
             ("epsilon_gamma_box", "attribute/epsilon_gamma_box", "EpsilonGammaBox vs zennit"),
-            ("deeplift", "deeplift/rescale", "DeepLift vs captum")]
+            ("deeplift", "deeplift/rescale", "DeepLift vs captum"),
+            ("deeplift", "deeplift/rescale_traced", "DeepLift, zero baseline traced once, vs captum")]
     for (name, batch), times in py.items():
         for key, bench, label in rows:
             rt = r(name, batch, bench)
@@ -154,6 +208,16 @@ def main():
         if t1 and t2:
             print(f"| small, 64 | {bench}: {args.threads} threads vs 1 | | {t1 * 1e3:.3f} / {t2 * 1e3:.3f} ms "
                   f"| {t1 / t2:.2f}× throughput |")
+    if not args.skip_vgg and os.path.exists("/proc/self/clear_refs"):
+        peaks_py = python_peaks(vgg16(), (3, 224, 224))
+        peaks_rs, lines = rust_peaks()
+        print("\nPeak resident memory, one VGG16 call (weights included):")
+        print("| call | Python | Rust |")
+        print("|---|---|---|")
+        for key, label in (("forward", "forward"), ("epsilon_gamma_box", "EpsilonGammaBox"), ("deeplift", "DeepLift")):
+            print(f"| {label} | {peaks_py[key]:.2f} GB | {peaks_rs.get(key, float('nan')):.2f} GB |")
+        for line in lines:
+            print("  rust " + line)
     print("\nRust details:")
     for k in sorted(rs):
         print(f"  {k}: {rs[k] * 1e3:.4f} ms")
