@@ -362,6 +362,14 @@ impl<F: Float> Network<F> {
         check_finite("network input", &x.view())?;
         let pairs = self.pairs(x, target, baseline)?;
         let kk = pairs.k;
+        // One sample against a zero or shared baseline: its two forward passes run side by
+        // side (a single forward pass does not keep two threads busy).
+        #[cfg(feature = "parallel")]
+        if pairs.x.shape()[0] == 1 && matches!(baseline, Baseline::Zero | Baseline::Shared(_)) {
+            let (shared, tx) = rayon::join(|| self.shared_trace(baseline), || self.trace(&pairs.x));
+            let shared = shared?.expect("zero and shared baselines are traced");
+            return self.deeplift_rows(&pairs, Some(tx?), Some(&shared), rule, options);
+        }
         // A baseline shared by the whole batch is traced once, for one row (or not at all
         // when it comes traced).
         let shared = self.shared_trace(baseline)?;
@@ -378,22 +386,26 @@ impl<F: Float> Network<F> {
                 target: target_rows(&pairs.target, rows),
                 k: kk,
             };
-            self.deeplift_rows(&part, shared.as_deref(), rule, options)
+            self.deeplift_rows(&part, None, shared.as_deref(), rule, options)
         })?;
         Ok(DeepLiftAttribution::concat(parts))
     }
 
     /// [`Network::deeplift_with`] on expanded pairs, on the calling thread.
-    /// `shared` is the one-row trace of a baseline shared by every row (then
-    /// `pairs.baseline` is `None`).
+    /// `tx` is the trace of `pairs.x` if already recorded; `shared` the one-row trace of a
+    /// baseline shared by every row (then `pairs.baseline` is `None`).
     fn deeplift_rows(
         &self,
         pairs: &Pairs<F>,
+        tx: Option<Trace<F>>,
         shared: Option<&Trace<F>>,
         rule: &DeepLift,
         options: DeepLiftOptions,
     ) -> Result<DeepLiftAttribution<F>> {
-        let tx = self.trace(&pairs.x)?;
+        let tx = match tx {
+            Some(t) => t,
+            None => self.trace(&pairs.x)?,
+        };
         let own;
         let tb = match (shared, &pairs.baseline) {
             (Some(t), _) => t,

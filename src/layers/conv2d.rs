@@ -1,4 +1,5 @@
-//! 2-D convolution through im2col/col2im and one matrix product.
+//! 2-D convolution through im2col/col2im and one matrix product, or Winograd's F(2×2, 3×3)
+//! for wide 3×3 stride-1 layers.
 
 use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
@@ -66,7 +67,10 @@ pub(crate) fn window_out(len: usize, k: usize, stride: usize, pad: usize, dil: u
 /// A 2-D convolution, as `torch.nn.Conv2d` (groups = 1, zero padding).
 ///
 /// The weight is in PyTorch layout `[out, in, kh, kw]`. The forward pass and its transpose
-/// run through im2col/col2im and one matrix product for the whole batch.
+/// run through im2col/col2im and one matrix product for the whole batch; 3×3 convolutions with
+/// stride 1, dilation 1, padding ≤ 2, at least 16 input and output channels and at least 400
+/// output positions use Winograd's F(2×2, 3×3) instead (Lavin & Gray 2016), which needs 2.25×
+/// fewer multiplications (results agree with direct summation to about 1e-15 in f64).
 ///
 /// # Shapes
 /// Input `[N, in, H, W]`, output `[N, out, H', W']` with
