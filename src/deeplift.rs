@@ -362,10 +362,19 @@ impl<F: Float> Network<F> {
         check_finite("network input", &x.view())?;
         let pairs = self.pairs(x, target, baseline)?;
         let kk = pairs.k;
-        // One sample against a zero or shared baseline: its two forward passes run side by
-        // side (a single forward pass does not keep two threads busy).
+        // One sample against a zero or shared baseline, through a large network: its two
+        // forward passes run side by side (one forward pass does not keep two threads busy;
+        // on a small network, waking a thread costs more than it saves).
         #[cfg(feature = "parallel")]
-        if pairs.x.shape()[0] == 1 && matches!(baseline, Baseline::Zero | Baseline::Shared(_)) {
+        if pairs.x.shape()[0] == 1
+            && matches!(baseline, Baseline::Zero | Baseline::Shared(_))
+            && self
+                .shapes()
+                .iter()
+                .map(|s| s.iter().product::<usize>())
+                .sum::<usize>()
+                >= 1 << 18
+        {
             let (shared, tx) = rayon::join(|| self.shared_trace(baseline), || self.trace(&pairs.x));
             let shared = shared?.expect("zero and shared baselines are traced");
             return self.deeplift_rows(&pairs, Some(tx?), Some(&shared), rule, options);

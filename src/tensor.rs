@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis};
+use ndarray::{ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Zip};
 
 /// Returns an error naming `what` if `a` holds a NaN or an infinity.
 pub(crate) fn check_finite<F: Float>(what: &str, a: &ArrayViewD<'_, F>) -> Result<()> {
@@ -69,8 +69,84 @@ pub(crate) fn safe_ratio<F: Float>(r: F, z: F, eps: F) -> F {
     }
 }
 
+/// Elements from which an elementwise pass runs on several threads (feature `parallel`):
+/// only the largest arrays (VGG16's first layers), where two cores move memory faster than
+/// one; below it the task overhead and concurrent page faults cost more than they save.
+/// Elementwise results do not depend on the thread count.
+#[cfg(feature = "parallel")]
+pub(crate) const PAR_ELEMS: usize = 1 << 20;
+
+/// Whether an elementwise pass over `len` elements runs in parallel.
+#[inline]
+pub(crate) fn par_elems(len: usize) -> bool {
+    #[cfg(feature = "parallel")]
+    return len >= PAR_ELEMS && rayon::current_num_threads() > 1;
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = len;
+        false
+    }
+}
+
+/// `f(a, b, c)` elementwise into a new array; `a`, `b`, `c` have one shape.
+pub(crate) fn map3<F: Float>(
+    a: &ArrayViewD<'_, F>,
+    b: &ArrayViewD<'_, F>,
+    c: &ArrayViewD<'_, F>,
+    f: impl Fn(F, F, F) -> F + Sync + Send,
+) -> ArrayD<F> {
+    let zip = Zip::from(a).and(b).and(c);
+    #[cfg(feature = "parallel")]
+    if par_elems(a.len()) {
+        return zip.par_map_collect(|&a, &b, &c| f(a, b, c));
+    }
+    zip.map_collect(|&a, &b, &c| f(a, b, c))
+}
+
+/// `f(&mut a, b)` elementwise; `a` and `b` have one shape.
+pub(crate) fn update2<F: Float>(
+    a: &mut ArrayD<F>,
+    b: &ArrayViewD<'_, F>,
+    f: impl Fn(&mut F, F) + Sync + Send,
+) {
+    let big = par_elems(a.len());
+    let zip = Zip::from(a).and(b);
+    #[cfg(feature = "parallel")]
+    if big {
+        return zip.par_for_each(|a, &b| f(a, b));
+    }
+    let _ = big;
+    zip.for_each(|a, &b| f(a, b))
+}
+
+/// `f(&mut a, b, c)` elementwise; `a`, `b`, `c` have one shape.
+pub(crate) fn update3<F: Float>(
+    a: &mut ArrayD<F>,
+    b: &ArrayViewD<'_, F>,
+    c: &ArrayViewD<'_, F>,
+    f: impl Fn(&mut F, F, F) + Sync + Send,
+) {
+    let big = par_elems(a.len());
+    let zip = Zip::from(a).and(b).and(c);
+    #[cfg(feature = "parallel")]
+    if big {
+        return zip.par_for_each(|a, &b, &c| f(a, b, c));
+    }
+    let _ = big;
+    zip.for_each(|a, &b, &c| f(a, b, c))
+}
+
 /// Adds a per-channel bias along axis 1 (dense `[N, out]` and conv `[N, C, H, W]` alike).
 pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'_, F>) {
+    #[cfg(feature = "parallel")]
+    if par_elems(out.len()) {
+        for mut lane in out.axis_iter_mut(Axis(0)) {
+            Zip::from(lane.axis_iter_mut(Axis(0)))
+                .and(&bias)
+                .par_for_each(|mut chan, &b| chan.mapv_inplace(|v| v + b));
+        }
+        return;
+    }
     for mut lane in out.axis_iter_mut(Axis(0)) {
         for (mut chan, &b) in lane.axis_iter_mut(Axis(0)).zip(bias.iter()) {
             chan.mapv_inplace(|v| v + b);

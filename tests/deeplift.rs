@@ -517,7 +517,14 @@ fn a_traced_baseline_gives_the_same_bits_as_the_untraced_one() {
         ((d[1] * 7 + d[2] * 3 + d[3] + d[0]) % 5) as f64 / 4.0
     });
     let shared = ArrayD::from_elem(ndarray::IxDyn(&[2, 6, 6]), 0.25);
-    for baseline in [Baseline::Zero, Baseline::Shared(shared)] {
+    // a batch of 3, and a single sample (whose two forward passes run side by side)
+    let one = x.slice_axis(Axis(0), (1..2).into()).to_owned();
+    for (x, baseline) in [
+        (&x, Baseline::Zero),
+        (&x, Baseline::Shared(shared.clone())),
+        (&one, Baseline::Zero),
+        (&one, Baseline::Shared(shared)),
+    ] {
         let traced = net.trace_baseline(&baseline).unwrap();
         assert!(matches!(traced, Baseline::Traced(_)));
         for rule in [
@@ -527,10 +534,10 @@ fn a_traced_baseline_gives_the_same_bits_as_the_untraced_one() {
         ] {
             let opts = DeepLiftOptions::keep_layers();
             let a = net
-                .deeplift_with(&x, &Target::Class(1), &rule, &baseline, opts)
+                .deeplift_with(x, &Target::Class(1), &rule, &baseline, opts)
                 .unwrap();
             let b = net
-                .deeplift_with(&x, &Target::Class(1), &rule, &traced, opts)
+                .deeplift_with(x, &Target::Class(1), &rule, &traced, opts)
                 .unwrap();
             assert_eq!(a.attribution, b.attribution);
             assert_eq!(a.multipliers, b.multipliers);
@@ -544,7 +551,7 @@ fn a_traced_baseline_gives_the_same_bits_as_the_untraced_one() {
                 _ => unreachable!(),
             };
             let c = net
-                .deeplift(&x, &Target::Class(1), &rule, &Baseline::PerSample(rows))
+                .deeplift(x, &Target::Class(1), &rule, &Baseline::PerSample(rows))
                 .unwrap();
             assert_eq!(a.attribution, c.attribution);
         }

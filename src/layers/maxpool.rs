@@ -126,12 +126,7 @@ impl MaxPool2d {
         let (ph, pw) = (self.padding.0 as isize, self.padding.1 as isize);
         let vbuf = vals.as_slice_mut().expect("fresh array is contiguous");
         let ibuf = idx.as_slice_mut().expect("fresh array is contiguous");
-        for (p, (plane, (vout, iout))) in src
-            .chunks_exact(h * w)
-            .zip(vbuf.chunks_exact_mut(ho * wo).zip(ibuf.chunks_exact_mut(ho * wo)))
-            .enumerate()
-        {
-            debug_assert!(p < n * c);
+        let fill = |(plane, (vout, iout)): (&[F], (&mut [F], &mut [usize]))| {
             if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
                 // the common 2×2 / stride 2 pool: straight-line code, same first-max order
                 for oy in 0..ho {
@@ -149,7 +144,7 @@ impl MaxPool2d {
                         iout[oy * wo + ox] = at;
                     }
                 }
-                continue;
+                return;
             }
             for oy in 0..ho {
                 let y0 = oy as isize * sh as isize - ph;
@@ -174,7 +169,22 @@ impl MaxPool2d {
                     iout[oy * wo + ox] = at;
                 }
             }
+        };
+        // planes in parallel for large inputs (feature `parallel`)
+        #[cfg(feature = "parallel")]
+        if crate::tensor::par_elems(src.len()) {
+            use rayon::prelude::*;
+            src.par_chunks_exact(h * w)
+                .zip(
+                    vbuf.par_chunks_exact_mut(ho * wo)
+                        .zip(ibuf.par_chunks_exact_mut(ho * wo)),
+                )
+                .for_each(fill);
+            return Ok((vals, idx));
         }
+        src.chunks_exact(h * w)
+            .zip(vbuf.chunks_exact_mut(ho * wo).zip(ibuf.chunks_exact_mut(ho * wo)))
+            .for_each(fill);
         Ok((vals, idx))
     }
 
@@ -208,16 +218,24 @@ impl MaxPool2d {
         let idx = idx.as_slice().expect("standard layout");
         let pooled = indices.shape()[2] * indices.shape()[3];
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
-        for (dst, (v, i)) in buf
-            .chunks_exact_mut(plane)
-            .zip(vals.chunks_exact(pooled).zip(idx.chunks_exact(pooled)))
-        {
+        let add = |(dst, (v, i)): (&mut [F], (&[F], &[usize]))| {
             for (&v, &at) in v.iter().zip(i) {
                 if at < plane {
                     dst[at] += v;
                 }
             }
+        };
+        #[cfg(feature = "parallel")]
+        if crate::tensor::par_elems(buf.len()) {
+            use rayon::prelude::*;
+            buf.par_chunks_exact_mut(plane)
+                .zip(vals.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)))
+                .for_each(add);
+            return Ok(out.into_dyn());
         }
+        buf.chunks_exact_mut(plane)
+            .zip(vals.chunks_exact(pooled).zip(idx.chunks_exact(pooled)))
+            .for_each(add);
         Ok(out.into_dyn())
     }
 

@@ -4,7 +4,8 @@ use super::{Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use ndarray::{ArrayD, ArrayViewD, Zip};
+use crate::tensor::update2;
+use ndarray::{ArrayD, ArrayViewD};
 
 /// `max(x, 0)` elementwise, as `torch.nn.ReLU`.
 ///
@@ -40,7 +41,12 @@ impl<F: Float> Layer<F> for Relu {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        Ok(input.mapv(|v| if v > F::zero() { v } else { F::zero() }))
+        let relu = |&v: &F| if v > F::zero() { v } else { F::zero() };
+        #[cfg(feature = "parallel")]
+        if crate::tensor::par_elems(input.len()) {
+            return Ok(ndarray::Zip::from(&input).par_map_collect(relu));
+        }
+        Ok(input.map(relu))
     }
 
     fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
@@ -58,7 +64,7 @@ impl<F: Float> Layer<F> for Relu {
             });
         }
         let mut g = grad_output.to_owned();
-        Zip::from(&mut g).and(&step.input).for_each(|g, &x| {
+        update2(&mut g, &step.input, |g, x| {
             if x <= F::zero() {
                 *g = F::zero();
             }

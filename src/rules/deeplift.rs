@@ -212,18 +212,26 @@ pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
     )?;
     let mut m = layer.gradient(step, step.relevance.view())?;
     check_same("activation gradient", step.input.shape(), m.shape())?;
-    Zip::from(&mut m)
+    let big = crate::tensor::par_elems(m.len());
+    let zip = Zip::from(&mut m)
         .and(&step.relevance)
         .and(&step.input)
         .and(bx)
         .and(&step.output)
-        .and(by)
-        .for_each(|m, &g, &x, &x0, &y, &y0| {
-            let dx = x - x0;
-            if dx.abs() >= threshold {
-                *m = g * (y - y0) / dx;
-            }
-        });
+        .and(by);
+    let f = |m: &mut F, &g: &F, &x: &F, &x0: &F, &y: &F, &y0: &F| {
+        let dx = x - x0;
+        if dx.abs() >= threshold {
+            *m = g * (y - y0) / dx;
+        }
+    };
+    #[cfg(feature = "parallel")]
+    if big {
+        zip.par_for_each(f);
+        return Ok(m);
+    }
+    let _ = big;
+    zip.for_each(f);
     Ok(m)
 }
 

@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, Step};
-use crate::tensor::{add_channel_bias, negative, positive, safe_ratio};
+use crate::tensor::{add_channel_bias, map3, negative, positive, safe_ratio, update2, update3};
 use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
 /// Which input a term multiplies.
@@ -314,27 +314,25 @@ pub(crate) fn propagate<F: Float>(
         .zip(&zs)
         .map(|(group, z)| {
             z.as_ref().map(|z| {
-                Zip::from(&step.relevance)
-                    .and(z)
-                    .and(&step.output)
-                    .map_collect(|&r, &z, &orig| {
-                        let keep = match group.mask {
-                            Mask::All => true,
-                            Mask::Positive => orig > F::zero(),
-                            Mask::Negative => orig < F::zero(),
-                        };
-                        if keep {
-                            safe_ratio(r, z, eps)
-                        } else {
-                            F::zero()
-                        }
-                    })
+                let mask = group.mask;
+                map3(&step.relevance, &z.view(), &step.output, move |r, z, orig| {
+                    let keep = match mask {
+                        Mask::All => true,
+                        Mask::Positive => orig > F::zero(),
+                        Mask::Negative => orig < F::zero(),
+                    };
+                    if keep {
+                        safe_ratio(r, z, eps)
+                    } else {
+                        F::zero()
+                    }
+                })
             })
         })
         .collect();
 
     // 3.–4. R_in += x_p ⊙ apply_transpose_sum([(k_t · s_g, W_t)]) per input part p
-    let mut r_in = ArrayD::<F>::zeros(x.raw_dim());
+    let mut r_in: Option<ArrayD<F>> = None;
     for (p, (_, xp)) in inputs.iter().enumerate() {
         let mut scaled: Vec<CowArray<'_, F, IxDyn>> = Vec::new();
         let mut weights: Vec<ArrayViewD<'_, F>> = Vec::new();
@@ -353,11 +351,15 @@ pub(crate) fn propagate<F: Float>(
             continue;
         }
         let terms: Vec<_> = scaled.iter().map(|s| s.view()).zip(weights).collect();
-        let c = layer.apply_transpose_sum(&terms, input_shape)?;
-        Zip::from(&mut r_in)
-            .and(xp)
-            .and(&c)
-            .for_each(|r, &xv, &cv| *r += xv * cv);
+        let mut c = layer.apply_transpose_sum(&terms, input_shape)?;
+        match r_in.as_mut() {
+            // the first part's product is computed in place
+            None => {
+                update2(&mut c, &xp.view(), |c, xv| *c = xv * *c);
+                r_in = Some(c);
+            }
+            Some(r) => update3(r, &xp.view(), &c.view(), |r, xv, cv| *r += xv * cv),
+        }
     }
-    Ok(r_in)
+    Ok(r_in.unwrap_or_else(|| ArrayD::zeros(x.raw_dim())))
 }
