@@ -61,6 +61,23 @@ pub(crate) fn conv3x3<F: Float>(x: &[F], s: &Shape, weight: &[F], transposed: bo
     conv3x3_many(x, s, &[weight], transposed, &mut [y]);
 }
 
+/// Elements of each transformed-input and product buffer: layers with more tiles are
+/// processed in chunks of rows of tiles, so that scratch memory stays bounded (16 MB in f32)
+/// whatever the image size.
+/// (Unit tests use small chunks, so that chunks split images and span samples.)
+const CHUNK_ELEMS: usize = if cfg!(test) { 1 << 13 } else { 1 << 22 };
+
+/// The chunks of tile rows (flattened over samples: row `r` is tile row `r % th` of sample
+/// `r / th`) that keep each buffer within [`CHUNK_ELEMS`]. Depends on the layer and the
+/// per-sample shape, and chunks never change what a sample computes.
+fn chunks(s: &Shape) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (th, tw) = s.tiles();
+    let per_row = 16 * s.c.max(s.o) * tw;
+    let step = (CHUNK_ELEMS / per_row).max(1);
+    let total = s.n * th;
+    (0..total).step_by(step).map(move |r| r..(r + step).min(total))
+}
+
 /// [`conv3x3`] of one input with several weights, `ys[i]` from `weights[i]`: the input is
 /// transformed once.
 pub(crate) fn conv3x3_many<F: Float>(
@@ -70,48 +87,54 @@ pub(crate) fn conv3x3_many<F: Float>(
     transposed: bool,
     ys: &mut [&mut [F]],
 ) {
-    let cols = s.n * tiles_per_sample(s);
-    with_scratch(16 * s.o * s.c, |u: &mut [F]| {
-        with_scratch(16 * s.c * cols, |v: &mut [F]| {
-            transform_input(x, s, v);
-            with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                for (w, y) in weights.iter().zip(ys.iter_mut()) {
-                    transform_weight(s, w, transposed, u);
-                    products(s, u, v, m, false);
-                    transform_output(m, s, y);
-                }
+    let (_, tw) = s.tiles();
+    let plane_u = 16 * s.o * s.c;
+    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
+        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
+            transform_weight(s, w, transposed, uw);
+        }
+        for rows in chunks(s) {
+            let cols = rows.len() * tw;
+            with_scratch(16 * s.c * cols, |v: &mut [F]| {
+                transform_input(x, s, rows.clone(), v);
+                with_scratch(16 * s.o * cols, |m: &mut [F]| {
+                    for (uw, y) in u.chunks(plane_u).zip(ys.iter_mut()) {
+                        products(s, cols, uw, v, m, false);
+                        transform_output(m, s, rows.clone(), y);
+                    }
+                })
             })
-        })
+        }
     })
 }
 
 /// The sum `Σ_g conv3x3(xs[g], weights[g])` into `y`: the products accumulate, and the
 /// output is transformed once.
 pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
-    let cols = s.n * tiles_per_sample(s);
-    with_scratch(16 * s.o * s.c, |u: &mut [F]| {
-        with_scratch(16 * s.c * cols, |v: &mut [F]| {
-            with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                for (g, (x, w)) in xs.iter().zip(weights).enumerate() {
-                    transform_input(x, s, v);
-                    transform_weight(s, w, transposed, u);
-                    products(s, u, v, m, g > 0);
-                }
-                transform_output(m, s, y);
+    let (_, tw) = s.tiles();
+    let plane_u = 16 * s.o * s.c;
+    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
+        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
+            transform_weight(s, w, transposed, uw);
+        }
+        for rows in chunks(s) {
+            let cols = rows.len() * tw;
+            with_scratch(16 * s.c * cols, |v: &mut [F]| {
+                with_scratch(16 * s.o * cols, |m: &mut [F]| {
+                    for (g, (x, uw)) in xs.iter().zip(u.chunks(plane_u)).enumerate() {
+                        transform_input(x, s, rows.clone(), v);
+                        products(s, cols, uw, v, m, g > 0);
+                    }
+                    transform_output(m, s, rows.clone(), y);
+                })
             })
-        })
+        }
     })
 }
 
-fn tiles_per_sample(s: &Shape) -> usize {
-    let (th, tw) = s.tiles();
-    th * tw
-}
-
-/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ: one sequential product per ξ,
-/// spread over the threads (feature `parallel`).
-fn products<F: Float>(s: &Shape, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
-    let cols = s.n * tiles_per_sample(s);
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ over `cols` columns: one
+/// sequential product per ξ, spread over the threads (feature `parallel`).
+fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
     let work = work_per_sample(s);
     let product = |(xi, mx): (usize, &mut [F])| {
         let a = ArrayView2::from_shape((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c])
@@ -191,14 +214,14 @@ fn transform_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool, u: &mut
 /// Kernels are transformed in blocks of this many input channels at a time.
 const BLOCK: usize = 64;
 
-/// `V[ξ][c][n·tiles + t] = (Bᵀ d B)[ξ]` for the 4×4 input tile `d` of every tile `t`, with
+/// `V[ξ][c][k] = (Bᵀ d B)[ξ]` for the 4×4 input tile `d` of every tile `k` of the tile
+/// rows `rows` (flattened over samples, see [`chunks`]), with
 /// `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`. Overwrites all of `v`.
 /// Channels are transformed in parallel; within a channel, one row of tiles at a time, with
 /// Bᵀ applied to whole (zero-padded) input rows and B to the resulting strips.
-fn transform_input<F: Float>(x: &[F], s: &Shape, v: &mut [F]) {
+fn transform_input<F: Float>(x: &[F], s: &Shape, rows: std::ops::Range<usize>, v: &mut [F]) {
     let (th, tw) = s.tiles();
-    let tiles = th * tw;
-    let cols = s.n * tiles;
+    let cols = rows.len() * tw;
     // padded row width: tiles cover 2·tw + 2 input columns starting at −pad
     let width = 2 * tw + 2;
     let mut per_channel: Vec<Vec<&mut [F]>> = (0..s.c).map(|_| Vec::with_capacity(16)).collect();
@@ -207,13 +230,14 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, v: &mut [F]) {
             per_channel[c].push(row);
         }
     }
-    let fill = |(c, rows): (usize, &mut Vec<&mut [F]>)| {
+    let fill = |(c, out): (usize, &mut Vec<&mut [F]>)| {
         let zero = F::zero();
         let mut d = vec![zero; 4 * width];
         let mut t = vec![zero; 4 * width];
-        for n in 0..s.n {
+        for r in rows.clone() {
+            let (n, ty) = (r / th, r % th);
             let plane = &x[(n * s.c + c) * s.h * s.w..(n * s.c + c + 1) * s.h * s.w];
-            for ty in 0..th {
+            {
                 // the four padded input rows of this row of tiles
                 for (i, di) in d.chunks_mut(width).enumerate() {
                     di.fill(zero);
@@ -241,9 +265,9 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, v: &mut [F]) {
                     }
                 }
                 // (Bᵀ d) B, tile by tile
-                let at = n * tiles + ty * tw;
+                let at = (r - rows.start) * tw;
                 for (i, ti) in t.chunks(width).enumerate() {
-                    let [r0, r1, r2, r3] = &mut rows[4 * i..4 * i + 4] else {
+                    let [r0, r1, r2, r3] = &mut out[4 * i..4 * i + 4] else {
                         unreachable!("16 rows")
                     };
                     let (r0, r1, r2, r3) = (
@@ -271,22 +295,64 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, v: &mut [F]) {
     per_channel.iter_mut().enumerate().for_each(fill);
 }
 
-/// `y[n][o] = Aᵀ M A` for every tile, with `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, keeping
-/// the outputs that fall inside `ho × wo`. Overwrites all of `y`. Planes are transformed in
-/// parallel; within a plane, one row of tiles at a time.
-fn transform_output<F: Float>(m: &[F], s: &Shape, y: &mut [F]) {
+/// `y[n][o] = Aᵀ M A` for every tile of the tile rows `rows` (see [`chunks`]), with
+/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, keeping the outputs that fall inside `ho × wo`.
+/// Overwrites the output rows of those tiles. Output channels are transformed in parallel;
+/// within a plane, one row of tiles at a time.
+fn transform_output<F: Float>(m: &[F], s: &Shape, rows: std::ops::Range<usize>, y: &mut [F]) {
     let (ho, wo) = s.out();
     let (th, tw) = s.tiles();
-    let tiles = th * tw;
-    let cols = s.n * tiles;
+    let cols = rows.len() * tw;
     let plane_m = s.o * cols;
-    let fill = |(index, out): (usize, &mut [F])| {
+    let (n_first, n_last) = (rows.start / th, (rows.end - 1) / th);
+    // per output channel, the planes of the samples these rows touch
+    let mut per_out: Vec<Vec<(usize, &mut [F])>> = (0..s.o).map(|_| Vec::new()).collect();
+    for (index, plane) in y.chunks_mut(ho * wo).enumerate() {
         let (n, o) = (index / s.o, index % s.o);
-        let zero = F::zero();
+        if (n_first..=n_last).contains(&n) {
+            per_out[o].push((n, plane));
+        }
+    }
+    let fill = |(o, planes): (usize, &mut Vec<(usize, &mut [F])>)| {
+        for (n, out) in planes.iter_mut() {
+            let n = *n;
+            let ty_lo = rows.start.max(n * th) - n * th;
+            let ty_hi = rows.end.min((n + 1) * th) - n * th;
+            transform_plane(
+                m,
+                plane_m,
+                o * cols + (n * th + ty_lo - rows.start) * tw,
+                (ty_lo, ty_hi),
+                (ho, wo, tw),
+                out,
+            );
+        }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        per_out.par_iter_mut().enumerate().for_each(fill);
+    }
+    #[cfg(not(feature = "parallel"))]
+    per_out.iter_mut().enumerate().for_each(fill);
+}
+
+/// The output transform of tile rows `ty_lo..ty_hi` of one plane `out` (`ho × wo`), whose
+/// first tile is at column `start` of every `M[ξ]` (`plane_m` apart).
+fn transform_plane<F: Float>(
+    m: &[F],
+    plane_m: usize,
+    start: usize,
+    (ty_lo, ty_hi): (usize, usize),
+    (ho, wo, tw): (usize, usize, usize),
+    out: &mut [F],
+) {
+    let zero = F::zero();
+    {
         // Aᵀ M for one row of tiles: r[i][j] (i: output row in the tile, j: tile column)
         let mut r = vec![zero; 8 * tw];
-        for ty in 0..th {
-            let at = o * cols + n * tiles + ty * tw;
+        for ty in ty_lo..ty_hi {
+            let at = start + (ty - ty_lo) * tw;
             let seg = |xi: usize| &m[xi * plane_m + at..xi * plane_m + at + tw];
             for j in 0..4 {
                 let (m0, m1, m2, m3) = (seg(j), seg(4 + j), seg(8 + j), seg(12 + j));
@@ -319,12 +385,5 @@ fn transform_output<F: Float>(m: &[F], s: &Shape, y: &mut [F]) {
                 }
             }
         }
-    };
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        y.par_chunks_mut(ho * wo).enumerate().for_each(fill);
     }
-    #[cfg(not(feature = "parallel"))]
-    y.chunks_mut(ho * wo).enumerate().for_each(fill);
 }
