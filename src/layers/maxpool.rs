@@ -248,8 +248,63 @@ impl MaxPool2d {
         input: &ArrayViewD<'_, F>,
         values: &ArrayViewD<'_, F>,
     ) -> Result<ArrayD<F>> {
+        if (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0)) {
+            if let Some(routed) = self.route_to_max_2x2(input, values) {
+                return Ok(routed);
+            }
+        }
         let (_, idx) = self.argmax(input)?;
         self.route(input.shape(), &idx, values)
+    }
+
+    /// [`MaxPool2d::route_to_max`] for the common 2×2 / stride 2 pool in one pass, without
+    /// index arrays (same first-maximum order as [`MaxPool2d::argmax`]). `None` if the
+    /// shapes do not fit (the general path then reports the error).
+    fn route_to_max_2x2<F: Float>(&self, input: &ArrayViewD<'_, F>, values: &ArrayViewD<'_, F>) -> Option<ArrayD<F>> {
+        if input.ndim() != 4 || values.ndim() != 4 {
+            return None;
+        }
+        let (n, c, h, w) = (input.shape()[0], input.shape()[1], input.shape()[2], input.shape()[3]);
+        let (ho, wo) = (h / 2, w / 2);
+        if values.shape() != [n, c, ho, wo] {
+            return None;
+        }
+        let input = input.as_standard_layout();
+        let src = input.as_slice()?;
+        let values = values.as_standard_layout();
+        let vals = values.as_slice()?;
+        let mut out = ArrayD::<F>::zeros(ndarray::IxDyn(&[n, c, h, w]));
+        let buf = out.as_slice_mut()?;
+        let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
+            for oy in 0..ho {
+                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
+                for ox in 0..wo {
+                    let x0 = 2 * ox;
+                    let (mut best, mut at) = (plane[r0 + x0], r0 + x0);
+                    for pos in [r0 + x0 + 1, r1 + x0, r1 + x0 + 1] {
+                        if plane[pos] > best {
+                            best = plane[pos];
+                            at = pos;
+                        }
+                    }
+                    dst[at] = v[oy * wo + ox];
+                }
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if crate::tensor::par_elems(src.len()) {
+            use rayon::prelude::*;
+            src.par_chunks_exact(h * w)
+                .zip(buf.par_chunks_exact_mut(h * w))
+                .zip(vals.par_chunks_exact(ho * wo))
+                .for_each(fill);
+            return Some(out);
+        }
+        src.chunks_exact(h * w)
+            .zip(buf.chunks_exact_mut(h * w))
+            .zip(vals.chunks_exact(ho * wo))
+            .for_each(fill);
+        Some(out)
     }
 }
 
