@@ -260,11 +260,20 @@ impl MaxPool2d {
     /// [`MaxPool2d::route_to_max`] for the common 2×2 / stride 2 pool in one pass, without
     /// index arrays (same first-maximum order as [`MaxPool2d::argmax`]). `None` if the
     /// shapes do not fit (the general path then reports the error).
-    fn route_to_max_2x2<F: Float>(&self, input: &ArrayViewD<'_, F>, values: &ArrayViewD<'_, F>) -> Option<ArrayD<F>> {
+    fn route_to_max_2x2<F: Float>(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        values: &ArrayViewD<'_, F>,
+    ) -> Option<ArrayD<F>> {
         if input.ndim() != 4 || values.ndim() != 4 {
             return None;
         }
-        let (n, c, h, w) = (input.shape()[0], input.shape()[1], input.shape()[2], input.shape()[3]);
+        let (n, c, h, w) = (
+            input.shape()[0],
+            input.shape()[1],
+            input.shape()[2],
+            input.shape()[3],
+        );
         let (ho, wo) = (h / 2, w / 2);
         if values.shape() != [n, c, ho, wo] {
             return None;
@@ -326,6 +335,52 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        if (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0)) && input.ndim() == 4 {
+            let (n, c, h, w) = (
+                input.shape()[0],
+                input.shape()[1],
+                input.shape()[2],
+                input.shape()[3],
+            );
+            if h >= 2 && w >= 2 {
+                // the common pool in one pass, without the index array of `argmax`
+                let (ho, wo) = (h / 2, w / 2);
+                let input = input.as_standard_layout();
+                let src = input.as_slice().expect("standard layout");
+                let mut out = Array4::<F>::zeros((n, c, ho, wo));
+                let buf = out.as_slice_mut().expect("fresh array is contiguous");
+                let fill = |(plane, dst): (&[F], &mut [F])| {
+                    for oy in 0..ho {
+                        let (r0, r1) = (
+                            &plane[2 * oy * w..(2 * oy + 1) * w],
+                            &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
+                        );
+                        for (ox, d) in dst[oy * wo..(oy + 1) * wo].iter_mut().enumerate() {
+                            // first maximum wins (strictly greater), as `argmax`
+                            let mut best = r0[2 * ox];
+                            for v in [r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]] {
+                                if v > best {
+                                    best = v;
+                                }
+                            }
+                            *d = best;
+                        }
+                    }
+                };
+                #[cfg(feature = "parallel")]
+                if crate::tensor::par_elems(src.len()) {
+                    use rayon::prelude::*;
+                    src.par_chunks_exact(h * w)
+                        .zip(buf.par_chunks_exact_mut(ho * wo))
+                        .for_each(fill);
+                    return Ok(out.into_dyn());
+                }
+                src.chunks_exact(h * w)
+                    .zip(buf.chunks_exact_mut(ho * wo))
+                    .for_each(fill);
+                return Ok(out.into_dyn());
+            }
+        }
         Ok(self.argmax(&input)?.0.into_dyn())
     }
 

@@ -144,11 +144,12 @@ fn input_part<'x, F: Float>(
     part: Input,
     x: &ArrayViewD<'x, F>,
     bounds: Option<(&ArrayD<F>, &ArrayD<F>)>,
+    signs: &Signs,
 ) -> Result<CowArray<'x, F, IxDyn>> {
     Ok(match part {
         Input::All => x.clone().into(),
         // x⁺ of a non-negative input (after a ReLU) is the input itself: no copy
-        Input::Positive if x.iter().all(|&v| v >= F::zero()) => x.clone().into(),
+        Input::Positive if signs.non_negative(x) => x.clone().into(),
         Input::Positive => positive(x).into(),
         Input::Negative => negative(x).into(),
         Input::Ones => ArrayD::from_elem(x.raw_dim(), F::one()).into(),
@@ -169,11 +170,31 @@ fn input_part<'x, F: Float>(
 
 /// Whether a term contributes nothing because its input part is identically zero
 /// (x⁻ after a ReLU, x⁺ of a non-positive input).
-fn vanishes<F: Float>(part: Input, x: &ArrayViewD<'_, F>) -> bool {
+fn vanishes<F: Float>(part: Input, x: &ArrayViewD<'_, F>, signs: &Signs) -> bool {
     match part {
-        Input::Negative => x.iter().all(|&v| v >= F::zero()),
-        Input::Positive => x.iter().all(|&v| v <= F::zero()),
+        Input::Negative => signs.non_negative(x),
+        Input::Positive => signs.non_positive(x),
         _ => false,
+    }
+}
+
+/// Whether the input is ≥ 0 (or ≤ 0) everywhere, each scanned for at most once per layer.
+#[derive(Default)]
+struct Signs {
+    non_negative: std::cell::OnceCell<bool>,
+    non_positive: std::cell::OnceCell<bool>,
+}
+
+impl Signs {
+    fn non_negative<F: Float>(&self, x: &ArrayViewD<'_, F>) -> bool {
+        *self
+            .non_negative
+            .get_or_init(|| x.iter().all(|&v| v >= F::zero()))
+    }
+    fn non_positive<F: Float>(&self, x: &ArrayViewD<'_, F>) -> bool {
+        *self
+            .non_positive
+            .get_or_init(|| x.iter().all(|&v| v <= F::zero()))
     }
 }
 
@@ -203,6 +224,7 @@ pub(crate) fn propagate<F: Float>(
     let eps = F::lit(recipe.epsilon);
 
     // Input parts, each built once: (part, x_p).
+    let signs = Signs::default();
     let mut inputs: Vec<(Input, CowArray<'_, F, IxDyn>)> = Vec::new();
     // Terms that contribute: (group, term, index into `inputs`, modified weight).
     struct Active<'w, F> {
@@ -229,14 +251,14 @@ pub(crate) fn propagate<F: Float>(
         let mut group_slots = Vec::with_capacity(group.terms.len());
         for t in &group.terms {
             // A term whose input part is identically zero (x⁻ after a ReLU) only adds its bias.
-            if vanishes(t.input, x) {
+            if vanishes(t.input, x, &signs) {
                 group_slots.push(None);
                 continue;
             }
             let input = match inputs.iter().position(|(p, _)| *p == t.input) {
                 Some(i) => i,
                 None => {
-                    inputs.push((t.input, input_part(t.input, x, recipe.bounds)?));
+                    inputs.push((t.input, input_part(t.input, x, recipe.bounds, &signs)?));
                     inputs.len() - 1
                 }
             };
