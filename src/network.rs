@@ -355,6 +355,16 @@ impl<F: Float> Network<F> {
         let mut kept = options.keep_layers.then(Vec::new);
         let mut r = start;
         for i in (0..self.layers.len()).rev() {
+            // an identity pass (LRP at a ReLU) hands the relevance on without a copy
+            if layers[i].relevance_is_activation()
+                && per_layer[i].activation_is_identity()
+                && r.shape() == trace.activations[i].shape()
+            {
+                if let Some(k) = kept.as_mut() {
+                    k.push(r.clone());
+                }
+                continue;
+            }
             let step = Step::new(
                 i,
                 trace.activations[i].view(),

@@ -148,6 +148,13 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     fn as_affine(&self) -> Option<&dyn Affine<F>> {
         None
     }
+
+    /// Whether [`Layer::relevance`] is exactly `rule.activation(self, step)` (as for
+    /// [`Relu`]), so that the network may skip it for rules whose activation pass is the
+    /// identity ([`Rule::activation_is_identity`]). Default `false`.
+    fn relevance_is_activation(&self) -> bool {
+        false
+    }
 }
 
 /// An affine layer (dense or convolution): everything an LRP rule needs.

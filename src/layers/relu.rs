@@ -53,6 +53,10 @@ impl<F: Float> Layer<F> for Relu {
         rule.activation(self, step)
     }
 
+    fn relevance_is_activation(&self) -> bool {
+        true
+    }
+
     /// The gradient of ReLU is 1 where the input is positive and 0 elsewhere (0 at 0, as
     /// PyTorch).
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

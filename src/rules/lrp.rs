@@ -89,6 +89,10 @@ macro_rules! simple_rule {
                 let recipe = Recipe { groups: $groups, epsilon: self.stabilizer, bounds: None };
                 propagate(layer, step, &recipe)
             }
+
+            fn activation_is_identity(&self) -> bool {
+                true
+            }
         }
     };
 }
@@ -112,6 +116,10 @@ macro_rules! simple_rule {
 pub struct Lrp0;
 
 impl<F: Float> Rule<F> for Lrp0 {
+    fn activation_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         "Lrp0".into()
     }
@@ -168,6 +176,10 @@ impl Default for LrpEpsilon {
 }
 
 impl<F: Float> Rule<F> for LrpEpsilon {
+    fn activation_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("LrpEpsilon({:e})", self.epsilon)
     }
@@ -244,6 +256,10 @@ impl Default for LrpGamma {
 }
 
 impl<F: Float> Rule<F> for LrpGamma {
+    fn activation_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("LrpGamma({})", self.gamma)
     }
@@ -339,6 +355,10 @@ impl Default for LrpAlphaBeta {
 }
 
 impl<F: Float> Rule<F> for LrpAlphaBeta {
+    fn activation_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("LrpAlphaBeta(alpha={}, beta={})", self.alpha, self.beta)
     }
@@ -453,6 +473,10 @@ impl<F: Float> LrpZBox<F> {
 }
 
 impl<F: Float> Rule<F> for LrpZBox<F> {
+    fn activation_is_identity(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         "LrpZBox".into()
     }

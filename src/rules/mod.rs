@@ -60,6 +60,14 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
         Ok(step.relevance.to_owned())
     }
 
+    /// Whether [`Rule::activation`] hands the relevance on unchanged, as the default
+    /// implementation does. The network then skips the call (and its copy) at layers whose
+    /// relevance pass is the activation rule ([`Layer::relevance_is_activation`]). Keep the
+    /// default, `false`, in a rule that overrides `activation`; the LRP rules return `true`.
+    fn activation_is_identity(&self) -> bool {
+        false
+    }
+
     /// Relevance through a max-pool. Default: each output's relevance goes to the first
     /// maximum of its window (the gradient, as zennit and captum's LRP).
     ///
