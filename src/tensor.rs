@@ -206,21 +206,7 @@ pub(crate) fn gemm_acc<F: Float>(
     per_sample: usize,
     accumulate: bool,
 ) {
-    #[cfg(feature = "faer")]
-    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, true, accumulate) {
-        return;
-    }
-    #[cfg(not(feature = "faer"))]
-    let _ = per_sample;
-    let beta = if accumulate { F::one() } else { F::zero() };
-    #[cfg(feature = "parallel")]
-    {
-        let threads = rayon::current_num_threads();
-        if threads > 1 && a.nrows() * a.ncols() * b.ncols() >= PAR_GEMM_WORK {
-            return par_gemm(a, b, c.view_mut(), threads, beta);
-        }
-    }
-    general_mat_mul(F::one(), a, b, beta, c);
+    gemm_on(a, b, c, per_sample, accumulate, true)
 }
 
 /// [`gemm_acc`] on the calling thread only (for callers that run several products in
@@ -232,13 +218,34 @@ pub(crate) fn gemm_seq<F: Float>(
     per_sample: usize,
     accumulate: bool,
 ) {
+    gemm_on(a, b, c, per_sample, accumulate, false)
+}
+
+/// [`gemm_acc`], on several threads only if `parallel`.
+fn gemm_on<F: Float>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    per_sample: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     #[cfg(feature = "faer")]
-    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, false, accumulate) {
+    if per_sample >= FAER_WORK && F::faer_gemm(a, b, c, parallel, accumulate) {
         return;
     }
     #[cfg(not(feature = "faer"))]
     let _ = per_sample;
     let beta = if accumulate { F::one() } else { F::zero() };
+    #[cfg(feature = "parallel")]
+    {
+        let threads = rayon::current_num_threads();
+        if parallel && threads > 1 && a.nrows() * a.ncols() * b.ncols() >= PAR_GEMM_WORK {
+            return par_gemm(a, b, c.view_mut(), threads, beta);
+        }
+    }
+    #[cfg(not(feature = "parallel"))]
+    let _ = parallel;
     general_mat_mul(F::one(), a, b, beta, c);
 }
 

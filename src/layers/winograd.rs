@@ -11,7 +11,7 @@
 //! The transposed convolution (gradient and relevance passes) of a stride-1 3×3 convolution
 //! with padding p is itself one: the correlation of the output-side array with the kernel
 //! flipped in space and transposed in channels, with padding 2 − p. Both go through
-//! [`conv3x3`].
+//! [`conv3x3_many`].
 
 use crate::float::Float;
 use crate::tensor::{gemm_seq, with_scratch};
@@ -51,16 +51,6 @@ pub(crate) fn work_per_sample(s: &Shape) -> usize {
     16 * s.o * s.c * th * tw
 }
 
-/// `y[n, o, ho, wo] = Σ_{c,i,j} g[o, c, i, j] · x[n, c, y + i − pad, x + j − pad]` (zero
-/// outside the input), with `ho = h + 2·pad − 2` (likewise wo), where `g = weight`
-/// (`[o, c, 3, 3]`), or with `transposed` `g[o, c, i, j] = weight[c, o, 2 − i, 2 − j]`
-/// (`weight` is then `[c, o, 3, 3]`). `x` is `[n, c, h, w]` in standard layout; `y`
-/// (`[n, o, ho, wo]`, standard layout) is overwritten.
-#[allow(dead_code)] // the single-weight case, kept for reading
-pub(crate) fn conv3x3<F: Float>(x: &[F], s: &Shape, weight: &[F], transposed: bool, y: &mut [F]) {
-    conv3x3_many(x, s, &[weight], transposed, &mut [y]);
-}
-
 /// Elements of each transformed-input and product buffer: layers with more tiles are
 /// processed in chunks of rows of tiles, so that scratch memory stays bounded (16 MB in f32)
 /// whatever the image size.
@@ -78,8 +68,11 @@ fn chunks(s: &Shape) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..total).step_by(step).map(move |r| r..(r + step).min(total))
 }
 
-/// [`conv3x3`] of one input with several weights, `ys[i]` from `weights[i]`: the input is
-/// transformed once.
+/// `ys[i][n, o, ho, wo] = Σ_{c,i,j} g[o, c, i, j] · x[n, c, y + i − pad, x + j − pad]` (zero
+/// outside the input), with `ho = h + 2·pad − 2` (likewise wo), where `g = weights[i]`
+/// (`[o, c, 3, 3]`), or with `transposed` `g[o, c, i, j] = weights[i][c, o, 2 − i, 2 − j]`
+/// (each weight is then `[c, o, 3, 3]`). `x` is `[n, c, h, w]` in standard layout; each `y`
+/// (`[n, o, ho, wo]`, standard layout) is overwritten. The input is transformed once.
 pub(crate) fn conv3x3_many<F: Float>(
     x: &[F],
     s: &Shape,
@@ -108,7 +101,7 @@ pub(crate) fn conv3x3_many<F: Float>(
     })
 }
 
-/// The sum `Σ_g conv3x3(xs[g], weights[g])` into `y`: the products accumulate, and the
+/// The sum over g of the convolutions of `xs[g]` with `weights[g]` into `y`: the products accumulate, and the
 /// output is transformed once.
 pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
     let (_, tw) = s.tiles();
