@@ -19,7 +19,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Baseline<F: Float = f32> {
-    /// All zeros (captum's default).
+    /// All zeros (captum's default). Its forward pass is recorded by the first call that
+    /// uses it and kept by the network (one sample's activations, as a
+    /// [`Baseline::Traced`] holds), so later calls skip it, with bit-identical results.
     Zero,
     /// One baseline for the whole batch, of the per-sample input shape (or with a leading
     /// batch dimension of 1).
@@ -32,7 +34,8 @@ pub enum Baseline<F: Float = f32> {
     Distribution(ArrayD<F>),
     /// A zero or shared baseline together with its recorded forward pass, made by
     /// [`Network::trace_baseline`]: calls that reuse it skip the baseline's forward pass
-    /// (for one image through VGG16, a third of the time of a DeepLIFT call).
+    /// (for one image through VGG16, a third of the time of a DeepLIFT call). The network
+    /// keeps the zero baseline's pass by itself; this matters for shared baselines.
     Traced(TracedBaseline<F>),
 }
 
@@ -168,15 +171,24 @@ impl<F: Float> Network<F> {
         Ok(b)
     }
 
+    /// The one-row trace of the all-zero input: recorded by the first call that needs it,
+    /// then kept by the network (one sample's activations; see [`Baseline::Zero`]).
+    fn zero_trace(&self) -> Result<Arc<Trace<F>>> {
+        if let Some(t) = self.zero_trace.0.get() {
+            return Ok(Arc::clone(t));
+        }
+        let mut shape = vec![1];
+        shape.extend_from_slice(self.input_shape());
+        let t = Arc::new(self.trace(&ArrayD::zeros(IxDyn(&shape)))?);
+        // two threads may both record it; they record the same values, and one is kept
+        Ok(Arc::clone(self.zero_trace.0.get_or_init(|| t)))
+    }
+
     /// The one-row trace of a baseline shared by the whole batch (`None` for per-sample
     /// baselines and distributions).
     fn shared_trace(&self, baseline: &Baseline<F>) -> Result<Option<Arc<Trace<F>>>> {
         Ok(match baseline {
-            Baseline::Zero => {
-                let mut shape = vec![1];
-                shape.extend_from_slice(self.input_shape());
-                Some(Arc::new(self.trace(&ArrayD::zeros(IxDyn(&shape)))?))
-            }
+            Baseline::Zero => Some(self.zero_trace()?),
             Baseline::Shared(b) => Some(Arc::new(self.trace(&self.shared_row(b)?)?)),
             Baseline::Traced(t) if t.network == self.id() => Some(Arc::clone(&t.trace)),
             Baseline::Traced(_) => {
@@ -367,7 +379,11 @@ impl<F: Float> Network<F> {
         // on a small network, waking a thread costs more than it saves).
         #[cfg(feature = "parallel")]
         if pairs.x.shape()[0] == 1
-            && matches!(baseline, Baseline::Zero | Baseline::Shared(_))
+            && match baseline {
+                Baseline::Zero => self.zero_trace.0.get().is_none(),
+                Baseline::Shared(_) => true,
+                _ => false,
+            }
             && self
                 .shapes()
                 .iter()

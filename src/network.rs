@@ -44,6 +44,24 @@ pub struct Network<F: Float = f32> {
     layers: Vec<Box<dyn Layer<F>>>,
     /// `shapes[k]` is the per-sample input shape of layer k; the last is the output shape.
     shapes: Vec<Vec<usize>>,
+    /// The trace of the all-zero input, recorded by the first DeepLIFT call that needs it.
+    pub(crate) zero_trace: ZeroTrace<F>,
+}
+
+/// The one-row trace of the all-zero input, recorded once per network by the first
+/// DeepLIFT call with [`Baseline::Zero`](crate::Baseline::Zero) and kept: it depends only
+/// on the network (layers are pure functions of their input), so later calls skip the
+/// baseline's forward pass, with bit-identical results.
+pub(crate) struct ZeroTrace<F: Float>(pub(crate) std::sync::OnceLock<std::sync::Arc<Trace<F>>>);
+
+impl<F: Float> std::fmt::Debug for ZeroTrace<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ZeroTrace(recorded)"
+        } else {
+            "ZeroTrace(not recorded)"
+        })
+    }
 }
 
 /// Every activation of one forward pass: `activations[0]` is the input, `activations[k + 1]`
@@ -152,7 +170,12 @@ impl<F: Float> Network<F> {
         }
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Network { id, layers, shapes })
+        Ok(Network {
+            id,
+            layers,
+            shapes,
+            zero_trace: ZeroTrace(std::sync::OnceLock::new()),
+        })
     }
 
     /// This network's unique identity (for traced baselines).

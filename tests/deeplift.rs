@@ -589,3 +589,58 @@ fn a_traced_baseline_is_refused_by_another_network_and_only_shared_baselines_tra
     let nan = Baseline::Shared(ArrayD::from_elem(ndarray::IxDyn(&[2, 6, 6]), f64::NAN));
     assert!(matches!(a.trace_baseline(&nan), Err(Error::NonFinite { .. })));
 }
+
+/// The network records the zero baseline's forward pass on the first call that needs it
+/// and reuses it: cold and warm calls give the same bits, equal to an explicit zero
+/// baseline. The network is large enough (≥ 2^18 activations) that the cold single-sample
+/// call runs the two forward passes side by side.
+#[test]
+fn the_zero_baseline_is_traced_once_and_kept_with_the_same_bits() {
+    let mut s = 7u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let conv = ndarray::Array4::from_shape_fn((8, 4, 3, 3), |_| next());
+    let dense_w = Array2::from_shape_fn((3, 8 * 64 * 64), |_| next() * 0.05);
+    let net = Net::new(
+        &[4, 128, 128],
+        vec![
+            Box::new(
+                relevance::Conv2d::new(
+                    conv,
+                    Some(ndarray::Array1::from_shape_fn(8, |i| 0.1 * i as f64 - 0.3)),
+                    relevance::Conv2dConfig::default().padding(1),
+                )
+                .unwrap(),
+            ),
+            Box::new(Relu),
+            Box::new(MaxPool2d::square(2).unwrap()),
+            Box::new(relevance::Flatten),
+            dense(dense_w, Some(array![0.1, 0.0, -0.1])),
+        ],
+    )
+    .unwrap();
+    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 4, 128, 128]), |d| {
+        ((d[1] * 7 + d[2] * 3 + d[3]) % 11) as f64 / 5.0 - 1.0
+    });
+    let rule = DeepLift::rescale();
+    let zeros = Baseline::Shared(ArrayD::zeros(ndarray::IxDyn(&[4, 128, 128])));
+    let explicit = net.deeplift(&x, &Target::Class(2), &rule, &zeros).unwrap();
+    assert!(format!("{net:?}").contains("ZeroTrace(not recorded)"));
+    let cold = net.deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
+    assert!(format!("{net:?}").contains("ZeroTrace(recorded)"));
+    let warm = net.deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
+    for other in [&cold, &warm] {
+        assert_eq!(explicit.attribution, other.attribution);
+        assert_eq!(explicit.multipliers, other.multipliers);
+        assert_eq!(explicit.baseline_output, other.baseline_output);
+    }
+    assert!(explicit.attribution.iter().any(|&v| v != 0.0));
+    // a batch reuses the same recorded row
+    let batch = ndarray::concatenate(Axis(0), &[x.view(), x.view()]).unwrap();
+    let two = net.deeplift(&batch, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
+    assert_eq!(two.attribution.index_axis(Axis(0), 1), cold.attribution.index_axis(Axis(0), 0));
+}

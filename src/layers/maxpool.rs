@@ -5,6 +5,7 @@ use super::{Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
+use crate::tensor::written_zeros;
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap).
@@ -211,7 +212,10 @@ impl MaxPool2d {
             });
         }
         let plane = input_shape[2] * input_shape[3];
-        let mut out = Array4::<F>::zeros((input_shape[0], input_shape[1], input_shape[2], input_shape[3]));
+        let dim = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+        // scatter-adds read before they write: start from written zeros
+        let mut out = Array4::from_shape_vec(dim, written_zeros(dim.0 * dim.1 * plane))
+            .expect("length matches the shape");
         let values = values.as_standard_layout();
         let vals = values.as_slice().expect("standard layout");
         let idx = indices.as_standard_layout();
@@ -289,14 +293,18 @@ impl MaxPool2d {
                 let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
                 for ox in 0..wo {
                     let x0 = 2 * ox;
-                    let (mut best, mut at) = (plane[r0 + x0], r0 + x0);
-                    for pos in [r0 + x0 + 1, r1 + x0, r1 + x0 + 1] {
+                    let window = [r0 + x0, r0 + x0 + 1, r1 + x0, r1 + x0 + 1];
+                    let (mut best, mut at) = (plane[window[0]], window[0]);
+                    for pos in window {
                         if plane[pos] > best {
                             best = plane[pos];
                             at = pos;
                         }
                     }
-                    dst[at] = v[oy * wo + ox];
+                    // every position is written, so no page is first read as zero
+                    for pos in window {
+                        dst[pos] = if pos == at { v[oy * wo + ox] } else { F::zero() };
+                    }
                 }
             }
         };
@@ -313,6 +321,116 @@ impl MaxPool2d {
             .zip(buf.chunks_exact_mut(h * w))
             .zip(vals.chunks_exact(ho * wo))
             .for_each(fill);
+        Some(out)
+    }
+    /// DeepLIFT's cross-max rule (`rules::MaxPoolRule::CrossMax`) for the common 2×2 /
+    /// stride 2 pool in one pass: no index arrays, no routed intermediates. For each window,
+    /// with `y`, `ȳ` the maxima of `x` and `x̄` (first maximum wins), `ŷ = max(y, ȳ)` and
+    /// `m` the output multiplier, the argmax of `x` gets `m·(ŷ − ȳ)` and the argmax of `x̄`
+    /// gets `m·(y − ŷ)`; each input takes its sum over `Δx`, or the gradient (`m` at the
+    /// argmax of `x`, else 0) where `|Δx| < threshold`. Same values, bit for bit, as the
+    /// general path in `rules::deeplift`. `None` if the pool or the shapes do not fit
+    /// (the general path then runs, and reports any error).
+    ///
+    /// `baseline` is `x`'s shape, or one row broadcast over the batch (stride 0).
+    pub(crate) fn cross_max_2x2<F: Float>(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        baseline: &ArrayViewD<'_, F>,
+        multiplier: &ArrayViewD<'_, F>,
+        threshold: F,
+    ) -> Option<ArrayD<F>> {
+        if (self.kernel, self.stride, self.padding) != ((2, 2), (2, 2), (0, 0))
+            || input.ndim() != 4
+            || baseline.shape() != input.shape()
+        {
+            return None;
+        }
+        let (n, c, h, w) = (
+            input.shape()[0],
+            input.shape()[1],
+            input.shape()[2],
+            input.shape()[3],
+        );
+        let (ho, wo) = (h / 2, w / 2);
+        if ho == 0 || wo == 0 || multiplier.shape() != [n, c, ho, wo] {
+            return None;
+        }
+        let input = input.as_standard_layout();
+        let xs = input.as_slice()?;
+        // a broadcast baseline row is read in place, not copied out over the batch
+        let broadcast = n > 1 && baseline.strides()[0] == 0;
+        let rows = if broadcast {
+            baseline.index_axis(ndarray::Axis(0), 0)
+        } else {
+            baseline.view()
+        };
+        let rows = rows.as_standard_layout();
+        let x0s = rows.as_slice()?;
+        let x0_len = x0s.len();
+        let multiplier = multiplier.as_standard_layout();
+        let ms = multiplier.as_slice()?;
+        let zero = F::zero();
+        // every element is written below, so the pages are never first read as zero
+        let mut out = ArrayD::<F>::zeros(ndarray::IxDyn(&[n, c, h, w]));
+        let buf = out.as_slice_mut()?;
+        let fill = |(plane, dst): (usize, &mut [F])| {
+            let px = &xs[plane * h * w..(plane + 1) * h * w];
+            let at0 = (plane * h * w) % x0_len;
+            let p0 = &x0s[at0..at0 + h * w];
+            let pm = &ms[plane * ho * wo..(plane + 1) * ho * wo];
+            // a last odd row or column lies outside every window: nothing reaches it
+            if h % 2 == 1 {
+                dst[(h - 1) * w..].fill(zero);
+            }
+            if w % 2 == 1 {
+                for r in 0..2 * ho {
+                    dst[r * w + w - 1] = zero;
+                }
+            }
+            for oy in 0..ho {
+                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
+                for ox in 0..wo {
+                    let window = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
+                    let first_max = |p: &[F]| {
+                        let (mut best, mut at) = (p[window[0]], 0);
+                        for (k, &pos) in window.iter().enumerate().skip(1) {
+                            if p[pos] > best {
+                                best = p[pos];
+                                at = k;
+                            }
+                        }
+                        (best, at)
+                    };
+                    let ((y, ax), (y0, ax0)) = (first_max(px), first_max(p0));
+                    let m = pm[oy * wo + ox];
+                    let top = if y > y0 { y } else { y0 };
+                    let (from_x, from_x0) = (m * (top - y0), m * (y - top));
+                    for (k, &pos) in window.iter().enumerate() {
+                        let dx = px[pos] - p0[pos];
+                        dst[pos] = if dx.abs() < threshold {
+                            if k == ax {
+                                m
+                            } else {
+                                zero
+                            }
+                        } else {
+                            // the general path's sum: (0 + from_x) + (0 + from_x0)
+                            let a = if k == ax { from_x } else { zero };
+                            let b = if k == ax0 { from_x0 } else { zero };
+                            (a + b) / dx
+                        };
+                    }
+                }
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if crate::tensor::par_elems(buf.len()) {
+            use rayon::prelude::*;
+            buf.par_chunks_exact_mut(h * w).enumerate().for_each(fill);
+            return Some(out);
+        }
+        buf.chunks_exact_mut(h * w).enumerate().for_each(fill);
         Some(out)
     }
 }

@@ -204,39 +204,70 @@ fn check_same(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
 /// Rescale at an elementwise activation: `m_in = m_out · Δy / Δx`, and the gradient at the
 /// input where `|Δx| < threshold` (captum's `nonlinear`, `deep_lift.py`).
 pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let (bx, by) = baseline(step)?;
     check_same(
         "DeepLIFT multiplier at the activation output",
         step.output.shape(),
         step.relevance.shape(),
     )?;
-    let mut m = layer.gradient(step, step.relevance.view())?;
-    check_same("activation gradient", step.input.shape(), m.shape())?;
-    let big = crate::tensor::par_elems(m.len());
-    let zip = Zip::from(&mut m)
-        .and(&step.relevance)
+    check_same(
+        "activation input (Rescale needs an elementwise activation)",
+        step.output.shape(),
+        step.input.shape(),
+    )?;
+    // One pass for the rescaled multipliers; the gradient is computed only if some input
+    // falls below the threshold (rare away from the first layers), and only read there.
+    let fallback = AtomicBool::new(false);
+    let zip = Zip::from(&step.relevance)
         .and(&step.input)
         .and(bx)
         .and(&step.output)
         .and(by);
-    let f = |m: &mut F, &g: &F, &x: &F, &x0: &F, &y: &F, &y0: &F| {
+    let f = |&g: &F, &x: &F, &x0: &F, &y: &F, &y0: &F| {
         let dx = x - x0;
         if dx.abs() >= threshold {
-            *m = g * (y - y0) / dx;
+            g * (y - y0) / dx
+        } else {
+            fallback.store(true, Ordering::Relaxed);
+            F::zero()
         }
     };
     #[cfg(feature = "parallel")]
-    if big {
-        zip.par_for_each(f);
-        return Ok(m);
+    let mut m = if crate::tensor::par_elems(step.input.len()) {
+        zip.par_map_collect(f)
+    } else {
+        zip.map_collect(f)
+    };
+    #[cfg(not(feature = "parallel"))]
+    let mut m = zip.map_collect(f);
+    if fallback.load(Ordering::Relaxed) {
+        let grad = layer.gradient(step, step.relevance.view())?;
+        check_same("activation gradient", step.input.shape(), grad.shape())?;
+        Zip::from(&mut m)
+            .and(&grad)
+            .and(&step.input)
+            .and(bx)
+            .for_each(|m, &g, &x, &x0| {
+                if (x - x0).abs() < threshold {
+                    *m = g;
+                }
+            });
     }
-    let _ = big;
-    zip.for_each(f);
     Ok(m)
 }
 
 /// The cross-max rule at a max-pool (see [`MaxPoolRule::CrossMax`]).
 fn cross_max<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    let (bx, _) = baseline(step)?;
+    if let Some(m) = layer.cross_max_2x2(&step.input, bx, &step.relevance, threshold) {
+        return Ok(m);
+    }
+    cross_max_general(layer, step, threshold)
+}
+
+/// [`cross_max`] for any pool, through index arrays and routing.
+fn cross_max_general<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
     let (bx, _) = baseline(step)?;
     let (y, at_x) = layer.argmax(&step.input)?;
     let (y0, at_x0) = layer.argmax(bx)?;
@@ -396,5 +427,64 @@ impl<F: Float> Rule<F> for DeepLift {
 impl<F: Float> super::RuleSet<F> for DeepLift {
     fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
         vec![self as &dyn Rule<F>; layers.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array, Array4, IxDyn};
+
+    /// A small deterministic generator with many ties (values on a coarse grid).
+    fn grid(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) % 7) as f64 - 3.0
+            })
+            .collect()
+    }
+
+    /// The one-pass 2×2 cross-max gives the general path's values bit for bit: ties,
+    /// `Δx = 0`, argmaxes of `x` and `x̄` that differ, odd sizes, a broadcast baseline.
+    #[test]
+    fn cross_max_2x2_matches_the_general_path() {
+        let pool = MaxPool2d::square(2).unwrap();
+        for (n, c, h, w, broadcast) in [(1, 3, 4, 6, false), (2, 2, 5, 7, false), (3, 2, 6, 5, true)] {
+            let (ho, wo) = (h / 2, w / 2);
+            let x = Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 1)).unwrap();
+            let x0_row = Array::from_shape_vec(IxDyn(&[1, c, h, w]), grid(c * h * w, 2)).unwrap();
+            let x0 = if broadcast {
+                x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap().to_owned()
+            } else {
+                Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 2)).unwrap()
+            };
+            let x0_view = if broadcast {
+                x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap()
+            } else {
+                x0.view()
+            };
+            assert!(x.iter().zip(x0.iter()).any(|(a, b)| a == b), "some Δx = 0");
+            let m = Array4::from_shape_vec((n, c, ho, wo), grid(n * c * ho * wo, 3))
+                .unwrap()
+                .into_dyn();
+            let y = Layer::<f64>::forward(&pool, x.view()).unwrap();
+            let y0 = Layer::<f64>::forward(&pool, x0.view()).unwrap();
+            let mut step = Step::new(0, x.view(), y.view(), m.view());
+            step.baseline_input = Some(x0_view.clone());
+            step.baseline_output = Some(y0.view());
+            let fast = pool
+                .cross_max_2x2(&step.input, &x0_view, &step.relevance, DEEPLIFT_THRESHOLD)
+                .expect("a 2×2 pool takes the one-pass path");
+            let general = cross_max_general(&pool, &step, DEEPLIFT_THRESHOLD).unwrap();
+            assert_eq!(fast.shape(), general.shape());
+            // `==` is bit equality here, up to the sign of zero
+            for (a, b) in fast.iter().zip(general.iter()) {
+                assert!(a == b, "{a} vs {b}");
+            }
+            // and it is not trivially zero
+            assert!(fast.iter().any(|&v| v != 0.0));
+        }
     }
 }
