@@ -630,9 +630,13 @@ fn the_zero_baseline_is_traced_once_and_kept_with_the_same_bits() {
     let zeros = Baseline::Shared(ArrayD::zeros(ndarray::IxDyn(&[4, 128, 128])));
     let explicit = net.deeplift(&x, &Target::Class(2), &rule, &zeros).unwrap();
     assert!(format!("{net:?}").contains("ZeroTrace(not recorded)"));
-    let cold = net.deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
+    let cold = net
+        .deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero)
+        .unwrap();
     assert!(format!("{net:?}").contains("ZeroTrace(recorded)"));
-    let warm = net.deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
+    let warm = net
+        .deeplift(&x, &Target::Class(2), &rule, &Baseline::Zero)
+        .unwrap();
     for other in [&cold, &warm] {
         assert_eq!(explicit.attribution, other.attribution);
         assert_eq!(explicit.multipliers, other.multipliers);
@@ -641,6 +645,11 @@ fn the_zero_baseline_is_traced_once_and_kept_with_the_same_bits() {
     assert!(explicit.attribution.iter().any(|&v| v != 0.0));
     // a batch reuses the same recorded row
     let batch = ndarray::concatenate(Axis(0), &[x.view(), x.view()]).unwrap();
-    let two = net.deeplift(&batch, &Target::Class(2), &rule, &Baseline::Zero).unwrap();
-    assert_eq!(two.attribution.index_axis(Axis(0), 1), cold.attribution.index_axis(Axis(0), 0));
+    let two = net
+        .deeplift(&batch, &Target::Class(2), &rule, &Baseline::Zero)
+        .unwrap();
+    assert_eq!(
+        two.attribution.index_axis(Axis(0), 1),
+        cold.attribution.index_axis(Axis(0), 0)
+    );
 }

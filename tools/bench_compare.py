@@ -192,8 +192,8 @@ def main():
     print("|---|---|---|---|---|")
     rows = [("forward", "forward", "PyTorch forward"),
             ("epsilon_gamma_box", "attribute/epsilon_gamma_box", "EpsilonGammaBox vs zennit"),
-            ("deeplift", "deeplift/rescale", "DeepLift vs captum"),
-            ("deeplift", "deeplift/rescale_traced", "DeepLift, zero baseline traced once, vs captum")]
+            ("deeplift", "deeplift/rescale", "DeepLift (zero baseline, its trace kept after the first call) vs captum"),
+            ("deeplift", "deeplift/rescale_untraced", "DeepLift, baseline traced in the call (first call) vs captum")]
     for (name, batch), times in py.items():
         for key, bench, label in rows:
             rt = r(name, batch, bench)
