@@ -236,6 +236,35 @@ impl<F: Float> Conv2d<F> {
         Ok(w)
     }
 
+    /// For a convolution with stride 1 whose output rows are as wide as its input rows
+    /// (`Wo = W`), a map from im2col row `(c·kh + i)·kw + j` to `(base, rows, lo..hi)`:
+    /// output position `d = oy·W + ox` of the tap reads input offset `d + base` (within a
+    /// sample), for the output rows `rows` whose tap row lies inside the input and the
+    /// columns `lo..hi` whose tap column does. `None` for other convolutions.
+    #[allow(clippy::type_complexity)]
+    fn same_rows(
+        &self,
+        g: &Geometry,
+    ) -> Option<impl Fn(usize) -> (isize, std::ops::Range<usize>, (usize, usize))> {
+        let c = self.config;
+        if c.stride != (1, 1) || g.wo != g.w {
+            return None;
+        }
+        let (ph, pw) = (c.padding.0 as isize, c.padding.1 as isize);
+        let (dh, dw) = (c.dilation.0 as isize, c.dilation.1 as isize);
+        let (h, w, ho) = (g.h as isize, g.w as isize, g.ho as isize);
+        let (kh, kw) = (g.kh, g.kw);
+        Some(move |row: usize| {
+            let (j, rest) = ((row % kw) as isize, row / kw);
+            let (i, ch) = ((rest % kh) as isize, (rest / kh) as isize);
+            let (dy, dx) = (i * dh - ph, j * dw - pw);
+            let rows = (-dy).clamp(0, ho) as usize..(h - dy).clamp(0, ho) as usize;
+            let (lo, hi) = ((-dx).clamp(0, w) as usize, (w - dx).clamp(0, w) as usize);
+            let rows = if lo < hi { rows } else { 0..0 };
+            ((ch * h + dy) * w + dx, rows, (lo, hi))
+        })
+    }
+
     /// For im2col row `row = (c·kh + i)·kw + j` and every output row `oy` whose tap row
     /// falls inside the input, calls `f(oy, lo, hi, offset)`: the valid output columns
     /// `lo..hi` and the input offset (within one sample) of the tap at `lo`; consecutive
@@ -281,7 +310,37 @@ impl<F: Float> Conv2d<F> {
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
+        let same = self.same_rows(g);
         let fill = |row: usize, dst_row: &mut [F]| {
+            if let Some((base, rows, (lo, hi))) = same.as_ref().map(|f| f(row)) {
+                // One contiguous copy per sample: with stride 1 and Wo = W, output row oy of
+                // the tap reads input row oy + dy at the same column shift, so the copy
+                // wraps into the neighbouring row only at the `W − (hi − lo)` columns the
+                // padding covers, which are then zeroed.
+                let zero = F::zero();
+                for s in 0..g.n {
+                    let dst = &mut dst_row[s * plane..(s + 1) * plane];
+                    let (d0, d1) = (
+                        rows.start * g.w + lo,
+                        (rows.end.max(rows.start + 1) - 1) * g.w + hi,
+                    );
+                    if rows.is_empty() {
+                        dst.fill(zero);
+                        continue;
+                    }
+                    dst[..d0].fill(zero);
+                    let src = s * sample + d0;
+                    let src = (src as isize + base) as usize;
+                    dst[d0..d1].copy_from_slice(&x[src..src + (d1 - d0)]);
+                    dst[d1..].fill(zero);
+                    for oy in rows.start..rows.end {
+                        let r = &mut dst[oy * g.w..(oy + 1) * g.w];
+                        r[..lo].fill(zero);
+                        r[hi..].fill(zero);
+                    }
+                }
+                return;
+            }
             // zeros where the tap falls into the padding; one row is small enough to stay
             // in cache between this and the copies below
             dst_row.fill(F::zero());
@@ -316,12 +375,29 @@ impl<F: Float> Conv2d<F> {
 
     /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps. Planes are
     /// filled in parallel for large outputs (feature `parallel`).
-    fn col2im(&self, src: &[F], g: &Geometry) -> Array4<F> {
+    fn col2im(&self, src: &mut [F], g: &Geometry) -> Array4<F> {
         let plane = g.ho * g.wo;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
         let hw = g.h * g.w;
         let taps = g.kh * g.kw;
+        let same = self.same_rows(g);
+        if let Some(same) = &same {
+            // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
+            // padding, so that the adds may run across them.
+            let zero = F::zero();
+            for (row, src_row) in src.chunks_mut(ncols).enumerate() {
+                let (_, rows, (lo, hi)) = same(row);
+                for s in 0..g.n {
+                    for oy in rows.clone() {
+                        let r = &mut src_row[s * plane + oy * g.w..s * plane + (oy + 1) * g.w];
+                        r[..lo].fill(zero);
+                        r[hi..].fill(zero);
+                    }
+                }
+            }
+        }
+        let src = &*src;
         // gathered with `+=`: start from written zeros
         let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w))
             .expect("length matches the shape");
@@ -330,6 +406,26 @@ impl<F: Float> Conv2d<F> {
         let gather = |index: usize, dst: &mut [F]| {
             let (s, ch) = (index / g.c, index % g.c);
             for row in ch * taps..(ch + 1) * taps {
+                if let Some(same) = &same {
+                    let (base, rows, _) = same(row);
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    // output positions d0..d1 add into input offsets d + base
+                    let (d0, d1) = (rows.start * g.w, rows.end * g.w);
+                    let from = &src[row * ncols + s * plane + d0..row * ncols + s * plane + d1];
+                    // clip to this channel's plane: the clipped columns are padding (zeroed)
+                    let at = |d: usize| (d as isize + base) - (ch * hw) as isize;
+                    let (skip, end) = (
+                        (-at(d0)).max(0) as usize,
+                        (d1 - d0).min((hw as isize - at(d0)) as usize),
+                    );
+                    let start = (at(d0) + skip as isize) as usize;
+                    for (d, v) in dst[start..start + (end - skip)].iter_mut().zip(&from[skip..end]) {
+                        *d += *v;
+                    }
+                    continue;
+                }
                 self.row_runs(g, row, |oy, lo, hi, offset| {
                     let len = hi - lo;
                     let start = row * ncols + s * plane + oy * g.wo + lo;
@@ -720,6 +816,117 @@ mod tests {
                 .unwrap();
             let dev = max_rel(&t, &naive_transpose(&s, &w, p, h, wd));
             assert!(dev < 1e-13, "case {k}: transpose deviation {dev:e}");
+        }
+    }
+
+    /// Direct loops for any kernel, stride, padding and dilation: the forward
+    /// y[n,o,oy,ox] = Σ w[o,c,i,j]·x[n,c,oy·sh+i·dh−ph, ox·sw+j·dw−pw], and the transpose
+    /// g = Σ over the same taps of w·s, scattered back to x's positions.
+    fn naive_any(
+        x: &Array4<f64>,
+        w: &Array4<f64>,
+        s: &Array4<f64>,
+        cfg: Conv2dConfig,
+    ) -> (Array4<f64>, Array4<f64>) {
+        let (n, c, h, wd) = x.dim();
+        let (o, _, kh, kw) = w.dim();
+        let (_, _, ho, wo) = s.dim();
+        let mut y = Array4::zeros((n, o, ho, wo));
+        let mut g = Array4::zeros((n, c, h, wd));
+        for b in 0..n {
+            for oc in 0..o {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        for ci in 0..c {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let yy = (oy * cfg.stride.0 + i * cfg.dilation.0) as isize
+                                        - cfg.padding.0 as isize;
+                                    let xx = (ox * cfg.stride.1 + j * cfg.dilation.1) as isize
+                                        - cfg.padding.1 as isize;
+                                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                                        let (yy, xx) = (yy as usize, xx as usize);
+                                        y[[b, oc, oy, ox]] += w[[oc, ci, i, j]] * x[[b, ci, yy, xx]];
+                                        g[[b, ci, yy, xx]] += w[[oc, ci, i, j]] * s[[b, oc, oy, ox]];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, g)
+    }
+
+    /// The im2col path (contiguous copies for stride-1 convolutions with Wo = W, short
+    /// runs otherwise) against direct loops, forward and transpose.
+    #[test]
+    fn im2col_matches_direct_loops() {
+        // (n, c, o, h, w, kernel, config)
+        let d = Conv2dConfig::default;
+        let cases = [
+            (2, 3, 4, 7, 6, (3, 3), d().padding(1)),
+            (1, 2, 3, 5, 9, (5, 5), d().padding(2)),
+            (
+                2,
+                2,
+                2,
+                6,
+                5,
+                (1, 3),
+                Conv2dConfig {
+                    padding: (0, 1),
+                    ..d()
+                },
+            ),
+            (
+                1,
+                2,
+                3,
+                9,
+                8,
+                (3, 3),
+                Conv2dConfig {
+                    padding: (2, 2),
+                    dilation: (2, 2),
+                    ..d()
+                },
+            ),
+            (
+                2,
+                1,
+                3,
+                6,
+                7,
+                (3, 3),
+                Conv2dConfig {
+                    padding: (0, 1),
+                    ..d()
+                },
+            ),
+            (1, 2, 2, 4, 1, (3, 3), d().padding(1)),
+            (1, 2, 2, 3, 2, (5, 5), d().padding(2)),
+            (2, 2, 3, 9, 8, (3, 3), d().padding(1).stride(2)),
+            (1, 3, 2, 6, 7, (2, 3), d()),
+        ];
+        for (k, &(n, c, o, h, wd, (kh, kw), cfg)) in cases.iter().enumerate() {
+            let mut r = rng(k as u64 + 11);
+            let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+            let w = Array4::from_shape_fn((o, c, kh, kw), |_| r());
+            let layer = Conv2d::new(w.clone(), None, cfg).unwrap();
+            let g = layer.geometry(n, &[c, h, wd]).unwrap();
+            assert!(layer.winograd_shape(&g).is_none(), "case {k} takes im2col");
+            let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+            let (y_ref, t_ref) = naive_any(&x, &w, &s, cfg);
+            let y = layer.forward(x.view().into_dyn()).unwrap();
+            let dev = max_rel(&y, &y_ref);
+            assert!(dev < 1e-14, "case {k}: forward deviation {dev:e}");
+            let t = layer
+                .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
+                .unwrap();
+            let dev = max_rel(&t, &t_ref);
+            assert!(dev < 1e-14, "case {k}: transpose deviation {dev:e}");
         }
     }
 
