@@ -4,7 +4,7 @@ use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, gemm};
+use crate::tensor::{check_finite, dense_forward_small, dense_transpose_small, gemm, SMALL_DENSE_WORK};
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
@@ -149,6 +149,9 @@ impl<F: Float> Affine<F> for Dense<F> {
     fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let x = Self::as_matrix("Dense input", x, self.in_features())?;
         let w = self.weight_matrix(w)?;
+        if w.len() <= SMALL_DENSE_WORK {
+            return Ok(dense_forward_small(&x, &w).into_dyn());
+        }
         let mut out = Array2::<F>::zeros((x.nrows(), w.nrows()));
         gemm(&x, &w.t(), &mut out.view_mut(), w.len());
         Ok(out.into_dyn())
@@ -163,6 +166,9 @@ impl<F: Float> Affine<F> for Dense<F> {
         self.output_shape(input_shape)?;
         let s = Self::as_matrix("Dense output relevance", s, self.out_features())?;
         let w = self.weight_matrix(w)?;
+        if w.len() <= SMALL_DENSE_WORK {
+            return Ok(dense_transpose_small(&s, &w).into_dyn());
+        }
         let mut out = Array2::<F>::zeros((s.nrows(), w.ncols()));
         gemm(&s, &w, &mut out.view_mut(), w.len());
         Ok(out.into_dyn())

@@ -289,22 +289,25 @@ impl MaxPool2d {
         let mut out = ArrayD::<F>::zeros(ndarray::IxDyn(&[n, c, h, w]));
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
-            for oy in 0..ho {
-                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
-                for ox in 0..wo {
-                    let x0 = 2 * ox;
-                    let window = [r0 + x0, r0 + x0 + 1, r1 + x0, r1 + x0 + 1];
-                    let (mut best, mut at) = (plane[window[0]], window[0]);
-                    for pos in window {
-                        if plane[pos] > best {
-                            best = plane[pos];
-                            at = pos;
-                        }
-                    }
+            let zero = F::zero();
+            for (oy, v) in v.chunks_exact(wo).enumerate() {
+                let (x0, x1) = (
+                    &plane[2 * oy * w..(2 * oy + 1) * w],
+                    &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
+                );
+                let (d0, d1) = dst[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+                for (ox, &v) in v.iter().enumerate() {
+                    let (a, b, c, d) = (x0[2 * ox], x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1]);
+                    // The first maximum in row-major order, as `argmax`, with selects
+                    // instead of branches: the maximum equals exactly one or more of the
+                    // four, and the first of those wins.
+                    let m = a.max(b).max(c.max(d));
+                    let (ta, tb, tc) = (a == m, b == m, c == m);
                     // every position is written, so no page is first read as zero
-                    for pos in window {
-                        dst[pos] = if pos == at { v[oy * wo + ox] } else { F::zero() };
-                    }
+                    d0[2 * ox] = if ta { v } else { zero };
+                    d0[2 * ox + 1] = if !ta && tb { v } else { zero };
+                    d1[2 * ox] = if !ta && !tb && tc { v } else { zero };
+                    d1[2 * ox + 1] = if !ta && !tb && !tc { v } else { zero };
                 }
             }
         };
@@ -508,5 +511,35 @@ impl<F: Float> Layer<F> for MaxPool2d {
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         self.route_to_max(&step.input, &grad_output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    /// The one-pass 2×2 routing gives the general path's result (argmax, then route) bit for
+    /// bit: values on a coarse grid make ties common, and odd sizes leave a row and a column
+    /// outside every window.
+    #[test]
+    fn route_to_max_2x2_matches_argmax_and_route() {
+        let pool = MaxPool2d::square(2).unwrap();
+        let mut state = 99u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % 5) as f64 - 2.0
+        };
+        for (n, c, h, w) in [(1, 2, 4, 4), (2, 3, 5, 7), (1, 1, 2, 9)] {
+            let x = ArrayD::from_shape_simple_fn(IxDyn(&[n, c, h, w]), &mut next);
+            let v = ArrayD::from_shape_simple_fn(IxDyn(&[n, c, h / 2, w / 2]), || next() + 3.5);
+            let fast = pool.route_to_max_2x2(&x.view(), &v.view()).expect("2×2 path");
+            let (_, idx) = pool.argmax(&x.view()).unwrap();
+            let general = pool.route(x.shape(), &idx, &v.view()).unwrap();
+            assert_eq!(fast, general, "shape {:?}", x.shape());
+            assert!(fast.iter().filter(|&&r| r != 0.0).count() == v.len());
+        }
     }
 }
