@@ -158,14 +158,14 @@ pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'
             if inner == 1 {
                 for row in buf.chunks_exact_mut(c) {
                     for (v, &b) in row.iter_mut().zip(b) {
-                        *v = *v + b;
+                        *v += b;
                     }
                 }
             } else {
                 for (k, plane) in buf.chunks_exact_mut(inner).enumerate() {
                     let b = b[k % c];
                     for v in plane {
-                        *v = *v + b;
+                        *v += b;
                     }
                 }
             }
@@ -337,7 +337,7 @@ fn dot<F: Float>(a: &[F], b: &[F]) -> F {
         .fold(F::zero(), |t, (&x, &y)| t + x * y);
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            acc[k] = acc[k] + x[k] * y[k];
+            acc[k] += x[k] * y[k];
         }
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
@@ -378,7 +378,7 @@ pub(crate) fn dense_transpose_small<F: Float>(s: &ArrayView2<'_, F>, w: &ArrayVi
             }
             let w_row = w_row.to_slice().expect("standard layout");
             for (o, &v) in o_row.iter_mut().zip(w_row) {
-                *o = *o + c * v;
+                *o += c * v;
             }
         }
     }
