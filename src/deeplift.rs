@@ -431,13 +431,13 @@ impl<F: Float> Network<F> {
             Some(t) => t,
             None => self.trace(&pairs.x)?,
         };
-        let own;
-        let tb = match (shared, &pairs.baseline) {
+        let own = match (shared, &pairs.baseline) {
+            (None, Some(b)) => Some(self.trace(b)?),
+            _ => None,
+        };
+        let tb = match (shared, &own) {
             (Some(t), _) => t,
-            (None, Some(b)) => {
-                own = self.trace(b)?;
-                &own
-            }
+            (None, Some(t)) => t,
             (None, None) => unreachable!("pairs() keeps the rows of an unshared baseline"),
         };
         // the baseline's activation k with the shape of x's (a shared row is broadcast)
@@ -491,7 +491,7 @@ impl<F: Float> Network<F> {
                 if let Some(kl) = kept.as_mut() {
                     kl[k] = &next * &delta_at(k);
                 }
-                m = next;
+                crate::tensor::recycle(std::mem::replace(&mut m, next));
                 i -= 1;
             }
         }
@@ -506,7 +506,7 @@ impl<F: Float> Network<F> {
             let rows: Vec<usize> = (0..a.shape()[0]).step_by(kk).collect();
             a.select(Axis(0), &rows)
         };
-        Ok(DeepLiftAttribution {
+        let result = DeepLiftAttribution {
             attribution,
             multipliers: mean_groups(m, kk),
             output: every_kth(tx.output()),
@@ -514,7 +514,13 @@ impl<F: Float> Network<F> {
             total,
             delta,
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
-        })
+        };
+        // the traces recorded here are done with (a shared baseline's is kept by its owner)
+        tx.activations.into_iter().for_each(crate::tensor::recycle);
+        if let Some(t) = own {
+            t.activations.into_iter().for_each(crate::tensor::recycle);
+        }
+        Ok(result)
     }
 }
 

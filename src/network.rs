@@ -223,9 +223,11 @@ impl<F: Float> Network<F> {
             // keep only the current activation, not the whole trace
             let mut a = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
             for (i, layer) in self.layers.iter().enumerate() {
-                a = layer
+                let next = layer
                     .forward(a.view())
                     .map_err(|e| e.at_layer(i, &layer.name()))?;
+                // the spent activation's buffer serves a later layer's output
+                crate::tensor::recycle(std::mem::replace(&mut a, next));
             }
             Ok(a)
         })?;
@@ -400,7 +402,7 @@ impl<F: Float> Network<F> {
             if let Some(k) = kept.as_mut() {
                 k.push(std::mem::replace(&mut r, next));
             } else {
-                r = next;
+                crate::tensor::recycle(std::mem::replace(&mut r, next));
             }
         }
         let delta = &total - &per_sample_sum(&r.view());
@@ -409,7 +411,9 @@ impl<F: Float> Network<F> {
             k.reverse();
             k
         });
-        let output = trace.activations.into_iter().last().expect("non-empty");
+        let mut activations = trace.activations;
+        let output = activations.pop().expect("non-empty");
+        activations.into_iter().for_each(crate::tensor::recycle);
         Ok(Attribution {
             relevance: r,
             output,
@@ -449,6 +453,7 @@ impl<F: Float> Network<F> {
                 .gradient(&step, g.view())
                 .map_err(|e| e.at_layer(i, &layer.name()))?;
         }
+        trace.activations.into_iter().for_each(crate::tensor::recycle);
         Ok(g)
     }
 }

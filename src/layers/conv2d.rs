@@ -5,7 +5,7 @@ use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, gemm, gemm_acc, with_scratch, written_zeros};
+use crate::tensor::{check_finite, gemm, gemm_acc, output_buffer, with_scratch};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
@@ -399,8 +399,9 @@ impl<F: Float> Conv2d<F> {
         }
         let src = &*src;
         // gathered with `+=`: start from written zeros
-        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w))
-            .expect("length matches the shape");
+        let mut zeros = output_buffer(g.n * g.c * g.h * g.w);
+        zeros.fill(F::zero());
+        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), zeros).expect("length matches the shape");
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
         // one (sample, channel) plane gathers the rows (channel, i, j) of its sample's columns
         let gather = |index: usize, dst: &mut [F]| {
@@ -599,7 +600,14 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .iter()
                 .map(|w| w.as_slice().expect("standard layout"))
                 .collect();
-            let mut outs: Vec<Array4<F>> = ws.iter().map(|_| Array4::zeros((g.n, o, g.ho, g.wo))).collect();
+            // the output transform overwrites every element
+            let dim = (g.n, o, g.ho, g.wo);
+            let mut outs: Vec<Array4<F>> = ws
+                .iter()
+                .map(|_| {
+                    Array4::from_shape_vec(dim, output_buffer(g.n * o * g.ho * g.wo)).expect("length matches")
+                })
+                .collect();
             let mut ys: Vec<&mut [F]> = outs
                 .iter_mut()
                 .map(|a| a.as_slice_mut().expect("fresh array is contiguous"))
@@ -616,7 +624,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let cols = ArrayView2::from_shape((rows, ncols), &*buf).expect("sizes agree");
             wms.iter()
                 .map(|wm| {
-                    let mut out = Array2::<F>::zeros((o, ncols));
+                    // overwritten by the product (never read)
+                    let mut out = Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
                     gemm(wm, &cols, &mut out.view_mut(), work);
                     Self::unfold_output(out, &g)
                 })
@@ -680,7 +689,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .iter()
                 .map(|a| a.as_slice().expect("standard layout"))
                 .collect();
-            let mut out = Array4::<F>::zeros((g.n, g.c, g.h, g.w));
+            // the output transform overwrites every element
+            let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w))
+                .expect("length matches the shape");
             let y = out.as_slice_mut().expect("fresh array is contiguous");
             winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
             return Ok(out.into_dyn());

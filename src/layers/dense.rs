@@ -4,7 +4,7 @@ use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, dense_forward_small, dense_transpose_small, gemm, SMALL_DENSE_WORK};
+use crate::tensor::{check_finite, dense_forward_small, dense_transpose_small, gemm, output_buffer, SMALL_DENSE_WORK};
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
@@ -152,7 +152,9 @@ impl<F: Float> Affine<F> for Dense<F> {
         if w.len() <= SMALL_DENSE_WORK {
             return Ok(dense_forward_small(&x, &w).into_dyn());
         }
-        let mut out = Array2::<F>::zeros((x.nrows(), w.nrows()));
+        // overwritten by the product (never read)
+        let mut out = Array2::from_shape_vec((x.nrows(), w.nrows()), output_buffer(x.nrows() * w.nrows()))
+            .expect("length matches the shape");
         gemm(&x, &w.t(), &mut out.view_mut(), w.len());
         Ok(out.into_dyn())
     }

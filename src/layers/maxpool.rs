@@ -5,7 +5,7 @@ use super::{Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::written_zeros;
+use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap).
@@ -286,28 +286,44 @@ impl MaxPool2d {
         let src = input.as_slice()?;
         let values = values.as_standard_layout();
         let vals = values.as_slice()?;
-        let mut out = ArrayD::<F>::zeros(ndarray::IxDyn(&[n, c, h, w]));
+        // every element is written below
+        let mut out = ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
             let zero = F::zero();
+            // a last odd row or column lies outside every window: nothing reaches it
+            if h % 2 == 1 {
+                dst[(h - 1) * w..].fill(zero);
+            }
+            if w % 2 == 1 {
+                for r in 0..2 * ho {
+                    dst[r * w + w - 1] = zero;
+                }
+            }
             for (oy, v) in v.chunks_exact(wo).enumerate() {
                 let (x0, x1) = (
                     &plane[2 * oy * w..(2 * oy + 1) * w],
                     &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
                 );
                 let (d0, d1) = dst[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
-                for (ox, &v) in v.iter().enumerate() {
-                    let (a, b, c, d) = (x0[2 * ox], x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1]);
+                let windows = x0
+                    .chunks_exact(2)
+                    .zip(x1.chunks_exact(2))
+                    .zip(d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)))
+                    .zip(v);
+                for (((p0, p1), (q0, q1)), &v) in windows {
+                    let (a, b, c, d) = (p0[0], p0[1], p1[0], p1[1]);
                     // The first maximum in row-major order, as `argmax`, with selects
                     // instead of branches: the maximum equals exactly one or more of the
                     // four, and the first of those wins.
-                    let m = a.max(b).max(c.max(d));
+                    let top = |p: F, q: F| if p > q { p } else { q };
+                    let m = top(top(a, b), top(c, d));
                     let (ta, tb, tc) = (a == m, b == m, c == m);
                     // every position is written, so no page is first read as zero
-                    d0[2 * ox] = if ta { v } else { zero };
-                    d0[2 * ox + 1] = if !ta && tb { v } else { zero };
-                    d1[2 * ox] = if !ta && !tb && tc { v } else { zero };
-                    d1[2 * ox + 1] = if !ta && !tb && !tc { v } else { zero };
+                    q0[0] = if ta { v } else { zero };
+                    q0[1] = if !ta && tb { v } else { zero };
+                    q1[0] = if !ta && !tb && tc { v } else { zero };
+                    q1[1] = if !ta && !tb && !tc { v } else { zero };
                 }
             }
         };
@@ -374,8 +390,8 @@ impl MaxPool2d {
         let multiplier = multiplier.as_standard_layout();
         let ms = multiplier.as_slice()?;
         let zero = F::zero();
-        // every element is written below, so the pages are never first read as zero
-        let mut out = ArrayD::<F>::zeros(ndarray::IxDyn(&[n, c, h, w]));
+        // every element is written below
+        let mut out = ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
         let buf = out.as_slice_mut()?;
         let fill = |(plane, dst): (usize, &mut [F])| {
             let px = &xs[plane * h * w..(plane + 1) * h * w];
@@ -468,7 +484,9 @@ impl<F: Float> Layer<F> for MaxPool2d {
                 let (ho, wo) = (h / 2, w / 2);
                 let input = input.as_standard_layout();
                 let src = input.as_slice().expect("standard layout");
-                let mut out = Array4::<F>::zeros((n, c, ho, wo));
+                // every element is written below
+                let mut out = Array4::from_shape_vec((n, c, ho, wo), output_buffer(n * c * ho * wo))
+                    .expect("length matches the shape");
                 let buf = out.as_slice_mut().expect("fresh array is contiguous");
                 let fill = |(plane, dst): (&[F], &mut [F])| {
                     for oy in 0..ho {

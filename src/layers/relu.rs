@@ -41,12 +41,18 @@ impl<F: Float> Layer<F> for Relu {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let relu = |&v: &F| if v > F::zero() { v } else { F::zero() };
+        let relu = |o: &mut F, &v: &F| *o = if v > F::zero() { v } else { F::zero() };
+        // every element is written
+        let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::tensor::output_buffer(input.len()))
+            .expect("length matches the shape");
+        let zip = ndarray::Zip::from(&mut out).and(&input);
         #[cfg(feature = "parallel")]
         if crate::tensor::par_elems(input.len()) {
-            return Ok(ndarray::Zip::from(&input).par_map_collect(relu));
+            zip.par_for_each(relu);
+            return Ok(out);
         }
-        Ok(input.map(relu))
+        zip.for_each(relu);
+        Ok(out)
     }
 
     fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {

@@ -233,14 +233,19 @@ pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
             F::zero()
         }
     };
+    // every element is written
+    let mut m = ArrayD::from_shape_vec(step.input.raw_dim(), crate::tensor::output_buffer(step.input.len()))
+        .expect("length matches the shape");
+    let zip = zip.and(&mut m);
+    let f = |g: &F, x: &F, x0: &F, y: &F, y0: &F, m: &mut F| *m = f(g, x, x0, y, y0);
     #[cfg(feature = "parallel")]
-    let mut m = if crate::tensor::par_elems(step.input.len()) {
-        zip.par_map_collect(f)
+    if crate::tensor::par_elems(step.input.len()) {
+        zip.par_for_each(f);
     } else {
-        zip.map_collect(f)
-    };
+        zip.for_each(f);
+    }
     #[cfg(not(feature = "parallel"))]
-    let mut m = zip.map_collect(f);
+    zip.for_each(f);
     if fallback.load(Ordering::Relaxed) {
         let grad = layer.gradient(step, step.relevance.view())?;
         check_same("activation gradient", step.input.shape(), grad.shape())?;

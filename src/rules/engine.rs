@@ -380,8 +380,17 @@ pub(crate) fn propagate<F: Float>(
                 update2(&mut c, &xp.view(), |c, xv| *c = xv * *c);
                 r_in = Some(c);
             }
-            Some(r) => update3(r, &xp.view(), &c.view(), |r, xv, cv| *r += xv * cv),
+            Some(r) => {
+                update3(r, &xp.view(), &c.view(), |r, xv, cv| *r += xv * cv);
+                crate::tensor::recycle(c);
+            }
         }
     }
+    // the modified outputs and quotients are spent: their buffers serve later layers
+    ss.into_iter().flatten().for_each(crate::tensor::recycle);
+    zs.into_iter()
+        .flatten()
+        .filter(|z| z.is_owned())
+        .for_each(|z| crate::tensor::recycle(z.into_owned()));
     Ok(r_in.unwrap_or_else(|| ArrayD::zeros(x.raw_dim())))
 }
