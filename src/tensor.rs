@@ -107,7 +107,8 @@ pub(crate) fn written_zeros<F: Float>(n: usize) -> Vec<F> {
 /// measured), while the plain forward pass frees as it goes and reuses its memory.
 /// Process-wide, of any float type, at most [`RECYCLE_MAX_BYTES`] in all;
 /// [`crate::release_buffers`] empties it.
-static RECYCLED: std::sync::Mutex<Vec<(usize, Box<dyn std::any::Any + Send>)>> = std::sync::Mutex::new(Vec::new());
+static RECYCLED: std::sync::Mutex<Vec<(usize, Box<dyn std::any::Any + Send>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Buffers shorter than this (elements) are not kept: the allocator reuses small blocks.
 const RECYCLE_MIN: usize = 1 << 16;
@@ -172,7 +173,8 @@ pub(crate) fn map3<F: Float>(
     f: impl Fn(F, F, F) -> F + Sync + Send,
 ) -> ArrayD<F> {
     // every element is written
-    let mut out = ArrayD::from_shape_vec(a.raw_dim(), output_buffer(a.len())).expect("length matches the shape");
+    let mut out =
+        ArrayD::from_shape_vec(a.raw_dim(), output_buffer(a.len())).expect("length matches the shape");
     let zip = Zip::from(&mut out).and(a).and(b).and(c);
     #[cfg(feature = "parallel")]
     if par_elems(a.len()) {

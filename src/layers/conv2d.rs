@@ -625,7 +625,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             wms.iter()
                 .map(|wm| {
                     // overwritten by the product (never read)
-                    let mut out = Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
+                    let mut out =
+                        Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
                     gemm(wm, &cols, &mut out.view_mut(), work);
                     Self::unfold_output(out, &g)
                 })

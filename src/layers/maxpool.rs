@@ -287,7 +287,8 @@ impl MaxPool2d {
         let values = values.as_standard_layout();
         let vals = values.as_slice()?;
         // every element is written below
-        let mut out = ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
+        let mut out =
+            ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
             let zero = F::zero();
@@ -391,7 +392,8 @@ impl MaxPool2d {
         let ms = multiplier.as_slice()?;
         let zero = F::zero();
         // every element is written below
-        let mut out = ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
+        let mut out =
+            ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
         let buf = out.as_slice_mut()?;
         let fill = |(plane, dst): (usize, &mut [F])| {
             let px = &xs[plane * h * w..(plane + 1) * h * w];

@@ -234,8 +234,11 @@ pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
         }
     };
     // every element is written
-    let mut m = ArrayD::from_shape_vec(step.input.raw_dim(), crate::tensor::output_buffer(step.input.len()))
-        .expect("length matches the shape");
+    let mut m = ArrayD::from_shape_vec(
+        step.input.raw_dim(),
+        crate::tensor::output_buffer(step.input.len()),
+    )
+    .expect("length matches the shape");
     let zip = zip.and(&mut m);
     let f = |g: &F, x: &F, x0: &F, y: &F, y0: &F, m: &mut F| *m = f(g, x, x0, y, y0);
     #[cfg(feature = "parallel")]
