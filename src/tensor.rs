@@ -175,6 +175,31 @@ pub(crate) fn map3<F: Float>(
     // every element is written
     let mut out =
         ArrayD::from_shape_vec(a.raw_dim(), output_buffer(a.len())).expect("length matches the shape");
+    if let (Some(sa), Some(sb), Some(sc)) = (a.as_slice(), b.as_slice(), c.as_slice()) {
+        // contiguous: plain slice loops, which the compiler vectorises
+        let so = out.as_slice_mut().expect("fresh array is contiguous");
+        #[allow(clippy::type_complexity)]
+        let run = |(o, ((a, b), c)): (&mut [F], ((&[F], &[F]), &[F]))| {
+            for (o, ((&a, &b), &c)) in o.iter_mut().zip(a.iter().zip(b).zip(c)) {
+                *o = f(a, b, c);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if par_elems(so.len()) {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 14;
+            so.par_chunks_mut(CHUNK)
+                .zip(
+                    sa.par_chunks(CHUNK)
+                        .zip(sb.par_chunks(CHUNK))
+                        .zip(sc.par_chunks(CHUNK)),
+                )
+                .for_each(run);
+            return out;
+        }
+        run((so, ((sa, sb), sc)));
+        return out;
+    }
     let zip = Zip::from(&mut out).and(a).and(b).and(c);
     #[cfg(feature = "parallel")]
     if par_elems(a.len()) {

@@ -269,19 +269,7 @@ impl MaxPool2d {
         input: &ArrayViewD<'_, F>,
         values: &ArrayViewD<'_, F>,
     ) -> Option<ArrayD<F>> {
-        if input.ndim() != 4 || values.ndim() != 4 {
-            return None;
-        }
-        let (n, c, h, w) = (
-            input.shape()[0],
-            input.shape()[1],
-            input.shape()[2],
-            input.shape()[3],
-        );
-        let (ho, wo) = (h / 2, w / 2);
-        if values.shape() != [n, c, ho, wo] {
-            return None;
-        }
+        let [n, c, h, w, ho, wo] = dims_2x2(input, values)?;
         let input = input.as_standard_layout();
         let src = input.as_slice()?;
         let values = values.as_standard_layout();
@@ -292,15 +280,7 @@ impl MaxPool2d {
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
             let zero = F::zero();
-            // a last odd row or column lies outside every window: nothing reaches it
-            if h % 2 == 1 {
-                dst[(h - 1) * w..].fill(zero);
-            }
-            if w % 2 == 1 {
-                for r in 0..2 * ho {
-                    dst[r * w + w - 1] = zero;
-                }
-            }
+            zero_outside_2x2(dst, h, w);
             for (oy, v) in v.chunks_exact(wo).enumerate() {
                 let (x0, x1) = (
                     &plane[2 * oy * w..(2 * oy + 1) * w],
@@ -361,21 +341,11 @@ impl MaxPool2d {
         threshold: F,
     ) -> Option<ArrayD<F>> {
         if (self.kernel, self.stride, self.padding) != ((2, 2), (2, 2), (0, 0))
-            || input.ndim() != 4
             || baseline.shape() != input.shape()
         {
             return None;
         }
-        let (n, c, h, w) = (
-            input.shape()[0],
-            input.shape()[1],
-            input.shape()[2],
-            input.shape()[3],
-        );
-        let (ho, wo) = (h / 2, w / 2);
-        if ho == 0 || wo == 0 || multiplier.shape() != [n, c, ho, wo] {
-            return None;
-        }
+        let [n, c, h, w, ho, wo] = dims_2x2(input, multiplier)?;
         let input = input.as_standard_layout();
         let xs = input.as_slice()?;
         // a broadcast baseline row is read in place, not copied out over the batch
@@ -400,15 +370,7 @@ impl MaxPool2d {
             let at0 = (plane * h * w) % x0_len;
             let p0 = &x0s[at0..at0 + h * w];
             let pm = &ms[plane * ho * wo..(plane + 1) * ho * wo];
-            // a last odd row or column lies outside every window: nothing reaches it
-            if h % 2 == 1 {
-                dst[(h - 1) * w..].fill(zero);
-            }
-            if w % 2 == 1 {
-                for r in 0..2 * ho {
-                    dst[r * w + w - 1] = zero;
-                }
-            }
+            zero_outside_2x2(dst, h, w);
             for oy in 0..ho {
                 let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
                 for ox in 0..wo {
@@ -453,6 +415,35 @@ impl MaxPool2d {
         }
         buf.chunks_exact_mut(h * w).enumerate().for_each(fill);
         Some(out)
+    }
+}
+
+/// `(n, c, h, w, h/2, w/2)` of a 2×2 / stride-2 pool's input, if `input` is 4-D, has at
+/// least one window, and `output` has the pooled shape.
+fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>) -> Option<[usize; 6]> {
+    if input.ndim() != 4 {
+        return None;
+    }
+    let (n, c, h, w) = (
+        input.shape()[0],
+        input.shape()[1],
+        input.shape()[2],
+        input.shape()[3],
+    );
+    let (ho, wo) = (h / 2, w / 2);
+    (ho > 0 && wo > 0 && output.shape() == [n, c, ho, wo]).then_some([n, c, h, w, ho, wo])
+}
+
+/// Zeros the last row and column of an `h × w` plane where they lie outside every 2×2
+/// window (odd sizes): nothing is routed there.
+fn zero_outside_2x2<F: Float>(plane: &mut [F], h: usize, w: usize) {
+    if h % 2 == 1 {
+        plane[(h - 1) * w..].fill(F::zero());
+    }
+    if w % 2 == 1 {
+        for r in 0..h - h % 2 {
+            plane[r * w + w - 1] = F::zero();
+        }
     }
 }
 

@@ -337,6 +337,12 @@ pub(crate) fn propagate<F: Float>(
         .map(|(group, z)| {
             z.as_ref().map(|z| {
                 let mask = group.mask;
+                if mask == Mask::All {
+                    // no mask: the original output need not be read
+                    return map3(&step.relevance, &z.view(), &z.view(), move |r, z, _| {
+                        safe_ratio(r, z, eps)
+                    });
+                }
                 map3(&step.relevance, &z.view(), &step.output, move |r, z, orig| {
                     let keep = match mask {
                         Mask::All => true,
