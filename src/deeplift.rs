@@ -34,7 +34,7 @@ pub enum Baseline<F: Float = f32> {
     Distribution(ArrayD<F>),
     /// A zero or shared baseline together with its recorded forward pass, made by
     /// [`Network::trace_baseline`]: calls that reuse it skip the baseline's forward pass
-    /// (for one image through VGG16, a third of the time of a DeepLIFT call). The network
+    /// (for one image through VGG16, about a quarter of the time of a DeepLIFT call). The network
     /// keeps the zero baseline's pass by itself; this matters for shared baselines.
     Traced(TracedBaseline<F>),
 }
