@@ -285,16 +285,44 @@ pub(crate) fn propagate<F: Float>(
         t.input == Input::All && t.weight == Param::Keep && (t.bias == Some(Param::Keep) || b.is_none())
     };
     let mut forward: Vec<Option<ArrayD<F>>> = active.iter().map(|_| None).collect();
-    for (p, (_, xp)) in inputs.iter().enumerate() {
+    for (p, (part, xp)) in inputs.iter().enumerate() {
         let which: Vec<usize> = (0..active.len())
             .filter(|&i| active[i].input == p && !plain[active[i].group] && !recorded(&active[i].term))
             .collect();
         if which.is_empty() {
             continue;
         }
+        // γ's two weights sum to (2 + γ)W, so on the unmodified input (x itself)
+        // W↓x = (2 + γ)·Wx − W↑x, with Wx the recorded output less the bias: one product
+        // fewer per layer.
+        let whole = *part == Input::All || (*part == Input::Positive && signs.non_negative(x));
+        let derived: Vec<(usize, usize, f64)> = which
+            .iter()
+            .filter_map(|&i| match active[i].term.weight {
+                Param::GammaDown(g) if whole => which
+                    .iter()
+                    .find(|&&j| active[j].term.weight == Param::GammaUp(g))
+                    .map(|&j| (i, j, g)),
+                _ => None,
+            })
+            .collect();
+        let which: Vec<usize> = which
+            .into_iter()
+            .filter(|i| !derived.iter().any(|d| d.0 == *i))
+            .collect();
         let ws: Vec<ArrayViewD<'_, F>> = which.iter().map(|&i| active[i].weight.view()).collect();
         for (i, z) in which.into_iter().zip(layer.apply_many(xp.view(), &ws)?) {
             forward[i] = Some(z);
+        }
+        for (down, up, g) in derived {
+            let k = F::lit(2.0 + g);
+            let mut z = step.output.to_owned();
+            if let Some(bias) = b.as_ref() {
+                add_channel_bias(&mut z, bias.mapv(|v| -v).view());
+            }
+            let up = forward[up].as_ref().expect("computed above");
+            update2(&mut z, &up.view(), |z, u| *z = k * *z - u);
+            forward[down] = Some(z);
         }
     }
     let mut zs: Vec<Option<CowArray<'_, F, IxDyn>>> = Vec::with_capacity(recipe.groups.len());
