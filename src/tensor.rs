@@ -94,6 +94,10 @@ pub(crate) fn par_elems(len: usize) -> bool {
 /// thread (about 10 % of a VGG16 DeepLIFT call before this). Arrays that are accumulated
 /// into (`+=`, scatter-adds) start from this instead.
 pub(crate) fn written_zeros<F: Float>(n: usize) -> Vec<F> {
+    if let Some(mut v) = take_recycled(n) {
+        v.fill(F::zero());
+        return v;
+    }
     let mut v = Vec::with_capacity(n);
     // black_box keeps the allocation and fill from being folded back into `calloc`
     v.resize(n, std::hint::black_box(F::zero()));
@@ -121,6 +125,11 @@ pub(crate) const RECYCLE_MAX_BYTES: usize = 1 << 28;
 /// A vector of `len` elements **whose values are unspecified** (a recycled buffer keeps
 /// its old values): only for outputs that are then overwritten in full.
 pub(crate) fn output_buffer<F: Float>(len: usize) -> Vec<F> {
+    take_recycled(len).unwrap_or_else(|| vec![F::zero(); len])
+}
+
+/// A recycled buffer of `len` elements (old values), if one of a fitting size is kept.
+fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
     if len >= RECYCLE_MIN {
         if let Ok(mut pool) = RECYCLED.lock() {
             // the smallest buffer that fits, and not more than twice as large
@@ -136,12 +145,12 @@ pub(crate) fn output_buffer<F: Float>(len: usize) -> Vec<F> {
                     let mut v = *v;
                     v.truncate(len);
                     v.resize(len, F::zero());
-                    return v;
+                    return Some(v);
                 }
             }
         }
     }
-    vec![F::zero(); len]
+    None
 }
 
 /// Keeps the buffer of `a` for [`output_buffer`], if it is large and there is room.

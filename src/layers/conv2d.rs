@@ -5,7 +5,7 @@ use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, gemm, gemm_acc, output_buffer, with_scratch};
+use crate::tensor::{check_finite, gemm, gemm_acc, output_buffer, with_scratch, written_zeros};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
@@ -399,9 +399,8 @@ impl<F: Float> Conv2d<F> {
         }
         let src = &*src;
         // gathered with `+=`: start from written zeros
-        let mut zeros = output_buffer(g.n * g.c * g.h * g.w);
-        zeros.fill(F::zero());
-        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), zeros).expect("length matches the shape");
+        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w))
+            .expect("length matches the shape");
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
         // one (sample, channel) plane gathers the rows (channel, i, j) of its sample's columns
         let gather = |index: usize, dst: &mut [F]| {

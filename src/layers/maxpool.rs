@@ -293,18 +293,12 @@ impl MaxPool2d {
                     .zip(d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)))
                     .zip(v);
                 for (((p0, p1), (q0, q1)), &v) in windows {
-                    let (a, b, c, d) = (p0[0], p0[1], p1[0], p1[1]);
-                    // The first maximum in row-major order, as `argmax`, with selects
-                    // instead of branches: the maximum equals exactly one or more of the
-                    // four, and the first of those wins.
-                    let top = |p: F, q: F| if p > q { p } else { q };
-                    let m = top(top(a, b), top(c, d));
-                    let (ta, tb, tc) = (a == m, b == m, c == m);
-                    // every position is written, so no page is first read as zero
-                    q0[0] = if ta { v } else { zero };
-                    q0[1] = if !ta && tb { v } else { zero };
-                    q1[0] = if !ta && !tb && tc { v } else { zero };
-                    q1[1] = if !ta && !tb && !tc { v } else { zero };
+                    let (_, at) = max_2x2(p0[0], p0[1], p1[0], p1[1]);
+                    // every position is written (recycled buffers hold old values)
+                    q0[0] = if at == 0 { v } else { zero };
+                    q0[1] = if at == 1 { v } else { zero };
+                    q1[0] = if at == 2 { v } else { zero };
+                    q1[1] = if at == 3 { v } else { zero };
                 }
             }
         };
@@ -375,16 +369,7 @@ impl MaxPool2d {
                 let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
                 for ox in 0..wo {
                     let window = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                    let first_max = |p: &[F]| {
-                        let (mut best, mut at) = (p[window[0]], 0);
-                        for (k, &pos) in window.iter().enumerate().skip(1) {
-                            if p[pos] > best {
-                                best = p[pos];
-                                at = k;
-                            }
-                        }
-                        (best, at)
-                    };
+                    let first_max = |p: &[F]| max_2x2(p[window[0]], p[window[1]], p[window[2]], p[window[3]]);
                     let ((y, ax), (y0, ax0)) = (first_max(px), first_max(p0));
                     let m = pm[oy * wo + ox];
                     let top = if y > y0 { y } else { y0 };
@@ -432,6 +417,27 @@ fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>) -> Option<
     );
     let (ho, wo) = (h / 2, w / 2);
     (ho > 0 && wo > 0 && output.shape() == [n, c, ho, wo]).then_some([n, c, h, w, ho, wo])
+}
+
+/// The maximum of a 2×2 window `[a, b, c, d]` (row-major) and the position (0–3) of its
+/// first occurrence, as [`MaxPool2d::argmax`] (strictly greater wins), with selects instead
+/// of branches: the maximum equals one or more of the four, and the first of those wins.
+#[inline]
+fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> (F, usize) {
+    // the earlier of two equal values, so that the value is the first maximum's too
+    // (±0 included)
+    let top = |p: F, q: F| if q > p { q } else { p };
+    let m = top(top(a, b), top(c, d));
+    let at = if a == m {
+        0
+    } else if b == m {
+        1
+    } else if c == m {
+        2
+    } else {
+        3
+    };
+    (m, at)
 }
 
 /// Zeros the last row and column of an `h × w` plane where they lie outside every 2×2
@@ -488,14 +494,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
                             &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
                         );
                         for (ox, d) in dst[oy * wo..(oy + 1) * wo].iter_mut().enumerate() {
-                            // first maximum wins (strictly greater), as `argmax`
-                            let mut best = r0[2 * ox];
-                            for v in [r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]] {
-                                if v > best {
-                                    best = v;
-                                }
-                            }
-                            *d = best;
+                            *d = max_2x2(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]).0;
                         }
                     }
                 };
