@@ -1,7 +1,8 @@
 //! The batched entry points of [`Affine`]: `apply_many` equals one `apply_with` per weight,
 //! and `apply_transpose_sum` the sum of the `apply_transpose` results, for dense layers and
 //! for convolutions on both of their paths (im2col, and Winograd for 3×3 stride-1 layers
-//! with ≥ 16 channels and ≥ 400 outputs); and their errors.
+//! with ≥ 16 channels and ≥ 400 outputs); and their errors. `apply_ones` equals
+//! `apply_with` on an image of ones, for convolutions of every geometry.
 
 mod common;
 
@@ -39,6 +40,7 @@ fn check(layer: &dyn Affine<f64>, input: &[usize], output: &[usize], rng: &mut R
         let one = layer.apply_with(x.view(), w.view()).unwrap();
         assert!(max_rel(z, &one) < 1e-13, "{}: apply_many", layer.name());
     }
+    check_ones(layer, input, &ws[1]);
     let ss: Vec<ArrayD<f64>> = (0..3)
         .map(|_| rng.array::<f64>(&shape(output), -1.0, 1.0))
         .collect();
@@ -92,4 +94,57 @@ fn batched_entry_points_equal_the_unbatched_ones() {
         .unwrap();
     let conv = Conv2d::new(w, None, Conv2dConfig::default().padding(1)).unwrap();
     check(&conv, &[16, 20, 21], &[16, 20, 21], &mut rng);
+}
+
+/// `apply_ones` against `apply_with` on one sample of ones.
+fn check_ones(layer: &dyn Affine<f64>, input: &[usize], w: &ArrayD<f64>) {
+    let ones = ArrayD::<f64>::ones(IxDyn(&[&[1], input].concat()));
+    let want = layer.apply_with(ones.view(), w.view()).unwrap();
+    let got = layer.apply_ones(w.view(), input).unwrap();
+    assert!(
+        max_rel(&got, &want) < 1e-13,
+        "{} on {input:?}: apply_ones",
+        layer.name()
+    );
+}
+
+#[test]
+fn apply_ones_equals_a_map_of_ones_for_every_geometry() {
+    let mut rng = Rng::new(22);
+    // (kernel, stride, padding, dilation, input)
+    type Pair = (usize, usize);
+    let cases: [(Pair, Pair, Pair, Pair, [usize; 3]); 8] = [
+        ((3, 3), (1, 1), (1, 1), (1, 1), [2, 7, 9]),
+        ((3, 3), (1, 1), (0, 0), (1, 1), [1, 5, 5]),
+        ((5, 5), (2, 2), (2, 2), (1, 1), [3, 11, 8]),
+        ((3, 1), (1, 3), (2, 0), (2, 1), [2, 9, 10]),
+        ((1, 1), (2, 2), (0, 0), (1, 1), [4, 6, 7]),
+        ((7, 7), (1, 1), (3, 3), (1, 1), [1, 4, 3]),
+        ((3, 3), (2, 1), (3, 1), (1, 3), [2, 6, 9]),
+        ((2, 4), (3, 2), (1, 2), (2, 2), [3, 10, 12]),
+    ];
+    for (k, stride, padding, dilation, input) in cases {
+        let w = rng
+            .array::<f64>(&[5, input[0], k.0, k.1], -1.0, 1.0)
+            .into_dimensionality()
+            .unwrap();
+        let config = Conv2dConfig {
+            stride,
+            padding,
+            dilation,
+        };
+        let conv = Conv2d::new(w.clone(), None, config).unwrap();
+        check_ones(&conv, &input, &w.into_dyn());
+    }
+    // a wrong input shape is an error, not a panic
+    let conv = Conv2d::new(
+        rng.array::<f64>(&[2, 3, 3, 3], -1.0, 1.0)
+            .into_dimensionality()
+            .unwrap(),
+        None,
+        Conv2dConfig::default(),
+    )
+    .unwrap();
+    assert!(conv.apply_ones(conv.weight(), &[3, 2, 2]).is_err());
+    assert!(conv.apply_ones(conv.weight(), &[3, 4]).is_err());
 }

@@ -545,6 +545,14 @@ fn every_rule_matches_textbook_on_conv_layers() {
             let hf: Vec<f64> = high.iter().copied().collect();
             let zbox = LrpZBox::new(low.clone(), high.clone()).unwrap();
             check(&conv, &links, &zbox, &Textbook::ZBox(lf, hf, 1e-6), &x, &r);
+            // scalar bounds [] (folded into the weight like per-channel ones)
+            let (low, high) = (
+                ArrayD::from_elem(IxDyn(&[]), -1.25),
+                ArrayD::from_elem(IxDyn(&[]), 0.75),
+            );
+            let zbox = LrpZBox::new(low, high).unwrap();
+            let tb = Textbook::ZBox(vec![-1.25; c * h * w], vec![0.75; c * h * w], 1e-6);
+            check(&conv, &links, &zbox, &tb, &x, &r);
         }
     }
 }

@@ -5,8 +5,11 @@ use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, 
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, gemm, gemm_acc, output_buffer, with_scratch, written_zeros};
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Ix4};
+use crate::tensor::{check_finite, gemm, output_buffer, with_scratch, written_zeros};
+use ndarray::{
+    Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix2,
+    Ix4,
+};
 
 /// Stride, zero padding and dilation of a [`Conv2d`], each as (height, width).
 ///
@@ -582,6 +585,77 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         Ok(self.apply_many(x, &[w])?.pop().expect("one weight, one result"))
     }
 
+    fn weight_columns_are_input_channels(&self) -> bool {
+        true
+    }
+
+    /// The convolution of an image of ones is, at each output position, the sum of the
+    /// weight over the taps that fall inside the image: per output row the valid kernel rows
+    /// are an interval, and so are the valid kernel columns per output column, so interior
+    /// positions share one sum and no product is formed.
+    fn apply_ones(&self, w: ArrayViewD<'_, F>, input_shape: &[usize]) -> Result<ArrayD<F>> {
+        let g = self.geometry(1, input_shape)?;
+        let wm = self.weight_matrix(w)?;
+        let (o, taps, kw) = (self.out_channels(), g.kh * g.kw, g.kw);
+        let c = self.config;
+        // the kernel positions k with 0 ≤ out·stride + k·dilation − pad < len, an interval
+        let valid = |out: usize, k: usize, stride: usize, pad: usize, dil: usize, len: usize| {
+            let at = |k: usize| (out * stride + k * dil) as isize - pad as isize;
+            let lo = (0..k).find(|&i| at(i) >= 0).unwrap_or(k);
+            let hi = (lo..k).find(|&i| at(i) >= len as isize).unwrap_or(k);
+            (lo, hi)
+        };
+        // runs of output rows (columns) sharing their interval of valid kernel rows (columns)
+        let runs = |n: usize, f: &dyn Fn(usize) -> (usize, usize)| {
+            let mut runs: Vec<(std::ops::Range<usize>, (usize, usize))> = Vec::new();
+            for i in 0..n {
+                let v = f(i);
+                match runs.last_mut() {
+                    Some((range, last)) if *last == v => range.end = i + 1,
+                    _ => runs.push((i..i + 1, v)),
+                }
+            }
+            runs
+        };
+        let row_runs = runs(g.ho, &|oy| {
+            valid(oy, g.kh, c.stride.0, c.padding.0, c.dilation.0, g.h)
+        });
+        let col_runs = runs(g.wo, &|ox| {
+            valid(ox, g.kw, c.stride.1, c.padding.1, c.dilation.1, g.w)
+        });
+        let mut out = output_buffer(o * g.ho * g.wo); // every element is written below
+        let mut kernel = vec![F::zero(); taps];
+        let mut col_sums = vec![F::zero(); kw];
+        for (oc, plane) in out.chunks_mut(g.ho * g.wo).enumerate() {
+            // Σ over input channels
+            kernel.fill(F::zero());
+            let w_row = wm.row(oc);
+            for (t, k) in kernel.iter_mut().enumerate() {
+                for ch in 0..g.c {
+                    *k += w_row[ch * taps + t];
+                }
+            }
+            for (rows, (i0, i1)) in &row_runs {
+                // the run's first row, then copies
+                col_sums.fill(F::zero());
+                for i in *i0..*i1 {
+                    for (s, v) in col_sums.iter_mut().zip(&kernel[i * kw..(i + 1) * kw]) {
+                        *s += *v;
+                    }
+                }
+                let first = rows.start * g.wo;
+                for (cols, (j0, j1)) in &col_runs {
+                    let sum = col_sums[*j0..*j1].iter().fold(F::zero(), |a, &v| a + v);
+                    plane[first + cols.start..first + cols.end].fill(sum);
+                }
+                for oy in rows.start + 1..rows.end {
+                    plane.copy_within(first..first + g.wo, oy * g.wo);
+                }
+            }
+        }
+        Ok(ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], out).expect("length matches the shape"))
+    }
+
     /// One im2col matrix (or Winograd input transform) for every weight.
     fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
         let x4 = Self::as_batch4("Conv2d input", x)?;
@@ -700,30 +774,45 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let plane = g.ho * g.wo;
         let (rows, ncols) = (self.in_channels() * g.kh * g.kw, g.n * plane);
         let work = o * rows * plane;
-        Ok(with_scratch(rows * ncols, |buf| {
-            let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
-            for (k, (s4, wm)) in sides.iter().enumerate() {
-                let s_std;
-                let s2 = if g.n == 1 {
-                    s_std = s4.as_standard_layout();
-                    s_std
+        // s as [O, N·Ho·Wo]
+        let as_rows = |s4: &ndarray::ArrayView4<'_, F>| -> Array2<F> {
+            let s_std = if g.n == 1 {
+                s4.as_standard_layout().into_owned()
+            } else {
+                s4.view()
+                    .permuted_axes([1, 0, 2, 3])
+                    .as_standard_layout()
+                    .into_owned()
+            };
+            s_std.into_shape_with_order((o, ncols)).expect("sizes agree")
+        };
+        // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
+        // [s₁; s₂; …], rather than one product per term accumulated into the columns
+        let (wm, s2): (CowArray<'_, F, Ix2>, CowArray<'_, F, Ix2>) = match sides.as_slice() {
+            [(s4, wm)] => (
+                wm.view().into(),
+                match g.n {
+                    1 => s4
                         .view()
                         .into_shape_with_order((o, plane))
-                        .expect("sizes agree")
-                } else {
-                    s_std = s4
-                        .view()
-                        .permuted_axes([1, 0, 2, 3])
-                        .as_standard_layout()
-                        .into_owned()
-                        .into();
-                    s_std
-                        .view()
-                        .into_shape_with_order((o, ncols))
-                        .expect("sizes agree")
-                };
-                gemm_acc(&wm.t(), &s2, &mut cols, work, k > 0);
+                        .map(CowArray::from)
+                        .unwrap_or_else(|_| as_rows(s4).into()),
+                    _ => as_rows(s4).into(),
+                },
+            ),
+            _ => {
+                let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
+                let ss: Vec<Array2<F>> = sides.iter().map(|(s4, _)| as_rows(s4)).collect();
+                let ss: Vec<_> = ss.iter().map(|s| s.view()).collect();
+                (
+                    ndarray::concatenate(Axis(0), &ws).expect("same columns").into(),
+                    ndarray::concatenate(Axis(0), &ss).expect("same columns").into(),
+                )
             }
+        };
+        Ok(with_scratch(rows * ncols, |buf| {
+            let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
+            gemm(&wm.t(), &s2.view(), &mut cols, work * sides.len());
             self.col2im(buf, &g)
         })
         .into_dyn())

@@ -140,6 +140,10 @@ impl<F: Float> Layer<F> for Dense<F> {
 }
 
 impl<F: Float> Affine<F> for Dense<F> {
+    fn weight_columns_are_input_channels(&self) -> bool {
+        true
+    }
+
     fn weight(&self) -> ArrayViewD<'_, F> {
         self.weight.view().into_dyn()
     }

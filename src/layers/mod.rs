@@ -195,6 +195,31 @@ pub trait Affine<F: Float>: Layer<F> {
         input_shape: &[usize],
     ) -> Result<ArrayD<F>>;
 
+    /// Whether the weight's axis 1 is the input-channel axis (axis 1 of the input), so that
+    /// an input element of channel `k` only meets weights `w[:, k, ...]`: true for [`Dense`]
+    /// (`[out, in]`) and [`Conv2d`] (`[out, in, kh, kw]`).
+    ///
+    /// Rules then fold a term whose input is constant over each channel (z^B's scalar or
+    /// per-channel bounds, LRP-flat's ones) into the weight, `W·c = (W diag c)·1`, and
+    /// use [`Affine::apply_ones`]. Default `false`: such inputs are built as full tensors
+    /// and go through [`Affine::apply_with`].
+    fn weight_columns_are_input_channels(&self) -> bool {
+        false
+    }
+
+    /// [`Affine::apply_with`] of a single sample of all ones, of per-sample shape
+    /// `input_shape`: `[1, out...]`.
+    ///
+    /// The default builds the ones and calls `apply_with`; [`Conv2d`] sums the weight over
+    /// the taps inside the image instead.
+    ///
+    /// # Errors
+    /// As [`Affine::apply_with`].
+    fn apply_ones(&self, w: ArrayViewD<'_, F>, input_shape: &[usize]) -> Result<ArrayD<F>> {
+        let shape: Vec<usize> = std::iter::once(1).chain(input_shape.iter().copied()).collect();
+        self.apply_with(ArrayD::from_elem(shape, F::one()).view(), w)
+    }
+
     /// [`Affine::apply_with`] of one input with several weights:
     /// `[apply_with(x, w) for w in ws]`.
     ///
