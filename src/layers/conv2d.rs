@@ -336,11 +336,7 @@ impl<F: Float> Conv2d<F> {
                     let src = (src as isize + base) as usize;
                     dst[d0..d1].copy_from_slice(&x[src..src + (d1 - d0)]);
                     dst[d1..].fill(zero);
-                    for oy in rows.start..rows.end {
-                        let r = &mut dst[oy * g.w..(oy + 1) * g.w];
-                        r[..lo].fill(zero);
-                        r[hi..].fill(zero);
-                    }
+                    zero_columns(dst, g.w, rows.clone(), lo, hi);
                 }
                 return;
             }
@@ -388,15 +384,16 @@ impl<F: Float> Conv2d<F> {
         if let Some(same) = &same {
             // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
             // padding, so that the adds may run across them.
-            let zero = F::zero();
             for (row, src_row) in src.chunks_mut(ncols).enumerate() {
                 let (_, rows, (lo, hi)) = same(row);
                 for s in 0..g.n {
-                    for oy in rows.clone() {
-                        let r = &mut src_row[s * plane + oy * g.w..s * plane + (oy + 1) * g.w];
-                        r[..lo].fill(zero);
-                        r[hi..].fill(zero);
-                    }
+                    zero_columns(
+                        &mut src_row[s * plane..(s + 1) * plane],
+                        g.w,
+                        rows.clone(),
+                        lo,
+                        hi,
+                    );
                 }
             }
         }
@@ -495,6 +492,17 @@ impl<F: Float> Conv2d<F> {
             got: shape.len(),
             shape,
         })
+    }
+}
+
+/// Zeros columns `..lo` and `hi..` of rows `rows` of a row-major plane `width` wide: a
+/// column at a time, as strided stores (per-row `fill`s of one or two elements would each be
+/// a `memset` call).
+fn zero_columns<F: Float>(plane: &mut [F], width: usize, rows: std::ops::Range<usize>, lo: usize, hi: usize) {
+    for j in (0..lo).chain(hi..width) {
+        for oy in rows.clone() {
+            plane[oy * width + j] = F::zero();
+        }
     }
 }
 
@@ -626,6 +634,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let mut out = output_buffer(o * g.ho * g.wo); // every element is written below
         let mut kernel = vec![F::zero(); taps];
         let mut col_sums = vec![F::zero(); kw];
+        let mut sums = vec![F::zero(); col_runs.len()];
         for (oc, plane) in out.chunks_mut(g.ho * g.wo).enumerate() {
             // Σ over input channels
             kernel.fill(F::zero());
@@ -636,20 +645,22 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 }
             }
             for (rows, (i0, i1)) in &row_runs {
-                // the run's first row, then copies
+                // the run's sums, then its rows (short fills, no copies)
                 col_sums.fill(F::zero());
                 for i in *i0..*i1 {
                     for (s, v) in col_sums.iter_mut().zip(&kernel[i * kw..(i + 1) * kw]) {
                         *s += *v;
                     }
                 }
-                let first = rows.start * g.wo;
-                for (cols, (j0, j1)) in &col_runs {
-                    let sum = col_sums[*j0..*j1].iter().fold(F::zero(), |a, &v| a + v);
-                    plane[first + cols.start..first + cols.end].fill(sum);
+                for (sum, (_, (j0, j1))) in sums.iter_mut().zip(&col_runs) {
+                    *sum = col_sums[*j0..*j1].iter().fold(F::zero(), |a, &v| a + v);
                 }
-                for oy in rows.start + 1..rows.end {
-                    plane.copy_within(first..first + g.wo, oy * g.wo);
+                for row in plane[rows.start * g.wo..rows.end * g.wo].chunks_mut(g.wo) {
+                    for (&sum, (cols, _)) in sums.iter().zip(&col_runs) {
+                        for y in &mut row[cols.clone()] {
+                            *y = sum;
+                        }
+                    }
                 }
             }
         }
@@ -775,38 +786,42 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let (rows, ncols) = (self.in_channels() * g.kh * g.kw, g.n * plane);
         let work = o * rows * plane;
         // s as [O, N·Ho·Wo]
-        let as_rows = |s4: &ndarray::ArrayView4<'_, F>| -> Array2<F> {
-            let s_std = if g.n == 1 {
-                s4.as_standard_layout().into_owned()
-            } else {
-                s4.view()
-                    .permuted_axes([1, 0, 2, 3])
-                    .as_standard_layout()
-                    .into_owned()
-            };
-            s_std.into_shape_with_order((o, ncols)).expect("sizes agree")
+        // s as [O, N·Ho·Wo]: a view for one sample, else written into `dst`
+        let put = |s4: &ndarray::ArrayView4<'_, F>, mut dst: ArrayViewMut2<'_, F>| {
+            let mut dst = dst
+                .view_mut()
+                .into_shape_with_order((o, g.n, g.ho, g.wo))
+                .expect("sizes agree");
+            dst.assign(&s4.view().permuted_axes([1, 0, 2, 3]));
+        };
+        let stacked = |sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)]| -> Array2<F> {
+            let t = sides.len();
+            // every element is written
+            let mut s2 =
+                Array2::from_shape_vec((t * o, ncols), output_buffer(t * o * ncols)).expect("length matches");
+            for (k, (s4, _)) in sides.iter().enumerate() {
+                put(
+                    s4,
+                    s2.slice_axis_mut(Axis(0), ndarray::Slice::from(k * o..(k + 1) * o)),
+                );
+            }
+            s2
         };
         // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
         // [s₁; s₂; …], rather than one product per term accumulated into the columns
         let (wm, s2): (CowArray<'_, F, Ix2>, CowArray<'_, F, Ix2>) = match sides.as_slice() {
             [(s4, wm)] => (
                 wm.view().into(),
-                match g.n {
-                    1 => s4
-                        .view()
-                        .into_shape_with_order((o, plane))
-                        .map(CowArray::from)
-                        .unwrap_or_else(|_| as_rows(s4).into()),
-                    _ => as_rows(s4).into(),
+                match s4.view().into_shape_with_order((o, ncols)) {
+                    Ok(v) if g.n == 1 => v.into(),
+                    _ => stacked(&sides).into(),
                 },
             ),
             _ => {
                 let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
-                let ss: Vec<Array2<F>> = sides.iter().map(|(s4, _)| as_rows(s4)).collect();
-                let ss: Vec<_> = ss.iter().map(|s| s.view()).collect();
                 (
                     ndarray::concatenate(Axis(0), &ws).expect("same columns").into(),
-                    ndarray::concatenate(Axis(0), &ss).expect("same columns").into(),
+                    stacked(&sides).into(),
                 )
             }
         };
