@@ -313,7 +313,9 @@ impl<F: Float> Conv2d<F> {
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
-        let same = self.same_rows(g);
+        // the map of `same_rows`, tabulated (it divides)
+        let same: Option<Vec<_>> = self.same_rows(g).map(|f| (0..g.c * g.kh * g.kw).map(f).collect());
+        let same = same.map(|t| move |row: usize| t[row].clone());
         let fill = |row: usize, dst_row: &mut [F]| {
             if let Some((base, rows, (lo, hi))) = same.as_ref().map(|f| f(row)) {
                 // One contiguous copy per sample: with stride 1 and Wo = W, output row oy of
@@ -380,7 +382,9 @@ impl<F: Float> Conv2d<F> {
         let sw = self.config.stride.1;
         let hw = g.h * g.w;
         let taps = g.kh * g.kw;
-        let same = self.same_rows(g);
+        // the map of `same_rows`, tabulated (it divides)
+        let same: Option<Vec<_>> = self.same_rows(g).map(|f| (0..g.c * taps).map(f).collect());
+        let same = same.map(|t| move |row: usize| t[row].clone());
         if let Some(same) = &same {
             // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
             // padding, so that the adds may run across them.
