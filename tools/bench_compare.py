@@ -9,9 +9,13 @@ Runs, in one go and on the same machine:
   * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench --bench memory`);
 then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
 
+The small-CNN rows are measured in several interleaved rounds (Python, then Rust, then Python
+again, ...; --rounds, default 3): a single run per side moves a ratio by 10-20 % on a shared
+machine, so each row reports the median of its per-round ratios and their range.
+
 Usage (from the repository root; a venv with torch, zennit, captum outside the repo):
     python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit captum
-    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--skip-vgg] [--min-time SECONDS]
+    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--rounds 3] [--skip-vgg] [--min-time SECONDS]
 """
 import argparse
 import json
@@ -143,13 +147,14 @@ def rust_peaks():
 UNITS = {"ps": 1e-12, "ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def rust_times(filters, threads):
+def rust_times(filters, threads, extra=()):
     """Runs the criterion benches matching `filters` with `threads` rayon threads and returns
-    {bench name: median seconds}, parsed from criterion's `time: [low median high]` lines."""
+    {bench name: median seconds}, parsed from criterion's `time: [low median high]` lines.
+    `extra`: more criterion arguments (e.g. a shorter measurement time)."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     times = {}
     for f in filters:
-        cmd = ["cargo", "bench", "--bench", "attribution", "--", f]
+        cmd = ["cargo", "bench", "--bench", "attribution", "--", f, *extra]
         print("$", f"RAYON_NUM_THREADS={threads}", " ".join(cmd), file=sys.stderr)
         out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
         name = None
@@ -162,50 +167,81 @@ def rust_times(filters, threads):
     return times
 
 
+def fmt_ratio(ratios):
+    """`median×` of a list of ratios, with their range when there are several."""
+    ratios = [r for r in ratios if r]
+    if not ratios:
+        return "n/a"
+    med = statistics.median(ratios)
+    return f"{med:.2f}×" if len(ratios) == 1 else f"{med:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds for the small-CNN rows")
     ap.add_argument("--skip-vgg", action="store_true")
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds per Python measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    configs = [("small", small_cnn(), (1, 28, 28), 1), ("small", small_cnn(), (1, 28, 28), 64)]
+    small = [("small", small_cnn(), (1, 28, 28), 1), ("small", small_cnn(), (1, 28, 28), 64)]
+    benches = ["forward", "attribute/epsilon", "attribute/epsilon_gamma_box", "deeplift/rescale",
+               "deeplift/rescale_untraced"]
+    small_filter = "^small_b(1|64)/(" + "|".join(benches) + ")$"
+    # per round: {(name, batch): python times}, {bench: rust seconds}
+    rounds = []
+    for k in range(args.rounds):
+        py = {}
+        for name, model, shape, batch in small:
+            print(f"round {k + 1}/{args.rounds} python: {name} batch {batch}", file=sys.stderr)
+            py[(name, batch)] = python_times(name, model, shape, batch, args.min_time)
+        rs = rust_times([small_filter], args.threads, ["--warm-up-time", "1", "--measurement-time", "4"])
+        rounds.append((py, rs))
     if not args.skip_vgg:
-        configs.append(("vgg16", vgg16(), (3, 224, 224), 1))
-    py = {}
-    for name, model, shape, batch in configs:
-        print(f"python: {name} batch {batch}", file=sys.stderr)
-        py[(name, batch)] = python_times(name, model, shape, batch, args.min_time)
-
-    filters = ["^small_b(1|64)/(forward|gradient|attribute|deeplift)"] + ([] if args.skip_vgg else ["^vgg16_b1/"])
-    rs = rust_times(filters, args.threads)
+        print("python: vgg16 batch 1", file=sys.stderr)
+        py = {("vgg16", 1): python_times("vgg16", vgg16(), (3, 224, 224), 1, args.min_time)}
+        rs = rust_times(["^vgg16_b1/"], args.threads)
+        rounds.append((py, rs))
     one = rust_times(["^small_b64/(attribute/epsilon_gamma_box|deeplift/rescale)$"], 1)
 
-    def r(name, batch, bench):
-        return rs.get(f"{name}_b{batch}/{bench}")
+    def rows_for(name, batch):
+        """[(python seconds, rust times)] of every round that measured this configuration."""
+        return [(py[(name, batch)], rs) for py, rs in rounds if (name, batch) in py]
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} with {args.threads} threads, float32")
+          f"torch {torch.__version__} with {args.threads} threads, float32; "
+          f"small CNN: median of {args.rounds} interleaved rounds (range in brackets)")
     print("| network, batch | what | Python | Rust | ratio (Python / Rust) |")
     print("|---|---|---|---|---|")
     rows = [("forward", "forward", "PyTorch forward"),
             ("epsilon_gamma_box", "attribute/epsilon_gamma_box", "EpsilonGammaBox vs zennit"),
             ("deeplift", "deeplift/rescale", "DeepLift (zero baseline, its trace kept after the first call) vs captum"),
             ("deeplift", "deeplift/rescale_untraced", "DeepLift, baseline traced in the call (first call) vs captum")]
-    for (name, batch), times in py.items():
+    configs = [("small", 1), ("small", 64)] + ([] if args.skip_vgg else [("vgg16", 1)])
+    for name, batch in configs:
+        measured = rows_for(name, batch)
         for key, bench, label in rows:
-            rt = r(name, batch, bench)
-            ratio = f"{times[key] / rt:.2f}×" if rt else "n/a"
-            rts = f"{rt * 1e3:.3f} ms" if rt else "n/a"
-            print(f"| {name}, {batch} | {label} | {times[key] * 1e3:.3f} ms | {rts} | {ratio} |")
-        eps, fwd = r(name, batch, "attribute/epsilon"), r(name, batch, "forward")
-        if eps and fwd:
-            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | {eps * 1e3:.3f} ms | {eps / fwd:.2f} (time ratio) |")
+            pairs = [(py[key], rs.get(f"{name}_b{batch}/{bench}")) for py, rs in measured]
+            ratios = [p / r for p, r in pairs if r]
+            pt = statistics.median(p for p, _ in pairs)
+            rts = [r for _, r in pairs if r]
+            rt = f"{statistics.median(rts) * 1e3:.3f} ms" if rts else "n/a"
+            print(f"| {name}, {batch} | {label} | {pt * 1e3:.3f} ms | {rt} | {fmt_ratio(ratios)} |")
+        eps = [rs.get(f"{name}_b{batch}/attribute/epsilon") for _, rs in measured]
+        fwd = [rs.get(f"{name}_b{batch}/forward") for _, rs in measured]
+        times = [(e, f) for e, f in zip(eps, fwd) if e and f]
+        if times:
+            e = statistics.median(e for e, _ in times)
+            t = [e / f for e, f in times]
+            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | {e * 1e3:.3f} ms | "
+                  f"{statistics.median(t):.2f} (time ratio) |")
     for bench in ("attribute/epsilon_gamma_box", "deeplift/rescale"):
-        t1, t2 = one.get(f"small_b64/{bench}"), r("small", 64, bench)
+        t1 = one.get(f"small_b64/{bench}")
+        t2 = [rs.get(f"small_b64/{bench}") for _, rs in rounds if rs.get(f"small_b64/{bench}")]
         if t1 and t2:
+            t2 = statistics.median(t2)
             print(f"| small, 64 | {bench}: {args.threads} threads vs 1 | | {t1 * 1e3:.3f} / {t2 * 1e3:.3f} ms "
                   f"| {t1 / t2:.2f}× throughput |")
     if not args.skip_vgg and os.path.exists("/proc/self/clear_refs"):
@@ -218,9 +254,14 @@ def main():
             print(f"| {label} | {peaks_py[key]:.2f} GB | {peaks_rs.get(key, float('nan')):.2f} GB |")
         for line in lines:
             print("  rust " + line)
-    print("\nRust details:")
-    for k in sorted(rs):
-        print(f"  {k}: {rs[k] * 1e3:.4f} ms")
+    print("\nRust details (per round):")
+    for k, (_, rs) in enumerate(rounds):
+        for b in sorted(rs):
+            print(f"  round {k + 1} {b}: {rs[b] * 1e3:.4f} ms")
+    print("Python details (per round):")
+    for k, (py, _) in enumerate(rounds):
+        for cfg, times in py.items():
+            print(f"  round {k + 1} {cfg[0]} b{cfg[1]}: " + ", ".join(f"{n} {t * 1e3:.3f} ms" for n, t in times.items()))
 
 
 if __name__ == "__main__":
