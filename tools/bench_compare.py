@@ -190,6 +190,7 @@ def main():
     benches = ["forward", "attribute/epsilon", "attribute/epsilon_gamma_box", "deeplift/rescale",
                "deeplift/rescale_untraced"]
     small_filter = "^small_b(1|64)/(" + "|".join(benches) + ")$"
+    threads_filter = "^small_b64/(attribute/epsilon_gamma_box|deeplift/rescale)$"
     # per round: {(name, batch): python times}, {bench: rust seconds}
     rounds = []
     for k in range(args.rounds):
@@ -197,14 +198,17 @@ def main():
         for name, model, shape, batch in small:
             print(f"round {k + 1}/{args.rounds} python: {name} batch {batch}", file=sys.stderr)
             py[(name, batch)] = python_times(name, model, shape, batch, args.min_time)
-        rs = rust_times([small_filter], args.threads, ["--warm-up-time", "1", "--measurement-time", "4"])
+        quick = ["--warm-up-time", "1", "--measurement-time", "4"]
+        rs = rust_times([small_filter], args.threads, quick)
+        # the thread-scaling row: one thread, in the same round
+        for b, t in rust_times([threads_filter], 1, quick).items():
+            rs[f"1thread:{b}"] = t
         rounds.append((py, rs))
     if not args.skip_vgg:
         print("python: vgg16 batch 1", file=sys.stderr)
         py = {("vgg16", 1): python_times("vgg16", vgg16(), (3, 224, 224), 1, args.min_time)}
         rs = rust_times(["^vgg16_b1/"], args.threads)
         rounds.append((py, rs))
-    one = rust_times(["^small_b64/(attribute/epsilon_gamma_box|deeplift/rescale)$"], 1)
 
     def rows_for(name, batch):
         """[(python seconds, rust times)] of every round that measured this configuration."""
@@ -238,12 +242,13 @@ def main():
             print(f"| {name}, {batch} | LRP-ε attribution / our forward | | {e * 1e3:.3f} ms | "
                   f"{statistics.median(t):.2f} (time ratio) |")
     for bench in ("attribute/epsilon_gamma_box", "deeplift/rescale"):
-        t1 = one.get(f"small_b64/{bench}")
-        t2 = [rs.get(f"small_b64/{bench}") for _, rs in rounds if rs.get(f"small_b64/{bench}")]
-        if t1 and t2:
-            t2 = statistics.median(t2)
+        key = f"small_b64/{bench}"
+        pairs = [(rs[f"1thread:{key}"], rs[key]) for _, rs in rounds if rs.get(key) and rs.get(f"1thread:{key}")]
+        if pairs:
+            t1 = statistics.median(p for p, _ in pairs)
+            t2 = statistics.median(q for _, q in pairs)
             print(f"| small, 64 | {bench}: {args.threads} threads vs 1 | | {t1 * 1e3:.3f} / {t2 * 1e3:.3f} ms "
-                  f"| {t1 / t2:.2f}× throughput |")
+                  f"| {fmt_ratio([p / q for p, q in pairs])} throughput |")
     if not args.skip_vgg and os.path.exists("/proc/self/clear_refs"):
         peaks_py = python_peaks(vgg16(), (3, 224, 224))
         peaks_rs, lines = rust_peaks()
