@@ -557,11 +557,16 @@ impl<F: Float> Conv2d<F> {
                 .expect("sizes agree")
                 .into_dyn();
         }
-        let out = out
-            .into_shape_with_order((o, g.n, g.ho, g.wo))
-            .expect("sizes agree")
-            .permuted_axes([1, 0, 2, 3]);
-        out.as_standard_layout().into_owned().into_dyn()
+        // one plane copy per (sample, channel); the spent product's buffer is recycled
+        let plane = g.ho * g.wo;
+        let src = out.as_slice().expect("fresh array is contiguous");
+        let mut dst = output_buffer(g.n * o * plane);
+        for (k, d) in dst.chunks_exact_mut(plane).enumerate() {
+            let (s, ch) = (k / o, k % o);
+            d.copy_from_slice(&src[(ch * g.n + s) * plane..(ch * g.n + s + 1) * plane]);
+        }
+        crate::tensor::recycle(out.into_dyn());
+        ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], dst).expect("length matches the shape")
     }
 
     /// Checks an output-side array `s` against the geometry for `input_shape`.
@@ -796,7 +801,16 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .view_mut()
                 .into_shape_with_order((o, g.n, g.ho, g.wo))
                 .expect("sizes agree");
-            dst.assign(&s4.view().permuted_axes([1, 0, 2, 3]));
+            match (s4.to_slice(), dst.as_slice_mut()) {
+                // one plane copy per (channel, sample)
+                (Some(src), Some(d)) => {
+                    for (k, d) in d.chunks_exact_mut(plane).enumerate() {
+                        let (ch, s) = (k / g.n, k % g.n);
+                        d.copy_from_slice(&src[(s * o + ch) * plane..(s * o + ch + 1) * plane]);
+                    }
+                }
+                _ => dst.assign(&s4.view().permuted_axes([1, 0, 2, 3])),
+            }
         };
         let stacked = |sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)]| -> Array2<F> {
             let t = sides.len();

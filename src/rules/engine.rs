@@ -506,11 +506,24 @@ pub(crate) fn propagate<F: Float>(
             if let Some(fb) = folded_bias[gi].as_ref() {
                 add_channel_bias(&mut c, fb.view());
             }
-            let c = c.broadcast(step.output.raw_dim()).expect("shape checked above");
             z = Some(match z {
-                None => c.to_owned(),
+                None => c
+                    .broadcast(step.output.raw_dim())
+                    .expect("shape checked above")
+                    .to_owned(),
                 Some(mut acc) => {
-                    Zip::from(&mut acc).and(&c).for_each(|a, &v| *a += v);
+                    match (acc.as_slice_mut(), c.as_slice()) {
+                        // sample by sample over contiguous rows
+                        (Some(a), Some(cs)) if !cs.is_empty() => {
+                            a.chunks_exact_mut(cs.len()).for_each(|row| {
+                                row.iter_mut().zip(cs).for_each(|(a, &v)| *a += v);
+                            })
+                        }
+                        _ => {
+                            let c = c.broadcast(step.output.raw_dim()).expect("shape checked above");
+                            Zip::from(&mut acc).and(&c).for_each(|a, &v| *a += v);
+                        }
+                    }
                     acc
                 }
             });
