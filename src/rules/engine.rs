@@ -325,6 +325,7 @@ pub(crate) fn propagate<F: Float>(
     // two, and no forward pass over the bound images at all.
     let fold = layer.weight_columns_are_input_channels()
         && w.ndim() >= 2
+        && !w.is_empty()
         && input_shape.first() == Some(&w.shape()[1]);
 
     // Input parts, each built once: (part, x_p) for tensors, (part, c) for per-channel constants.
