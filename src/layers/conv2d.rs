@@ -240,15 +240,13 @@ impl<F: Float> Conv2d<F> {
     }
 
     /// For a convolution with stride 1 whose output rows are as wide as its input rows
-    /// (`Wo = W`), a map from im2col row `(c·kh + i)·kw + j` to `(base, rows, lo..hi)`:
+    /// (`Wo = W`), a table indexed by im2col row `(c·kh + i)·kw + j` of `(base, rows, lo..hi)`:
     /// output position `d = oy·W + ox` of the tap reads input offset `d + base` (within a
     /// sample), for the output rows `rows` whose tap row lies inside the input and the
-    /// columns `lo..hi` whose tap column does. `None` for other convolutions.
+    /// columns `lo..hi` whose tap column does. `None` for other convolutions. Tabulated once
+    /// per call: each entry divides, and im2col/col2im look them up per plane.
     #[allow(clippy::type_complexity)]
-    fn same_rows(
-        &self,
-        g: &Geometry,
-    ) -> Option<impl Fn(usize) -> (isize, std::ops::Range<usize>, (usize, usize))> {
+    fn same_rows(&self, g: &Geometry) -> Option<Vec<(isize, std::ops::Range<usize>, (usize, usize))>> {
         let c = self.config;
         if c.stride != (1, 1) || g.wo != g.w {
             return None;
@@ -257,7 +255,7 @@ impl<F: Float> Conv2d<F> {
         let (dh, dw) = (c.dilation.0 as isize, c.dilation.1 as isize);
         let (h, w, ho) = (g.h as isize, g.w as isize, g.ho as isize);
         let (kh, kw) = (g.kh, g.kw);
-        Some(move |row: usize| {
+        let entry = |row: usize| {
             let (j, rest) = ((row % kw) as isize, row / kw);
             let (i, ch) = ((rest % kh) as isize, (rest / kh) as isize);
             let (dy, dx) = (i * dh - ph, j * dw - pw);
@@ -265,7 +263,8 @@ impl<F: Float> Conv2d<F> {
             let (lo, hi) = ((-dx).clamp(0, w) as usize, (w - dx).clamp(0, w) as usize);
             let rows = if lo < hi { rows } else { 0..0 };
             ((ch * h + dy) * w + dx, rows, (lo, hi))
-        })
+        };
+        Some((0..g.c * kh * kw).map(entry).collect())
     }
 
     /// For im2col row `row = (c·kh + i)·kw + j` and every output row `oy` whose tap row
@@ -313,11 +312,9 @@ impl<F: Float> Conv2d<F> {
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
         let sw = self.config.stride.1;
-        // the map of `same_rows`, tabulated (it divides)
-        let same: Option<Vec<_>> = self.same_rows(g).map(|f| (0..g.c * g.kh * g.kw).map(f).collect());
-        let same = same.map(|t| move |row: usize| t[row].clone());
+        let same = self.same_rows(g);
         let fill = |row: usize, dst_row: &mut [F]| {
-            if let Some((base, rows, (lo, hi))) = same.as_ref().map(|f| f(row)) {
+            if let Some((base, rows, (lo, hi))) = same.as_ref().map(|t| t[row].clone()) {
                 // One contiguous copy per sample: with stride 1 and Wo = W, output row oy of
                 // the tap reads input row oy + dy at the same column shift, so the copy
                 // wraps into the neighbouring row only at the `W − (hi − lo)` columns the
@@ -382,14 +379,12 @@ impl<F: Float> Conv2d<F> {
         let sw = self.config.stride.1;
         let hw = g.h * g.w;
         let taps = g.kh * g.kw;
-        // the map of `same_rows`, tabulated (it divides)
-        let same: Option<Vec<_>> = self.same_rows(g).map(|f| (0..g.c * taps).map(f).collect());
-        let same = same.map(|t| move |row: usize| t[row].clone());
+        let same = self.same_rows(g);
         if let Some(same) = &same {
             // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
             // padding, so that the adds may run across them.
             for (row, src_row) in src.chunks_mut(ncols).enumerate() {
-                let (_, rows, (lo, hi)) = same(row);
+                let (_, rows, (lo, hi)) = same[row].clone();
                 for s in 0..g.n {
                     zero_columns(
                         &mut src_row[s * plane..(s + 1) * plane],
@@ -411,7 +406,7 @@ impl<F: Float> Conv2d<F> {
             let (s, ch) = (index / g.c, index % g.c);
             for row in ch * taps..(ch + 1) * taps {
                 if let Some(same) = &same {
-                    let (base, rows, _) = same(row);
+                    let (base, rows, _) = same[row].clone();
                     if rows.is_empty() {
                         continue;
                     }
@@ -510,6 +505,18 @@ fn zero_columns<F: Float>(plane: &mut [F], width: usize, rows: std::ops::Range<u
     }
 }
 
+/// `[a, b, plane…]` → `[b, a, plane…]` for contiguous `src` and `dst`: one copy per plane.
+fn swap_plane_axes<F: Float>(src: &[F], a: usize, b: usize, dst: &mut [F]) {
+    let plane = src.len() / (a * b).max(1);
+    if plane == 0 {
+        return;
+    }
+    for (k, d) in dst.chunks_exact_mut(plane).enumerate() {
+        let (j, i) = (k / a, k % a);
+        d.copy_from_slice(&src[(i * b + j) * plane..(i * b + j + 1) * plane]);
+    }
+}
+
 impl<F: Float> Layer<F> for Conv2d<F> {
     fn name(&self) -> String {
         format!(
@@ -558,13 +565,13 @@ impl<F: Float> Conv2d<F> {
                 .into_dyn();
         }
         // one plane copy per (sample, channel); the spent product's buffer is recycled
-        let plane = g.ho * g.wo;
-        let src = out.as_slice().expect("fresh array is contiguous");
-        let mut dst = output_buffer(g.n * o * plane);
-        for (k, d) in dst.chunks_exact_mut(plane).enumerate() {
-            let (s, ch) = (k / o, k % o);
-            d.copy_from_slice(&src[(ch * g.n + s) * plane..(ch * g.n + s + 1) * plane]);
-        }
+        let mut dst = output_buffer(g.n * o * g.ho * g.wo);
+        swap_plane_axes(
+            out.as_slice().expect("fresh array is contiguous"),
+            o,
+            g.n,
+            &mut dst,
+        );
         crate::tensor::recycle(out.into_dyn());
         ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], dst).expect("length matches the shape")
     }
@@ -794,7 +801,6 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let plane = g.ho * g.wo;
         let (rows, ncols) = (self.in_channels() * g.kh * g.kw, g.n * plane);
         let work = o * rows * plane;
-        // s as [O, N·Ho·Wo]
         // s as [O, N·Ho·Wo]: a view for one sample, else written into `dst`
         let put = |s4: &ndarray::ArrayView4<'_, F>, mut dst: ArrayViewMut2<'_, F>| {
             let mut dst = dst
@@ -803,12 +809,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .expect("sizes agree");
             match (s4.to_slice(), dst.as_slice_mut()) {
                 // one plane copy per (channel, sample)
-                (Some(src), Some(d)) => {
-                    for (k, d) in d.chunks_exact_mut(plane).enumerate() {
-                        let (ch, s) = (k / g.n, k % g.n);
-                        d.copy_from_slice(&src[(s * o + ch) * plane..(s * o + ch + 1) * plane]);
-                    }
-                }
+                (Some(src), Some(d)) => swap_plane_axes(src, g.n, o, d),
                 _ => dst.assign(&s4.view().permuted_axes([1, 0, 2, 3])),
             }
         };

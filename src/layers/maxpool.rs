@@ -280,6 +280,7 @@ impl MaxPool2d {
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
             let zero = F::zero();
+            let one = |f: bool| F::from_u8(u8::from(f)).unwrap_or(zero);
             zero_outside_2x2(dst, h, w);
             for (oy, v) in v.chunks_exact(wo).enumerate() {
                 let (x0, x1) = (
@@ -295,12 +296,11 @@ impl MaxPool2d {
                 for (((p0, p1), (q0, q1)), &v) in windows {
                     let [f0, f1, f2, f3] = first_max_flags(p0[0], p0[1], p1[0], p1[1]);
                     // Every position is written (recycled buffers hold old values), as v·1 or
-                    // v·0, plus 0 so that a negative v leaves +0 and not −0 (a select would be
-                    // a branch, which mispredicts on varied inputs: 14 % of a batch-64
-                    // EpsilonGammaBox call on the small CNN). A non-finite v would leave NaN
+                    // v·0, plus 0 so that a negative v leaves +0 and not −0. A select would
+                    // compile to a branch, which mispredicts on varied inputs (about 10 % of a
+                    // batch-64 EpsilonGammaBox call on the small CNN); the 1 or 0 is converted
+                    // from an integer for the same reason. A non-finite v would leave NaN
                     // beside its maximum; relevance is finite here.
-                    // (1 or 0 converted from an integer: an `if` here compiles to a branch)
-                    let one = |f: bool| F::from_u8(u8::from(f)).unwrap_or(zero);
                     q0[0] = v * one(f0) + zero;
                     q0[1] = v * one(f1) + zero;
                     q1[0] = v * one(f2) + zero;
@@ -426,8 +426,8 @@ fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>) -> Option<
 }
 
 /// The maximum of a 2×2 window `[a, b, c, d]` (row-major) and the position (0–3) of its
-/// first occurrence, as [`MaxPool2d::argmax`] (strictly greater wins), with selects instead
-/// of branches: the maximum equals one or more of the four, and the first of those wins.
+/// first occurrence, as [`MaxPool2d::argmax`] (strictly greater wins): the maximum equals
+/// one or more of the four, and the first of those wins.
 #[inline]
 fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> (F, usize) {
     // the earlier of two equal values, so that the value is the first maximum's too
