@@ -27,9 +27,9 @@ fn main() {
     let net = common::vgg16();
     let x = common::input(&net, 1, 7);
     let weights: usize = net
-        .layers()
+        .nodes()
         .iter()
-        .filter_map(|l| l.as_affine())
+        .filter_map(|n| n.layer()?.as_affine())
         .map(|a| a.weight().len() + a.bias().map_or(0, |b| b.len()))
         .sum();
     let activations: usize = net.shapes().iter().map(|s| s.iter().product::<usize>()).sum();

@@ -169,7 +169,7 @@ fn main() -> Result<(), Error> {
         args.model.display(),
         net.input_shape(),
         net.output_shape(),
-        net.layers().len()
+        net.nodes().len()
     );
     let x = read_input(&args.input, &net)?;
     let logits = net.forward(&x)?;

@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::Step;
-use crate::network::{target_rows, Network, Seed, Target, Trace};
+use crate::layers::{MergeStep, Step};
+use crate::network::{target_rows, Network, Op, Seed, Target, Trace};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
 use crate::tensor::{
@@ -103,9 +103,11 @@ pub struct DeepLiftAttribution<F: Float = f32> {
     /// Summation-to-delta gap per sample, `total − Σ attribution` (captum's convergence
     /// delta, sign included). Zero up to rounding for Rescale, RevealCancel and cross-max.
     pub delta: Array1<F>,
-    /// When asked for: `layers[k]` holds the contributions at the input of layer k
-    /// (`layers[0] == attribution`, `layers[L]` = `seed ⊙ (f(x) − f(x̄))`); each sums to
-    /// `total` per sample.
+    /// When asked for: the contributions `m ⊙ (a − ā)` at every value, numbered as in a
+    /// [`Trace`]: `layers[0] == attribution`, `layers[k + 1]` at the output of node `k`, the
+    /// last `seed ⊙ (f(x) − f(x̄))`. For a chain `layers[k]` is at the input of layer `k`
+    /// and each sums to `total` per sample; in a graph, so does every set of values that
+    /// cuts all paths from the input to the output.
     pub layers: Option<Vec<ArrayD<F>>>,
 }
 
@@ -450,53 +452,73 @@ impl<F: Float> Network<F> {
         let threshold = F::lit(rule.threshold());
         let acts = &tx.activations;
         let delta_at = |k: usize| &acts[k] - &base(k);
-        let n_layers = self.layers().len();
+        let values = self.shapes().len();
+        let out = values - 1;
         let mut kept: Option<Vec<ArrayD<F>>> = options
             .keep_layers
-            .then(|| vec![ArrayD::zeros(IxDyn(&[])); n_layers + 1]);
-        if let Some(k) = kept.as_mut() {
-            k[n_layers] = &seed * &delta_at(n_layers);
-        }
-        let mut m = seed.clone();
-        let mut i = n_layers;
-        while i > 0 {
-            let k = i - 1;
-            let layer = &self.layers()[k];
-            let step = Step::new(k, acts[k].view(), acts[k + 1].view(), m.view())
-                .with_baseline(base(k), base(k + 1));
-            if rule.reveal_cancel_at(self.layers(), k) {
-                // RevealCancel: Δx⁺/Δx⁻ forward from the affine layer below, m⁺/m⁻ back to it.
-                let below = &self.layers()[k - 1];
-                let affine = below.as_affine().ok_or_else(|| Error::Unsupported {
-                    rule: "DeepLift".into(),
-                    reason: "RevealCancel needs an affine layer below the activation".into(),
-                })?;
-                let dx = delta_at(k - 1);
-                let (dpos, dneg) =
-                    split_forward(affine, &dx).map_err(|e| e.at_layer(k - 1, &below.name()))?;
-                let (mp, mn) = reveal_cancel(layer.as_ref(), &step, &dpos, &dneg, threshold)
-                    .map_err(|e| e.at_layer(k, &layer.name()))?;
-                let next =
-                    split_transpose(affine, &dx, &mp, &mn).map_err(|e| e.at_layer(k - 1, &below.name()))?;
+            .then(|| vec![ArrayD::zeros(IxDyn(&[])); values]);
+        let mut slots: Vec<Option<ArrayD<F>>> = (0..values).map(|_| None).collect();
+        slots[out] = Some(seed.clone());
+        for k in (0..self.nodes().len()).rev() {
+            // a node handled together with the activation above it has nothing left here
+            let Some(m) = slots[k + 1].take() else { continue };
+            if let Some(kl) = kept.as_mut() {
+                kl[k + 1] = &m * &delta_at(k + 1);
+            }
+            let node = &self.nodes()[k];
+            if let Some(j) = rule.reveal_cancel_below(self, k) {
+                // RevealCancel: Δx⁺/Δx⁻ forward from the affine node j below, m⁺/m⁻ back to it.
+                let below = self.nodes()[j].layer().expect("an affine layer");
+                let affine = below.as_affine().expect("an affine layer");
+                let u = self.nodes()[j].inputs()[0];
+                let layer = node.layer().expect("an activation");
+                let step = Step::new(k, acts[j + 1].view(), acts[k + 1].view(), m.view())
+                    .with_baseline(base(j + 1), base(k + 1));
+                let dx = delta_at(u);
+                let (dpos, dneg) = split_forward(affine, &dx).map_err(self.at(j))?;
+                let (mp, mn) = reveal_cancel(layer, &step, &dpos, &dneg, threshold).map_err(self.at(k))?;
+                let next = split_transpose(affine, &dx, &mp, &mn).map_err(self.at(j))?;
                 if let Some(kl) = kept.as_mut() {
-                    kl[k] = &mp * &dpos + &mn * &dneg;
-                    kl[k - 1] = &next * &dx;
+                    kl[j + 1] = &mp * &dpos + &mn * &dneg;
                 }
-                m = next;
-                i -= 2;
-            } else {
-                let next = layer
-                    .relevance(rule, &step)
-                    .map_err(|e| e.at_layer(k, &layer.name()))?;
-                if let Some(kl) = kept.as_mut() {
-                    kl[k] = &next * &delta_at(k);
+                self.deposit(j, &mut slots, u, next, acts[u].shape())?;
+                continue;
+            }
+            let parts = match node.op() {
+                Op::Layer(layer) => {
+                    let u = node.inputs()[0];
+                    let step = Step::new(k, acts[u].view(), acts[k + 1].view(), m.view())
+                        .with_baseline(base(u), base(k + 1));
+                    vec![layer.relevance(rule, &step).map_err(self.at(k))?]
                 }
-                crate::tensor::recycle(std::mem::replace(&mut m, next));
-                i -= 1;
+                Op::Merge(merge) => {
+                    let inputs = node.inputs().iter().map(|&u| acts[u].view()).collect();
+                    let baselines = node.inputs().iter().map(|&u| base(u)).collect();
+                    let step = MergeStep::new(k, inputs, acts[k + 1].view(), m.view())
+                        .with_baseline(baselines, base(k + 1))
+                        .with_gates(self.gates(k).to_vec());
+                    merge.relevance(rule, &step).map_err(self.at(k))?
+                }
+            };
+            crate::tensor::recycle(m);
+            if parts.len() != node.inputs().len() {
+                return Err(Error::Graph {
+                    node: node.name().to_string(),
+                    reason: format!("{} multipliers for {} inputs", parts.len(), node.inputs().len()),
+                });
+            }
+            for (&u, part) in node.inputs().iter().zip(parts) {
+                self.deposit(k, &mut slots, u, part, acts[u].shape())?;
             }
         }
+        let m = slots[0]
+            .take()
+            .unwrap_or_else(|| ArrayD::zeros(acts[0].raw_dim()));
+        if let Some(kl) = kept.as_mut() {
+            kl[0] = &m * &delta_at(0);
+        }
         let attribution = &m * &delta_at(0);
-        let total = per_sample_sum(&(&seed * &delta_at(n_layers)).view());
+        let total = per_sample_sum(&(&seed * &delta_at(out)).view());
         let kk = pairs.k;
         let mean1 = |a: Array1<F>| mean_groups(a.into_dyn(), kk).into_dimensionality().expect("1-D");
         let total = mean1(total);
@@ -510,7 +532,7 @@ impl<F: Float> Network<F> {
             attribution,
             multipliers: mean_groups(m, kk),
             output: every_kth(tx.output()),
-            baseline_output: mean_groups(base(n_layers).to_owned(), kk),
+            baseline_output: mean_groups(base(out).to_owned(), kk),
             total,
             delta,
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),

@@ -133,7 +133,7 @@ pub enum Error {
         reason: String,
     },
     /// A model uses an operator, or an operator setting, that has no layer in this crate
-    /// (e.g. `Softmax`, a grouped `Conv`, `MaxPool` with `ceil_mode`, a branching graph).
+    /// (e.g. `Softmax`, an operator without a layer here, a branching graph).
     #[error("node {node}: unsupported operator {op}: {reason}")]
     UnsupportedOperator {
         /// The node's name (or its position if it has none).
@@ -160,25 +160,39 @@ pub enum Error {
         /// What went wrong there.
         source: Box<Error>,
     },
-    /// An error that happened inside one layer of a network, with its position.
-    #[error("layer {index} ({name}): {source}")]
+    /// An error that happened inside one node of a network, with its position and name.
+    #[error("node {index} `{node}` ({name}): {source}")]
     AtLayer {
-        /// Index of the layer in the network (0 = first layer).
+        /// Index of the node in the network (0 = first node).
         index: usize,
-        /// The layer's name, e.g. `Conv2d(3→8, 3×3)`.
+        /// The node's name in the network, e.g. `layer1.0.conv1` (for a chain built by
+        /// [`Network::new`](crate::Network::new): its index).
+        node: String,
+        /// What the node is, e.g. `Conv2d(3→8, 3×3)`.
         name: String,
         /// What went wrong there.
         source: Box<Error>,
     },
+    /// A graph could not be built: an input that is not an earlier node, a name given
+    /// twice, a wrong number of inputs. Caller's fault.
+    #[error("graph node `{node}`: {reason}")]
+    Graph {
+        /// The node's name (or its would-be index).
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Error {
-    /// Wraps this error with the index and name of the layer where it happened.
-    pub(crate) fn at_layer(self, index: usize, name: &str) -> Error {
+    /// Wraps this error with the index, node name and description of the node where it
+    /// happened.
+    pub(crate) fn at_layer(self, index: usize, node: &str, name: &str) -> Error {
         match self {
             e @ Error::AtLayer { .. } => e,
             e => Error::AtLayer {
                 index,
+                node: node.to_string(),
                 name: name.to_string(),
                 source: Box::new(e),
             },
@@ -194,10 +208,18 @@ impl Error {
         }
     }
 
-    /// The index of the layer where the error happened, if it happened inside a layer.
+    /// The index of the node where the error happened, if it happened inside a node.
     pub fn layer_index(&self) -> Option<usize> {
         match self {
             Error::AtLayer { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// The name of the node where the error happened, if it happened inside a node.
+    pub fn node_name(&self) -> Option<&str> {
+        match self {
+            Error::AtLayer { node, .. } | Error::Graph { node, .. } => Some(node),
             _ => None,
         }
     }

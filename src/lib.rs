@@ -62,13 +62,20 @@ mod tensor;
 pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions, TracedBaseline};
 pub use error::{Error, Result};
 pub use float::Float;
-pub use layers::{Affine, Category, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu, Step};
-pub use rules::{DeepLift, Gradient, GradientTimesInput};
+pub use layers::{
+    Add, Affine, AvgPool2d, BatchNorm2d, Category, Clip, Concat, Conv2d, Conv2dConfig, Dense, Elu, Flatten,
+    Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, MaxPool2d, Merge, MergeStep, Mul,
+    Pad, Relu, Select, Sigmoid, Silu, Step, Tanh,
+};
+pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 
-pub use network::{sum_per_sample, Attribution, Network, Options, Seed, Target, Trace, MAX_SAMPLE_LEN};
+pub use network::{
+    sum_per_sample, Attribution, GraphBuilder, Network, Node, NodeId, Op, Options, Seed, Target, Trace,
+    MAX_SAMPLE_LEN,
+};
 pub use rules::{
-    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, Rule,
-    RuleSet, Selector,
+    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,
+    Rule, RuleSet, Selector,
 };
 
 /// Frees the buffers the crate keeps for reuse.

@@ -132,6 +132,7 @@ fn apply_ones_equals_a_map_of_ones_for_every_geometry() {
             stride,
             padding,
             dilation,
+            ..Conv2dConfig::default()
         };
         let conv = Conv2d::new(w.clone(), None, config).unwrap();
         check_ones(&conv, &input, &w.into_dyn());

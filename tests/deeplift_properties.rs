@@ -142,7 +142,7 @@ proptest! {
                 prop_assert!(d.abs() <= 1e-10 * t.abs().max(1.0), "{:?}: gap {} of {}", rule, d, t);
             }
             let layers = a.layers.as_ref().unwrap();
-            prop_assert_eq!(layers.len(), net.layers().len() + 1);
+            prop_assert_eq!(layers.len(), net.nodes().len() + 1);
             for (k, l) in layers.iter().enumerate() {
                 for (s, t) in l.axis_iter(Axis(0)).map(|r| r.sum()).zip(a.total.iter()) {
                     prop_assert!((s - t).abs() <= 1e-10 * t.abs().max(1.0), "layer {}: {} vs {}", k, s, t);
@@ -200,7 +200,7 @@ proptest! {
         let x = batch(&mut rng, &net, 2);
         // the layers (weights included) and the outputs; the network's Debug output also
         // says whether it has recorded the zero baseline's trace, which a call may do
-        let layers = |net: &Network<f64>| format!("{:?} {:?}", net.layers(), net.shapes());
+        let layers = |net: &Network<f64>| format!("{:?} {:?}", net.nodes(), net.shapes());
         let before = (layers(&net), net.forward(&x).unwrap());
         let baseline = random_baseline(&mut rng, &net, 2);
         for rule in rules() {

@@ -53,8 +53,14 @@ fn mlp_input() -> ArrayD<f64> {
 /// The layer index and the inner error of an `AtLayer`, or a panic naming what came instead.
 fn at_layer(e: &Error) -> (usize, &str, &Error) {
     match e {
-        Error::AtLayer { index, name, source } => {
+        Error::AtLayer {
+            index,
+            name,
+            source,
+            node,
+        } => {
             assert_eq!(e.layer_index(), Some(*index));
+            assert_eq!(e.node_name(), Some(node.as_str()));
             assert_eq!(e.root(), source.root());
             (*index, name.as_str(), source.as_ref())
         }
@@ -115,7 +121,7 @@ fn shapes_that_do_not_chain_name_the_layer() {
         }
         other => panic!("expected Shape, got {other:?}"),
     }
-    assert!(e.to_string().contains("layer 2"), "{e}");
+    assert!(e.to_string().contains("node 2 `2` (Dense(2→1))"), "{e}");
 
     // The first layer already does not fit.
     let e = Network::<f64>::new(&[5], vec![Box::new(dense(3, 4))]).unwrap_err();
@@ -994,6 +1000,7 @@ fn make_layers(specs: &[LayerSpec], vals: &[f64]) -> Vec<Box<dyn Layer<f64>>> {
                     stride: *stride,
                     padding: *padding,
                     dilation: *dilation,
+                    ..Conv2dConfig::default()
                 };
                 if let Ok(c) = Conv2d::new(w, b, cfg) {
                     layers.push(Box::new(c));

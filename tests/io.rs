@@ -134,7 +134,7 @@ fn onnx_reproduces_pytorch_logits() {
 fn both_loaders_build_the_same_network() {
     let a = load_safetensors::<f32>(path("models/digits.json"), path("models/digits.safetensors")).unwrap();
     let b = load_onnx::<f32>(path("models/digits.onnx")).unwrap();
-    let names = |n: &Network<f32>| n.layers().iter().map(|l| l.name()).collect::<Vec<_>>();
+    let names = |n: &Network<f32>| n.nodes().iter().map(|l| l.describe()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     assert_eq!(a.shapes(), b.shapes());
     let x = digits().images::<f32>(&[0, 1, 2, 3]).unwrap();

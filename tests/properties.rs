@@ -313,9 +313,9 @@ fn unit_bounds() -> (ArrayD<f64>, ArrayD<f64>) {
 
 /// The parameters of every affine layer, copied.
 fn parameters<F: Float>(net: &Network<F>) -> Vec<(ArrayD<F>, Option<ndarray::Array1<F>>)> {
-    net.layers()
+    net.nodes()
         .iter()
-        .filter_map(|l| l.as_affine())
+        .filter_map(|n| n.layer()?.as_affine())
         .map(|a| (a.weight().to_owned(), a.bias().map(|b| b.to_owned())))
         .collect()
 }
@@ -341,7 +341,7 @@ proptest! {
         assert_conserves(&a, 1e-9, "LRP-0")?;
 
         let layers = a.layers.as_ref().unwrap();
-        prop_assert_eq!(layers.len(), net.layers().len() + 1);
+        prop_assert_eq!(layers.len(), net.nodes().len() + 1);
         prop_assert_eq!(&layers[0], &a.relevance);
         for (l, shape) in layers.iter().zip(net.shapes()) {
             prop_assert_eq!(&l.shape()[1..], &shape[..]);
@@ -354,7 +354,7 @@ proptest! {
             start[[s, c]] = out[[s, c]];
             prop_assert_eq!(a.total[s], out[[s, c]]);
         }
-        prop_assert_eq!(&layers[net.layers().len()], &start);
+        prop_assert_eq!(&layers[net.nodes().len()], &start);
         // delta is the starting total minus the input relevance, per sample
         for s in 0..spec.batch {
             let sum = a.relevance.index_axis(Axis(0), s).sum();
@@ -432,7 +432,7 @@ proptest! {
     fn zbox_conserves_at_its_layer_with_biases(spec in spec()) {
         let net = build::<f64>(&spec, true);
         let x = input(&spec, &net);
-        let layer = net.layers()[0].as_affine().expect("the first layer is affine");
+        let layer = net.nodes()[0].layer().and_then(|l| l.as_affine()).expect("the first layer is affine");
         let out = layer.forward(x.view()).unwrap();
         let mut rng = Rng::new(spec.seed ^ 11);
         let r: ArrayD<f64> = rng.array(out.shape(), -1.0, 1.0);
@@ -582,7 +582,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let mut rng = Rng::new(seed);
-        let cfg = Conv2dConfig { stride, padding, dilation };
+        let cfg = Conv2dConfig { stride, padding, dilation, ..Conv2dConfig::default() };
         let layer = Conv2d::new(
             rng.array::<f64>(&[o, c, kh, kw], -1.0, 1.0).into_dimensionality().unwrap(),
             Some(rng.array::<f64>(&[o], -1.0, 1.0).into_dimensionality().unwrap()),
@@ -620,7 +620,7 @@ proptest! {
         }
         let t32 = net32.trace(&x32).unwrap();
         let t64 = net64.trace(&x64).unwrap();
-        for (k, layer) in net64.layers().iter().enumerate() {
+        for (k, layer) in net64.nodes().iter().enumerate() {
             if layer.category().is_affine() {
                 prop_assume!(t64.activations[k + 1].iter().all(|v| v.abs() >= 1e-4));
             }

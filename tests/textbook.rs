@@ -489,6 +489,7 @@ fn random_conv(rng: &mut Rng, case: &ConvCase, bias: bool) -> (Conv2d<f64>, Link
         stride,
         padding,
         dilation,
+        ..Conv2dConfig::default()
     };
     let links = conv_links(&weight, b.as_ref(), cfg, [c, h, w]);
     let conv = Conv2d::new(weight, b, cfg).unwrap();
@@ -648,7 +649,7 @@ fn check_pool(pool: &MaxPool2d, x: &Array4<f64>, r: &Array4<f64>, what: &str) {
     let y = pool.forward(xd.view()).unwrap();
     assert_eq!(y, y_tb.clone().into_dyn(), "{what}: forward");
     let step = Step::new(0, xd.view(), y.view(), rd.view());
-    let routed = Rule::<f64>::max_pool(&Lrp0, pool, &step).unwrap();
+    let routed = Rule::<f64>::select(&Lrp0, pool, &step).unwrap();
     assert_close(
         routed.as_slice().unwrap(),
         routed_tb.as_slice().unwrap(),
@@ -705,7 +706,7 @@ fn maxpool_first_maximum_wins_and_padding_never_does() {
     let y = pool.forward(xd.view()).unwrap();
     let rd = r.into_dyn();
     let step = Step::new(0, xd.view(), y.view(), rd.view());
-    let routed = Rule::<f64>::max_pool(&Lrp0, &pool, &step).unwrap();
+    let routed = Rule::<f64>::select(&Lrp0, &pool, &step).unwrap();
     let want = ndarray::array![[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]];
     assert_eq!(
         routed,
@@ -723,7 +724,7 @@ fn maxpool_first_maximum_wins_and_padding_never_does() {
     assert_eq!(y, want_y.into_shape_with_order((1, 1, 3, 3)).unwrap().into_dyn());
     let rd = ArrayD::from_shape_fn(IxDyn(&[1, 1, 3, 3]), |ix| (ix[2] * 3 + ix[3]) as f64);
     let step = Step::new(0, xd.view(), y.view(), rd.view());
-    let routed = Rule::<f64>::max_pool(&Lrp0, &pool, &step).unwrap();
+    let routed = Rule::<f64>::select(&Lrp0, &pool, &step).unwrap();
     // -1 collects outputs 0,1,3,4; -2 outputs 2,5; -3 outputs 6,7; -4 output 8
     let want = ndarray::array![[8.0, 7.0], [13.0, 8.0]];
     assert_eq!(

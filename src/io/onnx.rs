@@ -170,7 +170,7 @@ const MAX_TENSOR: usize = 1 << 31;
 /// # fn main() -> relevance::Result<()> {
 /// let dir = env!("CARGO_MANIFEST_DIR");
 /// let net = load_onnx::<f64>(format!("{dir}/models/digits.onnx"))?; // float32 weights, f64 network
-/// assert_eq!(net.layers().len(), 10);
+/// assert_eq!(net.nodes().len(), 10);
 /// let digits = Digits::load(format!("{dir}/data/digits_test.bin"))?;
 /// let logits = net.forward(&digits.images(&[0, 1])?)?;
 /// assert_eq!(logits.shape(), &[2, 10]);
@@ -536,6 +536,7 @@ impl<'a, F: Float> Importer<'a, F> {
             stride: attrs.pair("strides", 1)?,
             padding: attrs.pads()?,
             dilation: attrs.pair("dilations", 1)?,
+            ..Conv2dConfig::default()
         };
         let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
             Some(b) => Some(vector::<F>(self.constant(b, label)?, b, label)?),

@@ -291,6 +291,7 @@ fn to_op<F: Float>(tensors: &::safetensors::SafeTensors<'_>, spec: &LayerSpec, n
                 stride: check_pair(node, "stride", *stride)?,
                 padding: check_pair(node, "padding", *padding)?,
                 dilation: check_pair(node, "dilation", *dilation)?,
+                ..Conv2dConfig::default()
             };
             let w: Array4<F> = into_rank(tensor(tensors, weight, node)?, node, weight)?;
             Op::Conv {

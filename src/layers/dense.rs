@@ -144,6 +144,18 @@ impl<F: Float> Affine<F> for Dense<F> {
         true
     }
 
+    fn with_parameters(&self, weight: ArrayD<F>, bias: Array1<F>) -> Option<Result<Box<dyn Layer<F>>>> {
+        let shape = weight.shape().to_vec();
+        Some(match weight.into_dimensionality::<Ix2>() {
+            Ok(w) => Dense::new(w, Some(bias)).map(|d| Box::new(d) as Box<dyn Layer<F>>),
+            Err(_) => Err(Error::Shape {
+                what: "Dense weight".into(),
+                expected: self.weight.shape().to_vec(),
+                got: shape,
+            }),
+        })
+    }
+
     fn weight(&self) -> ArrayViewD<'_, F> {
         self.weight.view().into_dyn()
     }

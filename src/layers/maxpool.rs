@@ -1,14 +1,15 @@
 //! 2-D max pooling.
 
-use super::conv2d::window_out;
-use super::{Category, Layer, Step};
+use super::window::window_out;
+use super::{Category, Layer, Select, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
 use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 
-/// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap).
+/// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap,
+/// `ceil_mode` as PyTorch).
 ///
 /// LRP rules route the relevance of each output to the position of its window's maximum
 /// (the gradient, as zennit and captum's LRP do); on ties the first maximum in row-major
@@ -16,7 +17,9 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 ///
 /// # Shapes
 /// Input `[N, C, H, W]`, output `[N, C, H', W']` with
-/// `H' = (H + 2·pad − kh) / stride + 1` (likewise W').
+/// `H' = ⌊(H + 2·pad − kh) / stride⌋ + 1` (likewise W'; rounded up with
+/// [`MaxPool2d::with_ceil_mode`], as long as the last window starts inside the input or
+/// its leading padding).
 ///
 /// # Example
 /// ```
@@ -33,6 +36,7 @@ pub struct MaxPool2d {
     kernel: (usize, usize),
     stride: (usize, usize),
     padding: (usize, usize),
+    ceil_mode: bool,
 }
 
 impl MaxPool2d {
@@ -58,7 +62,27 @@ impl MaxPool2d {
             kernel,
             stride,
             padding,
+            ceil_mode: false,
         })
+    }
+
+    /// The same pool with PyTorch's `ceil_mode`: output sizes rounded up, so that the
+    /// windows cover the end of the input (the last window may be cut short).
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Whether output sizes are rounded up (PyTorch's `ceil_mode`).
+    pub fn ceil_mode(&self) -> bool {
+        self.ceil_mode
+    }
+
+    /// Whether this is the common 2×2 / stride-2 pool without padding whose windows tile
+    /// an input of `h × w` exactly or leave the last row and column out (the one-pass paths).
+    fn is_plain_2x2(&self, h: usize, w: usize) -> bool {
+        (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0))
+            && (!self.ceil_mode || (h % 2 == 0 && w % 2 == 0))
     }
 
     /// A square window whose stride equals its size, no padding (`nn.MaxPool2d(k)`).
@@ -83,8 +107,23 @@ impl MaxPool2d {
                 shape: input_shape.to_vec(),
             });
         }
-        let ho = window_out(input_shape[1], self.kernel.0, self.stride.0, self.padding.0, 1);
-        let wo = window_out(input_shape[2], self.kernel.1, self.stride.1, self.padding.1, 1);
+        let (ph, pw) = self.padding;
+        let ho = window_out(
+            input_shape[1],
+            self.kernel.0,
+            self.stride.0,
+            (ph, ph),
+            1,
+            self.ceil_mode,
+        );
+        let wo = window_out(
+            input_shape[2],
+            self.kernel.1,
+            self.stride.1,
+            (pw, pw),
+            1,
+            self.ceil_mode,
+        );
         match (ho, wo) {
             (Some(ho), Some(wo)) => Ok((ho, wo)),
             _ => Err(Error::InvalidLayer {
@@ -127,8 +166,9 @@ impl MaxPool2d {
         let (ph, pw) = (self.padding.0 as isize, self.padding.1 as isize);
         let vbuf = vals.as_slice_mut().expect("fresh array is contiguous");
         let ibuf = idx.as_slice_mut().expect("fresh array is contiguous");
+        let plain = self.is_plain_2x2(h, w);
         let fill = |(plane, (vout, iout)): (&[F], (&mut [F], &mut [usize]))| {
-            if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) {
+            if plain {
                 // the common 2×2 / stride 2 pool: straight-line code, same first-max order
                 for oy in 0..ho {
                     let (r0, r1) = (&plane[2 * oy * w..], &plane[(2 * oy + 1) * w..]);
@@ -252,7 +292,7 @@ impl MaxPool2d {
         input: &ArrayViewD<'_, F>,
         values: &ArrayViewD<'_, F>,
     ) -> Result<ArrayD<F>> {
-        if (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0)) {
+        if input.ndim() == 4 && self.is_plain_2x2(input.shape()[2], input.shape()[3]) {
             if let Some(routed) = self.route_to_max_2x2(input, values) {
                 return Ok(routed);
             }
@@ -340,7 +380,8 @@ impl MaxPool2d {
         multiplier: &ArrayViewD<'_, F>,
         threshold: F,
     ) -> Option<ArrayD<F>> {
-        if (self.kernel, self.stride, self.padding) != ((2, 2), (2, 2), (0, 0))
+        if input.ndim() != 4
+            || !self.is_plain_2x2(input.shape()[2], input.shape()[3])
             || baseline.shape() != input.shape()
         {
             return None;
@@ -471,13 +512,16 @@ fn zero_outside_2x2<F: Float>(plane: &mut [F], h: usize, w: usize) {
 impl<F: Float> Layer<F> for MaxPool2d {
     fn name(&self) -> String {
         format!(
-            "MaxPool2d({}×{}, stride {:?})",
-            self.kernel.0, self.kernel.1, self.stride
+            "MaxPool2d({}×{}, stride {:?}{})",
+            self.kernel.0,
+            self.kernel.1,
+            self.stride,
+            if self.ceil_mode { ", ceil" } else { "" }
         )
     }
 
     fn category(&self) -> Category {
-        Category::Pooling
+        Category::MaxPool
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -486,7 +530,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        if (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0)) && input.ndim() == 4 {
+        if input.ndim() == 4 && self.is_plain_2x2(input.shape()[2], input.shape()[3]) {
             let (n, c, h, w) = (
                 input.shape()[0],
                 input.shape()[1],
@@ -531,11 +575,29 @@ impl<F: Float> Layer<F> for MaxPool2d {
     }
 
     fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.max_pool(self, step)
+        rule.select(self, step)
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         self.route_to_max(&step.input, &grad_output)
+    }
+}
+
+impl<F: Float> Select<F> for MaxPool2d {
+    /// [`MaxPool2d::route_to_max`].
+    fn route(&self, input: &ArrayViewD<'_, F>, values: &ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        self.route_to_max(input, values)
+    }
+
+    /// The one-pass cross-max of the common 2×2 / stride-2 pool.
+    fn cross_max(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        baseline: &ArrayViewD<'_, F>,
+        multiplier: &ArrayViewD<'_, F>,
+        threshold: F,
+    ) -> Option<ArrayD<F>> {
+        self.cross_max_2x2(input, baseline, multiplier, threshold)
     }
 }
 

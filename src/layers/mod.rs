@@ -1,29 +1,56 @@
-//! The [`Layer`] trait, the [`Affine`] trait of dense and convolutional layers, and the
-//! five built-in layers.
+//! The node traits of a [`Network`](crate::Network) and the built-in layers.
+//!
+//! A network is a directed acyclic graph of nodes. A node with one input is a [`Layer`];
+//! a node with several inputs (a residual sum, a concatenation, a product) is a [`Merge`].
+//! What a rule does at a node depends on the node's algebraic class, which the node's
+//! relevance method announces by calling the rule method for it:
+//!
+//! | class | trait | rule method | LRP (zennit) | DeepLIFT |
+//! |---|---|---|---|---|
+//! | affine with parameters (dense, conv) | [`Affine`] | [`Rule::affine`] | the rule's own formula | Linear rule |
+//! | elementwise (activations, batch norm) | [`Layer`] | [`Rule::activation`] | `Pass` | Rescale / RevealCancel |
+//! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`] | `Norm` | Linear rule |
+//! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
+//! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
+//! | rearrangement (flatten, concat, pad, identity) | — | none: the gradient | exact | exact |
+//!
+//! A new layer that falls into one of these classes is one new file; the [`Rule`] trait
+//! does not change.
 //!
 //! Layers are immutable: a forward pass and every relevance pass take `&self`, and nothing
 //! is stored on a layer. All arrays are batch-first (`[N, ...]`) in PyTorch layouts.
 
+pub(crate) mod activation;
+mod avgpool;
+mod batchnorm;
 mod conv2d;
 mod dense;
 mod flatten;
 mod maxpool;
+mod merge;
+mod pad;
 mod relu;
+mod window;
 mod winograd;
 
+pub use activation::{Clip, Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Tanh};
+pub use avgpool::AvgPool2d;
+pub use batchnorm::BatchNorm2d;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use flatten::Flatten;
 pub use maxpool::MaxPool2d;
+pub use merge::{Add, Concat, Mul};
+pub use pad::{Identity, Pad};
 pub use relu::Relu;
 
 use crate::error::Result;
 use crate::float::Float;
 use crate::rules::Rule;
-use ndarray::{ArrayD, ArrayView1, ArrayViewD};
+use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD};
 use std::fmt::Debug;
 
-/// What kind of layer this is; composites choose rules by it (after zennit's layer types).
+/// What kind of node this is; composites choose rules by it (after zennit's layer types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Category {
@@ -31,16 +58,24 @@ pub enum Category {
     Dense,
     /// A convolution ([`Conv2d`]).
     Convolution,
-    /// An elementwise nonlinearity ([`Relu`]).
+    /// An elementwise nonlinearity ([`Relu`], [`Sigmoid`], [`Clip`], ...).
     Activation,
-    /// A pooling layer ([`MaxPool2d`]).
-    Pooling,
-    /// A layer that only rearranges values ([`Flatten`]).
+    /// Batch normalisation in evaluation mode, or any per-channel affine map ([`BatchNorm2d`]).
+    BatchNorm,
+    /// Max-pooling ([`MaxPool2d`]).
+    MaxPool,
+    /// Average pooling, global and adaptive included ([`AvgPool2d`]).
+    AvgPool,
+    /// An elementwise sum of several tensors, e.g. a residual connection ([`Add`]).
+    Sum,
+    /// An elementwise product of two computed tensors, e.g. a gate ([`Mul`]).
+    Product,
+    /// A node that only rearranges values ([`Flatten`], [`Concat`], [`Pad`], [`Identity`]).
     Reshape,
 }
 
 impl Category {
-    /// Whether layers of this category are affine (dense or convolution), i.e. are the
+    /// Whether nodes of this category are affine (dense or convolution), i.e. are the
     /// layers where LRP rules differ.
     pub fn is_affine(self) -> bool {
         matches!(self, Category::Dense | Category::Convolution)
@@ -56,7 +91,7 @@ impl Category {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Step<'a, F> {
-    /// Position of the layer in the network (0 = first layer).
+    /// Position of the node in the network (0 = first node).
     pub index: usize,
     /// The layer's recorded input.
     pub input: ArrayViewD<'a, F>,
@@ -96,14 +131,91 @@ impl<'a, F> Step<'a, F> {
     }
 }
 
-/// One layer of a [`Network`](crate::Network).
+/// What a node with several inputs ([`Merge`]) — or a [`LinearMap`] of one input — is
+/// given for its relevance pass.
+///
+/// # Shapes
+/// `inputs[k]` is `[N, in_k...]`; `output` and `relevance` are `[N, out...]`. Baselines,
+/// when present, have the shapes of `inputs` and `output`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MergeStep<'a, F> {
+    /// Position of the node in the network (0 = first node).
+    pub index: usize,
+    /// The node's recorded inputs, in the order they were given to the node.
+    pub inputs: Vec<ArrayViewD<'a, F>>,
+    /// The node's recorded output.
+    pub output: ArrayViewD<'a, F>,
+    /// Relevance (or DeepLIFT multipliers) at the node's output.
+    pub relevance: ArrayViewD<'a, F>,
+    /// The inputs on the baseline (reference) pass, for rules that need one.
+    pub baseline_inputs: Option<Vec<ArrayViewD<'a, F>>>,
+    /// The output on the baseline (reference) pass, for rules that need one.
+    pub baseline_output: Option<ArrayViewD<'a, F>>,
+    /// For each input, whether it comes out of a gating activation ([`Layer::is_gate`],
+    /// e.g. a sigmoid): a product sends no relevance to a gate.
+    pub gates: Vec<bool>,
+}
+
+impl<'a, F> MergeStep<'a, F> {
+    /// A step without a baseline pass and with no gate among the inputs.
+    pub fn new(
+        index: usize,
+        inputs: Vec<ArrayViewD<'a, F>>,
+        output: ArrayViewD<'a, F>,
+        relevance: ArrayViewD<'a, F>,
+    ) -> Self {
+        let gates = vec![false; inputs.len()];
+        MergeStep {
+            index,
+            inputs,
+            output,
+            relevance,
+            baseline_inputs: None,
+            baseline_output: None,
+            gates,
+        }
+    }
+
+    /// Adds the inputs and the output on the baseline pass.
+    pub fn with_baseline(mut self, inputs: Vec<ArrayViewD<'a, F>>, output: ArrayViewD<'a, F>) -> Self {
+        self.baseline_inputs = Some(inputs);
+        self.baseline_output = Some(output);
+        self
+    }
+
+    /// Marks which inputs come out of a gating activation.
+    pub fn with_gates(mut self, gates: Vec<bool>) -> Self {
+        self.gates = gates;
+        self
+    }
+}
+
+impl<'a, F: Clone> MergeStep<'a, F> {
+    /// The step of a one-input layer as a merge step with one input (for layers that are a
+    /// [`LinearMap`], such as average pooling).
+    pub fn from_step(step: &Step<'a, F>) -> Self {
+        MergeStep {
+            index: step.index,
+            inputs: vec![step.input.clone()],
+            output: step.output.clone(),
+            relevance: step.relevance.clone(),
+            baseline_inputs: step.baseline_input.clone().map(|b| vec![b]),
+            baseline_output: step.baseline_output.clone(),
+            gates: vec![false],
+        }
+    }
+}
+
+/// A node with one input of a [`Network`](crate::Network).
 ///
 /// Implement it to add a layer of your own: give its output shape (checked when the network
-/// is built), its forward pass, and its relevance pass, which usually hands itself to the
-/// rule (`rule.affine(self, step)` for an affine layer, `rule.activation(self, step)` for
-/// an elementwise one). The README shows a complete example.
+/// is built), its forward pass, its gradient, and its relevance pass, which hands itself to
+/// the rule method of its class (`rule.affine(self, step)` for an affine layer,
+/// `rule.activation(self, step)` for an elementwise one, see the module docs). The README
+/// shows a complete example.
 pub trait Layer<F: Float>: Debug + Send + Sync {
-    /// A short human-readable name, e.g. `Dense(784→10)`; used in error messages.
+    /// A short human-readable description, e.g. `Dense(784→10)`; used in error messages.
     fn name(&self) -> String;
 
     /// The layer's category, by which composites choose rules.
@@ -154,6 +266,106 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// identity ([`Rule::activation_is_identity`]). Default `false`.
     fn relevance_is_activation(&self) -> bool {
         false
+    }
+
+    /// Whether the layer is a gate: an activation with outputs in `[0, 1]` meant to scale
+    /// another tensor ([`Sigmoid`], [`HardSigmoid`]). A [`Mul`] of a gate and a signal
+    /// sends all relevance to the signal. Default `false`.
+    fn is_gate(&self) -> bool {
+        false
+    }
+
+    /// If the layer is a per-channel affine map `y = x·scale[c] + shift[c]` over axis 1
+    /// (batch normalisation in evaluation mode), its `(scale, shift)`, so that
+    /// [`Network::merge_batch_norm`](crate::Network::merge_batch_norm) can fold it into
+    /// the affine layer before it. Default `None`.
+    fn channel_affine(&self) -> Option<(Array1<F>, Array1<F>)> {
+        None
+    }
+}
+
+/// A node with several inputs of a [`Network`](crate::Network): an elementwise sum
+/// ([`Add`]), a concatenation ([`Concat`]), a product ([`Mul`]), or one of your own.
+///
+/// Its relevance pass returns one array per input, in the order of the inputs; where a
+/// tensor feeds several nodes, the network adds up what comes back from each.
+pub trait Merge<F: Float>: Debug + Send + Sync {
+    /// A short human-readable description, e.g. `Add(2)`.
+    fn name(&self) -> String;
+
+    /// The node's category, by which composites choose rules.
+    fn category(&self) -> Category;
+
+    /// The per-sample output shape for the per-sample input shapes (no batch dimension).
+    ///
+    /// # Errors
+    /// A shape error, or [`Error::Graph`](crate::Error::Graph) for a wrong number of
+    /// inputs.
+    fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>>;
+
+    /// The forward pass.
+    ///
+    /// # Shapes
+    /// `inputs[k]` `[N, in_k...]` → `[N, out...]`.
+    ///
+    /// # Errors
+    /// A shape error if the inputs do not fit.
+    fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>>;
+
+    /// Redistributes `step.relevance` onto the inputs under `rule`, one array per input.
+    ///
+    /// # Errors
+    /// Whatever the rule reports.
+    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>>;
+
+    /// The vector-Jacobian product with respect to each input, at the recorded point.
+    ///
+    /// # Errors
+    /// A shape error if `grad_output` does not fit.
+    fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>>;
+}
+
+/// A linear map without parameters of one or more inputs that mixes values: a sum of
+/// tensors ([`Add`]), average pooling ([`AvgPool2d`]). LRP rules apply zennit's `Norm`
+/// here ([`rules::norm`](crate::rules::norm)), DeepLIFT its Linear rule.
+pub trait LinearMap<F: Float>: Debug + Send + Sync {
+    /// The transposed map (the vector-Jacobian product) applied to `s`: one array per
+    /// input, `[N, input_shapes[k]...]`.
+    ///
+    /// # Shapes
+    /// `s` is `[N, out...]`; `input_shapes` are per sample (no batch dimension).
+    ///
+    /// # Errors
+    /// A shape error if `s` does not fit.
+    fn transpose(&self, s: ArrayViewD<'_, F>, input_shapes: &[&[usize]]) -> Result<Vec<ArrayD<F>>>;
+}
+
+/// A layer whose every output is one of its inputs, chosen by value: max-pooling.
+/// LRP rules route relevance to the chosen input (the gradient); DeepLIFT applies its
+/// cross-max rule through [`Select::route`].
+pub trait Select<F: Float>: Layer<F> {
+    /// Adds each value of `values` (at the output) at the input element its output chose
+    /// on `input` (for max-pooling the first maximum of the window), into a zero array of
+    /// the input's shape.
+    ///
+    /// # Shapes
+    /// `input` `[N, in...]`, `values` `[N, out...]`; the result `[N, in...]`.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn route(&self, input: &ArrayViewD<'_, F>, values: &ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
+
+    /// DeepLIFT's cross-max rule computed in one pass, if the layer has a fast path for
+    /// these arrays (`None`: the rule runs its general form on [`Select::route`]).
+    /// Must give the general form's values. Default `None`.
+    fn cross_max(
+        &self,
+        _input: &ArrayViewD<'_, F>,
+        _baseline: &ArrayViewD<'_, F>,
+        _multiplier: &ArrayViewD<'_, F>,
+        _threshold: F,
+    ) -> Option<ArrayD<F>> {
+        None
     }
 }
 
@@ -231,6 +443,13 @@ pub trait Affine<F: Float>: Layer<F> {
     /// As [`Affine::apply_with`].
     fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
         ws.iter().map(|w| self.apply_with(x.clone(), w.clone())).collect()
+    }
+
+    /// The same layer with another weight (the shape of [`Affine::weight`]) and bias
+    /// (one value per output channel), if the layer can be rebuilt so; used by
+    /// [`Network::merge_batch_norm`](crate::Network::merge_batch_norm). Default `None`.
+    fn with_parameters(&self, _weight: ArrayD<F>, _bias: Array1<F>) -> Option<Result<Box<dyn Layer<F>>>> {
+        None
     }
 
     /// The sum of several transposed maps, `Σ_g apply_transpose(s_g, w_g)`.

@@ -1,29 +1,30 @@
-//! Composites: a rule chosen per layer. Plain data — an ordered list of (selector, rule)
+//! Composites: a rule chosen per node. Plain data — an ordered list of (selector, rule)
 //! pairs, first match wins, and a default — with named presets mirroring zennit's
 //! `composites.py`.
 
 use super::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, Rule};
 use crate::error::Result;
 use crate::float::Float;
-use crate::layers::{Category, Layer};
+use crate::layers::Category;
 use ndarray::ArrayD;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Which layers an entry of a [`Composite`] applies to.
+/// Which nodes an entry of a [`Composite`] applies to.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Selector {
-    /// The layer at this index (0 = first layer of the network).
+    /// The node at this index (0 = first node of the network, in the order the nodes were
+    /// added).
     Index(usize),
-    /// Layers with an index in this range.
+    /// Nodes with an index in this range.
     Range(Range<usize>),
-    /// Every layer of this category.
+    /// Every node of this category.
     Category(Category),
-    /// The first affine (dense or convolution) layer, or the first layer of the given
+    /// The first affine (dense or convolution) node, or the first node of the given
     /// category — zennit's "first layer" override.
     First(Option<Category>),
-    /// Layers of `category` whose rank `r` among the `n` layers of that category
+    /// Nodes of `category` whose rank `r` among the `n` nodes of that category
     /// (0-based, in network order) satisfies `start ≤ r / n < end`; e.g. `0.0..0.5` is the
     /// lower half of the convolutions.
     Fraction {
@@ -34,71 +35,136 @@ pub enum Selector {
         /// Upper end of `r / n`, exclusive.
         end: f64,
     },
+    /// The node with exactly this name (zennit's `NameMapComposite`).
+    Name(String),
+    /// Nodes whose name matches this pattern, where `*` stands for any run of characters
+    /// (dots included) and `?` for one character: `"layer1.*"`, `"*.conv2"`,
+    /// `"features.?"`.
+    Pattern(String),
 }
 
 impl Selector {
-    fn matches(&self, index: usize, category: Category, ctx: &Context) -> bool {
+    fn matches(&self, index: usize, node: &NodeInfo<'_>, ctx: &Context) -> bool {
         match self {
             Selector::Index(i) => *i == index,
             Selector::Range(r) => r.contains(&index),
-            Selector::Category(c) => *c == category,
+            Selector::Category(c) => *c == node.category,
             Selector::First(None) => ctx.first_affine == Some(index),
-            Selector::First(Some(c)) => *c == category && ctx.rank[index] == 0,
+            Selector::First(Some(c)) => *c == node.category && ctx.rank[index] == 0,
             Selector::Fraction {
                 category: c,
                 start,
                 end,
             } => {
-                if *c != category {
+                if *c != node.category {
                     return false;
                 }
                 let n = ctx.count(*c) as f64;
                 let f = ctx.rank[index] as f64 / n;
                 *start <= f && f < *end
             }
+            Selector::Name(name) => name == node.name,
+            Selector::Pattern(p) => glob(p.as_bytes(), node.name.as_bytes()),
         }
     }
 }
 
-/// Per-network facts the selectors need: each layer's rank within its category.
+/// Whether `text` matches `pattern` (`*` any run, `?` one byte), by the classic
+/// backtracking over the last `*`: linear in practice, never exponential.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// What a [`RuleSet`] knows of one node of a network: its name and its category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo<'a> {
+    /// The node's name (given when it was added, or generated: its index).
+    pub name: &'a str,
+    /// The node's category.
+    pub category: Category,
+}
+
+impl<'a> NodeInfo<'a> {
+    /// Describes a node.
+    pub fn new(name: &'a str, category: Category) -> Self {
+        NodeInfo { name, category }
+    }
+}
+
+/// Per-network facts the selectors need: each node's rank within its category.
 struct Context {
-    categories: Vec<Category>,
     rank: Vec<usize>,
+    counts: std::collections::HashMap<Category, usize>,
     first_affine: Option<usize>,
 }
 
 impl Context {
-    fn new<F: Float>(layers: &[&dyn Layer<F>]) -> Self {
-        let categories: Vec<Category> = layers.iter().map(|l| l.category()).collect();
-        let rank = (0..categories.len())
-            .map(|i| categories[..i].iter().filter(|c| **c == categories[i]).count())
+    fn new(nodes: &[NodeInfo<'_>]) -> Self {
+        // one pass: a node's rank is the count of its category so far
+        let mut counts = std::collections::HashMap::new();
+        let rank = nodes
+            .iter()
+            .map(|n| {
+                let c = counts.entry(n.category).or_insert(0);
+                *c += 1;
+                *c - 1
+            })
             .collect();
-        let first_affine = categories.iter().position(|c| c.is_affine());
+        let first_affine = nodes.iter().position(|n| n.category.is_affine());
         Context {
-            categories,
             rank,
+            counts,
             first_affine,
         }
     }
 
     fn count(&self, c: Category) -> usize {
-        self.categories.iter().filter(|x| **x == c).count()
+        self.counts.get(&c).copied().unwrap_or(0)
     }
 }
 
-/// Anything that assigns a rule to every layer of a network: a single rule (the same for
-/// every layer) or a [`Composite`].
+/// Anything that assigns a rule to every node of a network: a single rule (the same for
+/// every node) or a [`Composite`].
 pub trait RuleSet<F: Float>: Sync {
-    /// One rule per layer, in order.
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>>;
+    /// One rule per node, in order.
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>>;
+
+    /// Whether the relevance arriving at the network input is to be multiplied by the
+    /// input (what [`GradientTimesInput`](crate::GradientTimesInput) does). Default `false`.
+    fn times_input(&self) -> bool {
+        false
+    }
 }
 
-/// Implements [`RuleSet`] for rule types: the same rule on every layer.
+/// Implements [`RuleSet`] for rule types: the same rule on every node.
 macro_rules! uniform_rule_set {
     ($($t:ty),*) => {$(
         impl<F: Float> RuleSet<F> for $t {
-            fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
-                vec![self as &dyn Rule<F>; layers.len()]
+            fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+                vec![self as &dyn Rule<F>; nodes.len()]
             }
         }
     )*};
@@ -116,15 +182,20 @@ uniform_rule_set!(
 
 /// Any rule behind a reference to `dyn Rule`, e.g. a rule of your own.
 impl<F: Float> RuleSet<F> for dyn Rule<F> {
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
-        vec![self; layers.len()]
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+        vec![self; nodes.len()]
     }
 }
 
-/// A rule per layer: ordered (selector, rule) entries, first match wins, then a default.
+/// A rule per node: ordered (selector, rule) entries, first match wins, then a default.
 ///
-/// Non-affine layers use the matched rule's `activation` / `max_pool` methods, which for
-/// every LRP rule are zennit's: ReLU passes relevance, max-pool routes it to the maximum.
+/// Non-affine nodes use the matched rule's other methods, which for every LRP rule are
+/// zennit's: activations and batch norm pass relevance, sums and average pools apply
+/// `Norm`, max-pools route relevance to the maximum.
+///
+/// Select nodes by category, position, or name — `Selector::Pattern("layer1.*".into())`
+/// picks every node of a ResNet's first stage, as zennit's `NameMapComposite` does by
+/// listing names.
 ///
 /// ```
 /// use relevance::{Category, Composite, LrpEpsilon, LrpGamma, Lrp0, Selector};
@@ -226,15 +297,38 @@ impl<F: Float> Composite<F> {
 }
 
 impl<F: Float> RuleSet<F> for Composite<F> {
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
-        let ctx = Context::new(layers);
-        (0..layers.len())
-            .map(|i| {
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+        let ctx = Context::new(nodes);
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
                 self.entries
                     .iter()
-                    .find(|(s, _)| s.matches(i, ctx.categories[i], &ctx))
+                    .find(|(s, _)| s.matches(i, node, &ctx))
                     .map_or(&*self.default, |(_, r)| &**r)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn glob_patterns() {
+        let m = |p: &str, t: &str| glob(p.as_bytes(), t.as_bytes());
+        assert!(m("layer1.*", "layer1.0.conv1"));
+        assert!(!m("layer1.*", "layer2.0.conv1"));
+        assert!(m("*.conv2", "layer3.1.conv2"));
+        assert!(!m("*.conv2", "layer3.1.conv2.x"));
+        assert!(m("features.?", "features.3"));
+        assert!(!m("features.?", "features.13"));
+        assert!(m("*", ""));
+        assert!(m("a*b*c", "axxbyyc"));
+        assert!(!m("a*b*c", "axxbyy"));
+        assert!(m("exact", "exact"));
+        assert!(!m("exact", "exac"));
     }
 }

@@ -1,6 +1,8 @@
 //! DeepLIFT (Shrikumar, Greenside & Kundaje 2017, "Learning Important Features Through
 //! Propagating Activation Differences") as a [`Rule`]: the Linear rule at dense and
-//! convolutional layers, Rescale or RevealCancel at activations, and a max-pool rule.
+//! convolutional layers and at parameter-free linear maps (sums, average pools, batch
+//! norm), Rescale or RevealCancel at elementwise nonlinearities, a max-pool rule, and the
+//! Shapley split at products of two computed tensors.
 //!
 //! What travels backwards is the **multiplier** `m = ∂ᴰ f_c / ∂ᴰ a` (the paper's "modified
 //! gradient", captum's `gradients`), not a contribution: the contribution of a unit is
@@ -12,18 +14,19 @@
 //! above it, runs in [`Network::deeplift`](crate::Network::deeplift); the trait methods here
 //! are the per-layer steps it uses.
 
-use super::Rule;
+use super::{NodeInfo, Rule};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, MaxPool2d, Step};
-use crate::tensor::{negative, positive};
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
+use crate::network::Network;
+use crate::tensor::{negative, positive, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
 /// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
 /// where `|Δx|` is below it, the multiplier is the ordinary gradient at the input.
 pub const DEEPLIFT_THRESHOLD: f64 = 1e-10;
 
-/// The rule at an activation (ReLU).
+/// The rule at an elementwise nonlinearity (ReLU, sigmoid, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NonlinearRule {
@@ -57,8 +60,13 @@ pub enum MaxPoolRule {
 }
 
 /// DeepLIFT as a rule object: the Linear rule at affine layers (the bias cancels in
-/// `Δz = W Δx`), Rescale or RevealCancel at activations, cross-max or gradient routing at
-/// max-pools. Use it with [`Network::deeplift`](crate::Network::deeplift).
+/// `Δz = W Δx`) and at sums, average pools and concatenations, Rescale or RevealCancel at
+/// elementwise layers (activations of any kind, and batch norm, where Rescale is exactly
+/// the Linear rule), cross-max or gradient routing at max-pools, and at a product of two
+/// computed tensors the two-player Shapley split
+/// `Δ(ab) = ½(b + b̄)·Δa + ½(a + ā)·Δb`, which keeps summation-to-delta exact
+/// (captum has no rule there and uses the gradient, which does not).
+/// Use it with [`Network::deeplift`](crate::Network::deeplift).
 ///
 /// Conventions (captum's, so that results match `captum.attr.DeepLift` in float64):
 /// where `|Δx|` is below the threshold (default [`DEEPLIFT_THRESHOLD`] = 1e-10), Rescale
@@ -152,18 +160,26 @@ impl DeepLift {
         self.threshold
     }
 
-    /// Whether the activation at `index` gets RevealCancel (it must directly follow an
-    /// affine layer whose kind the rule selects).
-    pub(crate) fn reveal_cancel_at<F: Float>(&self, layers: &[Box<dyn Layer<F>>], index: usize) -> bool {
-        if index == 0 || layers[index].category() != Category::Activation {
-            return false;
+    /// The affine node below node `k` if node `k` gets RevealCancel: `k` is an activation
+    /// whose input comes straight from an affine node of a kind the rule selects, and is
+    /// that node's only reader (RevealCancel's split multipliers travel to it alone).
+    pub(crate) fn reveal_cancel_below<F: Float>(&self, net: &Network<F>, k: usize) -> Option<usize> {
+        let node = &net.nodes()[k];
+        if node.layer()?.category() != Category::Activation {
+            return None;
         }
-        let below = layers[index - 1].category();
-        match self.nonlinear {
+        let u = node.inputs()[0];
+        if u == 0 || net.consumers()[u] != [k] {
+            return None;
+        }
+        let below = net.nodes()[u - 1].layer()?;
+        below.as_affine()?;
+        let selected = match self.nonlinear {
             NonlinearRule::Rescale => false,
-            NonlinearRule::RevealCancel => below.is_affine(),
-            NonlinearRule::RevealCancelAfterDense => below == Category::Dense,
-        }
+            NonlinearRule::RevealCancel => below.category().is_affine(),
+            NonlinearRule::RevealCancelAfterDense => below.category() == Category::Dense,
+        };
+        selected.then_some(u - 1)
     }
 }
 
@@ -358,41 +374,41 @@ fn rescale_rows<F: Float>(
 }
 
 /// The cross-max rule at a max-pool (see [`MaxPoolRule::CrossMax`]).
-fn cross_max<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+fn cross_max<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
     let (bx, _) = baseline(step)?;
-    if let Some(m) = layer.cross_max_2x2(&step.input, bx, &step.relevance, threshold) {
+    if let Some(m) = layer.cross_max(&step.input, bx, &step.relevance, threshold) {
         return Ok(m);
     }
     cross_max_general(layer, step, threshold)
 }
 
-/// [`cross_max`] for any pool, through index arrays and routing.
-fn cross_max_general<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
-    let (bx, _) = baseline(step)?;
-    let (y, at_x) = layer.argmax(&step.input)?;
-    let (y0, at_x0) = layer.argmax(bx)?;
+/// [`cross_max`] for any selection, through [`Select::route`]: with `y`, `ȳ` the recorded
+/// outputs on `x` and `x̄` and `ŷ = max(y, ȳ)`, `m·(ŷ − ȳ)` is routed as on `x` and
+/// `m·(y − ŷ)` as on `x̄`; their sum over `Δx` is the multiplier (the gradient where `|Δx|`
+/// is below the threshold).
+fn cross_max_general<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    let (bx, by) = baseline(step)?;
     check_same(
         "DeepLIFT multiplier at the max-pool output",
-        y.shape(),
+        step.output.shape(),
         step.relevance.shape(),
     )?;
     let mut from_x = step.relevance.to_owned();
     let mut from_x0 = step.relevance.to_owned();
     Zip::from(&mut from_x)
         .and(&mut from_x0)
-        .and(y.view().into_dyn())
-        .and(y0.view().into_dyn())
+        .and(&step.output)
+        .and(by)
         .for_each(|a, b, &y, &y0| {
             let top = if y > y0 { y } else { y0 };
             *a *= top - y0;
             *b *= y - top;
         });
-    let shape = step.input.shape();
     // Routing adds, so overlapping windows keep every contribution (captum's
     // max_unpool overwrites instead).
-    let mut sum = layer.route(shape, &at_x, &from_x.view())?;
-    sum += &layer.route(shape, &at_x0, &from_x0.view())?;
-    let grad = layer.route(shape, &at_x, &step.relevance)?;
+    let mut sum = layer.route(&step.input, &from_x.view())?;
+    sum += &layer.route(bx, &from_x0.view())?;
+    let grad = layer.route(&step.input, &step.relevance)?;
     Zip::from(&mut sum)
         .and(&grad)
         .and(&step.input)
@@ -402,6 +418,40 @@ fn cross_max_general<F: Float>(layer: &MaxPool2d, step: &Step<'_, F>, threshold:
             *s = if dx.abs() < threshold { g } else { *s / dx };
         });
     Ok(sum)
+}
+
+/// The multipliers of a product `y = a ⊙ b` of two computed tensors (broadcasting
+/// allowed): the two-player Shapley split `Δy = ½(b + b̄)·Δa + ½(a + ā)·Δb`, exact for
+/// every difference, so `m_a = Σ m·½(b + b̄)` and `m_b = Σ m·½(a + ā)` (sums over the axes
+/// a factor is broadcast along).
+fn shapley_product<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+    let (Some(base), [a, b]) = (step.baseline_inputs.as_ref(), step.inputs.as_slice()) else {
+        return Err(Error::Unsupported {
+            rule: "DeepLift".into(),
+            reason: "a product needs two inputs and their baseline values".into(),
+        });
+    };
+    let [a0, b0] = base.as_slice() else {
+        return Err(Error::Unsupported {
+            rule: "DeepLift".into(),
+            reason: "a product needs the baseline values of both inputs".into(),
+        });
+    };
+    let half = F::lit(0.5);
+    let out = step.relevance.raw_dim();
+    let mid = |x: &ArrayViewD<'_, F>, x0: &ArrayViewD<'_, F>| -> Result<ArrayD<F>> {
+        let m = (x + x0).mapv(|v| v * half);
+        m.broadcast(out.clone())
+            .map(|v| v.to_owned())
+            .ok_or_else(|| Error::Shape {
+                what: "factor of a product (must broadcast to the output)".into(),
+                expected: step.relevance.shape().to_vec(),
+                got: x.shape().to_vec(),
+            })
+    };
+    let m_a = sum_to_shape(&step.relevance * &mid(b, b0)?, a.shape())?;
+    let m_b = sum_to_shape(&step.relevance * &mid(a, a0)?, b.shape())?;
+    Ok(vec![m_a, m_b])
 }
 
 /// `Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻` and `Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻` of an affine layer, bias excluded
@@ -512,11 +562,22 @@ impl<F: Float> Rule<F> for DeepLift {
         rescale(layer, step, F::lit(self.threshold))
     }
 
-    fn max_pool(&self, layer: &MaxPool2d, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+    /// The Linear rule: the transposed map.
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        map.transpose(step.relevance.view(), &shapes)
+    }
+
+    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
         match self.max_pool {
             MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
-            MaxPoolRule::Gradient => layer.route_to_max(&step.input, &step.relevance),
+            MaxPoolRule::Gradient => layer.route(&step.input, &step.relevance),
         }
+    }
+
+    /// The two-player Shapley split (see [`DeepLift`]).
+    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        shapley_product(step)
     }
 
     fn needs_baseline(&self) -> bool {
@@ -525,14 +586,15 @@ impl<F: Float> Rule<F> for DeepLift {
 }
 
 impl<F: Float> super::RuleSet<F> for DeepLift {
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
-        vec![self as &dyn Rule<F>; layers.len()]
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+        vec![self as &dyn Rule<F>; nodes.len()]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::MaxPool2d;
     use ndarray::{Array, Array4, IxDyn};
 
     /// A small deterministic generator with many ties (values on a coarse grid).
@@ -578,8 +640,7 @@ mod tests {
             let mut step = Step::new(0, x.view(), y.view(), m.view());
             step.baseline_input = Some(x0_view.clone());
             step.baseline_output = Some(y0.view());
-            let fast = pool
-                .cross_max_2x2(&step.input, &x0_view, &step.relevance, DEEPLIFT_THRESHOLD)
+            let fast = Select::cross_max(&pool, &step.input, &x0_view, &step.relevance, DEEPLIFT_THRESHOLD)
                 .expect("a 2×2 pool takes the one-pass path");
             let general = cross_max_general(&pool, &step, DEEPLIFT_THRESHOLD).unwrap();
             assert_eq!(fast.shape(), general.shape());

@@ -7,10 +7,11 @@
 //! `Saliency(abs=False)`) and `x ⊙ ∇f_c(x)` (captum's `InputXGradient`); with the default
 //! [`Seed::Logit`](crate::Seed::Logit) both are multiplied by `f_c(x)`.
 
-use super::{Rule, RuleSet};
+use super::{NodeInfo, Rule, RuleSet};
 use crate::error::Result;
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, MaxPool2d, Step};
+use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Step};
+use crate::tensor::sum_to_shape;
 use ndarray::ArrayD;
 
 /// The vector-Jacobian product at every layer: the result is the gradient of
@@ -47,24 +48,62 @@ impl<F: Float> Rule<F> for Gradient {
         layer.gradient(step, step.relevance.view())
     }
 
-    fn max_pool(&self, layer: &MaxPool2d, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(layer, step, step.relevance.view())
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        map.transpose(step.relevance.view(), &shapes)
+    }
+
+    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.route(&step.input, &step.relevance)
+    }
+
+    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        product_gradient(step, &step.relevance)
     }
 }
 
+/// The gradient of a product `y = a ⊙ b` (broadcasting allowed): `g·b` for `a` and `g·a`
+/// for `b`, summed over the axes a factor is broadcast along.
+///
+/// # Errors
+/// [`Error::Graph`](crate::Error::Graph) for other than two inputs, a shape error if they
+/// do not broadcast to `g`.
+pub(crate) fn product_gradient<F: Float>(
+    step: &MergeStep<'_, F>,
+    g: &ndarray::ArrayViewD<'_, F>,
+) -> Result<Vec<ArrayD<F>>> {
+    let [a, b] = step.inputs.as_slice() else {
+        return Err(crate::Error::Graph {
+            node: step.index.to_string(),
+            reason: format!("a product takes two inputs, got {}", step.inputs.len()),
+        });
+    };
+    let times = |x: &ndarray::ArrayViewD<'_, F>| -> Result<ArrayD<F>> {
+        let xb = x.broadcast(g.raw_dim()).ok_or_else(|| crate::Error::Shape {
+            what: "factor of a product (must broadcast to the output)".into(),
+            expected: g.shape().to_vec(),
+            got: x.shape().to_vec(),
+        })?;
+        Ok(g * &xb)
+    };
+    Ok(vec![
+        sum_to_shape(times(b)?, a.shape())?,
+        sum_to_shape(times(a)?, b.shape())?,
+    ])
+}
+
 impl<F: Float> RuleSet<F> for Gradient {
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
-        vec![self as &dyn Rule<F>; layers.len()]
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+        vec![self as &dyn Rule<F>; nodes.len()]
     }
 }
 
 /// Gradient × input, `x ⊙ ∇f_c(x)` (Shrikumar et al. 2016; captum's `InputXGradient`).
 ///
-/// As a [`RuleSet`] (what [`Network::attribute`](crate::Network::attribute) takes) it puts
-/// itself on the lowest layer that is not a reshape (so a leading
-/// [`Flatten`](crate::Flatten) is fine) and [`Gradient`] on every other layer. As a single
-/// [`Rule`] inside a [`Composite`](crate::Composite) it means "the gradient at this
-/// layer's input, times that input" — put it on the first layer.
+/// As a [`RuleSet`] (what [`Network::attribute`](crate::Network::attribute) takes) it is
+/// [`Gradient`] at every node, and the gradient arriving at the network input is multiplied
+/// by the input. As a single [`Rule`] inside a [`Composite`](crate::Composite) it means
+/// "the gradient at this layer's input, times that input" — put it on the first layer.
 ///
 /// On a ReLU network (biases included), `GradientTimesInput` with the one-hot seed equals
 /// [`Lrp0`](crate::Lrp0) with the default logit seed.
@@ -113,24 +152,37 @@ impl<F: Float> Rule<F> for GradientTimesInput {
         ))
     }
 
-    fn max_pool(&self, layer: &MaxPool2d, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        let g = Layer::<F>::gradient(layer, step, step.relevance.view())?;
-        Ok(Self::times_input(step, g))
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let mut parts = Gradient.linear(map, step)?;
+        for (p, x) in parts.iter_mut().zip(&step.inputs) {
+            *p *= x;
+        }
+        Ok(parts)
+    }
+
+    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        Ok(Self::times_input(
+            step,
+            layer.route(&step.input, &step.relevance)?,
+        ))
+    }
+
+    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let mut parts = product_gradient(step, &step.relevance)?;
+        for (p, x) in parts.iter_mut().zip(&step.inputs) {
+            *p *= x;
+        }
+        Ok(parts)
     }
 }
 
 impl<F: Float> RuleSet<F> for GradientTimesInput {
-    fn resolve<'a>(&'a self, layers: &[&dyn Layer<F>]) -> Vec<&'a dyn Rule<F>> {
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
         static GRADIENT: Gradient = Gradient;
-        let first = layers.iter().position(|l| l.category() != Category::Reshape);
-        (0..layers.len())
-            .map(|i| {
-                if Some(i) == first {
-                    self as &dyn Rule<F>
-                } else {
-                    &GRADIENT as &dyn Rule<F>
-                }
-            })
-            .collect()
+        vec![&GRADIENT as &dyn Rule<F>; nodes.len()]
+    }
+
+    fn times_input(&self) -> bool {
+        true
     }
 }

@@ -11,7 +11,7 @@ use super::engine::{propagate, Group, Input, Mask, Param, Recipe, Term};
 use super::Rule;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Step};
+use crate::layers::{Affine, LinearMap, MergeStep, Step};
 use crate::tensor::check_finite;
 use ndarray::ArrayD;
 
@@ -100,8 +100,10 @@ macro_rules! simple_rule {
 /// LRP-0 (Bach et al. 2015): `R_i = Σ_j a_i w_ji R_j / z_j`, full bias in `z`.
 ///
 /// Where `z_j` is exactly zero the relevance of output `j` is dropped (taken as 0) instead
-/// of producing NaN, as zennit's `Epsilon(0)` would. On a ReLU network with the default
-/// starting relevance (the target logit), LRP-0 equals gradient × input.
+/// of producing NaN, as zennit's `Epsilon(0)` would. At sums and average pools it applies
+/// `Norm` without a stabiliser (the other LRP rules use zennit's 1e-6 there), so that on a
+/// ReLU network, residual or not, with the default starting relevance (the target logit),
+/// LRP-0 equals gradient × input.
 ///
 /// ```
 /// use ndarray::array;
@@ -118,6 +120,10 @@ pub struct Lrp0;
 impl<F: Float> Rule<F> for Lrp0 {
     fn activation_is_identity(&self) -> bool {
         true
+    }
+
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        super::norm(map, step, 0.0)
     }
 
     fn name(&self) -> String {

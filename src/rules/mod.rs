@@ -1,10 +1,13 @@
-//! Rules: how a layer redistributes relevance from its output to its input.
+//! Rules: how a node redistributes relevance from its output to its inputs.
 //!
-//! A [`Rule`] is asked by each layer for its relevance pass (double dispatch): affine
-//! layers call [`Rule::affine`], activations [`Rule::activation`], max-pool
-//! [`Rule::max_pool`]. The LRP rules are all data for one shared engine (`rules/engine.rs`), after
-//! zennit's `BasicHook`: modify inputs and parameters, stabilised division, transposed
-//! pass, multiply by the (modified) input.
+//! A [`Rule`] is asked by each node for its relevance pass (double dispatch), by the
+//! node's algebraic class: affine layers call [`Rule::affine`], elementwise layers
+//! [`Rule::activation`], parameter-free linear maps (sums, average pooling)
+//! [`Rule::linear`], selections (max-pooling) [`Rule::select`], products of computed
+//! tensors [`Rule::product`]; rearrangements (flatten, concat, pad) need no rule. The LRP
+//! rules are all data for one shared engine (`rules/engine.rs`), after zennit's
+//! `BasicHook`: modify inputs and parameters, stabilised division, transposed pass,
+//! multiply by the (modified) input.
 
 mod composite;
 pub(crate) mod deeplift;
@@ -12,22 +15,30 @@ pub(crate) mod engine;
 mod gradient;
 mod lrp;
 
-pub use composite::{Composite, RuleSet, Selector};
+pub use composite::{Composite, NodeInfo, RuleSet, Selector};
 pub use deeplift::{DeepLift, MaxPoolRule, NonlinearRule, DEEPLIFT_THRESHOLD};
+pub(crate) use gradient::product_gradient;
 pub use gradient::{Gradient, GradientTimesInput};
 pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Layer, MaxPool2d, Step};
-use ndarray::ArrayD;
+use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Step};
+use crate::tensor::{safe_ratio, sum_to_shape};
+use ndarray::{ArrayD, Zip};
 use std::fmt::Debug;
+
+/// The stabiliser of zennit's `Norm` rule at sums and average pools (zennit's
+/// `layer_map_base(stabilizer=1e-6)`), used by every LRP rule but [`Lrp0`].
+pub const NORM_STABILIZER: f64 = 1e-6;
 
 /// A relevance rule.
 ///
-/// Only [`Rule::affine`] is required. The defaults of the other methods are zennit's: an
-/// activation passes relevance through unchanged (`Pass`), a max-pool routes it to the
-/// first maximum of each window (the gradient).
+/// Only [`Rule::affine`] is required. The defaults of the other methods are zennit's LRP
+/// conventions (`composites.layer_map_base`): an activation passes relevance through
+/// unchanged (`Pass`), a sum or average pool applies `Norm`, a max-pool routes relevance
+/// to the first maximum of each window (the gradient), and a product of a gate and a
+/// signal gives everything to the signal.
 pub trait Rule<F: Float>: Debug + Send + Sync {
     /// A short name with parameters, e.g. `LrpEpsilon(1e-6)`.
     fn name(&self) -> String;
@@ -42,7 +53,8 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     /// Whatever does not fit (bounds of the wrong shape, a missing baseline, ...).
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>>;
 
-    /// Relevance through an elementwise activation. Default: passed through unchanged.
+    /// Relevance through an elementwise layer (an activation, or batch normalisation that
+    /// was not merged). Default: passed through unchanged (zennit's `Pass`).
     ///
     /// # Shapes
     /// `step.relevance` and the result have the shape of `step.input`.
@@ -68,20 +80,136 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
         false
     }
 
-    /// Relevance through a max-pool. Default: each output's relevance goes to the first
-    /// maximum of its window (the gradient, as zennit and captum's LRP).
-    ///
-    /// # Shapes
-    /// `step.relevance` `[N, C, H', W']`, the result `[N, C, H, W]`.
+    /// Relevance through a parameter-free linear map that mixes values (a residual sum,
+    /// average pooling), one array per input. Default: zennit's `Norm` with stabiliser
+    /// [`NORM_STABILIZER`] ([`norm`]).
     ///
     /// # Errors
     /// A shape error if the arrays do not fit.
-    fn max_pool(&self, layer: &MaxPool2d, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        layer.route_to_max(&step.input, &step.relevance)
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        norm(map, step, NORM_STABILIZER)
+    }
+
+    /// Relevance through a selection by value (max-pooling). Default: each output's
+    /// relevance goes to the input it selected (the gradient; zennit and captum's LRP).
+    ///
+    /// # Shapes
+    /// `step.relevance` `[N, out...]`, the result `[N, in...]`.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.route(&step.input, &step.relevance)
+    }
+
+    /// Relevance through an elementwise product of two computed tensors. Default:
+    /// [`signal_take_all`].
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        signal_take_all(step)
     }
 
     /// Whether this rule needs the trace of a baseline (reference) input, as DeepLIFT does.
     fn needs_baseline(&self) -> bool {
         false
     }
+}
+
+/// zennit's `Norm` rule (`rules.Norm`, used for `Sum` and average pools by
+/// `composites.layer_map_base`): the ε-rule on a map without parameters,
+/// `R_k = x_k ⊙ Mₖᵀ(R / stab(z))` with `z` the recorded output and
+/// `stab(z) = z + ε·sign₀(z)` (relevance dropped where the stabilised `z` is exactly 0).
+/// For a sum `z = Σ_k x_k` each input gets `x_k · R / stab(z)`: its share of the sum.
+///
+/// # Errors
+/// A shape error if the arrays do not fit.
+pub fn norm<F: Float>(
+    map: &dyn LinearMap<F>,
+    step: &MergeStep<'_, F>,
+    stabilizer: f64,
+) -> Result<Vec<ArrayD<F>>> {
+    if step.relevance.shape() != step.output.shape() {
+        return Err(Error::Shape {
+            what: "relevance at the output of a linear map".into(),
+            expected: step.output.shape().to_vec(),
+            got: step.relevance.shape().to_vec(),
+        });
+    }
+    let eps = F::lit(stabilizer);
+    let mut s = ArrayD::from_shape_vec(
+        step.output.raw_dim(),
+        crate::tensor::output_buffer(step.output.len()),
+    )
+    .expect("length matches the shape");
+    Zip::from(&mut s)
+        .and(&step.relevance)
+        .and(&step.output)
+        .for_each(|s, &r, &z| *s = safe_ratio(r, z, eps));
+    let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+    let mut parts = map.transpose(s.view(), &shapes)?;
+    crate::tensor::recycle(s);
+    check_parts("linear map", &parts, step)?;
+    for (c, x) in parts.iter_mut().zip(&step.inputs) {
+        Zip::from(c).and(x).for_each(|c, &x| *c = x * *c);
+    }
+    Ok(parts)
+}
+
+/// The product rule of LRP: where one factor comes out of a gate
+/// ([`MergeStep::gates`], e.g. a sigmoid in a squeeze-and-excitation block or in SiLU
+/// written as `x·σ(x)`), all relevance goes to the other factor, the signal, and none to the
+/// gate (Arras et al. 2017, "Explaining recurrent neural network predictions in sentiment
+/// analysis": the gate only decides how much of the signal passes). Where neither or both
+/// factors are gates, each factor gets half. A factor broadcast over the output (a
+/// `[N, C, 1, 1]` gate) gets its relevance summed over the broadcast axes.
+///
+/// # Errors
+/// A shape error if the arrays do not fit, [`Error::Graph`] for a product of other than two
+/// inputs.
+pub fn signal_take_all<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+    if step.inputs.len() != 2 {
+        return Err(Error::Graph {
+            node: format!("{}", step.index),
+            reason: format!("a product takes two inputs, got {}", step.inputs.len()),
+        });
+    }
+    let share: [F; 2] = match (step.gates.first(), step.gates.get(1)) {
+        (Some(false), Some(true)) => [F::one(), F::zero()],
+        (Some(true), Some(false)) => [F::zero(), F::one()],
+        _ => [F::lit(0.5); 2],
+    };
+    step.inputs
+        .iter()
+        .zip(share)
+        .map(|(x, k)| {
+            let r = step.relevance.mapv(|r| r * k);
+            sum_to_shape(r, x.shape())
+        })
+        .collect()
+}
+
+/// Checks that a node returned one array per input, each of the input's shape.
+pub(crate) fn check_parts<F>(what: &str, parts: &[ArrayD<F>], step: &MergeStep<'_, F>) -> Result<()> {
+    if parts.len() != step.inputs.len() {
+        return Err(Error::Graph {
+            node: format!("{}", step.index),
+            reason: format!(
+                "{what} returned {} arrays for {} inputs",
+                parts.len(),
+                step.inputs.len()
+            ),
+        });
+    }
+    for (p, x) in parts.iter().zip(&step.inputs) {
+        if p.shape() != x.shape() {
+            return Err(Error::Shape {
+                what: format!("{what}: relevance of an input"),
+                expected: x.shape().to_vec(),
+                got: p.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
 }

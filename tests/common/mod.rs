@@ -60,6 +60,7 @@ pub fn network<F: Float>(fx: &Value) -> Network<F> {
                     stride: pair(&l["stride"]),
                     padding: pair(&l["padding"]),
                     dilation: pair(&l["dilation"]),
+                    ..Conv2dConfig::default()
                 };
                 layers.push(Box::new(Conv2d::new(w, bias(), config).unwrap()));
             }

@@ -1,0 +1,126 @@
+//! Elementwise activations other than [`Relu`](super::Relu), one file each. Every LRP rule
+//! passes relevance through them (zennit's `Pass` for `types.Activation`); DeepLIFT applies
+//! Rescale (or RevealCancel above an affine layer), with the gradient below the threshold.
+//!
+//! Each activation gives its value and its derivative (with PyTorch's conventions at the
+//! kinks, which DeepLIFT's gradient fallback uses); `elementwise_layer!` turns the pair
+//! into a [`Layer`](super::Layer).
+
+mod clip;
+mod elu;
+mod gelu;
+mod hard;
+mod leaky_relu;
+mod sigmoid;
+
+pub use clip::Clip;
+pub use elu::Elu;
+pub use gelu::Gelu;
+pub use hard::{HardSigmoid, HardSwish};
+pub use leaky_relu::LeakyRelu;
+pub use sigmoid::{Sigmoid, Silu, Tanh};
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::Step;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+/// `f` applied to every element, into a fresh (or recycled) array; on several threads for
+/// large arrays (feature `parallel`).
+pub(crate) fn map<F: Float>(input: &ArrayViewD<'_, F>, f: impl Fn(F) -> F + Sync + Send) -> ArrayD<F> {
+    // every element is written
+    let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::tensor::output_buffer(input.len()))
+        .expect("length matches the shape");
+    let zip = Zip::from(&mut out).and(input);
+    let g = |o: &mut F, &v: &F| *o = f(v);
+    #[cfg(feature = "parallel")]
+    if crate::tensor::par_elems(input.len()) {
+        zip.par_for_each(g);
+        return out;
+    }
+    zip.for_each(g);
+    out
+}
+
+/// `grad_output ⊙ f'(x)` at the recorded input.
+pub(crate) fn times_slope<F: Float>(
+    what: &str,
+    step: &Step<'_, F>,
+    grad_output: ArrayViewD<'_, F>,
+    slope: impl Fn(F) -> F,
+) -> Result<ArrayD<F>> {
+    if grad_output.shape() != step.input.shape() {
+        return Err(Error::Shape {
+            what: format!("{what} output gradient"),
+            expected: step.input.shape().to_vec(),
+            got: grad_output.shape().to_vec(),
+        });
+    }
+    let mut g = grad_output.to_owned();
+    Zip::from(&mut g)
+        .and(&step.input)
+        .for_each(|g, &x| *g *= slope(x));
+    Ok(g)
+}
+
+/// Checks that an activation's parameter is finite.
+pub(crate) fn finite(layer: &'static str, name: &str, v: f64) -> Result<()> {
+    if !v.is_finite() {
+        return Err(Error::InvalidLayer {
+            layer,
+            reason: format!("{name} must be finite, got {v}"),
+        });
+    }
+    Ok(())
+}
+
+/// Implements [`Layer`](crate::Layer) for an activation type with inherent methods
+/// `value(x)`, `derivative(x)` (both generic over the float) and `describe()`.
+macro_rules! elementwise_layer {
+    ($t:ty, gate = $gate:expr) => {
+        impl<F: $crate::Float> $crate::Layer<F> for $t {
+            fn name(&self) -> String {
+                self.describe()
+            }
+
+            fn category(&self) -> $crate::Category {
+                $crate::Category::Activation
+            }
+
+            fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
+                Ok(input_shape.to_vec())
+            }
+
+            fn forward(&self, input: ndarray::ArrayViewD<'_, F>) -> $crate::Result<ndarray::ArrayD<F>> {
+                Ok($crate::layers::activation::map(&input, |x| self.value(x)))
+            }
+
+            fn relevance(
+                &self,
+                rule: &dyn $crate::Rule<F>,
+                step: &$crate::Step<'_, F>,
+            ) -> $crate::Result<ndarray::ArrayD<F>> {
+                rule.activation(self, step)
+            }
+
+            fn relevance_is_activation(&self) -> bool {
+                true
+            }
+
+            fn gradient(
+                &self,
+                step: &$crate::Step<'_, F>,
+                grad_output: ndarray::ArrayViewD<'_, F>,
+            ) -> $crate::Result<ndarray::ArrayD<F>> {
+                $crate::layers::activation::times_slope(&self.describe(), step, grad_output, |x| {
+                    self.derivative(x)
+                })
+            }
+
+            fn is_gate(&self) -> bool {
+                $gate
+            }
+        }
+    };
+}
+pub(crate) use elementwise_layer;

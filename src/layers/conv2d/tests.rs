@@ -1,0 +1,229 @@
+//! The Winograd path against plain loops (the im2col path is checked against zennit by
+//! the fixture tests; Winograd only runs on layers with ≥ 16 channels, which the fixture
+//! networks do not have).
+use super::*;
+use ndarray::Array4;
+
+fn rng(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+/// Direct loops: y[n,o,oy,ox] = Σ w[o,c,i,j]·x[n,c,oy+i−p,ox+j−p].
+fn naive(x: &Array4<f64>, w: &Array4<f64>, p: usize) -> Array4<f64> {
+    let (n, c, h, wd) = x.dim();
+    let o = w.shape()[0];
+    let (ho, wo) = (h + 2 * p - 2, wd + 2 * p - 2);
+    Array4::from_shape_fn((n, o, ho, wo), |(s, oc, oy, ox)| {
+        let mut acc = 0.0;
+        for ci in 0..c {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let (yy, xx) = ((oy + i) as isize - p as isize, (ox + j) as isize - p as isize);
+                    if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                        acc += w[[oc, ci, i, j]] * x[[s, ci, yy as usize, xx as usize]];
+                    }
+                }
+            }
+        }
+        acc
+    })
+}
+
+/// Direct loops of the transpose: g[n,c,y,x] = Σ w[o,c,i,j]·s[n,o,y+p−i,x+p−j].
+fn naive_transpose(s: &Array4<f64>, w: &Array4<f64>, p: usize, h: usize, wd: usize) -> Array4<f64> {
+    let (n, o, ho, wo) = s.dim();
+    let c = w.shape()[1];
+    Array4::from_shape_fn((n, c, h, wd), |(b, ci, yy, xx)| {
+        let mut acc = 0.0;
+        for oc in 0..o {
+            for i in 0..3 {
+                for j in 0..3 {
+                    let (oy, ox) = ((yy + p) as isize - i as isize, (xx + p) as isize - j as isize);
+                    if oy >= 0 && ox >= 0 && (oy as usize) < ho && (ox as usize) < wo {
+                        acc += w[[oc, ci, i, j]] * s[[b, oc, oy as usize, ox as usize]];
+                    }
+                }
+            }
+        }
+        acc
+    })
+}
+
+fn max_rel(a: &ArrayD<f64>, b: &Array4<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[test]
+fn winograd_matches_direct_loops() {
+    // (n, c, o, h, w, padding): even and odd sizes, every padding the path takes
+    let cases = [
+        (2, 16, 17, 20, 20, 1),
+        (1, 16, 16, 21, 23, 1),
+        (2, 18, 16, 23, 22, 0),
+        (1, 16, 20, 19, 21, 2),
+        (1, 17, 16, 1, 401, 1),
+    ];
+    for (k, &(n, c, o, h, wd, p)) in cases.iter().enumerate() {
+        let mut r = rng(k as u64 + 1);
+        let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+        let w = Array4::from_shape_fn((o, c, 3, 3), |_| r());
+        let layer = Conv2d::new(w.clone(), None, Conv2dConfig::default().padding(p)).unwrap();
+        let g = layer.geometry(n, &[c, h, wd]).unwrap();
+        assert!(
+            layer.winograd_shape(&g).is_some(),
+            "case {k} takes the Winograd path"
+        );
+        let y = layer.forward(x.view().into_dyn()).unwrap();
+        let dev = max_rel(&y, &naive(&x, &w, p));
+        assert!(dev < 1e-13, "case {k}: forward deviation {dev:e}");
+        let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+        let t = layer
+            .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
+            .unwrap();
+        let dev = max_rel(&t, &naive_transpose(&s, &w, p, h, wd));
+        assert!(dev < 1e-13, "case {k}: transpose deviation {dev:e}");
+    }
+}
+
+/// Direct loops for any kernel, stride, padding and dilation: the forward
+/// y[n,o,oy,ox] = Σ w[o,c,i,j]·x[n,c,oy·sh+i·dh−ph, ox·sw+j·dw−pw], and the transpose
+/// g = Σ over the same taps of w·s, scattered back to x's positions.
+fn naive_any(
+    x: &Array4<f64>,
+    w: &Array4<f64>,
+    s: &Array4<f64>,
+    cfg: Conv2dConfig,
+) -> (Array4<f64>, Array4<f64>) {
+    let (n, c, h, wd) = x.dim();
+    let (o, _, kh, kw) = w.dim();
+    let (_, _, ho, wo) = s.dim();
+    let mut y = Array4::zeros((n, o, ho, wo));
+    let mut g = Array4::zeros((n, c, h, wd));
+    for b in 0..n {
+        for oc in 0..o {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for ci in 0..c {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let yy = (oy * cfg.stride.0 + i * cfg.dilation.0) as isize
+                                    - cfg.padding.0 as isize;
+                                let xx = (ox * cfg.stride.1 + j * cfg.dilation.1) as isize
+                                    - cfg.padding.1 as isize;
+                                if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < wd {
+                                    let (yy, xx) = (yy as usize, xx as usize);
+                                    y[[b, oc, oy, ox]] += w[[oc, ci, i, j]] * x[[b, ci, yy, xx]];
+                                    g[[b, ci, yy, xx]] += w[[oc, ci, i, j]] * s[[b, oc, oy, ox]];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, g)
+}
+
+/// The im2col path (contiguous copies for stride-1 convolutions with Wo = W, short
+/// runs otherwise) against direct loops, forward and transpose.
+#[test]
+fn im2col_matches_direct_loops() {
+    // (n, c, o, h, w, kernel, config)
+    let d = Conv2dConfig::default;
+    let cases = [
+        (2, 3, 4, 7, 6, (3, 3), d().padding(1)),
+        (1, 2, 3, 5, 9, (5, 5), d().padding(2)),
+        (
+            2,
+            2,
+            2,
+            6,
+            5,
+            (1, 3),
+            Conv2dConfig {
+                padding: (0, 1),
+                ..d()
+            },
+        ),
+        (
+            1,
+            2,
+            3,
+            9,
+            8,
+            (3, 3),
+            Conv2dConfig {
+                padding: (2, 2),
+                dilation: (2, 2),
+                ..d()
+            },
+        ),
+        (
+            2,
+            1,
+            3,
+            6,
+            7,
+            (3, 3),
+            Conv2dConfig {
+                padding: (0, 1),
+                ..d()
+            },
+        ),
+        (1, 2, 2, 4, 1, (3, 3), d().padding(1)),
+        (1, 2, 2, 3, 2, (5, 5), d().padding(2)),
+        (2, 2, 3, 9, 8, (3, 3), d().padding(1).stride(2)),
+        (1, 3, 2, 6, 7, (2, 3), d()),
+    ];
+    for (k, &(n, c, o, h, wd, (kh, kw), cfg)) in cases.iter().enumerate() {
+        let mut r = rng(k as u64 + 11);
+        let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+        let w = Array4::from_shape_fn((o, c, kh, kw), |_| r());
+        let layer = Conv2d::new(w.clone(), None, cfg).unwrap();
+        let g = layer.geometry(n, &[c, h, wd]).unwrap();
+        assert!(layer.winograd_shape(&g).is_none(), "case {k} takes im2col");
+        let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+        let (y_ref, t_ref) = naive_any(&x, &w, &s, cfg);
+        let y = layer.forward(x.view().into_dyn()).unwrap();
+        let dev = max_rel(&y, &y_ref);
+        assert!(dev < 1e-14, "case {k}: forward deviation {dev:e}");
+        let t = layer
+            .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
+            .unwrap();
+        let dev = max_rel(&t, &t_ref);
+        assert!(dev < 1e-14, "case {k}: transpose deviation {dev:e}");
+    }
+}
+
+#[test]
+fn narrow_and_strided_layers_keep_im2col() {
+    let w = Array4::<f64>::zeros((16, 8, 3, 3));
+    let layer = Conv2d::new(w, None, Conv2dConfig::default().padding(1)).unwrap();
+    assert!(layer
+        .winograd_shape(&layer.geometry(1, &[8, 30, 30]).unwrap())
+        .is_none());
+    let w = Array4::<f64>::zeros((16, 16, 3, 3));
+    let layer = Conv2d::new(w.clone(), None, Conv2dConfig::default().padding(1).stride(2)).unwrap();
+    assert!(layer
+        .winograd_shape(&layer.geometry(1, &[16, 40, 40]).unwrap())
+        .is_none());
+    let layer = Conv2d::new(w, None, Conv2dConfig::default().padding(1)).unwrap();
+    assert!(layer
+        .winograd_shape(&layer.geometry(1, &[16, 19, 20]).unwrap())
+        .is_none());
+    assert!(layer
+        .winograd_shape(&layer.geometry(1, &[16, 20, 20]).unwrap())
+        .is_some());
+}

@@ -1,0 +1,252 @@
+//! im2col and col2im: a convolution's input unfolded into the columns of one matrix
+//! product, and the product's columns folded back (overlapping taps added).
+
+use super::{Conv2d, Geometry};
+use crate::float::Float;
+use crate::tensor::written_zeros;
+use ndarray::Array4;
+
+#[cfg(feature = "parallel")]
+use super::PAR_LEN;
+
+impl<F: Float> Conv2d<F> {
+    /// For a convolution with stride 1 whose output rows are as wide as its input rows
+    /// (`Wo = W`), a table indexed by im2col row `(c·kh + i)·kw + j` of `(base, rows, lo..hi)`:
+    /// output position `d = oy·W + ox` of the tap reads input offset `d + base` (within a
+    /// sample), for the output rows `rows` whose tap row lies inside the input and the
+    /// columns `lo..hi` whose tap column does. `None` for other convolutions. Tabulated once
+    /// per call: each entry divides, and im2col/col2im look them up per plane.
+    #[allow(clippy::type_complexity)]
+    fn same_rows(&self, g: &Geometry) -> Option<Vec<(isize, std::ops::Range<usize>, (usize, usize))>> {
+        let c = self.config;
+        if c.stride != (1, 1) || g.wo != g.w {
+            return None;
+        }
+        let (ph, pw) = (c.padding.0 as isize, c.padding.1 as isize);
+        let (dh, dw) = (c.dilation.0 as isize, c.dilation.1 as isize);
+        let (h, w, ho) = (g.h as isize, g.w as isize, g.ho as isize);
+        let (kh, kw) = (g.kh, g.kw);
+        let entry = |row: usize| {
+            let (j, rest) = ((row % kw) as isize, row / kw);
+            let (i, ch) = ((rest % kh) as isize, (rest / kh) as isize);
+            let (dy, dx) = (i * dh - ph, j * dw - pw);
+            let rows = (-dy).clamp(0, ho) as usize..(h - dy).clamp(0, ho) as usize;
+            let (lo, hi) = ((-dx).clamp(0, w) as usize, (w - dx).clamp(0, w) as usize);
+            let rows = if lo < hi { rows } else { 0..0 };
+            ((ch * h + dy) * w + dx, rows, (lo, hi))
+        };
+        Some((0..g.c * kh * kw).map(entry).collect())
+    }
+
+    /// For im2col row `row = (c·kh + i)·kw + j` and every output row `oy` whose tap row
+    /// falls inside the input, calls `f(oy, lo, hi, offset)`: the valid output columns
+    /// `lo..hi` and the input offset (within one sample) of the tap at `lo`; consecutive
+    /// columns step by the stride in the input.
+    fn row_runs(&self, g: &Geometry, row: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let c = &self.config;
+        let (sh, sw) = c.stride;
+        let (ph, pw) = c.padding;
+        let (dh, dw) = c.dilation;
+        let (j, rest) = (row % g.kw, row / g.kw);
+        let (i, ch) = (rest % g.kh, rest / g.kh);
+        // ix = ox·sw + j·dw − pw must lie in [0, w)
+        let shift = (j * dw) as isize - pw as isize;
+        let lo = if shift >= 0 {
+            0
+        } else {
+            ((-shift) as usize).div_ceil(sw)
+        };
+        let hi = if (g.w as isize) > shift {
+            (((g.w as isize - shift) as usize) - 1) / sw + 1
+        } else {
+            0
+        }
+        .min(g.wo);
+        if lo >= hi {
+            return;
+        }
+        let ix0 = (lo as isize * sw as isize + shift) as usize;
+        for oy in 0..g.ho {
+            let iy = (oy * sh + i * dh) as isize - ph as isize;
+            if iy < 0 || iy >= g.h as isize {
+                continue;
+            }
+            f(oy, lo, hi, (ch * g.h + iy as usize) * g.w + ix0);
+        }
+    }
+
+    /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, overwriting every element of `buf`
+    /// (which may hold stale values). Rows are filled in parallel for large inputs
+    /// (feature `parallel`).
+    pub(super) fn im2col(&self, x: &[F], g: &Geometry, buf: &mut [F]) {
+        let plane = g.ho * g.wo;
+        let sample = g.c * g.h * g.w;
+        let ncols = g.n * plane;
+        let sw = self.config.stride.1;
+        let same = self.same_rows(g);
+        let fill = |row: usize, dst_row: &mut [F]| {
+            if let Some((base, rows, (lo, hi))) = same.as_ref().map(|t| t[row].clone()) {
+                // One contiguous copy per sample: with stride 1 and Wo = W, output row oy of
+                // the tap reads input row oy + dy at the same column shift, so the copy
+                // wraps into the neighbouring row only at the `W − (hi − lo)` columns the
+                // padding covers, which are then zeroed.
+                let zero = F::zero();
+                for s in 0..g.n {
+                    let dst = &mut dst_row[s * plane..(s + 1) * plane];
+                    let (d0, d1) = (
+                        rows.start * g.w + lo,
+                        (rows.end.max(rows.start + 1) - 1) * g.w + hi,
+                    );
+                    if rows.is_empty() {
+                        dst.fill(zero);
+                        continue;
+                    }
+                    dst[..d0].fill(zero);
+                    let src = s * sample + d0;
+                    let src = (src as isize + base) as usize;
+                    dst[d0..d1].copy_from_slice(&x[src..src + (d1 - d0)]);
+                    dst[d1..].fill(zero);
+                    zero_columns(dst, g.w, rows.clone(), lo, hi);
+                }
+                return;
+            }
+            // zeros where the tap falls into the padding; one row is small enough to stay
+            // in cache between this and the copies below
+            dst_row.fill(F::zero());
+            self.row_runs(g, row, |oy, lo, hi, offset| {
+                let len = hi - lo;
+                for s in 0..g.n {
+                    let start = s * plane + oy * g.wo + lo;
+                    let dst = &mut dst_row[start..start + len];
+                    let src = &x[s * sample + offset..];
+                    if sw == 1 {
+                        dst.copy_from_slice(&src[..len]);
+                    } else {
+                        for (d, v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                            *d = *v;
+                        }
+                    }
+                }
+            })
+        };
+        #[cfg(feature = "parallel")]
+        if buf.len() >= PAR_LEN {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(ncols)
+                .enumerate()
+                .for_each(|(row, dst)| fill(row, dst));
+            return;
+        }
+        for (row, dst) in buf.chunks_mut(ncols).enumerate() {
+            fill(row, dst);
+        }
+    }
+
+    /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps. Planes are
+    /// filled in parallel for large outputs (feature `parallel`).
+    pub(super) fn col2im(&self, src: &mut [F], g: &Geometry) -> Array4<F> {
+        let plane = g.ho * g.wo;
+        let ncols = g.n * plane;
+        let sw = self.config.stride.1;
+        let hw = g.h * g.w;
+        let taps = g.kh * g.kw;
+        let same = self.same_rows(g);
+        if let Some(same) = &same {
+            // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
+            // padding, so that the adds may run across them.
+            for (row, src_row) in src.chunks_mut(ncols).enumerate() {
+                let (_, rows, (lo, hi)) = same[row].clone();
+                for s in 0..g.n {
+                    zero_columns(
+                        &mut src_row[s * plane..(s + 1) * plane],
+                        g.w,
+                        rows.clone(),
+                        lo,
+                        hi,
+                    );
+                }
+            }
+        }
+        let src = &*src;
+        // gathered with `+=`: start from written zeros
+        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w))
+            .expect("length matches the shape");
+        let buf = out.as_slice_mut().expect("fresh array is contiguous");
+        // one (sample, channel) plane gathers the rows (channel, i, j) of its sample's columns
+        let gather = |index: usize, dst: &mut [F]| {
+            let (s, ch) = (index / g.c, index % g.c);
+            for row in ch * taps..(ch + 1) * taps {
+                if let Some(same) = &same {
+                    let (base, rows, _) = same[row].clone();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    // output positions d0..d1 add into input offsets d + base
+                    let (d0, d1) = (rows.start * g.w, rows.end * g.w);
+                    let from = &src[row * ncols + s * plane + d0..row * ncols + s * plane + d1];
+                    // clip to this channel's plane: the clipped columns are padding (zeroed)
+                    let at = |d: usize| (d as isize + base) - (ch * hw) as isize;
+                    let (skip, end) = (
+                        (-at(d0)).max(0) as usize,
+                        (d1 - d0).min((hw as isize - at(d0)) as usize),
+                    );
+                    let start = (at(d0) + skip as isize) as usize;
+                    for (d, v) in dst[start..start + (end - skip)].iter_mut().zip(&from[skip..end]) {
+                        *d += *v;
+                    }
+                    continue;
+                }
+                self.row_runs(g, row, |oy, lo, hi, offset| {
+                    let len = hi - lo;
+                    let start = row * ncols + s * plane + oy * g.wo + lo;
+                    let from = &src[start..start + len];
+                    let dst = &mut dst[offset - ch * hw..];
+                    if sw == 1 {
+                        for (d, v) in dst[..len].iter_mut().zip(from) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (d, v) in dst.iter_mut().step_by(sw).zip(from) {
+                            *d += *v;
+                        }
+                    }
+                })
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if src.len() >= PAR_LEN {
+            use rayon::prelude::*;
+            buf.par_chunks_mut(hw)
+                .enumerate()
+                .for_each(|(index, dst)| gather(index, dst));
+            return out;
+        }
+        for (index, dst) in buf.chunks_mut(hw).enumerate() {
+            gather(index, dst);
+        }
+        out
+    }
+}
+
+/// Zeros columns `..lo` and `hi..` of rows `rows` of a row-major plane `width` wide: a
+/// column at a time, as strided stores (per-row `fill`s of one or two elements would each be
+/// a `memset` call).
+fn zero_columns<F: Float>(plane: &mut [F], width: usize, rows: std::ops::Range<usize>, lo: usize, hi: usize) {
+    for j in (0..lo).chain(hi..width) {
+        for oy in rows.clone() {
+            plane[oy * width + j] = F::zero();
+        }
+    }
+}
+
+/// `[a, b, plane…]` → `[b, a, plane…]` for contiguous `src` and `dst`: one copy per plane.
+pub(super) fn swap_plane_axes<F: Float>(src: &[F], a: usize, b: usize, dst: &mut [F]) {
+    let plane = src.len() / (a * b).max(1);
+    if plane == 0 {
+        return;
+    }
+    for (k, d) in dst.chunks_exact_mut(plane).enumerate() {
+        let (j, i) = (k / a, k % a);
+        d.copy_from_slice(&src[(i * b + j) * plane..(i * b + j + 1) * plane]);
+    }
+}

@@ -1,0 +1,350 @@
+//! [`Network`]: a directed acyclic graph of nodes checked at construction, its forward pass
+//! and trace; the attribution loop is in `attribute.rs`, the builder in `builder.rs`, the
+//! batch-norm canonizer in `canonize.rs`.
+
+mod attribute;
+mod builder;
+mod canonize;
+
+pub(crate) use attribute::target_rows;
+pub use attribute::{sum_per_sample, Attribution, Options, Seed, Target};
+pub use builder::{GraphBuilder, NodeId};
+
+use crate::error::Result;
+use crate::float::Float;
+use crate::layers::{Category, Layer, Merge};
+use crate::rules::NodeInfo;
+use crate::tensor::{check_batch_shape, check_finite, concat_batch, split_batch};
+use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+
+/// The largest number of elements one sample may have at any node (2³⁰), so that a
+/// mistaken configuration (huge padding, say) is an error at construction rather than an
+/// enormous allocation at the first forward pass.
+pub const MAX_SAMPLE_LEN: usize = 1 << 30;
+
+/// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Op<F: Float> {
+    /// A node with one input.
+    Layer(Box<dyn Layer<F>>),
+    /// A node with several inputs.
+    Merge(Box<dyn Merge<F>>),
+}
+
+/// One node of a [`Network`]: a name, what it computes, and which values it reads.
+///
+/// Values are numbered as in a [`Trace`]: 0 is the network input, `k + 1` the output of
+/// node `k`.
+#[derive(Debug)]
+pub struct Node<F: Float> {
+    name: String,
+    op: Op<F>,
+    inputs: Vec<usize>,
+}
+
+impl<F: Float> Node<F> {
+    /// The node's name (given when it was added, or its index).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the node computes.
+    pub fn op(&self) -> &Op<F> {
+        &self.op
+    }
+
+    /// The values the node reads (0 = the network input, `k + 1` = the output of node `k`).
+    pub fn inputs(&self) -> &[usize] {
+        &self.inputs
+    }
+
+    /// The node's layer, if it has one input.
+    pub fn layer(&self) -> Option<&dyn Layer<F>> {
+        match &self.op {
+            Op::Layer(l) => Some(l.as_ref()),
+            Op::Merge(_) => None,
+        }
+    }
+
+    /// The node's merge, if it has several inputs.
+    pub fn merge(&self) -> Option<&dyn Merge<F>> {
+        match &self.op {
+            Op::Merge(m) => Some(m.as_ref()),
+            Op::Layer(_) => None,
+        }
+    }
+
+    /// The node's category.
+    pub fn category(&self) -> Category {
+        match &self.op {
+            Op::Layer(l) => l.category(),
+            Op::Merge(m) => m.category(),
+        }
+    }
+
+    /// What the node computes, e.g. `Conv2d(3→8, 3×3)`.
+    pub fn describe(&self) -> String {
+        match &self.op {
+            Op::Layer(l) => l.name(),
+            Op::Merge(m) => m.name(),
+        }
+    }
+}
+
+/// A feed-forward network: a directed acyclic graph of nodes with a fixed per-sample input
+/// shape and one output.
+///
+/// [`Network::new`] builds a chain of layers; [`GraphBuilder`] builds any graph (residual
+/// sums, concatenations, gates). Shapes are checked node by node when the network is
+/// built, so a network that exists can run any batch of the right input shape.
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Dense, LrpEpsilon, Network, Relu, Target};
+/// # fn main() -> relevance::Result<()> {
+/// let net = Network::<f64>::new(&[2], vec![
+///     Box::new(Dense::new(array![[1.0, -1.0], [0.5, 2.0]], Some(array![0.0, 0.5]))?),
+///     Box::new(Relu),
+///     Box::new(Dense::new(array![[1.0, 1.0]], None)?),
+/// ])?;
+/// let x = array![[2.0, 1.0]].into_dyn();
+/// assert_eq!(net.forward(&x)?, array![[4.5]].into_dyn()); // relu(1) + relu(3.5)
+/// let a = net.attribute(&x, &Target::Class(0), &LrpEpsilon::new(0.0)?)?;
+/// // the output 4.5 is redistributed; the bias 0.5 of the second unit keeps its share
+/// assert!((a.relevance.sum() - (4.5 - 0.5)).abs() < 1e-12);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Network<F: Float = f32> {
+    /// Unique per network built (traced baselines remember which network recorded them).
+    id: u64,
+    /// In topological order; the last node is the output.
+    nodes: Vec<Node<F>>,
+    /// Per value: `shapes[0]` the input, `shapes[k + 1]` the output of node `k`.
+    shapes: Vec<Vec<usize>>,
+    /// Per value, the nodes that read it, in order.
+    consumers: Vec<Vec<usize>>,
+    /// Per node and input, whether the input comes out of a gate ([`Layer::is_gate`]).
+    gates: Vec<Vec<bool>>,
+    /// The trace of the all-zero input, recorded by the first DeepLIFT call that needs it.
+    pub(crate) zero_trace: ZeroTrace<F>,
+}
+
+/// The one-row trace of the all-zero input, recorded once per network by the first
+/// DeepLIFT call with [`Baseline::Zero`](crate::Baseline::Zero) and kept: it depends only
+/// on the network (layers are pure functions of their input), so later calls skip the
+/// baseline's forward pass, with bit-identical results.
+pub(crate) struct ZeroTrace<F: Float>(pub(crate) std::sync::OnceLock<std::sync::Arc<Trace<F>>>);
+
+impl<F: Float> std::fmt::Debug for ZeroTrace<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ZeroTrace(recorded)"
+        } else {
+            "ZeroTrace(not recorded)"
+        })
+    }
+}
+
+/// Every value of one forward pass: `activations[0]` is the input, `activations[k + 1]`
+/// the output of node k (for a chain: of layer k).
+#[derive(Debug, Clone)]
+pub struct Trace<F: Float = f32> {
+    /// The recorded values, one per node plus the input.
+    pub activations: Vec<ArrayD<F>>,
+}
+
+impl<F: Float> Trace<F> {
+    /// The network output (the last value).
+    pub fn output(&self) -> &ArrayD<F> {
+        self.activations.last().expect("a trace holds at least the input")
+    }
+}
+
+impl<F: Float> Network<F> {
+    /// Builds a chain of layers from its per-sample input shape (no batch dimension, e.g.
+    /// `[1, 28, 28]` or `[784]`), checking that the shapes chain. The nodes are named by
+    /// their index (`"0"`, `"1"`, ..., as in PyTorch's `nn.Sequential`).
+    ///
+    /// # Errors
+    /// [`Error::EmptyNetwork`](crate::Error::EmptyNetwork) for no layers;
+    /// [`Error::AtLayer`](crate::Error::AtLayer) wrapping the shape error of the first
+    /// layer that cannot take its input.
+    pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer<F>>>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(crate::Error::EmptyNetwork);
+        }
+        let mut g = GraphBuilder::new(input_shape)?;
+        let mut last = g.input();
+        for layer in layers {
+            last = g.add_boxed("", layer, last)?;
+        }
+        g.build(last)
+    }
+
+    /// This network's unique identity (for traced baselines).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The nodes, in order (a topological order: every node comes after its inputs).
+    pub fn nodes(&self) -> &[Node<F>] {
+        &self.nodes
+    }
+
+    /// The index of the node with this name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Name and category of every node, as composites see them.
+    pub fn node_infos(&self) -> Vec<NodeInfo<'_>> {
+        self.nodes
+            .iter()
+            .map(|n| NodeInfo::new(&n.name, n.category()))
+            .collect()
+    }
+
+    /// The per-sample input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.shapes[0]
+    }
+
+    /// The per-sample output shape.
+    pub fn output_shape(&self) -> &[usize] {
+        self.shapes.last().expect("non-empty")
+    }
+
+    /// The per-sample shape of every value: the input, then the output of each node
+    /// (for a chain: the input shape of every layer, then the output shape).
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// The nodes that read each value, in order (for the input, `consumers()[0]`).
+    pub fn consumers(&self) -> &[Vec<usize>] {
+        &self.consumers
+    }
+
+    /// Per node, which of its inputs come out of a gate.
+    pub(crate) fn gates(&self, node: usize) -> &[bool] {
+        &self.gates[node]
+    }
+
+    /// Takes the network apart into its input shape and nodes (for the canonizer).
+    pub(crate) fn into_nodes(self) -> (Vec<usize>, Vec<Node<F>>) {
+        let mut shapes = self.shapes;
+        (shapes.swap_remove(0), self.nodes)
+    }
+
+    fn check_input(&self, x: &ArrayD<F>) -> Result<()> {
+        check_batch_shape("network input", &x.view(), self.input_shape())?;
+        check_finite("network input", &x.view())
+    }
+
+    /// The error context of node `k`.
+    pub(crate) fn at(&self, k: usize) -> impl Fn(crate::Error) -> crate::Error + '_ {
+        move |e| e.at_layer(k, &self.nodes[k].name, &self.nodes[k].describe())
+    }
+
+    /// Runs node `k` on the recorded values, checking that its output has the shape it
+    /// promised.
+    pub(crate) fn forward_node(&self, k: usize, values: &[Option<ArrayD<F>>]) -> Result<ArrayD<F>> {
+        self.forward_node_with(k, |u| {
+            values[u]
+                .as_ref()
+                .expect("an input is computed before its consumers")
+                .view()
+        })
+    }
+
+    /// Runs node `k` on the values `value(u)` gives.
+    pub(crate) fn forward_node_with<'v>(
+        &self,
+        k: usize,
+        value: impl Fn(usize) -> ArrayViewD<'v, F>,
+    ) -> Result<ArrayD<F>>
+    where
+        F: 'v,
+    {
+        let node = &self.nodes[k];
+        let out = match &node.op {
+            Op::Layer(l) => l.forward(value(node.inputs[0])),
+            Op::Merge(m) => {
+                let inputs: Vec<ArrayViewD<'_, F>> = node.inputs.iter().map(|&u| value(u)).collect();
+                m.forward(&inputs)
+            }
+        }
+        .map_err(self.at(k))?;
+        let n = value(node.inputs[0]).shape()[0];
+        if out.ndim() != self.shapes[k + 1].len() + 1
+            || out.shape()[0] != n
+            || out.shape()[1..] != self.shapes[k + 1]
+        {
+            let mut expected = vec![n];
+            expected.extend_from_slice(&self.shapes[k + 1]);
+            return Err(crate::Error::Shape {
+                what: "node output (not the shape the node promised)".into(),
+                expected,
+                got: out.shape().to_vec(),
+            })
+            .map_err(self.at(k));
+        }
+        Ok(out)
+    }
+
+    /// The forward pass over one part of a batch; keeps every value if `keep`, else each
+    /// value only until its last consumer has run.
+    fn run(&self, x: ArrayD<F>, keep: bool) -> Result<Vec<Option<ArrayD<F>>>> {
+        let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
+        values.push(Some(x));
+        let last = self.shapes.len() - 1;
+        for k in 0..self.nodes.len() {
+            let out = self.forward_node(k, &values)?;
+            values.push(Some(out));
+            if !keep {
+                // a spent value's buffer serves a later node's output
+                for &u in &self.nodes[k].inputs {
+                    if u != last && self.consumers[u].last() == Some(&k) {
+                        if let Some(a) = values[u].take() {
+                            crate::tensor::recycle(a);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// The forward pass.
+    ///
+    /// # Shapes
+    /// `[N, input_shape...]` → `[N, output_shape...]`.
+    ///
+    /// # Errors
+    /// A shape or rank error for an input of the wrong shape, [`Error::NonFinite`](crate::Error::NonFinite)
+    /// for NaN or ∞ in it, [`Error::EmptyBatch`](crate::Error::EmptyBatch) for N = 0.
+    pub fn forward(&self, x: &ArrayD<F>) -> Result<ArrayD<F>> {
+        self.check_input(x)?;
+        // Samples are independent: split the batch across threads (feature `parallel`).
+        let parts = split_batch(x.shape()[0], |rows| {
+            let xs = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
+            let mut values = self.run(xs, false)?;
+            Ok(values.pop().flatten().expect("the output is kept"))
+        })?;
+        Ok(concat_batch(parts))
+    }
+
+    /// The forward pass, keeping every value.
+    ///
+    /// # Errors
+    /// As [`Network::forward`].
+    pub fn trace(&self, x: &ArrayD<F>) -> Result<Trace<F>> {
+        self.check_input(x)?;
+        let values = self.run(x.clone(), true)?;
+        Ok(Trace {
+            activations: values.into_iter().map(|v| v.expect("kept")).collect(),
+        })
+    }
+}
