@@ -225,6 +225,19 @@ impl<F: Float> Composite<F> {
         self
     }
 
+    /// Adds an entry ahead of every existing one (it wins over them): e.g. a rule for some
+    /// nodes by name on top of a preset.
+    ///
+    /// ```
+    /// use relevance::{Composite, Gradient, Selector};
+    /// let c = Composite::<f32>::epsilon_plus().with_priority(Selector::Pattern("fc*".into()), Gradient);
+    /// assert_eq!(c.entries()[0].0, Selector::Pattern("fc*".into()));
+    /// ```
+    pub fn with_priority(mut self, selector: Selector, rule: impl Rule<F> + 'static) -> Self {
+        self.entries.insert(0, (selector, Arc::new(rule)));
+        self
+    }
+
     /// Puts `rule` on the first affine layer, ahead of every other entry.
     pub fn with_first(mut self, rule: impl Rule<F> + 'static) -> Self {
         self.entries.insert(0, (Selector::First(None), Arc::new(rule)));

@@ -123,3 +123,96 @@ impl Rng {
         ArrayD::from_shape_fn(IxDyn(shape), |_| F::lit(self.uniform(lo, hi)))
     }
 }
+
+/// A fixture's graph network (`input_shape`, `nodes` in topological order, `output`), as
+/// written by `tools/gen_graph_fixtures.py`: node names kept, inputs by name.
+pub fn graph<F: Float>(fx: &Value) -> Network<F> {
+    use relevance::{
+        Add, AvgPool2d, BatchNorm2d, Clip, Concat, GraphBuilder, HardSigmoid, HardSwish, Identity, Mul,
+        NodeId, Sigmoid, Silu, Tanh,
+    };
+    use std::collections::HashMap;
+    let mut g = GraphBuilder::<F>::new(&dims(&fx["input_shape"])).unwrap();
+    let mut ids: HashMap<String, NodeId> = HashMap::new();
+    ids.insert("input".into(), g.input());
+    for n in fx["nodes"].as_array().unwrap() {
+        let name = n["name"].as_str().unwrap();
+        let inputs: Vec<NodeId> = n["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| ids[i.as_str().unwrap()])
+            .collect();
+        let vec1 = |key: &str| tensor::<F>(&n[key]).into_dimensionality::<Ix1>().unwrap();
+        let bias = || {
+            n.get("bias")
+                .filter(|b| !b.is_null())
+                .map(|b| tensor::<F>(b).into_dimensionality::<Ix1>().unwrap())
+        };
+        let layer: Box<dyn Layer<F>> = match n["op"].as_str().unwrap() {
+            "conv2d" => {
+                let w = tensor::<F>(&n["weight"]).into_dimensionality::<Ix4>().unwrap();
+                let config = Conv2dConfig {
+                    stride: pair(&n["stride"]),
+                    padding: pair(&n["padding"]),
+                    dilation: pair(&n["dilation"]),
+                    groups: n["groups"].as_u64().unwrap_or(1) as usize,
+                    ..Conv2dConfig::default()
+                };
+                Box::new(Conv2d::new(w, bias(), config).unwrap())
+            }
+            "dense" => {
+                let w = tensor::<F>(&n["weight"]).into_dimensionality::<Ix2>().unwrap();
+                Box::new(Dense::new(w, bias()).unwrap())
+            }
+            "batchnorm" => Box::new(
+                BatchNorm2d::new(
+                    vec1("mean"),
+                    vec1("var"),
+                    vec1("weight"),
+                    vec1("bias"),
+                    n["eps"].as_f64().unwrap(),
+                )
+                .unwrap(),
+            ),
+            "relu" => Box::new(Relu),
+            "relu6" => Box::new(Clip::relu6()),
+            "sigmoid" => Box::new(Sigmoid),
+            "tanh" => Box::new(Tanh),
+            "silu" => Box::new(Silu),
+            "hardsigmoid" => Box::new(HardSigmoid::default()),
+            "hardswish" => Box::new(HardSwish),
+            "identity" => Box::new(Identity),
+            "flatten" => Box::new(Flatten),
+            "maxpool2d" => Box::new(
+                MaxPool2d::new(pair(&n["kernel"]), pair(&n["stride"]), pair(&n["padding"]))
+                    .unwrap()
+                    .with_ceil_mode(n["ceil_mode"].as_bool().unwrap_or(false)),
+            ),
+            "avgpool2d" => Box::new(
+                AvgPool2d::new(pair(&n["kernel"]), pair(&n["stride"]), pair(&n["padding"]))
+                    .unwrap()
+                    .with_ceil_mode(n["ceil_mode"].as_bool().unwrap_or(false))
+                    .with_count_include_pad(n["count_include_pad"].as_bool().unwrap_or(true)),
+            ),
+            "adaptive_avgpool2d" => Box::new(AvgPool2d::adaptive(pair(&n["output"])).unwrap()),
+            "add" => {
+                ids.insert(name.into(), g.merge(name, Add::new(), &inputs).unwrap());
+                continue;
+            }
+            "mul" => {
+                ids.insert(name.into(), g.merge(name, Mul::new(), &inputs).unwrap());
+                continue;
+            }
+            "concat" => {
+                let axis = n["axis"].as_u64().unwrap() as usize;
+                ids.insert(name.into(), g.merge(name, Concat::new(axis), &inputs).unwrap());
+                continue;
+            }
+            other => panic!("unknown node op {other}"),
+        };
+        assert_eq!(inputs.len(), 1, "node {name}: one input");
+        ids.insert(name.into(), g.add_boxed(name, layer, inputs[0]).unwrap());
+    }
+    g.build(ids[fx["output"].as_str().unwrap()]).unwrap()
+}

@@ -94,7 +94,8 @@ impl Default for HardSigmoid {
 elementwise_layer!(HardSigmoid, gate = true);
 
 /// `x·relu6(x + 3) / 6`, as `torch.nn.Hardswish` and ONNX `HardSwish`; derivative
-/// `x/3 + 1/2` on `[−3, 3]` (0 below, 1 above), as PyTorch's `hardswish_backward`.
+/// `x/3 + 1/2` on `(−3, 3)`, 0 up to −3 and 1 from 3 on, as PyTorch's
+/// `hardswish_backward`.
 ///
 /// ```
 /// use ndarray::array;
@@ -125,9 +126,9 @@ impl HardSwish {
 
     fn derivative<F: Float>(&self, x: F) -> F {
         let three = F::lit(3.0);
-        if x < -three {
+        if x <= -three {
             F::zero()
-        } else if x <= three {
+        } else if x < three {
             x / three + F::lit(0.5)
         } else {
             F::one()
