@@ -1,10 +1,11 @@
 //! Criterion benches: forward, gradient, every LRP rule, EpsilonGammaBox and DeepLift (zero
 //! baseline, whose trace the network keeps after the first call; and an explicit zero
 //! array, traced on every call) on the small CNN
-//! (batch 1 and 64) and the VGG16-shaped network (batch 1).
+//! (batch 1 and 64), the VGG16-shaped network (batch 1) and the ResNet-18-shaped graph
+//! (batch 1 and 16; batch norms merged as zennit's `ResNetCanonizer` does).
 //!
 //! `cargo bench --bench attribution` runs them all (the VGG16 group takes a few minutes);
-//! `cargo bench --bench attribution -- small` only the small CNN. `tools/bench_compare.py`
+//! `cargo bench --bench attribution -- small` only the small CNN, `-- resnet18` the ResNet. `tools/bench_compare.py`
 //! runs them next to zennit and captum and prints the ratio table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -49,7 +50,7 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
     };
     let target = Target::Class(3);
     let mut group = c.benchmark_group(format!("{name}_b{batch}"));
-    if name == "vgg16" {
+    if name == "vgg16" || name == "resnet18" {
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(20))
@@ -63,7 +64,7 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
         let (net, x) = get();
         b.iter(|| black_box(net.gradient(x, &target).unwrap()))
     });
-    let channels = if name == "vgg16" { 3 } else { 1 };
+    let channels = if name == "small" { 1 } else { 3 };
     for (rule_name, rule) in rules(channels) {
         if !all_rules && !matches!(rule_name, "epsilon" | "epsilon_gamma_box") {
             continue;
@@ -102,5 +103,10 @@ fn vgg(c: &mut Criterion) {
     bench_network(c, "vgg16", common::vgg16, 1, false);
 }
 
-criterion_group!(benches, small, vgg);
+fn resnet(c: &mut Criterion) {
+    bench_network(c, "resnet18", common::resnet18, 1, false);
+    bench_network(c, "resnet18", common::resnet18, 16, false);
+}
+
+criterion_group!(benches, small, vgg, resnet);
 criterion_main!(benches);

@@ -722,7 +722,7 @@ fn architecture_errors() {
     let text = std::fs::read_to_string(path("models/digits.json")).unwrap();
     for bad in [
         text.replace("\"padding\": 1", "\"paddding\": 1"),
-        text.replace("\"relu\"", "\"tanh\""),
+        text.replace("\"relu\"", "\"softmax\""), // not a layer type
         text.replace("\"version\": 1", "\"version\": 7"),
         text.replace("\"input_shape\"", "\"input\""),
         text[..text.len() / 2].to_string(),
@@ -794,4 +794,70 @@ fn digits_file_and_npy() {
         f.extend_from_slice(&v.to_le_bytes());
     }
     assert_eq!(read_npy::<f64>(&f).unwrap(), a);
+}
+
+/// A residual block with batch norm described in JSON (nodes naming their inputs), weights in
+/// a safetensors file: it loads as a graph, names come from the `state_dict` keys, the batch
+/// norm is merged by default (zennit's canonizer) and kept on request, and the output is the
+/// same either way.
+#[test]
+fn safetensors_graph_architecture() {
+    use relevance::io::{from_safetensors_with, LoadOptions};
+    let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let conv: Vec<f64> = (0..2 * 2 * 9)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
+    let fc: Vec<f64> = (0..3 * 32).map(|k| ((k * 5 % 13) as f64 - 6.0) / 20.0).collect();
+    let data: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+        ("block.conv.weight", vec![2, 2, 3, 3], f64s(&conv)),
+        ("block.bn.running_mean", vec![2], f64s(&[0.1, -0.2])),
+        ("block.bn.running_var", vec![2], f64s(&[1.5, 0.7])),
+        ("block.bn.weight", vec![2], f64s(&[0.9, 1.2])),
+        ("block.bn.bias", vec![2], f64s(&[0.05, -0.1])),
+        ("fc.weight", vec![3, 32], f64s(&fc)),
+    ];
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let file = safetensors::serialize(views, &None).unwrap();
+    let arch = Architecture::from_json(
+        r#"{"input_shape": [2, 4, 4], "layers": [
+            {"type": "conv2d", "weight": "block.conv.weight", "padding": 1},
+            {"type": "batchnorm2d", "mean": "block.bn.running_mean", "var": "block.bn.running_var",
+             "weight": "block.bn.weight", "bias": "block.bn.bias"},
+            {"type": "relu", "name": "block.relu"},
+            {"type": "add", "name": "block.add", "inputs": ["block.relu", "input"]},
+            {"type": "adaptive_avgpool2d", "output": [4, 4]},
+            {"type": "flatten"},
+            {"type": "linear", "weight": "fc.weight"}
+        ]}"#,
+    )
+    .unwrap();
+    let merged = from_safetensors::<f64>(&arch, &file).unwrap();
+    let names: Vec<&str> = merged.nodes().iter().map(|n| n.name()).collect();
+    assert_eq!(names, ["block.conv", "block.relu", "block.add", "4", "5", "fc"]);
+    let kept = from_safetensors_with::<f64>(&arch, &file, LoadOptions::keep_batch_norm()).unwrap();
+    assert_eq!(kept.node_index("block.bn"), Some(1));
+    let x = ndarray::Array4::from_shape_fn((2, 2, 4, 4), |(n, c, i, j)| {
+        ((n + 2 * c + i * j) % 5) as f64 - 2.0
+    })
+    .into_dyn();
+    let (a, b) = (merged.forward(&x).unwrap(), kept.forward(&x).unwrap());
+    assert!(a.iter().zip(b.iter()).all(|(p, q)| (p - q).abs() < 1e-12));
+    // an input that is not an earlier node is a typed error naming it
+    let bad = Architecture::from_json(
+        r#"{"input_shape": [4], "layers": [{"type": "relu"}, {"type": "add", "inputs": ["0", "later"]}, {"type": "relu", "name": "later"}]}"#,
+    )
+    .unwrap();
+    let err = from_safetensors::<f64>(&bad, &file).unwrap_err();
+    assert!(
+        matches!(&err, Error::Format { reason, .. } if reason.contains("later")),
+        "{err:?}"
+    );
 }

@@ -3,8 +3,10 @@
 
 Runs, in one go and on the same machine:
   * PyTorch forward, zennit EpsilonGammaBox and captum DeepLift (zero baseline), float32,
-    torch.set_num_threads(THREADS), on the small CNN (batch 1 and 64) and the VGG16-shaped
-    network (batch 1) — random weights, as the Rust benches;
+    torch.set_num_threads(THREADS), on the small CNN (batch 1 and 64), the VGG16-shaped
+    network (batch 1) and torchvision's ResNet-18 (batch 1 and 16; zennit with its
+    ResNetCanonizer, the Rust side with its batch norms merged the same way) — random weights,
+    as the Rust benches;
   * the Rust criterion benches (`cargo bench --bench attribution`), with RAYON_NUM_THREADS=THREADS;
   * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench --bench memory`);
 then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
@@ -15,7 +17,8 @@ machine, so each row reports the median of its per-round ratios and their range.
 
 Usage (from the repository root; a venv with torch, zennit, captum outside the repo):
     python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit captum
-    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--rounds 3] [--skip-vgg] [--min-time SECONDS]
+    ~/venv/bin/python tools/bench_compare.py [--threads 2] [--rounds 3] [--skip-vgg] [--skip-resnet]
+                                             [--min-time SECONDS]
 """
 import argparse
 import json
@@ -56,6 +59,42 @@ def vgg16():
     return nn.Sequential(*layers)
 
 
+def resnet18():
+    """torchvision's ResNet-18 with random weights and non-trivial batch-norm statistics."""
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None)
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+            m.running_var.copy_(1.0 + torch.rand(c, generator=g) * 0.3)
+            m.weight.data.copy_(1.0 + torch.randn(c, generator=g) * 0.2)
+            m.bias.data.copy_(torch.randn(c, generator=g) * 0.1)
+    return model
+
+
+def split_relus(model):
+    """captum refuses a module called twice (BasicBlock's self.relu): give every block a
+    second ReLU for its second call. Same values."""
+    from torchvision.models.resnet import BasicBlock
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu2(out + identity)
+
+    for m in model.modules():
+        if isinstance(m, BasicBlock):
+            m.relu2 = nn.ReLU()
+            m.forward = forward.__get__(m)
+    return model
+
+
 def timeit(fn, min_time, min_reps=5):
     fn()  # warm-up
     times = []
@@ -71,6 +110,7 @@ def python_times(name, model, shape, batch, min_time):
     from captum.attr import DeepLift
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonGammaBox
+    from zennit.torchvision import ResNetCanonizer
 
     model = model.eval()
     for p in model.parameters():
@@ -81,12 +121,13 @@ def python_times(name, model, shape, batch, min_time):
     with torch.no_grad():
         out["forward"] = timeit(lambda: model(x), min_time)
     c = shape[0]
-    composite = EpsilonGammaBox(low=torch.zeros(1, c, 1, 1), high=torch.ones(1, c, 1, 1))
+    canonizers = [ResNetCanonizer()] if name == "resnet18" else None
+    composite = EpsilonGammaBox(low=torch.zeros(1, c, 1, 1), high=torch.ones(1, c, 1, 1), canonizers=canonizers)
     n_out = model(x[:1]).shape[1]
     seed = torch.eye(n_out)[[target] * batch]
     with Gradient(model=model, composite=composite) as attributor:
         out["epsilon_gamma_box"] = timeit(lambda: attributor(x, seed), min_time)
-    dl = DeepLift(model)
+    dl = DeepLift(split_relus(model) if name == "resnet18" else model)
     baseline = torch.zeros_like(x)
     out["deeplift"] = timeit(lambda: dl.attribute(x, baselines=baseline, target=target), min_time)
     return out
@@ -181,6 +222,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds for the small-CNN rows")
     ap.add_argument("--skip-vgg", action="store_true")
+    ap.add_argument("--skip-resnet", action="store_true")
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds per Python measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -209,6 +251,14 @@ def main():
         py = {("vgg16", 1): python_times("vgg16", vgg16(), (3, 224, 224), 1, args.min_time)}
         rs = rust_times(["^vgg16_b1/"], args.threads)
         rounds.append((py, rs))
+    if not args.skip_resnet:
+        py = {}
+        for batch in (1, 16):
+            print(f"python: resnet18 batch {batch}", file=sys.stderr)
+            py[("resnet18", batch)] = python_times("resnet18", resnet18(), (3, 224, 224), batch, args.min_time)
+        rs = rust_times(["^resnet18_b(1|16)/(forward|attribute/epsilon_gamma_box|attribute/epsilon|deeplift/rescale)$"],
+                        args.threads)
+        rounds.append((py, rs))
 
     def rows_for(name, batch):
         """[(python seconds, rust times)] of every round that measured this configuration."""
@@ -224,6 +274,7 @@ def main():
             ("deeplift", "deeplift/rescale", "DeepLift (zero baseline, its trace kept after the first call) vs captum"),
             ("deeplift", "deeplift/rescale_untraced", "DeepLift, baseline traced in the call (first call) vs captum")]
     configs = [("small", 1), ("small", 64)] + ([] if args.skip_vgg else [("vgg16", 1)])
+    configs += [] if args.skip_resnet else [("resnet18", 1), ("resnet18", 16)]
     for name, batch in configs:
         measured = rows_for(name, batch)
         for key, bench, label in rows:

@@ -1,10 +1,13 @@
-//! Networks shared by the benches: the small CNN and the VGG16-shaped network of the speed
-//! issue, with seeded random weights (no data files needed).
+//! Networks shared by the benches: the small CNN, the VGG16-shaped network of the speed
+//! issue and a ResNet-18-shaped graph, with seeded random weights (no data files needed).
 
 #![allow(dead_code)]
 
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
-use relevance::{Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Network, Relu};
+use relevance::{
+    Add, AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dense, Flatten, GraphBuilder, Layer, MaxPool2d,
+    Network, Relu,
+};
 
 /// A small deterministic generator (xorshift64*), uniform in [-1, 1).
 pub struct Rng(u64);
@@ -88,6 +91,88 @@ pub fn vgg16() -> Network<f32> {
     layers.push(Box::new(Relu));
     layers.push(dense(&mut rng, 4096, 1000));
     Network::new(&[3, 224, 224], layers).unwrap()
+}
+
+/// A convolution without bias (as torchvision's ResNets have), fan-in scaled.
+fn conv_nb(rng: &mut Rng, cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Conv2d<f32> {
+    let scale = (3.0 / (cin * k * k) as f32).sqrt();
+    let w = rng
+        .array(&[cout, cin, k, k], scale)
+        .into_dimensionality()
+        .unwrap();
+    Conv2d::new(w, None, Conv2dConfig::default().stride(stride).padding(pad)).unwrap()
+}
+
+/// Batch norm with running statistics near the identity.
+fn bn(rng: &mut Rng, c: usize) -> BatchNorm2d<f32> {
+    let v = |rng: &mut Rng, base: f32, spread: f32| -> Array1<f32> {
+        rng.array(&[c], spread)
+            .mapv(|x| x + base)
+            .into_dimensionality()
+            .unwrap()
+    };
+    BatchNorm2d::new(
+        v(rng, 0.0, 0.1),
+        v(rng, 1.0, 0.3),
+        v(rng, 1.0, 0.2),
+        v(rng, 0.0, 0.1),
+        1e-5,
+    )
+    .unwrap()
+}
+
+/// torchvision's ResNet-18 (basic blocks [2, 2, 2, 2], widths 64–512, 3×224×224 → 1000), with
+/// seeded random weights and batch norms, which are then merged into the convolutions as
+/// zennit's `ResNetCanonizer` does (`Network::merge_batch_norm`).
+pub fn resnet18() -> Network<f32> {
+    let mut rng = Rng::new(3);
+    let mut g = GraphBuilder::new(&[3, 224, 224]).unwrap();
+    let c1 = g
+        .add("conv1", conv_nb(&mut rng, 3, 64, 7, 2, 3), g.input())
+        .unwrap();
+    let b1 = g.add("bn1", bn(&mut rng, 64), c1).unwrap();
+    let r1 = g.add("relu", Relu, b1).unwrap();
+    let mut x = g
+        .add("maxpool", MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap(), r1)
+        .unwrap();
+    let mut cin = 64;
+    for (stage, &c) in [64, 128, 256, 512].iter().enumerate() {
+        for block in 0..2 {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let p = format!("layer{}.{block}", stage + 1);
+            let a = g
+                .add(&format!("{p}.conv1"), conv_nb(&mut rng, cin, c, 3, stride, 1), x)
+                .unwrap();
+            let a = g.add(&format!("{p}.bn1"), bn(&mut rng, c), a).unwrap();
+            let a = g.add(&format!("{p}.relu"), Relu, a).unwrap();
+            let a = g
+                .add(&format!("{p}.conv2"), conv_nb(&mut rng, c, c, 3, 1, 1), a)
+                .unwrap();
+            let a = g.add(&format!("{p}.bn2"), bn(&mut rng, c), a).unwrap();
+            let identity = if stride != 1 || cin != c {
+                let d = g
+                    .add(
+                        &format!("{p}.downsample.0"),
+                        conv_nb(&mut rng, cin, c, 1, stride, 0),
+                        x,
+                    )
+                    .unwrap();
+                g.add(&format!("{p}.downsample.1"), bn(&mut rng, c), d).unwrap()
+            } else {
+                x
+            };
+            let s = g.merge(&format!("{p}.add"), Add::new(), &[a, identity]).unwrap();
+            x = g.add(&format!("{p}.relu_1"), Relu, s).unwrap();
+            cin = c;
+        }
+    }
+    let pool = g.add("avgpool", AvgPool2d::global(), x).unwrap();
+    let flat = g.add("flatten", Flatten, pool).unwrap();
+    let scale = (3.0 / 512.0_f32).sqrt();
+    let w: Array2<f32> = rng.array(&[1000, 512], scale).into_dimensionality().unwrap();
+    let b: Array1<f32> = rng.array(&[1000], 0.05).into_dimensionality().unwrap();
+    let fc = g.add("fc", Dense::new(w, Some(b)).unwrap(), flat).unwrap();
+    g.build(fc).unwrap().merge_batch_norm().unwrap()
 }
 
 /// A batch of `n` inputs in [0, 1) for `net`.

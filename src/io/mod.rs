@@ -23,9 +23,10 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Relu};
-use crate::network::Network;
+use crate::layers::{Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Merge, Relu};
+use crate::network::{GraphBuilder, Network, NodeId, Op as NodeOp};
 use ndarray::{Array1, Array2, Array4};
+use std::collections::HashMap;
 use std::path::Path;
 
 mod digits;
@@ -40,7 +41,10 @@ pub use npy::{load_npy, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
 pub use onnx::{from_onnx, load_onnx};
 #[cfg(feature = "safetensors")]
-pub use safetensors::{from_safetensors, load_safetensors, Architecture, LayerSpec, Pair};
+pub use safetensors::{
+    from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with, Architecture,
+    LayerSpec, NodeSpec, Pair,
+};
 
 /// The largest file a loader reads: 2 GiB (also protobuf's own limit for an ONNX model).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
@@ -81,12 +85,43 @@ pub(crate) fn checked_count(what: &str, dims: &[usize], limit: usize) -> Result<
         })
 }
 
-/// One layer read from a file, before it is built, with the name of the node (or
-/// described layer) it came from.
+/// One node read from a file, before it is built: its name, what it computes, and the
+/// names of the nodes it reads (empty: the node before it, or the input).
 #[derive(Debug)]
 pub(crate) struct Spec<F: Float> {
+    /// The node's name in the network.
     pub node: String,
+    /// How errors name the node.
+    pub label: String,
     pub op: Op<F>,
+    pub inputs: Vec<String>,
+}
+
+/// Options of the loaders ([`load_safetensors_with`], and the ONNX loader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Merge every batch norm that directly follows a convolution or dense layer into it
+    /// (zennit's canonizer, [`Network::merge_batch_norm`]). Default `true`: that is how
+    /// zennit's `VGGCanonizer` and `ResNetCanonizer` explain such networks.
+    pub merge_batch_norm: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            merge_batch_norm: true,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Options that keep batch norms as layers (LRP then passes relevance through them).
+    pub fn keep_batch_norm() -> Self {
+        LoadOptions {
+            merge_batch_norm: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -107,12 +142,16 @@ pub(crate) enum Op<F: Float> {
         padding: (usize, usize),
     },
     Flatten,
+    /// Any other one-input layer, built.
+    Layer(Box<dyn Layer<F>>),
+    /// A node with several inputs, built.
+    Merge(Box<dyn Merge<F>>),
 }
 
 impl<F: Float> Op<F> {
-    /// Builds the layer (checking its parameters).
-    pub(crate) fn build(self) -> Result<Box<dyn Layer<F>>> {
-        Ok(match self {
+    /// Builds the node (checking its parameters).
+    pub(crate) fn build(self) -> Result<NodeOp<F>> {
+        Ok(NodeOp::Layer(match self {
             Op::Conv { weight, bias, config } => Box::new(Conv2d::new(weight, bias, config)?),
             Op::Dense { weight, bias } => Box::new(Dense::new(weight, bias)?),
             Op::Relu => Box::new(Relu),
@@ -122,7 +161,9 @@ impl<F: Float> Op<F> {
                 padding,
             } => Box::new(MaxPool2d::new(kernel, stride, padding)?),
             Op::Flatten => Box::new(Flatten),
-        })
+            Op::Layer(l) => l,
+            Op::Merge(m) => return Ok(NodeOp::Merge(m)),
+        }))
     }
 }
 
@@ -145,12 +186,13 @@ pub(crate) fn check_activation(node: &str, what: &str, shape: &[usize]) -> Resul
     checked_count(&format!("{node}: {what}"), shape, MAX_ACTIVATION).map(|_| ())
 }
 
-/// Builds layers one by one, checking that the shapes chain and stay within the size
-/// limits; every error names the node.
+/// Builds a network node by node, checking that the shapes fit and stay within the size
+/// limits; every error names the node. Inputs are found by name; a node without named
+/// inputs reads the node added before it (or the input).
 pub(crate) struct Builder<F: Float> {
-    input_shape: Vec<usize>,
-    shape: Vec<usize>,
-    layers: Vec<Box<dyn Layer<F>>>,
+    graph: GraphBuilder<F>,
+    ids: HashMap<String, NodeId>,
+    last: NodeId,
 }
 
 impl<F: Float> Builder<F> {
@@ -162,39 +204,86 @@ impl<F: Float> Builder<F> {
             });
         }
         check_activation("network input", "shape", input_shape)?;
-        Ok(Builder {
-            input_shape: input_shape.to_vec(),
-            shape: input_shape.to_vec(),
-            layers: Vec::new(),
-        })
+        let graph = GraphBuilder::new(input_shape)?;
+        let last = graph.input();
+        let ids = HashMap::from([("input".to_string(), last)]);
+        Ok(Builder { graph, ids, last })
     }
 
-    /// The current per-sample shape (the output of the last layer added).
+    /// The per-sample output shape of the last node added.
     pub(crate) fn shape(&self) -> &[usize] {
-        &self.shape
+        self.graph.shape(self.last).expect("a node of this builder")
+    }
+
+    /// Makes the named node the output.
+    pub(crate) fn set_output(&mut self, name: &str) -> Result<()> {
+        self.last = self.ids.get(name).copied().ok_or_else(|| Error::Format {
+            what: "network output".into(),
+            reason: format!("output {name:?} is not a node"),
+        })?;
+        Ok(())
     }
 
     pub(crate) fn push(&mut self, spec: Spec<F>) -> Result<()> {
-        let node = spec.node;
+        let name = spec.node;
+        let node = spec.label;
+        let inputs: Vec<NodeId> = if spec.inputs.is_empty() {
+            vec![self.last]
+        } else {
+            spec.inputs
+                .iter()
+                .map(|name| {
+                    self.ids.get(name).copied().ok_or_else(|| Error::Format {
+                        what: node.clone(),
+                        reason: format!("input {name:?} is not an earlier node"),
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
         let conv_cols = match &spec.op {
             Op::Conv { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
-        let layer = spec.op.build().map_err(at_node(&node))?;
-        let next = layer.output_shape(&self.shape).map_err(at_node(&node))?;
+        let id = match spec.op.build().map_err(at_node(&node))? {
+            NodeOp::Layer(layer) => {
+                if inputs.len() != 1 {
+                    return Err(Error::Format {
+                        what: node,
+                        reason: format!("a layer reads one input, {} given", inputs.len()),
+                    });
+                }
+                self.graph.add_boxed(&name, layer, inputs[0])
+            }
+            NodeOp::Merge(merge) => self.graph.merge_boxed(&name, merge, &inputs),
+        }
+        .map_err(|e| match e {
+            Error::AtLayer { source, .. } => at_node(&node)(*source),
+            e => at_node(&node)(e),
+        })?;
+        let next = self.graph.shape(id)?.to_vec();
         check_activation(&node, "output", &next)?;
         if let Some(cols) = conv_cols {
             // im2col unfolds [in·kh·kw, H'·W'] per sample
             let spatial: usize = next[1..].iter().product();
             check_activation(&node, "unfolded input", &[cols, spatial])?;
         }
-        self.shape = next;
-        self.layers.push(layer);
+        if name != "input" {
+            self.ids.insert(name, id);
+        }
+        self.last = id;
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<Network<F>> {
-        Network::new(&self.input_shape, self.layers)
+    /// The network, with the last node added as its output and every batch norm that
+    /// follows an affine layer merged into it (zennit's canonizer; see
+    /// [`Network::merge_batch_norm`]) unless `keep_batch_norm`.
+    pub(crate) fn finish(self, keep_batch_norm: bool) -> Result<Network<F>> {
+        let net = self.graph.build(self.last)?;
+        if keep_batch_norm {
+            Ok(net)
+        } else {
+            net.merge_batch_norm()
+        }
     }
 }
 

@@ -1,9 +1,12 @@
 //! PyTorch weights in safetensors files, with a JSON architecture description.
 
-use super::{at_node, checked_count, read_file, Builder, Op, Spec, MAX_DIM};
+use super::{at_node, checked_count, read_file, Builder, LoadOptions, Op, Spec, MAX_DIM};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::Conv2dConfig;
+use crate::layers::{
+    Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Identity,
+    Layer, LeakyRelu, MaxPool2d, Mul, Pad, Sigmoid, Silu, Tanh,
+};
 use crate::network::Network;
 use ndarray::{Array, Array1, Array2, Array4, ArrayD, Dimension, IxDyn};
 use serde::Deserialize;
@@ -44,24 +47,56 @@ fn zero() -> Pair {
     Pair(0, 0)
 }
 
-/// One layer of an [`Architecture`]; in JSON an object with a `"type"` and the layer's
-/// settings. Parameter tensors are named as in the PyTorch `state_dict` saved to the
-/// safetensors file.
+fn one_usize() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn bn_eps() -> f64 {
+    1e-5
+}
+
+fn leaky_slope() -> f64 {
+    0.01
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// One layer (or merge) of an [`Architecture`]; in JSON an object with a `"type"` and the
+/// layer's settings, plus an optional `"name"` and `"inputs"` (see [`NodeSpec`]). Parameter
+/// tensors are named as in the PyTorch `state_dict` saved to the safetensors file.
 ///
 /// | `"type"` | fields (defaults) | PyTorch |
 /// |---|---|---|
-/// | `"conv2d"` | `weight`, `bias` (none), `stride` (1), `padding` (0), `dilation` (1) | `nn.Conv2d` |
+/// | `"conv2d"` | `weight`, `bias` (none), `stride` (1), `padding` (0), `dilation` (1), `groups` (1), `padding_end` (= `padding`) | `nn.Conv2d` |
 /// | `"dense"` (or `"linear"`) | `weight`, `bias` (none) | `nn.Linear` |
-/// | `"relu"` | | `nn.ReLU` |
-/// | `"maxpool2d"` | `kernel`, `stride` (= kernel), `padding` (0) | `nn.MaxPool2d` |
+/// | `"batchnorm2d"` | `mean`, `var` (running statistics), `weight`, `bias` (none: 1 and 0), `eps` (1e-5) | `nn.BatchNorm2d` / `BatchNorm1d`, eval mode |
+/// | `"relu"`, `"relu6"`, `"sigmoid"`, `"tanh"`, `"hardsigmoid"`, `"hardswish"`, `"silu"` | | the activation |
+/// | `"leaky_relu"` | `slope` (0.01) | `nn.LeakyReLU` |
+/// | `"elu"` | `alpha` (1) | `nn.ELU` |
+/// | `"gelu"` | `approximate` (`"none"`; or `"tanh"`) | `nn.GELU` |
+/// | `"clip"` | `min`, `max` | `nn.Hardtanh`, `torch.clamp` |
+/// | `"maxpool2d"` | `kernel`, `stride` (= kernel), `padding` (0), `ceil_mode` (false) | `nn.MaxPool2d` |
+/// | `"avgpool2d"` | `kernel`, `stride` (= kernel), `padding` (0), `ceil_mode` (false), `count_include_pad` (true) | `nn.AvgPool2d` |
+/// | `"adaptive_avgpool2d"` | `output` (`1` is global average pooling) | `nn.AdaptiveAvgPool2d` |
 /// | `"flatten"` | | `nn.Flatten` |
+/// | `"identity"` (or `"dropout"`) | | `nn.Identity`, `nn.Dropout` in eval mode |
+/// | `"pad"` | `pads`: `[before, after]` for each of the last axes | `F.pad(x, ..., value=0)` |
+/// | `"add"` | (two or more `inputs`) | `x + y`, residual connections |
+/// | `"concat"` | `axis` (per-sample axis, 0 = channels) | `torch.cat(xs, dim=axis + 1)` |
+/// | `"mul"` | (two `inputs`) | `x * y`, gates |
 ///
 /// Sizes are one number or `[height, width]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum LayerSpec {
-    /// A 2-D convolution, weight `[out, in, kh, kw]`.
+    /// A 2-D convolution, weight `[out, in / groups, kh, kw]`.
     Conv2d {
         /// Name of the weight tensor.
         weight: String,
@@ -71,12 +106,18 @@ pub enum LayerSpec {
         /// Stride.
         #[serde(default = "one")]
         stride: Pair,
-        /// Zero padding on each side.
+        /// Zero padding before (and, unless `padding_end` is given, after) the input.
         #[serde(default = "zero")]
         padding: Pair,
         /// Dilation.
         #[serde(default = "one")]
         dilation: Pair,
+        /// Groups of channels convolved separately.
+        #[serde(default = "one_usize")]
+        groups: usize,
+        /// Zero padding after the input (bottom, right), if not `padding`.
+        #[serde(default)]
+        padding_end: Option<Pair>,
     },
     /// A fully connected layer, weight `[out, in]`.
     #[serde(alias = "linear")]
@@ -87,8 +128,63 @@ pub enum LayerSpec {
         #[serde(default)]
         bias: Option<String>,
     },
+    /// Batch normalisation in evaluation mode.
+    #[serde(alias = "batchnorm", alias = "batch_norm")]
+    Batchnorm2d {
+        /// Name of the running mean.
+        mean: String,
+        /// Name of the running variance.
+        var: String,
+        /// Name of the weight γ (none: 1).
+        #[serde(default)]
+        weight: Option<String>,
+        /// Name of the bias β (none: 0).
+        #[serde(default)]
+        bias: Option<String>,
+        /// ε.
+        #[serde(default = "bn_eps")]
+        eps: f64,
+    },
     /// ReLU.
     Relu,
+    /// ReLU6.
+    Relu6,
+    /// Clipping to `[min, max]`.
+    Clip {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+    },
+    /// Leaky ReLU.
+    #[serde(rename = "leaky_relu", alias = "leakyrelu")]
+    LeakyRelu {
+        /// Negative slope.
+        #[serde(default = "leaky_slope")]
+        slope: f64,
+    },
+    /// The logistic sigmoid.
+    Sigmoid,
+    /// tanh.
+    Tanh,
+    /// PyTorch's hard sigmoid.
+    Hardsigmoid,
+    /// Hard swish.
+    Hardswish,
+    /// SiLU (swish).
+    Silu,
+    /// ELU.
+    Elu {
+        /// α.
+        #[serde(default = "one_f64")]
+        alpha: f64,
+    },
+    /// GELU.
+    Gelu {
+        /// `"none"` (erf) or `"tanh"`.
+        #[serde(default)]
+        approximate: Option<String>,
+    },
     /// 2-D max pooling.
     #[serde(alias = "max_pool2d")]
     Maxpool2d {
@@ -100,13 +196,97 @@ pub enum LayerSpec {
         /// Padding on each side.
         #[serde(default = "zero")]
         padding: Pair,
+        /// PyTorch's `ceil_mode`.
+        #[serde(default)]
+        ceil_mode: bool,
+    },
+    /// 2-D average pooling.
+    #[serde(alias = "avg_pool2d")]
+    Avgpool2d {
+        /// Window size.
+        kernel: Pair,
+        /// Stride; the kernel size if absent (as PyTorch).
+        #[serde(default)]
+        stride: Option<Pair>,
+        /// Padding on each side.
+        #[serde(default = "zero")]
+        padding: Pair,
+        /// PyTorch's `ceil_mode`.
+        #[serde(default)]
+        ceil_mode: bool,
+        /// PyTorch's `count_include_pad`.
+        #[serde(default = "yes")]
+        count_include_pad: bool,
+    },
+    /// Adaptive average pooling to a fixed output size.
+    #[serde(rename = "adaptive_avgpool2d")]
+    AdaptiveAvgpool2d {
+        /// Output size.
+        output: Pair,
     },
     /// Flatten everything but the batch dimension.
     Flatten,
+    /// The identity (also for dropout in evaluation mode).
+    #[serde(alias = "dropout")]
+    Identity,
+    /// Zero padding of the last axes.
+    Pad {
+        /// `[before, after]` for each of the last axes.
+        pads: Vec<[usize; 2]>,
+    },
+    /// Elementwise sum of the inputs.
+    Add,
+    /// Concatenation along a per-sample axis.
+    Concat {
+        /// The per-sample axis (0 = channels).
+        #[serde(default)]
+        axis: usize,
+    },
+    /// Elementwise product of two inputs.
+    Mul,
+}
+
+/// One node of an [`Architecture`]: a [`LayerSpec`] with an optional `"name"` (default: the
+/// weight tensor's prefix, `"layer1.0.conv1"` for `"layer1.0.conv1.weight"`, else the
+/// node's index) and optional `"inputs"`, the names of the nodes it reads (default: the node
+/// before it; `"input"` is the network input). Names are what errors, per-node results and
+/// composites (`Selector::Name`, `Selector::Pattern`) use.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NodeSpec {
+    /// The node's name, if given.
+    pub name: Option<String>,
+    /// The names of the nodes it reads, if given.
+    pub inputs: Option<Vec<String>>,
+    /// What it computes.
+    pub layer: LayerSpec,
+}
+
+impl<'de> Deserialize<'de> for NodeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let name = match map.remove("name") {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "\"name\" must be a string, got {other}"
+                )))
+            }
+        };
+        let inputs = match map.remove("inputs") {
+            None => None,
+            Some(v) => Some(Vec::<String>::deserialize(v).map_err(D::Error::custom)?),
+        };
+        let layer = LayerSpec::deserialize(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(NodeSpec { name, inputs, layer })
+    }
 }
 
 /// The architecture description that goes with a safetensors weights file: the per-sample
-/// input shape and the ordered list of layers.
+/// input shape and the nodes in order — a chain of layers, or any graph whose nodes name
+/// their inputs.
 ///
 /// In JSON (`models/digits.json` is a complete example):
 ///
@@ -126,10 +306,17 @@ pub enum LayerSpec {
 /// }
 /// ```
 ///
-/// `format`, `version` (1), `description` and `classes` are optional; other top-level keys
-/// and unknown keys inside a layer are errors (so that a misspelt `"paddding"` does not
-/// silently become 0).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A residual block names its inputs (see [`NodeSpec`]):
+///
+/// ```json
+///   {"type": "conv2d", "name": "block.conv", "weight": "block.conv.weight", "padding": 1},
+///   {"type": "add", "name": "block.add", "inputs": ["block.conv", "input"]},
+/// ```
+///
+/// `format`, `version` (1), `description`, `classes` and `output` (default: the last node)
+/// are optional; other top-level keys and unknown keys inside a layer are errors (so that a
+/// misspelt `"paddding"` does not silently become 0).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Architecture {
@@ -144,8 +331,11 @@ pub struct Architecture {
     pub description: Option<String>,
     /// Per-sample input shape, e.g. `[1, 28, 28]` (no batch dimension).
     pub input_shape: Vec<usize>,
-    /// The layers, in order.
-    pub layers: Vec<LayerSpec>,
+    /// The nodes, in order (each after the nodes it reads).
+    pub layers: Vec<NodeSpec>,
+    /// The name of the output node (default: the last node).
+    #[serde(default)]
+    pub output: Option<String>,
     /// Optional class names, one per output.
     #[serde(default)]
     pub classes: Option<Vec<String>>,
@@ -218,21 +408,48 @@ pub fn load_safetensors<F: Float>(
     architecture: impl AsRef<Path>,
     weights: impl AsRef<Path>,
 ) -> Result<Network<F>> {
-    let arch = Architecture::load(architecture)?;
-    from_safetensors(&arch, &read_file(weights.as_ref())?)
+    load_safetensors_with(architecture, weights, LoadOptions::default())
 }
 
-/// Builds a network from an [`Architecture`] and the bytes of a safetensors file.
+/// [`load_safetensors`] with options.
+///
+/// # Errors
+/// As [`load_safetensors`].
+pub fn load_safetensors_with<F: Float>(
+    architecture: impl AsRef<Path>,
+    weights: impl AsRef<Path>,
+    options: LoadOptions,
+) -> Result<Network<F>> {
+    let arch = Architecture::load(architecture)?;
+    from_safetensors_with(&arch, &read_file(weights.as_ref())?, options)
+}
+
+/// Builds a network from an [`Architecture`] and the bytes of a safetensors file, with
+/// every batch norm that directly follows a convolution or dense layer merged into it
+/// (zennit's canonizer, [`Network::merge_batch_norm`]); see [`from_safetensors_with`] to
+/// keep them.
 ///
 /// Tensors may be stored as float32 or float64 and are converted to `F`; tensors the
 /// description does not mention are ignored.
 ///
 /// # Errors
-/// [`Error::Format`] for a corrupt safetensors file or a tensor of another dtype;
-/// [`Error::MissingTensor`] for a named tensor that is not in the file; [`Error::AtNode`]
-/// (node `layer i (type tensor)`) for a tensor of the wrong rank or shape, an invalid
-/// setting, or shapes that do not chain.
+/// [`Error::Format`] for a corrupt safetensors file, a tensor of another dtype, or an input
+/// that names no earlier node; [`Error::MissingTensor`] for a named tensor that is not in
+/// the file; [`Error::AtNode`] (node `layer i (type tensor)`) for a tensor of the wrong rank
+/// or shape, an invalid setting, or shapes that do not fit.
 pub fn from_safetensors<F: Float>(architecture: &Architecture, weights: &[u8]) -> Result<Network<F>> {
+    from_safetensors_with(architecture, weights, LoadOptions::default())
+}
+
+/// [`from_safetensors`] with options.
+///
+/// # Errors
+/// As [`from_safetensors`].
+pub fn from_safetensors_with<F: Float>(
+    architecture: &Architecture,
+    weights: &[u8],
+    options: LoadOptions,
+) -> Result<Network<F>> {
     let tensors = ::safetensors::SafeTensors::deserialize(weights).map_err(|e| Error::Format {
         what: "safetensors file".into(),
         reason: e.to_string(),
@@ -242,9 +459,22 @@ pub fn from_safetensors<F: Float>(architecture: &Architecture, weights: &[u8]) -
     }
     let mut builder = Builder::<F>::new(&architecture.input_shape)?;
     for (i, spec) in architecture.layers.iter().enumerate() {
-        let node = node_name(i, spec);
-        let op = to_op(&tensors, spec, &node)?;
-        builder.push(Spec { node, op })?;
+        let label = label(i, &spec.layer);
+        let op = to_op(&tensors, &spec.layer, &label)?;
+        let name = spec
+            .name
+            .clone()
+            .or_else(|| weight_prefix(&spec.layer))
+            .unwrap_or_else(|| i.to_string());
+        builder.push(Spec {
+            node: name,
+            label,
+            op,
+            inputs: spec.inputs.clone().unwrap_or_default(),
+        })?;
+    }
+    if let Some(output) = &architecture.output {
+        builder.set_output(output)?;
     }
     if let Some(classes) = &architecture.classes {
         let out: usize = builder.shape().iter().product();
@@ -255,16 +485,30 @@ pub fn from_safetensors<F: Float>(architecture: &Architecture, weights: &[u8]) -
             });
         }
     }
-    builder.finish()
+    builder.finish(!options.merge_batch_norm)
 }
 
-fn node_name(i: usize, spec: &LayerSpec) -> String {
+/// `"layer1.0.conv1"` for a layer whose weight is `"layer1.0.conv1.weight"`.
+fn weight_prefix(spec: &LayerSpec) -> Option<String> {
+    let w = match spec {
+        LayerSpec::Conv2d { weight, .. } | LayerSpec::Dense { weight, .. } => weight,
+        LayerSpec::Batchnorm2d { mean, .. } => return mean.strip_suffix(".running_mean").map(str::to_string),
+        _ => return None,
+    };
+    w.strip_suffix(".weight").map(str::to_string)
+}
+
+/// How a node is named in errors.
+fn label(i: usize, spec: &LayerSpec) -> String {
     match spec {
         LayerSpec::Conv2d { weight, .. } => format!("layer {i} (conv2d {weight})"),
         LayerSpec::Dense { weight, .. } => format!("layer {i} (dense {weight})"),
-        LayerSpec::Relu => format!("layer {i} (relu)"),
-        LayerSpec::Maxpool2d { .. } => format!("layer {i} (maxpool2d)"),
-        LayerSpec::Flatten => format!("layer {i} (flatten)"),
+        LayerSpec::Batchnorm2d { mean, .. } => format!("layer {i} (batchnorm2d {mean})"),
+        other => {
+            let kind = format!("{other:?}");
+            let kind = kind.split([' ', '{']).next().unwrap_or("layer").to_lowercase();
+            format!("layer {i} ({kind})")
+        }
     }
 }
 
@@ -279,46 +523,145 @@ fn check_pair(node: &str, what: &str, p: Pair) -> Result<(usize, usize)> {
 }
 
 fn to_op<F: Float>(tensors: &::safetensors::SafeTensors<'_>, spec: &LayerSpec, node: &str) -> Result<Op<F>> {
-    Ok(match spec {
+    let layer = |l: Box<dyn Layer<F>>| Ok(Op::Layer(l));
+    let vector = |name: &str| -> Result<Array1<F>> { into_rank(tensor(tensors, name, node)?, node, name) };
+    match spec {
         LayerSpec::Conv2d {
             weight,
             bias,
             stride,
             padding,
             dilation,
+            groups,
+            padding_end,
         } => {
+            if *groups > MAX_DIM {
+                return Err(Error::Format {
+                    what: node.to_string(),
+                    reason: format!("groups {groups} is larger than {MAX_DIM}"),
+                });
+            }
             let config = Conv2dConfig {
                 stride: check_pair(node, "stride", *stride)?,
                 padding: check_pair(node, "padding", *padding)?,
                 dilation: check_pair(node, "dilation", *dilation)?,
-                ..Conv2dConfig::default()
+                groups: *groups,
+                padding_end: padding_end
+                    .map(|p| check_pair(node, "padding_end", p))
+                    .transpose()?,
             };
             let w: Array4<F> = into_rank(tensor(tensors, weight, node)?, node, weight)?;
-            Op::Conv {
+            Ok(Op::Conv {
                 weight: w,
                 bias: bias_tensor(tensors, bias.as_deref(), node)?,
                 config,
-            }
+            })
         }
         LayerSpec::Dense { weight, bias } => {
             let w: Array2<F> = into_rank(tensor(tensors, weight, node)?, node, weight)?;
-            Op::Dense {
+            Ok(Op::Dense {
                 weight: w,
                 bias: bias_tensor(tensors, bias.as_deref(), node)?,
-            }
+            })
         }
-        LayerSpec::Relu => Op::Relu,
+        LayerSpec::Batchnorm2d {
+            mean,
+            var,
+            weight,
+            bias,
+            eps,
+        } => {
+            let (mean, var) = (vector(mean)?, vector(var)?);
+            let weight = weight
+                .as_deref()
+                .map(vector)
+                .transpose()?
+                .unwrap_or_else(|| Array1::ones(mean.len()));
+            let bias = bias
+                .as_deref()
+                .map(vector)
+                .transpose()?
+                .unwrap_or_else(|| Array1::zeros(mean.len()));
+            layer(Box::new(
+                BatchNorm2d::new(mean, var, weight, bias, *eps).map_err(at_node(node))?,
+            ))
+        }
+        LayerSpec::Relu => Ok(Op::Relu),
+        LayerSpec::Relu6 => layer(Box::new(Clip::relu6())),
+        LayerSpec::Clip { min, max } => layer(Box::new(Clip::new(*min, *max).map_err(at_node(node))?)),
+        LayerSpec::LeakyRelu { slope } => layer(Box::new(LeakyRelu::new(*slope).map_err(at_node(node))?)),
+        LayerSpec::Sigmoid => layer(Box::new(Sigmoid)),
+        LayerSpec::Tanh => layer(Box::new(Tanh)),
+        LayerSpec::Hardsigmoid => layer(Box::<HardSigmoid>::default()),
+        LayerSpec::Hardswish => layer(Box::new(HardSwish)),
+        LayerSpec::Silu => layer(Box::new(Silu)),
+        LayerSpec::Elu { alpha } => layer(Box::new(Elu::new(*alpha).map_err(at_node(node))?)),
+        LayerSpec::Gelu { approximate } => match approximate.as_deref() {
+            None | Some("none") => layer(Box::new(Gelu::new())),
+            Some("tanh") => layer(Box::new(Gelu::tanh())),
+            Some(other) => Err(Error::Format {
+                what: node.to_string(),
+                reason: format!("approximate {other:?} (\"none\" or \"tanh\")"),
+            }),
+        },
         LayerSpec::Maxpool2d {
             kernel,
             stride,
             padding,
-        } => Op::MaxPool {
-            kernel: check_pair(node, "kernel", *kernel)?,
-            stride: check_pair(node, "stride", stride.unwrap_or(*kernel))?,
-            padding: check_pair(node, "padding", *padding)?,
-        },
-        LayerSpec::Flatten => Op::Flatten,
-    })
+            ceil_mode,
+        } => {
+            let (kernel, stride, padding) = (
+                check_pair(node, "kernel", *kernel)?,
+                check_pair(node, "stride", stride.unwrap_or(*kernel))?,
+                check_pair(node, "padding", *padding)?,
+            );
+            if !ceil_mode {
+                return Ok(Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                });
+            }
+            let pool = MaxPool2d::new(kernel, stride, padding).map_err(at_node(node))?;
+            layer(Box::new(pool.with_ceil_mode(true)))
+        }
+        LayerSpec::Avgpool2d {
+            kernel,
+            stride,
+            padding,
+            ceil_mode,
+            count_include_pad,
+        } => {
+            let pool = AvgPool2d::new(
+                check_pair(node, "kernel", *kernel)?,
+                check_pair(node, "stride", stride.unwrap_or(*kernel))?,
+                check_pair(node, "padding", *padding)?,
+            )
+            .map_err(at_node(node))?;
+            layer(Box::new(
+                pool.with_ceil_mode(*ceil_mode)
+                    .with_count_include_pad(*count_include_pad),
+            ))
+        }
+        LayerSpec::AdaptiveAvgpool2d { output } => layer(Box::new(
+            AvgPool2d::adaptive(check_pair(node, "output", *output)?).map_err(at_node(node))?,
+        )),
+        LayerSpec::Flatten => Ok(Op::Flatten),
+        LayerSpec::Identity => layer(Box::new(Identity)),
+        LayerSpec::Pad { pads } => {
+            if pads.iter().flatten().any(|&p| p > MAX_DIM) || pads.len() > 8 {
+                return Err(Error::Format {
+                    what: node.to_string(),
+                    reason: format!("pads {pads:?}: at most 8 axes, each at most {MAX_DIM}"),
+                });
+            }
+            let pads: Vec<(usize, usize)> = pads.iter().map(|p| (p[0], p[1])).collect();
+            layer(Box::new(Pad::new(&pads)))
+        }
+        LayerSpec::Add => Ok(Op::Merge(Box::new(Add::new()))),
+        LayerSpec::Concat { axis } => Ok(Op::Merge(Box::new(Concat::new(*axis)))),
+        LayerSpec::Mul => Ok(Op::Merge(Box::new(Mul::new()))),
+    }
 }
 
 /// A tensor as an array of rank `D`, or a rank error naming the node and tensor.

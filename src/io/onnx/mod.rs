@@ -1,167 +1,25 @@
 //! Import of sequential ONNX graphs.
 //!
-//! The protobuf messages below derive `prost::Message` for just the fields this importer
-//! reads; the field numbers are those of `onnx.proto` (ONNX 1.x). Every other field is
-//! skipped by the decoder.
+//! `proto.rs` declares the protobuf messages (only the fields read), `tensor.rs` decodes
+//! tensors and the graph input's shape, `attrs.rs` reads node attributes; this file maps the
+//! nodes onto layers.
 
-use super::{checked_count, read_file, Builder, Op, Spec, MAX_DIM};
+mod attrs;
+mod proto;
+mod tensor;
+
+use super::{read_file, Builder, Op, Spec, MAX_DIM};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::Conv2dConfig;
 use crate::network::Network;
-use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
+use attrs::Attrs;
+use ndarray::{Array1, Array2, Array4};
 use prost::Message;
+use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// `ModelProto`: the top-level message of an `.onnx` file.
-#[derive(Clone, PartialEq, Message)]
-struct ModelProto {
-    #[prost(int64, tag = "1")]
-    ir_version: i64,
-    #[prost(message, repeated, tag = "8")]
-    opset_import: Vec<OperatorSetIdProto>,
-    #[prost(message, optional, tag = "7")]
-    graph: Option<GraphProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct OperatorSetIdProto {
-    #[prost(string, tag = "1")]
-    domain: String,
-    #[prost(int64, tag = "2")]
-    version: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct GraphProto {
-    #[prost(message, repeated, tag = "1")]
-    node: Vec<NodeProto>,
-    #[prost(message, repeated, tag = "5")]
-    initializer: Vec<TensorProto>,
-    #[prost(message, repeated, tag = "11")]
-    input: Vec<ValueInfoProto>,
-    #[prost(message, repeated, tag = "12")]
-    output: Vec<ValueInfoProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct NodeProto {
-    #[prost(string, repeated, tag = "1")]
-    input: Vec<String>,
-    #[prost(string, repeated, tag = "2")]
-    output: Vec<String>,
-    #[prost(string, tag = "3")]
-    name: String,
-    #[prost(string, tag = "4")]
-    op_type: String,
-    #[prost(string, tag = "7")]
-    domain: String,
-    #[prost(message, repeated, tag = "5")]
-    attribute: Vec<AttributeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct AttributeProto {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(float, tag = "2")]
-    f: f32,
-    #[prost(int64, tag = "3")]
-    i: i64,
-    #[prost(bytes = "vec", tag = "4")]
-    s: Vec<u8>,
-    #[prost(message, optional, tag = "5")]
-    t: Option<TensorProto>,
-    #[prost(float, repeated, tag = "7")]
-    floats: Vec<f32>,
-    #[prost(int64, repeated, tag = "8")]
-    ints: Vec<i64>,
-    /// `AttributeType`: 1 FLOAT, 2 INT, 3 STRING, 4 TENSOR, 6 FLOATS, 7 INTS, ...
-    #[prost(int32, tag = "20")]
-    r#type: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TensorProto {
-    #[prost(int64, repeated, tag = "1")]
-    dims: Vec<i64>,
-    /// `DataType`: 1 FLOAT, 6 INT32, 7 INT64, 11 DOUBLE, ...
-    #[prost(int32, tag = "2")]
-    data_type: i32,
-    #[prost(float, repeated, tag = "4")]
-    float_data: Vec<f32>,
-    #[prost(int32, repeated, tag = "5")]
-    int32_data: Vec<i32>,
-    #[prost(int64, repeated, tag = "7")]
-    int64_data: Vec<i64>,
-    #[prost(string, tag = "8")]
-    name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    raw_data: Vec<u8>,
-    #[prost(double, repeated, tag = "10")]
-    double_data: Vec<f64>,
-    #[prost(message, repeated, tag = "13")]
-    external_data: Vec<StringStringEntryProto>,
-    /// `DataLocation`: 0 DEFAULT, 1 EXTERNAL.
-    #[prost(int32, tag = "14")]
-    data_location: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct StringStringEntryProto {
-    #[prost(string, tag = "1")]
-    key: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct ValueInfoProto {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(message, optional, tag = "2")]
-    r#type: Option<TypeProto>,
-}
-
-/// `TypeProto`, of which only the `tensor_type` member of the `value` oneof is read.
-#[derive(Clone, PartialEq, Message)]
-struct TypeProto {
-    #[prost(message, optional, tag = "1")]
-    tensor_type: Option<TypeProtoTensor>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TypeProtoTensor {
-    #[prost(int32, tag = "1")]
-    elem_type: i32,
-    #[prost(message, optional, tag = "2")]
-    shape: Option<TensorShapeProto>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct TensorShapeProto {
-    #[prost(message, repeated, tag = "1")]
-    dim: Vec<Dimension>,
-}
-
-/// `TensorShapeProto.Dimension`; `dim_value` and `dim_param` form a oneof.
-#[derive(Clone, PartialEq, Message)]
-struct Dimension {
-    #[prost(int64, optional, tag = "1")]
-    dim_value: Option<i64>,
-    #[prost(string, optional, tag = "2")]
-    dim_param: Option<String>,
-}
-
-const FLOAT: i32 = 1;
-const INT32: i32 = 6;
-const INT64: i32 = 7;
-const DOUBLE: i32 = 11;
-
-/// The largest tensor the importer accepts: 2³¹ values (it must also be stored in full in
-/// the file).
-const MAX_TENSOR: usize = 1 << 31;
+use tensor::{float_tensor, input_shape, int_tensor, vector};
 
 /// Loads a sequential ONNX model from a file; see [`from_onnx`].
 ///
@@ -330,7 +188,7 @@ impl<'a, F: Float> Importer<'a, F> {
         if self.current == self.input_name {
             return Err(Error::EmptyNetwork);
         }
-        self.builder.finish()
+        self.builder.finish(false)
     }
 
     /// Builds the pending op, if any.
@@ -345,7 +203,9 @@ impl<'a, F: Float> Importer<'a, F> {
         self.flush()?;
         self.pending = Some(Spec {
             node: node.to_string(),
+            label: node.to_string(),
             op,
+            inputs: Vec::new(),
         });
         Ok(())
     }
@@ -739,270 +599,4 @@ fn input_at<'n>(node: &'n NodeProto, pos: usize, label: &str) -> Result<&'n str>
         .filter(|s| !s.is_empty())
         .map(String::as_str)
         .ok_or_else(|| unsupported(label, &node.op_type, format!("input {pos} is missing")))
-}
-
-/// The per-sample shape of the graph input (its first dimension is the batch).
-fn input_shape(input: &ValueInfoProto) -> Result<Vec<usize>> {
-    let err = |reason: String| Error::Format {
-        what: format!("ONNX graph input {}", input.name),
-        reason,
-    };
-    let tensor = input
-        .r#type
-        .as_ref()
-        .and_then(|t| t.tensor_type.as_ref())
-        .ok_or_else(|| err("not a tensor".into()))?;
-    if !matches!(tensor.elem_type, FLOAT | DOUBLE) {
-        return Err(err(format!(
-            "element type {} (float or double expected)",
-            tensor.elem_type
-        )));
-    }
-    let dims = &tensor
-        .shape
-        .as_ref()
-        .ok_or_else(|| err("its shape is not given".into()))?
-        .dim;
-    if dims.len() < 2 {
-        return Err(err(format!(
-            "rank {} (a batch dimension and at least one more expected)",
-            dims.len()
-        )));
-    }
-    dims[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, d)| match d.dim_value {
-            Some(v) if v > 0 && v as u64 <= MAX_DIM as u64 => Ok(v as usize),
-            Some(v) => Err(err(format!("dimension {} is {v}", i + 1))),
-            None => Err(err(format!(
-                "dimension {} is symbolic ({:?}); only the batch dimension may be",
-                i + 1,
-                d.dim_param.as_deref().unwrap_or("")
-            ))),
-        })
-        .collect()
-}
-
-/// A tensor's dimensions, checked.
-fn dims(t: &TensorProto, name: &str) -> Result<(Vec<usize>, usize)> {
-    let what = format!("tensor {name}");
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        return Err(Error::Format {
-            what,
-            reason: "external data is not supported; save the model with its weights inside".into(),
-        });
-    }
-    let dims: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| Error::Format {
-                what: what.clone(),
-                reason: format!("negative dimension {d} in {:?}", t.dims),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let n = checked_count(&what, &dims, MAX_TENSOR)?;
-    Ok((dims, n))
-}
-
-fn stored_len_err(name: &str, dims: &[usize], found: usize, unit: &str) -> Error {
-    Error::Format {
-        what: format!("tensor {name}"),
-        reason: format!("shape {dims:?} does not match the {found} {unit} stored"),
-    }
-}
-
-/// A float32 or float64 tensor as an array of `F`.
-fn float_tensor<F: Float>(t: &TensorProto, name: &str) -> Result<ArrayD<F>> {
-    let (shape, n) = dims(t, name)?;
-    let raw = &t.raw_data;
-    let values: Vec<F> = match t.data_type {
-        FLOAT if !raw.is_empty() => {
-            if raw.len() != n * 4 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(4)
-                .map(|b| super::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                .collect()
-        }
-        FLOAT => {
-            if t.float_data.len() != n {
-                return Err(stored_len_err(name, &shape, t.float_data.len(), "floats"));
-            }
-            t.float_data.iter().map(|&v| super::from_f32(v)).collect()
-        }
-        DOUBLE if !raw.is_empty() => {
-            if raw.len() != n * 8 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(8)
-                .map(|b| {
-                    super::from_f64(f64::from_le_bytes([
-                        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-                    ]))
-                })
-                .collect()
-        }
-        DOUBLE => {
-            if t.double_data.len() != n {
-                return Err(stored_len_err(name, &shape, t.double_data.len(), "doubles"));
-            }
-            t.double_data.iter().map(|&v| super::from_f64(v)).collect()
-        }
-        other => {
-            return Err(Error::Format {
-                what: format!("tensor {name}"),
-                reason: format!("data type {other} is not supported (1 float or 11 double)"),
-            })
-        }
-    };
-    ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| Error::Format {
-        what: format!("tensor {name}"),
-        reason: e.to_string(),
-    })
-}
-
-/// A 1-D float tensor (a bias).
-fn vector<F: Float>(t: &TensorProto, name: &str, node: &str) -> Result<Array1<F>> {
-    let a = float_tensor::<F>(t, name)?;
-    let shape = a.shape().to_vec();
-    a.into_dimensionality().map_err(|_| Error::AtNode {
-        node: node.to_string(),
-        source: Box::new(Error::Rank {
-            what: format!("tensor {name}"),
-            expected: 1,
-            got: shape.len(),
-            shape,
-        }),
-    })
-}
-
-/// An int64 or int32 tensor as a flat list (a shape operand).
-fn int_tensor(t: &TensorProto, name: &str) -> Result<Vec<i64>> {
-    let (shape, n) = dims(t, name)?;
-    let raw = &t.raw_data;
-    let values: Vec<i64> = match t.data_type {
-        INT64 if !raw.is_empty() => {
-            if raw.len() != n * 8 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(8)
-                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect()
-        }
-        INT64 => t.int64_data.clone(),
-        INT32 if !raw.is_empty() => {
-            if raw.len() != n * 4 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
-                .collect()
-        }
-        INT32 => t.int32_data.iter().map(|&v| v as i64).collect(),
-        other => {
-            return Err(Error::Format {
-                what: format!("tensor {name}"),
-                reason: format!("data type {other} is not an integer type (6 int32 or 7 int64)"),
-            })
-        }
-    };
-    if values.len() != n {
-        return Err(stored_len_err(name, &shape, values.len(), "integers"));
-    }
-    Ok(values)
-}
-
-/// A node's attributes, read with defaults and range checks.
-struct Attrs<'a> {
-    node: &'a str,
-    op: &'a str,
-    list: &'a [AttributeProto],
-}
-
-impl Attrs<'_> {
-    fn get(&self, name: &str) -> Option<&AttributeProto> {
-        self.list.iter().find(|a| a.name == name)
-    }
-
-    fn bad(&self, reason: String) -> Error {
-        Error::Format {
-            what: format!("node {} ({})", self.node, self.op),
-            reason,
-        }
-    }
-
-    /// Rejects attributes outside `known`.
-    fn only(&self, known: &[&str]) -> Result<()> {
-        match self.list.iter().find(|a| !known.contains(&a.name.as_str())) {
-            Some(a) => Err(unsupported(self.node, self.op, format!("attribute {:?}", a.name))),
-            None => Ok(()),
-        }
-    }
-
-    fn int(&self, name: &str, default: i64) -> Result<i64> {
-        Ok(self.get(name).map_or(default, |a| a.i))
-    }
-
-    fn float(&self, name: &str, default: f32) -> Result<f32> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(a) if a.f.is_finite() => Ok(a.f),
-            Some(a) => Err(self.bad(format!("attribute {name} is {}", a.f))),
-        }
-    }
-
-    fn string(&self, name: &str) -> Result<String> {
-        match self.get(name) {
-            None => Ok(String::new()),
-            Some(a) => {
-                String::from_utf8(a.s.clone()).map_err(|_| self.bad(format!("attribute {name} is not UTF-8")))
-            }
-        }
-    }
-
-    /// A list of non-negative sizes, each at most [`MAX_DIM`].
-    fn ints(&self, name: &str) -> Result<Option<Vec<usize>>> {
-        let Some(a) = self.get(name) else { return Ok(None) };
-        a.ints
-            .iter()
-            .map(|&v| {
-                usize::try_from(v).ok().filter(|&v| v <= MAX_DIM).ok_or_else(|| {
-                    self.bad(format!(
-                        "attribute {name} = {:?} is out of range 0..={MAX_DIM}",
-                        a.ints
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
-    }
-
-    /// A 2-D (height, width) attribute such as `strides`.
-    fn pair(&self, name: &str, default: usize) -> Result<(usize, usize)> {
-        match self.ints(name)?.as_deref() {
-            None => Ok((default, default)),
-            Some([h, w]) => Ok((*h, *w)),
-            Some(v) => Err(unsupported(
-                self.node,
-                self.op,
-                format!("{name} {v:?} is not 2-D"),
-            )),
-        }
-    }
-
-    /// `pads` `[top, left, bottom, right]`, which must be symmetric.
-    fn pads(&self) -> Result<(usize, usize)> {
-        match self.ints("pads")?.as_deref() {
-            None => Ok((0, 0)),
-            Some([t, l, b, r]) if t == b && l == r => Ok((*t, *l)),
-            Some(v) => Err(unsupported(
-                self.node,
-                self.op,
-                format!("pads {v:?} (only symmetric 2-D padding [t, l, t, l] is supported)"),
-            )),
-        }
-    }
 }
