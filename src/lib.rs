@@ -4,20 +4,27 @@
 //! Bach et al. 2015, Montavon et al. 2019) and **DeepLIFT** (Shrikumar et al. 2017),
 //! numerically equal to zennit and captum on the same weights.
 //!
-//! Build a [`Network`] of [`Dense`], [`Conv2d`], [`Relu`], [`MaxPool2d`] and [`Flatten`]
-//! layers from PyTorch-layout weights, then ask it to [`attribute`](Network::attribute) a
-//! prediction under a rule ([`Lrp0`], [`LrpEpsilon`], [`LrpGamma`], [`LrpAlphaBeta`],
-//! [`LrpZPlus`], [`LrpZBox`], [`LrpFlat`], [`LrpWSquare`]) or a [`Composite`] that picks a
-//! rule per layer. The result holds a relevance score for every input value: positive
-//! values speak for the target class, negative ones against it.
+//! Build a [`Network`] from PyTorch-layout weights — a chain of layers with
+//! [`Network::new`], or any directed acyclic graph (residual sums, concatenations, gates)
+//! with [`GraphBuilder`] — out of [`Dense`], [`Conv2d`] (grouped and depthwise too),
+//! [`MaxPool2d`], [`AvgPool2d`], [`BatchNorm2d`], activations ([`Relu`], [`Clip`],
+//! [`Sigmoid`], [`HardSwish`], ...), [`Flatten`], [`Add`], [`Concat`] and [`Mul`] nodes.
+//! Then ask it to [`attribute`](Network::attribute) a prediction under a rule ([`Lrp0`],
+//! [`LrpEpsilon`], [`LrpGamma`], [`LrpAlphaBeta`], [`LrpZPlus`], [`LrpZBox`], [`LrpFlat`],
+//! [`LrpWSquare`]) or a [`Composite`] that picks a rule per node, by category or by name.
+//! The result holds a relevance score for every input value: positive values speak for the
+//! target class, negative ones against it. [`Network::merge_batch_norm`] is zennit's
+//! batch-norm canonizer.
 //!
 //! [`Network::deeplift`] explains the difference to a [`Baseline`] with [`DeepLift`]
 //! (Rescale, RevealCancel, DeepLiftShap); [`heatmap`] renders relevance as images, and
 //! [`io`] loads networks from safetensors or ONNX files.
 //!
-//! How it works: [`Network::trace`] records every activation; then one explicit loop runs
-//! from the last layer to the first, and each [`Layer`] hands its recorded input, output and
-//! upper relevance (a [`Step`]) to the [`Rule`] its composite chose, which for dense and
+//! How it works: [`Network::trace`] records every value; then one explicit loop runs from
+//! the last node to the first (adding up what comes back where a value feeds several
+//! nodes), and each [`Layer`] or [`Merge`] hands its recorded inputs, output and upper
+//! relevance (a [`Step`]) to the rule method of its algebraic class on the [`Rule`] its
+//! composite chose (`docs/architecture.md` has the design), which for dense and
 //! convolutional layers needs only the layer's [`Affine`] pair `apply_with` /
 //! `apply_transpose`. Layers are never mutated.
 //!

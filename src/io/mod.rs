@@ -29,6 +29,8 @@ use ndarray::{Array1, Array2, Array4};
 use std::collections::HashMap;
 use std::path::Path;
 
+#[cfg(feature = "safetensors")]
+mod architecture;
 mod digits;
 mod npy;
 #[cfg(feature = "onnx")]
@@ -36,15 +38,14 @@ mod onnx;
 #[cfg(feature = "safetensors")]
 mod safetensors;
 
+#[cfg(feature = "safetensors")]
+pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
 pub use digits::Digits;
 pub use npy::{load_npy, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
 pub use onnx::{from_onnx, load_onnx};
 #[cfg(feature = "safetensors")]
-pub use safetensors::{
-    from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with, Architecture,
-    LayerSpec, NodeSpec, Pair,
-};
+pub use safetensors::{from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with};
 
 /// The largest file a loader reads: 2 GiB (also protobuf's own limit for an ONNX model).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;

@@ -1,190 +1,17 @@
-//! DeepLIFT (Shrikumar, Greenside & Kundaje 2017, "Learning Important Features Through
-//! Propagating Activation Differences") as a [`Rule`]: the Linear rule at dense and
-//! convolutional layers and at parameter-free linear maps (sums, average pools, batch
-//! norm), Rescale or RevealCancel at elementwise nonlinearities, a max-pool rule, and the
-//! Shapley split at products of two computed tensors.
-//!
-//! What travels backwards is the **multiplier** `m = ∂ᴰ f_c / ∂ᴰ a` (the paper's "modified
-//! gradient", captum's `gradients`), not a contribution: the contribution of a unit is
-//! `m ⊙ (a − ā)`, with `ā` the unit's value on the baseline (reference) pass. Multipliers
-//! must travel because a unit with `a = ā` still passes its multiplier to the units below
-//! through the gradient fallback, exactly as captum does.
-//!
-//! The whole method, with RevealCancel's state between a linear layer and the activation
-//! above it, runs in [`Network::deeplift`](crate::Network::deeplift); the trait methods here
-//! are the per-layer steps it uses.
+//! The per-node steps of DeepLIFT: Rescale (with its gradient fallback), RevealCancel and
+//! the split multipliers of the affine layer below it, cross-max at selections, and the
+//! Shapley split at products.
 
-use super::{NodeInfo, Rule};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
-use crate::network::Network;
+use crate::layers::{Affine, Layer, MergeStep, Select, Step};
 use crate::tensor::{negative, positive, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
-/// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
-/// where `|Δx|` is below it, the multiplier is the ordinary gradient at the input.
-pub const DEEPLIFT_THRESHOLD: f64 = 1e-10;
-
-/// The rule at an elementwise nonlinearity (ReLU, sigmoid, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum NonlinearRule {
-    /// Rescale everywhere: `m_in = m_out · Δy / Δx`.
-    Rescale,
-    /// RevealCancel at every activation directly above a dense or convolutional layer,
-    /// Rescale elsewhere.
-    RevealCancel,
-    /// kundajelab/deeplift's `DeepLIFT_GenomicsDefault` (`layers/activations.py`):
-    /// RevealCancel at activations directly above a dense layer, Rescale elsewhere (above
-    /// convolutions in particular).
-    RevealCancelAfterDense,
-}
-
-/// The rule at a max-pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MaxPoolRule {
-    /// captum's "cross-max" rule, with contributions **added** where windows overlap:
-    /// with `y`, `ȳ` the pooled values and `ŷ = max(y, ȳ)`, each output sends
-    /// `m·(ŷ − ȳ)` to the argmax of its window in `x` and `m·(y − ŷ)` to the argmax in
-    /// `x̄`; the input multiplier is that sum divided by `Δx` (the gradient where
-    /// `|Δx|` is below the threshold). Summation-to-delta holds exactly, even when the
-    /// argmax of `x` and of `x̄` differ.
-    CrossMax,
-    /// The multiplier goes to the argmax of each window in `x` (the plain gradient), as
-    /// kundajelab/deeplift's `MaxPoolDeepLiftMode.gradient` and as captum 0.9.0 does in
-    /// practice when a `ReLU` module directly precedes the pool (captum issue #1104).
-    /// Summation-to-delta can fail where the argmax of `x` and `x̄` differ.
-    Gradient,
-}
-
-/// DeepLIFT as a rule object: the Linear rule at affine layers (the bias cancels in
-/// `Δz = W Δx`) and at sums, average pools and concatenations, Rescale or RevealCancel at
-/// elementwise layers (activations of any kind, and batch norm, where Rescale is exactly
-/// the Linear rule), cross-max or gradient routing at max-pools, and at a product of two
-/// computed tensors the two-player Shapley split
-/// `Δ(ab) = ½(b + b̄)·Δa + ½(a + ā)·Δb`, which keeps summation-to-delta exact
-/// (captum has no rule there and uses the gradient, which does not).
-/// Use it with [`Network::deeplift`](crate::Network::deeplift).
-///
-/// Conventions (captum's, so that results match `captum.attr.DeepLift` in float64):
-/// where `|Δx|` is below the threshold (default [`DEEPLIFT_THRESHOLD`] = 1e-10), Rescale
-/// and the cross-max rule use the ordinary gradient **at the actual input** `x`.
-/// (kundajelab/deeplift uses the gradient at the reference and 1e-7.) RevealCancel uses
-/// the same threshold and fallback for `Δx⁺` and `Δx⁻` separately, and no pseudocount, so
-/// summation-to-delta stays exact.
-///
-/// ```
-/// use relevance::rules::{MaxPoolRule, NonlinearRule};
-/// use relevance::DeepLift;
-/// let d = DeepLift::default();
-/// assert_eq!(d.nonlinear(), NonlinearRule::RevealCancelAfterDense);
-/// assert_eq!(d.max_pool(), MaxPoolRule::CrossMax);
-/// assert_eq!(DeepLift::rescale().threshold(), 1e-10);
-/// assert!(DeepLift::rescale().with_threshold(-1.0).is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DeepLift {
-    nonlinear: NonlinearRule,
-    max_pool: MaxPoolRule,
-    threshold: f64,
-}
-
-impl Default for DeepLift {
-    /// [`DeepLift::genomics_default`].
-    fn default() -> Self {
-        Self::genomics_default()
-    }
-}
-
-impl DeepLift {
-    fn with_nonlinear(nonlinear: NonlinearRule) -> Self {
-        DeepLift {
-            nonlinear,
-            max_pool: MaxPoolRule::CrossMax,
-            threshold: DEEPLIFT_THRESHOLD,
-        }
-    }
-
-    /// Rescale at every activation, cross-max at max-pools (captum's `DeepLift`, with the
-    /// max-pool rule that captum intends).
-    pub fn rescale() -> Self {
-        Self::with_nonlinear(NonlinearRule::Rescale)
-    }
-
-    /// RevealCancel at every activation above an affine layer, cross-max at max-pools.
-    pub fn reveal_cancel() -> Self {
-        Self::with_nonlinear(NonlinearRule::RevealCancel)
-    }
-
-    /// The reference implementation's default: RevealCancel above dense layers, Rescale
-    /// above convolutions; cross-max at max-pools.
-    pub fn genomics_default() -> Self {
-        Self::with_nonlinear(NonlinearRule::RevealCancelAfterDense)
-    }
-
-    /// The same rule with another max-pool rule.
-    pub fn with_max_pool(mut self, max_pool: MaxPoolRule) -> Self {
-        self.max_pool = max_pool;
-        self
-    }
-
-    /// The same rule with another threshold for the gradient fallback.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] if the threshold is negative or not finite.
-    pub fn with_threshold(mut self, threshold: f64) -> Result<Self> {
-        if !threshold.is_finite() || threshold < 0.0 {
-            return Err(Error::InvalidParameter {
-                rule: "DeepLift",
-                reason: format!("threshold must be finite and non-negative, got {threshold}"),
-            });
-        }
-        self.threshold = threshold;
-        Ok(self)
-    }
-
-    /// The rule at activations.
-    pub fn nonlinear(&self) -> NonlinearRule {
-        self.nonlinear
-    }
-
-    /// The rule at max-pools.
-    pub fn max_pool(&self) -> MaxPoolRule {
-        self.max_pool
-    }
-
-    /// The threshold below which `|Δx|` falls back to the gradient.
-    pub fn threshold(&self) -> f64 {
-        self.threshold
-    }
-
-    /// The affine node below node `k` if node `k` gets RevealCancel: `k` is an activation
-    /// whose input comes straight from an affine node of a kind the rule selects, and is
-    /// that node's only reader (RevealCancel's split multipliers travel to it alone).
-    pub(crate) fn reveal_cancel_below<F: Float>(&self, net: &Network<F>, k: usize) -> Option<usize> {
-        let node = &net.nodes()[k];
-        if node.layer()?.category() != Category::Activation {
-            return None;
-        }
-        let u = node.inputs()[0];
-        if u == 0 || net.consumers()[u] != [k] {
-            return None;
-        }
-        let below = net.nodes()[u - 1].layer()?;
-        below.as_affine()?;
-        let selected = match self.nonlinear {
-            NonlinearRule::Rescale => false,
-            NonlinearRule::RevealCancel => below.category().is_affine(),
-            NonlinearRule::RevealCancelAfterDense => below.category() == Category::Dense,
-        };
-        selected.then_some(u - 1)
-    }
-}
-
 /// The baseline pass of a step, or the error that says it is missing.
-fn baseline<'s, 'a, F>(step: &'s Step<'a, F>) -> Result<(&'s ArrayViewD<'a, F>, &'s ArrayViewD<'a, F>)> {
+pub(super) fn baseline<'s, 'a, F>(
+    step: &'s Step<'a, F>,
+) -> Result<(&'s ArrayViewD<'a, F>, &'s ArrayViewD<'a, F>)> {
     match (&step.baseline_input, &step.baseline_output) {
         (Some(bi), Some(bo)) if bi.shape() == step.input.shape() && bo.shape() == step.output.shape() => {
             Ok((bi, bo))
@@ -206,7 +33,7 @@ fn baseline<'s, 'a, F>(step: &'s Step<'a, F>) -> Result<(&'s ArrayViewD<'a, F>, 
     }
 }
 
-fn check_same(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+pub(super) fn check_same(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {
     if expected != got {
         return Err(Error::Shape {
             what: what.into(),
@@ -373,8 +200,12 @@ fn rescale_rows<F: Float>(
     Some((m, small))
 }
 
-/// The cross-max rule at a max-pool (see [`MaxPoolRule::CrossMax`]).
-fn cross_max<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+/// The cross-max rule at a max-pool (see [`MaxPoolRule::CrossMax`](super::MaxPoolRule::CrossMax)).
+pub(super) fn cross_max<F: Float>(
+    layer: &dyn Select<F>,
+    step: &Step<'_, F>,
+    threshold: F,
+) -> Result<ArrayD<F>> {
     let (bx, _) = baseline(step)?;
     if let Some(m) = layer.cross_max(&step.input, bx, &step.relevance, threshold) {
         return Ok(m);
@@ -386,7 +217,11 @@ fn cross_max<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, threshold: F) 
 /// outputs on `x` and `x̄` and `ŷ = max(y, ȳ)`, `m·(ŷ − ȳ)` is routed as on `x` and
 /// `m·(y − ŷ)` as on `x̄`; their sum over `Δx` is the multiplier (the gradient where `|Δx|`
 /// is below the threshold).
-fn cross_max_general<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+pub(super) fn cross_max_general<F: Float>(
+    layer: &dyn Select<F>,
+    step: &Step<'_, F>,
+    threshold: F,
+) -> Result<ArrayD<F>> {
     let (bx, by) = baseline(step)?;
     check_same(
         "DeepLIFT multiplier at the max-pool output",
@@ -424,7 +259,7 @@ fn cross_max_general<F: Float>(layer: &dyn Select<F>, step: &Step<'_, F>, thresh
 /// allowed): the two-player Shapley split `Δy = ½(b + b̄)·Δa + ½(a + ā)·Δb`, exact for
 /// every difference, so `m_a = Σ m·½(b + b̄)` and `m_b = Σ m·½(a + ā)` (sums over the axes
 /// a factor is broadcast along).
-fn shapley_product<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+pub(super) fn shapley_product<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
     let (Some(base), [a, b]) = (step.baseline_inputs.as_ref(), step.inputs.as_slice()) else {
         return Err(Error::Unsupported {
             rule: "DeepLift".into(),
@@ -535,121 +370,4 @@ pub(crate) fn reveal_cancel<F: Float>(
         .and(&slope)
         .for_each(|m, &d, &dy, &s| *m *= ratio(d, dy, s));
     Ok((m_pos, m_neg))
-}
-
-impl<F: Float> Rule<F> for DeepLift {
-    fn name(&self) -> String {
-        format!(
-            "DeepLift({:?}, max-pool {:?}, threshold {:e})",
-            self.nonlinear, self.max_pool, self.threshold
-        )
-    }
-
-    /// The Linear rule: `m_in = Wᵀ m_out` (the bias cancels in `Δz = W Δx`).
-    fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        check_same(
-            "DeepLIFT multiplier at the layer output",
-            step.output.shape(),
-            step.relevance.shape(),
-        )?;
-        layer.apply_transpose(step.relevance.view(), layer.weight(), &step.input.shape()[1..])
-    }
-
-    /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the layer below, which
-    /// [`Network::deeplift`](crate::Network::deeplift) supplies; called alone, this method
-    /// applies Rescale.)
-    fn activation(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rescale(layer, step, F::lit(self.threshold))
-    }
-
-    /// The Linear rule: the transposed map.
-    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
-        map.transpose(step.relevance.view(), &shapes)
-    }
-
-    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        match self.max_pool {
-            MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
-            MaxPoolRule::Gradient => layer.route(&step.input, &step.relevance),
-        }
-    }
-
-    /// The two-player Shapley split (see [`DeepLift`]).
-    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        shapley_product(step)
-    }
-
-    fn needs_baseline(&self) -> bool {
-        true
-    }
-}
-
-impl<F: Float> super::RuleSet<F> for DeepLift {
-    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
-        vec![self as &dyn Rule<F>; nodes.len()]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layers::MaxPool2d;
-    use ndarray::{Array, Array4, IxDyn};
-
-    /// A small deterministic generator with many ties (values on a coarse grid).
-    fn grid(len: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) % 7) as f64 - 3.0
-            })
-            .collect()
-    }
-
-    /// The one-pass 2×2 cross-max gives the general path's values bit for bit: ties,
-    /// `Δx = 0`, argmaxes of `x` and `x̄` that differ, odd sizes, a broadcast baseline.
-    #[test]
-    fn cross_max_2x2_matches_the_general_path() {
-        let pool = MaxPool2d::square(2).unwrap();
-        for (n, c, h, w, broadcast) in [(1, 3, 4, 6, false), (2, 2, 5, 7, false), (3, 2, 6, 5, true)] {
-            let (ho, wo) = (h / 2, w / 2);
-            let x = Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 1)).unwrap();
-            let x0_row = Array::from_shape_vec(IxDyn(&[1, c, h, w]), grid(c * h * w, 2)).unwrap();
-            let x0 = if broadcast {
-                x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap().to_owned()
-            } else {
-                Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 2)).unwrap()
-            };
-            let x0_view = if broadcast {
-                x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap()
-            } else {
-                x0.view()
-            };
-            assert!(x.iter().zip(x0.iter()).any(|(a, b)| a == b), "some Δx = 0");
-            let m = Array4::from_shape_vec((n, c, ho, wo), grid(n * c * ho * wo, 3))
-                .unwrap()
-                .into_dyn();
-            let y = Layer::<f64>::forward(&pool, x.view()).unwrap();
-            let y0 = Layer::<f64>::forward(&pool, x0.view()).unwrap();
-            let mut step = Step::new(0, x.view(), y.view(), m.view());
-            step.baseline_input = Some(x0_view.clone());
-            step.baseline_output = Some(y0.view());
-            let fast = Select::cross_max(&pool, &step.input, &x0_view, &step.relevance, DEEPLIFT_THRESHOLD)
-                .expect("a 2×2 pool takes the one-pass path");
-            let general = cross_max_general(&pool, &step, DEEPLIFT_THRESHOLD).unwrap();
-            assert_eq!(fast.shape(), general.shape());
-            // `==` is bit equality here, up to the sign of zero
-            for (a, b) in fast.iter().zip(general.iter()) {
-                assert!(a == b, "{a} vs {b}");
-            }
-            // and it is not trivially zero
-            assert!(fast.iter().any(|&v| v != 0.0));
-        }
-    }
 }

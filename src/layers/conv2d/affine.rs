@@ -1,0 +1,321 @@
+//! The [`Affine`] pair of [`Conv2d`]: the convolution with substituted weights (im2col and one
+//! matrix product per group, or Winograd) and its transpose (one col2im for a sum of terms),
+//! and the convolution of an all-ones image.
+
+use super::unfold::swap_plane_axes;
+use super::{winograd, Conv2d};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::{Affine, Layer};
+use crate::tensor::{gemm, gemm_acc, output_buffer, with_scratch};
+use ndarray::{
+    Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix2,
+    Ix4,
+};
+
+impl<F: Float> Affine<F> for Conv2d<F> {
+    fn weight(&self) -> ArrayViewD<'_, F> {
+        self.weight.view().into_dyn()
+    }
+
+    fn bias(&self) -> Option<ArrayView1<'_, F>> {
+        self.bias.as_ref().map(|b| b.view())
+    }
+
+    fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        Ok(self.apply_many(x, &[w])?.pop().expect("one weight, one result"))
+    }
+
+    /// True for one group (with several, weight column `k` meets a different input
+    /// channel in each group).
+    fn weight_columns_are_input_channels(&self) -> bool {
+        self.config.groups == 1
+    }
+
+    fn with_parameters(&self, weight: ArrayD<F>, bias: Array1<F>) -> Option<Result<Box<dyn Layer<F>>>> {
+        let shape = weight.shape().to_vec();
+        Some(match weight.into_dimensionality::<Ix4>() {
+            Ok(w) => Conv2d::new(w, Some(bias), self.config).map(|c| Box::new(c) as Box<dyn Layer<F>>),
+            Err(_) => Err(Error::Shape {
+                what: "Conv2d weight".into(),
+                expected: self.weight.shape().to_vec(),
+                got: shape,
+            }),
+        })
+    }
+
+    /// The convolution of an image of ones is, at each output position, the sum of the
+    /// weight over the taps that fall inside the image: per output row the valid kernel rows
+    /// are an interval, and so are the valid kernel columns per output column, so interior
+    /// positions share one sum and no product is formed.
+    fn apply_ones(&self, w: ArrayViewD<'_, F>, input_shape: &[usize]) -> Result<ArrayD<F>> {
+        let g = self.geometry(1, input_shape)?;
+        let wm = self.weight_matrix(w)?;
+        let (o, taps, kw) = (self.out_channels(), g.kh * g.kw, g.kw);
+        let c = self.config;
+        // the kernel positions k with 0 ≤ out·stride + k·dilation − pad < len, an interval
+        let valid = |out: usize, k: usize, stride: usize, pad: usize, dil: usize, len: usize| {
+            // (pad is the leading padding; the trailing one only limits the output size)
+            let at = |k: usize| (out * stride + k * dil) as isize - pad as isize;
+            let lo = (0..k).find(|&i| at(i) >= 0).unwrap_or(k);
+            let hi = (lo..k).find(|&i| at(i) >= len as isize).unwrap_or(k);
+            (lo, hi)
+        };
+        // runs of output rows (columns) sharing their interval of valid kernel rows (columns)
+        let runs = |n: usize, f: &dyn Fn(usize) -> (usize, usize)| {
+            let mut runs: Vec<(std::ops::Range<usize>, (usize, usize))> = Vec::new();
+            for i in 0..n {
+                let v = f(i);
+                match runs.last_mut() {
+                    Some((range, last)) if *last == v => range.end = i + 1,
+                    _ => runs.push((i..i + 1, v)),
+                }
+            }
+            runs
+        };
+        let row_runs = runs(g.ho, &|oy| {
+            valid(oy, g.kh, c.stride.0, c.padding.0, c.dilation.0, g.h)
+        });
+        let col_runs = runs(g.wo, &|ox| {
+            valid(ox, g.kw, c.stride.1, c.padding.1, c.dilation.1, g.w)
+        });
+        let mut out = output_buffer(o * g.ho * g.wo); // every element is written below
+        let mut kernel = vec![F::zero(); taps];
+        let mut col_sums = vec![F::zero(); kw];
+        let mut sums = vec![F::zero(); col_runs.len()];
+        for (oc, plane) in out.chunks_mut(g.ho * g.wo).enumerate() {
+            // Σ over input channels
+            kernel.fill(F::zero());
+            let w_row = wm.row(oc);
+            for (t, k) in kernel.iter_mut().enumerate() {
+                // the output channel's own group of input channels, all ones
+                for ch in 0..self.in_channels() {
+                    *k += w_row[ch * taps + t];
+                }
+            }
+            for (rows, (i0, i1)) in &row_runs {
+                // the run's sums, then its rows (short fills, no copies)
+                col_sums.fill(F::zero());
+                for i in *i0..*i1 {
+                    for (s, v) in col_sums.iter_mut().zip(&kernel[i * kw..(i + 1) * kw]) {
+                        *s += *v;
+                    }
+                }
+                for (sum, (_, (j0, j1))) in sums.iter_mut().zip(&col_runs) {
+                    *sum = col_sums[*j0..*j1].iter().fold(F::zero(), |a, &v| a + v);
+                }
+                for row in plane[rows.start * g.wo..rows.end * g.wo].chunks_mut(g.wo) {
+                    for (&sum, (cols, _)) in sums.iter().zip(&col_runs) {
+                        for y in &mut row[cols.clone()] {
+                            *y = sum;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], out).expect("length matches the shape"))
+    }
+
+    /// One im2col matrix (or Winograd input transform) for every weight.
+    fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
+        let x4 = Self::as_batch4("Conv2d input", x)?;
+        let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
+        let wms = ws
+            .iter()
+            .map(|w| self.weight_matrix(w.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let x4 = x4.as_standard_layout();
+        let x = x4.as_slice().expect("standard layout");
+        let o = self.out_channels();
+        if let Some(shape) = self.winograd_shape(&g) {
+            let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
+            let slices: Vec<&[F]> = std
+                .iter()
+                .map(|w| w.as_slice().expect("standard layout"))
+                .collect();
+            // the output transform overwrites every element
+            let dim = (g.n, o, g.ho, g.wo);
+            let mut outs: Vec<Array4<F>> = ws
+                .iter()
+                .map(|_| {
+                    Array4::from_shape_vec(dim, output_buffer(g.n * o * g.ho * g.wo)).expect("length matches")
+                })
+                .collect();
+            let mut ys: Vec<&mut [F]> = outs
+                .iter_mut()
+                .map(|a| a.as_slice_mut().expect("fresh array is contiguous"))
+                .collect();
+            winograd::conv3x3_many(x, &shape, &slices, false, &mut ys);
+            return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
+        }
+        // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
+        // k's outputs take group k's rows of the columns)
+        let groups = self.config.groups;
+        let rows = self.in_channels() * g.kh * g.kw;
+        let ncols = g.n * g.ho * g.wo;
+        let work = o * rows * g.ho * g.wo;
+        Ok(with_scratch(rows * groups * ncols, |buf| {
+            self.im2col(x, &g, buf);
+            let cols = ArrayView2::from_shape((rows * groups, ncols), &*buf).expect("sizes agree");
+            wms.iter()
+                .map(|wm| {
+                    // overwritten by the product (never read)
+                    let mut out =
+                        Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
+                    let og = o / groups;
+                    for k in 0..groups {
+                        let block = |r: usize| ndarray::Slice::from(k * r..(k + 1) * r);
+                        gemm(
+                            &wm.slice_axis(Axis(0), block(og)),
+                            &cols.slice_axis(Axis(0), block(rows)),
+                            &mut out.slice_axis_mut(Axis(0), block(og)),
+                            work / groups,
+                        );
+                    }
+                    Self::unfold_output(out, &g)
+                })
+                .collect()
+        }))
+    }
+
+    fn apply_transpose(
+        &self,
+        s: ArrayViewD<'_, F>,
+        w: ArrayViewD<'_, F>,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        self.apply_transpose_sum(&[(s, w)], input_shape)
+    }
+
+    /// One col2im (or Winograd output transform) for the whole sum.
+    fn apply_transpose_sum(
+        &self,
+        terms: &[(ArrayViewD<'_, F>, ArrayViewD<'_, F>)],
+        input_shape: &[usize],
+    ) -> Result<ArrayD<F>> {
+        let Some((first, _)) = terms.first() else {
+            return Err(Error::Unsupported {
+                rule: "Conv2d".into(),
+                reason: "a sum of transposed maps needs at least one term".into(),
+            });
+        };
+        let (_, g) = self.output_side(first.clone(), input_shape)?;
+        let mut sides = Vec::with_capacity(terms.len());
+        for (s, w) in terms {
+            let (s4, gs) = self.output_side(s.clone(), input_shape)?;
+            if gs.n != g.n {
+                return Err(Error::BatchMismatch {
+                    what: "Conv2d output relevance of a summed term".into(),
+                    batch: g.n,
+                    got: gs.n,
+                });
+            }
+            sides.push((s4, self.weight_matrix(w.clone())?));
+        }
+        let o = self.out_channels();
+        if let Some(ws) = self.winograd_shape(&g) {
+            // the correlation of s with the kernel flipped in space, channels swapped, and
+            // padding 2 − p (winograd module docs)
+            let ts = winograd::Shape {
+                n: g.n,
+                c: o,
+                o: g.c,
+                h: g.ho,
+                w: g.wo,
+                pad: 2 - ws.pad,
+            };
+            let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
+            let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
+            let xs: Vec<&[F]> = s_std
+                .iter()
+                .map(|a| a.as_slice().expect("standard layout"))
+                .collect();
+            let wts: Vec<&[F]> = w_std
+                .iter()
+                .map(|a| a.as_slice().expect("standard layout"))
+                .collect();
+            // the output transform overwrites every element
+            let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w))
+                .expect("length matches the shape");
+            let y = out.as_slice_mut().expect("fresh array is contiguous");
+            winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
+            return Ok(out.into_dyn());
+        }
+        // cols = Σ Wᵀ[C·kh·kw, O] · s2, with s2 = s as [O, N·Ho·Wo]
+        let plane = g.ho * g.wo;
+        let (rows, ncols) = (self.in_channels() * g.kh * g.kw, g.n * plane);
+        let work = o * rows * plane;
+        // s as [O, N·Ho·Wo]: a view for one sample, else written into `dst`
+        let put = |s4: &ndarray::ArrayView4<'_, F>, mut dst: ArrayViewMut2<'_, F>| {
+            let mut dst = dst
+                .view_mut()
+                .into_shape_with_order((o, g.n, g.ho, g.wo))
+                .expect("sizes agree");
+            match (s4.to_slice(), dst.as_slice_mut()) {
+                // one plane copy per (channel, sample)
+                (Some(src), Some(d)) => swap_plane_axes(src, g.n, o, d),
+                _ => dst.assign(&s4.view().permuted_axes([1, 0, 2, 3])),
+            }
+        };
+        let stacked = |sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)]| -> Array2<F> {
+            let t = sides.len();
+            // every element is written
+            let mut s2 =
+                Array2::from_shape_vec((t * o, ncols), output_buffer(t * o * ncols)).expect("length matches");
+            for (k, (s4, _)) in sides.iter().enumerate() {
+                put(
+                    s4,
+                    s2.slice_axis_mut(Axis(0), ndarray::Slice::from(k * o..(k + 1) * o)),
+                );
+            }
+            s2
+        };
+        let groups = self.config.groups;
+        if groups > 1 {
+            // block-diagonal: group k's columns gather Σ_t W_t[k]ᵀ · s_t[k]
+            let s2 = stacked(&sides);
+            let og = o / groups;
+            return Ok(with_scratch(rows * groups * ncols, |buf| {
+                let mut cols =
+                    ArrayViewMut2::from_shape((rows * groups, ncols), &mut *buf).expect("sizes agree");
+                for k in 0..groups {
+                    let mut ck = cols.slice_axis_mut(Axis(0), ndarray::Slice::from(k * rows..(k + 1) * rows));
+                    for (t, (_, wm)) in sides.iter().enumerate() {
+                        let wk = wm.slice_axis(Axis(0), ndarray::Slice::from(k * og..(k + 1) * og));
+                        let sk = s2.slice_axis(
+                            Axis(0),
+                            ndarray::Slice::from(t * o + k * og..t * o + (k + 1) * og),
+                        );
+                        gemm_acc(&wk.t(), &sk, &mut ck, work / groups, t > 0);
+                    }
+                }
+                self.col2im(buf, &g)
+            })
+            .into_dyn());
+        }
+        // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
+        // [s₁; s₂; …], rather than one product per term accumulated into the columns
+        let (wm, s2): (CowArray<'_, F, Ix2>, CowArray<'_, F, Ix2>) = match sides.as_slice() {
+            [(s4, wm)] => (
+                wm.view().into(),
+                match s4.view().into_shape_with_order((o, ncols)) {
+                    Ok(v) if g.n == 1 => v.into(),
+                    _ => stacked(&sides).into(),
+                },
+            ),
+            _ => {
+                let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
+                (
+                    ndarray::concatenate(Axis(0), &ws).expect("same columns").into(),
+                    stacked(&sides).into(),
+                )
+            }
+        };
+        Ok(with_scratch(rows * ncols, |buf| {
+            let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
+            gemm(&wm.t(), &s2.view(), &mut cols, work * sides.len());
+            self.col2im(buf, &g)
+        })
+        .into_dyn())
+    }
+}

@@ -1,0 +1,244 @@
+//! DeepLIFT (Shrikumar, Greenside & Kundaje 2017, "Learning Important Features Through
+//! Propagating Activation Differences") as a [`Rule`]: the Linear rule at dense and
+//! convolutional layers and at parameter-free linear maps (sums, average pools, batch
+//! norm), Rescale or RevealCancel at elementwise nonlinearities, a max-pool rule, and the
+//! Shapley split at products of two computed tensors.
+//!
+//! What travels backwards is the **multiplier** `m = ∂ᴰ f_c / ∂ᴰ a` (the paper's "modified
+//! gradient", captum's `gradients`), not a contribution: the contribution of a unit is
+//! `m ⊙ (a − ā)`, with `ā` the unit's value on the baseline (reference) pass. Multipliers
+//! must travel because a unit with `a = ā` still passes its multiplier to the units below
+//! through the gradient fallback, exactly as captum does.
+//!
+//! The whole method, with RevealCancel's state between a linear layer and the activation
+//! above it, runs in [`Network::deeplift`](crate::Network::deeplift); the trait methods here
+//! are the per-layer steps it uses.
+
+mod steps;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use steps::{reveal_cancel, split_forward, split_transpose};
+
+use super::{NodeInfo, Rule};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
+use crate::network::Network;
+use ndarray::ArrayD;
+use steps::{check_same, cross_max, rescale, shapley_product};
+
+/// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
+/// where `|Δx|` is below it, the multiplier is the ordinary gradient at the input.
+pub const DEEPLIFT_THRESHOLD: f64 = 1e-10;
+
+/// The rule at an elementwise nonlinearity (ReLU, sigmoid, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NonlinearRule {
+    /// Rescale everywhere: `m_in = m_out · Δy / Δx`.
+    Rescale,
+    /// RevealCancel at every activation directly above a dense or convolutional layer,
+    /// Rescale elsewhere.
+    RevealCancel,
+    /// kundajelab/deeplift's `DeepLIFT_GenomicsDefault` (`layers/activations.py`):
+    /// RevealCancel at activations directly above a dense layer, Rescale elsewhere (above
+    /// convolutions in particular).
+    RevealCancelAfterDense,
+}
+
+/// The rule at a max-pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MaxPoolRule {
+    /// captum's "cross-max" rule, with contributions **added** where windows overlap:
+    /// with `y`, `ȳ` the pooled values and `ŷ = max(y, ȳ)`, each output sends
+    /// `m·(ŷ − ȳ)` to the argmax of its window in `x` and `m·(y − ŷ)` to the argmax in
+    /// `x̄`; the input multiplier is that sum divided by `Δx` (the gradient where
+    /// `|Δx|` is below the threshold). Summation-to-delta holds exactly, even when the
+    /// argmax of `x` and of `x̄` differ.
+    CrossMax,
+    /// The multiplier goes to the argmax of each window in `x` (the plain gradient), as
+    /// kundajelab/deeplift's `MaxPoolDeepLiftMode.gradient` and as captum 0.9.0 does in
+    /// practice when a `ReLU` module directly precedes the pool (captum issue #1104).
+    /// Summation-to-delta can fail where the argmax of `x` and `x̄` differ.
+    Gradient,
+}
+
+/// DeepLIFT as a rule object: the Linear rule at affine layers (the bias cancels in
+/// `Δz = W Δx`) and at sums, average pools and concatenations, Rescale or RevealCancel at
+/// elementwise layers (activations of any kind, and batch norm, where Rescale is exactly
+/// the Linear rule), cross-max or gradient routing at max-pools, and at a product of two
+/// computed tensors the two-player Shapley split
+/// `Δ(ab) = ½(b + b̄)·Δa + ½(a + ā)·Δb`, which keeps summation-to-delta exact
+/// (captum has no rule there and uses the gradient, which does not).
+/// Use it with [`Network::deeplift`](crate::Network::deeplift).
+///
+/// Conventions (captum's, so that results match `captum.attr.DeepLift` in float64):
+/// where `|Δx|` is below the threshold (default [`DEEPLIFT_THRESHOLD`] = 1e-10), Rescale
+/// and the cross-max rule use the ordinary gradient **at the actual input** `x`.
+/// (kundajelab/deeplift uses the gradient at the reference and 1e-7.) RevealCancel uses
+/// the same threshold and fallback for `Δx⁺` and `Δx⁻` separately, and no pseudocount, so
+/// summation-to-delta stays exact.
+///
+/// ```
+/// use relevance::rules::{MaxPoolRule, NonlinearRule};
+/// use relevance::DeepLift;
+/// let d = DeepLift::default();
+/// assert_eq!(d.nonlinear(), NonlinearRule::RevealCancelAfterDense);
+/// assert_eq!(d.max_pool(), MaxPoolRule::CrossMax);
+/// assert_eq!(DeepLift::rescale().threshold(), 1e-10);
+/// assert!(DeepLift::rescale().with_threshold(-1.0).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeepLift {
+    nonlinear: NonlinearRule,
+    max_pool: MaxPoolRule,
+    threshold: f64,
+}
+
+impl Default for DeepLift {
+    /// [`DeepLift::genomics_default`].
+    fn default() -> Self {
+        Self::genomics_default()
+    }
+}
+
+impl DeepLift {
+    fn with_nonlinear(nonlinear: NonlinearRule) -> Self {
+        DeepLift {
+            nonlinear,
+            max_pool: MaxPoolRule::CrossMax,
+            threshold: DEEPLIFT_THRESHOLD,
+        }
+    }
+
+    /// Rescale at every activation, cross-max at max-pools (captum's `DeepLift`, with the
+    /// max-pool rule that captum intends).
+    pub fn rescale() -> Self {
+        Self::with_nonlinear(NonlinearRule::Rescale)
+    }
+
+    /// RevealCancel at every activation above an affine layer, cross-max at max-pools.
+    pub fn reveal_cancel() -> Self {
+        Self::with_nonlinear(NonlinearRule::RevealCancel)
+    }
+
+    /// The reference implementation's default: RevealCancel above dense layers, Rescale
+    /// above convolutions; cross-max at max-pools.
+    pub fn genomics_default() -> Self {
+        Self::with_nonlinear(NonlinearRule::RevealCancelAfterDense)
+    }
+
+    /// The same rule with another max-pool rule.
+    pub fn with_max_pool(mut self, max_pool: MaxPoolRule) -> Self {
+        self.max_pool = max_pool;
+        self
+    }
+
+    /// The same rule with another threshold for the gradient fallback.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if the threshold is negative or not finite.
+    pub fn with_threshold(mut self, threshold: f64) -> Result<Self> {
+        if !threshold.is_finite() || threshold < 0.0 {
+            return Err(Error::InvalidParameter {
+                rule: "DeepLift",
+                reason: format!("threshold must be finite and non-negative, got {threshold}"),
+            });
+        }
+        self.threshold = threshold;
+        Ok(self)
+    }
+
+    /// The rule at activations.
+    pub fn nonlinear(&self) -> NonlinearRule {
+        self.nonlinear
+    }
+
+    /// The rule at max-pools.
+    pub fn max_pool(&self) -> MaxPoolRule {
+        self.max_pool
+    }
+
+    /// The threshold below which `|Δx|` falls back to the gradient.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// The affine node below node `k` if node `k` gets RevealCancel: `k` is an activation
+    /// whose input comes straight from an affine node of a kind the rule selects, and is
+    /// that node's only reader (RevealCancel's split multipliers travel to it alone).
+    pub(crate) fn reveal_cancel_below<F: Float>(&self, net: &Network<F>, k: usize) -> Option<usize> {
+        let node = &net.nodes()[k];
+        if node.layer()?.category() != Category::Activation {
+            return None;
+        }
+        let u = node.inputs()[0];
+        if u == 0 || net.consumers()[u] != [k] {
+            return None;
+        }
+        let below = net.nodes()[u - 1].layer()?;
+        below.as_affine()?;
+        let selected = match self.nonlinear {
+            NonlinearRule::Rescale => false,
+            NonlinearRule::RevealCancel => below.category().is_affine(),
+            NonlinearRule::RevealCancelAfterDense => below.category() == Category::Dense,
+        };
+        selected.then_some(u - 1)
+    }
+}
+
+impl<F: Float> Rule<F> for DeepLift {
+    fn name(&self) -> String {
+        format!(
+            "DeepLift({:?}, max-pool {:?}, threshold {:e})",
+            self.nonlinear, self.max_pool, self.threshold
+        )
+    }
+
+    /// The Linear rule: `m_in = Wᵀ m_out` (the bias cancels in `Δz = W Δx`).
+    fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        check_same(
+            "DeepLIFT multiplier at the layer output",
+            step.output.shape(),
+            step.relevance.shape(),
+        )?;
+        layer.apply_transpose(step.relevance.view(), layer.weight(), &step.input.shape()[1..])
+    }
+
+    /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the layer below, which
+    /// [`Network::deeplift`](crate::Network::deeplift) supplies; called alone, this method
+    /// applies Rescale.)
+    fn activation(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        rescale(layer, step, F::lit(self.threshold))
+    }
+
+    /// The Linear rule: the transposed map.
+    fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        map.transpose(step.relevance.view(), &shapes)
+    }
+
+    fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        match self.max_pool {
+            MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
+            MaxPoolRule::Gradient => layer.route(&step.input, &step.relevance),
+        }
+    }
+
+    /// The two-player Shapley split (see [`DeepLift`]).
+    fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        shapley_product(step)
+    }
+
+    fn needs_baseline(&self) -> bool {
+        true
+    }
+}
+
+impl<F: Float> super::RuleSet<F> for DeepLift {
+    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
+        vec![self as &dyn Rule<F>; nodes.len()]
+    }
+}
