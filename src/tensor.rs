@@ -337,7 +337,7 @@ pub(crate) fn gemm<F: Float>(
 /// The library is chosen by the work per sample, not by the size of this product, so that
 /// a sample is computed by the same code whatever batch it is in. Either library gives a
 /// deterministic function of the operands' values: neither splits the inner dimension
-/// across threads nor depends on buffer alignment (`tests/determinism.rs`).
+/// across threads nor depends on buffer alignment (`tests/suite/determinism.rs`).
 pub(crate) fn gemm_acc<F: Float>(
     a: &ArrayView2<'_, F>,
     b: &ArrayView2<'_, F>,

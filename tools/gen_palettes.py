@@ -2,7 +2,7 @@
 """Dump the reference colour palettes and normalisation samples to tests/fixtures/palettes.json.
 
 The Rust `heatmap` module computes its palettes from formulas (zennit's colour-map source language and
-matplotlib's segment data); `tests/heatmap.rs` compares them byte by byte with what this script writes from the
+matplotlib's segment data); `tests/suite/heatmap.rs` compares them byte by byte with what this script writes from the
 real libraries.
 
 How to run (from the repository root):

@@ -4,7 +4,7 @@
 //! and dense head) plus a seed from which every weight and input in [-1, 1] is generated, so
 //! a failing case prints everything needed to rebuild it.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -16,7 +16,7 @@ use relevance::{
     Relu, Rule, RuleSet, Seed, Selector, Step, Target,
 };
 
-// The seeded RNG (`Rng`) lives in tests/common.
+// The seeded RNG (`Rng`) lives in tests/suite/common.
 
 // ---------------------------------------------------------------------------------------------
 // Random networks.

@@ -6,7 +6,7 @@
 //! threads with `parallel`), where a library that split the inner dimension across threads or
 //! chose kernels by buffer alignment would break these equalities.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use ndarray::{ArrayD, Axis};

@@ -2,7 +2,7 @@
 //! made by tools/gen_palettes.py), normalisation, layout, and golden images in tests/golden/.
 //!
 //! Golden images are compared pixel by pixel (decoded, so a different PNG compressor does not
-//! matter). Regenerate them only on purpose: `REGENERATE=1 cargo test --test heatmap`, then
+//! matter). Regenerate them only on purpose: `REGENERATE=1 cargo test --test suite heatmap::golden`, then
 //! look at the PNGs before committing them.
 
 use ndarray::{array, Array2, Array3, ArrayD};
@@ -498,8 +498,12 @@ fn golden_images() {
             img.save_png(&path).unwrap();
             continue;
         }
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (REGENERATE=1 cargo test --test heatmap)", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (REGENERATE=1 cargo test --test suite heatmap::golden)",
+                path.display()
+            )
+        });
         let (w, h, data) = decode(&bytes);
         if (w as usize, h as usize) != (img.width(), img.height()) || data != img.data() {
             let differing = data.iter().zip(img.data()).filter(|(a, b)| a != b).count();

@@ -14,7 +14,7 @@
 //!
 //! f64 must match within 1e-9 relative; f32 within 1e-4.
 
-mod common;
+use crate::common;
 
 use common::{graph, load, rel_dev, tensor};
 use relevance::rules::MaxPoolRule;

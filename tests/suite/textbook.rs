@@ -10,7 +10,7 @@
 //! The max-pool reference is a loop over windows with PyTorch's tie rule (first maximum in
 //! row-major order) and −∞ padding.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
@@ -19,7 +19,7 @@ use relevance::{
     LrpWSquare, LrpZBox, LrpZPlus, MaxPool2d, Rule, Step,
 };
 
-// The seeded RNG (`Rng`) lives in tests/common.
+// The seeded RNG (`Rng`) lives in tests/suite/common.
 
 // ---------------------------------------------------------------------------------------------
 // One affine layer as an explicit list of connections.

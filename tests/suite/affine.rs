@@ -4,7 +4,7 @@
 //! with ≥ 16 channels and ≥ 400 outputs); and their errors. `apply_ones` equals
 //! `apply_with` on an image of ones, for convolutions of every geometry.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use ndarray::{ArrayD, IxDyn};

@@ -6,7 +6,7 @@
 //! f64 must match within 1e-9 relative (to the largest magnitude of the expected array);
 //! f32 within 1e-4.
 
-mod common;
+use crate::common;
 
 use common::{load, network, rel_dev, tensor};
 use relevance::{

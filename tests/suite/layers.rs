@@ -5,7 +5,7 @@
 //! batch normalisation and zero padding; then the graph builder's errors, the batch-norm
 //! canonizer and rule selection by name.
 
-mod common;
+use crate::common;
 
 use common::{load, pair, rel_dev, tensor};
 use ndarray::{array, Array1, Array2, Array4, ArrayD, Ix1, Ix4, IxDyn};
