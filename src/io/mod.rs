@@ -43,7 +43,7 @@ pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
 pub use digits::Digits;
 pub use npy::{load_npy, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
-pub use onnx::{from_onnx, load_onnx};
+pub use onnx::{from_onnx, from_onnx_with, load_onnx, load_onnx_with, OnnxModel, OnnxOptions};
 #[cfg(feature = "safetensors")]
 pub use safetensors::{from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with};
 
@@ -226,8 +226,6 @@ impl<F: Float> Builder<F> {
     }
 
     pub(crate) fn push(&mut self, spec: Spec<F>) -> Result<()> {
-        let name = spec.node;
-        let node = spec.label;
         let inputs: Vec<NodeId> = if spec.inputs.is_empty() {
             vec![self.last]
         } else {
@@ -235,44 +233,69 @@ impl<F: Float> Builder<F> {
                 .iter()
                 .map(|name| {
                     self.ids.get(name).copied().ok_or_else(|| Error::Format {
-                        what: node.clone(),
+                        what: spec.label.clone(),
                         reason: format!("input {name:?} is not an earlier node"),
                     })
                 })
                 .collect::<Result<_>>()?
         };
-        let conv_cols = match &spec.op {
+        let id = self.add(&spec.node, &spec.label, spec.op, &inputs)?;
+        if spec.node != "input" {
+            self.ids.insert(spec.node, id);
+        }
+        Ok(())
+    }
+
+    /// The network input.
+    pub(crate) fn input(&self) -> NodeId {
+        self.graph.input()
+    }
+
+    /// The per-sample shape of a node's output.
+    pub(crate) fn shape_of(&self, id: NodeId) -> &[usize] {
+        self.graph.shape(id).expect("a node of this builder")
+    }
+
+    /// Adds a node named `name` (errors name it `label`) reading `inputs`, checking that its
+    /// output (and a convolution's unfolded input) stays within [`MAX_ACTIVATION`]; it becomes
+    /// the last node.
+    pub(crate) fn add(&mut self, name: &str, label: &str, op: Op<F>, inputs: &[NodeId]) -> Result<NodeId> {
+        let node = label;
+        let conv_cols = match &op {
             Op::Conv { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
-        let id = match spec.op.build().map_err(at_node(&node))? {
+        let id = match op.build().map_err(at_node(node))? {
             NodeOp::Layer(layer) => {
                 if inputs.len() != 1 {
                     return Err(Error::Format {
-                        what: node,
+                        what: node.to_string(),
                         reason: format!("a layer reads one input, {} given", inputs.len()),
                     });
                 }
-                self.graph.add_boxed(&name, layer, inputs[0])
+                self.graph.add_boxed(name, layer, inputs[0])
             }
-            NodeOp::Merge(merge) => self.graph.merge_boxed(&name, merge, &inputs),
+            NodeOp::Merge(merge) => self.graph.merge_boxed(name, merge, inputs),
         }
         .map_err(|e| match e {
-            Error::AtLayer { source, .. } => at_node(&node)(*source),
-            e => at_node(&node)(e),
+            Error::AtLayer { source, .. } => at_node(node)(*source),
+            e => at_node(node)(e),
         })?;
         let next = self.graph.shape(id)?.to_vec();
-        check_activation(&node, "output", &next)?;
+        check_activation(node, "output", &next)?;
         if let Some(cols) = conv_cols {
             // im2col unfolds [in·kh·kw, H'·W'] per sample
             let spatial: usize = next[1..].iter().product();
-            check_activation(&node, "unfolded input", &[cols, spatial])?;
-        }
-        if name != "input" {
-            self.ids.insert(name, id);
+            check_activation(node, "unfolded input", &[cols, spatial])?;
         }
         self.last = id;
-        Ok(())
+        Ok(id)
+    }
+
+    /// The network with `output` as its output, batch norms merged unless `keep_batch_norm`.
+    pub(crate) fn finish_at(mut self, output: NodeId, keep_batch_norm: bool) -> Result<Network<F>> {
+        self.last = output;
+        self.finish(keep_batch_norm)
     }
 
     /// The network, with the last node added as its output and every batch norm that

@@ -12,7 +12,7 @@
 //! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`] | `Norm` | Linear rule |
 //! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
 //! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
-//! | rearrangement (flatten, concat, pad, identity) | — | none: the gradient | exact | exact |
+//! | rearrangement (flatten, reshape, permute, concat, pad, identity) | — | none: the gradient | exact | exact |
 //!
 //! A new layer that falls into one of these classes is one new file; the [`Rule`] trait
 //! does not change.
@@ -30,6 +30,7 @@ mod maxpool;
 mod merge;
 mod pad;
 mod relu;
+mod reshape;
 mod window;
 mod winograd;
 
@@ -43,6 +44,7 @@ pub use maxpool::MaxPool2d;
 pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
 pub use relu::Relu;
+pub use reshape::{Permute, Reshape};
 
 use crate::error::Result;
 use crate::float::Float;

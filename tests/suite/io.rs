@@ -543,22 +543,50 @@ fn onnx_gemm_model_loads() {
 
 #[test]
 fn onnx_unsupported_operator_names_the_node() {
-    let err = from_onnx::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4)).unwrap_err();
+    let err = from_onnx::<f32>(&gemm_model("LpNormalization", "W", &[3, 4], 4)).unwrap_err();
     assert!(
-        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "act" && op == "Softmax"),
+        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "act" && op == "LpNormalization"),
         "{err:?}"
     );
-    // the real model with its first Relu turned into a Tanh (same length, same protobuf)
+    // the real model with its first Relu turned into a Sinh (same length, same protobuf)
     let mut real = bytes("models/digits.onnx");
     let pat = b"\x22\x04Relu"; // field 4 (op_type), length 4
     let at = real.windows(pat.len()).position(|w| w == pat).unwrap();
-    real[at + 2..at + 6].copy_from_slice(b"Tanh");
+    real[at + 2..at + 6].copy_from_slice(b"Sinh");
     let err = from_onnx::<f32>(&real).unwrap_err();
     assert!(
-        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "/relu1/Relu" && op == "Tanh"),
+        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "/relu1/Relu" && op == "Sinh"),
         "{err:?}"
     );
     assert!(err.to_string().contains("/relu1/Relu"));
+    // every unsupported operator is listed at once, with counts and the first node of each
+    let mut both = bytes("models/digits.onnx");
+    for (k, at) in both
+        .windows(pat.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pat)
+        .map(|(k, _)| k)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .enumerate()
+    {
+        both[at + 2..at + 6].copy_from_slice(if k == 0 { b"Sinh" } else { b"Cosh" });
+    }
+    let err = from_onnx::<f32>(&both).unwrap_err().to_string();
+    assert!(err.contains("Sinh ×1") && err.contains("Cosh ×2"), "{err}");
+}
+
+/// A trailing softmax is removed (the logits are explained), and the importer says so.
+#[test]
+fn onnx_trailing_softmax_is_removed() {
+    use relevance::io::{from_onnx_with, OnnxOptions};
+    let m = from_onnx_with::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4), &OnnxOptions::default()).unwrap();
+    assert_eq!(m.network.nodes().len(), 1);
+    assert!(m.notes.iter().any(|n| n.contains("Softmax")), "{:?}", m.notes);
+    let mut keep = OnnxOptions::default();
+    keep.keep_softmax = true;
+    let err = from_onnx_with::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4), &keep).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedOperator { .. }), "{err:?}");
 }
 
 #[test]
@@ -635,39 +663,49 @@ fn onnx_hostile_tensors() {
 }
 
 #[test]
-fn onnx_unsupported_settings_and_graphs() {
+fn onnx_settings_and_graphs() {
     let conv_w = floats("W", &[2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
-    let conv = |attrs: Vec<AttributeProto>| {
+    let conv = |attrs: Vec<AttributeProto>, w: &TensorProto| {
         let mut c = node("conv", "Conv", &["x", "W"], "y");
         c.attribute = attrs;
-        model(&[2, 3, 3], vec![c], vec![conv_w.clone()])
+        model(&[2, 3, 3], vec![c], vec![w.clone()])
     };
-    assert!(from_onnx::<f32>(&conv(vec![ints_attr("pads", [1, 1, 1, 1].as_ref())])).is_ok());
-    for attrs in [
-        vec![int_attr("group", 2)],
-        vec![ints_attr("pads", &[0, 0, 1, 1])],
-        vec![ints_attr("strides", &[1, 1, 1])],
-    ] {
-        let err = from_onnx::<f32>(&conv(attrs)).unwrap_err();
-        assert!(
-            matches!(&err, Error::UnsupportedOperator { node, .. } if node == "conv"),
-            "{err:?}"
-        );
-    }
-    // a branch: two nodes read the input
-    let err = from_onnx::<f32>(&model(
+    assert!(from_onnx::<f32>(&conv(vec![ints_attr("pads", [1, 1, 1, 1].as_ref())], &conv_w)).is_ok());
+    // asymmetric padding and groups load
+    let net = from_onnx::<f32>(&conv(vec![ints_attr("pads", &[0, 0, 1, 1])], &conv_w)).unwrap();
+    assert_eq!(net.output_shape(), &[2, 4, 4]);
+    let grouped = floats("W", &[2, 1, 1, 1], vec![2.0, 3.0]);
+    let net = from_onnx::<f64>(&conv(vec![int_attr("group", 2)], &grouped)).unwrap();
+    let x =
+        ndarray::Array4::from_shape_fn((1, 2, 3, 3), |(_, c, i, j)| (c * 9 + i * 3 + j) as f64).into_dyn();
+    let y = net.forward(&x).unwrap();
+    assert_eq!(y[[0, 0, 1, 1]], 2.0 * 4.0);
+    assert_eq!(y[[0, 1, 1, 1]], 3.0 * 13.0);
+    // a 3-D stride is not a 2-D convolution
+    let err = from_onnx::<f32>(&conv(vec![ints_attr("strides", &[1, 1, 1])], &conv_w)).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, .. } if node == "conv"),
+        "{err:?}"
+    );
+    // a branch: y = x + relu(x), a residual sum
+    let net = from_onnx::<f64>(&model(
         &[4],
         vec![node("a", "Relu", &["x"], "h"), node("b", "Add", &["x", "h"], "y")],
         vec![],
     ))
-    .unwrap_err();
+    .unwrap();
+    assert_eq!(net.nodes().len(), 2);
+    let x = array![[1.0, -2.0, 0.5, -0.25]].into_dyn();
+    assert_eq!(
+        net.forward(&x).unwrap(),
+        array![[2.0, -2.0, 1.0, -0.25]].into_dyn()
+    );
+    // the graph output is not produced by anything
+    let err = from_onnx::<f32>(&model(&[4], vec![node("a", "Relu", &["x"], "h")], vec![])).unwrap_err();
     assert!(
-        matches!(&err, Error::UnsupportedOperator { node, .. } if node == "b"),
+        matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "y"),
         "{err:?}"
     );
-    // the graph output is not the end of the chain
-    let err = from_onnx::<f32>(&model(&[4], vec![node("a", "Relu", &["x"], "h")], vec![])).unwrap_err();
-    assert!(matches!(err, Error::Format { .. }), "{err:?}");
 }
 
 // ---------------------------------------------------------------------------------------

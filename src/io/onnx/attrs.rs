@@ -1,7 +1,7 @@
 //! Reading an ONNX node's attributes, with errors that name the node.
 
+use super::import::unsupported;
 use super::proto::AttributeProto;
-use super::unsupported;
 use crate::error::{Error, Result};
 use crate::io::MAX_DIM;
 
@@ -79,19 +79,6 @@ impl Attrs<'_> {
                 self.node,
                 self.op,
                 format!("{name} {v:?} is not 2-D"),
-            )),
-        }
-    }
-
-    /// `pads` `[top, left, bottom, right]`, which must be symmetric.
-    pub(super) fn pads(&self) -> Result<(usize, usize)> {
-        match self.ints("pads")?.as_deref() {
-            None => Ok((0, 0)),
-            Some([t, l, b, r]) if t == b && l == r => Ok((*t, *l)),
-            Some(v) => Err(unsupported(
-                self.node,
-                self.op,
-                format!("pads {v:?} (only symmetric 2-D padding [t, l, t, l] is supported)"),
             )),
         }
     }

@@ -9,6 +9,10 @@ use prost::Message;
 pub(super) struct ModelProto {
     #[prost(int64, tag = "1")]
     pub(super) ir_version: i64,
+    #[prost(string, tag = "2")]
+    pub(super) producer_name: String,
+    #[prost(string, tag = "3")]
+    pub(super) producer_version: String,
     #[prost(message, repeated, tag = "8")]
     pub(super) opset_import: Vec<OperatorSetIdProto>,
     #[prost(message, optional, tag = "7")]
@@ -145,6 +149,11 @@ pub(super) struct Dimension {
 }
 
 pub(super) const FLOAT: i32 = 1;
+pub(super) const UINT8: i32 = 2;
+pub(super) const INT8: i32 = 3;
 pub(super) const INT32: i32 = 6;
 pub(super) const INT64: i32 = 7;
+pub(super) const BOOL: i32 = 9;
+pub(super) const FLOAT16: i32 = 10;
 pub(super) const DOUBLE: i32 = 11;
+pub(super) const BFLOAT16: i32 = 16;

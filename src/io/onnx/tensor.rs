@@ -1,37 +1,54 @@
-//! Decoding ONNX tensors (float32/float64/int32/int64, raw or typed) and the graph input's
-//! shape, every size checked before any allocation.
+//! Decoding ONNX tensors — float32/float64/float16/bfloat16 and integers, raw, typed or in
+//! an external data file — and the graph input's shape, every size checked before any
+//! allocation.
 
-use super::proto::{TensorProto, ValueInfoProto, DOUBLE, FLOAT, INT32, INT64};
+use super::proto::{
+    TensorProto, ValueInfoProto, BFLOAT16, BOOL, DOUBLE, FLOAT, FLOAT16, INT32, INT64, INT8, UINT8,
+};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::{checked_count, MAX_DIM};
-use ndarray::{Array1, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 
 /// The largest tensor the importer accepts: 2³¹ values (it must also be stored in full in
-/// the file).
-const MAX_TENSOR: usize = 1 << 31;
+/// the file, or in its external data file).
+pub(super) const MAX_TENSOR: usize = 1 << 31;
 
-/// The per-sample shape of the graph input (its first dimension is the batch).
-pub(super) fn input_shape(input: &ValueInfoProto) -> Result<Vec<usize>> {
+/// Where a model's external data files are: the folder of the model file, if the model was
+/// read from a file.
+#[derive(Debug, Clone, Default)]
+pub(super) struct DataDir(pub(super) Option<PathBuf>);
+
+/// The per-sample shape of the graph input (its first dimension is the batch), with
+/// `override_shape` replacing it when given (for symbolic or missing dimensions).
+pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize]>) -> Result<Vec<usize>> {
     let err = |reason: String| Error::Format {
         what: format!("ONNX graph input {}", input.name),
         reason,
     };
-    let tensor = input
-        .r#type
-        .as_ref()
-        .and_then(|t| t.tensor_type.as_ref())
-        .ok_or_else(|| err("not a tensor".into()))?;
-    if !matches!(tensor.elem_type, FLOAT | DOUBLE) {
-        return Err(err(format!(
-            "element type {} (float or double expected)",
-            tensor.elem_type
-        )));
+    let tensor = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+    if let Some(t) = tensor {
+        if !matches!(t.elem_type, FLOAT | DOUBLE | FLOAT16 | BFLOAT16 | 0) {
+            return Err(err(format!(
+                "element type {} (a float type expected)",
+                t.elem_type
+            )));
+        }
     }
+    if let Some(shape) = override_shape {
+        if shape.is_empty() || shape.iter().any(|&d| d == 0 || d > MAX_DIM) {
+            return Err(err(format!(
+                "the given input shape {shape:?} has a zero or absurd dimension"
+            )));
+        }
+        return Ok(shape.to_vec());
+    }
+    let hint = "give the per-sample input shape with OnnxOptions::input_shape";
     let dims = &tensor
-        .shape
-        .as_ref()
-        .ok_or_else(|| err("its shape is not given".into()))?
+        .and_then(|t| t.shape.as_ref())
+        .ok_or_else(|| err(format!("its shape is not given; {hint}")))?
         .dim;
     if dims.len() < 2 {
         return Err(err(format!(
@@ -46,7 +63,7 @@ pub(super) fn input_shape(input: &ValueInfoProto) -> Result<Vec<usize>> {
             Some(v) if v > 0 && v as u64 <= MAX_DIM as u64 => Ok(v as usize),
             Some(v) => Err(err(format!("dimension {} is {v}", i + 1))),
             None => Err(err(format!(
-                "dimension {} is symbolic ({:?}); only the batch dimension may be",
+                "dimension {} is symbolic ({:?}); {hint}",
                 i + 1,
                 d.dim_param.as_deref().unwrap_or("")
             ))),
@@ -54,15 +71,15 @@ pub(super) fn input_shape(input: &ValueInfoProto) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// The batch size the graph input declares, if it is a literal (static exports).
+pub(super) fn declared_batch(input: &ValueInfoProto) -> Option<i64> {
+    let t = input.r#type.as_ref()?.tensor_type.as_ref()?;
+    t.shape.as_ref()?.dim.first()?.dim_value.filter(|&v| v > 0)
+}
+
 /// A tensor's dimensions, checked.
 pub(super) fn dims(t: &TensorProto, name: &str) -> Result<(Vec<usize>, usize)> {
     let what = format!("tensor {name}");
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        return Err(Error::Format {
-            what,
-            reason: "external data is not supported; save the model with its weights inside".into(),
-        });
-    }
     let dims: Vec<usize> = t
         .dims
         .iter()
@@ -73,6 +90,12 @@ pub(super) fn dims(t: &TensorProto, name: &str) -> Result<(Vec<usize>, usize)> {
             })
         })
         .collect::<Result<_>>()?;
+    if dims.len() > 8 {
+        return Err(Error::Format {
+            what,
+            reason: format!("rank {} (at most 8)", dims.len()),
+        });
+    }
     let n = checked_count(&what, &dims, MAX_TENSOR)?;
     Ok((dims, n))
 }
@@ -84,47 +107,183 @@ fn stored_len_err(name: &str, dims: &[usize], found: usize, unit: &str) -> Error
     }
 }
 
-/// A float32 or float64 tensor as an array of `F`.
-pub(super) fn float_tensor<F: Float>(t: &TensorProto, name: &str) -> Result<ArrayD<F>> {
+/// The bytes of a tensor stored in an external data file (`location`, `offset`, `length`
+/// relative to the model's folder), checked against the file before anything is read.
+fn external(t: &TensorProto, name: &str, dir: &DataDir, want: usize) -> Result<Vec<u8>> {
+    let what = format!("tensor {name} (external data)");
+    let bad = |reason: String| Error::Format {
+        what: what.clone(),
+        reason,
+    };
+    let get = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let location = get("location").ok_or_else(|| bad("no location".into()))?;
+    let number = |key: &str| -> Result<Option<u64>> {
+        get(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad(format!("{key} {v:?} is not a number")))
+            })
+            .transpose()
+    };
+    let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+    let dir = dir.0.as_ref().ok_or_else(|| {
+        bad(
+            "the model's weights are in an external file: load the model from its path (load_onnx) so that \
+             the file can be found next to it"
+                .into(),
+        )
+    })?;
+    let rel = Path::new(location);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(bad(format!(
+            "location {location:?} must be a plain path inside the model's folder"
+        )));
+    }
+    let path = dir.join(rel);
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    // the file must really be inside the folder (no symbolic link out of it)
+    let (canon_dir, canon) = (dir.canonicalize().map_err(io)?, path.canonicalize().map_err(io)?);
+    if !canon.starts_with(&canon_dir) {
+        return Err(bad(format!(
+            "location {location:?} leads outside the model's folder"
+        )));
+    }
+    let size = std::fs::metadata(&canon).map_err(io)?.len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
+    if length != want as u64 {
+        return Err(bad(format!(
+            "length {length} does not match the {want} bytes its shape needs"
+        )));
+    }
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(bad(format!(
+            "offset {offset} + length {length} is past the end of {location:?} ({size} bytes)"
+        )));
+    }
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(&canon).map_err(io)?;
+    f.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut buf = vec![0u8; want];
+    f.read_exact(&mut buf).map_err(io)?;
+    Ok(buf)
+}
+
+/// The tensor's raw little-endian bytes (`raw_data` or external data) if it has some,
+/// checked to hold `n` elements of `size` bytes.
+fn raw<'t>(
+    t: &'t TensorProto,
+    name: &str,
+    dir: &DataDir,
+    shape: &[usize],
+    n: usize,
+    size: usize,
+) -> Result<Option<Cow<'t, [u8]>>> {
+    let want = n
+        .checked_mul(size)
+        .ok_or_else(|| stored_len_err(name, shape, 0, "bytes"))?;
+    if t.data_location == 1 || !t.external_data.is_empty() {
+        return Ok(Some(Cow::Owned(external(t, name, dir, want)?)));
+    }
+    if t.raw_data.is_empty() {
+        return Ok(None);
+    }
+    if t.raw_data.len() != want {
+        return Err(stored_len_err(name, shape, t.raw_data.len(), "raw bytes"));
+    }
+    Ok(Some(Cow::Borrowed(&t.raw_data)))
+}
+
+/// IEEE half precision to single.
+pub(super) fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: value f · 2^-24
+            let v = f as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, f) => sign | 0x7fc0_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// A float tensor (float32, float64, float16 or bfloat16) as an array of `F`.
+pub(super) fn float_tensor<F: Float>(t: &TensorProto, name: &str, dir: &DataDir) -> Result<ArrayD<F>> {
     let (shape, n) = dims(t, name)?;
-    let raw = &t.raw_data;
+    let from32 = crate::io::from_f32::<F>;
+    let halves = |bits: &mut dyn Iterator<Item = u16>, bf: bool| -> Vec<F> {
+        bits.map(|b| {
+            if bf {
+                from32(f32::from_bits(u32::from(b) << 16))
+            } else {
+                from32(f16_to_f32(b))
+            }
+        })
+        .collect()
+    };
     let values: Vec<F> = match t.data_type {
-        FLOAT if !raw.is_empty() => {
-            if raw.len() != n * 4 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(4)
-                .map(|b| crate::io::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                .collect()
-        }
-        FLOAT => {
-            if t.float_data.len() != n {
-                return Err(stored_len_err(name, &shape, t.float_data.len(), "floats"));
-            }
-            t.float_data.iter().map(|&v| crate::io::from_f32(v)).collect()
-        }
-        DOUBLE if !raw.is_empty() => {
-            if raw.len() != n * 8 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(8)
+        FLOAT => match raw(t, name, dir, &shape, n, 4)? {
+            Some(r) => r
+                .chunks_exact(4)
+                .map(|b| from32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            None if t.float_data.len() == n => t.float_data.iter().map(|&v| from32(v)).collect(),
+            None => return Err(stored_len_err(name, &shape, t.float_data.len(), "floats")),
+        },
+        DOUBLE => match raw(t, name, dir, &shape, n, 8)? {
+            Some(r) => r
+                .chunks_exact(8)
                 .map(|b| {
                     crate::io::from_f64(f64::from_le_bytes([
                         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
                     ]))
                 })
-                .collect()
-        }
-        DOUBLE => {
-            if t.double_data.len() != n {
-                return Err(stored_len_err(name, &shape, t.double_data.len(), "doubles"));
+                .collect(),
+            None if t.double_data.len() == n => {
+                t.double_data.iter().map(|&v| crate::io::from_f64(v)).collect()
             }
-            t.double_data.iter().map(|&v| crate::io::from_f64(v)).collect()
+            None => return Err(stored_len_err(name, &shape, t.double_data.len(), "doubles")),
+        },
+        FLOAT16 | BFLOAT16 => {
+            let bf = t.data_type == BFLOAT16;
+            match raw(t, name, dir, &shape, n, 2)? {
+                Some(r) => halves(
+                    &mut r.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])),
+                    bf,
+                ),
+                // typed storage: one value per int32, in its low 16 bits
+                None if t.int32_data.len() == n => halves(&mut t.int32_data.iter().map(|&v| v as u16), bf),
+                None => return Err(stored_len_err(name, &shape, t.int32_data.len(), "halves")),
+            }
         }
+        INT32 | INT64 | INT8 | UINT8 | BOOL => int_tensor(t, name, dir)?
+            .1
+            .into_iter()
+            .map(|v| F::lit(v as f64))
+            .collect(),
         other => {
             return Err(Error::Format {
                 what: format!("tensor {name}"),
-                reason: format!("data type {other} is not supported (1 float or 11 double)"),
+                reason: format!(
+                "data type {other} is not supported (float32, float64, float16, bfloat16 or an integer type)"
+            ),
             })
         }
     };
@@ -134,53 +293,67 @@ pub(super) fn float_tensor<F: Float>(t: &TensorProto, name: &str) -> Result<Arra
     })
 }
 
-/// A 1-D float tensor (a bias).
-pub(super) fn vector<F: Float>(t: &TensorProto, name: &str, node: &str) -> Result<Array1<F>> {
-    let a = float_tensor::<F>(t, name)?;
-    let shape = a.shape().to_vec();
-    a.into_dimensionality().map_err(|_| Error::AtNode {
-        node: node.to_string(),
-        source: Box::new(Error::Rank {
-            what: format!("tensor {name}"),
-            expected: 1,
-            got: shape.len(),
-            shape,
-        }),
-    })
-}
-
-/// An int64 or int32 tensor as a flat list (a shape operand).
-pub(super) fn int_tensor(t: &TensorProto, name: &str) -> Result<Vec<i64>> {
+/// An integer (or boolean) tensor: its shape and its values in C order.
+pub(super) fn int_tensor(t: &TensorProto, name: &str, dir: &DataDir) -> Result<(Vec<usize>, Vec<i64>)> {
     let (shape, n) = dims(t, name)?;
-    let raw = &t.raw_data;
     let values: Vec<i64> = match t.data_type {
-        INT64 if !raw.is_empty() => {
-            if raw.len() != n * 8 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(8)
+        INT64 => match raw(t, name, dir, &shape, n, 8)? {
+            Some(r) => r
+                .chunks_exact(8)
                 .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect()
-        }
-        INT64 => t.int64_data.clone(),
-        INT32 if !raw.is_empty() => {
-            if raw.len() != n * 4 {
-                return Err(stored_len_err(name, &shape, raw.len(), "raw bytes"));
-            }
-            raw.chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
-                .collect()
-        }
-        INT32 => t.int32_data.iter().map(|&v| v as i64).collect(),
+                .collect(),
+            None => t.int64_data.clone(),
+        },
+        INT32 => match raw(t, name, dir, &shape, n, 4)? {
+            Some(r) => r
+                .chunks_exact(4)
+                .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            None => t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+        },
+        INT8 | UINT8 | BOOL => match raw(t, name, dir, &shape, n, 1)? {
+            Some(r) => r
+                .iter()
+                .map(|&b| {
+                    if t.data_type == INT8 {
+                        i64::from(b as i8)
+                    } else {
+                        i64::from(b)
+                    }
+                })
+                .collect(),
+            None => t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+        },
         other => {
             return Err(Error::Format {
                 what: format!("tensor {name}"),
-                reason: format!("data type {other} is not an integer type (6 int32 or 7 int64)"),
+                reason: format!("data type {other} is not an integer type"),
             })
         }
     };
     if values.len() != n {
         return Err(stored_len_err(name, &shape, values.len(), "integers"));
     }
-    Ok(values)
+    Ok((shape, values))
+}
+
+/// Whether a tensor holds integers (or booleans) rather than floats.
+pub(super) fn is_int(t: &TensorProto) -> bool {
+    matches!(t.data_type, INT32 | INT64 | INT8 | UINT8 | BOOL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_precision() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+    }
 }

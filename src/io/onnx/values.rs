@@ -1,0 +1,580 @@
+//! What the importer knows of each tensor of an ONNX graph: a constant (folded at load
+//! time), or data computed from the input by the network being built; and the folding of
+//! constant and shape arithmetic (`Shape`, `Gather`, `Slice`, `Concat`, ...) that exporters
+//! write around the layers.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::network::NodeId;
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+/// The largest constant that folding may create (`ConstantOfShape`, `Expand`, `Tile`):
+/// 2²⁴ values, so that a small file cannot make the loader allocate much.
+pub(super) const MAX_FOLDED: usize = 1 << 24;
+
+/// One entry of an integer tensor: a number, or the batch size, which is unknown when the
+/// file is read (it is what `Shape` of an input-dependent tensor gives at axis 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sym {
+    Int(i64),
+    Batch,
+}
+
+impl Sym {
+    pub(super) fn int(self) -> Option<i64> {
+        match self {
+            Sym::Int(v) => Some(v),
+            Sym::Batch => None,
+        }
+    }
+}
+
+/// A constant tensor.
+#[derive(Debug, Clone)]
+pub(super) enum Const<F> {
+    Float(ArrayD<F>),
+    Int(ArrayD<Sym>),
+}
+
+/// A tensor that depends on the input: the network node computing it, its per-sample
+/// shape, and padding not yet applied (a `Pad` waiting to be folded into the convolution
+/// that reads it).
+#[derive(Debug, Clone)]
+pub(super) struct Data {
+    pub(super) id: NodeId,
+    pub(super) shape: Vec<usize>,
+    /// `(before, after)` per per-sample axis, if a zero `Pad` is pending.
+    pub(super) pad: Option<Vec<(usize, usize)>>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Value<F> {
+    Const(Const<F>),
+    Data(Data),
+}
+
+fn fold_err(reason: impl Into<String>) -> Error {
+    Error::Format {
+        what: "constant folding".into(),
+        reason: reason.into(),
+    }
+}
+
+impl<F: Float> Const<F> {
+    pub(super) fn shape(&self) -> &[usize] {
+        match self {
+            Const::Float(a) => a.shape(),
+            Const::Int(a) => a.shape(),
+        }
+    }
+
+    /// As floats (integers converted; the batch size cannot be).
+    pub(super) fn floats(&self) -> Result<ArrayD<F>> {
+        match self {
+            Const::Float(a) => Ok(a.clone()),
+            Const::Int(a) => a
+                .iter()
+                .map(|s| s.int().map(|v| F::lit(v as f64)))
+                .collect::<Option<Vec<F>>>()
+                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same length"))
+                .ok_or_else(|| fold_err("the batch size is used as a number")),
+        }
+    }
+
+    /// As integers (floats must be whole numbers).
+    pub(super) fn ints(&self) -> Result<ArrayD<Sym>> {
+        match self {
+            Const::Int(a) => Ok(a.clone()),
+            Const::Float(a) => a
+                .iter()
+                .map(|&v| {
+                    let f = v.as_f64();
+                    (f.fract() == 0.0 && f.abs() < 9e15).then_some(Sym::Int(f as i64))
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same length"))
+                .ok_or_else(|| fold_err("a float constant used as integers is not whole")),
+        }
+    }
+
+    /// A list of plain integers (a shape operand, axes, pads), of at most `limit` entries.
+    pub(super) fn int_list(&self, limit: usize) -> Result<Vec<i64>> {
+        let a = self.ints()?;
+        if a.len() > limit {
+            return Err(fold_err(format!(
+                "{} entries where at most {limit} make sense",
+                a.len()
+            )));
+        }
+        a.iter()
+            .map(|s| s.int())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| fold_err("the batch size where a number is needed"))
+    }
+
+    /// The element type kept: the same kind as `self`, for a result built from `self`.
+    fn map_same(
+        &self,
+        f: impl Fn(ArrayD<F>) -> ArrayD<F>,
+        g: impl Fn(ArrayD<Sym>) -> ArrayD<Sym>,
+    ) -> Const<F> {
+        match self {
+            Const::Float(a) => Const::Float(f(a.clone())),
+            Const::Int(a) => Const::Int(g(a.clone())),
+        }
+    }
+}
+
+/// Normalises an axis of a tensor of rank `rank` (negative counts from the end).
+pub(super) fn axis(a: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    let v = if a < 0 { a + r } else { a };
+    if v < 0 || v >= r.max(1) {
+        return Err(fold_err(format!("axis {a} for rank {rank}")));
+    }
+    Ok(v as usize)
+}
+
+/// `Shape` of a tensor whose per-sample shape is `shape` (the batch first, symbolic).
+pub(super) fn shape_of_data<F: Float>(shape: &[usize], start: i64, end: Option<i64>) -> Result<Const<F>> {
+    let full: Vec<Sym> = std::iter::once(Sym::Batch)
+        .chain(shape.iter().map(|&d| Sym::Int(d as i64)))
+        .collect();
+    slice_list(&full, start, end)
+        .map(|v| Const::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+}
+
+/// `Shape` of a constant.
+pub(super) fn shape_of_const<F: Float>(c: &Const<F>, start: i64, end: Option<i64>) -> Result<Const<F>> {
+    let full: Vec<Sym> = c.shape().iter().map(|&d| Sym::Int(d as i64)).collect();
+    slice_list(&full, start, end)
+        .map(|v| Const::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+}
+
+/// `list[start:end]` with ONNX's clamping of `Shape`'s `start`/`end` attributes.
+fn slice_list(list: &[Sym], start: i64, end: Option<i64>) -> Result<Vec<Sym>> {
+    let r = list.len() as i64;
+    let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+    let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
+    Ok(if s < e {
+        list[s as usize..e as usize].to_vec()
+    } else {
+        vec![]
+    })
+}
+
+/// `Gather` along `axis` with integer indices.
+pub(super) fn gather<F: Float>(data: &Const<F>, indices: &Const<F>, ax: i64) -> Result<Const<F>> {
+    let ax = axis(ax, data.shape().len())?;
+    let idx = indices.ints()?;
+    let len = data.shape()[ax] as i64;
+    let flat: Vec<usize> = idx
+        .iter()
+        .map(|s| match s.int() {
+            Some(i) if (-len..len).contains(&i) => Ok(if i < 0 { i + len } else { i } as usize),
+            _ => Err(fold_err(format!(
+                "Gather index {s:?} out of range for length {len}"
+            ))),
+        })
+        .collect::<Result<_>>()?;
+    fn take<T: Clone>(a: &ArrayD<T>, ax: usize, flat: &[usize], idx_shape: &[usize]) -> ArrayD<T> {
+        let picked = a.select(Axis(ax), flat);
+        // the indices' shape replaces the gathered axis
+        let mut shape: Vec<usize> = a.shape()[..ax].to_vec();
+        shape.extend_from_slice(idx_shape);
+        shape.extend_from_slice(&a.shape()[ax + 1..]);
+        picked
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("same length")
+    }
+    Ok(match data {
+        Const::Float(a) => Const::Float(take(a, ax, &flat, idx.shape())),
+        Const::Int(a) => Const::Int(take(a, ax, &flat, idx.shape())),
+    })
+}
+
+/// `Slice` with `starts`, `ends`, `axes`, `steps` (ONNX's clamping).
+pub(super) fn slice<F: Float>(
+    data: &Const<F>,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Const<F>> {
+    let rank = data.shape().len();
+    if starts.len() != ends.len() {
+        return Err(fold_err("Slice starts and ends differ in length"));
+    }
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    let mut out = data.clone();
+    for (k, &ax) in axes.iter().enumerate() {
+        let dim = out.shape()[ax] as i64;
+        let step = steps.map_or(1, |s| s.get(k).copied().unwrap_or(1));
+        if step == 0 {
+            return Err(fold_err("Slice step 0"));
+        }
+        let clamp = |v: i64, lo: i64, hi: i64| {
+            let v = if v < 0 { v + dim } else { v };
+            v.clamp(lo, hi)
+        };
+        let (s, e) = if step > 0 {
+            (clamp(starts[k], 0, dim), clamp(ends[k], 0, dim))
+        } else {
+            (clamp(starts[k], -1, dim - 1), clamp(ends[k], -1, dim - 1))
+        };
+        let idx: Vec<usize> = if step > 0 {
+            (s..e).step_by(step as usize).map(|v| v as usize).collect()
+        } else {
+            let mut v = Vec::new();
+            let mut i = s;
+            while i > e {
+                v.push(i as usize);
+                i += step;
+            }
+            v
+        };
+        out = out.map_same(|a| a.select(Axis(ax), &idx), |a| a.select(Axis(ax), &idx));
+    }
+    Ok(out)
+}
+
+/// `Concat` of constants along `axis`.
+pub(super) fn concat<F: Float>(parts: &[&Const<F>], ax: i64) -> Result<Const<F>> {
+    let rank = parts.first().map_or(0, |p| p.shape().len());
+    let ax = axis(ax, rank)?;
+    let mismatch = || fold_err("Concat of constants of different shapes");
+    if parts.iter().all(|p| matches!(p, Const::Float(_))) {
+        let arrays: Vec<ArrayD<F>> = parts.iter().map(|p| p.floats()).collect::<Result<_>>()?;
+        let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+        return ndarray::concatenate(Axis(ax), &views)
+            .map(Const::Float)
+            .map_err(|_| mismatch());
+    }
+    let arrays: Vec<ArrayD<Sym>> = parts.iter().map(|p| p.ints()).collect::<Result<_>>()?;
+    let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+    ndarray::concatenate(Axis(ax), &views)
+        .map(Const::Int)
+        .map_err(|_| mismatch())
+}
+
+/// `Unsqueeze`: new axes of length 1 at `axes` (of the output).
+pub(super) fn unsqueeze_shape(shape: &[usize], axes: &[i64]) -> Result<Vec<usize>> {
+    let rank = shape.len() + axes.len();
+    let mut axes: Vec<usize> = axes.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?;
+    axes.sort_unstable();
+    let mut out = shape.to_vec();
+    for a in axes {
+        out.insert(a, 1);
+    }
+    Ok(out)
+}
+
+/// `Squeeze`: removes `axes` (all axes of length 1 if none are given).
+pub(super) fn squeeze_shape(shape: &[usize], axes: Option<&[i64]>) -> Result<Vec<usize>> {
+    let remove: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| axis(a, shape.len())).collect::<Result<_>>()?,
+        None => (0..shape.len()).filter(|&i| shape[i] == 1).collect(),
+    };
+    if remove.iter().any(|&a| shape[a] != 1) {
+        return Err(fold_err(format!("Squeeze of an axis that is not 1 in {shape:?}")));
+    }
+    Ok(shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !remove.contains(i))
+        .map(|(_, &d)| d)
+        .collect())
+}
+
+/// A reshape of a constant to `shape`.
+pub(super) fn reshape_const<F: Float>(c: &Const<F>, shape: &[usize]) -> Result<Const<F>> {
+    let bad = || fold_err(format!("reshape of {:?} to {shape:?}", c.shape()));
+    Ok(match c {
+        Const::Float(a) => Const::Float(
+            a.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(shape))
+                .map_err(|_| bad())?,
+        ),
+        Const::Int(a) => Const::Int(
+            a.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(shape))
+                .map_err(|_| bad())?,
+        ),
+    })
+}
+
+/// The target of a `Reshape` of a tensor with `total` elements (per sample for data, with
+/// the leading entry the batch), resolved: `0` copies the input's dimension (unless
+/// `allowzero`), `-1` is inferred.
+pub(super) fn resolve_reshape(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let bad = |why: &str| fold_err(format!("Reshape of {input:?} to {target:?}: {why}"));
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        out.push(match t {
+            0 if !allowzero => *input
+                .get(i)
+                .ok_or_else(|| bad("0 copies a dimension that does not exist"))?,
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                1
+            }
+            t if t >= 0 && t as u64 <= crate::io::MAX_DIM as u64 => t as usize,
+            _ => return Err(bad("invalid entry")),
+        });
+    }
+    let known = out
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("overflow"))?;
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return Err(bad("-1 cannot be inferred"));
+        }
+        out[i] = total / known;
+    } else if known != total {
+        return Err(bad("the number of values changes"));
+    }
+    Ok(out)
+}
+
+/// `Transpose` of a constant.
+pub(super) fn transpose_const<F: Float>(c: &Const<F>, perm: Option<&[i64]>) -> Result<Const<F>> {
+    let rank = c.shape().len();
+    let perm: Vec<usize> = match perm {
+        Some(p) => p.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut seen = vec![false; rank];
+    if perm.len() != rank || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
+        return Err(fold_err(format!("Transpose perm {perm:?} for rank {rank}")));
+    }
+    Ok(c.map_same(
+        |a| a.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned(),
+        |a| a.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned(),
+    ))
+}
+
+/// Elementwise binary arithmetic of constants (NumPy broadcasting): `Add`, `Sub`, `Mul`,
+/// `Div`, `Pow`, `Equal`, `Less`, `Greater`, `Max`, `Min`, `Mod`.
+pub(super) fn binary<F: Float>(op: &str, a: &Const<F>, b: &Const<F>) -> Result<Const<F>> {
+    let shapes = [a.shape(), b.shape()];
+    let shape = crate::tensor::broadcast_shape(&shapes)
+        .ok_or_else(|| fold_err(format!("{op} of {:?} and {:?}", a.shape(), b.shape())))?;
+    if crate::io::checked_count("folded constant", &shape, MAX_FOLDED).is_err() {
+        return Err(fold_err(format!("{op} would make a constant of shape {shape:?}")));
+    }
+    if let (Const::Int(x), Const::Int(y)) = (a, b) {
+        let (x, y) = (
+            x.broadcast(IxDyn(&shape)).expect("checked"),
+            y.broadcast(IxDyn(&shape)).expect("checked"),
+        );
+        let v: Vec<Sym> = x
+            .iter()
+            .zip(y.iter())
+            .map(|(&p, &q)| int_op(op, p, q))
+            .collect::<Result<_>>()?;
+        return Ok(Const::Int(
+            ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
+        ));
+    }
+    let (x, y) = (a.floats()?, b.floats()?);
+    let (x, y) = (
+        x.broadcast(IxDyn(&shape)).expect("checked"),
+        y.broadcast(IxDyn(&shape)).expect("checked"),
+    );
+    let one = F::one();
+    let zero = F::zero();
+    let v: Vec<F> = x
+        .iter()
+        .zip(y.iter())
+        .map(|(&p, &q)| {
+            Ok(match op {
+                "Add" => p + q,
+                "Sub" => p - q,
+                "Mul" => p * q,
+                "Div" => p / q,
+                "Pow" => p.powf(q),
+                "Max" => p.max(q),
+                "Min" => p.min(q),
+                "Equal" => {
+                    if p == q {
+                        one
+                    } else {
+                        zero
+                    }
+                }
+                "Less" => {
+                    if p < q {
+                        one
+                    } else {
+                        zero
+                    }
+                }
+                "Greater" => {
+                    if p > q {
+                        one
+                    } else {
+                        zero
+                    }
+                }
+                other => return Err(fold_err(format!("{other} of float constants"))),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Const::Float(
+        ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
+    ))
+}
+
+fn int_op(op: &str, p: Sym, q: Sym) -> Result<Sym> {
+    use Sym::{Batch, Int};
+    let bool_ = |b: bool| Int(i64::from(b));
+    let overflow = || fold_err(format!("{op} overflows"));
+    Ok(match (op, p, q) {
+        ("Add", Int(a), Int(b)) => Int(a.checked_add(b).ok_or_else(overflow)?),
+        ("Sub", Int(a), Int(b)) => Int(a.checked_sub(b).ok_or_else(overflow)?),
+        ("Mul", Int(a), Int(b)) => Int(a.checked_mul(b).ok_or_else(overflow)?),
+        // integer division truncates, as in C (ONNX's Div of integers)
+        ("Div", Int(a), Int(b)) if b != 0 => Int(a.checked_div(b).ok_or_else(overflow)?),
+        ("Mod", Int(a), Int(b)) if b != 0 => Int(a.rem_euclid(b)),
+        ("Max", Int(a), Int(b)) => Int(a.max(b)),
+        ("Min", Int(a), Int(b)) => Int(a.min(b)),
+        ("Equal", Int(a), Int(b)) => bool_(a == b),
+        ("Less", Int(a), Int(b)) => bool_(a < b),
+        ("Greater", Int(a), Int(b)) => bool_(a > b),
+        // the batch size survives only arithmetic that leaves it unchanged
+        ("Mul" | "Div", Batch, Int(1))
+        | ("Mul", Int(1), Batch)
+        | ("Add" | "Sub", Batch, Int(0))
+        | ("Add", Int(0), Batch) => Batch,
+        ("Max", Batch, Int(a)) | ("Max", Int(a), Batch) if a <= 1 => Batch,
+        ("Equal", Batch, Batch) => Int(1),
+        // a batch size is never 0 or negative
+        ("Equal", Batch, Int(a)) | ("Equal", Int(a), Batch) if a <= 0 => Int(0),
+        ("Less", Int(a), Batch) if a <= 0 => Int(1),
+        ("Greater", Batch, Int(a)) if a <= 0 => Int(1),
+        _ => {
+            return Err(fold_err(format!(
+                "{op} of {p:?} and {q:?}: shape arithmetic on the batch size is not supported"
+            )))
+        }
+    })
+}
+
+/// `Where(cond, a, b)` of constants.
+pub(super) fn where_<F: Float>(cond: &Const<F>, a: &Const<F>, b: &Const<F>) -> Result<Const<F>> {
+    let shape = crate::tensor::broadcast_shape(&[cond.shape(), a.shape(), b.shape()])
+        .ok_or_else(|| fold_err("Where of shapes that do not broadcast"))?;
+    if crate::io::checked_count("folded constant", &shape, MAX_FOLDED).is_err() {
+        return Err(fold_err(format!(
+            "Where would make a constant of shape {shape:?}"
+        )));
+    }
+    let c = cond.ints()?;
+    let c = c.broadcast(IxDyn(&shape)).expect("checked");
+    let picks: Vec<bool> = c.iter().map(|s| s.int().unwrap_or(1) != 0).collect();
+    if let (Const::Int(x), Const::Int(y)) = (a, b) {
+        let (x, y) = (
+            x.broadcast(IxDyn(&shape)).expect("checked"),
+            y.broadcast(IxDyn(&shape)).expect("checked"),
+        );
+        let v = picks
+            .iter()
+            .zip(x.iter().zip(y.iter()))
+            .map(|(&p, (&x, &y))| if p { x } else { y })
+            .collect();
+        return Ok(Const::Int(
+            ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
+        ));
+    }
+    let (x, y) = (a.floats()?, b.floats()?);
+    let (x, y) = (
+        x.broadcast(IxDyn(&shape)).expect("checked"),
+        y.broadcast(IxDyn(&shape)).expect("checked"),
+    );
+    let v = picks
+        .iter()
+        .zip(x.iter().zip(y.iter()))
+        .map(|(&p, (&x, &y))| if p { x } else { y })
+        .collect();
+    Ok(Const::Float(
+        ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
+    ))
+}
+
+/// `Expand` of a constant to (the broadcast of its shape and) `shape`.
+pub(super) fn expand<F: Float>(c: &Const<F>, shape: &[usize]) -> Result<Const<F>> {
+    let out = crate::tensor::broadcast_shape(&[c.shape(), shape])
+        .ok_or_else(|| fold_err("Expand to a shape that does not broadcast"))?;
+    if crate::io::checked_count("folded constant", &out, MAX_FOLDED).is_err() {
+        return Err(fold_err(format!("Expand would make a constant of shape {out:?}")));
+    }
+    Ok(c.map_same(
+        |a| a.broadcast(IxDyn(&out)).expect("checked").to_owned(),
+        |a| a.broadcast(IxDyn(&out)).expect("checked").to_owned(),
+    ))
+}
+
+/// `Range(start, limit, delta)` of integer constants.
+pub(super) fn range<F: Float>(start: &Const<F>, limit: &Const<F>, delta: &Const<F>) -> Result<Const<F>> {
+    let (s, l, d) = (start.int_list(1)?, limit.int_list(1)?, delta.int_list(1)?);
+    let (Some(&s), Some(&l), Some(&d)) = (s.first(), l.first(), d.first()) else {
+        return Err(fold_err("Range of empty operands"));
+    };
+    if d == 0 {
+        return Err(fold_err("Range with delta 0"));
+    }
+    let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
+    if n > MAX_FOLDED {
+        return Err(fold_err(format!("Range of {n} values")));
+    }
+    let v: Vec<Sym> = (0..n as i64).map(|i| Sym::Int(s + i * d)).collect();
+    Ok(Const::Int(ArrayD::from_shape_vec(IxDyn(&[n]), v).expect("1-D")))
+}
+
+/// A slice of a 1-D `Sym` constant as a full per-sample target (for `Reshape` of data): the
+/// leading entry must be the batch size (symbolic, `0`, `-1` with the rest known, or the
+/// literal batch size the graph declares).
+pub(super) fn per_sample_target(target: &ArrayD<Sym>, declared_batch: Option<i64>) -> Result<Vec<i64>> {
+    let t: Vec<Sym> = target.iter().copied().collect();
+    let first_is_batch = match t.first() {
+        Some(Sym::Batch) | Some(Sym::Int(0)) => true,
+        Some(Sym::Int(-1)) => t[1..].iter().all(|s| matches!(s, Sym::Int(v) if *v >= 0)),
+        Some(Sym::Int(b)) => Some(*b) == declared_batch || *b == 1,
+        None => false,
+    };
+    if !first_is_batch {
+        return Err(fold_err(format!(
+            "Reshape target {t:?} does not keep the batch dimension first"
+        )));
+    }
+    t[1..]
+        .iter()
+        .map(|s| {
+            s.int()
+                .ok_or_else(|| fold_err("the batch size inside a per-sample shape"))
+        })
+        .collect()
+}
+
+/// Keeps `a` within [`MAX_FOLDED`] elements.
+pub(super) fn check_size(shape: &[usize]) -> Result<()> {
+    crate::io::checked_count("folded constant", shape, MAX_FOLDED).map(|_| ())
+}
+
+/// A slice along axis 0 of a constant (for `Split`).
+pub(super) fn take_rows<F: Float>(c: &Const<F>, ax: usize, start: usize, len: usize) -> Const<F> {
+    c.map_same(
+        |a| a.slice_axis(Axis(ax), Slice::from(start..start + len)).to_owned(),
+        |a| a.slice_axis(Axis(ax), Slice::from(start..start + len)).to_owned(),
+    )
+}
