@@ -133,7 +133,8 @@ pub enum Error {
         reason: String,
     },
     /// A model uses an operator, or an operator setting, that has no layer in this crate
-    /// (e.g. `Softmax`, an operator without a layer here, a branching graph).
+    /// (e.g. an operator without a layer here, a `Slice` of the batch axis, a `Softmax` inside
+    /// the network).
     #[error("node {node}: unsupported operator {op}: {reason}")]
     UnsupportedOperator {
         /// The node's name (or its position if it has none).

@@ -44,7 +44,7 @@ pub use maxpool::MaxPool2d;
 pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
 pub use relu::Relu;
-pub use reshape::{Permute, Reshape};
+pub use reshape::{Narrow, Permute, Reshape};
 
 use crate::error::Result;
 use crate::float::Float;

@@ -200,3 +200,100 @@ impl<F: Float> Layer<F> for Permute {
         Ok(g)
     }
 }
+
+/// A contiguous range of one per-sample axis, as `x.narrow(axis + 1, start, len)` in PyTorch
+/// or an ONNX `Slice`/`Split` of data (ShuffleNet splits its channels in two). A
+/// rearrangement: each kept value's relevance goes back to where it came from, the rest of
+/// the input gets none.
+///
+/// # Shapes
+/// `[N, ..., d_axis, ...]` → `[N, ..., len, ...]`.
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Layer, Narrow};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Narrow::new(0, 1, 2), array![[1.0, 2.0, 3.0, 4.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[2.0, 3.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Narrow {
+    axis: usize,
+    start: usize,
+    len: usize,
+}
+
+impl Narrow {
+    /// Keeps `len` entries from `start` of per-sample axis `axis` (0: channels).
+    pub fn new(axis: usize, start: usize, len: usize) -> Self {
+        Narrow { axis, start, len }
+    }
+}
+
+impl<F: Float> Layer<F> for Narrow {
+    fn name(&self) -> String {
+        format!(
+            "Narrow(axis {}, {}..{})",
+            self.axis,
+            self.start,
+            self.start + self.len
+        )
+    }
+
+    fn category(&self) -> Category {
+        Category::Reshape
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let fits = input_shape
+            .get(self.axis)
+            .is_some_and(|&d| self.len > 0 && self.start.checked_add(self.len).is_some_and(|e| e <= d));
+        if !fits {
+            return Err(Error::Shape {
+                what: format!(
+                    "Narrow input (axis {} must hold {}..{})",
+                    self.axis,
+                    self.start,
+                    self.start.saturating_add(self.len)
+                ),
+                expected: vec![],
+                got: input_shape.to_vec(),
+            });
+        }
+        let mut out = input_shape.to_vec();
+        out[self.axis] = self.len;
+        Ok(out)
+    }
+
+    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        Layer::<F>::output_shape(self, &input.shape()[1.min(input.ndim())..])?;
+        Ok(input
+            .slice_axis(
+                ndarray::Axis(self.axis + 1),
+                ndarray::Slice::from(self.start..self.start + self.len),
+            )
+            .to_owned())
+    }
+
+    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        Layer::<F>::gradient(self, step, step.relevance.view())
+    }
+
+    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let mut g = ArrayD::zeros(step.input.raw_dim());
+        let mut part = g.slice_axis_mut(
+            ndarray::Axis(self.axis + 1),
+            ndarray::Slice::from(self.start..self.start + self.len),
+        );
+        if part.shape() != grad_output.shape() {
+            return Err(Error::Shape {
+                what: "Narrow output relevance".into(),
+                expected: part.shape().to_vec(),
+                got: grad_output.shape().to_vec(),
+            });
+        }
+        part.assign(&grad_output);
+        Ok(g)
+    }
+}

@@ -466,3 +466,27 @@ fn bad_layer_parameters_are_errors() {
     let _unused: Option<(ArrayD<f64>, Array2<f64>)> = None;
     let _ = IxDyn(&[1]);
 }
+
+/// `Narrow` (ONNX `Slice`/`Split` of data): the kept range forward, its gradient scattered
+/// back, and relevance passed through unchanged (summed over a split's parts it conserves).
+#[test]
+fn narrow_forward_gradient_and_errors() {
+    use relevance::{Lrp0, Narrow, Step};
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 4, 1, 2]), (0..16).map(f64::from).collect()).unwrap();
+    let (a, b) = (Narrow::new(0, 0, 1), Narrow::new(0, 1, 3));
+    let ya = Layer::<f64>::forward(&a, x.view()).unwrap();
+    let yb = Layer::<f64>::forward(&b, x.view()).unwrap();
+    assert_eq!(ya.shape(), &[2, 1, 1, 2]);
+    assert_eq!(yb.shape(), &[2, 3, 1, 2]);
+    assert_eq!(ya[[1, 0, 0, 1]], 9.0);
+    assert_eq!(yb[[0, 2, 0, 0]], 6.0);
+    // relevance of both parts adds up to the input's
+    let ra = Layer::<f64>::relevance(&a, &Lrp0, &Step::new(0, x.view(), ya.view(), ya.view())).unwrap();
+    let rb = Layer::<f64>::relevance(&b, &Lrp0, &Step::new(1, x.view(), yb.view(), yb.view())).unwrap();
+    assert_eq!(ra + rb, x);
+    // a range outside the axis, or an axis the input does not have: typed errors
+    assert!(Layer::<f64>::forward(&Narrow::new(0, 3, 2), x.view()).is_err());
+    assert!(Layer::<f64>::forward(&Narrow::new(5, 0, 1), x.view()).is_err());
+    assert!(Layer::<f64>::output_shape(&Narrow::new(0, 0, 0), &[4, 1, 2]).is_err());
+    assert!(Layer::<f64>::output_shape(&Narrow::new(0, usize::MAX, 2), &[4, 1, 2]).is_err());
+}

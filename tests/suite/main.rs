@@ -17,6 +17,8 @@ mod graph_properties;
 mod heatmap;
 mod io;
 mod layers;
+#[cfg(feature = "onnx")]
+mod onnx_corpus;
 mod properties;
 mod recycling;
 mod textbook;

@@ -88,6 +88,8 @@ const LAYERS: &[&str] = &[
     "Unsqueeze",
     "Concat",
     "Pad",
+    "Slice",
+    "Split",
     "BatchNormalization",
     "ImageScaler",
     "Dropout",

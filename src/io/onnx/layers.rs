@@ -13,7 +13,7 @@ use crate::float::Float;
 use crate::io::{Op, MAX_DIM};
 use crate::layers::{
     Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Layer,
-    LeakyRelu, MaxPool2d, Mul, Permute, Relu, Reshape, Sigmoid, Tanh,
+    LeakyRelu, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Tanh,
 };
 use ndarray::{Array1, Array2, Array4, Axis, IxDyn};
 
@@ -141,6 +141,8 @@ impl<'a, F: Float> Importer<'a, F> {
                 self.layer(label, Op::Merge(Box::new(Concat::new(ax - 1))), &ids)?
             }
             "Pad" => self.pad(label, node, attrs)?,
+            "Slice" => self.slice(label, node, attrs)?,
+            "Split" => return self.split(label, node, attrs),
             "BatchNormalization" => self.batch_norm(label, node, attrs)?,
             "ImageScaler" => {
                 let d = self.data_value(node, 0, label)?;
@@ -841,6 +843,130 @@ impl<'a, F: Float> Importer<'a, F> {
         }
         let x = self.materialize(&d, label)?;
         self.layer(label, Op::Layer(Box::new(crate::layers::Pad::new(&per))), &[x])
+    }
+
+    /// `Slice` of data with step 1 along per-sample axes: one [`Narrow`] per axis cut.
+    fn slice(&mut self, label: &str, node: &'a NodeProto, attrs: &Attrs<'_>) -> Result<Data> {
+        let d = self.data_value(node, 0, label)?;
+        let rank = d.shape.len() + 1;
+        let (starts, ends, axes, steps) = if self.opset < 10 {
+            let get = |n: &str| attrs.get(n).map(|a| a.ints.clone());
+            (
+                get("starts").unwrap_or_default(),
+                get("ends").unwrap_or_default(),
+                get("axes"),
+                None,
+            )
+        } else {
+            let mut list = |pos: usize| -> Result<Option<Vec<i64>>> {
+                self.constant(node, pos, label)?
+                    .map(|c| c.int_list(16))
+                    .transpose()
+            };
+            (
+                list(1)?.unwrap_or_default(),
+                list(2)?.unwrap_or_default(),
+                list(3)?,
+                list(4)?,
+            )
+        };
+        if starts.len() != ends.len() {
+            return Err(unsupported(label, "Slice", "starts and ends differ in length"));
+        }
+        let mut out = d;
+        for k in 0..starts.len() {
+            let ax = match &axes {
+                Some(a) => values::axis(
+                    *a.get(k)
+                        .ok_or_else(|| unsupported(label, "Slice", "too few axes"))?,
+                    rank,
+                )?,
+                None => k,
+            };
+            let step = steps.as_ref().and_then(|s| s.get(k).copied()).unwrap_or(1);
+            let dim = if ax == 0 {
+                i64::MAX
+            } else {
+                out.shape[ax - 1] as i64
+            };
+            let clamp = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
+            let (s, e) = (clamp(starts[k]), clamp(ends[k]));
+            if ax == 0 {
+                if s == 0 && e == dim {
+                    continue;
+                }
+                return Err(unsupported(label, "Slice", "a slice of the batch"));
+            }
+            if step != 1 {
+                return Err(unsupported(
+                    label,
+                    "Slice",
+                    format!("step {step} on data (only 1)"),
+                ));
+            }
+            if s == 0 && e == dim {
+                continue;
+            }
+            if s >= e {
+                return Err(unsupported(label, "Slice", "an empty slice"));
+            }
+            let x = self.materialize(&out, label)?;
+            let narrow = Narrow::new(ax - 1, s as usize, (e - s) as usize);
+            out = self.layer(label, Op::Layer(Box::new(narrow)), &[x])?;
+        }
+        Ok(out)
+    }
+
+    /// `Split` of data: one [`Narrow`] per output.
+    fn split(&mut self, label: &str, node: &'a NodeProto, attrs: &Attrs<'_>) -> Result<()> {
+        let d = self.data_value(node, 0, label)?;
+        let rank = d.shape.len() + 1;
+        let ax = values::axis(attrs.int("axis", 0)?, rank)?;
+        if ax == 0 {
+            return Err(unsupported(label, "Split", "a split of the batch"));
+        }
+        let len = d.shape[ax - 1];
+        let outs = node.output.len();
+        let from_input = if self.opset >= 13 {
+            self.constant(node, 1, label)?
+                .map(|c| c.int_list(4096))
+                .transpose()?
+        } else {
+            None
+        };
+        let sizes: Vec<i64> = match (attrs.get("split"), from_input) {
+            (Some(a), _) => a.ints.clone(),
+            (None, Some(v)) => v,
+            (None, None) if outs > 0 => {
+                // equal parts (the last one smaller with num_outputs, opset 18)
+                let part = len.div_ceil(outs) as i64;
+                let mut v = vec![part; outs];
+                if let Some(last) = v.last_mut() {
+                    *last = len as i64 - part * (outs as i64 - 1);
+                }
+                v
+            }
+            _ => return Err(unsupported(label, "Split", "no outputs")),
+        };
+        if sizes.len() != outs || sizes.iter().any(|&s| s <= 0) || sizes.iter().sum::<i64>() != len as i64 {
+            return Err(unsupported(
+                label,
+                "Split",
+                format!("sizes {sizes:?} for length {len}"),
+            ));
+        }
+        let x = self.materialize(&d, label)?;
+        let mut start = 0usize;
+        for (pos, &size) in sizes.iter().enumerate() {
+            let narrow = Narrow::new(ax - 1, start, size as usize);
+            start += size as usize;
+            if !self.used(node, pos) {
+                continue;
+            }
+            let part = self.layer(label, Op::Layer(Box::new(narrow)), &[x])?;
+            self.set(node, pos, Value::Data(part));
+        }
+        Ok(())
     }
 
     fn batch_norm(&mut self, label: &str, node: &'a NodeProto, attrs: &Attrs<'_>) -> Result<Data> {
