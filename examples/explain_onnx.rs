@@ -19,6 +19,9 @@
 //! * `--target CLASS` — the class to explain; default the predicted one.
 //! * `--out DIR` — where to write; default `out/explain_onnx`.
 //! * `--scale N` — heatmap upscaling factor; default 4.
+//! * `--input-shape C,H,W` — the per-sample input shape, for a model whose height and width
+//!   are symbolic in the file.
+//! * `--output NAME` — the tensor to explain, for a model with several outputs.
 //!
 //! Writes `DIR/STEM_RULE_cCLASS.png` (the heatmap: red for the class, blue against) and
 //! `DIR/STEM_RULE_cCLASS.npy` (the raw relevance, float32, of the input's shape, to compare
@@ -26,7 +29,7 @@
 
 use ndarray::{Array3, ArrayD, Axis};
 use relevance::heatmap::Heatmap;
-use relevance::io::{load_npy, load_onnx, save_npy};
+use relevance::io::{load_npy, load_onnx_with, save_npy, OnnxOptions};
 use relevance::{
     Baseline, Composite, DeepLift, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus,
     Network, RuleSet, Target,
@@ -44,6 +47,8 @@ struct Args {
     scale: usize,
     low: f32,
     high: f32,
+    input_shape: Option<Vec<usize>>,
+    output: Option<String>,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -57,6 +62,8 @@ fn parse_args() -> Result<Args, Error> {
         scale: 4,
         low: 0.0,
         high: 1.0,
+        input_shape: None,
+        output: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -68,6 +75,12 @@ fn parse_args() -> Result<Args, Error> {
             "--scale" => args.scale = value("--scale")?.parse()?,
             "--low" => args.low = value("--low")?.parse()?,
             "--high" => args.high = value("--high")?.parse()?,
+            "--input-shape" => {
+                let dims: Result<Vec<usize>, _> =
+                    value("--input-shape")?.split(',').map(str::parse).collect();
+                args.input_shape = Some(dims.map_err(|e| format!("--input-shape C,H,W: {e}"))?);
+            }
+            "--output" => args.output = Some(value("--output")?),
             "-h" | "--help" => return Err(usage().into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage()).into()),
             _ => positional.push(a),
@@ -85,7 +98,7 @@ fn parse_args() -> Result<Args, Error> {
 
 fn usage() -> String {
     "usage: explain_onnx MODEL.onnx INPUT.(png|npy) [--rule NAME] [--target CLASS] [--out DIR] [--scale N] \
-     [--low L --high H]"
+     [--low L --high H] [--input-shape C,H,W] [--output NAME]"
         .into()
 }
 
@@ -163,7 +176,25 @@ fn read_input(path: &Path, net: &Network<f32>) -> Result<ArrayD<f32>, Error> {
 
 fn main() -> Result<(), Error> {
     let args = parse_args()?;
-    let net = load_onnx::<f32>(&args.model)?;
+    let mut options = OnnxOptions::default();
+    if let Some(shape) = &args.input_shape {
+        options = options.with_input_shape(shape);
+    }
+    if let Some(output) = &args.output {
+        options = options.with_output(output);
+    }
+    let model = load_onnx_with::<f32>(&args.model, &options).map_err(|e| {
+        let hint = if e.to_string().contains("symbolic") {
+            " (give it with --input-shape C,H,W)"
+        } else {
+            ""
+        };
+        format!("{e}{hint}")
+    })?;
+    for note in &model.notes {
+        println!("note: {note}");
+    }
+    let net = model.network;
     println!(
         "model {}: input {:?}, output {:?}, {} layers",
         args.model.display(),

@@ -19,6 +19,8 @@ mod io;
 mod layers;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
+#[cfg(feature = "onnx")]
+mod onnx_fuzz;
 mod properties;
 mod recycling;
 mod textbook;

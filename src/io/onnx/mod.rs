@@ -139,6 +139,7 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// | `Relu`, `Clip`, `LeakyRelu`, `Sigmoid`, `Tanh`, `HardSigmoid`, `HardSwish`, `Elu`, `Gelu` | the activation |
 /// | `MaxPool` (`ceil_mode`), `AveragePool`, `GlobalAveragePool`, `GlobalMaxPool`, `ReduceMean` over H and W | [`MaxPool2d`](crate::MaxPool2d), [`AvgPool2d`](crate::AvgPool2d) |
 /// | `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze`, `Transpose` (batch axis kept), `Pad` (zeros) | [`Flatten`](crate::Flatten), [`Reshape`](crate::Reshape), [`Permute`](crate::Permute), [`Pad`](crate::Pad) |
+/// | `Slice` (step 1), `Split` of data along a per-sample axis | [`Narrow`](crate::Narrow), one per part |
 /// | `Identity`, `Dropout`, `Cast` to a float type | nothing |
 /// | a trailing `Softmax` / `LogSoftmax` | removed: the logits are explained (see [`OnnxModel::notes`]) |
 ///

@@ -1,0 +1,214 @@
+//! Fuzzing the ONNX graph importer on the corpus (`tests/fixtures/onnx/`): real exporters'
+//! graphs (residual adds, concatenations, SE gates, shape arithmetic that is folded at load
+//! time, weights in external data files) mutated three ways:
+//!
+//! - **structure-aware**: two protobuf strings of the same length swap places (the framing
+//!   stays valid, so the mutation reaches the importer, not the decoder): node names, tensor
+//!   names (dangling inputs, cycles, a weight read as data), operator types (a `Conv` becomes
+//!   a `Gemm`, an `Add` a `Div`), attribute names, external-data keys;
+//! - **size-aware**: the digits of a string made of digits (external data `offset` and
+//!   `length`) become nines, declaring up to 10^k − 1 bytes: refused before any allocation;
+//! - **bytes**: bit flips (aimed at the graph part of the file or anywhere) and truncations,
+//!   of the model and of its external data file.
+//!
+//! Loading may succeed (many mutations only rename or change a weight) or fail with an
+//! error; it must never panic, and a network that loads must run and explain.
+
+use ndarray::ArrayD;
+use proptest::prelude::*;
+use relevance::io::{from_onnx_with, load_onnx_with, OnnxOptions};
+use relevance::{Composite, Network, Target};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Corpus files with what their graphs exercise.
+const FILES: &[(&str, &[usize])] = &[
+    ("exported/resnet_dynamo_external.onnx", &[3, 48, 48]), // external data, residual Add
+    ("exported/squeezenet_torchscript.onnx", &[3, 48, 48]), // Concat, ceil_mode
+    ("exported/mobilenet_v3_dynamo.onnx", &[3, 48, 48]),    // SE Mul, HardSwish, grouped conv
+    ("exported/shufflenet_v2_torchscript.onnx", &[3, 48, 48]), // Slice, Reshape/Transpose of data
+    ("exported/densenet_dynamo_dynamic.onnx", &[3, 32, 32]), // symbolic batch, BN kept as layer
+    ("exported/efficientnet_torchscript_static.onnx", &[3, 32, 32]), // shape folding, Sigmoid
+    ("real/rapidocr_ch_ppocr_mobile_v2.0_cls_infer.onnx", &[3, 48, 192]), // Paddle: Constant weights
+];
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The protobuf strings of a file: runs of name characters preceded by their length (one
+/// byte), as `(start, len)`.
+fn strings(data: &[u8]) -> Vec<(usize, usize)> {
+    let name = |b: u8| b.is_ascii_alphanumeric() || b"_./:-".contains(&b);
+    let mut out = Vec::new();
+    let mut i = 1;
+    while i < data.len() {
+        let len = data[i - 1] as usize;
+        if (2..128).contains(&len) && i + len <= data.len() && data[i..i + len].iter().all(|&b| name(b)) {
+            out.push((i, len));
+            i += len + 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Swaps the strings `a` and `b` (indices into `strings`) if they have the same length.
+fn swap_strings(data: &mut [u8], found: &[(usize, usize)], a: usize, b: usize) {
+    let ((sa, la), (sb, lb)) = (found[a % found.len()], found[b % found.len()]);
+    if la == lb && sa != sb {
+        let tmp = data[sa..sa + la].to_vec();
+        data.copy_within(sb..sb + lb, sa);
+        data[sb..sb + lb].copy_from_slice(&tmp);
+    }
+}
+
+fn flip(data: &mut Vec<u8>, flips: &[(usize, u8)], within: usize, cut: Option<usize>) {
+    let n = within.min(data.len()).max(1);
+    for &(pos, bit) in flips {
+        data[pos % n] ^= 1 << bit;
+    }
+    if let Some(c) = cut {
+        data.truncate(c % (data.len() + 1));
+    }
+}
+
+fn fuzz_cases() -> u32 {
+    std::env::var("RELEVANCE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120)
+}
+
+static LOADED: AtomicUsize = AtomicUsize::new(0);
+
+/// A loaded network must run and explain (or fail with an error).
+fn exercise(net: &Network<f32>) {
+    let n = LOADED.fetch_add(1, Ordering::Relaxed) + 1;
+    if std::env::var_os("RELEVANCE_FUZZ_CASES").is_some() && n % 1000 == 0 {
+        eprintln!("{n} mutated models loaded and explained");
+    }
+    let mut shape = vec![1];
+    shape.extend(net.input_shape());
+    if shape.iter().product::<usize>() > 1 << 16 {
+        return;
+    }
+    let x = ArrayD::<f32>::from_elem(shape, 0.25);
+    if net.forward(&x).is_ok() {
+        let _ = net.attribute(&x, &Target::Class(0), &Composite::epsilon_plus_flat());
+    }
+}
+
+fn try_bytes(data: &[u8], input_shape: &[usize]) {
+    let options = OnnxOptions::default().with_input_shape(input_shape);
+    if let Ok(m) = from_onnx_with::<f32>(data, &options) {
+        exercise(&m.network);
+    }
+}
+
+/// Writes a model and its (possibly mutated) external data file to a fresh folder and loads
+/// it from there.
+fn try_files(model: &[u8], data_name: &str, data: &[u8], input_shape: &[usize]) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "relevance-onnx-fuzz-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.onnx"), model).unwrap();
+    std::fs::write(dir.join(data_name), data).unwrap();
+    let options = OnnxOptions::default().with_input_shape(input_shape);
+    if let Ok(m) = load_onnx_with::<f32>(dir.join("model.onnx"), &options) {
+        exercise(&m.network);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+proptest! {
+    // RELEVANCE_FUZZ_CASES=20000 for a long campaign
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_onnx_graphs_structure_aware(
+        file in 0..FILES.len(),
+        swaps in proptest::collection::vec((any::<usize>(), any::<usize>()), 1..4),
+        nines in proptest::option::of(any::<usize>()),
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
+    ) {
+        let (rel, shape) = FILES[file];
+        let mut data = fixture(rel);
+        let found = strings(&data);
+        prop_assume!(found.len() >= 2);
+        // aim at strings of one length class so that swaps happen
+        for &(a, b) in &swaps {
+            let (_, la) = found[a % found.len()];
+            let same: Vec<usize> = (0..found.len()).filter(|&i| found[i].1 == la).collect();
+            swap_strings(&mut data, &found, a, same[b % same.len()]);
+        }
+        if let Some(k) = nines {
+            let digits: Vec<&(usize, usize)> =
+                found.iter().filter(|(s, l)| data[*s..*s + *l].iter().all(u8::is_ascii_digit)).collect();
+            if let Some(&&(s, l)) = digits.get(k % digits.len().max(1)) {
+                data[s..s + l].fill(b'9');
+            }
+        }
+        // the graph (nodes, attributes) comes before the weights in exporters' files
+        flip(&mut data, &flips, 8192, None);
+        if rel.ends_with("_external.onnx") {
+            let ext = fixture(&format!("{rel}.data"));
+            let name = rel.rsplit('/').next().unwrap().to_string() + ".data";
+            try_files(&data, &name, &ext, shape);
+        } else {
+            try_bytes(&data, shape);
+        }
+    }
+
+    #[test]
+    fn fuzz_onnx_graphs_bytes(
+        file in 0..FILES.len(),
+        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..8),
+        cut in proptest::option::of(any::<usize>()),
+        data_flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..4),
+        data_cut in proptest::option::of(any::<usize>()),
+        head in any::<bool>(),
+    ) {
+        let (rel, shape) = FILES[file];
+        let mut data = fixture(rel);
+        let within = if head { 4096 } else { usize::MAX };
+        flip(&mut data, &flips, within, cut);
+        if rel.ends_with("_external.onnx") {
+            let mut ext = fixture(&format!("{rel}.data"));
+            flip(&mut ext, &data_flips, usize::MAX, data_cut);
+            let name = rel.rsplit('/').next().unwrap().to_string() + ".data";
+            try_files(&data, &name, &ext, shape);
+        } else {
+            try_bytes(&data, shape);
+        }
+    }
+}
+
+/// The structure-aware mutations reach the importer: the unmutated files load, and the
+/// string scanner finds the operator types and the external data keys.
+#[test]
+fn fuzz_targets_are_meaningful() {
+    for (rel, shape) in FILES {
+        let data = fixture(rel);
+        let found = strings(&data);
+        let text: Vec<&[u8]> = found.iter().map(|&(s, l)| &data[s..s + l]).collect();
+        assert!(text.iter().any(|t| *t == b"Conv"), "{rel}: no Conv string found");
+        if rel.ends_with("_external.onnx") {
+            assert!(text.iter().any(|t| *t == b"location") && text.iter().any(|t| *t == b"length"));
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/onnx")
+                .join(rel);
+            load_onnx_with::<f32>(dir, &OnnxOptions::default().with_input_shape(shape)).unwrap();
+        } else {
+            from_onnx_with::<f32>(&data, &OnnxOptions::default().with_input_shape(shape)).unwrap();
+        }
+    }
+}
