@@ -100,8 +100,10 @@ pub struct DeepLiftAttribution<F: Float = f32> {
     /// The difference to explain per sample, `Σ seed ⊙ (f(x) − f(x̄))` (`f_c(x) − f_c(x̄)`
     /// for a class target).
     pub total: Array1<F>,
-    /// Summation-to-delta gap per sample, `total − Σ attribution` (captum's convergence
-    /// delta, sign included). Zero up to rounding for Rescale, RevealCancel and cross-max.
+    /// Summation-to-delta gap per sample, `total − Σ attribution`, the same sign as
+    /// [`Attribution::delta`](crate::Attribution::delta) (captum's convergence delta has the
+    /// opposite sign: `Σ attribution − total`). Zero up to rounding for Rescale, RevealCancel
+    /// and cross-max; not for a kept [`Softmax`](crate::Softmax).
     pub delta: Array1<F>,
     /// When asked for: the contributions `m ⊙ (a − ā)` at every value, numbered as in a
     /// [`Trace`]: `layers[0] == attribution`, `layers[k + 1]` at the output of node `k`, the

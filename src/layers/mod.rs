@@ -31,6 +31,7 @@ mod merge;
 mod pad;
 mod relu;
 mod reshape;
+mod softmax;
 mod window;
 mod winograd;
 
@@ -45,6 +46,8 @@ pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
+pub(crate) use softmax::softmax_axis;
+pub use softmax::Softmax;
 
 use crate::error::Result;
 use crate::float::Float;
@@ -74,6 +77,8 @@ pub enum Category {
     Product,
     /// A node that only rearranges values ([`Flatten`], [`Concat`], [`Pad`], [`Identity`]).
     Reshape,
+    /// A softmax over one axis ([`Softmax`]): not elementwise; see [`Rule::softmax`].
+    Softmax,
 }
 
 impl Category {

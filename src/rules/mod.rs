@@ -23,7 +23,7 @@ pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, Lrp
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Step};
+use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Softmax, Step};
 use crate::tensor::{safe_ratio, sum_to_shape};
 use ndarray::{ArrayD, Zip};
 use std::fmt::Debug;
@@ -109,6 +109,16 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     /// A shape error if the arrays do not fit.
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
         signal_take_all(step)
+    }
+
+    /// Relevance through a [`Softmax`] kept at the output. Default: its gradient (zennit
+    /// assigns no rule to a softmax, so its plain gradient applies; zennit and captum users
+    /// usually explain the logits instead). [`DeepLift`] applies captum's `softmax` rule.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn softmax(&self, layer: &Softmax, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        Layer::<F>::gradient(layer, step, step.relevance.view())
     }
 
     /// Whether this rule needs the trace of a baseline (reference) input, as DeepLIFT does.

@@ -583,10 +583,20 @@ fn onnx_trailing_softmax_is_removed() {
     let m = from_onnx_with::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4), &OnnxOptions::default()).unwrap();
     assert_eq!(m.network.nodes().len(), 1);
     assert!(m.notes.iter().any(|n| n.contains("Softmax")), "{:?}", m.notes);
-    let mut keep = OnnxOptions::default();
-    keep.keep_softmax = true;
-    let err = from_onnx_with::<f32>(&gemm_model("Softmax", "W", &[3, 4], 4), &keep).unwrap_err();
+    // kept on request: the network ends in a softmax whose outputs sum to one
+    let keep = OnnxOptions::default().with_softmax_kept();
+    let m = from_onnx_with::<f64>(&gemm_model("Softmax", "W", &[3, 4], 4), &keep).unwrap();
+    assert_eq!(m.network.nodes().len(), 2);
+    assert!(m.notes.is_empty(), "{:?}", m.notes);
+    let y = m
+        .network
+        .forward(&ndarray::array![[1.0, -2.0, 0.5, 3.0]].into_dyn())
+        .unwrap();
+    assert!((y.sum() - 1.0).abs() < 1e-12 && y.iter().all(|&p| p > 0.0), "{y}");
+    // a LogSoftmax cannot be kept
+    let err = from_onnx_with::<f32>(&gemm_model("LogSoftmax", "W", &[3, 4], 4), &keep).unwrap_err();
     assert!(matches!(err, Error::UnsupportedOperator { .. }), "{err:?}");
+    assert!(err.to_string().contains("LogSoftmax"), "{err}");
 }
 
 #[test]

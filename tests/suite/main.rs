@@ -23,5 +23,6 @@ mod onnx_corpus;
 mod onnx_fuzz;
 mod properties;
 mod recycling;
+mod softmax;
 mod textbook;
 mod zennit_fixtures;

@@ -265,3 +265,37 @@ fn corpus_loads_matches_onnxruntime_and_explains() {
         );
     }
 }
+
+/// With `keep_softmax`, a model that ends in a `Softmax` keeps it: the network's outputs are
+/// onnxruntime's probabilities themselves, and DeepLIFT explains them (captum's rule).
+#[test]
+fn corpus_softmax_kept() {
+    let m = manifest();
+    let mut checked = 0;
+    for entry in m["entries"].as_array().unwrap() {
+        if entry["file"].is_null() || entry["ops"].get("Softmax").is_none() {
+            continue;
+        }
+        let name = entry["name"].as_str().unwrap();
+        let path = dir().join(entry["file"].as_str().unwrap());
+        let options = options(entry).with_softmax_kept();
+        let model = load_onnx_with::<f64>(&path, &options).unwrap();
+        assert!(
+            model.notes.iter().all(|n| !n.contains("Softmax")),
+            "{name}: {:?}",
+            model.notes
+        );
+        let x = inputs::<f64>(entry);
+        let y = model.network.forward(&x).unwrap();
+        let dev = max_rel(&y, &logits(entry));
+        assert!(dev <= 1e-5, "{name}: probabilities deviate by {dev:e}");
+        let d = model
+            .network
+            .deeplift(&x, &Target::Class(0), &DeepLift::rescale(), &Baseline::Zero)
+            .unwrap();
+        assert!(d.attribution.iter().all(|v| v.is_finite()), "{name}");
+        println!("{name}: softmax kept, probabilities within {dev:.2e}");
+        checked += 1;
+    }
+    assert!(checked >= 1, "no model with a trailing Softmax in the corpus");
+}

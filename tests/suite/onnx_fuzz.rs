@@ -129,6 +129,41 @@ fn try_files(model: &[u8], data_name: &str, data: &[u8], input_shape: &[usize]) 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One structure-aware case: string swaps, external-data sizes inflated, bit flips in the
+/// graph part.
+fn structure_case(file: usize, swaps: &[(usize, usize)], nines: Option<usize>, flips: &[(usize, u8)]) {
+    let (rel, shape) = FILES[file];
+    let mut data = fixture(rel);
+    let found = strings(&data);
+    if found.len() < 2 {
+        return;
+    }
+    // aim at strings of one length class so that swaps happen
+    for &(a, b) in swaps {
+        let (_, la) = found[a % found.len()];
+        let same: Vec<usize> = (0..found.len()).filter(|&i| found[i].1 == la).collect();
+        swap_strings(&mut data, &found, a, same[b % same.len()]);
+    }
+    if let Some(k) = nines {
+        let digits: Vec<&(usize, usize)> = found
+            .iter()
+            .filter(|(s, l)| data[*s..*s + *l].iter().all(u8::is_ascii_digit))
+            .collect();
+        if let Some(&&(s, l)) = digits.get(k % digits.len().max(1)) {
+            data[s..s + l].fill(b'9');
+        }
+    }
+    // the graph (nodes, attributes) comes before the weights in exporters' files
+    flip(&mut data, flips, 8192, None);
+    if rel.ends_with("_external.onnx") {
+        let ext = fixture(&format!("{rel}.data"));
+        let name = rel.rsplit('/').next().unwrap().to_string() + ".data";
+        try_files(&data, &name, &ext, shape);
+    } else {
+        try_bytes(&data, shape);
+    }
+}
+
 proptest! {
     // RELEVANCE_FUZZ_CASES=20000 for a long campaign
     #![proptest_config(ProptestConfig { cases: fuzz_cases(), failure_persistence: None, ..ProptestConfig::default() })]
@@ -140,32 +175,7 @@ proptest! {
         nines in proptest::option::of(any::<usize>()),
         flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
     ) {
-        let (rel, shape) = FILES[file];
-        let mut data = fixture(rel);
-        let found = strings(&data);
-        prop_assume!(found.len() >= 2);
-        // aim at strings of one length class so that swaps happen
-        for &(a, b) in &swaps {
-            let (_, la) = found[a % found.len()];
-            let same: Vec<usize> = (0..found.len()).filter(|&i| found[i].1 == la).collect();
-            swap_strings(&mut data, &found, a, same[b % same.len()]);
-        }
-        if let Some(k) = nines {
-            let digits: Vec<&(usize, usize)> =
-                found.iter().filter(|(s, l)| data[*s..*s + *l].iter().all(u8::is_ascii_digit)).collect();
-            if let Some(&&(s, l)) = digits.get(k % digits.len().max(1)) {
-                data[s..s + l].fill(b'9');
-            }
-        }
-        // the graph (nodes, attributes) comes before the weights in exporters' files
-        flip(&mut data, &flips, 8192, None);
-        if rel.ends_with("_external.onnx") {
-            let ext = fixture(&format!("{rel}.data"));
-            let name = rel.rsplit('/').next().unwrap().to_string() + ".data";
-            try_files(&data, &name, &ext, shape);
-        } else {
-            try_bytes(&data, shape);
-        }
+        structure_case(file, &swaps, nines, &flips);
     }
 
     #[test]
@@ -211,4 +221,12 @@ fn fuzz_targets_are_meaningful() {
             from_onnx_with::<f32>(&data, &OnnxOptions::default().with_input_shape(shape)).unwrap();
         }
     }
+}
+
+/// Cases the long fuzzing campaigns found (each panicked before its fix).
+#[test]
+fn fuzz_regressions() {
+    // a Gather index renamed into a Concat's axis: Concat of rank-0 constants (ndarray
+    // asserted inside the folding of Concat)
+    structure_case(3, &[(481153989409770831, 12855060115162209537)], None, &[]);
 }

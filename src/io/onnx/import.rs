@@ -763,7 +763,8 @@ impl<'a, F: Float> Importer<'a, F> {
             (None, None) if outs > 0 && len % outs == 0 => vec![len / outs; outs],
             _ => return Err(unsupported(label, "Split", "sizes cannot be inferred")),
         };
-        if sizes.iter().sum::<usize>() != len || sizes.len() != outs {
+        let total = sizes.iter().try_fold(0usize, |t, &s| t.checked_add(s));
+        if total != Some(len) || sizes.len() != outs {
             return Err(unsupported(
                 label,
                 "Split",

@@ -13,7 +13,7 @@ use crate::float::Float;
 use crate::io::{Op, MAX_DIM};
 use crate::layers::{
     Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Layer,
-    LeakyRelu, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Tanh,
+    LeakyRelu, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Softmax, Tanh,
 };
 use ndarray::{Array1, Array2, Array4, Axis, IxDyn};
 
@@ -182,11 +182,32 @@ impl<'a, F: Float> Importer<'a, F> {
                     ));
                 }
                 if self.opts.keep_softmax {
-                    return Err(unsupported(
-                        label,
-                        op,
-                        "keeping the softmax (OnnxOptions::keep_softmax) is not supported: explain the logits",
-                    ));
+                    if op == "LogSoftmax" {
+                        return Err(unsupported(
+                            label,
+                            op,
+                            "keeping a LogSoftmax (OnnxOptions::keep_softmax) is not supported (captum has no \
+                             DeepLIFT rule for it): explain the logits",
+                        ));
+                    }
+                    let d = self.data_value(node, 0, label)?;
+                    let rank = d.shape.len() + 1;
+                    let default = if self.opset < 13 { 1 } else { -1 };
+                    let ax = values::axis(attrs.int("axis", default)?, rank)?;
+                    // before opset 13 the softmax runs over all axes from `axis` on, flattened
+                    if ax == 0 || (self.opset < 13 && ax + 1 != rank) {
+                        return Err(unsupported(
+                            label,
+                            op,
+                            format!(
+                                "a softmax over axis {ax} of a rank-{rank} tensor (only one per-sample axis)"
+                            ),
+                        ));
+                    }
+                    let x = self.materialize(&d, label)?;
+                    let out = self.layer(label, Op::Layer(Box::new(Softmax::new(ax - 1))), &[x])?;
+                    self.set(node, 0, Value::Data(out));
+                    return Ok(());
                 }
                 self.notes.push(format!(
                     "removed the trailing {op} node {label:?}: the network explains the logits before it, as zennit \
@@ -948,7 +969,8 @@ impl<'a, F: Float> Importer<'a, F> {
             }
             _ => return Err(unsupported(label, "Split", "no outputs")),
         };
-        if sizes.len() != outs || sizes.iter().any(|&s| s <= 0) || sizes.iter().sum::<i64>() != len as i64 {
+        let total = sizes.iter().try_fold(0i64, |t, &s| t.checked_add(s));
+        if sizes.len() != outs || sizes.iter().any(|&s| s <= 0) || total != Some(len as i64) {
             return Err(unsupported(
                 label,
                 "Split",

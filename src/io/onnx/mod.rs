@@ -36,8 +36,11 @@ pub struct OnnxOptions {
     /// Merge every batch normalisation that directly follows a convolution or dense layer
     /// into it (zennit's canonizer, [`Network::merge_batch_norm`]). Default `true`.
     pub merge_batch_norm: bool,
-    /// Keep a trailing `Softmax`/`LogSoftmax` instead of explaining the logits before it.
-    /// Not supported yet: asking for it is an error naming the node. Default `false`.
+    /// Keep a trailing `Softmax` as a [`Softmax`](crate::Softmax) layer instead of
+    /// explaining the logits before it: DeepLIFT then explains the probability with
+    /// captum's softmax rule ([`DeepLift`](crate::DeepLift)), the LRP rules take its
+    /// gradient (as zennit, which has no rule for it). A kept `LogSoftmax` is an error.
+    /// Default `false`.
     pub keep_softmax: bool,
 }
 
@@ -62,6 +65,12 @@ impl OnnxOptions {
     /// The default options explaining the named output.
     pub fn with_output(mut self, output: &str) -> Self {
         self.output = Some(output.to_string());
+        self
+    }
+
+    /// These options keeping a trailing `Softmax` ([`OnnxOptions::keep_softmax`]).
+    pub fn with_softmax_kept(mut self) -> Self {
+        self.keep_softmax = true;
         self
     }
 }
@@ -141,7 +150,7 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// | `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze`, `Transpose` (batch axis kept), `Pad` (zeros) | [`Flatten`](crate::Flatten), [`Reshape`](crate::Reshape), [`Permute`](crate::Permute), [`Pad`](crate::Pad) |
 /// | `Slice` (step 1), `Split` of data along a per-sample axis | [`Narrow`](crate::Narrow), one per part |
 /// | `Identity`, `Dropout`, `Cast` to a float type | nothing |
-/// | a trailing `Softmax` / `LogSoftmax` | removed: the logits are explained (see [`OnnxModel::notes`]) |
+/// | a trailing `Softmax` / `LogSoftmax` | removed: the logits are explained (see [`OnnxModel::notes`]); a `Softmax` is kept as [`Softmax`](crate::Softmax) with [`OnnxOptions::keep_softmax`] |
 ///
 /// Weights may be float32, float64, float16 or bfloat16 (converted to `F`). A model with
 /// weights in external data files must be read from its path ([`load_onnx`]).

@@ -129,7 +129,7 @@ impl<F: Float> Const<F> {
 pub(super) fn axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
-    if v < 0 || v >= r.max(1) {
+    if v < 0 || v >= r {
         return Err(fold_err(format!("axis {a} for rank {rank}")));
     }
     Ok(v as usize)
@@ -168,6 +168,11 @@ pub(super) fn gather<F: Float>(data: &Const<F>, indices: &Const<F>, ax: i64) -> 
     let ax = axis(ax, data.shape().len())?;
     let idx = indices.ints()?;
     let len = data.shape()[ax] as i64;
+    // the indices' shape replaces the gathered axis: bound the result before building it
+    let mut out_shape: Vec<usize> = data.shape()[..ax].to_vec();
+    out_shape.extend_from_slice(idx.shape());
+    out_shape.extend_from_slice(&data.shape()[ax + 1..]);
+    check_size(&out_shape)?;
     let flat: Vec<usize> = idx
         .iter()
         .map(|s| match s.int() {
@@ -211,6 +216,13 @@ pub(super) fn slice<F: Float>(
         Some(a) => a.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?,
         None => (0..starts.len()).collect(),
     };
+    if axes.len() != starts.len() || axes.iter().any(|&a| a >= rank) {
+        return Err(fold_err(format!(
+            "Slice of {} axes with {} starts for rank {rank}",
+            axes.len(),
+            starts.len()
+        )));
+    }
     let mut out = data.clone();
     for (k, &ax) in axes.iter().enumerate() {
         let dim = out.shape()[ax] as i64;
@@ -248,6 +260,9 @@ pub(super) fn concat<F: Float>(parts: &[&Const<F>], ax: i64) -> Result<Const<F>>
     let rank = parts.first().map_or(0, |p| p.shape().len());
     let ax = axis(ax, rank)?;
     let mismatch = || fold_err("Concat of constants of different shapes");
+    if parts.iter().any(|p| p.shape().len() != rank) {
+        return Err(mismatch());
+    }
     if parts.iter().all(|p| matches!(p, Const::Float(_))) {
         let arrays: Vec<ArrayD<F>> = parts.iter().map(|p| p.floats()).collect::<Result<_>>()?;
         let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();

@@ -23,7 +23,7 @@ pub(crate) use steps::{reveal_cancel, split_forward, split_transpose};
 use super::{NodeInfo, Rule};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Softmax, Step};
 use crate::network::Network;
 use ndarray::ArrayD;
 use steps::{check_same, cross_max, rescale, shapley_product};
@@ -225,6 +225,20 @@ impl<F: Float> Rule<F> for DeepLift {
             MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
             MaxPoolRule::Gradient => layer.route(&step.input, &step.relevance),
         }
+    }
+
+    /// captum's `softmax` rule (`deep_lift.py`, `softmax`): Rescale elementwise
+    /// (`m = m_out · Δy / Δx`, the gradient where `|Δx|` is below the threshold, at the
+    /// input for the input and at the baseline for the baseline), then the mean of those
+    /// multipliers over the input and the baseline subtracted, which makes them invariant to
+    /// a shift of all logits (Shrikumar et al. 2017, §3.6). captum takes that mean over the
+    /// whole batch of inputs and baselines at once, so that a sample's multipliers depend on
+    /// the other samples of its batch; here it is taken per sample, which equals captum
+    /// called with one sample at a time (and keeps a sample's result independent of its
+    /// batch). The softmax does not conserve: Σ m·Δx differs from Σ m_out·Δy by the mean
+    /// times Σ Δx.
+    fn softmax(&self, layer: &Softmax, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        steps::softmax(layer, step, F::lit(self.threshold))
     }
 
     /// The two-player Shapley split (see [`DeepLift`]).

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Layer, MergeStep, Select, Step};
+use crate::layers::{Affine, Layer, MergeStep, Select, Softmax, Step};
 use crate::tensor::{negative, positive, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
@@ -370,4 +370,58 @@ pub(crate) fn reveal_cancel<F: Float>(
         .and(&slope)
         .for_each(|m, &d, &dy, &s| *m *= ratio(d, dy, s));
     Ok((m_pos, m_neg))
+}
+
+/// captum's `softmax` rule, per sample (see `DeepLift::softmax`): `u = m_out · Δy / Δx`
+/// (the gradient where `|Δx| < threshold`: at the input for the input's copy, at the
+/// baseline for the baseline's), then `m = u − (Σ u + Σ u₀) / (2 n)` with `n` the values
+/// per sample.
+pub(crate) fn softmax<F: Float>(layer: &Softmax, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+    let (bx, by) = baseline(step)?;
+    check_same(
+        "DeepLIFT multiplier at the softmax output",
+        step.output.shape(),
+        step.relevance.shape(),
+    )?;
+    check_same("softmax input", step.output.shape(), step.input.shape())?;
+    let axis = crate::layers::softmax_axis(layer, step.input.shape())?;
+    // the gradient fallbacks (read only where |Δx| is small)
+    let at_input = Softmax::vjp(&step.output, &step.relevance, axis);
+    let at_baseline = Softmax::vjp(by, &step.relevance, axis);
+    let mut m = ArrayD::<F>::zeros(step.input.raw_dim());
+    let rows = step.input.shape()[0];
+    let per_sample = step.input.len() / rows.max(1);
+    let two_n = F::lit((2 * per_sample) as f64);
+    for r in 0..rows {
+        let row = |a: &ArrayViewD<'_, F>| a.index_axis(ndarray::Axis(0), r).to_owned();
+        let (g, x, x0, y, y0) = (
+            row(&step.relevance),
+            row(&step.input),
+            row(bx),
+            row(&step.output),
+            row(by),
+        );
+        let (gi, gb) = (row(&at_input.view()), row(&at_baseline.view()));
+        let mut sum = F::zero();
+        let mut mr = m.index_axis_mut(ndarray::Axis(0), r);
+        let inputs = g
+            .iter()
+            .zip(&x)
+            .zip(&x0)
+            .zip(y.iter().zip(&y0))
+            .zip(gi.iter().zip(&gb));
+        for (m, ((((&g, &x), &x0), (&y, &y0)), (&gi, &gb))) in mr.iter_mut().zip(inputs) {
+            let dx = x - x0;
+            if dx.abs() < threshold {
+                *m = gi;
+                sum = sum + gi + gb;
+            } else {
+                *m = g * (y - y0) / dx;
+                sum = sum + *m + *m;
+            }
+        }
+        let mean = sum / two_n;
+        mr.mapv_inplace(|v| v - mean);
+    }
+    Ok(m)
 }

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 use ndarray::{ArrayD, Ix1, Ix2, Ix4, IxDyn};
-use relevance::{Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu};
+use relevance::{Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu, Softmax};
 use serde_json::Value;
 
 /// Reads `tests/fixtures/{name}.json`.
@@ -65,6 +65,7 @@ pub fn network<F: Float>(fx: &Value) -> Network<F> {
                 layers.push(Box::new(Conv2d::new(w, bias(), config).unwrap()));
             }
             "relu" => layers.push(Box::new(Relu)),
+            "softmax" => layers.push(Box::new(Softmax::new(l["axis"].as_u64().unwrap() as usize))),
             "flatten" => layers.push(Box::new(Flatten)),
             "maxpool2d" => layers.push(Box::new(
                 MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap(),
