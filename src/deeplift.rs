@@ -291,14 +291,9 @@ impl<F: Float> Network<F> {
                 (Some(tile(b, n)), k)
             }
         };
+        // checked against the input's batch before the batch is expanded or split
+        self.check_target(n, target)?;
         let target = match target {
-            Target::PerSample(v) if v.len() != n => {
-                return Err(Error::BatchMismatch {
-                    what: "per-sample targets".into(),
-                    batch: n,
-                    got: v.len(),
-                })
-            }
             Target::PerSample(v) if k > 1 => {
                 Target::PerSample(v.iter().flat_map(|&c| std::iter::repeat_n(c, k)).collect())
             }
@@ -350,7 +345,10 @@ impl<F: Float> Network<F> {
     /// [`Error::Rank`] if it does not have the input's per-sample shape,
     /// [`Error::BatchMismatch`] for per-sample baselines of another batch size,
     /// [`Error::NonFinite`] for NaN or ∞ in it; [`Error::TargetOutOfRange`] or
-    /// [`Error::BatchMismatch`] for a wrong target.
+    /// [`Error::BatchMismatch`] for a wrong target (a [`Target::Relevance`] must have the
+    /// input's batch); [`Error::NonFiniteResult`] inside [`Error::AtLayer`] if a value
+    /// overflowed (naming the node); [`Error::InvalidParameter`] for a threshold the float
+    /// type cannot hold.
     pub fn deeplift(
         &self,
         x: &ArrayD<F>,
@@ -373,9 +371,30 @@ impl<F: Float> Network<F> {
         baseline: &Baseline<F>,
         options: DeepLiftOptions,
     ) -> Result<DeepLiftAttribution<F>> {
+        let d = self.deeplift_unchecked(x, target, rule, baseline, options)?;
+        // a non-finite contribution names the node nearest the output where it appeared
+        self.check_backward("DeepLIFT pass", &d.attribution, || match &d.layers {
+            Some(l) => Ok(Some(l.clone())),
+            None => Ok(self
+                .deeplift_unchecked(x, target, rule, baseline, DeepLiftOptions::keep_layers())?
+                .layers),
+        })?;
+        Ok(d)
+    }
+
+    /// [`Network::deeplift_with`] without the check of the result.
+    fn deeplift_unchecked(
+        &self,
+        x: &ArrayD<F>,
+        target: &Target<F>,
+        rule: &DeepLift,
+        baseline: &Baseline<F>,
+        options: DeepLiftOptions,
+    ) -> Result<DeepLiftAttribution<F>> {
         // input errors first, with the input's own batch size
         check_batch_shape("network input", &x.view(), self.input_shape())?;
         check_finite("network input", &x.view())?;
+        crate::rules::Rule::<F>::check_parameters(rule)?;
         let pairs = self.pairs(x, target, baseline)?;
         let kk = pairs.k;
         // One sample against a zero or shared baseline, through a large network: its two

@@ -47,6 +47,17 @@ pub enum Error {
         /// The value itself (NaN, inf or -inf), printed as f64.
         value: f64,
     },
+    /// A result is not finite although the inputs, weights and rule parameters were: a value
+    /// overflowed the float type (activations beyond `f32::MAX` ≈ 3.4e38, say) or a rule
+    /// divided by a vanishing denominator. Wrapped in [`Error::AtLayer`] naming the first
+    /// node where it appeared; use `f64` or a smaller input scale.
+    #[error("the {pass} produced a non-finite value (overflow in {float})")]
+    NonFiniteResult {
+        /// `"forward pass"`, `"relevance pass"` or `"DeepLIFT pass"`.
+        pass: &'static str,
+        /// The network's float type.
+        float: &'static str,
+    },
     /// The network has no layers. Caller's fault.
     #[error("the network has no layers")]
     EmptyNetwork,

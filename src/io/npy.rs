@@ -153,7 +153,8 @@ pub fn load_npy<F: Float>(path: impl AsRef<Path>) -> Result<ArrayD<F>> {
     read_npy(&read_file(path.as_ref())?)
 }
 
-/// Encodes an array as a version-1 `.npy` file: `<f4` for `f32`, `<f8` for `f64`, C order.
+/// Encodes an array as a `.npy` file (version 1, or 2 for a header beyond 64 KiB): `<f4` for
+/// `f32`, `<f8` for `f64`, C order.
 pub fn write_npy<F: Float>(array: &ArrayD<F>) -> Vec<u8> {
     let is_f32 = std::mem::size_of::<F>() == 4;
     let shape = match array.shape() {
@@ -165,14 +166,23 @@ pub fn write_npy<F: Float>(array: &ArrayD<F>) -> Vec<u8> {
     };
     let descr = if is_f32 { "<f4" } else { "<f8" };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // version 1 stores the header length in 2 bytes; a longer header (tens of thousands of
+    // axes) needs version 2 and its 4-byte length
+    let v2 = 10 + header.len() + 64 > usize::from(u16::MAX);
+    let preamble = if v2 { 12 } else { 10 };
     // pad so that the data starts at a multiple of 64 bytes, header ending in '\n'
-    let unpadded = 10 + header.len() + 1;
+    let unpadded = preamble + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + array.len() * if is_f32 { 4 } else { 8 });
+    let mut out = Vec::with_capacity(preamble + header.len() + array.len() * if is_f32 { 4 } else { 8 });
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    if v2 {
+        out.extend_from_slice(&[2, 0]);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    }
     out.extend_from_slice(header.as_bytes());
     for &v in array.as_standard_layout().iter() {
         if is_f32 {

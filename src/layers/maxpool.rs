@@ -251,7 +251,26 @@ impl MaxPool2d {
                 got: values.shape().to_vec(),
             });
         }
-        let plane = input_shape[2] * input_shape[3];
+        let plane = input_shape[2].checked_mul(input_shape[3]).unwrap_or(0);
+        // per sample within the crate's activation limit (the input it was pooled from was)
+        let per_sample = plane.checked_mul(input_shape[1]);
+        let pooled = indices.shape()[2] * indices.shape()[3];
+        if plane == 0 || pooled == 0 || per_sample.is_none_or(|t| t > crate::io::MAX_ACTIVATION) {
+            return Err(Error::Shape {
+                what:
+                    "MaxPool2d relevance routing (non-empty planes, at most MAX_ACTIVATION values per sample)"
+                        .into(),
+                expected: indices.shape().to_vec(),
+                got: input_shape.to_vec(),
+            });
+        }
+        if let Some(&at) = indices.iter().find(|&&i| i >= plane) {
+            return Err(Error::Shape {
+                what: format!("MaxPool2d routing index {at} (outside the input plane of {plane} values)"),
+                expected: input_shape.to_vec(),
+                got: indices.shape().to_vec(),
+            });
+        }
         let dim = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
         // scatter-adds read before they write: start from written zeros
         let mut out = Array4::from_shape_vec(dim, written_zeros(dim.0 * dim.1 * plane))
@@ -260,13 +279,10 @@ impl MaxPool2d {
         let vals = values.as_slice().expect("standard layout");
         let idx = indices.as_standard_layout();
         let idx = idx.as_slice().expect("standard layout");
-        let pooled = indices.shape()[2] * indices.shape()[3];
         let buf = out.as_slice_mut().expect("fresh array is contiguous");
         let add = |(dst, (v, i)): (&mut [F], (&[F], &[usize]))| {
             for (&v, &at) in v.iter().zip(i) {
-                if at < plane {
-                    dst[at] += v;
-                }
+                dst[at] += v;
             }
         };
         #[cfg(feature = "parallel")]

@@ -268,6 +268,15 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
         None
     }
 
+    /// How many scratch values per sample its passes need beyond the input and the output
+    /// (a convolution's unfolded input, say), for an input of per-sample shape
+    /// `input_shape`; saturating. A network refuses a layer whose scratch exceeds
+    /// [`MAX_SAMPLE_LEN`](crate::MAX_SAMPLE_LEN) when it is built, rather than failing to
+    /// allocate at the first forward pass. Default 0.
+    fn scratch_len(&self, _input_shape: &[usize]) -> usize {
+        0
+    }
+
     /// Whether [`Layer::relevance`] is exactly `rule.activation(self, step)` (as for
     /// [`Relu`]), so that the network may skip it for rules whose activation pass is the
     /// identity ([`Rule::activation_is_identity`]). Default `false`.

@@ -100,7 +100,10 @@ impl<F: Float> Network<F> {
     ///
     /// # Errors
     /// As [`Network::forward`]; [`Error::TargetOutOfRange`] or [`Error::BatchMismatch`] for
-    /// a wrong target; [`Error::AtLayer`] for an error inside a rule.
+    /// a wrong target; [`Error::AtLayer`] for an error inside a rule, or wrapping
+    /// [`Error::NonFiniteResult`] for relevance that overflowed (naming the node nearest the
+    /// output where it appeared); [`Error::InvalidParameter`] for a rule parameter that the
+    /// float type cannot hold.
     pub fn attribute<R>(&self, x: &ArrayD<F>, target: &Target<F>, rules: &R) -> Result<Attribution<F>>
     where
         R: RuleSet<F> + ?Sized,
@@ -186,6 +189,9 @@ impl<F: Float> Network<F> {
                     self.nodes.len()
                 ),
             });
+        }
+        for (k, r) in per_node.iter().enumerate() {
+            r.check_parameters().map_err(self.at(k))?;
         }
         Ok(per_node)
     }
@@ -315,12 +321,23 @@ impl<F: Float> Network<F> {
         let start = self.seed(trace.output(), target, options.seed)?;
         let total = per_sample_sum(&start.view());
         let acts = &trace.activations;
+        let keep_start = (!options.keep_layers).then(|| start.clone());
         let (mut r, layers) = self.backward(acts, start, options.keep_layers, |k, r| {
             self.node_relevance(k, per_node[k], acts, r)
         })?;
         if rules.times_input() {
             r *= x;
         }
+        self.check_backward("relevance pass", &r, || match (&layers, keep_start) {
+            (Some(l), _) => Ok(Some(l.clone())),
+            (None, Some(start)) => {
+                let (_, kept) = self.backward(acts, start, true, |k, r| {
+                    self.node_relevance(k, per_node[k], acts, r)
+                })?;
+                Ok(kept)
+            }
+            (None, None) => Ok(None),
+        })?;
         let delta = &total - &per_sample_sum(&r.view());
         let mut activations = trace.activations;
         let output = activations.pop().expect("non-empty");

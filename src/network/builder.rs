@@ -1,7 +1,7 @@
 //! [`GraphBuilder`]: a network built node by node, each node naming earlier nodes as its
 //! inputs, so that a cycle cannot be written down; shapes are checked as nodes are added.
 
-use super::{Network, Node, Op, ZeroTrace, MAX_SAMPLE_LEN};
+use super::{Network, Node, Op, ZeroTrace, MAX_RANK, MAX_SAMPLE_LEN};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Merge};
@@ -56,9 +56,11 @@ pub struct GraphBuilder<F: Float = f32> {
     names: HashMap<String, usize>,
 }
 
-/// Whether a per-sample shape is usable: non-empty, no zero, at most [`MAX_SAMPLE_LEN`].
+/// Whether a per-sample shape is usable: non-empty, at most [`MAX_RANK`] axes, no zero, at
+/// most [`MAX_SAMPLE_LEN`] elements.
 pub(super) fn valid_sample_shape(shape: &[usize]) -> bool {
     !shape.is_empty()
+        && shape.len() <= MAX_RANK
         && !shape.contains(&0)
         && shape
             .iter()
@@ -161,7 +163,9 @@ impl<F: Float> GraphBuilder<F> {
     fn check_output(index: usize, name: &str, desc: &str, shape: Vec<usize>) -> Result<Vec<usize>> {
         if !valid_sample_shape(&shape) {
             return Err(Error::Shape {
-                what: format!("node output (per sample; at most {MAX_SAMPLE_LEN} elements, none zero)"),
+                what: format!(
+                    "node output (per sample; at most {MAX_RANK} axes and {MAX_SAMPLE_LEN} elements, none zero)"
+                ),
                 expected: vec![],
                 got: shape,
             }
@@ -193,6 +197,18 @@ impl<F: Float> GraphBuilder<F> {
             .output_shape(&self.shapes[u])
             .map_err(|e| e.at_layer(index, &name, &desc))?;
         let shape = Self::check_output(index, &name, &desc, shape)?;
+        let scratch = layer.scratch_len(&self.shapes[u]);
+        if scratch > MAX_SAMPLE_LEN {
+            return Err(Error::Shape {
+                what: format!(
+                    "working memory of the layer ({scratch} values per sample, e.g. a convolution's unfolded \
+                     input; at most {MAX_SAMPLE_LEN})"
+                ),
+                expected: vec![],
+                got: self.shapes[u].clone(),
+            }
+            .at_layer(index, &name, &desc));
+        }
         Ok(self.push(name, Op::Layer(layer), vec![u], shape))
     }
 

@@ -22,6 +22,10 @@ use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 /// enormous allocation at the first forward pass.
 pub const MAX_SAMPLE_LEN: usize = 1 << 30;
 
+/// The largest number of axes a sample may have at any node (16; images have 3), so that
+/// the shapes a network keeps stay small whatever a file declares.
+pub const MAX_RANK: usize = 16;
+
 /// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
 #[derive(Debug)]
 #[non_exhaustive]
@@ -317,6 +321,67 @@ impl<F: Float> Network<F> {
         Ok(values)
     }
 
+    /// The error for a non-finite result of `pass` that first appeared at node `k`.
+    pub(crate) fn non_finite(&self, pass: &'static str, k: usize) -> crate::Error {
+        self.at(k)(crate::Error::NonFiniteResult {
+            pass,
+            float: std::any::type_name::<F>(),
+        })
+    }
+
+    /// Checks a forward result: if `out` has a non-finite value, the error names the first
+    /// node whose output has one (`values` are the kept values, recomputed from `x` if
+    /// `None`).
+    pub(crate) fn check_forward(
+        &self,
+        out: &ArrayD<F>,
+        x: &ArrayD<F>,
+        values: Option<&[ArrayD<F>]>,
+    ) -> Result<()> {
+        if all_finite(out) {
+            return Ok(());
+        }
+        let recomputed;
+        let values = match values {
+            Some(v) => v,
+            None => {
+                recomputed = self
+                    .run(x.clone(), true)?
+                    .into_iter()
+                    .map(|v| v.expect("kept"))
+                    .collect::<Vec<_>>();
+                &recomputed
+            }
+        };
+        let k = values[1..]
+            .iter()
+            .position(|v| !all_finite(v))
+            .unwrap_or(self.nodes.len() - 1);
+        Err(self.non_finite("forward pass", k))
+    }
+
+    /// Checks a backward result (relevance or DeepLIFT contributions at the input): if it
+    /// has a non-finite value, the error names the node nearest the output whose input
+    /// received one, found in `kept` (one array per value) computed by `recompute`.
+    pub(crate) fn check_backward(
+        &self,
+        pass: &'static str,
+        result: &ArrayD<F>,
+        recompute: impl FnOnce() -> Result<Option<Vec<ArrayD<F>>>>,
+    ) -> Result<()> {
+        if all_finite(result) {
+            return Ok(());
+        }
+        let kept = recompute()?.unwrap_or_default();
+        // the value nearest the output holding a non-finite entry, and its last consumer
+        let k = (0..kept.len())
+            .rev()
+            .find(|&v| !all_finite(&kept[v]))
+            .and_then(|v| self.consumers.get(v).and_then(|c| c.last().copied()))
+            .unwrap_or(0);
+        Err(self.non_finite(pass, k))
+    }
+
     /// The forward pass.
     ///
     /// # Shapes
@@ -324,7 +389,10 @@ impl<F: Float> Network<F> {
     ///
     /// # Errors
     /// A shape or rank error for an input of the wrong shape, [`Error::NonFinite`](crate::Error::NonFinite)
-    /// for NaN or ∞ in it, [`Error::EmptyBatch`](crate::Error::EmptyBatch) for N = 0.
+    /// for NaN or ∞ in it, [`Error::EmptyBatch`](crate::Error::EmptyBatch) for N = 0;
+    /// [`Error::NonFiniteResult`](crate::Error::NonFiniteResult) inside
+    /// [`Error::AtLayer`](crate::Error::AtLayer) naming the first node whose output
+    /// overflowed.
     pub fn forward(&self, x: &ArrayD<F>) -> Result<ArrayD<F>> {
         self.check_input(x)?;
         // Samples are independent: split the batch across threads (feature `parallel`).
@@ -333,7 +401,9 @@ impl<F: Float> Network<F> {
             let mut values = self.run(xs, false)?;
             Ok(values.pop().flatten().expect("the output is kept"))
         })?;
-        Ok(concat_batch(parts))
+        let out = concat_batch(parts);
+        self.check_forward(&out, x, None)?;
+        Ok(out)
     }
 
     /// The forward pass, keeping every value.
@@ -342,9 +412,17 @@ impl<F: Float> Network<F> {
     /// As [`Network::forward`].
     pub fn trace(&self, x: &ArrayD<F>) -> Result<Trace<F>> {
         self.check_input(x)?;
-        let values = self.run(x.clone(), true)?;
-        Ok(Trace {
-            activations: values.into_iter().map(|v| v.expect("kept")).collect(),
-        })
+        let values: Vec<ArrayD<F>> = self
+            .run(x.clone(), true)?
+            .into_iter()
+            .map(|v| v.expect("kept"))
+            .collect();
+        self.check_forward(values.last().expect("non-empty"), x, Some(&values))?;
+        Ok(Trace { activations: values })
     }
+}
+
+/// Whether every value of `a` is finite.
+pub(crate) fn all_finite<F: Float>(a: &ArrayD<F>) -> bool {
+    a.iter().all(|v| v.is_finite())
 }

@@ -182,6 +182,10 @@ impl Default for LrpEpsilon {
 }
 
 impl<F: Float> Rule<F> for LrpEpsilon {
+    fn check_parameters(&self) -> Result<()> {
+        super::param_fits::<F>("LrpEpsilon", "epsilon", self.epsilon)
+    }
+
     fn activation_is_identity(&self) -> bool {
         true
     }
@@ -262,6 +266,11 @@ impl Default for LrpGamma {
 }
 
 impl<F: Float> Rule<F> for LrpGamma {
+    fn check_parameters(&self) -> Result<()> {
+        super::param_fits::<F>("LrpGamma", "gamma", self.gamma)?;
+        super::param_fits::<F>("LrpGamma", "stabilizer", self.stabilizer)
+    }
+
     fn activation_is_identity(&self) -> bool {
         true
     }
@@ -361,6 +370,12 @@ impl Default for LrpAlphaBeta {
 }
 
 impl<F: Float> Rule<F> for LrpAlphaBeta {
+    fn check_parameters(&self) -> Result<()> {
+        super::param_fits::<F>("LrpAlphaBeta", "alpha", self.alpha)?;
+        super::param_fits::<F>("LrpAlphaBeta", "beta", self.beta)?;
+        super::param_fits::<F>("LrpAlphaBeta", "stabilizer", self.stabilizer)
+    }
+
     fn activation_is_identity(&self) -> bool {
         true
     }
@@ -479,6 +494,10 @@ impl<F: Float> LrpZBox<F> {
 }
 
 impl<F: Float> Rule<F> for LrpZBox<F> {
+    fn check_parameters(&self) -> Result<()> {
+        super::param_fits::<F>("LrpZBox", "stabilizer", self.stabilizer)
+    }
+
     fn activation_is_identity(&self) -> bool {
         true
     }

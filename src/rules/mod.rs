@@ -121,10 +121,36 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
         Layer::<F>::gradient(layer, step, step.relevance.view())
     }
 
+    /// Checks the rule's parameters in the network's float type `F`: a parameter that is
+    /// valid as `f64` may overflow to ∞ or vanish to 0 as `f32` (`LrpGamma::new(1e39)`).
+    /// The network calls it before using the rule. Default: nothing to check.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the parameter.
+    fn check_parameters(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether this rule needs the trace of a baseline (reference) input, as DeepLIFT does.
     fn needs_baseline(&self) -> bool {
         false
     }
+}
+
+/// Checks that the parameter `v` of `rule` survives the conversion to `F`: finite, and
+/// not rounded to zero if it is not zero.
+pub(crate) fn param_fits<F: Float>(rule: &'static str, name: &str, v: f64) -> Result<()> {
+    let c = F::lit(v);
+    if !c.is_finite() || (v != 0.0 && c == F::zero()) {
+        return Err(Error::InvalidParameter {
+            rule,
+            reason: format!(
+                "{name} = {v:e} is not representable in the network's float type ({})",
+                std::any::type_name::<F>()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// zennit's `Norm` rule (`rules.Norm`, used for `Sum` and average pools by

@@ -14,6 +14,7 @@ mod determinism;
 mod errors;
 mod graph_fixtures;
 mod graph_properties;
+mod hardening;
 mod heatmap;
 mod io;
 mod layers;

@@ -382,6 +382,19 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     fn as_affine(&self) -> Option<&dyn Affine<F>> {
         Some(self)
     }
+
+    /// The unfolded input of im2col: `[C·kh·kw, Ho·Wo]` per sample.
+    fn scratch_len(&self, input_shape: &[usize]) -> usize {
+        let Ok((ho, wo)) = self.spatial_out(input_shape) else {
+            return 0;
+        };
+        let w = self.weight.shape();
+        self.in_channels()
+            .saturating_mul(w[2])
+            .saturating_mul(w[3])
+            .saturating_mul(ho)
+            .saturating_mul(wo)
+    }
 }
 
 impl<F: Float> Conv2d<F> {

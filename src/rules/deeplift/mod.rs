@@ -190,6 +190,10 @@ impl DeepLift {
 }
 
 impl<F: Float> Rule<F> for DeepLift {
+    fn check_parameters(&self) -> Result<()> {
+        super::param_fits::<F>("DeepLift", "threshold", self.threshold)
+    }
+
     fn name(&self) -> String {
         format!(
             "DeepLift({:?}, max-pool {:?}, threshold {:e})",

@@ -1,0 +1,198 @@
+//! Regression tests of the hardening issue: each case panicked, returned a silently wrong
+//! result, or built a network that could not run, before its fix.
+
+use ndarray::{array, Array2, Array4, ArrayD, IxDyn};
+use relevance::io::{read_npy, write_npy};
+use relevance::{
+    Baseline, Composite, Conv2d, Conv2dConfig, DeepLift, Dense, Error, Flatten, Layer, LrpEpsilon, LrpGamma,
+    MaxPool2d, Network, Relu, Target, MAX_RANK,
+};
+
+fn small() -> Network<f64> {
+    let w = array![[1.0, -1.0, 0.5], [0.5, 2.0, -1.0]];
+    Network::new(
+        &[3],
+        vec![
+            Box::new(Dense::new(w, Some(array![0.1, -0.2])).unwrap()),
+            Box::new(Relu),
+            Box::new(Dense::new(array![[1.0, 1.0]], None).unwrap()),
+        ],
+    )
+    .unwrap()
+}
+
+/// The error inside an `AtLayer`, with the layer's index.
+fn inner(e: &Error) -> (Option<usize>, &Error) {
+    match e {
+        Error::AtLayer { index, source, .. } => (Some(*index), source),
+        e => (None, e),
+    }
+}
+
+#[test]
+fn deeplift_relevance_target_of_the_wrong_batch_is_an_error() {
+    let net = small();
+    let x = array![[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]].into_dyn();
+    let rule = DeepLift::rescale();
+    let dist = Baseline::Distribution(ArrayD::zeros(IxDyn(&[3, 3])));
+    for r in [
+        ArrayD::<f64>::ones(IxDyn(&[1, 1])), // fewer rows
+        ArrayD::<f64>::ones(IxDyn(&[])),     // 0-d
+        ArrayD::<f64>::ones(IxDyn(&[3, 1])), // extra rows (used to be silently cut)
+        ArrayD::<f64>::ones(IxDyn(&[2, 2])), // not the output's shape
+    ] {
+        let t = Target::Relevance(r.clone());
+        for b in [&Baseline::Zero, &dist] {
+            let e = net.deeplift(&x, &t, &rule, b).unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{:?}: {e:?}", r.shape());
+        }
+    }
+    // the right shape works
+    let ok = Target::Relevance(ArrayD::ones(IxDyn(&[2, 1])));
+    assert!(net.deeplift(&x, &ok, &rule, &dist).is_ok());
+}
+
+#[test]
+fn maxpool_route_rejects_empty_planes_and_foreign_indices() {
+    let pool = MaxPool2d::new((2, 2), (2, 2), (0, 0)).unwrap();
+    let idx = Array4::<usize>::zeros((1, 1, 1, 1));
+    let v = ArrayD::<f64>::ones(IxDyn(&[1, 1, 1, 1]));
+    assert!(pool.route(&[1, 1, 0, 2], &idx, &v.view()).is_err());
+    let far = Array4::<usize>::from_elem((1, 1, 1, 1), 4);
+    let e = pool.route(&[1, 1, 2, 2], &far, &v.view()).unwrap_err();
+    assert!(e.to_string().contains("outside the input plane"), "{e}");
+    assert!(pool.route(&[1, 1, usize::MAX, 3], &idx, &v.view()).is_err());
+    // a valid routing still works
+    let r = pool.route(&[1, 1, 2, 2], &idx, &v.view()).unwrap();
+    assert_eq!(r.sum(), 1.0);
+}
+
+#[test]
+fn a_layer_that_could_not_run_is_refused_when_the_network_is_built() {
+    // 100×100 kernel on a 1000×1000 image: a 10⁴ × 9·10⁵ unfolded input (36 GB as f32)
+    let w = ndarray::Array4::<f32>::zeros((1, 1, 100, 100));
+    let conv = Conv2d::new(w, None, Conv2dConfig::default()).unwrap();
+    let e = Network::new(&[1, 1000, 1000], vec![Box::new(conv) as Box<dyn Layer<f32>>]).unwrap_err();
+    let (at, e) = inner(&e);
+    assert_eq!(at, Some(0));
+    assert!(e.to_string().contains("working memory"), "{e}");
+    // too many axes
+    let shape = vec![1; MAX_RANK + 1];
+    assert!(Network::<f32>::new(&shape, vec![Box::new(Flatten)]).is_err());
+}
+
+#[test]
+fn rule_parameters_are_checked_in_the_network_float_type() {
+    let net32 = Network::<f32>::new(
+        &[2],
+        vec![Box::new(Dense::new(array![[1.0f32, 1.0]], None).unwrap())],
+    )
+    .unwrap();
+    let x = array![[1.0f32, 2.0]].into_dyn();
+    for rules in [
+        Composite::new(LrpGamma::new(1e39).unwrap()),
+        Composite::new(LrpEpsilon::new(1e-50).unwrap()),
+    ] {
+        let e = net32.attribute(&x, &Target::Class(0), &rules).unwrap_err();
+        assert!(matches!(inner(&e).1, Error::InvalidParameter { .. }), "{e:?}");
+    }
+    // the same rules are fine in f64
+    let net64 = small();
+    let x64 = array![[1.0, 2.0, 3.0]].into_dyn();
+    assert!(net64
+        .attribute(
+            &x64,
+            &Target::Class(0),
+            &Composite::new(LrpGamma::new(1e39).unwrap())
+        )
+        .is_ok());
+}
+
+#[test]
+fn overflow_is_an_error_naming_the_node_and_pass() {
+    // f32 weights and inputs that are finite but whose products are not
+    let w = Array2::from_elem((2, 2), 1e20f32);
+    let net = Network::<f32>::new(
+        &[2],
+        vec![
+            Box::new(Dense::new(array![[1.0f32, 0.0], [0.0, 1.0]], None).unwrap()),
+            Box::new(Dense::new(w, None).unwrap()),
+            Box::new(Relu),
+        ],
+    )
+    .unwrap();
+    let x = array![[1e30f32, 1e30]].into_dyn();
+    let e = net.forward(&x).unwrap_err();
+    let (at, inner_e) = inner(&e);
+    assert_eq!(at, Some(1), "{e}");
+    assert!(
+        matches!(
+            inner_e,
+            Error::NonFiniteResult {
+                pass: "forward pass",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(net.trace(&x).is_err());
+    assert!(net
+        .attribute(&x, &Target::Class(0), &Composite::new(LrpEpsilon::default()))
+        .is_err());
+    // DeepLIFT with an input and a baseline near ±f32::MAX: their difference overflows
+    let id = Network::<f32>::new(
+        &[2],
+        vec![Box::new(Dense::new(array![[1.0f32, 1.0]], None).unwrap())],
+    )
+    .unwrap();
+    let big = array![[3e38f32, -3e38]].into_dyn();
+    let base = Baseline::Shared(array![-3e38f32, 3e38].into_dyn());
+    let e = id
+        .deeplift(&big, &Target::Class(0), &DeepLift::rescale(), &base)
+        .unwrap_err();
+    assert!(
+        matches!(
+            inner(&e).1,
+            Error::NonFiniteResult {
+                pass: "DeepLIFT pass",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // relevance that overflows although the forward pass does not: ε = 0 on an output
+    // that is exactly zero is fine (dropped), but 1e38 relevance through weights of 1e10 is not
+    let amp = Network::<f32>::new(
+        &[1],
+        vec![
+            Box::new(Dense::new(array![[1e-10f32]], None).unwrap()),
+            Box::new(Dense::new(array![[1e10f32]], None).unwrap()),
+        ],
+    )
+    .unwrap();
+    let r = amp.attribute(
+        &array![[1.0f32]].into_dyn(),
+        &Target::Relevance(array![[3e38f32]].into_dyn()),
+        &Composite::new(relevance::Gradient),
+    );
+    assert!(r.is_err(), "{r:?}");
+}
+
+#[test]
+fn npy_with_very_many_axes_is_a_valid_file() {
+    // 30 000 axes of length 1: a header beyond 64 KiB, which format version 1 cannot
+    // describe (its length field has 2 bytes); version 2 has 4
+    let a = ArrayD::<f64>::from_elem(IxDyn(&vec![1; 30_000]), 2.5);
+    let bytes = write_npy(&a);
+    assert_eq!(bytes[6], 2, "format version");
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    assert_eq!((12 + len) % 64, 0);
+    assert_eq!(bytes[12 + len - 1], b'\n');
+    assert_eq!(bytes.len(), 12 + len + 8);
+    assert_eq!(f64::from_le_bytes(bytes[12 + len..].try_into().unwrap()), 2.5);
+    // the reader's header limit (64 KiB) refuses it with an error, not a misparse
+    assert!(read_npy::<f64>(&bytes).is_err());
+    // below the limit, version 1 round-trips
+    let b = ArrayD::<f64>::from_elem(IxDyn(&vec![1; 10_000]), 1.5);
+    assert_eq!(read_npy::<f64>(&write_npy(&b)).unwrap(), b);
+}
