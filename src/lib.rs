@@ -58,6 +58,7 @@
 
 mod deeplift;
 mod error;
+pub mod eval;
 mod float;
 pub mod heatmap;
 pub mod io;

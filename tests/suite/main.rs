@@ -12,6 +12,7 @@ mod deeplift_fixtures;
 mod deeplift_properties;
 mod determinism;
 mod errors;
+mod eval;
 mod graph_fixtures;
 mod graph_properties;
 mod hardening;
