@@ -79,7 +79,7 @@ pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRu
 
 pub use network::{
     sum_per_sample, Attribution, GraphBuilder, Network, Node, NodeId, Op, Options, Seed, Target, Trace,
-    MAX_RANK, MAX_SAMPLE_LEN,
+    MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN,
 };
 pub use rules::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,

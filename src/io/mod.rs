@@ -194,7 +194,13 @@ pub(crate) struct Builder<F: Float> {
     graph: GraphBuilder<F>,
     ids: HashMap<String, NodeId>,
     last: NodeId,
+    /// How many more weight values the layers may hold (see [`Builder::limit_weights`]).
+    weights_left: usize,
 }
+
+/// The weight values a loaded network may hold beyond what its file stores (2²⁴), for
+/// weights computed at load time (folded constants, merged batch norms).
+pub const WEIGHT_SLACK: usize = 1 << 24;
 
 impl<F: Float> Builder<F> {
     pub(crate) fn new(input_shape: &[usize]) -> Result<Self> {
@@ -208,7 +214,32 @@ impl<F: Float> Builder<F> {
         let graph = GraphBuilder::new(input_shape)?;
         let last = graph.input();
         let ids = HashMap::from([("input".to_string(), last)]);
-        Ok(Builder { graph, ids, last })
+        Ok(Builder {
+            graph,
+            ids,
+            last,
+            weights_left: usize::MAX,
+        })
+    }
+
+    /// Limits the weight values of all layers together to what a file of `stored_bytes`
+    /// bytes of tensor data can hold (at least 2 bytes per value: float16) plus
+    /// [`WEIGHT_SLACK`]: a weight that several layers share is copied into each, and a
+    /// small file naming one tensor thousands of times must not become gigabytes.
+    pub(crate) fn limit_weights(&mut self, stored_bytes: usize) {
+        self.weights_left = (stored_bytes / 2).saturating_add(WEIGHT_SLACK);
+    }
+
+    /// Takes `n` weight values from the budget.
+    fn take_weights(&mut self, node: &str, n: usize) -> Result<()> {
+        self.weights_left = self.weights_left.checked_sub(n).ok_or_else(|| Error::Format {
+            what: node.to_string(),
+            reason: format!(
+                "the layers' weights add up to more values than the file stores (plus {WEIGHT_SLACK}): a \
+                 tensor shared by many layers is copied into each"
+            ),
+        })?;
+        Ok(())
     }
 
     /// The per-sample output shape of the last node added.
@@ -265,6 +296,15 @@ impl<F: Float> Builder<F> {
             Op::Conv { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
+        let weights = match &op {
+            Op::Conv { weight, bias, .. } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
+            Op::Dense { weight, bias } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
+            Op::Layer(l) => l
+                .as_affine()
+                .map_or(0, |a| a.weight().len() + a.bias().map_or(0, |b| b.len())),
+            _ => 0,
+        };
+        self.take_weights(node, weights)?;
         let id = match op.build().map_err(at_node(node))? {
             NodeOp::Layer(layer) => {
                 if inputs.len() != 1 {

@@ -86,6 +86,7 @@ pub fn from_safetensors_with<F: Float>(
         return Err(Error::EmptyNetwork);
     }
     let mut builder = Builder::<F>::new(&architecture.input_shape)?;
+    builder.limit_weights(weights.len());
     for (i, spec) in architecture.layers.iter().enumerate() {
         let label = label(i, &spec.layer);
         let op = to_op(&tensors, &spec.layer, &label)?;

@@ -1,7 +1,7 @@
 //! [`GraphBuilder`]: a network built node by node, each node naming earlier nodes as its
 //! inputs, so that a cycle cannot be written down; shapes are checked as nodes are added.
 
-use super::{Network, Node, Op, ZeroTrace, MAX_RANK, MAX_SAMPLE_LEN};
+use super::{Network, Node, Op, ZeroTrace, MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Merge};
@@ -131,6 +131,12 @@ impl<F: Float> GraphBuilder<F> {
     /// The name for the next node: `name`, or the node's index if `name` is empty.
     fn claim_name(&self, name: &str) -> Result<String> {
         let index = self.nodes.len();
+        if index >= MAX_NODES {
+            return Err(Error::Graph {
+                node: name.to_string(),
+                reason: format!("a network has at most {MAX_NODES} nodes"),
+            });
+        }
         if name.is_empty() {
             let mut candidate = index.to_string();
             let mut k = 1;

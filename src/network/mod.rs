@@ -26,6 +26,9 @@ pub const MAX_SAMPLE_LEN: usize = 1 << 30;
 /// the shapes a network keeps stay small whatever a file declares.
 pub const MAX_RANK: usize = 16;
 
+/// The largest number of nodes a network may have (2²⁰; ResNet-152 has about 500).
+pub const MAX_NODES: usize = 1 << 20;
+
 /// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
 #[derive(Debug)]
 #[non_exhaustive]

@@ -909,3 +909,53 @@ fn safetensors_graph_architecture() {
         "{err:?}"
     );
 }
+
+/// One weight tensor shared by thousands of layers is copied into each: the loader stops at
+/// the weight budget (what the file stores + 2²⁴ values) instead of growing with the copies.
+#[test]
+fn onnx_weight_shared_by_thousands_of_layers_is_refused_within_the_budget() {
+    let n = 64;
+    let w: Vec<f32> = (0..n * n)
+        .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let mut nodes = Vec::new();
+    let mut prev = "x".to_string();
+    for k in 0..5000 {
+        let out = if k == 4999 {
+            "y".to_string()
+        } else {
+            format!("h{k}")
+        };
+        let mut g = node(&format!("fc{k}"), "Gemm", &[&prev, "W"], &out);
+        g.attribute.push(int_attr("transB", 1));
+        nodes.push(g);
+        prev = out;
+    }
+    let bytes = model(&[n as i64], nodes, vec![floats("W", &[n as i64, n as i64], w)]);
+    let (result, peak) = crate::memory::peak_during(|| from_onnx::<f32>(&bytes));
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("copied into each"), "{err}");
+    let stored = n * n * 4;
+    let bound = 8 * bytes.len() + (64 << 20) + (stored / 2 + relevance::io::WEIGHT_SLACK) * 4;
+    assert!(peak <= bound, "{peak} bytes at peak, bound {bound}");
+    // a few layers sharing it load
+    let mut few = Vec::new();
+    for k in 0..3 {
+        let (i, o) = (
+            if k == 0 { "x".to_string() } else { format!("h{k}") },
+            if k == 2 {
+                "y".to_string()
+            } else {
+                format!("h{}", k + 1)
+            },
+        );
+        let mut g = node(&format!("fc{k}"), "Gemm", &[&i, "W"], &o);
+        g.attribute.push(int_attr("transB", 1));
+        few.push(g);
+    }
+    let w: Vec<f32> = (0..n * n)
+        .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let ok = model(&[n as i64], few, vec![floats("W", &[n as i64, n as i64], w)]);
+    assert_eq!(from_onnx::<f32>(&ok).unwrap().nodes().len(), 3);
+}

@@ -19,6 +19,7 @@ mod hardening;
 mod heatmap;
 mod io;
 mod layers;
+mod memory;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
 #[cfg(feature = "onnx")]

@@ -100,6 +100,42 @@ const LAYERS: &[&str] = &[
     "Shape",
 ];
 
+/// The bytes of tensor data the graph stores: initializers and `Constant` values, inline or
+/// in external data files (their declared lengths, checked when they are read).
+fn stored_bytes(graph: &GraphProto) -> usize {
+    let tensor = |t: &TensorProto| -> usize {
+        let external = t.external_data.iter().find(|e| e.key == "length").map_or_else(
+            || {
+                if t.external_data.is_empty() {
+                    0
+                } else {
+                    // no length: the rest of the file, at most the tensor's own size
+                    t.dims
+                        .iter()
+                        .try_fold(8usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
+                        .unwrap_or(usize::MAX)
+                }
+            },
+            |e| e.value.parse::<usize>().unwrap_or(usize::MAX),
+        );
+        t.raw_data
+            .len()
+            .saturating_add(4 * (t.float_data.len() + t.int32_data.len()))
+            .saturating_add(8 * (t.int64_data.len() + t.double_data.len()))
+            .saturating_add(external)
+    };
+    let constants = graph
+        .node
+        .iter()
+        .flat_map(|n| n.attribute.iter())
+        .filter_map(|a| a.t.as_ref());
+    graph
+        .initializer
+        .iter()
+        .chain(constants)
+        .fold(0usize, |a, t| a.saturating_add(tensor(t)))
+}
+
 /// How errors name a node: its name, or `#index OpType` if it has none.
 fn node_label(index: usize, node: &NodeProto) -> String {
     if node.name.is_empty() {
@@ -205,7 +241,8 @@ pub(super) fn import<F: Float>(
             }
         }
     }
-    let builder = Builder::new(&shape)?;
+    let mut builder = Builder::new(&shape)?;
+    builder.limit_weights(stored_bytes(graph));
     let mut imp = Importer {
         graph,
         dir,
@@ -745,6 +782,16 @@ impl<'a, F: Float> Importer<'a, F> {
                     });
                 }
             }
+        }
+        if value.shape().len() > values::MAX_FOLDED_RANK {
+            return Err(Error::Format {
+                what: label.to_string(),
+                reason: format!(
+                    "folding {op} gave a constant of rank {} (at most {})",
+                    value.shape().len(),
+                    values::MAX_FOLDED_RANK
+                ),
+            });
         }
         self.set(node, 0, Value::Const(value));
         Ok(())

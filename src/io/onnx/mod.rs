@@ -8,6 +8,7 @@
 //! `layers.rs` maps nodes onto layers.
 
 mod attrs;
+mod budget;
 mod import;
 mod layers;
 mod proto;
@@ -177,6 +178,8 @@ pub fn from_onnx_with<F: Float>(bytes: &[u8], options: &OnnxOptions) -> Result<O
 }
 
 fn import<F: Float>(bytes: &[u8], dir: DataDir, options: &OnnxOptions) -> Result<OnnxModel<F>> {
+    // what the decoder will allocate, bounded before it runs
+    budget::check(bytes)?;
     let model = ModelProto::decode(bytes).map_err(|e| Error::Format {
         what: "ONNX model".into(),
         reason: format!("not a valid ONNX protobuf: {e}"),

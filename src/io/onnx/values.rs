@@ -11,6 +11,8 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 /// The largest constant that folding may create (`ConstantOfShape`, `Expand`, `Tile`):
 /// 2²⁴ values, so that a small file cannot make the loader allocate much.
 pub(super) const MAX_FOLDED: usize = 1 << 24;
+/// The most axes a constant evaluated at load time may have.
+pub(super) const MAX_FOLDED_RANK: usize = 16;
 
 /// One entry of an integer tensor: a number, or the batch size, which is unknown when the
 /// file is read (it is what `Shape` of an input-dependent tensor gives at axis 0).
