@@ -151,9 +151,14 @@ pub fn normalize<T: Float>(map: &ArrayView2<'_, T>, normalization: Normalization
         }
     };
     let scale = T::lit(255.0);
+    // a range beyond the float type (values near ±f32::MAX) is computed in f64
+    let wide = !(vmax - vmin).is_finite();
     Ok(map.mapv(|x| {
         let x = if absolute { x.abs() } else { x };
-        if vmax > vmin {
+        if vmax > vmin && wide {
+            let v = (x.as_f64() - vmin.as_f64()) / (vmax.as_f64() - vmin.as_f64()) * 255.0;
+            v.clamp(0.0, 255.0) as u8
+        } else if vmax > vmin {
             // uint8(clip(255 (x - vmin) / (vmax - vmin), 0, 255)): truncation, 0 -> 127.
             let v = (x - vmin) / (vmax - vmin) * scale;
             v.max(T::zero()).min(scale).as_f64() as u8

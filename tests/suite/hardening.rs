@@ -196,3 +196,56 @@ fn npy_with_very_many_axes_is_a_valid_file() {
     let b = ArrayD::<f64>::from_elem(IxDyn(&vec![1; 10_000]), 1.5);
     assert_eq!(read_npy::<f64>(&write_npy(&b)).unwrap(), b);
 }
+
+#[test]
+fn heatmaps_of_values_near_the_float_limit_keep_the_palette() {
+    use relevance::heatmap::{normalize, Normalization};
+    let r = array![[-3e38f32, 0.0, 3e38]];
+    assert_eq!(
+        normalize(&r.view(), Normalization::Symmetric).unwrap(),
+        array![[0u8, 127, 255]]
+    );
+    assert_eq!(
+        normalize(&r.view(), Normalization::Unaligned).unwrap(),
+        array![[0u8, 127, 255]]
+    );
+}
+
+#[test]
+fn huge_geometry_through_the_api_is_an_error_not_an_overflow() {
+    let big = [1usize << 62, usize::MAX / 2, usize::MAX];
+    for &v in &big {
+        for cfg in [
+            Conv2dConfig::default().stride(v),
+            Conv2dConfig::default().dilation(v).padding(v),
+            Conv2dConfig::default().stride(v).padding(v),
+        ] {
+            let c = Conv2d::new(ndarray::Array4::<f64>::ones((1, 1, 2, 2)), None, cfg);
+            if let Ok(c) = c {
+                let r = std::panic::catch_unwind(|| Network::<f64>::new(&[1, 4, 4], vec![Box::new(c)]));
+                assert!(r.is_ok(), "{cfg:?} panicked");
+            }
+        }
+        if let Ok(p) = MaxPool2d::new((2, 2), (v, v), (v / 4, 0)) {
+            let r = std::panic::catch_unwind(|| Network::<f64>::new(&[1, 4, 4], vec![Box::new(p)]));
+            assert!(r.is_ok(), "pool with {v} panicked");
+        }
+    }
+}
+
+/// Resolving a composite is linear in the number of nodes (it was quadratic: 100 000
+/// ReLUs took 9 s).
+#[test]
+fn composites_resolve_in_linear_time() {
+    let layers: Vec<Box<dyn Layer<f32>>> = (0..100_000)
+        .map(|_| Box::new(Relu) as Box<dyn Layer<f32>>)
+        .collect();
+    let net = Network::<f32>::new(&[4], layers).unwrap();
+    let x = array![[1.0f32, -1.0, 2.0, 0.5]].into_dyn();
+    let t = std::time::Instant::now();
+    let a = net
+        .attribute(&x, &Target::Class(0), &Composite::epsilon_plus_flat())
+        .unwrap();
+    assert_eq!(a.relevance[[0, 0]], 1.0);
+    assert!(t.elapsed().as_secs_f64() < 3.0, "{:?}", t.elapsed());
+}
