@@ -249,3 +249,32 @@ fn composites_resolve_in_linear_time() {
     assert_eq!(a.relevance[[0, 0]], 1.0);
     assert!(t.elapsed().as_secs_f64() < 3.0, "{:?}", t.elapsed());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, failure_persistence: None, ..Default::default() })]
+
+    /// Heatmap rendering of arbitrary finite values (any magnitude, any shape up to 8×8×3)
+    /// never fails or panics; the proptest counterpart of `fuzz/fuzz_targets/heatmap.rs`.
+    #[test]
+    fn heatmaps_of_any_finite_values_render(
+        h in 1usize..8,
+        w in 1usize..8,
+        c in proptest::sample::select(vec![1usize, 3]),
+        bits in proptest::collection::vec(proptest::prelude::any::<u32>(), 192),
+    ) {
+        use relevance::heatmap::{normalize, Heatmap, Normalization};
+        let vals: Vec<f32> = bits
+            .iter()
+            .map(|&b| f32::from_bits(b))
+            .map(|v| if v.is_finite() { v } else { 0.0 })
+            .take(c * h * w)
+            .collect();
+        let map = ArrayD::from_shape_vec(IxDyn(&[c, h, w]), vals).unwrap();
+        let img = Heatmap::default().render(&map.view()).unwrap();
+        proptest::prop_assert_eq!((img.width(), img.height()), (w, h));
+        let flat = map.index_axis(ndarray::Axis(0), 0).to_owned().into_dimensionality::<ndarray::Ix2>().unwrap();
+        for n in [Normalization::Symmetric, Normalization::Absolute, Normalization::Unaligned, Normalization::Percentile(2.0)] {
+            normalize(&flat.view(), n).unwrap();
+        }
+    }
+}
