@@ -278,3 +278,66 @@ proptest::proptest! {
         }
     }
 }
+
+/// A custom layer that breaks its promises: its forward pass returns fewer values than
+/// `output_shape` said, or its relevance pass the wrong shape. Both are shape errors naming
+/// the layer, not index panics inside the network.
+#[derive(Debug)]
+struct Liar {
+    forward_short: bool,
+}
+
+impl Layer<f64> for Liar {
+    fn name(&self) -> String {
+        "Liar".into()
+    }
+    fn category(&self) -> relevance::Category {
+        relevance::Category::Activation
+    }
+    fn output_shape(&self, input_shape: &[usize]) -> relevance::Result<Vec<usize>> {
+        Ok(input_shape.to_vec())
+    }
+    fn forward(&self, input: ndarray::ArrayViewD<'_, f64>) -> relevance::Result<ArrayD<f64>> {
+        if self.forward_short {
+            Ok(ArrayD::zeros(IxDyn(&[input.shape()[0], 1])))
+        } else {
+            Ok(input.to_owned())
+        }
+    }
+    fn relevance(
+        &self,
+        _rule: &dyn relevance::Rule<f64>,
+        step: &relevance::Step<'_, f64>,
+    ) -> relevance::Result<ArrayD<f64>> {
+        Ok(ArrayD::zeros(IxDyn(&[step.input.shape()[0], 1])))
+    }
+    fn gradient(
+        &self,
+        step: &relevance::Step<'_, f64>,
+        _grad_output: ndarray::ArrayViewD<'_, f64>,
+    ) -> relevance::Result<ArrayD<f64>> {
+        Ok(ArrayD::zeros(IxDyn(&[step.input.shape()[0], 1])))
+    }
+}
+
+#[test]
+fn a_custom_layer_that_breaks_its_promises_is_a_shape_error() {
+    let x = array![[1.0, 2.0, 3.0]].into_dyn();
+    for short in [true, false] {
+        let net = Network::<f64>::new(
+            &[3],
+            vec![
+                Box::new(Liar { forward_short: short }),
+                Box::new(Dense::new(array![[1.0, 1.0, 1.0]], None).unwrap()),
+            ],
+        )
+        .unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            net.attribute(&x, &Target::Class(0), &Composite::new(LrpEpsilon::default()))
+        }));
+        let e = r.expect("no panic").unwrap_err();
+        let (at, inner_e) = inner(&e);
+        assert_eq!(at, Some(0), "{e}");
+        assert!(matches!(inner_e, Error::Shape { .. }), "{e:?}");
+    }
+}
