@@ -24,6 +24,8 @@
 //! randomisation result as PNG files.
 
 mod perturbation;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod randomisation;
 mod regions;
 mod rng;

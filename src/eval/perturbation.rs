@@ -185,27 +185,39 @@ impl<F: Float> RegionPerturbation<F> {
         let per_call = (self.batch_size / points).max(1);
         let mut shape = x.shape().to_vec();
         for group in jobs.chunks(per_call) {
+            // a step that changes nothing (a region that already holds its replacement, as
+            // the black background of a digit) reuses the previous input's row: the output
+            // of a sample does not depend on its batch, so the curve is the same
             let mut buffer: Vec<F> = Vec::with_capacity(group.len() * points * d);
+            let mut rows: Vec<usize> = Vec::with_capacity(group.len() * points);
             for &(i, order) in group {
                 let sample = &xs[i * d..(i + 1) * d];
                 let ranked = rank_regions(&regions, &a[i * d..(i + 1) * d], (c, h, w), order);
                 let mut current = sample.to_vec();
                 buffer.extend_from_slice(&current);
+                rows.push(buffer.len() / d - 1);
                 for step in ranked.chunks(self.regions_per_step).take(steps) {
+                    let mut changed = false;
                     for &r in step {
+                        let cols = regions.cols(r);
                         for ch in 0..c {
                             for row in regions.rows(r) {
                                 let at = ch * h * w + row * w;
-                                let cols = regions.cols(r);
                                 let (from, to) = (at + cols.start, at + cols.end);
-                                current[from..to].copy_from_slice(&replacement[i][from..to]);
+                                if current[from..to] != replacement[i][from..to] {
+                                    current[from..to].copy_from_slice(&replacement[i][from..to]);
+                                    changed = true;
+                                }
                             }
                         }
                     }
-                    buffer.extend_from_slice(&current);
+                    if changed {
+                        buffer.extend_from_slice(&current);
+                    }
+                    rows.push(buffer.len() / d - 1);
                 }
             }
-            shape[0] = group.len() * points;
+            shape[0] = buffer.len() / d;
             let batch = ArrayD::from_shape_vec(IxDyn(&shape), buffer).expect("rows × sample");
             let out = net.forward(&batch)?;
             let out = out
@@ -217,9 +229,9 @@ impl<F: Float> RegionPerturbation<F> {
                 })?;
             for (g, &(i, order)) in group.iter().enumerate() {
                 let o = order as usize;
+                let t = classes.per_sample[i];
                 for k in 0..points {
-                    let row = out.row(g * points + k);
-                    let t = classes.per_sample[i];
+                    let row = out.row(rows[g * points + k]);
                     logit[o][[i, k]] = row[t];
                     prob[o][[i, k]] = softmax_at(row.as_slice().expect("contiguous"), t);
                 }
