@@ -164,6 +164,14 @@ impl<F: Float> RegionPerturbation<F> {
         }
         crate::tensor::check_finite("attribution", &attribution.view())?;
         let n = x.shape()[0];
+        let predicted;
+        let target = match target {
+            Target::Predicted => {
+                predicted = Target::PerSample(net.predict(x)?);
+                &predicted
+            }
+            t => t,
+        };
         let classes = class_targets(net, target, n)?;
         let regions = Regions::new(h, w, self.patch)?;
         let steps = regions.len().div_ceil(self.regions_per_step);
@@ -362,7 +370,7 @@ pub(crate) fn class_targets<F: Float>(net: &Network<F>, target: &Target<F>, n: u
                 got: v.len(),
             })
         }
-        Target::Relevance(_) => {
+        Target::Relevance(_) | Target::Predicted => {
             return Err(Error::Unsupported {
                 rule: "perturbation evaluation".into(),
                 reason: "needs a target class per sample, not a starting relevance".into(),

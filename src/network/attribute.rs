@@ -20,6 +20,9 @@ pub enum Target<F: Float = f32> {
     /// The starting relevance itself, `[N, outputs]` (or the output's full shape); used as
     /// given, whatever [`Seed`] says.
     Relevance(ArrayD<F>),
+    /// For each sample the class the network predicts (the first largest output, as
+    /// `argmax`); [`Network::predict`] gives those classes.
+    Predicted,
 }
 
 /// How the starting relevance is made from a class target.
@@ -76,6 +79,7 @@ impl<F: Float> Network<F> {
             Target::Relevance(r) => return Ok(r.clone()),
             Target::Class(c) => vec![*c; n],
             Target::PerSample(v) => v.clone(),
+            Target::Predicted => argmax_rows(output),
         };
         let mut r = ArrayD::<F>::zeros(output.raw_dim());
         for (&class, (mut rs, os)) in per_sample
@@ -170,7 +174,7 @@ impl<F: Float> Network<F> {
                 }
                 crate::tensor::check_finite("target relevance", &r.view())
             }
-            Target::Class(_) => Ok(()),
+            Target::Class(_) | Target::Predicted => Ok(()),
         }
     }
 
@@ -365,6 +369,41 @@ impl<F: Float> Network<F> {
     }
 }
 
+/// The first largest output of each sample (NaN never wins).
+pub(crate) fn argmax_rows<F: Float>(output: &ArrayD<F>) -> Vec<usize> {
+    output
+        .axis_iter(Axis(0))
+        .map(|row| {
+            let mut best: Option<(usize, F)> = None;
+            for (i, &v) in row.iter().enumerate() {
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((i, v));
+                }
+            }
+            best.map_or(0, |(i, _)| i)
+        })
+        .collect()
+}
+
+impl<F: Float> Network<F> {
+    /// The class each sample is predicted as: the index of its first largest output.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Dense, Network};
+    /// # fn main() -> relevance::Result<()> {
+    /// let net = Network::new(&[2], vec![Box::new(Dense::new(array![[1.0, 0.0], [0.0, 1.0]], None)?)])?;
+    /// assert_eq!(net.predict(&array![[0.2, 0.9], [3.0, -1.0]].into_dyn())?, vec![1, 0]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Network::forward`].
+    pub fn predict(&self, x: &ArrayD<F>) -> Result<Vec<usize>> {
+        Ok(argmax_rows(&self.forward(x)?))
+    }
+}
+
 /// Sum of an array's values per sample (over all but the first axis).
 pub fn sum_per_sample<F: Float>(a: &ArrayViewD<'_, F>) -> Array1<F> {
     per_sample_sum(a)
@@ -376,6 +415,7 @@ pub(crate) fn target_rows<F: Float>(target: &Target<F>, rows: Range<usize>) -> T
         Target::Class(c) => Target::Class(*c),
         Target::PerSample(v) => Target::PerSample(v[rows].to_vec()),
         Target::Relevance(r) => Target::Relevance(r.slice_axis(Axis(0), Slice::from(rows)).to_owned()),
+        Target::Predicted => Target::Predicted,
     }
 }
 

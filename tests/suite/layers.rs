@@ -490,3 +490,44 @@ fn narrow_forward_gradient_and_errors() {
     assert!(Layer::<f64>::output_shape(&Narrow::new(0, 0, 0), &[4, 1, 2]).is_err());
     assert!(Layer::<f64>::output_shape(&Narrow::new(0, usize::MAX, 2), &[4, 1, 2]).is_err());
 }
+
+/// `Target::Predicted` explains each sample's predicted class (the first largest output)
+/// in every entry point, alone or in a batch.
+#[test]
+fn target_predicted_is_the_argmax() {
+    use relevance::{Baseline, Composite, DeepLift, Dense, LrpEpsilon, Network, Relu, Target};
+    let net = Network::<f64>::new(
+        &[3],
+        vec![
+            Box::new(Dense::new(array![[1.0, -1.0, 0.5], [0.5, 2.0, -1.0], [-1.0, 0.3, 0.2]], None).unwrap()),
+            Box::new(Relu),
+            Box::new(Dense::new(array![[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], Some(array![0.1, -0.1])).unwrap()),
+        ],
+    )
+    .unwrap();
+    let x = array![[1.0, 2.0, 3.0], [3.0, -1.0, 0.5], [0.0, 0.0, 0.0]].into_dyn();
+    let classes = net.predict(&x).unwrap();
+    let y = net.forward(&x).unwrap();
+    for (i, &c) in classes.iter().enumerate() {
+        assert!(y.index_axis(ndarray::Axis(0), i).iter().all(|&v| v <= y[[i, c]]));
+    }
+    assert!(classes.contains(&0) && classes.contains(&1), "{classes:?}");
+    let rules = Composite::new(LrpEpsilon::default());
+    let a = net.attribute(&x, &Target::Predicted, &rules).unwrap();
+    let b = net
+        .attribute(&x, &Target::PerSample(classes.clone()), &rules)
+        .unwrap();
+    assert_eq!(a.relevance, b.relevance);
+    let d1 = net
+        .deeplift(&x, &Target::Predicted, &DeepLift::rescale(), &Baseline::Zero)
+        .unwrap();
+    let d2 = net
+        .deeplift(
+            &x,
+            &Target::PerSample(classes),
+            &DeepLift::rescale(),
+            &Baseline::Zero,
+        )
+        .unwrap();
+    assert_eq!(d1.attribution, d2.attribution);
+}
