@@ -28,7 +28,7 @@ upstream gradient g and PyTorch's input gradient dy/dx^T g):
 
 Format: {"generator", "torch_version", "cases": [{"name", "layer": {"op": ..., params},
 "x": T, "y": T, "g": T, "dx": T}]} with tensors {"shape": [...], "data": [flat C order]}.
-Layer ops and params: "activation" {"kind", "params"}, "avgpool2d" {"kernel", "stride",
+Layer ops and params: "lrn" {"size", "alpha", "beta", "k"} (nn.LocalResponseNorm), "activation" {"kind", "params"}, "avgpool2d" {"kernel", "stride",
 "padding", "ceil_mode", "count_include_pad"}, "adaptive_avgpool2d" {"output"}, "maxpool2d"
 {"kernel", "stride", "padding", "ceil_mode"}, "conv2d" {"weight", "bias" (or null),
 "stride", "pads" [top, left, bottom, right], "dilation", "groups"}, "batchnorm" {"mean",
@@ -152,6 +152,13 @@ def main():
     # zero padding of the last two axes
     xp = torch.randn(2, 3, 4, 5, generator=gen)
     cases.append(case("pad", {"op": "pad", "pads": [[1, 0], [2, 3]]}, lambda t: F.pad(t, (2, 3, 1, 0)), xp, gen))
+
+    # local response normalisation across channels (PyTorch's window; even size included)
+    for size, alpha, beta, k in [(5, 1e-1, 0.75, 2.0), (4, 0.5, 0.6, 1.0), (3, 2.0, 1.5, 0.5)]:
+        xl = torch.randn(2, 7, 3, 3, generator=gen) * 1.5
+        lrn = torch.nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
+        cases.append(case(f"lrn_{size}", {"op": "lrn", "size": size, "alpha": alpha, "beta": beta, "k": k},
+                          lrn, xl, gen))
 
     out = {"generator": "tools/gen_layer_fixtures.py", "torch_version": torch.__version__, "cases": cases}
     os.makedirs(args.out, exist_ok=True)

@@ -26,6 +26,7 @@ mod batchnorm;
 mod conv2d;
 mod dense;
 mod flatten;
+mod lrn;
 mod maxpool;
 mod merge;
 mod pad;
@@ -47,6 +48,7 @@ pub use pad::{Identity, Pad};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
 pub(crate) use softmax::softmax_axis;
+pub use lrn::LocalResponseNorm;
 pub use softmax::Softmax;
 
 use crate::error::Result;
@@ -65,7 +67,8 @@ pub enum Category {
     Convolution,
     /// An elementwise nonlinearity ([`Relu`], [`Sigmoid`], [`Clip`], ...).
     Activation,
-    /// Batch normalisation in evaluation mode, or any per-channel affine map ([`BatchNorm2d`]).
+    /// Batch normalisation in evaluation mode, or any per-channel affine map ([`BatchNorm2d`]);
+    /// also local response normalisation ([`LocalResponseNorm`]).
     BatchNorm,
     /// Max-pooling ([`MaxPool2d`]).
     MaxPool,

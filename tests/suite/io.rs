@@ -332,6 +332,8 @@ mod onnx_proto {
     pub struct AttributeProto {
         #[prost(string, tag = "1")]
         pub name: String,
+        #[prost(float, tag = "2")]
+        pub f: f32,
         #[prost(int64, tag = "3")]
         pub i: i64,
         #[prost(int64, repeated, tag = "8")]
@@ -403,6 +405,7 @@ fn node(name: &str, op: &str, inputs: &[&str], output: &str) -> NodeProto {
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
+        f: 0.0,
         i: 0,
         ints: v.to_vec(),
         r#type: 7,
@@ -412,6 +415,7 @@ fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
 fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
+        f: 0.0,
         i: v,
         ints: vec![],
         r#type: 2,
@@ -958,4 +962,44 @@ fn onnx_weight_shared_by_thousands_of_layers_is_refused_within_the_budget() {
         .collect();
     let ok = model(&[n as i64], few, vec![floats("W", &[n as i64, n as i64], w)]);
     assert_eq!(from_onnx::<f32>(&ok).unwrap().nodes().len(), 3);
+}
+
+/// ONNX `LRN` (AlexNet, CaffeNet, GoogLeNet v1 in the model zoo) loads as
+/// `LocalResponseNorm` with ONNX's channel window; odd sizes equal PyTorch's.
+#[test]
+fn onnx_lrn_loads_with_onnx_semantics() {
+    use relevance::{Layer, LocalResponseNorm};
+    let float_attr = |name: &str, v: f32| AttributeProto {
+        name: name.into(),
+        f: v,
+        i: 0,
+        ints: vec![],
+        r#type: 1,
+    };
+    for size in [3i64, 4] {
+        let mut lrn = node("lrn", "LRN", &["x"], "y");
+        lrn.attribute = vec![
+            int_attr("size", size),
+            float_attr("alpha", 0.5),
+            float_attr("beta", 0.75),
+            float_attr("bias", 2.0),
+        ];
+        let net = from_onnx::<f64>(&model(&[5, 2, 2], vec![lrn], vec![])).unwrap();
+        let x = ndarray::Array::from_shape_fn((1, 5, 2, 2), |(_, c, h, w)| {
+            c as f64 - 1.5 * h as f64 + 0.5 * w as f64
+        })
+        .into_dyn();
+        let want = LocalResponseNorm::onnx(size as usize, 0.5f32 as f64, 0.75, 2.0).unwrap();
+        let y = net.forward(&x).unwrap();
+        assert_eq!(y, Layer::<f64>::forward(&want, x.view()).unwrap());
+        // ONNX's window: for size 4, channels [c − 1, c + 2]; by hand at channel 0, (0, 0):
+        // x = 0, so check channel 1 instead: x = 1, squares of channels 0..=3 at (0, 0)
+        if size == 4 {
+            let d: f64 = 2.0 + 0.5 / 4.0 * (0.0 + 1.0 + 4.0 + 9.0);
+            assert!((y[[0, 1, 0, 0]] - 1.0 / d.powf(0.75)).abs() < 1e-12);
+        }
+    }
+    let mut bad = node("lrn", "LRN", &["x"], "y");
+    bad.attribute = vec![int_attr("size", 0)];
+    assert!(from_onnx::<f64>(&model(&[5, 2, 2], vec![bad], vec![])).is_err());
 }

@@ -82,6 +82,15 @@ fn layer<F: Float>(l: &Value) -> Box<dyn Layer<F>> {
             let pads: Vec<(usize, usize)> = l["pads"].as_array().unwrap().iter().map(pair).collect();
             Box::new(Pad::new(&pads))
         }
+        "lrn" => Box::new(
+            relevance::LocalResponseNorm::new(
+                l["size"].as_u64().unwrap() as usize,
+                l["alpha"].as_f64().unwrap(),
+                l["beta"].as_f64().unwrap(),
+                l["k"].as_f64().unwrap(),
+            )
+            .unwrap(),
+        ),
         other => panic!("unknown layer op {other}"),
     }
 }
@@ -119,7 +128,7 @@ fn layers_match_pytorch() {
         assert!(d < 1e-5, "{name}: f32 forward deviates by {d:e}");
         checked += 1;
     }
-    assert!(checked >= 35, "only {checked} cases");
+    assert!(checked >= 38, "only {checked} cases");
 }
 
 /// The transposed map of every affine layer is the adjoint of its forward map, for grouped

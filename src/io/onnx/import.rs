@@ -91,6 +91,7 @@ const LAYERS: &[&str] = &[
     "Slice",
     "Split",
     "BatchNormalization",
+    "LRN",
     "ImageScaler",
     "Dropout",
     "Identity",

@@ -13,7 +13,7 @@ use crate::float::Float;
 use crate::io::{Op, MAX_DIM};
 use crate::layers::{
     Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Layer,
-    LeakyRelu, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Softmax, Tanh,
+    LeakyRelu, LocalResponseNorm, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Softmax, Tanh,
 };
 use ndarray::{Array1, Array2, Array4, Axis, IxDyn};
 
@@ -144,6 +144,19 @@ impl<'a, F: Float> Importer<'a, F> {
             "Slice" => self.slice(label, node, attrs)?,
             "Split" => return self.split(label, node, attrs),
             "BatchNormalization" => self.batch_norm(label, node, attrs)?,
+            "LRN" => {
+                attrs.only(&["size", "alpha", "beta", "bias"])?;
+                let size = usize::try_from(attrs.int("size", 0)?)
+                    .map_err(|_| unsupported(label, op, "a negative size"))?;
+                let lrn = LocalResponseNorm::onnx(
+                    size,
+                    f64::from(attrs.float("alpha", 1e-4)?),
+                    f64::from(attrs.float("beta", 0.75)?),
+                    f64::from(attrs.float("bias", 1.0)?),
+                )?;
+                let x = self.data(node, 0, label)?;
+                self.layer(label, Op::Layer(Box::new(lrn)), &[x])?
+            }
             "ImageScaler" => {
                 let d = self.data_value(node, 0, label)?;
                 let scale = attrs.float("scale", 1.0)?;

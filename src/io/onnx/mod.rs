@@ -143,6 +143,7 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// | `Conv` (any `group`, `pads`, `auto_pad`) | [`Conv2d`](crate::Conv2d); a following `Add` of one constant per channel is its bias; a zero `Pad` before it joins its padding |
 /// | `Gemm` (`transB`, `alpha`, `beta`), `MatMul` with a constant | [`Dense`](crate::Dense) |
 /// | `BatchNormalization` | [`BatchNorm2d`](crate::BatchNorm2d), merged into the convolution before it by default |
+/// | `LRN` | [`LocalResponseNorm`](crate::LocalResponseNorm) (ONNX's channel window) |
 /// | `Add`, `Sub`, `Mul`, `Div` with a per-channel constant, `ImageScaler` | a per-channel affine layer ([`BatchNorm2d::from_scale_shift`](crate::BatchNorm2d::from_scale_shift)) |
 /// | `Add`, `Mul` of two computed tensors | [`Add`](crate::Add), [`Mul`](crate::Mul) |
 /// | `Concat` | [`Concat`](crate::Concat) |
