@@ -1,0 +1,346 @@
+//! Runs the built `relevance` binary on the bundled digits model and real test digits.
+
+use ndarray::Axis;
+use relevance::heatmap::RgbImage;
+use relevance::io::Digits;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relevance"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A fresh directory under the target directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes the first test digit of `class` as a PNG (and returns its path).
+fn digit_png(dir: &Path, class: u8) -> PathBuf {
+    let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
+    let index = digits.labels.iter().position(|&l| l == class).unwrap();
+    let x = digits.images::<f32>(&[index]).unwrap();
+    let image = x.index_axis(Axis(0), 0);
+    let path = dir.join(format!("digit{class}.png"));
+    RgbImage::from_array(&image, Some((0.0, 1.0)))
+        .unwrap()
+        .save_png(&path)
+        .unwrap();
+    path
+}
+
+fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "file,predicted,predicted_label,score,target,target_label,method,total,gap"
+    );
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn explains_digits_from_png_and_writes_everything() {
+    let dir = scratch("explain_png");
+    let (seven, two) = (digit_png(&dir, 7), digit_png(&dir, 2));
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        seven.to_str().unwrap(),
+        two.to_str().unwrap(),
+        "--composite",
+        "epsilon-gamma-box",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 2);
+    for (row, class) in rows.iter().zip(["7", "2"]) {
+        assert_eq!(row[1], class, "predicted class in {row:?}");
+        assert_eq!(row[4], class, "target in {row:?}");
+        assert_eq!(row[6], "epsilon-gamma-box");
+        let (total, gap): (f32, f32) = (row[7].parse().unwrap(), row[8].parse().unwrap());
+        assert!(total > 0.0);
+        assert!(gap.abs() < 0.5 * total, "gap {gap} of {total}");
+    }
+    for stem in ["digit7_epsilon-gamma-box_c7", "digit2_epsilon-gamma-box_c2"] {
+        for suffix in ["_heatmap.png", "_overlay.png", ".npy"] {
+            let p = out.join(format!("{stem}{suffix}"));
+            assert!(p.is_file(), "{} missing", p.display());
+        }
+    }
+    let r = relevance::io::load_npy::<f32>(out.join("digit7_epsilon-gamma-box_c7.npy")).unwrap();
+    assert_eq!(r.shape(), &[1, 28, 28]);
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("predicted class 7"), "{stdout}");
+}
+
+#[test]
+fn top_k_labels_and_deeplift() {
+    let dir = scratch("topk");
+    let seven = digit_png(&dir, 7);
+    let labels = dir.join("labels.txt");
+    std::fs::write(
+        &labels,
+        "zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        seven.to_str().unwrap(),
+        "--rule",
+        "deeplift",
+        "--target",
+        "top2",
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][1], "7");
+    assert_eq!(rows[0][2], "seven");
+    assert_eq!(rows[0][4], "7");
+    assert_ne!(rows[1][4], "7");
+    for row in &rows {
+        // DeepLIFT conserves: f(x) − f(0) − Σ attribution ≈ 0
+        let gap: f32 = row[8].parse().unwrap();
+        assert!(gap.abs() < 1e-3, "{row:?}");
+    }
+    assert!(text(&o.stdout).contains("7 (seven)"));
+}
+
+#[test]
+fn uint8_npy_is_scaled_with_a_note() {
+    let dir = scratch("uint8");
+    let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
+    let index = digits.labels.iter().position(|&l| l == 3).unwrap();
+    let x = digits
+        .images::<f32>(&[index])
+        .unwrap()
+        .index_axis_move(Axis(0), 0);
+    // a uint8 .npy written by hand: header then the raw bytes
+    let mut padded = "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 28, 28), }".to_string();
+    while (10 + padded.len() + 1) % 64 != 0 {
+        padded.push(' ');
+    }
+    padded.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(padded.as_bytes());
+    bytes.extend(x.iter().map(|&v| (v * 255.0).round() as u8));
+    let npy = dir.join("three.npy");
+    std::fs::write(&npy, bytes).unwrap();
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        npy.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("uint8 array taken as pixels"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(summary_rows(&out)[0][1], "3");
+}
+
+#[test]
+fn rules_lists_every_preset() {
+    let o = run(&["rules"]);
+    assert!(o.status.success());
+    let s = text(&o.stdout);
+    for name in [
+        "epsilon-plus",
+        "epsilon-plus-flat",
+        "epsilon-alpha2-beta1",
+        "epsilon-alpha2-beta1-flat",
+        "epsilon-gamma-box",
+        "layered",
+        "lrp0",
+        "epsilon[=E]",
+        "gamma[=G]",
+        "deeplift",
+    ] {
+        assert!(s.contains(name), "{name} missing from\n{s}");
+    }
+}
+
+#[test]
+fn inspect_lists_nodes_and_rules() {
+    let o = run(&["inspect", "models/digits.onnx"]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let s = text(&o.stdout);
+    assert!(s.contains("total parameters"), "{s}");
+    assert!(s.contains("Convolution"), "{s}");
+    assert!(s.contains("LrpZBox"), "{s}");
+    let o = run(&[
+        "inspect",
+        "models/digits.safetensors",
+        "--arch",
+        "models/digits.json",
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_sentence() {
+    for (args, expect) in [
+        (
+            vec!["explain", "models/digits.onnx", "x.png", "--rule", "nope"],
+            "unknown rule",
+        ),
+        (
+            vec!["explain", "models/digits.onnx", "x.png", "--rule", "lrp0=3"],
+            "takes no parameter",
+        ),
+        (
+            vec!["explain", "models/digits.onnx", "x.png", "--rule", "epsilon=abc"],
+            "finite number",
+        ),
+        (
+            vec!["explain", "models/digits.onnx", "x.png", "--preprocess", "fancy"],
+            "unknown preset",
+        ),
+        (
+            vec!["explain", "models/digits.onnx", "x.png", "--target", "best"],
+            "topK",
+        ),
+        (vec!["explain", "models/digits.onnx"], "INPUT"),
+        (vec!["frobnicate"], "frobnicate"),
+    ] {
+        let o = run(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains(" { "), "{args:?} printed a debug struct: {err}");
+    }
+    // a target out of range is found once the model is loaded: still a usage error
+    let dir = scratch("target_range");
+    let seven = digit_png(&dir, 7);
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        seven.to_str().unwrap(),
+        "--target",
+        "12",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("10 classes"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn failures_exit_1_naming_the_file() {
+    let o = run(&["explain", "models/digits.onnx", "no/such/digit.png"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no/such/digit.png"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(&["inspect", "no/such/model.onnx"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no/such/model.onnx"),
+        "{}",
+        text(&o.stderr)
+    );
+    // not an ONNX file
+    let o = run(&["inspect", "--input-shape", "1,28,28", "README.md"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+}
+
+#[test]
+fn help_lists_the_choices() {
+    let o = run(&["explain", "--help"]);
+    assert!(o.status.success());
+    let s = text(&o.stdout);
+    for word in ["epsilon-gamma-box", "layered", "imagenet", "topK", "deeplift"] {
+        assert!(s.contains(word), "{word} missing from\n{s}");
+    }
+}
+
+#[test]
+fn jpeg_of_another_size_is_resized_and_cropped() {
+    let dir = scratch("jpeg");
+    let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
+    let index = digits.labels.iter().position(|&l| l == 7).unwrap();
+    let x = digits.images::<f32>(&[index]).unwrap();
+    // the digit at twice the size, with 7 black rows above and below: 56 × 70, slightly tinted
+    let img = image::RgbImage::from_fn(56, 70, |px, py| {
+        let y = py as i64 - 7;
+        let v = if (0..56).contains(&y) {
+            x[[0, 0, y as usize / 2, px as usize / 2]]
+        } else {
+            0.0
+        };
+        let v = (v * 255.0).round() as u8;
+        image::Rgb([v, v, (f32::from(v) * 0.9) as u8])
+    });
+    let path = dir.join("seven.jpg");
+    img.save(&path).unwrap();
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains("resized from 56×70 to 28×35 and centre-cropped to 28×28"),
+        "{stdout}"
+    );
+    assert_eq!(summary_rows(&out)[0][1], "7", "{stdout}");
+    assert!(out.join("seven_epsilon-plus_c7_overlay.png").is_file());
+}
+
+#[test]
+fn readme_command_on_the_committed_image() {
+    let out = scratch("readme").join("out");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        "cli/tests/data/seven.png",
+        "--composite",
+        "epsilon-gamma-box",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let rows = summary_rows(&out);
+    assert_eq!(rows[0][0], "cli/tests/data/seven.png");
+    assert_eq!(rows[0][1], "7");
+    assert!(out.join("seven_epsilon-gamma-box_c7_overlay.png").is_file());
+}
