@@ -1003,3 +1003,17 @@ fn onnx_lrn_loads_with_onnx_semantics() {
     bad.attribute = vec![int_attr("size", 0)];
     assert!(from_onnx::<f64>(&model(&[5, 2, 2], vec![bad], vec![])).is_err());
 }
+
+/// `Sum` of any number of computed tensors (older exporters' residual additions).
+#[test]
+fn onnx_sum_of_several_tensors() {
+    let nodes = vec![
+        node("r", "Relu", &["x"], "a"),
+        node("s", "Sum", &["x", "a", "x"], "y"),
+    ];
+    let net = from_onnx::<f64>(&model(&[3], nodes, vec![])).unwrap();
+    let y = net.forward(&array![[1.0, -2.0, 0.5]].into_dyn()).unwrap();
+    assert_eq!(y, array![[3.0, -4.0, 1.5]].into_dyn());
+    let one = from_onnx::<f64>(&model(&[3], vec![node("s", "Sum", &["x"], "y")], vec![]));
+    assert!(one.is_err() || one.unwrap().forward(&array![[1.0, 2.0, 3.0]].into_dyn()).is_ok());
+}

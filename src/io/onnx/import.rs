@@ -61,6 +61,7 @@ const FOLDED: &[&str] = &[
 /// Operators that become layers (or vanish: identities, a trailing softmax).
 const LAYERS: &[&str] = &[
     "Conv",
+    "Sum",
     "Gemm",
     "MatMul",
     "Add",

@@ -25,7 +25,7 @@ impl<'a, F: Float> Importer<'a, F> {
             "Conv" => self.conv(label, node, attrs)?,
             "Gemm" => self.gemm(label, node, attrs)?,
             "MatMul" => self.matmul(label, node)?,
-            "Add" | "Sub" | "Mul" | "Div" => self.arithmetic(label, node)?,
+            "Add" | "Sub" | "Mul" | "Div" | "Sum" => self.arithmetic(label, node)?,
             "Relu" | "Sigmoid" | "Tanh" | "HardSwish" | "LeakyRelu" | "HardSigmoid" | "Elu" | "Gelu"
             | "Clip" => {
                 let layer = self.activation(label, node, attrs)?;
@@ -591,9 +591,22 @@ impl<'a, F: Float> Importer<'a, F> {
         Ok(out)
     }
 
-    /// `Add`, `Sub`, `Mul`, `Div` with data on at least one side.
+    /// `Add`, `Sub`, `Mul`, `Div` with data on at least one side; `Sum` of any number of
+    /// computed tensors (older exporters' residual additions).
     fn arithmetic(&mut self, label: &str, node: &'a NodeProto) -> Result<Data> {
         let op = node.op_type.as_str();
+        if op == "Sum" && node.input.len() != 2 {
+            let mut ids = Vec::with_capacity(node.input.len());
+            for pos in 0..node.input.len() {
+                ids.push(self.data(node, pos, label)?);
+            }
+            return match ids.as_slice() {
+                [] => Err(unsupported(label, op, "no inputs")),
+                [_] => self.alias(node, 0, label),
+                _ => self.layer(label, Op::Merge(Box::new(Add::new())), &ids),
+            };
+        }
+        let op = if op == "Sum" { "Add" } else { op };
         if node.input.len() != 2 {
             return Err(unsupported(label, op, format!("{} inputs", node.input.len())));
         }
