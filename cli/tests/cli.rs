@@ -344,3 +344,35 @@ fn readme_command_on_the_committed_image() {
     assert_eq!(rows[0][1], "7");
     assert!(out.join("seven_epsilon-gamma-box_c7_overlay.png").is_file());
 }
+
+#[test]
+fn rgb_model_with_imagenet_preprocessing_and_an_unsupported_model() {
+    // a 3-channel ResNet fixture (input [3, 48, 48]): the grey digit becomes RGB, is resized
+    // to 55 (48 · 256/224) and centre-cropped; the z^B bounds come from the ImageNet mean/std
+    let out = scratch("imagenet").join("out");
+    let o = run(&[
+        "explain",
+        "tests/fixtures/onnx/exported/resnet_torchscript.onnx",
+        "cli/tests/data/seven.png",
+        "--preprocess",
+        "imagenet",
+        "--composite",
+        "layered",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("resized from 28×28 to 55×55 and centre-cropped to 48×48"));
+    assert!(text(&o.stderr).contains("low [-2.1179, -2.0357, -1.8044], high [2.2489, 2.4286, 2.6400]"));
+    let r =
+        relevance::io::load_npy::<f32>(out.join(format!("seven_layered_c{}.npy", summary_rows(&out)[0][4])));
+    assert_eq!(r.unwrap().shape(), &[3, 48, 48]);
+    // every unsupported operator is named, and the exit code says failure
+    let o = run(&["inspect", "tests/fixtures/onnx/exported/alexnet_dynamo.onnx"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("alexnet_dynamo.onnx") && err.contains("GatherND"),
+        "{err}"
+    );
+}
