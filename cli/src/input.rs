@@ -190,20 +190,32 @@ pub fn load_image(
     let img = if (img.width(), img.height()) == (width, height) {
         img
     } else {
-        let (w0, h0) = (img.width() as f32, img.height() as f32);
-        let side = (width.max(height) as f32 * resize_ratio).round();
-        let scale = side / w0.min(h0);
-        let (w1, h1) = (
-            ((w0 * scale).round() as u32).max(width),
-            ((h0 * scale).round() as u32).max(height),
-        );
+        // torchvision's Resize(side): the shorter side to `side`, the longer to
+        // int(side · long / short); then CenterCrop with offsets int(round((size − crop) / 2))
+        // (Python's round: half to even)
+        let (w0, h0) = (u64::from(img.width()), u64::from(img.height()));
+        let side = (width.max(height) as f32 * resize_ratio).round().max(1.0) as u64;
+        let (w1, h1) = if w0 <= h0 {
+            (side, side * h0 / w0)
+        } else {
+            (side * w0 / h0, side)
+        };
+        let (w1, h1) = ((w1 as u32).max(width), (h1 as u32).max(height));
         notes.push(format!(
             "{shown}: resized from {}×{} to {w1}×{h1} and centre-cropped to {width}×{height}",
             img.width(),
             img.height()
         ));
         let resized = img.resize_exact(w1, h1, FilterType::Triangle);
-        let (left, top) = ((w1 - width) / 2, (h1 - height) / 2);
+        let offset = |extra: u32| {
+            let k = extra / 2;
+            if extra % 2 == 1 && k % 2 == 1 {
+                k + 1
+            } else {
+                k
+            }
+        };
+        let (left, top) = (offset(w1 - width), offset(h1 - height));
         resized.crop_imm(left, top, width, height)
     };
     Ok((to_array(&img, channels), notes))
@@ -326,6 +338,30 @@ mod tests {
         let n = Preprocess::parse("none").unwrap();
         let (low, high) = n.bounds(&[1, 2, 2]).unwrap();
         assert_eq!((low[[0, 0, 0]], high[[0, 0, 0]]), (0.0, 1.0));
+    }
+
+    /// torchvision's `Resize(37)` + `CenterCrop(32)` on a 64 × 48 image (PIL's antialiased
+    /// bilinear), made by `tests/data/make_resize_fixture.py`: equal within 1/255 per pixel.
+    #[test]
+    fn resize_and_crop_match_torchvision() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let (x, notes) = load_image(&data.join("resize_src.png"), &[3, 32, 32], 256.0 / 224.0).unwrap();
+        assert!(notes[0].contains("64×48 to 49×37"), "{notes:?}");
+        let expected = image::open(data.join("resize_expected.png")).unwrap().to_rgb8();
+        let mut worst = 0.0f32;
+        for (c, y, xx) in itertools(3, 32, 32) {
+            let e = f32::from(expected.get_pixel(xx as u32, y as u32).0[c]) / 255.0;
+            worst = worst.max((x[[c, y, xx]] - e).abs());
+        }
+        assert!(
+            worst <= 1.0 / 255.0 + 1e-6,
+            "worst difference {} / 255",
+            worst * 255.0
+        );
+    }
+
+    fn itertools(c: usize, h: usize, w: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        (0..c).flat_map(move |c| (0..h).flat_map(move |y| (0..w).map(move |x| (c, y, x))))
     }
 
     #[test]
