@@ -703,9 +703,16 @@ fn explain_one(
         heat.save_png(&heat_path)
             .map_err(|e| format!("cannot write {}: {e}", heat_path.display()))?;
         let mut written = vec![heat_path.display().to_string()];
-        if input.is_image && (input.x.ndim() == 2 || input.x.ndim() == 3) {
-            let shown_input = args.preprocess.denormalise(&input.x)?;
-            let background = RgbImage::from_array(&shown_input.view(), Some((0.0, 1.0)))
+        let image_like = input.x.ndim() == 2 || (input.x.ndim() == 3 && matches!(input.x.shape()[0], 1 | 3));
+        if image_like {
+            // an image is shown as it was before normalisation; a float array by its own range
+            let background = if input.is_image {
+                let shown_input = args.preprocess.denormalise(&input.x)?;
+                RgbImage::from_array(&shown_input.view(), Some((0.0, 1.0)))
+            } else {
+                RgbImage::from_array(&input.x.view(), None)
+            };
+            let background = background
                 .and_then(|b| b.to_grayscale().upscale(scale))
                 .map_err(|e| format!("{shown}: cannot draw the input: {e}"))?;
             let indices = heatmap

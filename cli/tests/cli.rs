@@ -172,6 +172,21 @@ fn uint8_npy_is_scaled_with_a_note() {
         text(&o.stdout)
     );
     assert_eq!(summary_rows(&out)[0][1], "3");
+    // the same digit as float32 in [0, 1]: taken as it is, the same prediction, an overlay too
+    let float = dir.join("three_f32.npy");
+    relevance::io::save_npy(&float, &x.to_owned()).unwrap();
+    let out = dir.join("out_f32");
+    let o = run(&[
+        "explain",
+        "models/digits.onnx",
+        float.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert!(!text(&o.stdout).contains("uint8 array taken"));
+    assert_eq!(summary_rows(&out)[0][1], "3");
+    assert!(out.join("three_f32_epsilon-plus_c3_overlay.png").is_file());
 }
 
 #[test]
