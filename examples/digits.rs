@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(v) if !v.is_empty() => v,
         // the first test digit of each class
         Ok(_) => (0..10u8)
-            .filter_map(|c| digits.labels.iter().position(|&l| l == c))
+            .filter_map(|c| digits.labels().iter().position(|&l| l == c))
             .collect(),
         Err(e) => {
             return Err(format!("arguments must be test digit indices (0..{}): {e}", digits.len()).into())
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let gap_text: String = gaps.iter().map(|g| format!("{:>10.4}", g[row])).collect();
         println!(
             "{i:>5}  {:>5}  {:>9}  {:>6.2}   {gap_text}",
-            digits.labels[i],
+            digits.labels()[i],
             predicted[row],
             logits[[row, predicted[row]]]
         );

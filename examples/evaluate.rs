@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the test digits are sorted by label: take them evenly spaced, every class alike
     let indices: Vec<usize> = (0..count).map(|k| k * digits.len() / count).collect();
     let x = digits.images::<f32>(&indices)?;
-    let target = Target::PerSample(indices.iter().map(|&i| digits.labels[i] as usize).collect());
+    let target = Target::PerSample(indices.iter().map(|&i| digits.labels()[i] as usize).collect());
     let mean_digit = digits.all_images::<f32>().mean_axis(Axis(0)).expect("500 digits");
 
     let (low, high) = (ArrayD::zeros(vec![]), ArrayD::ones(vec![]));

@@ -73,8 +73,7 @@ pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool2d, BatchNorm2d, Category, Clip, Concat, Conv2d, Conv2dConfig, Dense, Elu, Flatten,
     Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, LocalResponseNorm, MaxPool2d, Merge,
-    MergeStep, Mul,
-    Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Step, Tanh,
+    MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Step, Tanh,
 };
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 

@@ -36,7 +36,7 @@ fn scratch(name: &str) -> PathBuf {
 /// Writes the first test digit of `class` as a PNG (and returns its path).
 fn digit_png(dir: &Path, class: u8) -> PathBuf {
     let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
-    let index = digits.labels.iter().position(|&l| l == class).unwrap();
+    let index = digits.labels().iter().position(|&l| l == class).unwrap();
     let x = digits.images::<f32>(&[index]).unwrap();
     let image = x.index_axis(Axis(0), 0);
     let path = dir.join(format!("digit{class}.png"));
@@ -140,7 +140,7 @@ fn top_k_labels_and_deeplift() {
 fn uint8_npy_is_scaled_with_a_note() {
     let dir = scratch("uint8");
     let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
-    let index = digits.labels.iter().position(|&l| l == 3).unwrap();
+    let index = digits.labels().iter().position(|&l| l == 3).unwrap();
     let x = digits
         .images::<f32>(&[index])
         .unwrap()
@@ -308,7 +308,7 @@ fn help_lists_the_choices() {
 fn jpeg_of_another_size_is_resized_and_cropped() {
     let dir = scratch("jpeg");
     let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
-    let index = digits.labels.iter().position(|&l| l == 7).unwrap();
+    let index = digits.labels().iter().position(|&l| l == 7).unwrap();
     let x = digits.images::<f32>(&[index]).unwrap();
     // the digit at twice the size, with 7 black rows above and below: 56 × 70, slightly tinted
     let img = image::RgbImage::from_fn(56, 70, |px, py| {

@@ -34,15 +34,15 @@ const HEADER: usize = 24;
 /// assert_eq!(digits.len(), 500);
 /// let x = digits.images::<f32>(&[0, 1, 2])?; // [3, 1, 28, 28], values in [0, 1]
 /// assert_eq!(x.shape(), &[3, 1, 28, 28]);
-/// assert!(digits.labels[0] < 10);
+/// assert!(digits.labels()[0] < 10);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digits {
     /// The pixels, `[N, rows, cols]`.
-    pub pixels: Array3<u8>,
+    pixels: Array3<u8>,
     /// One label per image.
-    pub labels: Vec<u8>,
+    labels: Vec<u8>,
 }
 
 fn format_err(reason: String) -> Error {
@@ -104,6 +104,32 @@ impl Digits {
             .map_err(|e| format_err(e.to_string()))?;
         let labels = body[n * rows * cols..].to_vec();
         Ok(Digits { pixels, labels })
+    }
+
+    /// Digits from pixels `[N, rows, cols]` and one label per image.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the counts differ or an image has a zero dimension.
+    pub fn new(pixels: Array3<u8>, labels: Vec<u8>) -> Result<Self> {
+        let (n, rows, cols) = pixels.dim();
+        if labels.len() != n || rows == 0 || cols == 0 {
+            return Err(Error::Shape {
+                what: "digits (one label per image, non-empty images)".into(),
+                expected: vec![labels.len(), rows.max(1), cols.max(1)],
+                got: vec![n, rows, cols],
+            });
+        }
+        Ok(Digits { pixels, labels })
+    }
+
+    /// The pixels, `[N, rows, cols]`.
+    pub fn pixels(&self) -> &Array3<u8> {
+        &self.pixels
+    }
+
+    /// One label per image.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
     }
 
     /// The number of images.

@@ -42,13 +42,13 @@ pub use batchnorm::BatchNorm2d;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use flatten::Flatten;
+pub use lrn::LocalResponseNorm;
 pub use maxpool::MaxPool2d;
 pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
 pub(crate) use softmax::softmax_axis;
-pub use lrn::LocalResponseNorm;
 pub use softmax::Softmax;
 
 use crate::error::Result;

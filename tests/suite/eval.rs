@@ -280,7 +280,7 @@ fn randomising_every_layer_decorrelates_lrp_epsilon() {
     let digits = Digits::load(format!("{dir}/data/digits_test.bin")).unwrap();
     let idx: Vec<usize> = (0..16).collect();
     let x = digits.images::<f32>(&idx).unwrap();
-    let target = Target::PerSample(idx.iter().map(|&i| digits.labels[i] as usize).collect());
+    let target = Target::PerSample(idx.iter().map(|&i| digits.labels()[i] as usize).collect());
     let rule = LrpEpsilon::new(0.25).unwrap();
     let explain =
         |n: &Network<f32>, x: &ArrayD<f32>, t: &Target<f32>| Ok(n.attribute(x, t, &rule)?.relevance);

@@ -341,3 +341,19 @@ fn a_custom_layer_that_breaks_its_promises_is_a_shape_error() {
         assert!(matches!(inner_e, Error::Shape { .. }), "{e:?}");
     }
 }
+
+/// `Digits` cannot be made inconsistent: its fields are private and `Digits::new` checks
+/// one label per image.
+#[test]
+fn digits_are_consistent_by_construction() {
+    use relevance::io::Digits;
+    let pixels = ndarray::Array3::<u8>::zeros((3, 2, 2));
+    assert!(Digits::new(pixels.clone(), vec![1, 2]).is_err());
+    assert!(Digits::new(ndarray::Array3::<u8>::zeros((1, 0, 2)), vec![1]).is_err());
+    let d = Digits::new(pixels, vec![1, 2, 3]).unwrap();
+    assert_eq!(
+        (d.len(), d.labels(), d.pixels().dim()),
+        (3, &[1u8, 2, 3][..], (3, 2, 2))
+    );
+    assert_eq!(d.images::<f32>(&[2]).unwrap().shape(), &[1, 1, 2, 2]);
+}

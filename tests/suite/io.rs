@@ -77,7 +77,7 @@ fn check_against_pytorch(net32: &Network<f32>, net64: &Network<f64>, loader: &st
     let d = digits();
     assert_eq!(d.len(), 500);
     assert_eq!(
-        d.labels.iter().map(|&l| l as usize).collect::<Vec<_>>(),
+        d.labels().iter().map(|&l| l as usize).collect::<Vec<_>>(),
         fx.labels
     );
 
