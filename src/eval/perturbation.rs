@@ -377,7 +377,7 @@ pub(crate) fn class_targets<F: Float>(net: &Network<F>, target: &Target<F>, n: u
             })
         }
     };
-    if let Some((sample, &class)) = per_sample.iter().enumerate().find(|(_, &c)| c >= len_outputs) {
+    if let Some((sample, &class)) = per_sample.iter().enumerate().find(|&(_, &c)| c >= len_outputs) {
         return Err(Error::TargetOutOfRange {
             sample,
             class,

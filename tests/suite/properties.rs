@@ -473,7 +473,7 @@ proptest! {
                     let kept: f64 = rs
                         .iter()
                         .zip(zs.iter())
-                        .filter(|(_, &zj)| zj != 0.0)
+                        .filter(|&(_, &zj)| zj != 0.0)
                         .map(|(&rj, _)| rj)
                         .sum();
                     prop_assert!((got - kept).abs() <= 1e-9 * scale);
