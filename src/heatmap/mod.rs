@@ -82,6 +82,13 @@ impl Heatmap {
     /// As [`reduce_channels`] and [`normalize`].
     pub fn indices<T: Float>(&self, relevance: &ArrayViewD<'_, T>) -> Result<Array2<u8>> {
         let map = reduce_channels(relevance, self.reduction)?;
+        if !map.iter().all(|v| v.is_finite()) && relevance.iter().all(|v| v.is_finite()) {
+            // finite relevance whose channel sum overflows the float type (values near
+            // ±f32::MAX): reduce and normalise in f64 instead
+            let wide = relevance.mapv(|v| v.as_f64());
+            let map = reduce_channels(&wide.view(), self.reduction)?;
+            return normalize(&map.view(), self.normalization);
+        }
         normalize(&map.view(), self.normalization)
     }
 

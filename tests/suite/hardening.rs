@@ -357,3 +357,14 @@ fn digits_are_consistent_by_construction() {
     );
     assert_eq!(d.images::<f32>(&[2]).unwrap().shape(), &[1, 1, 2, 2]);
 }
+
+/// Finite relevance whose channel sum overflows f32 (found by the proptest above).
+#[test]
+fn heatmap_of_channels_summing_beyond_f32_renders() {
+    use relevance::heatmap::Heatmap;
+    let r =
+        ndarray::Array3::<f32>::from_shape_fn((3, 2, 2), |(c, i, _)| if i == 0 { -3e38 } else { c as f32 })
+            .into_dyn();
+    let img = Heatmap::default().render(&r.view()).unwrap();
+    assert_eq!((img.width(), img.height()), (2, 2));
+}
