@@ -500,32 +500,23 @@ pub(super) fn where_<F: Float>(cond: &Const<F>, a: &Const<F>, b: &Const<F>) -> R
     let c = c.broadcast(IxDyn(&shape)).expect("checked");
     let picks: Vec<bool> = c.iter().map(|s| s.int().unwrap_or(1) != 0).collect();
     if let (Const::Int(x), Const::Int(y)) = (a, b) {
-        let (x, y) = (
-            x.broadcast(IxDyn(&shape)).expect("checked"),
-            y.broadcast(IxDyn(&shape)).expect("checked"),
-        );
-        let v = picks
-            .iter()
-            .zip(x.iter().zip(y.iter()))
-            .map(|(&p, (&x, &y))| if p { x } else { y })
-            .collect();
-        return Ok(Const::Int(
-            ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
-        ));
+        return Ok(Const::Int(pick(&picks, x, y, &shape)));
     }
-    let (x, y) = (a.floats()?, b.floats()?);
+    Ok(Const::Float(pick(&picks, &a.floats()?, &b.floats()?, &shape)))
+}
+
+/// `x` where `picks` holds, `y` elsewhere, both broadcast to `shape` (checked by the caller).
+fn pick<T: Clone>(picks: &[bool], x: &ArrayD<T>, y: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
     let (x, y) = (
-        x.broadcast(IxDyn(&shape)).expect("checked"),
-        y.broadcast(IxDyn(&shape)).expect("checked"),
+        x.broadcast(IxDyn(shape)).expect("checked"),
+        y.broadcast(IxDyn(shape)).expect("checked"),
     );
     let v = picks
         .iter()
         .zip(x.iter().zip(y.iter()))
-        .map(|(&p, (&x, &y))| if p { x } else { y })
+        .map(|(&p, (x, y))| if p { x.clone() } else { y.clone() })
         .collect();
-    Ok(Const::Float(
-        ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
-    ))
+    ArrayD::from_shape_vec(IxDyn(shape), v).expect("same length")
 }
 
 /// `Expand` of a constant to (the broadcast of its shape and) `shape`.
