@@ -6,7 +6,8 @@
 //!   channels) are replaced step by step, most relevant first (MoRF) and least relevant
 //!   first (LeRF), and the target score is recorded after each step; [`PerturbationCurves`]
 //!   holds the curves (logit and softmax probability), the AOPC of both orders and the area
-//!   between them (ABPC). All perturbed inputs of a batch of samples go through
+//!   between them (ABPC); [`RegionPerturbation::evaluate_order`] measures one order only
+//!   ([`OrderCurve`]). All perturbed inputs of a batch of samples go through
 //!   [`Network::forward`](crate::Network::forward) in a few large batches.
 //! * [`CascadingRandomisation`] — Adebayo et al. (2018): the dense and convolutional layers
 //!   are re-initialised from the top down, the explanation is recomputed after each, and its
@@ -31,7 +32,7 @@ mod regions;
 mod rng;
 mod similarity;
 
-pub use perturbation::{Order, Perturbation, PerturbationCurves, RegionPerturbation, Score};
+pub use perturbation::{Order, OrderCurve, Perturbation, PerturbationCurves, RegionPerturbation, Score};
 pub use randomisation::{CascadingRandomisation, RandomisationResult};
 pub use regions::Regions;
 pub use similarity::{spearman, ssim};

@@ -153,6 +153,70 @@ impl<F: Float> RegionPerturbation<F> {
         attribution: &ArrayD<F>,
         target: &Target<F>,
     ) -> Result<PerturbationCurves<F>> {
+        let m = self.measure(net, x, attribution, target, &[Order::MoRF, Order::LeRF])?;
+        let [(morf, morf_probability), (lerf, lerf_probability)]: [(Array2<F>, Array2<F>); 2] =
+            m.curves.try_into().expect("two orders measured");
+        Ok(PerturbationCurves {
+            morf,
+            lerf,
+            morf_probability,
+            lerf_probability,
+            perturbed: m.perturbed,
+            regions: m.regions,
+        })
+    }
+
+    /// Perturbs `x` in one order only: half the work of [`evaluate`](Self::evaluate) when
+    /// only one curve is wanted (Quantus' `PixelFlipping` measures MoRF only).
+    ///
+    /// ```
+    /// use ndarray::{array, Array4};
+    /// use relevance::eval::{Order, Perturbation, RegionPerturbation, Score};
+    /// use relevance::{Dense, Flatten, Network, Target};
+    /// # fn main() -> relevance::Result<()> {
+    /// let net = Network::<f64>::new(&[1, 2, 2], vec![
+    ///     Box::new(Flatten),
+    ///     Box::new(Dense::new(array![[3.0, 1.0, 2.0, 0.0]], None)?),
+    /// ])?;
+    /// let x = Array4::from_elem((1, 1, 2, 2), 1.0).into_dyn();
+    /// let r = array![[[[3.0, 1.0], [2.0, 0.0]]]].into_dyn();
+    /// let settings = RegionPerturbation { perturbation: Perturbation::Constant(0.0), ..RegionPerturbation::pixel_flipping() };
+    /// let morf = settings.evaluate_order(&net, &x, &r, &Target::Class(0), Order::MoRF)?;
+    /// assert_eq!(morf.curve(Score::Logit).row(0).to_vec(), vec![6.0, 3.0, 1.0, 0.0, 0.0]);
+    /// assert_eq!(morf.aopc(Score::Logit)[0], 4.0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`evaluate`](Self::evaluate).
+    pub fn evaluate_order(
+        &self,
+        net: &Network<F>,
+        x: &ArrayD<F>,
+        attribution: &ArrayD<F>,
+        target: &Target<F>,
+        order: Order,
+    ) -> Result<OrderCurve<F>> {
+        let mut m = self.measure(net, x, attribution, target, &[order])?;
+        let (logit, probability) = m.curves.pop().expect("one order measured");
+        Ok(OrderCurve {
+            order,
+            logit,
+            probability,
+            perturbed: m.perturbed,
+            regions: m.regions,
+        })
+    }
+
+    /// The curves of the given orders, in that order.
+    fn measure(
+        &self,
+        net: &Network<F>,
+        x: &ArrayD<F>,
+        attribution: &ArrayD<F>,
+        target: &Target<F>,
+        orders: &[Order],
+    ) -> Result<Measured<F>> {
         let (c, h, w) = image_dims(x)?;
         self.check()?;
         if attribution.shape() != x.shape() {
@@ -184,12 +248,14 @@ impl<F: Float> RegionPerturbation<F> {
         let xs = xs.as_slice().expect("standard layout");
         let a = attribution.as_standard_layout();
         let a = a.as_slice().expect("standard layout");
-        let jobs: Vec<(usize, Order)> = (0..n)
-            .flat_map(|i| [(i, Order::MoRF), (i, Order::LeRF)])
+        let jobs: Vec<(usize, usize)> = (0..n)
+            .flat_map(|i| (0..orders.len()).map(move |o| (i, o)))
             .collect();
         let points = steps + 1;
-        let mut logit = [Array2::zeros((n, points)), Array2::zeros((n, points))];
-        let mut prob = [Array2::zeros((n, points)), Array2::zeros((n, points))];
+        let mut curves: Vec<(Array2<F>, Array2<F>)> = orders
+            .iter()
+            .map(|_| (Array2::zeros((n, points)), Array2::zeros((n, points))))
+            .collect();
         let per_call = (self.batch_size / points).max(1);
         let mut shape = x.shape().to_vec();
         for group in jobs.chunks(per_call) {
@@ -198,9 +264,9 @@ impl<F: Float> RegionPerturbation<F> {
             // of a sample does not depend on its batch, so the curve is the same
             let mut buffer: Vec<F> = Vec::with_capacity(group.len() * points * d);
             let mut rows: Vec<usize> = Vec::with_capacity(group.len() * points);
-            for &(i, order) in group {
+            for &(i, o) in group {
                 let sample = &xs[i * d..(i + 1) * d];
-                let ranked = rank_regions(&regions, &a[i * d..(i + 1) * d], (c, h, w), order);
+                let ranked = rank_regions(&regions, &a[i * d..(i + 1) * d], (c, h, w), orders[o]);
                 let mut current = sample.to_vec();
                 buffer.extend_from_slice(&current);
                 rows.push(buffer.len() / d - 1);
@@ -235,23 +301,18 @@ impl<F: Float> RegionPerturbation<F> {
                     expected: vec![shape[0], classes.len_outputs],
                     got: vec![],
                 })?;
-            for (g, &(i, order)) in group.iter().enumerate() {
-                let o = order as usize;
+            for (g, &(i, o)) in group.iter().enumerate() {
                 let t = classes.per_sample[i];
+                let (logit, prob) = &mut curves[o];
                 for k in 0..points {
                     let row = out.row(rows[g * points + k]);
-                    logit[o][[i, k]] = row[t];
-                    prob[o][[i, k]] = softmax_at(row.as_slice().expect("contiguous"), t);
+                    logit[[i, k]] = row[t];
+                    prob[[i, k]] = softmax_at(row.as_slice().expect("contiguous"), t);
                 }
             }
         }
-        let [morf, lerf] = logit;
-        let [morf_probability, lerf_probability] = prob;
-        Ok(PerturbationCurves {
-            morf,
-            lerf,
-            morf_probability,
-            lerf_probability,
+        Ok(Measured {
+            curves,
             perturbed: (0..points)
                 .map(|k| (k * self.regions_per_step).min(regions.len()))
                 .collect(),
@@ -329,6 +390,13 @@ impl<F: Float> RegionPerturbation<F> {
             Perturbation::Blur { radius } => samples.map(|s| box_blur(&s, (c, h, w), *radius)).collect(),
         })
     }
+}
+
+/// What `measure` returns: per order, the logit and probability curves.
+struct Measured<F: Float> {
+    curves: Vec<(Array2<F>, Array2<F>)>,
+    perturbed: Vec<usize>,
+    regions: usize,
 }
 
 /// `(C, H, W)` of a batch `[N, C..., H, W]`, `[N, H, W]` or `[N, D]`.
@@ -489,12 +557,7 @@ impl<F: Float> PerturbationCurves<F> {
     /// (Quantus' `RegionPerturbation` returns the L differences `f(x) − f(x_k)`, k ≥ 1,
     /// whose mean is this value × (L + 1)/L.)
     pub fn aopc(&self, order: Order, score: Score) -> Array1<F> {
-        let c = self.curve(order, score);
-        let points = F::lit(c.ncols() as f64);
-        c.rows()
-            .into_iter()
-            .map(|row| row.iter().fold(F::zero(), |s, &v| s + (row[0] - v)) / points)
-            .collect()
+        aopc_of(self.curve(order, score))
     }
 
     /// ABPC per sample (Schulz et al. 2020): the mean over the points of
@@ -519,4 +582,53 @@ impl<F: Float> PerturbationCurves<F> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What [`RegionPerturbation::evaluate_order`] measured: the curves of one order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderCurve<F: Float> {
+    /// The order the regions were perturbed in.
+    pub order: Order,
+    /// The target logit, `[N, L + 1]`; column 0 is `f(x)`.
+    pub logit: Array2<F>,
+    /// The target's softmax probability, `[N, L + 1]`.
+    pub probability: Array2<F>,
+    /// How many regions are perturbed at each point of the curves (`L + 1` entries).
+    pub perturbed: Vec<usize>,
+    /// How many regions the image has.
+    pub regions: usize,
+}
+
+impl<F: Float> OrderCurve<F> {
+    /// The curves of one score, `[N, L + 1]`.
+    pub fn curve(&self, score: Score) -> &Array2<F> {
+        match score {
+            Score::Logit => &self.logit,
+            Score::Probability => &self.probability,
+        }
+    }
+
+    /// AOPC per sample, as [`PerturbationCurves::aopc`].
+    pub fn aopc(&self, score: Score) -> Array1<F> {
+        aopc_of(self.curve(score))
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.logit.nrows()
+    }
+
+    /// Whether there are no samples (never, for curves that were measured).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `1/(L+1) Σ_k f(x) − f(x_k)` per row.
+fn aopc_of<F: Float>(c: &Array2<F>) -> Array1<F> {
+    let points = F::lit(c.ncols() as f64);
+    c.rows()
+        .into_iter()
+        .map(|row| row.iter().fold(F::zero(), |s, &v| s + (row[0] - v)) / points)
+        .collect()
 }

@@ -262,6 +262,16 @@ fn batching_and_perturbations_are_deterministic() {
         };
         let alone = big.evaluate(&net, &x0, &a0, &t0).unwrap();
         assert_eq!(alone.morf.row(0), cb.morf.row(0), "{p:?}");
+        // one order alone gives the same curves as both together
+        for order in [Order::MoRF, Order::LeRF] {
+            let single = one.evaluate_order(&net, &x, &a, &target, order).unwrap();
+            assert_eq!(single.order, order);
+            for score in [Score::Logit, Score::Probability] {
+                assert_eq!(single.curve(score), cb.curve(order, score), "{p:?} {order:?}");
+                assert_eq!(single.aopc(score), cb.aopc(order, score), "{p:?} {order:?}");
+            }
+            assert_eq!((&single.perturbed, single.regions), (&cb.perturbed, cb.regions));
+        }
     }
 }
 
@@ -328,6 +338,11 @@ fn bad_settings_are_typed_errors() {
         invalid(run(RegionPerturbation::patches(5)).unwrap_err()),
         "patch larger than the image"
     );
+    assert!(invalid(
+        RegionPerturbation::patches(5)
+            .evaluate_order(&net, &x, &r, &t, Order::MoRF)
+            .unwrap_err()
+    ));
     assert!(
         invalid(run(RegionPerturbation::patches(0)).unwrap_err()),
         "zero patch"
