@@ -4,8 +4,8 @@
 //! (batch 1 and 64), the VGG16-shaped network (batch 1) and the ResNet-18-shaped graph
 //! (batch 1 and 16; batch norms merged as zennit's `ResNetCanonizer` does).
 //!
-//! `cargo bench --bench attribution` runs them all (the VGG16 group takes a few minutes);
-//! `cargo bench --bench attribution -- small` only the small CNN, `-- resnet18` the ResNet. `tools/bench_compare.py`
+//! `cargo bench -p relevance-benches --bench attribution` runs them all (the VGG16 group takes a few minutes);
+//! `cargo bench -p relevance-benches --bench attribution -- small` only the small CNN, `-- resnet18` the ResNet. `tools/bench_compare.py`
 //! runs them next to zennit and captum and prints the ratio table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-mod common;
+use relevance_benches as common;
 
 fn rules(channels: usize) -> Vec<(&'static str, Box<dyn RuleSet<f32>>)> {
     let (low, high) = common::bounds(channels);

@@ -2,7 +2,7 @@
 //! of 100 test digits (784 one-pixel steps to black, gradient × input attributions), one
 //! order (the work of Quantus' `PixelFlipping`) and both orders.
 //!
-//! `cargo bench --bench eval`; `tools/bench_eval_quantus.py` times Quantus on the same work.
+//! `cargo bench -p relevance-benches --bench eval`; `tools/bench_eval_quantus.py` times Quantus on the same work.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use relevance::eval::{Order, RegionPerturbation};
@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn pixel_flipping(c: &mut Criterion) {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let net = load_safetensors::<f32>(
         format!("{root}/models/digits.json"),
         format!("{root}/models/digits.safetensors"),

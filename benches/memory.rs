@@ -3,11 +3,11 @@
 //! included), against the weights plus the recorded activations.
 //!
 //! Linux only (reads and resets the peak through `/proc/self`); elsewhere it prints nothing.
-//! `cargo bench --bench memory`; `tools/bench_compare.py` runs it next to the Python peaks.
+//! `cargo bench -p relevance-benches --bench memory`; `tools/bench_compare.py` runs it next to the Python peaks.
 
 use relevance::{Baseline, Composite, DeepLift, LrpEpsilon, Target};
 
-mod common;
+use relevance_benches as common;
 
 /// A `/proc/self/status` field in GB.
 fn status_gb(field: &str) -> Option<f64> {

@@ -10,7 +10,11 @@
 //! (`data/digits_test.bin`), explains the predicted class of each chosen digit with five
 //! methods and writes one grid PNG, one row per digit:
 //!
-//! input | LRP-0 | LRP-ε (ε = 1) | LRP-γ (γ = 0.25) | composite (EpsilonGammaBox) | DeepLIFT
+//! input | LRP-0 | LRP-ε (ε = 1) | LRP-γ (γ = 0.25) | composite (EpsilonGammaBox) | DeepLIFT |
+//! the composite's heatmap over the digit
+//!
+//! with the methods as column titles, each row captioned with the digit's index, label,
+//! predicted class and logit, and a colour bar (a `heatmap::Figure`).
 //!
 //! Red is relevance for the predicted class, blue against it, white zero; each heatmap is
 //! scaled by its own largest |R| (zennit's symmetric `imgify`). The composite is zennit's
@@ -22,12 +26,15 @@
 //! f_c(x) − f_c(0) − Σ R for DeepLIFT (zero up to rounding).
 
 use ndarray::{ArrayD, Axis};
-use relevance::heatmap::{grid, Heatmap, RgbImage};
+use relevance::heatmap::{overlay, Figure, Heatmap, RgbImage};
 use relevance::io::{load_safetensors, Digits};
 use relevance::{Baseline, Composite, DeepLift, Lrp0, LrpEpsilon, LrpGamma, RuleSet, Target};
 
 const SCALE: usize = 3;
 const EPSILON: f64 = 1.0;
+/// How opaque the heatmap is over the digit in the last column (0: only the digit, 1: only
+/// the heatmap).
+const OVERLAY_OPACITY: f64 = 0.6;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = env!("CARGO_MANIFEST_DIR");
@@ -91,31 +98,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scale: SCALE,
         ..Heatmap::default()
     };
-    let mut cells = Vec::new();
+    let mut figure = Figure::new([
+        "input".to_string(),
+        "LRP-0".into(),
+        format!("LRP-ε ({EPSILON})"),
+        "LRP-γ (0.25)".into(),
+        "EpsilonGammaBox".into(),
+        "DeepLIFT".into(),
+        format!("EpsilonGammaBox\nover input ({OVERLAY_OPACITY})"),
+    ])
+    .title("Why the model predicts each digit: red for the predicted class, blue against")
+    .colour_bar(&heatmap.palette, ["−max |R| (against)", "0", "+max |R| (for)"]);
     for (row, &i) in chosen.iter().enumerate() {
-        let image = x.index_axis(Axis(0), row);
-        cells.push(RgbImage::from_array(&image, Some((0.0, 1.0)))?.upscale(SCALE)?);
+        let input = RgbImage::from_array(&x.index_axis(Axis(0), row), Some((0.0, 1.0)))?.upscale(SCALE)?;
+        let mut cells = vec![input.clone()];
         for r in &relevance {
             cells.push(heatmap.render(&r.index_axis(Axis(0), row))?);
         }
+        // the composite's heatmap over the digit, at an adjustable opacity
+        cells.push(overlay(&input, &cells[4], OVERLAY_OPACITY)?);
+        let (label, class) = (digits.labels()[i], predicted[row]);
+        let logit = logits[[row, class]];
+        figure.row(
+            format!("test digit {i}\nlabel {label}\npredicted {class}\nlogit {logit:.2}"),
+            cells,
+        )?;
         let gap_text: String = gaps.iter().map(|g| format!("{:>10.4}", g[row])).collect();
-        println!(
-            "{i:>5}  {:>5}  {:>9}  {:>6.2}   {gap_text}",
-            digits.labels()[i],
-            predicted[row],
-            logits[[row, predicted[row]]]
-        );
+        println!("{i:>5}  {label:>5}  {class:>9}  {logit:>6.2}   {gap_text}");
     }
-    let picture = grid(&cells, chosen.len(), 1 + relevance.len(), 4, [255, 255, 255])?;
+    let picture = figure.render()?;
     let out = std::path::Path::new("out/digits");
     std::fs::create_dir_all(out)?;
     let file = out.join("digits_grid.png");
     picture.save_png(&file)?;
     println!(
-        "\ncolumns: input | LRP-0 | LRP-ε ({EPSILON}) | LRP-γ (0.25) | composite (EpsilonGammaBox) | DeepLIFT (Rescale, zero baseline)"
-    );
-    println!(
-        "wrote {} ({}×{} pixels)",
+        "\nwrote {} ({}×{} pixels): one row per digit, columns input | LRP-0 | LRP-ε ({EPSILON}) | LRP-γ (0.25) | EpsilonGammaBox | DeepLIFT (Rescale, zero baseline) | EpsilonGammaBox over the input",
         file.display(),
         picture.width(),
         picture.height()

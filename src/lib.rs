@@ -61,6 +61,8 @@ mod error;
 pub mod eval;
 mod float;
 pub mod heatmap;
+#[cfg(feature = "image")]
+pub mod image;
 pub mod io;
 pub mod layers;
 mod network;

@@ -7,8 +7,8 @@ Runs, in one go and on the same machine:
     network (batch 1) and torchvision's ResNet-18 (batch 1 and 16; zennit with its
     ResNetCanonizer, the Rust side with its batch norms merged the same way) — random weights,
     as the Rust benches;
-  * the Rust criterion benches (`cargo bench --bench attribution`), with RAYON_NUM_THREADS=THREADS;
-  * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench --bench memory`);
+  * the Rust criterion benches (`cargo bench -p relevance-benches --bench attribution`), with RAYON_NUM_THREADS=THREADS;
+  * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench -p relevance-benches --bench memory`);
 then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
 
 The small-CNN rows are measured in several interleaved rounds (Python, then Rust, then Python
@@ -173,8 +173,8 @@ def python_peaks(model, shape):
 
 
 def rust_peaks():
-    """Runs `cargo bench --bench memory` and returns {call: peak GB} and its report lines."""
-    cmd = ["cargo", "bench", "--bench", "memory"]
+    """Runs `cargo bench -p relevance-benches --bench memory` and returns {call: peak GB} and its report lines."""
+    cmd = ["cargo", "bench", "-p", "relevance-benches", "--bench", "memory"]
     print("$", " ".join(cmd), file=sys.stderr)
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     peaks = {}
@@ -195,7 +195,7 @@ def rust_times(filters, threads, extra=()):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     times = {}
     for f in filters:
-        cmd = ["cargo", "bench", "--bench", "attribution", "--", f, *extra]
+        cmd = ["cargo", "bench", "-p", "relevance-benches", "--bench", "attribution", "--", f, *extra]
         print("$", f"RAYON_NUM_THREADS={threads}", " ".join(cmd), file=sys.stderr)
         out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
         name = None

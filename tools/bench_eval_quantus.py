@@ -6,13 +6,13 @@ per method).
 The same work on both sides: the digits CNN (models/digits.safetensors), N test digits evenly
 spaced over data/digits_test.bin (default 100), their true labels as targets, gradient × input
 attributions, 784 one-pixel steps to "black" (the sample's minimum), logits. Quantus computes the
-MoRF curve only, as `RegionPerturbation::evaluate_order(.., Order::MoRF)` (`cargo bench --bench
+MoRF curve only, as `RegionPerturbation::evaluate_order(.., Order::MoRF)` (`cargo bench -p relevance-benches --bench
 eval`, group pixel_flipping_100_digits/morf); the evaluate example's time column is `evaluate`,
 MoRF and LeRF (twice the forward passes).
 
     ~/venv/bin/pip install torch quantus==0.6.0 safetensors numpy
     ~/venv/bin/python tools/bench_eval_quantus.py [--n 100] [--threads 2] [--batch 256]
-    cargo bench --bench eval                          # the Rust side
+    cargo bench -p relevance-benches --bench eval                          # the Rust side
 """
 import argparse
 import importlib.util

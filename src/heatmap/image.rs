@@ -47,6 +47,39 @@ fn checked_size(width: usize, height: usize) -> Result<usize> {
 }
 
 impl RgbImage {
+    /// The pixel bytes, mutable (for drawing in this crate).
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
+    /// Copies `other` into this image with its top-left corner at `(x, y)`; what falls
+    /// outside is cut off.
+    ///
+    /// ```
+    /// use relevance::heatmap::RgbImage;
+    /// # fn main() -> relevance::Result<()> {
+    /// let mut canvas = RgbImage::filled(3, 2, [255, 255, 255])?;
+    /// canvas.paste(&RgbImage::filled(2, 2, [0, 0, 0])?, 2, 1);
+    /// assert_eq!(canvas.pixel(2, 1), Some([0, 0, 0]));
+    /// assert_eq!(canvas.pixel(1, 1), Some([255, 255, 255]));
+    /// # Ok(()) }
+    /// ```
+    pub fn paste(&mut self, other: &RgbImage, x: usize, y: usize) {
+        if x >= self.width || y >= self.height {
+            return;
+        }
+        let w = other.width.min(self.width - x);
+        for (dy, row) in other
+            .data
+            .chunks_exact(3 * other.width)
+            .take(self.height - y)
+            .enumerate()
+        {
+            let start = 3 * ((y + dy) * self.width + x);
+            self.data[start..start + 3 * w].copy_from_slice(&row[..3 * w]);
+        }
+    }
+
     /// An image of one colour.
     ///
     /// # Errors

@@ -6,9 +6,10 @@
 //!    symmetric `imgify` by default, so zero relevance is index 127);
 //! 3. [`colorize`]: indices → [`RgbImage`] through a 256-entry [`Palette`] (`bwr`, zennit's
 //!    `coldnhot`, matplotlib's `seismic`, `gray`, or any zennit colour-map source);
-//! 4. [`RgbImage::upscale`] (nearest neighbour), [`overlay`] on the input image, [`grid`]
-//!    of several images, and — with the default cargo feature `png` —
-//!    [`RgbImage::save_png`].
+//! 4. [`RgbImage::upscale`] (nearest neighbour), [`overlay`] on the input image (with an
+//!    adjustable opacity), [`grid`] of several images or — with the default cargo feature
+//!    `figure` — a `Figure` with column titles, row captions and a colour bar, and — with
+//!    the default cargo feature `png` — [`RgbImage::save_png`].
 //!
 //! [`Heatmap`] bundles steps 1–4 (without the overlay and grid). Everything except PNG
 //! encoding works without the `png` feature.
@@ -31,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "figure")]
+mod figure;
 mod image;
 mod normalize;
 mod palette;
@@ -38,6 +41,8 @@ mod palette;
 mod png;
 
 pub use self::image::{grid, overlay, RgbImage, MAX_PIXELS};
+#[cfg(feature = "figure")]
+pub use figure::{draw_text, Figure};
 pub use normalize::{normalize, percentile_threshold, reduce_channels, Normalization, Reduction};
 pub use palette::Palette;
 

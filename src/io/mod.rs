@@ -41,7 +41,7 @@ mod safetensors;
 #[cfg(feature = "safetensors")]
 pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
 pub use digits::Digits;
-pub use npy::{load_npy, read_npy, save_npy, write_npy};
+pub use npy::{load_npy, npy_element_type, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
 pub use onnx::{from_onnx, from_onnx_with, load_onnx, load_onnx_with, OnnxModel, OnnxOptions};
 #[cfg(feature = "safetensors")]

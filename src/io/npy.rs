@@ -19,6 +19,48 @@ fn npy_err(reason: impl Into<String>) -> Error {
     }
 }
 
+/// The header text of a `.npy` file, where it starts and its length.
+fn npy_header(bytes: &[u8]) -> Result<(&str, usize, usize)> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err(npy_err("not an .npy file (bad magic)"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(npy_err(format!("format version {v} is not supported"))),
+    };
+    if header_len > MAX_HEADER || start + header_len > bytes.len() {
+        return Err(npy_err(format!(
+            "header of {header_len} bytes does not fit in the file"
+        )));
+    }
+    let header =
+        std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| npy_err("header is not text"))?;
+    Ok((header, start, header_len))
+}
+
+/// The element type a `.npy` file declares (`"<f4"`, `"|u1"`, ...), to tell pixels stored
+/// as `uint8` (0..=255) from preprocessed floats before [`read_npy`] converts both.
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::io::{npy_element_type, write_npy};
+/// # fn main() -> relevance::Result<()> {
+/// assert_eq!(npy_element_type(&write_npy(&array![1.0_f32].into_dyn()))?, "<f4");
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::Format`] for a bad magic or header.
+pub fn npy_element_type(bytes: &[u8]) -> Result<String> {
+    let (header, _, _) = npy_header(bytes)?;
+    let descr = dict_value(header, "descr").ok_or_else(|| npy_err("header has no 'descr'"))?;
+    Ok(descr.trim_matches(|c| c == '\'' || c == '"').to_string())
+}
+
 /// Decodes a `.npy` file held in memory (format versions 1–3) into an array of `F`.
 ///
 /// Supported element types: little-endian `f4`, `f8`, `i4`, `i8`, and `u1`/`i1` (integers
@@ -39,24 +81,7 @@ fn npy_err(reason: impl Into<String>) -> Error {
 /// [`Error::Format`] for a bad magic or header, an unsupported element type, more than
 /// 2²⁸ values, or a data section of the wrong length.
 pub fn read_npy<F: Float>(bytes: &[u8]) -> Result<ArrayD<F>> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(npy_err("not an .npy file (bad magic)"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(npy_err(format!("format version {v} is not supported"))),
-    };
-    if header_len > MAX_HEADER || start + header_len > bytes.len() {
-        return Err(npy_err(format!(
-            "header of {header_len} bytes does not fit in the file"
-        )));
-    }
-    let header =
-        std::str::from_utf8(&bytes[start..start + header_len]).map_err(|_| npy_err("header is not text"))?;
+    let (header, start, header_len) = npy_header(bytes)?;
     let descr = dict_value(header, "descr").ok_or_else(|| npy_err("header has no 'descr'"))?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let fortran = match dict_value(header, "fortran_order") {

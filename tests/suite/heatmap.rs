@@ -546,3 +546,87 @@ fn golden_cases_render_without_png() {
         .iter()
         .all(|(_, img)| img.width() >= 32 && img.height() >= 32));
 }
+
+/// A figure letters its titles and captions (ink appears where they go and nowhere in the
+/// cells), places every image whole, draws the palette as its colour bar, and refuses rows
+/// of the wrong length.
+#[cfg(feature = "figure")]
+#[test]
+fn figures_title_caption_and_colour_bar() {
+    use relevance::heatmap::Figure;
+    let red = RgbImage::filled(20, 10, [255, 0, 0]).unwrap();
+    let blue = RgbImage::filled(20, 10, [0, 0, 255]).unwrap();
+    let make = |caption: &str| {
+        let mut f = Figure::new(["first column", "b"]).padding(4);
+        f.row(caption, vec![red.clone(), blue.clone()]).unwrap();
+        f
+    };
+    let plain = make("").render().unwrap();
+    // no caption: the first column starts one padding from the left
+    let (w, h) = (plain.width(), plain.height());
+    let count = |img: &RgbImage, color: [u8; 3]| {
+        (0..img.height())
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.pixel(x, y) == Some(color))
+            .count()
+    };
+    assert_eq!(count(&plain, [255, 0, 0]), 200, "the red image, whole");
+    assert_eq!(count(&plain, [0, 0, 255]), 200, "the blue image, whole");
+    // ink (dark grey or black pixels) in the header band above the images
+    let first_red_row = (0..h)
+        .find(|&y| (0..w).any(|x| plain.pixel(x, y) == Some([255, 0, 0])))
+        .unwrap();
+    let ink = |img: &RgbImage, ys: std::ops::Range<usize>, xs: std::ops::Range<usize>| {
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| img.pixel(x, y).is_some_and(|p| p.iter().all(|&c| c < 128)))
+            .count()
+    };
+    assert!(
+        ink(&plain, 0..first_red_row, 0..w) > 20,
+        "column titles are drawn"
+    );
+    // the first column is as wide as its title, wider than its 20-pixel image
+    assert!(w > 2 * 20 + 3 * 4 + 40);
+
+    let captioned = make("caption\nline 2").title("A title").render().unwrap();
+    assert!(captioned.width() > w, "the caption column widens the figure");
+    assert!(
+        captioned.height() > h,
+        "the title and two caption lines heighten it"
+    );
+    let red_x = (0..captioned.width())
+        .find(|&x| (0..captioned.height()).any(|y| captioned.pixel(x, y) == Some([255, 0, 0])))
+        .unwrap();
+    assert!(
+        ink(&captioned, 0..captioned.height(), 0..red_x) > 20,
+        "the caption is drawn left of the row"
+    );
+
+    let barred = make("")
+        .colour_bar(&Palette::bwr(), ["-", "0", "+"])
+        .render()
+        .unwrap();
+    let bar_y = (0..barred.height()).rev().find(|&y| {
+        barred.pixel(barred.width() / 2, y) == Some(Palette::bwr().color(128))
+            || barred.pixel(barred.width() / 2, y) == Some(Palette::bwr().color(127))
+    });
+    assert!(
+        bar_y.is_some(),
+        "the bar's middle has the palette's middle colour"
+    );
+    assert!(count(&barred, Palette::bwr().color(0)) >= 1 && count(&barred, Palette::bwr().color(255)) >= 1);
+
+    let mut wrong = Figure::new(["a", "b"]);
+    assert!(matches!(
+        wrong.row("x", vec![red.clone()]),
+        Err(Error::Image { .. })
+    ));
+    assert!(
+        matches!(Figure::new(["a"]).render(), Err(Error::Image { .. })),
+        "no rows"
+    );
+    assert!(matches!(
+        Figure::new(Vec::<String>::new()).render(),
+        Err(Error::Image { .. })
+    ));
+}

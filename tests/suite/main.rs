@@ -17,6 +17,8 @@ mod graph_fixtures;
 mod graph_properties;
 mod hardening;
 mod heatmap;
+#[cfg(all(feature = "image", feature = "png"))]
+mod images;
 mod io;
 mod layers;
 mod memory;

@@ -1,8 +1,7 @@
 //! Pictures of a faithfulness evaluation (cargo feature `plot`): the MoRF/LeRF curves of
 //! several methods in one PNG, and the randomisation result as rows of heatmaps per
 //! randomised layer above a similarity curve. Drawn with `plotters` on its bitmap backend,
-//! text in the embedded DejaVu Sans Mono (its licence is `DejaVuSansMono.LICENSE` next to
-//! this file), encoded by the crate's own PNG writer.
+//! text in the embedded DejaVu Sans Mono (its licence is `src/fonts/DejaVuSansMono.LICENSE`), encoded by the crate's own PNG writer.
 
 use super::{Order, PerturbationCurves, RandomisationResult, Score};
 use crate::error::{Error, Result};
@@ -12,7 +11,7 @@ use ndarray::{ArrayD, Axis};
 use plotters::prelude::*;
 use std::path::Path;
 
-static FONT: &[u8] = include_bytes!("DejaVuSansMono.ttf");
+static FONT: &[u8] = include_bytes!("../../fonts/DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// Registers the embedded font once.

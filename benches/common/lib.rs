@@ -1,8 +1,6 @@
 //! Networks shared by the benches: the small CNN, the VGG16-shaped network of the speed
 //! issue and a ResNet-18-shaped graph, with seeded random weights (no data files needed).
 
-#![allow(dead_code)]
-
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
 use relevance::{
     Add, AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dense, Flatten, GraphBuilder, Layer, MaxPool2d,
@@ -16,7 +14,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> f32 {
+    pub fn uniform(&mut self) -> f32 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,7 +22,7 @@ impl Rng {
         (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     pub fn array(&mut self, shape: &[usize], scale: f32) -> ArrayD<f32> {
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.next() * scale)
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.uniform() * scale)
     }
 }
 
