@@ -358,7 +358,7 @@ fn inspect(args: &ModelArgs) -> Result<(), Failure> {
 
     // the rule each composite gives the affine nodes (bounds: pixels in [0, 1])
     let infos = net.node_infos();
-    let (low, high) = Preprocess::parse("none")?.bounds(net.input_shape())?;
+    let (low, high) = input::bounds(&Preprocess::none(), net.input_shape())?;
     let affine: Vec<usize> = (0..infos.len())
         .filter(|&k| infos[k].category.is_affine())
         .collect();
@@ -452,7 +452,7 @@ fn explain(args: ExplainArgs) -> Result<(), Failure> {
 
     // a symbolic ONNX input gets its shape from --size (channels from the preset)
     let fallback = args.size.map(|(h, w)| {
-        let c = if args.preprocess.mean.len() == 3 { 3 } else { 1 };
+        let c = if args.preprocess.mean().len() == 3 { 3 } else { 1 };
         vec![c, h, w]
     });
     let model = load_model(&args.model, fallback)?;
@@ -492,12 +492,12 @@ fn explain(args: ExplainArgs) -> Result<(), Failure> {
             .cloned()
             .unwrap_or_default()
     };
-    let (low, high) = args.preprocess.bounds(&shape).map_err(Failure::Usage)?;
+    let (low, high) = input::bounds(&args.preprocess, &shape).map_err(Failure::Usage)?;
     if method.uses_bounds() {
         let fmt = |a: &ArrayD<f32>| a.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", ");
         eprintln!(
             "note: z^B bounds from --preprocess {}: low [{}], high [{}] (the normalised pixel values 0 and 1)",
-            args.preprocess.name,
+            args.preprocess.name(),
             fmt(&low),
             fmt(&high)
         );
@@ -706,9 +706,8 @@ fn explain_one(
         let image_like = input.x.ndim() == 2 || (input.x.ndim() == 3 && matches!(input.x.shape()[0], 1 | 3));
         if image_like {
             // an image is shown as it was before normalisation; a float array by its own range
-            let background = if input.is_image {
-                let shown_input = args.preprocess.denormalise(&input.x)?;
-                RgbImage::from_array(&shown_input.view(), Some((0.0, 1.0)))
+            let background = if let Some(pixels) = &input.pixels {
+                RgbImage::from_array(&pixels.view(), Some((0.0, 1.0)))
             } else {
                 RgbImage::from_array(&input.x.view(), None)
             };
