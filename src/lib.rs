@@ -60,6 +60,8 @@ mod deeplift;
 mod error;
 pub mod eval;
 mod float;
+#[cfg(all(feature = "onnx", feature = "image", feature = "png", feature = "figure"))]
+pub mod guide;
 pub mod heatmap;
 #[cfg(feature = "image")]
 pub mod image;

@@ -402,6 +402,46 @@ impl<F: Float> Network<F> {
     pub fn predict(&self, x: &ArrayD<F>) -> Result<Vec<usize>> {
         Ok(argmax_rows(&self.forward(x)?))
     }
+
+    /// The `k` most likely classes of each sample with their outputs, largest first (ties:
+    /// the lower class first), as `torch.topk` on the logits. Explain the r-th of them with
+    /// `Target::PerSample(top.iter().map(|t| t[r].0).collect())`.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Dense, Network};
+    /// # fn main() -> relevance::Result<()> {
+    /// let net = Network::new(&[3], vec![Box::new(Dense::new(array![[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], None)?)])?;
+    /// let top = net.top_k(&array![[0.2, 0.9, 0.5]].into_dyn(), 2)?;
+    /// assert_eq!(top, vec![vec![(1, 0.9), (2, 0.5)]]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `k` is 0 or more than the network's outputs; as
+    /// [`Network::forward`].
+    pub fn top_k(&self, x: &ArrayD<F>, k: usize) -> Result<Vec<Vec<(usize, F)>>> {
+        let outputs: usize = self.output_shape().iter().product();
+        if k == 0 || k > outputs {
+            return Err(Error::InvalidParameter {
+                rule: "top_k",
+                reason: format!("k must be in 1..={outputs} (the network's outputs), got {k}"),
+            });
+        }
+        let out = self.forward(x)?;
+        let n = out.shape()[0];
+        let flat = out.as_standard_layout();
+        let flat = flat.as_slice().expect("standard layout");
+        Ok((0..n)
+            .map(|i| {
+                let row = &flat[i * outputs..(i + 1) * outputs];
+                let mut idx: Vec<usize> = (0..outputs).collect();
+                // finite outputs (forward checks), so the comparison is total
+                idx.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap_or(std::cmp::Ordering::Equal));
+                idx.into_iter().take(k).map(|c| (c, row[c])).collect()
+            })
+            .collect())
+    }
 }
 
 /// Sum of an array's values per sample (over all but the first axis).

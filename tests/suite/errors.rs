@@ -1179,3 +1179,54 @@ proptest! {
         }
     }
 }
+
+/// `top_k` sorts each sample's outputs (largest first, ties to the lower class), its first
+/// entry is `predict`, and k outside 1..=outputs is a typed error.
+#[test]
+fn top_k_sorts_outputs_and_checks_k() {
+    let net = Network::<f64>::new(
+        &[4],
+        vec![Box::new(
+            Dense::new(
+                ndarray::Array2::from_shape_fn((5, 4), |(o, i)| ((o * 7 + i * 3) % 5) as f64 - 2.0),
+                None,
+            )
+            .unwrap(),
+        )],
+    )
+    .unwrap();
+    let x = ndarray::array![[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]].into_dyn();
+    let logits = net.forward(&x).unwrap();
+    let top = net.top_k(&x, 5).unwrap();
+    let predicted = net.predict(&x).unwrap();
+    for (i, row) in top.iter().enumerate() {
+        assert_eq!(row[0].0, predicted[i]);
+        for w in row.windows(2) {
+            assert!(
+                w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0),
+                "{row:?}"
+            );
+        }
+        for &(c, v) in row {
+            assert_eq!(v, logits[[i, c]]);
+        }
+    }
+    // the zero input ties every class: 0, 1, 2 in order
+    assert_eq!(
+        net.top_k(&x, 3).unwrap()[2]
+            .iter()
+            .map(|t| t.0)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    for k in [0, 6] {
+        assert!(
+            matches!(net.top_k(&x, k), Err(Error::InvalidParameter { .. })),
+            "k = {k}"
+        );
+    }
+    assert!(matches!(
+        net.top_k(&ndarray::ArrayD::zeros(vec![1, 3]), 1),
+        Err(Error::Shape { .. } | Error::AtLayer { .. })
+    ));
+}

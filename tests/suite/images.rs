@@ -51,13 +51,14 @@ fn resize_and_crop_match_torchvision() {
         eprintln!("{name}: worst {worst}/255, mean {mean:.3}/255");
         if name.starts_with("jpeg") {
             // two JPEG decoders (libjpeg-turbo in PIL, zune-jpeg here) may differ in IDCT
-            // rounding and chroma upsampling (measured: 2/255 worst, 0.39/255 mean)
+            // rounding and chroma upsampling (measured: 2/255 worst, 0.32/255 mean)
             assert!(
                 worst <= 4.0 && mean <= 1.0,
                 "{name}: worst {worst}/255, mean {mean}/255"
             );
         } else {
-            assert!(worst <= 1.0, "{name}: worst {worst}/255 (mean {mean})");
+            // Pillow's resampling re-implemented: the same bytes
+            assert!(worst < 1e-9, "{name}: worst {worst}/255 (mean {mean})");
         }
     }
 }

@@ -113,8 +113,24 @@ impl DeepLift {
         }
     }
 
-    /// Rescale at every activation, cross-max at max-pools (captum's `DeepLift`, with the
-    /// max-pool rule that captum intends).
+    /// Rescale at every activation, cross-max at max-pools: captum's `DeepLift`, with the
+    /// max-pool rule that captum intends.
+    ///
+    /// **captum users**: on networks where a `ReLU` module feeds a `MaxPool2d` (most CNNs,
+    /// the bundled digits model among them) captum 0.9.0 routes the pool by the gradient
+    /// instead (its issue #1104), so its numbers differ from these (by 21 % of the
+    /// attribution's norm on the digits model) and do not sum to `f(x) − f(x̄)`. For
+    /// captum's exact numbers use `DeepLift::rescale().with_max_pool(MaxPoolRule::Gradient)`
+    /// (checked against captum in float64 to ~1e-15, `tests/suite/deeplift_fixtures.rs`).
+    /// Captum's convergence delta is `Σ attribution − (f(x) − f(x̄))`, the negative of
+    /// [`DeepLiftAttribution::delta`](crate::DeepLiftAttribution::delta).
+    ///
+    /// ```
+    /// use relevance::rules::MaxPoolRule;
+    /// use relevance::DeepLift;
+    /// let like_captum = DeepLift::rescale().with_max_pool(MaxPoolRule::Gradient);
+    /// assert_eq!(like_captum.max_pool(), MaxPoolRule::Gradient);
+    /// ```
     pub fn rescale() -> Self {
         Self::with_nonlinear(NonlinearRule::Rescale)
     }
