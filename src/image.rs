@@ -790,7 +790,13 @@ mod tests {
         // Pillow 12's Image.resize(.., BILINEAR) on the same rows
         let row = |v: &[u8]| Pixels::checked(v.len(), 1, 1, v.to_vec()).unwrap();
         assert_eq!(row(&[0, 200, 0, 200]).resize(2, 1).data, vec![86, 114]);
-        assert_eq!(row(&[10, 20, 30, 40, 50, 60, 70]).resize(3, 1).data, vec![19, 40, 61]);
-        assert_eq!(row(&[10, 250, 30]).resize(7, 1).data, vec![10, 44, 147, 250, 156, 61, 30]);
+        assert_eq!(
+            row(&[10, 20, 30, 40, 50, 60, 70]).resize(3, 1).data,
+            vec![19, 40, 61]
+        );
+        assert_eq!(
+            row(&[10, 250, 30]).resize(7, 1).data,
+            vec![10, 44, 147, 250, 156, 61, 30]
+        );
     }
 }
