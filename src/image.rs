@@ -220,13 +220,14 @@ impl Preprocess {
     /// # Errors
     /// [`Error::InvalidParameter`] if a list has neither one value nor one per channel.
     pub fn per_channel(&self, channels: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-        let expand = |values: &[f64], what: &str| match values.len() {
+        let expand = |values: &[f64], what: &str| {
+            match values.len() {
             1 => Ok(vec![values[0]; channels]),
             n if n == channels => Ok(values.to_vec()),
             n => Err(invalid(format!(
-                "preprocessing {}: {n} {what} values for an input of {channels} channels",
+                "the {} preprocessing has {n} {what} values, which do not fit an input of {channels} channel(s): give one value, or one per channel",
                 self.name
-            ))),
+            ))),        }
         };
         Ok((expand(&self.mean, "mean")?, expand(&self.std, "std")?))
     }

@@ -17,10 +17,23 @@ pub struct Input {
     pub notes: Vec<String>,
 }
 
+/// The library's message for a bad preprocessing value, without the error kind's prefix.
+fn reason(e: relevance::Error) -> String {
+    match e {
+        relevance::Error::InvalidParameter { reason, .. } => reason,
+        e => e.to_string(),
+    }
+}
+
+/// Parses `--preprocess` (clap's value parser).
+pub fn parse_preprocess(text: &str) -> Result<Preprocess, String> {
+    Preprocess::parse(text).map_err(reason)
+}
+
 /// The z^B bounds of `pre` for a per-sample input shape, as a usage error naming the flag.
 pub fn bounds(pre: &Preprocess, shape: &[usize]) -> Result<(ArrayD<f32>, ArrayD<f32>), String> {
     pre.bounds::<f32>(shape)
-        .map_err(|e| format!("--preprocess {}: {e}", pre.name()))
+        .map_err(|e| format!("--preprocess {}: {}", pre.name(), reason(e)))
 }
 
 /// Reads a `.npy` input of the per-sample shape `shape` (a leading batch axis of 1, or a

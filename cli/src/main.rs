@@ -76,7 +76,7 @@ struct ExplainArgs {
     /// Image preprocessing after scaling pixels to [0, 1]: imagenet (resize 256, crop 224,
     /// ImageNet mean/std), mnist, none, or mean=M1,M2,M3,std=S1,S2,S3. Also sets the z^B
     /// bounds (the normalised 0 and 1).
-    #[arg(long, value_name = "PRESET", default_value = "none", value_parser = Preprocess::parse)]
+    #[arg(long, value_name = "PRESET", default_value = "none", value_parser = input::parse_preprocess)]
     preprocess: Preprocess,
     /// The image size the model takes (resize + centre-crop target), when its input shape is
     /// symbolic; default the model's input height and width.
