@@ -226,6 +226,8 @@ pub fn randomisation<F: Float>(
                 (FAMILY, 18),
             )
             .margin(15)
+            // room for the last layer's name, centred on the right edge
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..steps as f64, -1.05f64..1.05f64)
