@@ -9,6 +9,10 @@ Writes tests/fixtures/images/:
                      torchvision's ToTensor() output (before normalisation) times 255 (exact
                      integers) as a flat list
 
+Also cli/tests/data/seven_56x70.jpg: the first test digit 7 of data/digits_test.bin at twice the
+size (nearest neighbour) with 7 black rows above and below, slightly tinted (blue at 90 %), JPEG
+quality 90: the CLI test of resizing a JPEG of another size.
+
 Cases (all through torchvision.transforms on PIL images, as a PyTorch user's eval pipeline):
   rgb_imagenet_32   Resize(round(32 * 256/224) = 37) + CenterCrop(32), RGB (photo.png)
   grey_mnist_28     convert("L") + Resize(28) + CenterCrop(28) (photo.png)
@@ -54,6 +58,19 @@ def case(name, file, shape, ratio):
             "expected_u8": [int(round(v * 255)) for v in x.reshape(-1)]}
 
 
+def seven_jpeg():
+    raw = open(os.path.join(ROOT, "data", "digits_test.bin"), "rb").read()
+    assert raw[:8] == b"RLVDIGIT"
+    _, n, rows, cols = np.frombuffer(raw[8:24], dtype="<u4")
+    pixels = np.frombuffer(raw[24:24 + n * rows * cols], dtype=np.uint8).reshape(n, rows, cols)
+    labels = np.frombuffer(raw[24 + n * rows * cols:], dtype=np.uint8)
+    digit = pixels[int(np.argmax(labels == 7))]
+    big = np.zeros((70, 56), dtype=np.uint8)
+    big[7:63] = digit.repeat(2, axis=0).repeat(2, axis=1)
+    rgb = np.stack([big, big, (big.astype(np.float64) * 0.9).astype(np.uint8)], axis=-1)
+    Image.fromarray(rgb, "RGB").save(os.path.join(ROOT, "cli", "tests", "data", "seven_56x70.jpg"), quality=90)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     src = photo()
@@ -65,6 +82,7 @@ def main():
         case("rgb_odd_crop", "photo.png", [3, 21, 17], 256 / 224),
         case("jpeg_rgb_32", "photo.jpg", [3, 32, 32], 256 / 224),
     ]
+    seven_jpeg()
     meta = {"torchvision": torchvision.__version__, "pillow": Image.__version__, "cases": cases}
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(meta, f)

@@ -307,22 +307,10 @@ fn help_lists_the_choices() {
 #[test]
 fn jpeg_of_another_size_is_resized_and_cropped() {
     let dir = scratch("jpeg");
-    let digits = Digits::load(root().join("data/digits_test.bin")).unwrap();
-    let index = digits.labels().iter().position(|&l| l == 7).unwrap();
-    let x = digits.images::<f32>(&[index]).unwrap();
-    // the digit at twice the size, with 7 black rows above and below: 56 × 70, slightly tinted
-    let img = image::RgbImage::from_fn(56, 70, |px, py| {
-        let y = py as i64 - 7;
-        let v = if (0..56).contains(&y) {
-            x[[0, 0, y as usize / 2, px as usize / 2]]
-        } else {
-            0.0
-        };
-        let v = (v * 255.0).round() as u8;
-        image::Rgb([v, v, (f32::from(v) * 0.9) as u8])
-    });
+    // the first test digit 7 at twice the size with 7 black rows above and below (56 × 70),
+    // slightly tinted: written by tools/gen_image_fixtures.py
     let path = dir.join("seven.jpg");
-    img.save(&path).unwrap();
+    std::fs::copy(root().join("cli/tests/data/seven_56x70.jpg"), &path).unwrap();
     let out = dir.join("out");
     let o = run(&[
         "explain",
