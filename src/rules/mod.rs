@@ -8,6 +8,11 @@
 //! rules are all data for one shared engine (`rules/engine.rs`), after zennit's
 //! `BasicHook`: modify inputs and parameters, stabilised division, transposed pass,
 //! multiply by the (modified) input.
+//!
+//! Float types: rules with scalar parameters ([`Lrp0`], [`LrpEpsilon`], [`LrpGamma`], ...,
+//! [`DeepLift`]) implement [`Rule<F>`] for both `f32` and `f64` (parameters are stored as
+//! `f64` and checked in the network's type when used); rules holding arrays ([`LrpZBox`],
+//! composites with z^B bounds) carry the network's float type `F`.
 
 mod composite;
 pub(crate) mod deeplift;
