@@ -239,3 +239,45 @@ fn bad_images_are_typed_errors() {
         Err(Error::Image { reason, .. }) if reason.contains("resizing")
     ));
 }
+
+/// `bytes` with bits flipped at `flips` (positions modulo the length) and cut at `cut`.
+fn mutate(mut data: Vec<u8>, flips: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+    let n = data.len();
+    for &(pos, bit) in flips {
+        data[pos % n] ^= 1 << bit;
+    }
+    if let Some(c) = cut {
+        data.truncate(c % (n + 1));
+    }
+    data
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Bit flips and truncations of real PNG and JPEG files decode or fail with a typed
+    /// error; they never panic, and what decodes has the asked shape and finite pixels in
+    /// [0, 1].
+    #[test]
+    fn mutated_images_never_panic(
+        flips in proptest::collection::vec((0usize..4096, 0u8..8), 0..6),
+        cut in proptest::option::of(0usize..4096),
+        jpeg in proptest::bool::ANY,
+        grey in proptest::bool::ANY,
+    ) {
+        let file = if jpeg { "photo.jpg" } else { "photo.png" };
+        let data = mutate(std::fs::read(fixture(file)).unwrap(), &flips, cut);
+        let shape = if grey { [1, 28, 28] } else { [3, 32, 32] };
+        match decode_image::<f32>(&data, &shape, &Preprocess::none().with_resize_ratio(1.2).unwrap()) {
+            Ok(img) => {
+                proptest::prop_assert_eq!(img.pixels.shape(), &shape[..]);
+                proptest::prop_assert!(img.pixels.iter().all(|p| (0.0..=1.0).contains(p)));
+            }
+            Err(e) => proptest::prop_assert!(matches!(e, Error::Image { .. }), "{e:?}"),
+        }
+    }
+}
