@@ -2,7 +2,7 @@
 # Seeds the fuzz corpora from the repository's own files (models, fixtures, data).
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/onnx corpus/safetensors corpus/npy corpus/digits
+mkdir -p corpus/onnx corpus/safetensors corpus/npy corpus/digits corpus/image
 cp ../models/*.onnx ../tests/fixtures/onnx/exported/*.onnx ../tests/fixtures/onnx/real/*.onnx corpus/onnx/
 # the safetensors target reads "JSON then weights", split at a position given by byte 0
 for arch in ../models/*.json; do
@@ -17,4 +17,5 @@ sys.stdout.buffer.write(bytes([b]) + j + w)
 PY
 done
 cp ../data/digits_test.bin corpus/digits/
-echo "seeded: $(ls corpus/onnx | wc -l) onnx, $(ls corpus/safetensors | wc -l) safetensors, $(ls corpus/digits | wc -l) digits"
+cp ../tests/fixtures/images/photo.png ../tests/fixtures/images/photo.jpg ../examples/data/seven.png ../cli/tests/data/seven_56x70.jpg corpus/image/
+echo "seeded: $(ls corpus/onnx | wc -l) onnx, $(ls corpus/safetensors | wc -l) safetensors, $(ls corpus/digits | wc -l) digits, $(ls corpus/image | wc -l) images"
