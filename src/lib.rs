@@ -17,8 +17,11 @@
 //! batch-norm canonizer.
 //!
 //! [`Network::deeplift`] explains the difference to a [`Baseline`] with [`DeepLift`]
-//! (Rescale, RevealCancel, DeepLiftShap); [`heatmap`] renders relevance as images, and
-//! [`io`] loads networks from safetensors or ONNX files.
+//! (Rescale, RevealCancel, DeepLiftShap); [`heatmap`] renders relevance as images and
+//! labelled figures, [`io`] loads networks from safetensors or ONNX files, `image` (feature
+//! `image`) prepares PNG/JPEG inputs as torchvision does, and [`eval`] measures how faithful
+//! an explanation is. The guide `guide::pytorch` walks from a PyTorch model to heatmap
+//! PNGs.
 //!
 //! How it works: [`Network::trace`] records every value; then one explicit loop runs from
 //! the last node to the first (adding up what comes back where a value feeds several
