@@ -311,8 +311,9 @@ pub struct LoadedImage<F: Float> {
     pub pixels: ArrayD<F>,
     /// The decoded image's width and height.
     pub original: (usize, usize),
-    /// The size it was resized to before the centre crop, if it was resized (an image of
-    /// exactly the input's size is taken as it is).
+    /// The size it was resized to before the centre crop, if the resize changed its size
+    /// (with ratio 1 an image of the input's size is taken as it is; with the ImageNet ratio a
+    /// 224×224 image is resized to 256×256 and cropped, as torchvision does).
     pub resized: Option<(usize, usize)>,
 }
 
@@ -333,6 +334,9 @@ fn image_shape(shape: &[usize]) -> Result<(usize, usize, usize)> {
 /// `[C, H, W]` (C = 1: grey as PIL's `convert("L")`; C = 3: RGB): resized as torchvision's
 /// `Resize(round(max(H, W) · ratio))` (the shorter side; PIL's antialiased bilinear),
 /// centre-cropped as `CenterCrop((H, W))`, scaled to [0, 1] and normalised.
+///
+/// 16-bit PNGs are reduced to 8 bits by their high byte (Pillow opens 16-bit grey as
+/// `I;16`, whose `convert("L")` clips instead: such files can differ from torchvision).
 ///
 /// # Errors
 /// [`Error::Image`] for a shape that is not an image, bytes that are no PNG or JPEG, a
@@ -381,21 +385,26 @@ fn decode_named<F: Float>(
     } else {
         decoded.to_rgb()
     };
-    let (img, resized) = if original == (width, height) {
-        (img, None)
+    // torchvision's Resize, skipped (as Pillow skips it) when it keeps the size, then CenterCrop
+    let (w1, h1) = resize_target(original, (width, height), pre.resize_ratio);
+    if w1.saturating_mul(h1) > MAX_IMAGE_PIXELS || w1 > MAX_SIDE || h1 > MAX_SIDE {
+        return Err(err(format!(
+            "resizing {}×{} to a shorter side of {} gives {w1}×{h1}, more than {MAX_IMAGE_PIXELS} pixels or a side beyond {MAX_SIDE}",
+            original.0,
+            original.1,
+            w1.min(h1)
+        )));
+    }
+    let resized = ((w1, h1) != original).then_some((w1, h1));
+    let img = if resized.is_some() {
+        img.resize(w1, h1)
     } else {
-        let (w1, h1) = resize_target(original, (width, height), pre.resize_ratio);
-        if w1.saturating_mul(h1) > MAX_IMAGE_PIXELS {
-            return Err(err(format!(
-                "resizing {}×{} to a shorter side of {} gives {w1}×{h1}, more than {MAX_IMAGE_PIXELS} pixels",
-                original.0,
-                original.1,
-                w1.min(h1)
-            )));
-        }
-        let resized = img.resize(w1, h1);
-        let (left, top) = (crop_offset(w1 - width), crop_offset(h1 - height));
-        (resized.crop(left, top, width, height), Some((w1, h1)))
+        img
+    };
+    let img = if (w1, h1) == (width, height) {
+        img
+    } else {
+        img.crop(crop_offset(w1 - width), crop_offset(h1 - height), width, height)
     };
     let scale = F::lit(1.0 / 255.0);
     let pixels = Array3::from_shape_fn((channels, height, width), |(c, y, x)| {
@@ -612,7 +621,7 @@ impl Coefficients {
             let count = xmax.saturating_sub(xmin).min(ksize);
             let k: Vec<f64> = (0..count)
                 .map(|x| {
-                    let t = ((x + xmin) as f64 - center + 0.5) / filterscale;
+                    let t = ((x + xmin) as f64 - center + 0.5) * (1.0 / filterscale);
                     (1.0 - t.abs()).max(0.0)
                 })
                 .collect();
@@ -684,7 +693,10 @@ fn decode_jpeg(bytes: &[u8]) -> std::result::Result<Pixels, String> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
-    if !bytes.windows(2).any(|w| w == [0xFF, 0xD9]) {
+    // the end-of-image marker after the last start-of-scan (an EXIF thumbnail before it has
+    // its own)
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+    if !bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9]) {
         // the decoder fills a truncated scan with grey (as libjpeg, where PIL refuses
         // "image file is truncated")
         return Err("truncated: no end-of-image marker".into());

@@ -18,6 +18,8 @@ Cases (all through torchvision.transforms on PIL images, as a PyTorch user's eva
   grey_mnist_28     convert("L") + Resize(28) + CenterCrop(28) (photo.png)
   rgb_odd_crop      Resize(round(21 * 256/224) = 24) + CenterCrop((21, 17)), RGB: odd crop margins
   jpeg_rgb_32       as rgb_imagenet_32 on photo.jpg (decoders differ: checked to a looser bound)
+  square_imagenet   square.png (the photo's top-left 32x32) for a 32x32 input with the ImageNet
+                    ratio: an image of the input's size is still resized (to 37) and cropped
 
     ~/venv/bin/pip install torch torchvision pillow numpy
     ~/venv/bin/python tools/gen_image_fixtures.py
@@ -54,6 +56,7 @@ def case(name, file, shape, ratio):
     x = t(img).double().numpy()
     assert list(x.shape) == shape, (name, x.shape)
     return {"name": name, "file": file, "shape": shape, "resize_ratio": ratio,
+            "original": list(Image.open(os.path.join(OUT, file)).size),
             # ToTensor of an 8-bit PIL image is exactly k / 255: stored as k
             "expected_u8": [int(round(v * 255)) for v in x.reshape(-1)]}
 
@@ -76,11 +79,13 @@ def main():
     src = photo()
     src.save(os.path.join(OUT, "photo.png"))
     src.save(os.path.join(OUT, "photo.jpg"), quality=90)
+    src.crop((0, 0, 32, 32)).save(os.path.join(OUT, "square.png"))
     cases = [
         case("rgb_imagenet_32", "photo.png", [3, 32, 32], 256 / 224),
         case("grey_mnist_28", "photo.png", [1, 28, 28], 1.0),
         case("rgb_odd_crop", "photo.png", [3, 21, 17], 256 / 224),
         case("jpeg_rgb_32", "photo.jpg", [3, 32, 32], 256 / 224),
+        case("square_imagenet", "square.png", [3, 32, 32], 256 / 224),
     ]
     seven_jpeg()
     meta = {"torchvision": torchvision.__version__, "pillow": Image.__version__, "cases": cases}

@@ -42,7 +42,10 @@ pub fn bounds(pre: &Preprocess, shape: &[usize]) -> Result<(ArrayD<f32>, ArrayD<
 pub fn load_npy_input(path: &Path, shape: &[usize], pre: &Preprocess) -> Result<Input, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let read = read_npy_input::<f32>(&bytes, pre).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    // scaled (uint8) but not yet normalised: the shape is fixed first, so a wrong shape is
+    // reported as such and not as a channel mismatch of the preprocessing
+    let read = read_npy_input::<f32>(&bytes, &Preprocess::none())
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
     let mut x = read.input;
     let mut notes = Vec::new();
     if x.shape() != shape {
@@ -62,8 +65,9 @@ pub fn load_npy_input(path: &Path, shape: &[usize], pre: &Preprocess) -> Result<
             "{shown}: uint8 array taken as pixels: scaled to [0, 1] and normalised with --preprocess {}",
             pre.name()
         ));
-        let mut p = x.clone();
-        pre.denormalize(&mut p).map_err(|e| format!("{shown}: {e}"))?;
+        let p = x.clone();
+        pre.normalize(&mut x)
+            .map_err(|e| format!("{shown}: --preprocess {}: {}", pre.name(), reason(e)))?;
         Some(p)
     } else {
         let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -89,11 +93,16 @@ pub fn load_input(path: &Path, shape: &[usize], pre: &Preprocess) -> Result<Inpu
     match ext.as_str() {
         "npy" => load_npy_input(path, shape, pre),
         "png" | "jpg" | "jpeg" => {
-            let img = load_image::<f32>(path, shape, pre).map_err(|e| match e {
-                relevance::Error::Image { what, reason } if what.starts_with("model input") => format!(
-                    "{}: the model's input {shape:?} is not an image [C, H, W] with 1 or 3 channels; give a .npy array of that shape ({reason})",
+            if !matches!(shape, [1 | 3, _, _]) {
+                return Err(format!(
+                    "{}: the model's input {shape:?} is not an image [C, H, W] with 1 or 3 channels; give a .npy array of that shape",
                     path.display()
-                ),
+                ));
+            }
+            let img = load_image::<f32>(path, shape, pre).map_err(|e| match e {
+                relevance::Error::InvalidParameter { reason, .. } => {
+                    format!("{}: --preprocess {}: {reason}", path.display(), pre.name())
+                }
                 e => e.to_string(),
             })?;
             let mut notes = Vec::new();

@@ -14,8 +14,14 @@ fn font() -> FontRef<'static> {
     FontRef::try_from_slice(FONT).expect("the embedded font parses")
 }
 
-/// The width in pixels of one line of `text` at `size` pixels.
-pub(crate) fn text_width(text: &str, size: f32) -> usize {
+/// The width in pixels of one line of `text` drawn by [`draw_text`] at `size` pixels
+/// (clamped as there).
+pub fn text_width(text: &str, size: f32) -> usize {
+    let size = if size.is_finite() {
+        size.clamp(1.0, MAX_FONT_SIZE)
+    } else {
+        1.0
+    };
     let font = font();
     let scaled = font.as_scaled(PxScale::from(size));
     let mut width = 0.0f32;
@@ -37,9 +43,20 @@ fn line_height(size: f32) -> usize {
     (scaled.ascent() - scaled.descent() + scaled.line_gap()).ceil() as usize
 }
 
+/// The largest letter size [`draw_text`] draws, in pixels.
+pub const MAX_FONT_SIZE: f32 = 1024.0;
+
 /// Draws one line of `text` with its top-left corner at `(x, y)`, blending the glyphs'
-/// coverage into the image; what falls outside is cut off.
+/// coverage into the image; what falls outside is cut off. `size` (pixels) is clamped to
+/// 1..=[`MAX_FONT_SIZE`]; a non-finite size draws nothing.
 pub fn draw_text(image: &mut RgbImage, text: &str, (x, y): (usize, usize), size: f32, color: [u8; 3]) {
+    if !size.is_finite() {
+        return;
+    }
+    let size = size.clamp(1.0, MAX_FONT_SIZE);
+    if x >= image.width() || y >= image.height() {
+        return;
+    }
     let font = font();
     let scale = PxScale::from(size);
     let scaled = font.as_scaled(scale);
@@ -57,6 +74,13 @@ pub fn draw_text(image: &mut RgbImage, text: &str, (x, y): (usize, usize), size:
         previous = Some(id);
         if let Some(outlined) = font.outline_glyph(glyph) {
             let bounds = outlined.px_bounds();
+            if bounds.min.x >= width as f32
+                || bounds.min.y >= height as f32
+                || bounds.max.x < 0.0
+                || bounds.max.y < 0.0
+            {
+                continue;
+            }
             outlined.draw(|gx, gy, coverage| {
                 let px = bounds.min.x as i64 + i64::from(gx);
                 let py = bounds.min.y as i64 + i64::from(gy);
@@ -212,7 +236,13 @@ impl Figure {
         };
         let left = pad + if caption_w > 0 { caption_w + pad } else { 0 };
         let grid_w = col_w.iter().sum::<usize>() + pad * (col_w.len() - 1);
-        let width = left + grid_w + pad;
+        // the colour bar spans the grid (at most 512 px) and at least its three labels
+        let labels_w = self.bar.as_ref().map_or(0, |(_, labels)| {
+            labels.iter().map(|l| text_width(l, size)).sum::<usize>() + 4 * pad
+        });
+        let bar_w = grid_w.min(512).max(labels_w);
+        let title_w = self.title.as_ref().map_or(0, |t| widest(t));
+        let width = (left + grid_w.max(bar_w) + pad).max(title_w + 2 * pad);
         let height = pad
             + title_h
             + header_h
@@ -256,9 +286,8 @@ impl Figure {
             y += row_h[r] + pad;
         }
         if let Some((palette, labels)) = &self.bar {
-            // the bar spans the grid, at most 512 px, centred under it
-            let bar_w = grid_w.min(512);
-            let bx = left + (grid_w - bar_w) / 2;
+            // centred under the grid (or, when wider, starting at the grid's left edge)
+            let bx = left + grid_w.saturating_sub(bar_w) / 2;
             let data = out.data_mut();
             for dx in 0..bar_w {
                 let k = if bar_w > 1 {

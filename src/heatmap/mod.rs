@@ -42,7 +42,7 @@ mod png;
 
 pub use self::image::{grid, overlay, RgbImage, MAX_PIXELS};
 #[cfg(feature = "figure")]
-pub use figure::{draw_text, Figure};
+pub use figure::{draw_text, text_width, Figure, MAX_FONT_SIZE};
 pub use normalize::{normalize, percentile_threshold, reduce_channels, Normalization, Reduction};
 pub use palette::Palette;
 

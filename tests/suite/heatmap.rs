@@ -616,6 +616,21 @@ fn figures_title_caption_and_colour_bar() {
     );
     assert!(count(&barred, Palette::bwr().color(0)) >= 1 && count(&barred, Palette::bwr().color(255)) >= 1);
 
+    // a title and bar labels wider than the grid widen the figure instead of being cut
+    let mut narrow = Figure::new(["a"])
+        .title("a title far wider than one small image")
+        .colour_bar(&Palette::bwr(), ["much against", "zero", "much for"]);
+    narrow
+        .row("", vec![RgbImage::filled(10, 10, [0, 0, 0]).unwrap()])
+        .unwrap();
+    let narrow = narrow.render().unwrap();
+    assert!(narrow.width() > relevance::heatmap::text_width("a title far wider than one small image", 14.0));
+    // draw_text refuses absurd sizes without allocating for them
+    let mut tiny = RgbImage::filled(4, 4, [255, 255, 255]).unwrap();
+    relevance::heatmap::draw_text(&mut tiny, "W", (0, 0), f32::INFINITY, [0, 0, 0]);
+    relevance::heatmap::draw_text(&mut tiny, "W", (0, 0), 1e9, [0, 0, 0]);
+    relevance::heatmap::draw_text(&mut tiny, "W", (100, 100), 14.0, [0, 0, 0]);
+
     let mut wrong = Figure::new(["a", "b"]);
     assert!(matches!(
         wrong.row("x", vec![red.clone()]),
