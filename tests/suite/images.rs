@@ -2,7 +2,7 @@
 //! (`tests/fixtures/images/`, from `tools/gen_image_fixtures.py`), the presets' z^B bounds,
 //! uint8 `.npy` inputs, and typed errors for files that are not images or are hostile.
 
-use crate::common::load;
+use crate::common::{load, mutate};
 use ndarray::{Array3, ArrayD, IxDyn};
 use relevance::image::{decode_image, load_image, read_npy_input, Preprocess, MAX_SIDE};
 use relevance::io::write_npy;
@@ -245,18 +245,6 @@ fn bad_images_are_typed_errors() {
         decode_image::<f32>(&thin, &[3, 224, 224], &Preprocess::imagenet()),
         Err(Error::Image { reason, .. }) if reason.contains("resizing")
     ));
-}
-
-/// `bytes` with bits flipped at `flips` (positions modulo the length) and cut at `cut`.
-fn mutate(mut data: Vec<u8>, flips: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
-    let n = data.len();
-    for &(pos, bit) in flips {
-        data[pos % n] ^= 1 << bit;
-    }
-    if let Some(c) = cut {
-        data.truncate(c % (n + 1));
-    }
-    data
 }
 
 proptest::proptest! {

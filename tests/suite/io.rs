@@ -2,6 +2,7 @@
 //! PyTorch logits of `tools/train_digits.py`; bad files give typed errors, never panics.
 #![cfg(all(feature = "safetensors", feature = "onnx"))]
 
+use crate::common::mutate;
 use ndarray::{array, ArrayD};
 use proptest::prelude::*;
 use relevance::io::{
@@ -174,17 +175,6 @@ fn try_architecture(text: &[u8], weights: &[u8]) {
             try_safetensors(&arch, weights);
         }
     }
-}
-
-fn mutate(mut data: Vec<u8>, flips: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
-    let n = data.len();
-    for &(pos, bit) in flips {
-        data[pos % n] ^= 1 << bit;
-    }
-    if let Some(c) = cut {
-        data.truncate(c % (n + 1));
-    }
-    data
 }
 
 fn arch() -> Architecture {

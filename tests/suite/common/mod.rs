@@ -217,3 +217,16 @@ pub fn graph<F: Float>(fx: &Value) -> Network<F> {
     }
     g.build(ids[fx["output"].as_str().unwrap()]).unwrap()
 }
+
+/// `data` with bits flipped at `flips` (positions modulo the length) and cut at `cut` (modulo
+/// the length + 1): the mutations of the loaders' and decoders' fuzz tests.
+pub fn mutate(mut data: Vec<u8>, flips: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
+    let n = data.len();
+    for &(pos, bit) in flips {
+        data[pos % n] ^= 1 << bit;
+    }
+    if let Some(c) = cut {
+        data.truncate(c % (n + 1));
+    }
+    data
+}
