@@ -24,6 +24,7 @@
 //! With the cargo feature `plot`, `eval::plot` draws the curves of several methods and the
 //! randomisation result as PNG files.
 
+mod curves;
 mod perturbation;
 #[cfg(feature = "plot")]
 pub mod plot;
@@ -32,7 +33,8 @@ mod regions;
 mod rng;
 mod similarity;
 
-pub use perturbation::{Order, OrderCurve, Perturbation, PerturbationCurves, RegionPerturbation, Score};
+pub use curves::{OrderCurve, PerturbationCurves};
+pub use perturbation::{Order, Perturbation, RegionPerturbation, Score};
 pub use randomisation::{CascadingRandomisation, RandomisationResult};
 pub use regions::Regions;
 pub use similarity::{spearman, ssim};
