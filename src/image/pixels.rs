@@ -102,10 +102,7 @@ impl Pixels {
                 for x in 0..width {
                     let (start, k) = coeffs.at(x);
                     for ch in 0..c {
-                        let sum = k.iter().enumerate().fold(ROUNDING, |s, (j, &w)| {
-                            s + i64::from(row[(start + j) * c + ch]) * i64::from(w)
-                        });
-                        out[(y * width + x) * c + ch] = clip8(sum);
+                        out[(y * width + x) * c + ch] = weighted(k, |j| row[(start + j) * c + ch]);
                     }
                 }
             }
@@ -119,10 +116,7 @@ impl Pixels {
             for y in 0..height {
                 let (start, k) = coeffs.at(y);
                 for i in 0..stride {
-                    let sum = k.iter().enumerate().fold(ROUNDING, |s, (j, &w)| {
-                        s + i64::from(img.data[(start + j) * stride + i]) * i64::from(w)
-                    });
-                    out[y * stride + i] = clip8(sum);
+                    out[y * stride + i] = weighted(k, |j| img.data[(start + j) * stride + i]);
                 }
             }
             img.height = height;
@@ -152,9 +146,14 @@ const PRECISION_BITS: u32 = 22;
 /// Half a unit of the last kept bit: the sums round to nearest.
 const ROUNDING: i64 = 1 << (PRECISION_BITS - 1);
 
-/// `v >> PRECISION_BITS`, clamped to 0..=255 (Pillow's `clip8`).
-fn clip8(v: i64) -> u8 {
-    (v >> PRECISION_BITS).clamp(0, 255) as u8
+/// `Σ_j k[j] · sample(j)` in fixed point, rounded and clamped to 0..=255 (Pillow's
+/// `clip8`): one output value of a resampling pass.
+fn weighted(k: &[i32], sample: impl Fn(usize) -> u8) -> u8 {
+    let sum = k
+        .iter()
+        .enumerate()
+        .fold(ROUNDING, |s, (j, &w)| s + i64::from(sample(j)) * i64::from(w));
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
 /// Per output position: the first input index and the fixed-point weights (Pillow's
