@@ -9,7 +9,8 @@ use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap,
-/// `ceil_mode` as PyTorch).
+/// `ceil_mode` as PyTorch; the padding may differ per side, as ONNX's `MaxPool` or an
+/// `F.pad` with −∞ before the pool).
 ///
 /// LRP rules route the relevance of each output to the position of its window's maximum
 /// (the gradient, as zennit and captum's LRP do); on ties the first maximum in row-major
@@ -17,7 +18,7 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 ///
 /// # Shapes
 /// Input `[N, C, H, W]`, output `[N, C, H', W']` with
-/// `H' = ⌊(H + 2·pad − kh) / stride⌋ + 1` (likewise W'; rounded up with
+/// `H' = ⌊(H + pad_top + pad_bottom − kh) / stride⌋ + 1` (likewise W'; rounded up with
 /// [`MaxPool2d::with_ceil_mode`], as long as the last window starts inside the input or
 /// its leading padding).
 ///
@@ -35,7 +36,9 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 pub struct MaxPool2d {
     kernel: (usize, usize),
     stride: (usize, usize),
+    /// Padding before (top, left) and after (bottom, right).
     padding: (usize, usize),
+    pad_end: (usize, usize),
     ceil_mode: bool,
 }
 
@@ -62,8 +65,35 @@ impl MaxPool2d {
             kernel,
             stride,
             padding,
+            pad_end: padding,
             ceil_mode: false,
         })
+    }
+
+    /// The same pool padded by `begin` (top, left) and `end` (bottom, right), each at most
+    /// the kernel size minus one, so that every window holds an input value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] for a padding as large as the kernel.
+    pub fn with_pads(mut self, begin: (usize, usize), end: (usize, usize)) -> Result<Self> {
+        if [begin.0, end.0].iter().any(|&p| p >= self.kernel.0)
+            || [begin.1, end.1].iter().any(|&p| p >= self.kernel.1)
+        {
+            return Err(Error::InvalidLayer {
+                layer: "MaxPool2d",
+                reason: format!(
+                    "padding {begin:?}/{end:?} must be smaller than the kernel {:?}",
+                    self.kernel
+                ),
+            });
+        }
+        (self.padding, self.pad_end) = (begin, end);
+        Ok(self)
+    }
+
+    /// The padding before (top, left) and after (bottom, right).
+    pub fn pads(&self) -> ((usize, usize), (usize, usize)) {
+        (self.padding, self.pad_end)
     }
 
     /// The same pool with PyTorch's `ceil_mode`: output sizes rounded up, so that the
@@ -81,7 +111,7 @@ impl MaxPool2d {
     /// Whether this is the common 2×2 / stride-2 pool without padding whose windows tile
     /// an input of `h × w` exactly or leave the last row and column out (the one-pass paths).
     fn is_plain_2x2(&self, h: usize, w: usize) -> bool {
-        (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0))
+        (self.kernel, self.stride, self.padding, self.pad_end) == ((2, 2), (2, 2), (0, 0), (0, 0))
             && (!self.ceil_mode || (h % 2 == 0 && w % 2 == 0))
     }
 
@@ -93,7 +123,7 @@ impl MaxPool2d {
         Self::new((k, k), (k, k), (0, 0))
     }
 
-    /// Kernel, stride and padding.
+    /// Kernel, stride and padding (before; see [`MaxPool2d::pads`]).
     pub fn params(&self) -> ((usize, usize), (usize, usize), (usize, usize)) {
         (self.kernel, self.stride, self.padding)
     }
@@ -107,12 +137,12 @@ impl MaxPool2d {
                 shape: input_shape.to_vec(),
             });
         }
-        let (ph, pw) = self.padding;
+        let (begin, end) = (self.padding, self.pad_end);
         let ho = window_out(
             input_shape[1],
             self.kernel.0,
             self.stride.0,
-            (ph, ph),
+            (begin.0, end.0),
             1,
             self.ceil_mode,
         );
@@ -120,7 +150,7 @@ impl MaxPool2d {
             input_shape[2],
             self.kernel.1,
             self.stride.1,
-            (pw, pw),
+            (begin.1, end.1),
             1,
             self.ceil_mode,
         );
@@ -129,8 +159,8 @@ impl MaxPool2d {
             _ => Err(Error::InvalidLayer {
                 layer: "MaxPool2d",
                 reason: format!(
-                    "kernel {:?} does not fit the input {:?} padded by {:?}",
-                    self.kernel, input_shape, self.padding
+                    "kernel {:?} does not fit the input {:?} padded by {:?}/{:?}",
+                    self.kernel, input_shape, self.padding, self.pad_end
                 ),
             }),
         }
