@@ -121,8 +121,7 @@ pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &
         let reason = match def {
             None => None,
             Some(def) if def.build.is_none() && !def.fold_always && reads_data => Some(
-                "this operator is only supported on constants (it is evaluated when the file is read), but here \
-                 it acts on data"
+                "evaluated when the file is read, on constants only: here it acts on data"
                     .to_string(),
             ),
             Some(def) if def.fold.is_none() && !reads_data && kinds.contains(&Kind::Const) => Some(

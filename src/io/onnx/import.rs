@@ -173,8 +173,7 @@ impl<'a, F: Float> Importer<'a, F> {
             _ => Err(unsupported(
                 label,
                 op,
-                "this operator is only supported on constants (it is evaluated when the file is read), but \
-                 here it acts on data",
+                "evaluated when the file is read, on constants only: here it acts on data",
             )),
         }
     }

@@ -74,6 +74,14 @@ impl Data {
         }
     }
 
+    /// The pending permutation, if the tensor is one of its node's output.
+    pub(super) fn pending_perm(&self) -> Option<&[usize]> {
+        match &self.view {
+            View::Permuted { perm, .. } => Some(perm),
+            _ => None,
+        }
+    }
+
     /// The same view of another node's output of the same shape (an elementwise layer
     /// applied to the node's axes).
     pub(super) fn with_node(&self, id: NodeId) -> Data {

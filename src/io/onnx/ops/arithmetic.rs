@@ -157,7 +157,7 @@ fn merge_data<'a, F: Float>(
             x.shape, y.shape
         )));
     };
-    if matches!(x.view, View::Permuted { .. }) && x.view == y.view && x.shape == y.shape {
+    if x.pending_perm().is_some() && x.pending_perm() == y.pending_perm() && x.shape == y.shape {
         let out = imp.layer(n.label, Op::Merge(merge), &[x.id, y.id])?;
         return Ok(Data {
             shape,
