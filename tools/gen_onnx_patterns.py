@@ -18,8 +18,8 @@ Patterns
   Transpose to NCHW before every Conv and MaxPool, and back to NHWC after; batch norms written out as Mul and Add by
   [1, 1, 1, C] constants between a Transpose(0, 2, 3, 1) and a Transpose(0, 3, 1, 2); a zero Pad of H and W in NHWC
   before a stride-2 Conv; the residual Add and its Relu in NHWC; a Pad of -inf (opset 11+: the value as an input)
-  before a MaxPool; ReduceMean over axes [1, 2] of the NHWC tensor (keepdims 0) as the global pool; MatMul + Add;
-  Softmax. Opset 13.
+  before a MaxPool; ReduceMean over axes [1, 2] of the NHWC tensor (keepdims 1) and Squeeze as the global pool;
+  MatMul + Add; Softmax. Opset 13.
 * coreml_squeezenet: SqueezeNet layers as onnxmltools converts Apple's CoreML SqueezeNet (itself converted from
   Caffe): Pad nodes with value -3.4028234663852886e+38 (-FLT_MAX, an attribute at opset 7) before MaxPool nodes with
   auto_pad VALID, padding at the end only ([0, 0, 0, 0, 0, 0, 1, 1]: Caffe's ceil-mode pooling), at the beginning of
@@ -130,7 +130,8 @@ def nhwc_resnet(rng):
     h = g.node("Pad", [to_nchw(g, h), pads, neg_inf], mode="constant")
     h = to_nhwc(g, g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2]))  # 6 (+1) → 3
     # global average pool as a mean over the NHWC spatial axes, then the classifier
-    h = g.node("ReduceMean", [h], axes=[1, 2], keepdims=0)
+    h = g.node("ReduceMean", [h], axes=[1, 2], keepdims=1)
+    h = g.node("Squeeze", [h, g.const("axes", [1, 2], dtype=np.int64)])
     logits = g.node("Add", [g.node("MatMul", [h, g.weight("fc", (8, 5), 0.5)]), g.weight("fc_b", (5,), 0.1)])
     out = g.node("Softmax", [logits], axis=-1)
     return g, [12, 12, 3], out, 13

@@ -642,6 +642,38 @@ fn onnx_error_lists_every_refused_node() {
     );
 }
 
+/// A per-axis constant on a transposed tensor: `Transpose` (C, H, W → H, W, C), then `Mul`
+/// by a constant that varies along W (neither the tensor's channels nor its node's), then
+/// `Relu` — the importer moves that axis first for the affine layer and keeps the way back
+/// pending; the result is the file's, computed by hand.
+#[test]
+fn onnx_affine_along_any_axis_of_a_transposed_tensor() {
+    let mut t = node("t", "Transpose", &["x"], "h");
+    t.attribute.push(ints_attr("perm", &[0, 2, 3, 1]));
+    let c = [0.5f32, -2.0, 3.0, 0.25];
+    let bytes = model(
+        &[2, 3, 4],
+        vec![
+            t,
+            node("m", "Mul", &["h", "c"], "z"),
+            node("r", "Relu", &["z"], "y"),
+        ],
+        vec![floats("c", &[1, 1, 4, 1], c.to_vec())],
+    );
+    let net = from_onnx::<f64>(&bytes).unwrap();
+    assert_eq!(net.input_shape(), &[2, 3, 4]);
+    assert_eq!(net.output_shape(), &[3, 4, 2]);
+    let x = ndarray::Array4::from_shape_fn((2, 2, 3, 4), |(n, ch, i, j)| {
+        ((n * 24 + ch * 12 + i * 4 + j) as f64 * 0.37).sin()
+    });
+    let y = net.forward(&x.clone().into_dyn()).unwrap();
+    let want = ndarray::Array4::from_shape_fn((2, 3, 4, 2), |(n, i, j, ch)| {
+        (x[[n, ch, i, j]] * f64::from(c[j])).max(0.0)
+    });
+    let dev = (&y - &want.into_dyn()).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(dev <= 1e-15, "{dev}");
+}
+
 /// The README's table of ONNX operators (section "ONNX", `| operators | become |`) names
 /// exactly the operators of the importer's registry ([`relevance::io::onnx_operators`]):
 /// every operator there appears in the table, and every operator the table names (a

@@ -181,6 +181,20 @@ impl<'a, F: Float> Importer<'a, F> {
         })
     }
 
+    /// A node whose output holds the tensor's values in the tensor's order (C order), for
+    /// a reshape: the tensor's node itself where a pending permutation only moves axes of
+    /// length 1 (e.g. `[C, 1, 1]` seen as `[1, 1, C]`), else the materialized tensor.
+    pub(super) fn in_order(&mut self, label: &str, d: &Data) -> Result<NodeId> {
+        if let Some(perm) = d.pending_perm() {
+            let node_shape = self.builder.shape_of(d.id);
+            let moved: Vec<usize> = perm.iter().copied().filter(|&a| node_shape[a] != 1).collect();
+            if moved.windows(2).all(|w| w[0] < w[1]) {
+                return Ok(d.id);
+            }
+        }
+        self.materialize(d, label)
+    }
+
     /// A layer that acts on every value alike (an activation) applied to data: to the
     /// node's own axes if the tensor is a pending permutation of them (which it keeps).
     pub(super) fn elementwise(&mut self, label: &str, layer: Box<dyn Layer<F>>, d: &Data) -> Result<Data> {

@@ -203,7 +203,7 @@ fn affine<'a, F: Float>(
         ("Sub", false) => (vec![-one; v.len()], v),
         ("Mul", _) => (v.clone(), vec![zero; v.len()]),
         ("Div", true) => {
-            if v.iter().any(|&x| x == zero) {
+            if v.contains(&zero) {
                 return Err(n.refuse("division by zero"));
             }
             (v.iter().map(|&x| one / x).collect(), vec![zero; v.len()])

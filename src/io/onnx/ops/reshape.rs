@@ -84,7 +84,7 @@ fn flatten<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<(
             d.shape
         )));
     }
-    let x = imp.materialize(&d, n.label)?;
+    let x = imp.in_order(n.label, &d)?;
     let out = imp.layer(n.label, Op::Flatten, &[x])?;
     imp.out(n, out)
 }
@@ -150,7 +150,7 @@ pub(super) fn reshape_to<'a, F: Float>(
     if shape == d.shape.as_slice() {
         return Ok(d.clone());
     }
-    let x = imp.materialize(d, label)?;
+    let x = imp.in_order(label, d)?;
     if shape.len() == 1 {
         return imp.layer(label, Op::Flatten, &[x]);
     }
