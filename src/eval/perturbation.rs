@@ -5,8 +5,9 @@ use super::invalid;
 use super::regions::Regions;
 use super::rng::{stream, SplitMix};
 use crate::error::{Error, Result};
+use crate::explain::Target;
 use crate::float::Float;
-use crate::network::{Network, Target};
+use crate::network::Network;
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 /// What a perturbed region is replaced with.

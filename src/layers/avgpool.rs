@@ -2,10 +2,9 @@
 //! (`nn.AdaptiveAvgPool2d`), and global average pooling.
 
 use super::window::window_out;
-use super::{Category, Layer, LinearMap, MergeStep, Step};
+use super::{Class, Layer, LinearMap, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -258,8 +257,8 @@ impl<F: Float> Layer<F> for AvgPool2d {
         }
     }
 
-    fn category(&self) -> Category {
-        Category::AvgPool
+    fn class(&self) -> Class<'_, F> {
+        Class::AvgPool(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -294,14 +293,6 @@ impl<F: Float> Layer<F> for AvgPool2d {
             }
         }
         Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, ho, wo]), out).expect("length matches the shape"))
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        let mut parts = rule.linear(self, &MergeStep::from_step(step))?;
-        parts.pop().ok_or_else(|| Error::Graph {
-            node: step.index.to_string(),
-            reason: "the rule returned no relevance for the average pool's input".into(),
-        })
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

@@ -1,10 +1,9 @@
 //! Nodes with several inputs: elementwise sums (residual connections), concatenations
 //! (DenseNet, Inception, SqueezeNet's fire modules) and products (gates).
 
-use super::{Category, LinearMap, Merge, MergeStep};
+use super::{LinearMap, Merge, MergeClass, MergeStep};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{broadcast_shape, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
@@ -55,8 +54,8 @@ impl<F: Float> Merge<F> for Add {
         "Add".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Sum
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Sum(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -78,10 +77,6 @@ impl<F: Float> Merge<F> for Add {
             out += x;
         }
         Ok(out)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        rule.linear(self, step)
     }
 
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
@@ -164,8 +159,8 @@ impl<F: Float> Merge<F> for Concat {
         format!("Concat(axis {})", self.axis)
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Reshape(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -213,11 +208,6 @@ impl<F: Float> Merge<F> for Concat {
         })
     }
 
-    /// Each input gets its slice, whatever the rule.
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        self.split(step.relevance.view(), &input_shapes(step))
-    }
-
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
         self.split(grad_output, &input_shapes(step))
     }
@@ -256,8 +246,8 @@ impl<F: Float> Merge<F> for Mul {
         "Mul".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Product
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Product(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -281,10 +271,6 @@ impl<F: Float> Merge<F> for Mul {
         let mut out = a.broadcast(shape).expect("broadcasts, checked above").to_owned();
         out *= b;
         Ok(out)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        rule.product(step)
     }
 
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
