@@ -22,6 +22,7 @@ mod images;
 mod io;
 mod layers;
 mod memory;
+mod misuse;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
 #[cfg(feature = "onnx")]

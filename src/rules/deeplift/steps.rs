@@ -319,7 +319,7 @@ pub(super) fn split_transpose<F: Float>(
 ) -> Result<ArrayD<F>> {
     let w = layer.weight();
     let (wp, wn) = (positive(&w), negative(&w));
-    let shape = &dx.shape()[1..];
+    let shape = crate::tensor::per_sample(dx.shape());
     let t = |m: &ArrayD<F>, w: &ArrayD<F>| layer.apply_transpose(m.view(), w.view(), shape);
     let mut up = t(m_pos, &wp)? + t(m_neg, &wn)?;
     let down = t(m_pos, &wn)? + t(m_neg, &wp)?;

@@ -24,7 +24,7 @@ pub(super) fn modified_outputs<'s, F: Float>(
     fast: FastPaths,
 ) -> Result<Vec<Option<CowArray<'s, F, IxDyn>>>> {
     let x = &step.input;
-    let input_shape = &x.shape()[1..];
+    let input_shape = crate::tensor::per_sample(x.shape());
     let b = layer.bias();
     let reuse = |t: &Term| fast.recorded_output && recorded(t, &b);
     let mut forward: Vec<Option<ArrayD<F>>> = plan.active.iter().map(|_| None).collect();
@@ -146,7 +146,7 @@ fn folded_output<F: Float>(
     if c.ndim() != step.output.ndim() || c.shape()[0] != 1 || c.shape()[1..] != step.output.shape()[1..] {
         return Err(Error::Shape {
             what: format!("{}: map of a constant input (one sample)", layer.name()),
-            expected: [&[1], &step.output.shape()[1..]].concat(),
+            expected: [&[1], crate::tensor::per_sample(step.output.shape())].concat(),
             got: c.shape().to_vec(),
         });
     }

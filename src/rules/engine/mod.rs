@@ -206,7 +206,7 @@ fn check_step<F: Float>(layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<()>
         });
     }
     let mut expected = vec![x.shape()[0]];
-    expected.extend(layer.output_shape(&x.shape()[1..])?);
+    expected.extend(layer.output_shape(crate::tensor::per_sample(x.shape()))?);
     for (what, got) in [
         ("layer output (recorded)", step.output.shape()),
         ("relevance at the layer output", step.relevance.shape()),
@@ -346,7 +346,7 @@ fn relevance_in<F: Float>(
     ss: &[Option<ArrayD<F>>],
     fast: FastPaths,
 ) -> Result<ArrayD<F>> {
-    let input_shape = &step.input.shape()[1..];
+    let input_shape = crate::tensor::per_sample(step.input.shape());
     // Fast path `grouped_transpose`: one transposed map per input part (a convolution
     // accumulates the matrix products and runs one col2im), one multiplication by the input.
     let transposed = |terms: &[(CowArray<'_, F, IxDyn>, ArrayViewD<'_, F>)]| -> Result<Vec<ArrayD<F>>> {

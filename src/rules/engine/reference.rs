@@ -65,7 +65,7 @@ pub(crate) fn reference<F: Float>(
             });
         // 3.–4. R_in += factor · Σₜ signₜ · xₜ ⊙ Wₜᵀ s
         for ((t, xt), wt) in group.terms.iter().zip(&parts).zip(&weights) {
-            let c = layer.apply_transpose(s.view(), wt.view(), &x.shape()[1..])?;
+            let c = layer.apply_transpose(s.view(), wt.view(), crate::tensor::per_sample(x.shape()))?;
             let k = F::lit(group.factor * t.sign);
             Zip::from(&mut r_in)
                 .and(xt)
