@@ -10,6 +10,7 @@ mod affine;
 mod deeplift;
 mod deeplift_fixtures;
 mod deeplift_properties;
+mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;

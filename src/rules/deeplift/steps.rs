@@ -222,6 +222,11 @@ pub(super) fn cross_max<F: Float>(
 /// outputs on `x` and `x̄` and `ŷ = max(y, ȳ)`, `m·(ŷ − ȳ)` is routed as on `x` and
 /// `m·(y − ŷ)` as on `x̄`; their sum over `Δx` is the multiplier (the gradient where `|Δx|`
 /// is below the threshold).
+///
+/// Where a window of `x̄` holds several equal maxima (a zero baseline is constant across
+/// space away from the borders), `m·(y − ŷ)` goes to the first, PyTorch's choice in exact
+/// arithmetic; captum's index follows PyTorch's rounding of those maxima instead
+/// (`tests/suite/deeplift_squeezenet.rs`).
 pub(super) fn cross_max_general<F: Float>(
     layer: &dyn Select<F>,
     step: &Step<'_, F>,
