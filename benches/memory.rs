@@ -29,7 +29,7 @@ fn main() {
     let weights: usize = net
         .nodes()
         .iter()
-        .filter_map(|n| n.layer()?.as_affine())
+        .filter_map(|n| n.affine())
         .map(|a| a.weight().len() + a.bias().map_or(0, |b| b.len()))
         .sum();
     let activations: usize = net.shapes().iter().map(|s| s.iter().product::<usize>()).sum();

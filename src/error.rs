@@ -185,6 +185,15 @@ pub enum Error {
         /// What went wrong there.
         source: Box<Error>,
     },
+    /// A method's name could not be read ([`MethodName`](crate::MethodName)): an unknown
+    /// name, or a parameter where none is taken or that is not a number. Caller's fault.
+    #[error("method `{text}`: {reason}")]
+    MethodName {
+        /// The text as given.
+        text: String,
+        /// What is wrong, and what would be right.
+        reason: String,
+    },
     /// A graph could not be built: an input that is not an earlier node, a name given
     /// twice, a wrong number of inputs. Caller's fault.
     #[error("graph node `{node}`: {reason}")]

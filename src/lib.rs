@@ -59,9 +59,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod deeplift;
 mod error;
 pub mod eval;
+mod explain;
 mod float;
 #[cfg(all(feature = "onnx", feature = "image", feature = "png", feature = "figure"))]
 pub mod guide;
@@ -74,23 +74,24 @@ mod network;
 pub mod rules;
 mod tensor;
 
-pub use deeplift::{Baseline, DeepLiftAttribution, DeepLiftOptions, TracedBaseline};
 pub use error::{Error, Result};
+pub use explain::{
+    sum_per_sample, Attribution, Baseline, DeepLiftAttribution, DeepLiftOptions, Method, MethodName,
+    MethodNameInfo, Options, Seed, Target, TracedBaseline,
+};
 pub use float::Float;
 pub use layers::{
-    Add, Affine, AvgPool2d, BatchNorm2d, Category, Clip, Concat, Conv2d, Conv2dConfig, Dense, Elu, Flatten,
-    Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, LocalResponseNorm, MaxPool2d, Merge,
-    MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Step, Tanh,
+    Add, Affine, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv2d, Conv2dConfig, Dense, Elu,
+    Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, LocalResponseNorm,
+    MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu,
+    Softmax, Step, Tanh,
 };
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 
-pub use network::{
-    sum_per_sample, Attribution, GraphBuilder, Network, Node, NodeId, Op, Options, Seed, Target, Trace,
-    MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN,
-};
+pub use network::{GraphBuilder, Network, Node, NodeId, Op, Trace, MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN};
 pub use rules::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,
-    Rule, RuleSet, Selector,
+    PairRelevance, PairStep, Rule, RuleSet, Selector,
 };
 
 /// Frees the buffers the crate keeps for reuse.

@@ -289,7 +289,7 @@ fn load_model(args: &ModelArgs, fallback_shape: Option<Vec<usize>>) -> Result<Mo
 fn parameter_count(node: &relevance::Node<f32>) -> usize {
     match node.op() {
         Op::Layer(l) => {
-            if let Some(a) = l.as_affine() {
+            if let Some(a) = l.class().affine() {
                 a.weight().len() + a.bias().map_or(0, |b| b.len())
             } else if let Some((scale, shift)) = l.channel_affine() {
                 scale.len() + shift.len()

@@ -5,8 +5,9 @@ use super::invalid;
 use super::regions::Regions;
 use super::rng::{stream, SplitMix};
 use crate::error::{Error, Result};
+use crate::explain::Target;
 use crate::float::Float;
-use crate::network::{Network, Target};
+use crate::network::Network;
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 /// What a perturbed region is replaced with.
@@ -370,7 +371,7 @@ impl<F: Float> RegionPerturbation<F> {
                     r.axis_iter(Axis(0))
                         .map(|s| s.iter().copied().collect())
                         .collect()
-                } else if r.shape() == &x.shape()[1..] {
+                } else if r.shape() == crate::tensor::per_sample(x.shape()) {
                     vec![r.iter().copied().collect(); n]
                 } else {
                     return Err(Error::Shape {

@@ -3,10 +3,10 @@
 use super::rng::{stream, SplitMix};
 use super::similarity::{spearman, ssim};
 use crate::error::{Error, Result};
+use crate::explain::Target;
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, Merge, MergeStep, Step};
-use crate::network::{GraphBuilder, Network, NodeId, Op, Target};
-use crate::rules::Rule;
+use crate::layers::{Affine, Class, Layer, Merge, MergeClass, MergeStep, Step};
+use crate::network::{GraphBuilder, Network, NodeId, Op};
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn};
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ fn randomisable<F: Float>(net: &Network<F>) -> Vec<usize> {
         .filter(|&k| {
             net.nodes()[k]
                 .layer()
-                .and_then(|l| l.as_affine())
+                .and_then(|l| l.class().affine())
                 .is_some_and(|a| {
                     a.with_parameters(a.weight().to_owned(), Array1::zeros(a.weight().shape()[0]))
                         .is_some()
@@ -237,7 +237,7 @@ fn randomised_network<F: Float>(net: &Arc<Network<F>>, count: usize, seed: u64) 
         let inputs: Vec<NodeId> = node.inputs().iter().map(|&u| ids[u]).collect();
         let id = match node.op() {
             Op::Layer(layer) if random.contains(&k) => {
-                let affine = layer.as_affine().expect("randomisable nodes are affine");
+                let affine = layer.class().affine().expect("randomisable nodes are affine");
                 g.add_boxed(
                     node.name(),
                     reinitialised(affine, stream(seed, k as u64))?,
@@ -302,8 +302,8 @@ impl<F: Float> Layer<F> for SharedLayer<F> {
     fn name(&self) -> String {
         self.inner().name()
     }
-    fn category(&self) -> Category {
-        self.inner().category()
+    fn class(&self) -> Class<'_, F> {
+        self.inner().class()
     }
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         self.inner().output_shape(input_shape)
@@ -311,20 +311,11 @@ impl<F: Float> Layer<F> for SharedLayer<F> {
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         self.inner().forward(input)
     }
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        self.inner().relevance(rule, step)
-    }
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         self.inner().gradient(step, grad_output)
     }
-    fn as_affine(&self) -> Option<&dyn Affine<F>> {
-        self.inner().as_affine()
-    }
     fn scratch_len(&self, input_shape: &[usize]) -> usize {
         self.inner().scratch_len(input_shape)
-    }
-    fn relevance_is_activation(&self) -> bool {
-        self.inner().relevance_is_activation()
     }
     fn is_gate(&self) -> bool {
         self.inner().is_gate()
@@ -353,17 +344,14 @@ impl<F: Float> Merge<F> for SharedMerge<F> {
     fn name(&self) -> String {
         self.inner().name()
     }
-    fn category(&self) -> Category {
-        self.inner().category()
+    fn class(&self) -> MergeClass<'_, F> {
+        self.inner().class()
     }
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
         self.inner().output_shape(input_shapes)
     }
     fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>> {
         self.inner().forward(inputs)
-    }
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        self.inner().relevance(rule, step)
     }
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
         self.inner().gradient(step, grad_output)

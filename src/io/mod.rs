@@ -306,7 +306,8 @@ impl<F: Float> Builder<F> {
             Op::Conv { weight, bias, .. } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
             Op::Dense { weight, bias } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
             Op::Layer(l) => l
-                .as_affine()
+                .class()
+                .affine()
                 .map_or(0, |a| a.weight().len() + a.bias().map_or(0, |b| b.len())),
             _ => 0,
         };

@@ -2,10 +2,9 @@
 //! (`nn.AdaptiveAvgPool2d`), and global average pooling.
 
 use super::window::window_out;
-use super::{Category, Layer, LinearMap, MergeStep, Step};
+use super::{Class, Layer, LinearMap, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -226,7 +225,11 @@ impl AvgPool2d {
             });
         }
         match (self.spans(0, input_shape[1]), self.spans(1, input_shape[2])) {
-            (Some(ys), Some(xs)) if !ys.is_empty() && !xs.is_empty() => Ok((ys, xs)),
+            (Some(ys), Some(xs))
+                if input_shape[1] > 0 && input_shape[2] > 0 && !ys.is_empty() && !xs.is_empty() =>
+            {
+                Ok((ys, xs))
+            }
             _ => Err(Error::InvalidLayer {
                 layer: "AvgPool2d",
                 reason: format!("the windows do not fit the input {input_shape:?}"),
@@ -258,8 +261,8 @@ impl<F: Float> Layer<F> for AvgPool2d {
         }
     }
 
-    fn category(&self) -> Category {
-        Category::AvgPool
+    fn class(&self) -> Class<'_, F> {
+        Class::AvgPool(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -296,16 +299,12 @@ impl<F: Float> Layer<F> for AvgPool2d {
         Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, ho, wo]), out).expect("length matches the shape"))
     }
 
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        let mut parts = rule.linear(self, &MergeStep::from_step(step))?;
-        parts.pop().ok_or_else(|| Error::Graph {
-            node: step.index.to_string(),
-            reason: "the rule returned no relevance for the average pool's input".into(),
-        })
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let mut parts = LinearMap::transpose(self, grad_output, &[&step.input.shape()[1..]])?;
+        let mut parts = LinearMap::transpose(
+            self,
+            grad_output,
+            &[crate::tensor::per_sample(step.input.shape())],
+        )?;
         Ok(parts.pop().expect("one input"))
     }
 }

@@ -1,9 +1,8 @@
 //! Batch normalisation in evaluation mode: a per-channel affine map.
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::check_finite;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Zip};
 
@@ -147,8 +146,8 @@ impl<F: Float> Layer<F> for BatchNorm2d<F> {
         format!("BatchNorm2d({})", self.channels())
     }
 
-    fn category(&self) -> Category {
-        Category::BatchNorm
+    fn class(&self) -> Class<'_, F> {
+        Class::BatchNorm(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -171,15 +170,6 @@ impl<F: Float> Layer<F> for BatchNorm2d<F> {
             }
         }
         Ok(y)
-    }
-
-    /// Under LRP, relevance passes through (zennit's `Pass`); DeepLIFT's Rescale is exact.
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.activation(self, step)
-    }
-
-    fn relevance_is_activation(&self) -> bool {
-        true
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

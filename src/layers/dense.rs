@@ -1,9 +1,8 @@
 //! Fully connected layer.
 
-use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
+use super::{affine_forward, affine_gradient, Affine, Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{
     check_finite, dense_forward_small, dense_transpose_small, gemm, output_buffer, SMALL_DENSE_WORK,
 };
@@ -107,8 +106,8 @@ impl<F: Float> Layer<F> for Dense<F> {
         format!("Dense({}→{})", self.in_features(), self.out_features())
     }
 
-    fn category(&self) -> Category {
-        Category::Dense
+    fn class(&self) -> Class<'_, F> {
+        Class::Dense(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -126,16 +125,8 @@ impl<F: Float> Layer<F> for Dense<F> {
         affine_forward(self, input)
     }
 
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.affine(self, step)
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         affine_gradient(self, step, grad_output)
-    }
-
-    fn as_affine(&self) -> Option<&dyn Affine<F>> {
-        Some(self)
     }
 }
 

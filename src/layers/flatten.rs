@@ -1,9 +1,8 @@
 //! Flatten all but the batch dimension.
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// Flattens every dimension but the batch, in C order, as `torch.flatten(x, 1)`.
@@ -42,8 +41,8 @@ impl<F: Float> Layer<F> for Flatten {
         "Flatten".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -67,10 +66,6 @@ impl<F: Float> Layer<F> for Flatten {
         let n = input.shape()[0];
         let rest = input.shape()[1..].iter().product();
         reshape(input, vec![n, rest])
-    }
-
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        reshape(step.relevance.view(), step.input.shape().to_vec())
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

@@ -1,9 +1,8 @@
 //! Local response normalisation across channels (AlexNet, CaffeNet, GoogLeNet v1).
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
 /// `y_c = x_c / (k + α/n · Σ_{j ∈ W(c)} x_j²)^β` over a window `W(c)` of channels around `c`
@@ -118,8 +117,8 @@ impl<F: Float> Layer<F> for LocalResponseNorm {
         )
     }
 
-    fn category(&self) -> Category {
-        Category::BatchNorm
+    fn class(&self) -> Class<'_, F> {
+        Class::BatchNorm(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -140,14 +139,6 @@ impl<F: Float> Layer<F> for LocalResponseNorm {
         let mut y = input.to_owned();
         y.zip_mut_with(&d, |v, &dv| *v /= dv.powf(beta));
         Ok(y)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.activation(self, step)
-    }
-
-    fn relevance_is_activation(&self) -> bool {
-        true
     }
 
     /// `∂L/∂x_i = g_i D_i^{−β} − 2αβ/n · x_i Σ_{c: i ∈ W(c)} g_c x_c D_c^{−β−1}`.

@@ -1,10 +1,9 @@
 //! 2-D max pooling.
 
 use super::window::window_out;
-use super::{Category, Layer, Select, Step};
+use super::{Class, Layer, Select, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 use window_2x2::{dims_2x2, first_max_flags, max_2x2, zero_outside_2x2};
@@ -510,8 +509,8 @@ impl<F: Float> Layer<F> for MaxPool2d {
         )
     }
 
-    fn category(&self) -> Category {
-        Category::MaxPool
+    fn class(&self) -> Class<'_, F> {
+        Class::MaxPool(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -562,10 +561,6 @@ impl<F: Float> Layer<F> for MaxPool2d {
             }
         }
         Ok(self.argmax(&input)?.0.into_dyn())
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.select(self, step)
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

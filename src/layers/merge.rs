@@ -1,10 +1,9 @@
 //! Nodes with several inputs: elementwise sums (residual connections), concatenations
 //! (DenseNet, Inception, SqueezeNet's fire modules) and products (gates).
 
-use super::{Category, LinearMap, Merge, MergeStep};
+use super::{LinearMap, Merge, MergeClass, MergeStep};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{broadcast_shape, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
@@ -19,7 +18,10 @@ fn broadcast(node: &str, shapes: &[&[usize]]) -> Result<Vec<usize>> {
 
 /// Full shapes (batch included) of the inputs of a step.
 fn input_shapes<'s, F>(step: &'s MergeStep<'_, F>) -> Vec<&'s [usize]> {
-    step.inputs.iter().map(|x| &x.shape()[1..]).collect()
+    step.inputs
+        .iter()
+        .map(|x| crate::tensor::per_sample(x.shape()))
+        .collect()
 }
 
 /// The elementwise sum of any number of inputs, as a residual connection `x + f(x)`
@@ -55,8 +57,8 @@ impl<F: Float> Merge<F> for Add {
         "Add".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Sum
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Sum(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -78,10 +80,6 @@ impl<F: Float> Merge<F> for Add {
             out += x;
         }
         Ok(out)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        rule.linear(self, step)
     }
 
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
@@ -135,15 +133,12 @@ impl Concat {
     /// Splits `a` (with a batch axis) into the inputs' slices.
     fn split<F: Float>(&self, a: ArrayViewD<'_, F>, input_shapes: &[&[usize]]) -> Result<Vec<ArrayD<F>>> {
         let axis = Axis(self.axis + 1);
-        let total: usize = input_shapes
-            .iter()
-            .map(|s| s.get(self.axis).copied().unwrap_or(0))
-            .sum();
-        if a.ndim() <= axis.0 || a.shape()[axis.0] != total {
+        let expected = Merge::<F>::output_shape(self, input_shapes)?;
+        if a.ndim() == 0 || crate::tensor::per_sample(a.shape()) != expected.as_slice() {
             return Err(Error::Shape {
-                what: "Concat output relevance".into(),
-                expected: vec![total],
-                got: a.shape().to_vec(),
+                what: "Concat output relevance (per sample)".into(),
+                expected,
+                got: crate::tensor::per_sample(a.shape()).to_vec(),
             });
         }
         let mut start = 0;
@@ -164,8 +159,8 @@ impl<F: Float> Merge<F> for Concat {
         format!("Concat(axis {})", self.axis)
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Reshape(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -202,6 +197,17 @@ impl<F: Float> Merge<F> for Concat {
     }
 
     fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>> {
+        if let Some(x) = inputs.iter().find(|x| x.ndim() < self.axis + 2) {
+            return Err(Error::Rank {
+                what: format!(
+                    "Concat input (batch first, concatenated along axis {})",
+                    self.axis
+                ),
+                expected: self.axis + 2,
+                got: x.ndim(),
+                shape: x.shape().to_vec(),
+            });
+        }
         ndarray::concatenate(Axis(self.axis + 1), inputs).map_err(|_| Error::Shape {
             what: "Concat inputs".into(),
             expected: inputs.first().map(|x| x.shape().to_vec()).unwrap_or_default(),
@@ -211,11 +217,6 @@ impl<F: Float> Merge<F> for Concat {
                 .flat_map(|x| x.shape().iter().copied())
                 .collect(),
         })
-    }
-
-    /// Each input gets its slice, whatever the rule.
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        self.split(step.relevance.view(), &input_shapes(step))
     }
 
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
@@ -256,8 +257,8 @@ impl<F: Float> Merge<F> for Mul {
         "Mul".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Product
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::Product(self)
     }
 
     fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
@@ -281,10 +282,6 @@ impl<F: Float> Merge<F> for Mul {
         let mut out = a.broadcast(shape).expect("broadcasts, checked above").to_owned();
         out *= b;
         Ok(out)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        rule.product(step)
     }
 
     fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {

@@ -2,17 +2,19 @@
 //!
 //! A network is a directed acyclic graph of nodes. A node with one input is a [`Layer`];
 //! a node with several inputs (a residual sum, a concatenation, a product) is a [`Merge`].
-//! What a rule does at a node depends on the node's algebraic class, which the node's
-//! relevance method announces by calling the rule method for it:
+//! Each node declares its algebraic class once ([`Layer::class`], [`Merge::class`]); its
+//! category, the rule method that redistributes relevance through it and DeepLIFT's
+//! treatment all follow from that answer:
 //!
-//! | class | trait | rule method | LRP (zennit) | DeepLIFT |
+//! | class | trait the class works through | rule method | LRP (zennit) | DeepLIFT |
 //! |---|---|---|---|---|
 //! | affine with parameters (dense, conv) | [`Affine`] | [`Rule::affine`] | the rule's own formula | Linear rule |
 //! | elementwise (activations, batch norm) | [`Layer`] | [`Rule::activation`] | `Pass` | Rescale / RevealCancel |
 //! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`] | `Norm` | Linear rule |
 //! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
 //! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
-//! | rearrangement (flatten, reshape, permute, concat, pad, identity) | — | none: the gradient | exact | exact |
+//! | softmax along an axis | [`Layer`] | [`Rule::softmax`] | its gradient | captum's softmax rule |
+//! | rearrangement (flatten, reshape, permute, concat, pad, identity) | [`Layer`], [`Merge`] | none: the gradient | exact | exact |
 //!
 //! A new layer that falls into one of these classes is one new file; the [`Rule`] trait
 //! does not change.
@@ -23,6 +25,7 @@
 pub(crate) mod activation;
 mod avgpool;
 mod batchnorm;
+mod class;
 mod conv2d;
 mod dense;
 mod flatten;
@@ -39,6 +42,7 @@ mod winograd;
 pub use activation::{Clip, Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Tanh};
 pub use avgpool::AvgPool2d;
 pub use batchnorm::BatchNorm2d;
+pub use class::{Class, MergeClass};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use flatten::Flatten;
@@ -48,12 +52,10 @@ pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
-pub(crate) use softmax::softmax_axis;
 pub use softmax::Softmax;
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD};
 use std::fmt::Debug;
 
@@ -220,16 +222,17 @@ impl<'a, F: Clone> MergeStep<'a, F> {
 /// A node with one input of a [`Network`](crate::Network).
 ///
 /// Implement it to add a layer of your own: give its output shape (checked when the network
-/// is built), its forward pass, its gradient, and its relevance pass, which hands itself to
-/// the rule method of its class (`rule.affine(self, step)` for an affine layer,
-/// `rule.activation(self, step)` for an elementwise one, see the module docs). The README
-/// shows a complete example.
+/// is built), its forward pass, its gradient, and its algebraic [`Class`] (`Class::Dense(self)`
+/// for an affine layer, `Class::Activation(self)` for an elementwise one, see the module
+/// docs): every rule then knows what to do with it. The README shows a complete example.
 pub trait Layer<F: Float>: Debug + Send + Sync {
     /// A short human-readable description, e.g. `Dense(784→10)`; used in error messages.
     fn name(&self) -> String;
 
-    /// The layer's category, by which composites choose rules.
-    fn category(&self) -> Category;
+    /// The layer's algebraic class, holding the layer as the trait object of that class:
+    /// the one place a layer says what it is. Its category, its relevance pass under every
+    /// rule ([`Class::relevance`]) and DeepLIFT's treatment follow from it.
+    fn class(&self) -> Class<'_, F>;
 
     /// The per-sample output shape for a per-sample input shape (no batch dimension).
     ///
@@ -247,15 +250,6 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// A shape error if the input does not fit the layer.
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
 
-    /// Redistributes `step.relevance` (at the output) onto the input, under `rule`.
-    ///
-    /// # Shapes
-    /// `step.relevance` is `[N, out...]`; the result is `[N, in...]`.
-    ///
-    /// # Errors
-    /// Whatever the rule reports (e.g. bounds of the wrong shape, missing baseline).
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>>;
-
     /// The gradient (vector-Jacobian product) of the output with respect to the input,
     /// applied to `grad_output`, at the recorded point `step`.
     ///
@@ -266,11 +260,6 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// A shape error if `grad_output` does not fit.
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
 
-    /// This layer as an affine layer, if it is one.
-    fn as_affine(&self) -> Option<&dyn Affine<F>> {
-        None
-    }
-
     /// How many scratch values per sample its passes need beyond the input and the output
     /// (a convolution's unfolded input, say), for an input of per-sample shape
     /// `input_shape`; saturating. A network refuses a layer whose scratch exceeds
@@ -278,13 +267,6 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// allocate at the first forward pass. Default 0.
     fn scratch_len(&self, _input_shape: &[usize]) -> usize {
         0
-    }
-
-    /// Whether [`Layer::relevance`] is exactly `rule.activation(self, step)` (as for
-    /// [`Relu`]), so that the network may skip it for rules whose activation pass is the
-    /// identity ([`Rule::activation_is_identity`]). Default `false`.
-    fn relevance_is_activation(&self) -> bool {
-        false
     }
 
     /// Whether the layer is a gate: an activation with outputs in `[0, 1]` meant to scale
@@ -306,14 +288,16 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
 /// A node with several inputs of a [`Network`](crate::Network): an elementwise sum
 /// ([`Add`]), a concatenation ([`Concat`]), a product ([`Mul`]), or one of your own.
 ///
-/// Its relevance pass returns one array per input, in the order of the inputs; where a
-/// tensor feeds several nodes, the network adds up what comes back from each.
+/// Its relevance pass (by its [`MergeClass`]) returns one array per input, in the order of
+/// the inputs; where a tensor feeds several nodes, the network adds up what comes back from
+/// each.
 pub trait Merge<F: Float>: Debug + Send + Sync {
     /// A short human-readable description, e.g. `Add(2)`.
     fn name(&self) -> String;
 
-    /// The node's category, by which composites choose rules.
-    fn category(&self) -> Category;
+    /// The node's algebraic class: its category and its relevance pass under every rule
+    /// ([`MergeClass::relevance`]) follow from it.
+    fn class(&self) -> MergeClass<'_, F>;
 
     /// The per-sample output shape for the per-sample input shapes (no batch dimension).
     ///
@@ -330,12 +314,6 @@ pub trait Merge<F: Float>: Debug + Send + Sync {
     /// # Errors
     /// A shape error if the inputs do not fit.
     fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>>;
-
-    /// Redistributes `step.relevance` onto the inputs under `rule`, one array per input.
-    ///
-    /// # Errors
-    /// Whatever the rule reports.
-    fn relevance(&self, rule: &dyn Rule<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>>;
 
     /// The vector-Jacobian product with respect to each input, at the recorded point.
     ///
@@ -523,5 +501,9 @@ pub(crate) fn affine_gradient<F: Float>(
     step: &Step<'_, F>,
     grad_output: ArrayViewD<'_, F>,
 ) -> Result<ArrayD<F>> {
-    layer.apply_transpose(grad_output, layer.weight(), &step.input.shape()[1..])
+    layer.apply_transpose(
+        grad_output,
+        layer.weight(),
+        crate::tensor::per_sample(step.input.shape()),
+    )
 }

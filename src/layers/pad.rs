@@ -1,9 +1,8 @@
 //! Constant zero padding, and the identity.
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
 /// Zero padding of the last per-sample axes, as `torch.nn.functional.pad(x, ..., value=0)`
@@ -63,8 +62,8 @@ impl<F: Float> Layer<F> for Pad {
         format!("Pad({:?})", self.pads)
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -111,14 +110,20 @@ impl<F: Float> Layer<F> for Pad {
         Ok(out)
     }
 
-    /// The gradient: the padded positions' relevance is dropped.
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(self, step, step.relevance.view())
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let mut expected = vec![step.input.shape()[0]];
-        expected.extend(Layer::<F>::output_shape(self, &step.input.shape()[1..])?);
+        let Some(&n) = step.input.shape().first() else {
+            return Err(Error::Rank {
+                what: "Pad input".into(),
+                expected: self.pads.len() + 1,
+                got: 0,
+                shape: vec![],
+            });
+        };
+        let mut expected = vec![n];
+        expected.extend(Layer::<F>::output_shape(
+            self,
+            crate::tensor::per_sample(step.input.shape()),
+        )?);
         if grad_output.shape() != expected.as_slice() {
             return Err(Error::Shape {
                 what: "Pad output relevance".into(),
@@ -152,8 +157,8 @@ impl<F: Float> Layer<F> for Identity {
         "Identity".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -162,10 +167,6 @@ impl<F: Float> Layer<F> for Identity {
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         Ok(input.to_owned())
-    }
-
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(self, step, step.relevance.view())
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

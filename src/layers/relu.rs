@@ -1,9 +1,8 @@
 //! Rectified linear unit.
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::update2;
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -32,8 +31,8 @@ impl<F: Float> Layer<F> for Relu {
         "ReLU".into()
     }
 
-    fn category(&self) -> Category {
-        Category::Activation
+    fn class(&self) -> Class<'_, F> {
+        Class::Activation(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -53,14 +52,6 @@ impl<F: Float> Layer<F> for Relu {
         }
         zip.for_each(relu);
         Ok(out)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.activation(self, step)
-    }
-
-    fn relevance_is_activation(&self) -> bool {
-        true
     }
 
     /// The gradient of ReLU is 1 where the input is positive and 0 elsewhere (0 at 0, as

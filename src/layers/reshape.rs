@@ -1,9 +1,8 @@
 //! Rearrangements of each sample: any reshape, and a permutation of the axes.
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// Reshapes each sample (C order, as `x.reshape(N, *shape)` in PyTorch). A rearrangement:
@@ -60,8 +59,8 @@ impl<F: Float> Layer<F> for Reshape {
         format!("Reshape({:?})", self.shape)
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -80,12 +79,12 @@ impl<F: Float> Layer<F> for Reshape {
         reshape_rows("Reshape input", input, &self.shape)
     }
 
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(self, step, step.relevance.view())
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        reshape_rows("Reshape output relevance", grad_output, &step.input.shape()[1..])
+        reshape_rows(
+            "Reshape output relevance",
+            grad_output,
+            crate::tensor::per_sample(step.input.shape()),
+        )
     }
 }
 
@@ -164,8 +163,8 @@ impl<F: Float> Layer<F> for Permute {
         format!("Permute({:?})", self.perm)
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -182,10 +181,6 @@ impl<F: Float> Layer<F> for Permute {
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         Self::apply("Permute input", input, &self.full().0)
-    }
-
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(self, step, step.relevance.view())
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
@@ -241,8 +236,8 @@ impl<F: Float> Layer<F> for Narrow {
         )
     }
 
-    fn category(&self) -> Category {
-        Category::Reshape
+    fn class(&self) -> Class<'_, F> {
+        Class::Reshape(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -276,11 +271,16 @@ impl<F: Float> Layer<F> for Narrow {
             .to_owned())
     }
 
-    fn relevance(&self, _rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(self, step, step.relevance.view())
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        if step.input.ndim() == 0 {
+            return Err(Error::Rank {
+                what: "Narrow input (batch first)".into(),
+                expected: self.axis + 2,
+                got: 0,
+                shape: vec![],
+            });
+        }
+        Layer::<F>::output_shape(self, crate::tensor::per_sample(step.input.shape()))?;
         let mut g = ArrayD::zeros(step.input.raw_dim());
         let mut part = g.slice_axis_mut(
             ndarray::Axis(self.axis + 1),

@@ -1,10 +1,9 @@
 //! The softmax over one axis, kept at a network's output on request (an ONNX model's
 //! trailing `Softmax` with `OnnxOptions::keep_softmax`).
 
-use super::{Category, Layer, Step};
+use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis};
 
 /// `y = softmax(x)` along one per-sample axis (PyTorch's `nn.Softmax(dim = axis + 1)`).
@@ -97,8 +96,8 @@ impl<F: Float> Layer<F> for Softmax {
         }
     }
 
-    fn category(&self) -> Category {
-        Category::Softmax
+    fn class(&self) -> Class<'_, F> {
+        Class::Softmax(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -109,10 +108,6 @@ impl<F: Float> Layer<F> for Softmax {
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         Ok(self.of(&input)?.0)
-    }
-
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.softmax(self, step)
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
@@ -126,9 +121,4 @@ impl<F: Float> Layer<F> for Softmax {
         }
         Ok(Self::vjp(&step.output, &grad_output, axis))
     }
-}
-
-/// The lanes (along the softmax axis) of a per-sample array, for rules.
-pub(crate) fn softmax_axis(layer: &Softmax, shape: &[usize]) -> Result<Axis> {
-    layer.axis_of("softmax input", shape)
 }

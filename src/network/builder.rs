@@ -325,7 +325,7 @@ impl<F: Float> Network<F> {
             shapes,
             consumers,
             gates,
-            zero_trace: ZeroTrace(std::sync::OnceLock::new()),
+            zero_input: ZeroTrace(std::sync::OnceLock::new()),
         }
     }
 }

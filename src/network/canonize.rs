@@ -59,7 +59,7 @@ impl<F: Float> Network<F> {
                 continue;
             }
             let a = u - 1;
-            let Some(affine) = self.nodes[a].layer().and_then(|l| l.as_affine()) else {
+            let Some(affine) = self.nodes[a].affine() else {
                 continue;
             };
             let w = affine.weight();

@@ -1,21 +1,19 @@
 //! [`Network`]: a directed acyclic graph of nodes checked at construction, its forward pass
-//! and trace; the attribution loop is in `attribute.rs`, the builder in `builder.rs`, the
-//! batch-norm canonizer in `canonize.rs`.
+//! and trace; the builder is in `builder.rs`, the batch-norm canonizer in `canonize.rs`.
+//! Explanations (the backward loop) are in `crate::explain`.
 
-mod attribute;
 mod builder;
 mod canonize;
 
-pub(crate) use attribute::target_rows;
-pub use attribute::{sum_per_sample, Attribution, Options, Seed, Target};
 pub use builder::{GraphBuilder, NodeId};
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::layers::{Category, Layer, Merge};
+use crate::layers::{Affine, Category, Layer, Merge};
 use crate::rules::NodeInfo;
 use crate::tensor::{check_batch_shape, check_finite, concat_batch, split_batch};
-use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use std::sync::Arc;
 
 /// The largest number of elements one sample may have at any node (2³⁰), so that a
 /// mistaken configuration (huge padding, say) is an error at construction rather than an
@@ -82,12 +80,17 @@ impl<F: Float> Node<F> {
         }
     }
 
-    /// The node's category.
+    /// The node's category (from its algebraic class).
     pub fn category(&self) -> Category {
         match &self.op {
-            Op::Layer(l) => l.category(),
-            Op::Merge(m) => m.category(),
+            Op::Layer(l) => l.class().category(),
+            Op::Merge(m) => m.class().category(),
         }
+    }
+
+    /// The node's layer as an affine layer, if it is one (dense or convolution).
+    pub fn affine(&self) -> Option<&dyn Affine<F>> {
+        self.layer().and_then(|l| l.class().affine())
     }
 
     /// What the node computes, e.g. `Conv2d(3→8, 3×3)`.
@@ -134,13 +137,14 @@ pub struct Network<F: Float = f32> {
     consumers: Vec<Vec<usize>>,
     /// Per node and input, whether the input comes out of a gate ([`Layer::is_gate`]).
     gates: Vec<Vec<bool>>,
-    /// The trace of the all-zero input, recorded by the first DeepLIFT call that needs it.
-    pub(crate) zero_trace: ZeroTrace<F>,
+    /// The trace of the all-zero input, recorded by the first call that needs it (a
+    /// method explaining a difference to the zero baseline).
+    pub(crate) zero_input: ZeroTrace<F>,
 }
 
-/// The one-row trace of the all-zero input, recorded once per network by the first
-/// DeepLIFT call with [`Baseline::Zero`](crate::Baseline::Zero) and kept: it depends only
-/// on the network (layers are pure functions of their input), so later calls skip the
+/// The one-row trace of the all-zero input, recorded once per network by the first call
+/// that explains against [`Baseline::Zero`](crate::Baseline::Zero) and kept: it depends
+/// only on the network (layers are pure functions of their input), so later calls skip the
 /// baseline's forward pass, with bit-identical results.
 pub(crate) struct ZeroTrace<F: Float>(pub(crate) std::sync::OnceLock<std::sync::Arc<Trace<F>>>);
 
@@ -245,7 +249,7 @@ impl<F: Float> Network<F> {
         (shapes.swap_remove(0), self.nodes)
     }
 
-    fn check_input(&self, x: &ArrayD<F>) -> Result<()> {
+    pub(crate) fn check_input(&self, x: &ArrayD<F>) -> Result<()> {
         check_batch_shape("network input", &x.view(), self.input_shape())?;
         check_finite("network input", &x.view())
     }
@@ -383,6 +387,20 @@ impl<F: Float> Network<F> {
             .and_then(|v| self.consumers.get(v).and_then(|c| c.last().copied()))
             .unwrap_or(0);
         Err(self.non_finite(pass, k))
+    }
+
+    /// The one-row trace of the all-zero input: recorded by the first call that needs it,
+    /// then kept by the network (one sample's activations; see
+    /// [`Baseline::Zero`](crate::Baseline::Zero)).
+    pub(crate) fn zero_input_trace(&self) -> Result<Arc<Trace<F>>> {
+        if let Some(t) = self.zero_input.0.get() {
+            return Ok(Arc::clone(t));
+        }
+        let mut shape = vec![1];
+        shape.extend_from_slice(self.input_shape());
+        let t = Arc::new(self.trace(&ArrayD::zeros(IxDyn(&shape)))?);
+        // two threads may both record it; they record the same values, and one is kept
+        Ok(Arc::clone(self.zero_input.0.get_or_init(|| t)))
     }
 
     /// The forward pass.

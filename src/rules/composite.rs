@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::layers::Category;
 use ndarray::ArrayD;
+use std::fmt::Debug;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -148,7 +149,7 @@ impl Context {
 
 /// Anything that assigns a rule to every node of a network: a single rule (the same for
 /// every node) or a [`Composite`].
-pub trait RuleSet<F: Float>: Sync {
+pub trait RuleSet<F: Float>: Debug + Send + Sync {
     /// One rule per node, in order.
     fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>>;
 

@@ -21,6 +21,7 @@ mod gradient;
 mod lrp;
 
 pub use composite::{Composite, NodeInfo, RuleSet, Selector};
+pub(crate) use deeplift::DeepLiftRule;
 pub use deeplift::{DeepLift, MaxPoolRule, NonlinearRule, DEEPLIFT_THRESHOLD};
 pub(crate) use gradient::product_gradient;
 pub use gradient::{Gradient, GradientTimesInput};
@@ -28,7 +29,7 @@ pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, Lrp
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Softmax, Step};
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
 use crate::tensor::{safe_ratio, sum_to_shape};
 use ndarray::{ArrayD, Zip};
 use std::fmt::Debug;
@@ -39,11 +40,12 @@ pub const NORM_STABILIZER: f64 = 1e-6;
 
 /// A relevance rule.
 ///
-/// Only [`Rule::affine`] is required. The defaults of the other methods are zennit's LRP
+/// Each node calls the method of its algebraic class ([`Class`](crate::Class)). Only
+/// [`Rule::affine`] is required. The defaults of the other methods are zennit's LRP
 /// conventions (`composites.layer_map_base`): an activation passes relevance through
 /// unchanged (`Pass`), a sum or average pool applies `Norm`, a max-pool routes relevance
-/// to the first maximum of each window (the gradient), and a product of a gate and a
-/// signal gives everything to the signal.
+/// to the first maximum of each window (the gradient), a product of a gate and a signal
+/// gives everything to the signal, and a softmax takes its gradient.
 pub trait Rule<F: Float>: Debug + Send + Sync {
     /// A short name with parameters, e.g. `LrpEpsilon(1e-6)`.
     fn name(&self) -> String;
@@ -78,8 +80,8 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     }
 
     /// Whether [`Rule::activation`] hands the relevance on unchanged, as the default
-    /// implementation does. The network then skips the call (and its copy) at layers whose
-    /// relevance pass is the activation rule ([`Layer::relevance_is_activation`]). Keep the
+    /// implementation does. The network then skips the call (and its copy) at elementwise
+    /// layers ([`Class::is_elementwise`](crate::Class::is_elementwise)). Keep the
     /// default, `false`, in a rule that overrides `activation`; the LRP rules return `true`.
     fn activation_is_identity(&self) -> bool {
         false
@@ -116,14 +118,49 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
         signal_take_all(step)
     }
 
-    /// Relevance through a [`Softmax`] kept at the output. Default: its gradient (zennit
-    /// assigns no rule to a softmax, so its plain gradient applies; zennit and captum users
-    /// usually explain the logits instead). [`DeepLift`] applies captum's `softmax` rule.
+    /// Relevance through a softmax along one axis (a layer of class
+    /// [`Class::Softmax`](crate::Class::Softmax), e.g. a [`Softmax`](crate::Softmax) kept at the
+    /// output). Default: its gradient (zennit assigns no rule to a softmax, so its plain
+    /// gradient applies; zennit and captum users usually explain the logits instead).
+    /// [`DeepLift`] applies captum's `softmax` rule.
     ///
     /// # Errors
     /// A shape error if the arrays do not fit.
-    fn softmax(&self, layer: &Softmax, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Layer::<F>::gradient(layer, step, step.relevance.view())
+    fn softmax(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.gradient(step, step.relevance.view())
+    }
+
+    /// Whether this rule redistributes through an elementwise activation together with the
+    /// affine node right below it (of category `below`), as DeepLIFT's RevealCancel does
+    /// (it needs the positive and negative parts of the affine node's contributions).
+    /// Default `false`. Where it is `true`, the network pairs the two nodes when the
+    /// activation is the affine node's only reader, and calls
+    /// [`Rule::affine_activation`] instead of [`Rule::activation`] and [`Rule::affine`].
+    fn pairs_with_affine(&self, _below: Category) -> bool {
+        false
+    }
+
+    /// Relevance through an affine node and the elementwise activation above it, treated
+    /// together (see [`Rule::pairs_with_affine`]): returns the relevance at the affine
+    /// node's input and what the per-node results show at the value between the two.
+    /// Default: the activation's pass, then the affine node's.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn affine_activation(
+        &self,
+        affine: &dyn Affine<F>,
+        activation: &dyn Layer<F>,
+        step: &PairStep<'_, F>,
+    ) -> Result<PairRelevance<F>> {
+        let middle = self.activation(activation, &step.activation)?;
+        let a = &step.affine;
+        let mut below = Step::new(a.index, a.input.view(), a.output.view(), middle.view());
+        if let (Some(bi), Some(bo)) = (&a.baseline_input, &a.baseline_output) {
+            below = below.with_baseline(bi.view(), bo.view());
+        }
+        let input = self.affine(affine, &below)?;
+        Ok(PairRelevance { input, middle })
     }
 
     /// Checks the rule's parameters in the network's float type `F`: a parameter that is
@@ -135,11 +172,38 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     fn check_parameters(&self) -> Result<()> {
         Ok(())
     }
+}
 
-    /// Whether this rule needs the trace of a baseline (reference) input, as DeepLIFT does.
-    fn needs_baseline(&self) -> bool {
-        false
+/// What a paired relevance pass ([`Rule::affine_activation`]) is given: the steps of an
+/// affine node and of the elementwise activation that reads its output (and nothing else
+/// does).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PairStep<'a, F> {
+    /// The affine node's step: its input, its output `z` and their baseline passes. Its
+    /// `relevance` is what arrived at the activation's output (the affine node's own output
+    /// relevance is what the pair computes).
+    pub affine: Step<'a, F>,
+    /// The activation's step: input `z`, its output, the relevance arriving there, and
+    /// the baseline passes.
+    pub activation: Step<'a, F>,
+}
+
+impl<'a, F> PairStep<'a, F> {
+    /// The pair of an affine node's step and its activation's step.
+    pub fn new(affine: Step<'a, F>, activation: Step<'a, F>) -> Self {
+        PairStep { affine, activation }
     }
+}
+
+/// The result of a paired pass ([`Rule::affine_activation`]).
+#[derive(Debug, Clone)]
+pub struct PairRelevance<F> {
+    /// What goes back to the affine node's input.
+    pub input: ArrayD<F>,
+    /// What the per-node results show at the value between the two nodes (for LRP the
+    /// relevance there; for DeepLIFT the contributions `m⁺Δz⁺ + m⁻Δz⁻`).
+    pub middle: ArrayD<F>,
 }
 
 /// Checks that the parameter `v` of `rule` survives the conversion to `F`: finite, and
@@ -188,7 +252,11 @@ pub fn norm<F: Float>(
         .and(&step.relevance)
         .and(&step.output)
         .for_each(|s, &r, &z| *s = safe_ratio(r, z, eps));
-    let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+    let shapes: Vec<&[usize]> = step
+        .inputs
+        .iter()
+        .map(|x| crate::tensor::per_sample(x.shape()))
+        .collect();
     let mut parts = map.transpose(s.view(), &shapes)?;
     crate::tensor::recycle(s);
     check_parts("linear map", &parts, step)?;

@@ -698,7 +698,8 @@ fn zbox_bounds_that_do_not_broadcast_fail_at_attribution_in_their_layer() {
     }
 }
 
-/// A rule that asks for a baseline, which `attribute` cannot give.
+/// A custom rule that wants a baseline pass, which LRP does not record: its error names
+/// the node where it was raised.
 #[derive(Debug)]
 struct NeedsBaseline;
 
@@ -707,15 +708,18 @@ impl Rule<f64> for NeedsBaseline {
         "NeedsBaseline".into()
     }
     fn affine(&self, _layer: &dyn Affine<f64>, step: &Step<'_, f64>) -> relevance::Result<ArrayD<f64>> {
-        Ok(ArrayD::zeros(step.input.raw_dim()))
-    }
-    fn needs_baseline(&self) -> bool {
-        true
+        match step.baseline_input {
+            Some(_) => Ok(ArrayD::zeros(step.input.raw_dim())),
+            None => Err(Error::Unsupported {
+                rule: self.name(),
+                reason: "no baseline pass".into(),
+            }),
+        }
     }
 }
 
 #[test]
-fn rule_that_needs_a_baseline_is_unsupported() {
+fn custom_rule_errors_name_their_node() {
     let rules = Composite::new(Lrp0).with(relevance::Selector::Index(2), NeedsBaseline);
     let e = mlp()
         .attribute(&mlp_input(), &Target::Class(0), &rules)
@@ -723,11 +727,12 @@ fn rule_that_needs_a_baseline_is_unsupported() {
     let (index, _, source) = at_layer(&e);
     assert_eq!(index, 2);
     assert!(matches!(source, Error::Unsupported { .. }), "{source:?}");
+    // on every node: the first node the backward loop reaches is the last affine one
     let rule: &dyn Rule<f64> = &NeedsBaseline;
-    let e = mlp()
-        .attribute(&mlp_input(), &Target::Class(0), rule)
-        .unwrap_err();
-    assert_eq!(e.layer_index(), Some(0));
+    let net = mlp();
+    let e = net.attribute(&mlp_input(), &Target::Class(0), rule).unwrap_err();
+    let last_affine = net.nodes().iter().rposition(|n| n.affine().is_some());
+    assert_eq!(e.layer_index(), last_affine);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -827,8 +832,9 @@ fn layer_level_shape_errors() {
     assert!(matches!(e, Error::Shape { .. }), "{e:?}");
     let e = Layer::<f64>::gradient(&Relu, &step, r.view()).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e:?}");
-    let e =
-        Layer::<f64>::relevance(&Flatten, &Lrp0, &Step::new(0, x.view(), y.view(), r.view())).unwrap_err();
+    let e = Layer::<f64>::class(&Flatten)
+        .relevance(&Lrp0, &Step::new(0, x.view(), y.view(), r.view()))
+        .unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e:?}");
 }
 

@@ -291,8 +291,9 @@ impl Layer<f64> for Liar {
     fn name(&self) -> String {
         "Liar".into()
     }
-    fn category(&self) -> relevance::Category {
-        relevance::Category::Activation
+    /// A rearrangement: its relevance pass is its gradient, which lies about its shape.
+    fn class(&self) -> relevance::Class<'_, f64> {
+        relevance::Class::Reshape(self)
     }
     fn output_shape(&self, input_shape: &[usize]) -> relevance::Result<Vec<usize>> {
         Ok(input_shape.to_vec())
@@ -303,13 +304,6 @@ impl Layer<f64> for Liar {
         } else {
             Ok(input.to_owned())
         }
-    }
-    fn relevance(
-        &self,
-        _rule: &dyn relevance::Rule<f64>,
-        step: &relevance::Step<'_, f64>,
-    ) -> relevance::Result<ArrayD<f64>> {
-        Ok(ArrayD::zeros(IxDyn(&[step.input.shape()[0], 1])))
     }
     fn gradient(
         &self,

@@ -177,7 +177,7 @@ fn grouped_convolution_transpose_is_the_adjoint() {
         let x = rng.array::<f64>(&[2, cin, 7, 6], -1.0, 1.0);
         let y = conv.forward(x.view()).unwrap();
         let s = rng.array::<f64>(y.shape(), -1.0, 1.0);
-        let affine = Layer::<f64>::as_affine(&conv).unwrap();
+        let affine = Layer::<f64>::class(&conv).affine().unwrap();
         let t = affine
             .apply_transpose(s.view(), w.view().into_dyn(), &[cin, 7, 6])
             .unwrap();
@@ -458,16 +458,22 @@ fn gates_take_nothing_under_lrp_and_conserve_under_deeplift() {
 /// Node categories, for selection.
 #[test]
 fn categories() {
-    assert_eq!(Layer::<f32>::category(&AvgPool2d::global()), Category::AvgPool);
     assert_eq!(
-        Layer::<f32>::category(&MaxPool2d::square(2).unwrap()),
+        Layer::<f32>::class(&AvgPool2d::global()).category(),
+        Category::AvgPool
+    );
+    assert_eq!(
+        Layer::<f32>::class(&MaxPool2d::square(2).unwrap()).category(),
         Category::MaxPool
     );
-    assert_eq!(Layer::<f32>::category(&Clip::relu6()), Category::Activation);
+    assert_eq!(
+        Layer::<f32>::class(&Clip::relu6()).category(),
+        Category::Activation
+    );
     assert!(Layer::<f32>::is_gate(&HardSigmoid::default()) && Layer::<f32>::is_gate(&Sigmoid));
     assert!(!Layer::<f32>::is_gate(&Silu));
     let bn = BatchNorm2d::<f32>::from_scale_shift(ndarray::arr1(&[1.0]), ndarray::arr1(&[0.0])).unwrap();
-    assert_eq!(bn.category(), Category::BatchNorm);
+    assert_eq!(bn.class().category(), Category::BatchNorm);
 }
 
 /// Parameters that cannot make a layer are typed errors.
@@ -513,8 +519,12 @@ fn narrow_forward_gradient_and_errors() {
     assert_eq!(ya[[1, 0, 0, 1]], 9.0);
     assert_eq!(yb[[0, 2, 0, 0]], 6.0);
     // relevance of both parts adds up to the input's
-    let ra = Layer::<f64>::relevance(&a, &Lrp0, &Step::new(0, x.view(), ya.view(), ya.view())).unwrap();
-    let rb = Layer::<f64>::relevance(&b, &Lrp0, &Step::new(1, x.view(), yb.view(), yb.view())).unwrap();
+    let ra = Layer::<f64>::class(&a)
+        .relevance(&Lrp0, &Step::new(0, x.view(), ya.view(), ya.view()))
+        .unwrap();
+    let rb = Layer::<f64>::class(&b)
+        .relevance(&Lrp0, &Step::new(1, x.view(), yb.view(), yb.view()))
+        .unwrap();
     assert_eq!(ra + rb, x);
     // a range outside the axis, or an axis the input does not have: typed errors
     assert!(Layer::<f64>::forward(&Narrow::new(0, 3, 2), x.view()).is_err());

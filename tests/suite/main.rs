@@ -10,6 +10,7 @@ mod affine;
 mod deeplift;
 mod deeplift_fixtures;
 mod deeplift_properties;
+mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;
@@ -22,6 +23,7 @@ mod images;
 mod io;
 mod layers;
 mod memory;
+mod misuse;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
 #[cfg(feature = "onnx")]

@@ -315,7 +315,7 @@ fn unit_bounds() -> (ArrayD<f64>, ArrayD<f64>) {
 fn parameters<F: Float>(net: &Network<F>) -> Vec<(ArrayD<F>, Option<ndarray::Array1<F>>)> {
     net.nodes()
         .iter()
-        .filter_map(|n| n.layer()?.as_affine())
+        .filter_map(|n| n.affine())
         .map(|a| (a.weight().to_owned(), a.bias().map(|b| b.to_owned())))
         .collect()
 }
@@ -432,7 +432,7 @@ proptest! {
     fn zbox_conserves_at_its_layer_with_biases(spec in spec()) {
         let net = build::<f64>(&spec, true);
         let x = input(&spec, &net);
-        let layer = net.nodes()[0].layer().and_then(|l| l.as_affine()).expect("the first layer is affine");
+        let layer = net.nodes()[0].affine().expect("the first layer is affine");
         let out = layer.forward(x.view()).unwrap();
         let mut rng = Rng::new(spec.seed ^ 11);
         let r: ArrayD<f64> = rng.array(out.shape(), -1.0, 1.0);

@@ -83,8 +83,8 @@ macro_rules! elementwise_layer {
                 self.describe()
             }
 
-            fn category(&self) -> $crate::Category {
-                $crate::Category::Activation
+            fn class(&self) -> $crate::layers::Class<'_, F> {
+                $crate::layers::Class::Activation(self)
             }
 
             fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
@@ -93,18 +93,6 @@ macro_rules! elementwise_layer {
 
             fn forward(&self, input: ndarray::ArrayViewD<'_, F>) -> $crate::Result<ndarray::ArrayD<F>> {
                 Ok($crate::layers::activation::map(&input, |x| self.value(x)))
-            }
-
-            fn relevance(
-                &self,
-                rule: &dyn $crate::Rule<F>,
-                step: &$crate::Step<'_, F>,
-            ) -> $crate::Result<ndarray::ArrayD<F>> {
-                rule.activation(self, step)
-            }
-
-            fn relevance_is_activation(&self) -> bool {
-                true
             }
 
             fn gradient(

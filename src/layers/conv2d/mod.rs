@@ -2,10 +2,9 @@
 //! for wide 3×3 stride-1 layers.
 
 use super::window::window_out;
-use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, Step};
+use super::{affine_forward, affine_gradient, winograd, Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::rules::Rule;
 use crate::tensor::{check_finite, output_buffer};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
@@ -332,14 +331,19 @@ impl<F: Float> Conv2d<F> {
         })
     }
 
+    /// `a` as a non-empty batch `[N, C, H, W]`.
     fn as_batch4<'a>(what: &str, a: ArrayViewD<'a, F>) -> Result<ndarray::ArrayView4<'a, F>> {
         let shape = a.shape().to_vec();
-        a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
+        let a = a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
             what: what.to_string(),
             expected: 4,
             got: shape.len(),
             shape,
-        })
+        })?;
+        if a.shape()[0] == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        Ok(a)
     }
 }
 
@@ -358,8 +362,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         )
     }
 
-    fn category(&self) -> Category {
-        Category::Convolution
+    fn class(&self) -> Class<'_, F> {
+        Class::Convolution(self)
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
@@ -371,16 +375,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
         affine_forward(self, input)
     }
 
-    fn relevance(&self, rule: &dyn Rule<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rule.affine(self, step)
-    }
-
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         affine_gradient(self, step, grad_output)
-    }
-
-    fn as_affine(&self) -> Option<&dyn Affine<F>> {
-        Some(self)
     }
 
     /// The unfolded input of im2col: `[C·kh·kw, Ho·Wo]` per sample.

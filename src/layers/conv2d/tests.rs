@@ -2,6 +2,7 @@
 //! the fixture tests; Winograd only runs on layers with ≥ 16 channels, which the fixture
 //! networks do not have).
 use super::*;
+use crate::layers::Affine;
 use ndarray::Array4;
 
 fn rng(seed: u64) -> impl FnMut() -> f64 {

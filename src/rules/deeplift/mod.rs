@@ -1,5 +1,5 @@
 //! DeepLIFT (Shrikumar, Greenside & Kundaje 2017, "Learning Important Features Through
-//! Propagating Activation Differences") as a [`Rule`]: the Linear rule at dense and
+//! Propagating Activation Differences"): the Linear rule at dense and
 //! convolutional layers and at parameter-free linear maps (sums, average pools, batch
 //! norm), Rescale or RevealCancel at elementwise nonlinearities, a max-pool rule, and the
 //! Shapley split at products of two computed tensors.
@@ -10,23 +10,22 @@
 //! must travel because a unit with `a = ā` still passes its multiplier to the units below
 //! through the gradient fallback, exactly as captum does.
 //!
-//! The whole method, with RevealCancel's state between a linear layer and the activation
-//! above it, runs in [`Network::deeplift`](crate::Network::deeplift); the trait methods here
-//! are the per-layer steps it uses.
+//! [`DeepLift`] is the method's configuration; [`Network::explain`](crate::Network::explain)
+//! with [`Method::DeepLift`](crate::Method::DeepLift) (or [`Network::deeplift`](crate::Network::deeplift))
+//! runs it through the network's one backward loop, which calls the per-node steps here
+//! (the crate-private rule `DeepLiftRule`), RevealCancel as a paired pass of an activation
+//! and the affine node below it.
 
 mod steps;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use steps::{reveal_cancel, split_forward, split_transpose};
-
-use super::{NodeInfo, Rule};
+use super::{PairRelevance, PairStep, Rule};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Softmax, Step};
-use crate::network::Network;
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
 use ndarray::ArrayD;
-use steps::{check_same, cross_max, rescale, shapley_product};
+use steps::{check_same, cross_max, rescale, reveal_cancel, shapley_product, split_forward, split_transpose};
 
 /// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
 /// where `|Δx|` is below it, the multiplier is the ordinary gradient at the input.
@@ -65,14 +64,17 @@ pub enum MaxPoolRule {
     Gradient,
 }
 
-/// DeepLIFT as a rule object: the Linear rule at affine layers (the bias cancels in
+/// DeepLIFT's configuration, a method rather than a rule (it explains a difference to a
+/// baseline, so it is given to [`Network::explain`](crate::Network::explain) as
+/// [`Method::DeepLift`](crate::Method::DeepLift) or to
+/// [`Network::deeplift`](crate::Network::deeplift), never to a composite): the Linear rule
+/// at affine layers (the bias cancels in
 /// `Δz = W Δx`) and at sums, average pools and concatenations, Rescale or RevealCancel at
 /// elementwise layers (activations of any kind, and batch norm, where Rescale is exactly
 /// the Linear rule), cross-max or gradient routing at max-pools, and at a product of two
 /// computed tensors the two-player Shapley split
 /// `Δ(ab) = ½(b + b̄)·Δa + ½(a + ā)·Δb`, which keeps summation-to-delta exact
 /// (captum has no rule there and uses the gradient, which does not).
-/// Use it with [`Network::deeplift`](crate::Network::deeplift).
 ///
 /// Conventions (captum's, so that results match `captum.attr.DeepLift` in float64):
 /// where `|Δx|` is below the threshold (default [`DEEPLIFT_THRESHOLD`] = 1e-10), Rescale
@@ -183,39 +185,23 @@ impl DeepLift {
     pub fn threshold(&self) -> f64 {
         self.threshold
     }
-
-    /// The affine node below node `k` if node `k` gets RevealCancel: `k` is an activation
-    /// whose input comes straight from an affine node of a kind the rule selects, and is
-    /// that node's only reader (RevealCancel's split multipliers travel to it alone).
-    pub(crate) fn reveal_cancel_below<F: Float>(&self, net: &Network<F>, k: usize) -> Option<usize> {
-        let node = &net.nodes()[k];
-        if node.layer()?.category() != Category::Activation {
-            return None;
-        }
-        let u = node.inputs()[0];
-        if u == 0 || net.consumers()[u] != [k] {
-            return None;
-        }
-        let below = net.nodes()[u - 1].layer()?;
-        below.as_affine()?;
-        let selected = match self.nonlinear {
-            NonlinearRule::Rescale => false,
-            NonlinearRule::RevealCancel => below.category().is_affine(),
-            NonlinearRule::RevealCancelAfterDense => below.category() == Category::Dense,
-        };
-        selected.then_some(u - 1)
-    }
 }
 
-impl<F: Float> Rule<F> for DeepLift {
+/// DeepLIFT's pass at one node, as the backward loop calls it: the [`Rule`] behind
+/// [`Method::DeepLift`](crate::Method::DeepLift). Not public: DeepLIFT is a method (it needs
+/// a baseline's forward pass), not a rule to put in a composite.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeepLiftRule(pub DeepLift);
+
+impl<F: Float> Rule<F> for DeepLiftRule {
     fn check_parameters(&self) -> Result<()> {
-        super::param_fits::<F>("DeepLift", "threshold", self.threshold)
+        super::param_fits::<F>("DeepLift", "threshold", self.0.threshold)
     }
 
     fn name(&self) -> String {
         format!(
             "DeepLift({:?}, max-pool {:?}, threshold {:e})",
-            self.nonlinear, self.max_pool, self.threshold
+            self.0.nonlinear, self.0.max_pool, self.0.threshold
         )
     }
 
@@ -226,25 +212,73 @@ impl<F: Float> Rule<F> for DeepLift {
             step.output.shape(),
             step.relevance.shape(),
         )?;
-        layer.apply_transpose(step.relevance.view(), layer.weight(), &step.input.shape()[1..])
+        layer.apply_transpose(
+            step.relevance.view(),
+            layer.weight(),
+            crate::tensor::per_sample(step.input.shape()),
+        )
     }
 
-    /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the layer below, which
-    /// [`Network::deeplift`](crate::Network::deeplift) supplies; called alone, this method
-    /// applies Rescale.)
+    /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the affine node below, so the
+    /// network pairs the two where this rule asks for it: [`Rule::affine_activation`].)
     fn activation(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        rescale(layer, step, F::lit(self.threshold))
+        rescale(layer, step, F::lit(self.0.threshold))
+    }
+
+    /// RevealCancel where the rule selects it: above every affine node
+    /// ([`NonlinearRule::RevealCancel`]) or above dense nodes only
+    /// ([`NonlinearRule::RevealCancelAfterDense`]).
+    fn pairs_with_affine(&self, below: Category) -> bool {
+        match self.0.nonlinear {
+            NonlinearRule::Rescale => false,
+            NonlinearRule::RevealCancel => below.is_affine(),
+            NonlinearRule::RevealCancelAfterDense => below == Category::Dense,
+        }
+    }
+
+    /// RevealCancel: `Δz⁺`/`Δz⁻` forward from the affine node's input differences, the
+    /// multipliers `m⁺`/`m⁻` at the activation, and back through the affine node by the
+    /// sign of each input's difference (kundajelab/deeplift `layers/core.py`,
+    /// `activations.py`). The value between the two shows `m⁺Δz⁺ + m⁻Δz⁻`.
+    fn affine_activation(
+        &self,
+        affine: &dyn Affine<F>,
+        activation: &dyn Layer<F>,
+        step: &PairStep<'_, F>,
+    ) -> Result<PairRelevance<F>> {
+        let below = &step.affine;
+        let Some(x0) = below.baseline_input.as_ref() else {
+            return Err(steps::no_baseline());
+        };
+        let dx = &below.input - x0;
+        let (dpos, dneg) = split_forward(affine, &dx)?;
+        let (mp, mn) = reveal_cancel(
+            activation,
+            &step.activation,
+            &dpos,
+            &dneg,
+            F::lit(self.0.threshold),
+        )?;
+        let input = split_transpose(affine, &dx, &mp, &mn)?;
+        Ok(PairRelevance {
+            input,
+            middle: &mp * &dpos + &mn * &dneg,
+        })
     }
 
     /// The Linear rule: the transposed map.
     fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        let shapes: Vec<&[usize]> = step
+            .inputs
+            .iter()
+            .map(|x| crate::tensor::per_sample(x.shape()))
+            .collect();
         map.transpose(step.relevance.view(), &shapes)
     }
 
     fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        match self.max_pool {
-            MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.threshold)),
+        match self.0.max_pool {
+            MaxPoolRule::CrossMax => cross_max(layer, step, F::lit(self.0.threshold)),
             MaxPoolRule::Gradient => layer.route(&step.input, &step.relevance),
         }
     }
@@ -259,22 +293,12 @@ impl<F: Float> Rule<F> for DeepLift {
     /// called with one sample at a time (and keeps a sample's result independent of its
     /// batch). The softmax does not conserve: Σ m·Δx differs from Σ m_out·Δy by the mean
     /// times Σ Δx.
-    fn softmax(&self, layer: &Softmax, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        steps::softmax(layer, step, F::lit(self.threshold))
+    fn softmax(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        steps::softmax(layer, step, F::lit(self.0.threshold))
     }
 
     /// The two-player Shapley split (see [`DeepLift`]).
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
         shapley_product(step)
-    }
-
-    fn needs_baseline(&self) -> bool {
-        true
-    }
-}
-
-impl<F: Float> super::RuleSet<F> for DeepLift {
-    fn resolve<'a>(&'a self, nodes: &[NodeInfo<'_>]) -> Vec<&'a dyn Rule<F>> {
-        vec![self as &dyn Rule<F>; nodes.len()]
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Layer, MergeStep, Select, Softmax, Step};
+use crate::layers::{Affine, Layer, MergeStep, Select, Step};
 use crate::tensor::{negative, positive, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
@@ -26,10 +26,15 @@ pub(super) fn baseline<'s, 'a, F>(
             expected: step.output.shape().to_vec(),
             got: bo.shape().to_vec(),
         }),
-        _ => Err(Error::Unsupported {
-            rule: "DeepLift".into(),
-            reason: "no baseline trace was recorded; use Network::deeplift".into(),
-        }),
+        _ => Err(no_baseline()),
+    }
+}
+
+/// The error for a DeepLIFT step without the baseline's pass.
+pub(super) fn no_baseline() -> Error {
+    Error::Unsupported {
+        rule: "DeepLift".into(),
+        reason: "no baseline pass was recorded for this step; DeepLIFT runs through Network::explain".into(),
     }
 }
 
@@ -217,6 +222,11 @@ pub(super) fn cross_max<F: Float>(
 /// outputs on `x` and `x̄` and `ŷ = max(y, ȳ)`, `m·(ŷ − ȳ)` is routed as on `x` and
 /// `m·(y − ŷ)` as on `x̄`; their sum over `Δx` is the multiplier (the gradient where `|Δx|`
 /// is below the threshold).
+///
+/// Where a window of `x̄` holds several equal maxima (a zero baseline is constant across
+/// space away from the borders), `m·(y − ŷ)` goes to the first, PyTorch's choice in exact
+/// arithmetic; captum's index follows PyTorch's rounding of those maxima instead
+/// (`tests/suite/deeplift_squeezenet.rs`).
 pub(super) fn cross_max_general<F: Float>(
     layer: &dyn Select<F>,
     step: &Step<'_, F>,
@@ -291,7 +301,7 @@ pub(super) fn shapley_product<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<A
 
 /// `Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻` and `Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻` of an affine layer, bias excluded
 /// (kundajelab/deeplift `layers/core.py`, `Dense` with `DenseMxtsMode.Linear`).
-pub(crate) fn split_forward<F: Float>(
+pub(super) fn split_forward<F: Float>(
     layer: &dyn Affine<F>,
     dx: &ArrayD<F>,
 ) -> Result<(ArrayD<F>, ArrayD<F>)> {
@@ -306,7 +316,7 @@ pub(crate) fn split_forward<F: Float>(
 /// The input multiplier of an affine layer from separate multipliers of `Δz⁺` and `Δz⁻`:
 /// an input with `Δx > 0` takes `W⁺ᵀm⁺ + W⁻ᵀm⁻`, one with `Δx < 0` takes `W⁻ᵀm⁺ + W⁺ᵀm⁻`,
 /// one with `Δx = 0` the mean of both (kundajelab/deeplift `layers/core.py`).
-pub(crate) fn split_transpose<F: Float>(
+pub(super) fn split_transpose<F: Float>(
     layer: &dyn Affine<F>,
     dx: &ArrayD<F>,
     m_pos: &ArrayD<F>,
@@ -314,7 +324,7 @@ pub(crate) fn split_transpose<F: Float>(
 ) -> Result<ArrayD<F>> {
     let w = layer.weight();
     let (wp, wn) = (positive(&w), negative(&w));
-    let shape = &dx.shape()[1..];
+    let shape = crate::tensor::per_sample(dx.shape());
     let t = |m: &ArrayD<F>, w: &ArrayD<F>| layer.apply_transpose(m.view(), w.view(), shape);
     let mut up = t(m_pos, &wp)? + t(m_neg, &wn)?;
     let down = t(m_pos, &wn)? + t(m_neg, &wp)?;
@@ -334,7 +344,7 @@ pub(crate) fn split_transpose<F: Float>(
 /// `Δy⁺ = ½[f(x̄+Δx⁺) − f(x̄)] + ½[f(x̄+Δx⁻+Δx⁺) − f(x̄+Δx⁻)]`, `Δy⁻` likewise, and
 /// `m± = m_out · Δy± / Δx±`, the gradient at the input where `|Δx±| < threshold`.
 /// Returns `(m⁺, m⁻)`.
-pub(crate) fn reveal_cancel<F: Float>(
+pub(super) fn reveal_cancel<F: Float>(
     layer: &dyn Layer<F>,
     step: &Step<'_, F>,
     dpos: &ArrayD<F>,
@@ -376,7 +386,7 @@ pub(crate) fn reveal_cancel<F: Float>(
 /// (the gradient where `|Δx| < threshold`: at the input for the input's copy, at the
 /// baseline for the baseline's), then `m = u − (Σ u + Σ u₀) / (2 n)` with `n` the values
 /// per sample.
-pub(crate) fn softmax<F: Float>(layer: &Softmax, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
+pub(crate) fn softmax<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, threshold: F) -> Result<ArrayD<F>> {
     let (bx, by) = baseline(step)?;
     check_same(
         "DeepLIFT multiplier at the softmax output",
@@ -384,10 +394,13 @@ pub(crate) fn softmax<F: Float>(layer: &Softmax, step: &Step<'_, F>, threshold: 
         step.relevance.shape(),
     )?;
     check_same("softmax input", step.output.shape(), step.input.shape())?;
-    let axis = crate::layers::softmax_axis(layer, step.input.shape())?;
-    // the gradient fallbacks (read only where |Δx| is small)
-    let at_input = Softmax::vjp(&step.output, &step.relevance, axis);
-    let at_baseline = Softmax::vjp(by, &step.relevance, axis);
+    // the gradient fallbacks (read only where |Δx| is small), at the input and at the
+    // baseline
+    let at_input = layer.gradient(step, step.relevance.view())?;
+    let at_baseline_step = Step::new(step.index, bx.view(), by.view(), step.relevance.view());
+    let at_baseline = layer.gradient(&at_baseline_step, step.relevance.view())?;
+    check_same("softmax gradient", step.input.shape(), at_input.shape())?;
+    check_same("softmax gradient", step.input.shape(), at_baseline.shape())?;
     let mut m = ArrayD::<F>::zeros(step.input.raw_dim());
     let rows = step.input.shape()[0];
     let per_sample = step.input.len() / rows.max(1);

@@ -2,7 +2,8 @@
 
 use super::steps::cross_max_general;
 use super::*;
-use crate::layers::MaxPool2d;
+use crate::layers::{MaxPool2d, Relu};
+use ndarray::Axis;
 use ndarray::{Array, Array4, IxDyn};
 
 /// A small deterministic generator with many ties (values on a coarse grid).
@@ -59,4 +60,79 @@ fn cross_max_2x2_matches_the_general_path() {
         // and it is not trivially zero
         assert!(fast.iter().any(|&v| v != 0.0));
     }
+}
+
+/// Rescale at a ReLU gives the same bits on contiguous arrays (the slice loop), on strided
+/// views (the general pass) and with a baseline broadcast over the batch, including where
+/// |Δx| falls below the threshold (the gradient fallback).
+#[test]
+fn rescale_layouts_give_the_same_bits() {
+    use ndarray::{IxDyn, Slice};
+    let (n, c, h, w) = (3, 2, 3, 5);
+    let value = |i: usize| ((i * 7919) % 23) as f64 / 4.0 - 2.5;
+    let x = ArrayD::from_shape_fn(IxDyn(&[n, c, h, w]), |d| {
+        value(d[0] * 97 + d[1] * 31 + d[2] * 7 + d[3])
+    });
+    // one sample, repeated: x equals it on the first sample, so |Δx| = 0 there
+    let x0_one = x.index_axis(Axis(0), 0).to_owned().insert_axis(Axis(0));
+    let x0 = x0_one.broadcast(IxDyn(&[n, c, h, w])).unwrap();
+    let relu = Relu;
+    let (y, y0) = (relu.forward(x.view()).unwrap(), relu.forward(x0.view()).unwrap());
+    let m_out = ArrayD::from_shape_fn(IxDyn(&[n, c, h, w]), |d| {
+        value(d[3] * 5 + d[2] + 11 * d[1] + 3 * d[0])
+    });
+    let dl = DeepLiftRule(DeepLift::rescale());
+    let run = |x: &ArrayD<f64>,
+               x0: ndarray::ArrayViewD<'_, f64>,
+               y: &ArrayD<f64>,
+               y0: ndarray::ArrayViewD<'_, f64>,
+               m: ndarray::ArrayViewD<'_, f64>| {
+        let step = Step::new(0, x.view(), y.view(), m).with_baseline(x0, y0);
+        Layer::<f64>::class(&relu).relevance(&dl, &step).unwrap()
+    };
+    let contiguous = run(&x, x0.to_owned().view(), &y, y0.view(), m_out.view());
+    let broadcast = run(
+        &x,
+        x0.view(),
+        &y,
+        y0.broadcast(IxDyn(&[n, c, h, w])).unwrap(),
+        m_out.view(),
+    );
+    // strided: every array a slice of a wider one
+    let wide = |a: &ArrayD<f64>| {
+        let mut b = ArrayD::<f64>::zeros(IxDyn(&[n, c, h, w + 3]));
+        b.slice_axis_mut(Axis(3), Slice::from(0..w)).assign(a);
+        b
+    };
+    let (xs, x0s, ys, y0s, ms) = (
+        wide(&x),
+        wide(&x0.to_owned()),
+        wide(&y),
+        wide(&y0.to_owned()),
+        wide(&m_out),
+    );
+    let cut = |a: &ArrayD<f64>| a.slice_axis(Axis(3), Slice::from(0..w)).into_owned();
+    let strided = {
+        let step = Step::new(
+            0,
+            xs.slice_axis(Axis(3), Slice::from(0..w)),
+            ys.slice_axis(Axis(3), Slice::from(0..w)),
+            ms.slice_axis(Axis(3), Slice::from(0..w)),
+        )
+        .with_baseline(
+            x0s.slice_axis(Axis(3), Slice::from(0..w)),
+            y0s.slice_axis(Axis(3), Slice::from(0..w)),
+        );
+        Layer::<f64>::class(&relu).relevance(&dl, &step).unwrap()
+    };
+    assert_eq!(cut(&xs), x);
+    let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&contiguous), bits(&strided));
+    assert_eq!(bits(&contiguous), bits(&broadcast));
+    // the first sample took the fallback: the ReLU's gradient times m_out
+    let first = contiguous.index_axis(Axis(0), 0);
+    let want = ndarray::Zip::from(x.index_axis(Axis(0), 0))
+        .and(m_out.index_axis(Axis(0), 0))
+        .map_collect(|&x, &m| if x > 0.0 { m } else { 0.0 });
+    assert_eq!(first, want);
 }
