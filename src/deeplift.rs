@@ -9,9 +9,9 @@ use crate::layers::{MergeStep, Step};
 use crate::network::{target_rows, Network, Op, Seed, Target, Trace};
 use crate::rules::deeplift::{reveal_cancel, split_forward, split_transpose};
 use crate::rules::DeepLift;
-use crate::tensor::{
-    check_batch_shape, check_finite, concat_batch, concat_layers, per_sample_sum, split_batch,
-};
+use crate::tensor::batch::{concat_batch, concat_layers, split_batch};
+use crate::tensor::checks::{check_batch_shape, check_finite};
+use crate::tensor::numerics::per_sample_sum;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use std::sync::Arc;
 
@@ -521,7 +521,7 @@ impl<F: Float> Network<F> {
                     merge.relevance(rule, &step).map_err(self.at(k))?
                 }
             };
-            crate::tensor::recycle(m);
+            crate::pool::recycle(m);
             if parts.len() != node.inputs().len() {
                 return Err(Error::Graph {
                     node: node.name().to_string(),
@@ -559,9 +559,9 @@ impl<F: Float> Network<F> {
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
         };
         // the traces recorded here are done with (a shared baseline's is kept by its owner)
-        tx.activations.into_iter().for_each(crate::tensor::recycle);
+        tx.activations.into_iter().for_each(crate::pool::recycle);
         if let Some(t) = own {
-            t.activations.into_iter().for_each(crate::tensor::recycle);
+            t.activations.into_iter().for_each(crate::pool::recycle);
         }
         Ok(result)
     }

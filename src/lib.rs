@@ -69,8 +69,10 @@ pub mod heatmap;
 #[cfg(feature = "image")]
 pub mod image;
 pub mod io;
+mod kernels;
 pub mod layers;
 mod network;
+mod pool;
 pub mod rules;
 mod tensor;
 
@@ -106,7 +108,7 @@ pub use rules::{
 /// relevance::release_buffers();
 /// ```
 pub fn release_buffers() {
-    tensor::release_recycled();
+    pool::release_recycled();
 }
 
 /// The README's code blocks, compiled and run as doc tests.

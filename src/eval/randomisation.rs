@@ -176,7 +176,7 @@ fn checked<F: Float>(r: ArrayD<F>, x: &ArrayD<F>) -> Result<ArrayD<F>> {
             got: r.shape().to_vec(),
         });
     }
-    crate::tensor::check_finite("explanation", &r.view())?;
+    crate::tensor::checks::check_finite("explanation", &r.view())?;
     Ok(r)
 }
 

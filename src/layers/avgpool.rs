@@ -1,12 +1,12 @@
 //! 2-D average pooling: fixed windows (`nn.AvgPool2d`), adaptive windows
 //! (`nn.AdaptiveAvgPool2d`), and global average pooling.
 
-use super::window::window_out;
 use super::{Category, Layer, LinearMap, MergeStep, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::window::window_out;
+use crate::pool::{output_buffer, written_zeros};
 use crate::rules::Rule;
-use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// How the windows are laid out.

@@ -4,7 +4,7 @@ use super::{Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::check_finite;
+use crate::tensor::checks::check_finite;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Zip};
 
 /// Batch normalisation in evaluation mode, as `torch.nn.BatchNorm2d` (and `BatchNorm1d`)

@@ -3,10 +3,10 @@
 use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::gemm::{dense_forward_small, dense_transpose_small, gemm, SMALL_DENSE_WORK};
+use crate::pool::output_buffer;
 use crate::rules::Rule;
-use crate::tensor::{
-    check_finite, dense_forward_small, dense_transpose_small, gemm, output_buffer, SMALL_DENSE_WORK,
-};
+use crate::tensor::checks::check_finite;
 use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.

@@ -1,11 +1,11 @@
 //! 2-D max pooling.
 
-use super::window::window_out;
 use super::{Category, Layer, Select, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::window::window_out;
+use crate::pool::{output_buffer, written_zeros};
 use crate::rules::Rule;
-use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap,
@@ -213,7 +213,7 @@ impl MaxPool2d {
         };
         // planes in parallel for large inputs (feature `parallel`)
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(src.len()) {
+        if crate::kernels::elementwise::par_elems(src.len()) {
             use rayon::prelude::*;
             src.par_chunks_exact(h * w)
                 .zip(
@@ -286,7 +286,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(buf.len()) {
+        if crate::kernels::elementwise::par_elems(buf.len()) {
             use rayon::prelude::*;
             buf.par_chunks_exact_mut(plane)
                 .zip(vals.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)))
@@ -365,7 +365,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(src.len()) {
+        if crate::kernels::elementwise::par_elems(src.len()) {
             use rayon::prelude::*;
             src.par_chunks_exact(h * w)
                 .zip(buf.par_chunks_exact_mut(h * w))
@@ -456,7 +456,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(buf.len()) {
+        if crate::kernels::elementwise::par_elems(buf.len()) {
             use rayon::prelude::*;
             buf.par_chunks_exact_mut(h * w).enumerate().for_each(fill);
             return Some(out);
@@ -574,7 +574,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
                     }
                 };
                 #[cfg(feature = "parallel")]
-                if crate::tensor::par_elems(src.len()) {
+                if crate::kernels::elementwise::par_elems(src.len()) {
                     use rayon::prelude::*;
                     src.par_chunks_exact(h * w)
                         .zip(buf.par_chunks_exact_mut(ho * wo))

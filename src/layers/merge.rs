@@ -5,7 +5,7 @@ use super::{Category, LinearMap, Merge, MergeStep};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
-use crate::tensor::{broadcast_shape, sum_to_shape};
+use crate::tensor::broadcast::{broadcast_shape, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
 /// The shape the per-sample `shapes` broadcast to, or the error naming the node.

@@ -33,8 +33,6 @@ mod pad;
 mod relu;
 mod reshape;
 mod softmax;
-mod window;
-mod winograd;
 
 pub use activation::{Clip, Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Tanh};
 pub use avgpool::AvgPool2d;
@@ -512,7 +510,7 @@ pub trait Affine<F: Float>: Layer<F> {
 pub(crate) fn affine_forward<F: Float>(layer: &dyn Affine<F>, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
     let mut out = layer.apply_with(input, layer.weight())?;
     if let Some(b) = layer.bias() {
-        crate::tensor::add_channel_bias(&mut out, b);
+        crate::kernels::elementwise::add_channel_bias(&mut out, b);
     }
     Ok(out)
 }

@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{MergeStep, Step};
 use crate::rules::{Gradient, Rule, RuleSet};
-use crate::tensor::{concat_batch, concat_layers, per_sample_sum, split_batch};
+use crate::tensor::batch::{concat_batch, concat_layers, split_batch};
+use crate::tensor::numerics::per_sample_sum;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
 use std::ops::Range;
 
@@ -172,7 +173,7 @@ impl<F: Float> Network<F> {
                         got: r.shape().to_vec(),
                     });
                 }
-                crate::tensor::check_finite("target relevance", &r.view())
+                crate::tensor::checks::check_finite("target relevance", &r.view())
             }
             Target::Class(_) | Target::Predicted => Ok(()),
         }
@@ -221,7 +222,7 @@ impl<F: Float> Network<F> {
             None => slots[u] = Some(part),
             Some(acc) => {
                 *acc += &part;
-                crate::tensor::recycle(part);
+                crate::pool::recycle(part);
             }
         }
         Ok(())
@@ -290,7 +291,7 @@ impl<F: Float> Network<F> {
                 }
                 let step = Step::new(k, acts[u].view(), acts[k + 1].view(), r.view());
                 let next = layer.relevance(rule, &step).map_err(self.at(k))?;
-                crate::tensor::recycle(r);
+                crate::pool::recycle(r);
                 Ok(vec![next])
             }
             Op::Merge(merge) => {
@@ -345,7 +346,7 @@ impl<F: Float> Network<F> {
         let delta = &total - &per_sample_sum(&r.view());
         let mut activations = trace.activations;
         let output = activations.pop().expect("non-empty");
-        activations.into_iter().for_each(crate::tensor::recycle);
+        activations.into_iter().for_each(crate::pool::recycle);
         Ok(Attribution {
             relevance: r,
             output,

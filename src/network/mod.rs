@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::layers::{Category, Layer, Merge};
 use crate::rules::NodeInfo;
-use crate::tensor::{check_batch_shape, check_finite, concat_batch, split_batch};
+use crate::tensor::batch::{concat_batch, split_batch};
+use crate::tensor::checks::{check_batch_shape, check_finite};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
 /// The largest number of elements one sample may have at any node (2³⁰), so that a
@@ -315,7 +316,7 @@ impl<F: Float> Network<F> {
                 for &u in &self.nodes[k].inputs {
                     if u != last && self.consumers[u].last() == Some(&k) {
                         if let Some(a) = values[u].take() {
-                            crate::tensor::recycle(a);
+                            crate::pool::recycle(a);
                         }
                     }
                 }

@@ -12,8 +12,9 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::elementwise::{add_channel_bias, map3, update2, update3};
 use crate::layers::{Affine, Step};
-use crate::tensor::{add_channel_bias, map3, negative, positive, safe_ratio, update2, update3};
+use crate::tensor::numerics::{negative, positive, safe_ratio};
 use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
 /// Which input a term multiplies.
@@ -278,8 +279,8 @@ fn split_ratio<F: Float>(
     if [zp.len(), zn.len(), o.len()].iter().any(|&l| l != r.len()) {
         return None;
     }
-    let mut s_pos = crate::tensor::output_buffer(r.len());
-    let mut s_neg = crate::tensor::output_buffer(r.len());
+    let mut s_pos = crate::pool::output_buffer(r.len());
+    let mut s_neg = crate::pool::output_buffer(r.len());
     let zero = F::zero();
     for (((((sp, sn), &r), &zp), &zn), &o) in s_pos.iter_mut().zip(&mut s_neg).zip(r).zip(zp).zip(zn).zip(o) {
         let q = safe_ratio(r, if o > zero { zp } else { zn }, eps);
@@ -602,7 +603,7 @@ pub(crate) fn propagate<F: Float>(
             }
             Some(r) => {
                 update3(r, &xp.view(), &c.view(), |r, xv, cv| *r += xv * cv);
-                crate::tensor::recycle(c);
+                crate::pool::recycle(c);
             }
         }
     }
@@ -619,16 +620,16 @@ pub(crate) fn propagate<F: Float>(
             None => r_in = Some(c),
             Some(r) => {
                 update2(r, &c.view(), |r, cv| *r += cv);
-                crate::tensor::recycle(c);
+                crate::pool::recycle(c);
             }
         }
     }
     // the modified outputs and quotients are spent: their buffers serve later layers
-    ss.into_iter().flatten().for_each(crate::tensor::recycle);
+    ss.into_iter().flatten().for_each(crate::pool::recycle);
     zs.into_iter()
         .flatten()
         .filter(|z| z.is_owned())
-        .for_each(|z| crate::tensor::recycle(z.into_owned()));
+        .for_each(|z| crate::pool::recycle(z.into_owned()));
     Ok(r_in.unwrap_or_else(|| ArrayD::zeros(x.raw_dim())))
 }
 

@@ -2,12 +2,14 @@
 //! matrix product per group, or Winograd) and its transpose (one col2im for a sum of terms),
 //! and the convolution of an all-ones image.
 
-use super::unfold::swap_plane_axes;
-use super::{winograd, Conv2d};
+use super::Conv2d;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::gemm::{gemm, gemm_acc};
+use crate::kernels::im2col::swap_plane_axes;
+use crate::kernels::winograd;
 use crate::layers::{Affine, Layer};
-use crate::tensor::{gemm, gemm_acc, output_buffer, with_scratch};
+use crate::pool::{output_buffer, with_scratch};
 use ndarray::{
     Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix2,
     Ix4,
@@ -155,7 +157,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let ncols = g.n * g.ho * g.wo;
         let work = o * rows * g.ho * g.wo;
         Ok(with_scratch(rows * groups * ncols, |buf| {
-            self.im2col(x, &g, buf);
+            g.im2col(x, buf);
             let cols = ArrayView2::from_shape((rows * groups, ncols), &*buf).expect("sizes agree");
             wms.iter()
                 .map(|wm| {
@@ -289,7 +291,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                         gemm_acc(&wk.t(), &sk, &mut ck, work / groups, t > 0);
                     }
                 }
-                self.col2im(buf, &g)
+                g.col2im(buf)
             })
             .into_dyn());
         }
@@ -314,7 +316,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
             gemm(&wm.t(), &s2.view(), &mut cols, work * sides.len());
-            self.col2im(buf, &g)
+            g.col2im(buf)
         })
         .into_dyn())
     }

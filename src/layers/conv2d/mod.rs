@@ -1,20 +1,20 @@
 //! 2-D convolution through im2col/col2im and one matrix product, or Winograd's F(2×2, 3×3)
 //! for wide 3×3 stride-1 layers.
 
-use super::window::window_out;
-use super::{affine_forward, affine_gradient, winograd, Affine, Category, Layer, Step};
+use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::im2col::{swap_plane_axes, Geometry};
+use crate::kernels::window::window_out;
+use crate::kernels::winograd;
+use crate::pool::output_buffer;
 use crate::rules::Rule;
-use crate::tensor::{check_finite, output_buffer};
+use crate::tensor::checks::check_finite;
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
 mod affine;
 #[cfg(test)]
 mod tests;
-mod unfold;
-
-use unfold::swap_plane_axes;
 
 /// Stride, zero padding, dilation and groups of a [`Conv2d`], sizes as (height, width).
 ///
@@ -126,10 +126,6 @@ pub struct Conv2d<F: Float = f32> {
     config: Conv2dConfig,
 }
 
-/// Elements above which im2col and col2im run in parallel (feature `parallel`).
-#[cfg(feature = "parallel")]
-const PAR_LEN: usize = 1 << 18;
-
 /// Input and output channels from which a 3×3 stride-1 convolution takes the Winograd path.
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
@@ -138,20 +134,6 @@ const WINOGRAD_MIN_CHANNELS: usize = 16;
 /// reading them twice, which only pays off over enough output positions (on VGG16: a gain
 /// at 28×28, a loss at 14×14).
 const WINOGRAD_MIN_OUTPUTS: usize = 400;
-
-/// Sizes of one convolution call.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
-    /// Input channels (all groups).
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-}
 
 impl<F: Float> Conv2d<F> {
     /// Builds the layer from a weight `[out, in / groups, kh, kw]`, an optional bias
@@ -281,6 +263,9 @@ impl<F: Float> Conv2d<F> {
             kw: self.weight.shape()[3],
             ho,
             wo,
+            stride: self.config.stride,
+            padding: self.config.padding,
+            dilation: self.config.dilation,
         })
     }
 
@@ -415,7 +400,7 @@ impl<F: Float> Conv2d<F> {
             g.n,
             &mut dst,
         );
-        crate::tensor::recycle(out.into_dyn());
+        crate::pool::recycle(out.into_dyn());
         ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], dst).expect("length matches the shape")
     }
 
