@@ -84,6 +84,7 @@ pub use layers::{
     Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, LocalResponseNorm, MaxPool2d, Merge,
     MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Step, Tanh,
 };
+pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 
 pub use network::{
@@ -94,22 +95,6 @@ pub use rules::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,
     Rule, RuleSet, Selector,
 };
-
-/// Frees the buffers the crate keeps for reuse.
-///
-/// When an attribution call is done with the activations it recorded, their buffers (of
-/// at least 64 Ki elements) are kept, up to 256 MiB in all for the whole process, and the
-/// next call writes its layer outputs into them: memory that is already mapped costs no
-/// page faults, which otherwise take 5 to 10 % of an attribution of a large image. Call
-/// this after the last attribution if that memory is wanted back; later calls simply
-/// allocate afresh.
-///
-/// ```
-/// relevance::release_buffers();
-/// ```
-pub fn release_buffers() {
-    pool::release_recycled();
-}
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

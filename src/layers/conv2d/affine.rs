@@ -161,20 +161,31 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let cols = ArrayView2::from_shape((rows * groups, ncols), &*buf).expect("sizes agree");
             wms.iter()
                 .map(|wm| {
-                    // overwritten by the product (never read)
-                    let mut out =
-                        Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
                     let og = o / groups;
-                    for k in 0..groups {
-                        let block = |r: usize| ndarray::Slice::from(k * r..(k + 1) * r);
-                        gemm(
-                            &wm.slice_axis(Axis(0), block(og)),
-                            &cols.slice_axis(Axis(0), block(rows)),
-                            &mut out.slice_axis_mut(Axis(0), block(og)),
-                            work / groups,
-                        );
+                    let product = |out: &mut ArrayViewMut2<'_, F>| {
+                        for k in 0..groups {
+                            let block = |r: usize| ndarray::Slice::from(k * r..(k + 1) * r);
+                            gemm(
+                                &wm.slice_axis(Axis(0), block(og)),
+                                &cols.slice_axis(Axis(0), block(rows)),
+                                &mut out.slice_axis_mut(Axis(0), block(og)),
+                                work / groups,
+                            );
+                        }
+                    };
+                    if g.n == 1 {
+                        // [O, Ho·Wo] is the output's layout; overwritten by the product
+                        let mut out = output_buffer(o * ncols);
+                        product(&mut ArrayViewMut2::from_shape((o, ncols), &mut out).expect("sizes agree"));
+                        return ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], out).expect("length matches");
                     }
-                    Self::unfold_output(out, &g)
+                    // [O, N·Ho·Wo] in scratch, then one plane copy per (sample, channel)
+                    with_scratch(o * ncols, |prod: &mut [F]| {
+                        product(&mut ArrayViewMut2::from_shape((o, ncols), &mut *prod).expect("sizes agree"));
+                        let mut out = output_buffer(g.n * o * g.ho * g.wo);
+                        swap_plane_axes(prod, o, g.n, &mut out);
+                        ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], out).expect("length matches")
+                    })
                 })
                 .collect()
         }))

@@ -4,13 +4,12 @@
 use super::{affine_forward, affine_gradient, Affine, Category, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::im2col::{swap_plane_axes, Geometry};
+use crate::kernels::im2col::Geometry;
 use crate::kernels::window::window_out;
 use crate::kernels::winograd;
-use crate::pool::output_buffer;
 use crate::rules::Rule;
 use crate::tensor::checks::check_finite;
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
+use ndarray::{Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
 mod affine;
 #[cfg(test)]
@@ -383,27 +382,6 @@ impl<F: Float> Layer<F> for Conv2d<F> {
 }
 
 impl<F: Float> Conv2d<F> {
-    /// `[O, N·Ho·Wo]` → `[N, O, Ho, Wo]` (no copy for a single sample).
-    fn unfold_output(out: Array2<F>, g: &Geometry) -> ArrayD<F> {
-        let o = out.nrows();
-        if g.n == 1 {
-            return out
-                .into_shape_with_order((1, o, g.ho, g.wo))
-                .expect("sizes agree")
-                .into_dyn();
-        }
-        // one plane copy per (sample, channel); the spent product's buffer is recycled
-        let mut dst = output_buffer(g.n * o * g.ho * g.wo);
-        swap_plane_axes(
-            out.as_slice().expect("fresh array is contiguous"),
-            o,
-            g.n,
-            &mut dst,
-        );
-        crate::pool::recycle(out.into_dyn());
-        ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], dst).expect("length matches the shape")
-    }
-
     /// Checks an output-side array `s` against the geometry for `input_shape`.
     fn output_side<'a>(
         &self,
