@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Merge};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A handle to a node (or to the network input) of one [`GraphBuilder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,6 +196,28 @@ impl<F: Float> GraphBuilder<F> {
     /// # Errors
     /// As [`GraphBuilder::add`].
     pub fn add_boxed(&mut self, name: &str, layer: Box<dyn Layer<F>>, input: NodeId) -> Result<NodeId> {
+        self.add_shared(name, Arc::from(layer), input)
+    }
+
+    /// [`GraphBuilder::add`] for a layer that other nodes or networks may share, e.g. a
+    /// node of another network ([`Op::Layer`]) kept in a rebuilt one.
+    ///
+    /// ```
+    /// use relevance::{GraphBuilder, Op, Relu};
+    /// # fn main() -> relevance::Result<()> {
+    /// let mut g = GraphBuilder::<f32>::new(&[3])?;
+    /// let relu = g.add("relu", Relu, g.input())?;
+    /// let net = g.build(relu)?;
+    /// let Op::Layer(layer) = net.nodes()[0].op() else { unreachable!() };
+    /// let mut h = GraphBuilder::<f32>::new(&[3])?;
+    /// let again = h.add_shared("relu", layer.clone(), h.input())?; // the same node, not a copy
+    /// assert_eq!(h.build(again)?.nodes().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`GraphBuilder::add`].
+    pub fn add_shared(&mut self, name: &str, layer: Arc<dyn Layer<F>>, input: NodeId) -> Result<NodeId> {
         let name = self.claim_name(name)?;
         let u = self.value(input, &name)?;
         let index = self.nodes.len();
@@ -233,6 +256,20 @@ impl<F: Float> GraphBuilder<F> {
     /// # Errors
     /// As [`GraphBuilder::merge`].
     pub fn merge_boxed(&mut self, name: &str, merge: Box<dyn Merge<F>>, inputs: &[NodeId]) -> Result<NodeId> {
+        self.merge_shared(name, Arc::from(merge), inputs)
+    }
+
+    /// [`GraphBuilder::merge`] for a node that other networks may share (see
+    /// [`GraphBuilder::add_shared`]).
+    ///
+    /// # Errors
+    /// As [`GraphBuilder::merge`].
+    pub fn merge_shared(
+        &mut self,
+        name: &str,
+        merge: Arc<dyn Merge<F>>,
+        inputs: &[NodeId],
+    ) -> Result<NodeId> {
         let name = self.claim_name(name)?;
         if inputs.is_empty() {
             return Err(Error::Graph {

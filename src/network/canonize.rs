@@ -91,8 +91,8 @@ impl<F: Float> Network<F> {
             let inputs: Vec<NodeId> = node.inputs.iter().map(|&u| ids[u]).collect();
             let id = match (merged[k].take(), node.op) {
                 (Some(layer), _) => g.add_boxed(&node.name, layer, inputs[0])?,
-                (None, Op::Layer(layer)) => g.add_boxed(&node.name, layer, inputs[0])?,
-                (None, Op::Merge(m)) => g.merge_boxed(&node.name, m, &inputs)?,
+                (None, Op::Layer(layer)) => g.add_shared(&node.name, layer, inputs[0])?,
+                (None, Op::Merge(m)) => g.merge_shared(&node.name, m, &inputs)?,
             };
             ids.push(id);
         }

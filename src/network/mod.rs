@@ -17,6 +17,7 @@ use crate::rules::NodeInfo;
 use crate::tensor::batch::{concat_batch, split_batch};
 use crate::tensor::checks::{check_batch_shape, check_finite};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+use std::sync::Arc;
 
 /// The largest number of elements one sample may have at any node (2³⁰), so that a
 /// mistaken configuration (huge padding, say) is an error at construction rather than an
@@ -31,13 +32,16 @@ pub const MAX_RANK: usize = 16;
 pub const MAX_NODES: usize = 1 << 20;
 
 /// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
-#[derive(Debug)]
+///
+/// Held by reference count, so that networks can share nodes (a rebuilt network keeps the
+/// nodes it does not change: [`GraphBuilder::add_shared`]).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Op<F: Float> {
     /// A node with one input.
-    Layer(Box<dyn Layer<F>>),
+    Layer(Arc<dyn Layer<F>>),
     /// A node with several inputs.
-    Merge(Box<dyn Merge<F>>),
+    Merge(Arc<dyn Merge<F>>),
 }
 
 /// One node of a [`Network`]: a name, what it computes, and which values it reads.

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::{at_node, Builder, Op};
 use crate::network::NodeId;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArcArray, ArrayD, IxDyn};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -173,6 +173,9 @@ pub(super) struct Importer<'a, F: Float> {
     pub(super) output: &'a str,
     names: HashSet<String>,
     pub(super) opset: i64,
+    /// Layer parameters by tensor name and whether transposed: decoded once, shared by
+    /// every node that reads them.
+    weights: HashMap<(&'a str, bool), ArcArray<F, IxDyn>>,
 }
 
 /// Reads the graph input and output and decides which nodes are needed, in which order.
@@ -259,6 +262,7 @@ pub(super) fn import<F: Float>(
         names: HashSet::new(),
         opset,
         builder,
+        weights: HashMap::new(),
     };
     let id = imp.builder.input();
     imp.values.insert(
@@ -464,6 +468,35 @@ impl<'a, F: Float> Importer<'a, F> {
     pub(super) fn required(&mut self, node: &'a NodeProto, pos: usize, label: &str) -> Result<Rc<Value<F>>> {
         self.input(node, pos, label)?
             .ok_or_else(|| unsupported(label, &node.op_type, format!("input {pos} is missing")))
+    }
+
+    /// Input `pos` as a layer parameter, as stored or `transposed` (axes reversed), shared:
+    /// a tensor that many nodes read the same way is decoded and stored once.
+    pub(super) fn weight(
+        &mut self,
+        node: &'a NodeProto,
+        pos: usize,
+        label: &str,
+        transposed: bool,
+    ) -> Result<Option<ArcArray<F, IxDyn>>> {
+        let Some(name) = node.input.get(pos).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if let Some(w) = self.weights.get(&(name.as_str(), transposed)) {
+            return Ok(Some(w.clone()));
+        }
+        let Some(c) = self.constant(node, pos, label)? else {
+            return Ok(None);
+        };
+        let w = c.floats()?;
+        let w = if transposed {
+            w.reversed_axes().as_standard_layout().into_owned()
+        } else {
+            w
+        }
+        .into_shared();
+        self.weights.insert((name.as_str(), transposed), w.clone());
+        Ok(Some(w))
     }
 
     /// Input `pos` as a constant.

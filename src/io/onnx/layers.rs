@@ -15,7 +15,7 @@ use crate::layers::{
     Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Layer,
     LeakyRelu, LocalResponseNorm, MaxPool2d, Mul, Narrow, Permute, Relu, Reshape, Sigmoid, Softmax, Tanh,
 };
-use ndarray::{Array1, Array2, Array4, Axis, IxDyn};
+use ndarray::{ArcArray, ArcArray2, Array1, Axis, Ix4, IxDyn};
 
 impl<'a, F: Float> Importer<'a, F> {
     /// A node with at least one input that depends on the network input.
@@ -378,11 +378,10 @@ impl<'a, F: Float> Importer<'a, F> {
         ])?;
         let d = self.data_value(node, 0, label)?;
         let w = self
-            .constant(node, 1, label)?
-            .ok_or_else(|| unsupported(label, "Conv", "no weight"))?
-            .floats()?;
+            .weight(node, 1, label, false)?
+            .ok_or_else(|| unsupported(label, "Conv", "no weight"))?;
         let wshape = w.shape().to_vec();
-        let w: Array4<F> = w.into_dimensionality().map_err(|_| {
+        let w: ArcArray<F, Ix4> = w.into_dimensionality().map_err(|_| {
             unsupported(
                 label,
                 "Conv",
@@ -447,7 +446,7 @@ impl<'a, F: Float> Importer<'a, F> {
             label,
             Op::Conv {
                 weight: w,
-                bias,
+                bias: bias.map(Array1::into_shared),
                 config,
             },
             &[x],
@@ -512,13 +511,13 @@ impl<'a, F: Float> Importer<'a, F> {
         }
         let alpha = F::lit(f64::from(attrs.float("alpha", 1.0)?));
         let beta = F::lit(f64::from(attrs.float("beta", 1.0)?));
-        let b = self.matrix(node, 1, label)?;
-        let w = if attrs.int("transB", 0)? != 0 {
-            b
+        // [out, in]: B itself with transB, else its transpose
+        let w = self.matrix(node, 1, label, attrs.int("transB", 0)? == 0)?;
+        let w = if alpha == F::one() {
+            w
         } else {
-            b.t().to_owned()
+            w.mapv(|v| v * alpha).into_shared()
         };
-        let w = w.mapv(|v| v * alpha);
         let out_features = w.nrows();
         let mut bias = match self.constant(node, 2, label)? {
             Some(c) => {
@@ -548,22 +547,34 @@ impl<'a, F: Float> Importer<'a, F> {
                 add = Some(a);
             }
         }
+        let bias = bias.map(Array1::into_shared);
         let out = self.layer(label, Op::Dense { weight: w, bias }, &[x])?;
         self.finish_bias(add, &out);
         Ok(out)
     }
 
-    fn matrix(&mut self, node: &'a NodeProto, pos: usize, label: &str) -> Result<Array2<F>> {
+    /// Input `pos` as a shared matrix, `transposed` or as stored.
+    fn matrix(
+        &mut self,
+        node: &'a NodeProto,
+        pos: usize,
+        label: &str,
+        transposed: bool,
+    ) -> Result<ArcArray2<F>> {
         let c = self
-            .constant(node, pos, label)?
-            .ok_or_else(|| unsupported(label, &node.op_type, format!("input {pos} is missing")))?
-            .floats()?;
-        let shape = c.shape().to_vec();
-        c.into_dimensionality().map_err(|_| Error::Rank {
-            what: format!("{} weight", node.op_type),
-            expected: 2,
-            got: shape.len(),
-            shape,
+            .weight(node, pos, label, transposed)?
+            .ok_or_else(|| unsupported(label, &node.op_type, format!("input {pos} is missing")))?;
+        let mut shape = c.shape().to_vec();
+        c.into_dimensionality().map_err(|_| {
+            if transposed {
+                shape.reverse(); // the stored shape
+            }
+            Error::Rank {
+                what: format!("{} weight", node.op_type),
+                expected: 2,
+                got: shape.len(),
+                shape,
+            }
         })
     }
 
@@ -579,13 +590,13 @@ impl<'a, F: Float> Importer<'a, F> {
                 ),
             ));
         }
-        let b = self.matrix(node, 1, label)?; // [K, M]
-        let w = b.t().to_owned();
+        let w = self.matrix(node, 1, label, true)?; // Bᵀ of B [K, M]
         let x = self.materialize(&d, label)?;
         let (bias, add) = match self.bias_after(node, w.nrows(), 1)? {
             Some((b, a)) => (Some(b), Some(a)),
             None => (None, None),
         };
+        let bias = bias.map(Array1::into_shared);
         let out = self.layer(label, Op::Dense { weight: w, bias }, &[x])?;
         self.finish_bias(add, &out);
         Ok(out)

@@ -9,7 +9,7 @@ use crate::kernels::window::window_out;
 use crate::kernels::winograd;
 use crate::rules::Rule;
 use crate::tensor::checks::check_finite;
-use ndarray::{Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
+use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
 mod affine;
 #[cfg(test)]
@@ -93,7 +93,8 @@ impl Conv2dConfig {
 
 /// A 2-D convolution, as `torch.nn.Conv2d` (zero padding, grouped and depthwise included).
 ///
-/// The weight is in PyTorch layout `[out, in / groups, kh, kw]`. The forward pass and its transpose
+/// The weight is in PyTorch layout `[out, in / groups, kh, kw]`, shared rather than copied
+/// when the layer is cloned or built with [`Conv2d::from_shared`]. The forward pass and its transpose
 /// run through im2col/col2im and one matrix product for the whole batch; 3×3 convolutions with
 /// stride 1, dilation 1, padding ≤ 2, at least 16 input and output channels and at least 400
 /// output positions use Winograd's F(2×2, 3×3) instead (Lavin & Gray 2016), which needs 2.25×
@@ -120,8 +121,9 @@ impl Conv2dConfig {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Conv2d<F: Float = f32> {
-    weight: Array4<F>,
-    bias: Option<Array1<F>>,
+    /// In standard (C-order) layout.
+    weight: ArcArray<F, Ix4>,
+    bias: Option<ArcArray1<F>>,
     config: Conv2dConfig,
 }
 
@@ -143,6 +145,20 @@ impl<F: Float> Conv2d<F> {
     /// output channels not divisible by the groups; [`Error::Shape`] for a bias of the
     /// wrong length; [`Error::NonFinite`] for NaN or infinite parameters.
     pub fn new(weight: Array4<F>, bias: Option<Array1<F>>, config: Conv2dConfig) -> Result<Self> {
+        Self::from_shared(weight.into_shared(), bias.map(Array1::into_shared), config)
+    }
+
+    /// [`Conv2d::new`] with parameters that other layers may share: the layer keeps a
+    /// reference, so a weight given to many layers is stored once (a weight not in
+    /// standard layout is copied into it once).
+    ///
+    /// # Errors
+    /// As [`Conv2d::new`].
+    pub fn from_shared(
+        weight: ArcArray<F, Ix4>,
+        bias: Option<ArcArray1<F>>,
+        config: Conv2dConfig,
+    ) -> Result<Self> {
         if weight.shape().contains(&0) {
             return Err(Error::InvalidLayer {
                 layer: "Conv2d",
@@ -181,6 +197,11 @@ impl<F: Float> Conv2d<F> {
             }
             check_finite("Conv2d bias", &b.view().into_dyn())?;
         }
+        let weight = if weight.is_standard_layout() {
+            weight
+        } else {
+            weight.as_standard_layout().into_owned().into_shared()
+        };
         Ok(Conv2d { weight, bias, config })
     }
 
