@@ -289,6 +289,11 @@ impl<F: Float> Builder<F> {
         Ok(())
     }
 
+    /// Whether a node of this name was added.
+    pub(crate) fn has_name(&self, name: &str) -> bool {
+        self.graph.has_name(name)
+    }
+
     /// The network input.
     pub(crate) fn input(&self) -> NodeId {
         self.graph.input()

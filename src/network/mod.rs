@@ -52,7 +52,8 @@ pub enum Op<F: Float> {
 pub struct Node<F: Float> {
     name: String,
     op: Op<F>,
-    inputs: Vec<usize>,
+    /// Fixed once built: a boxed slice, no spare capacity.
+    inputs: Box<[usize]>,
 }
 
 impl<F: Float> Node<F> {
@@ -137,8 +138,6 @@ pub struct Network<F: Float = f32> {
     shapes: Vec<Vec<usize>>,
     /// Per value, the nodes that read it, in order.
     consumers: Vec<Vec<usize>>,
-    /// Per node and input, whether the input comes out of a gate ([`Layer::is_gate`]).
-    gates: Vec<Vec<bool>>,
     /// The trace of the all-zero input, recorded by the first DeepLIFT call that needs it.
     pub(crate) zero_trace: ZeroTrace<F>,
 }
@@ -239,15 +238,14 @@ impl<F: Float> Network<F> {
         &self.consumers
     }
 
-    /// Per node, which of its inputs come out of a gate.
-    pub(crate) fn gates(&self, node: usize) -> &[bool] {
-        &self.gates[node]
-    }
-
-    /// Takes the network apart into its input shape and nodes (for the canonizer).
-    pub(crate) fn into_nodes(self) -> (Vec<usize>, Vec<Node<F>>) {
-        let mut shapes = self.shapes;
-        (shapes.swap_remove(0), self.nodes)
+    /// Per input of a node, whether it comes out of a gate ([`Layer::is_gate`]; asked when
+    /// needed, not stored per node).
+    pub(crate) fn gates(&self, node: usize) -> Vec<bool> {
+        self.nodes[node]
+            .inputs
+            .iter()
+            .map(|&u| u > 0 && self.nodes[u - 1].layer().is_some_and(|l| l.is_gate()))
+            .collect()
     }
 
     fn check_input(&self, x: &ArrayD<F>) -> Result<()> {

@@ -171,7 +171,6 @@ pub(super) struct Importer<'a, F: Float> {
     pub(super) notes: Vec<String>,
     /// The tensor explained: the graph output (or the one the options name).
     pub(super) output: &'a str,
-    names: HashSet<String>,
     pub(super) opset: i64,
     /// Layer parameters by tensor name and whether transposed: decoded once, shared by
     /// every node that reads them.
@@ -240,7 +239,7 @@ pub(super) fn import<F: Float>(
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
     for &k in &order {
         for i in graph.node[k].input.iter().filter(|i| !i.is_empty()) {
-            let entry = readers.entry(i.as_str()).or_default();
+            let entry = readers.entry(i.as_str()).or_insert_with(|| Vec::with_capacity(1));
             if !entry.contains(&k) {
                 entry.push(k);
             }
@@ -259,7 +258,6 @@ pub(super) fn import<F: Float>(
         batch: declared_batch(input),
         notes: Vec::new(),
         output,
-        names: HashSet::new(),
         opset,
         builder,
         weights: HashMap::new(),
@@ -290,10 +288,12 @@ pub(super) fn import<F: Float>(
     if id == imp.builder.input() {
         return Err(Error::EmptyNetwork);
     }
-    let network = imp.builder.finish_at(id, !opts.merge_batch_norm)?;
+    // the importer's tables are freed before the network is finished
+    let (builder, notes) = imp.into_parts();
+    let network = builder.finish_at(id, !opts.merge_batch_norm)?;
     Ok(OnnxModel {
         network,
-        notes: imp.notes,
+        notes,
         input: input.name.clone(),
         output: output.to_string(),
     })
@@ -420,6 +420,11 @@ fn check_operators(graph: &GraphProto, order: &[usize]) -> Result<()> {
 }
 
 impl<'a, F: Float> Importer<'a, F> {
+    /// The builder and the notes; the rest is dropped.
+    fn into_parts(self) -> (Builder<F>, Vec<String>) {
+        (self.builder, self.notes)
+    }
+
     /// The value of a tensor (an initializer is decoded on first use).
     pub(super) fn get(&mut self, name: &'a str, node: &str) -> Result<Rc<Value<F>>> {
         if let Some(v) = self.values.get(name) {
@@ -536,11 +541,10 @@ impl<'a, F: Float> Importer<'a, F> {
     pub(super) fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_string();
         let mut k = 1;
-        while self.names.contains(&name) || name == "input" {
+        while self.builder.has_name(&name) || name == "input" {
             name = format!("{base}_{k}");
             k += 1;
         }
-        self.names.insert(name.clone());
         name
     }
 
