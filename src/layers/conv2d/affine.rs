@@ -173,19 +173,19 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                             );
                         }
                     };
+                    // [O, N·Ho·Wo], overwritten by the product; for one sample the output's
+                    // layout already
+                    let mut prod = output_buffer(o * ncols);
+                    product(&mut ArrayViewMut2::from_shape((o, ncols), &mut prod).expect("sizes agree"));
                     if g.n == 1 {
-                        // [O, Ho·Wo] is the output's layout; overwritten by the product
-                        let mut out = output_buffer(o * ncols);
-                        product(&mut ArrayViewMut2::from_shape((o, ncols), &mut out).expect("sizes agree"));
-                        return ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], out).expect("length matches");
+                        return ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], prod).expect("length matches");
                     }
-                    // [O, N·Ho·Wo] in scratch, then one plane copy per (sample, channel)
-                    with_scratch(o * ncols, |prod: &mut [F]| {
-                        product(&mut ArrayViewMut2::from_shape((o, ncols), &mut *prod).expect("sizes agree"));
-                        let mut out = output_buffer(g.n * o * g.ho * g.wo);
-                        swap_plane_axes(prod, o, g.n, &mut out);
-                        ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], out).expect("length matches")
-                    })
+                    // one plane copy per (sample, channel); the spent product goes back to the
+                    // pool (not to this thread's scratch, which would keep it beyond the pool's cap)
+                    let mut out = output_buffer(g.n * o * g.ho * g.wo);
+                    swap_plane_axes(&prod, o, g.n, &mut out);
+                    crate::pool::recycle(ArrayD::from_shape_vec(vec![prod.len()], prod).expect("1-D"));
+                    ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], out).expect("length matches")
                 })
                 .collect()
         }))
