@@ -18,8 +18,7 @@
 //!   afterwards. The crate recycles the arrays it made for its own use once it is done with
 //!   them: a forward pass's values after their last consumer has run, the trace of an
 //!   attribution call when the call returns, a rule's or a convolution's spent
-//!   temporaries. It never recycles
-//!   an array it has returned to the caller.
+//!   temporaries. It never recycles an array it has returned to the caller.
 //! * **Thread safety.** The pool is process-wide behind a mutex: any thread may take or
 //!   recycle, and a buffer recycled on one thread may serve another. Scratch buffers belong
 //!   to one thread and never cross threads.
