@@ -290,6 +290,7 @@ impl<F: Float> Builder<F> {
     }
 
     /// Whether a node of this name was added.
+    #[cfg(feature = "onnx")]
     pub(crate) fn has_name(&self, name: &str) -> bool {
         self.graph.has_name(name)
     }
