@@ -69,8 +69,10 @@ pub mod heatmap;
 #[cfg(feature = "image")]
 pub mod image;
 pub mod io;
+mod kernels;
 pub mod layers;
 mod network;
+mod pool;
 pub mod rules;
 mod tensor;
 
@@ -86,6 +88,7 @@ pub use layers::{
     MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu,
     Softmax, Step, Tanh,
 };
+pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 
 pub use network::{GraphBuilder, Network, Node, NodeId, Op, Trace, MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN};
@@ -93,22 +96,6 @@ pub use rules::{
     Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,
     PairRelevance, PairStep, Rule, RuleSet, Selector,
 };
-
-/// Frees the buffers the crate keeps for reuse.
-///
-/// When an attribution call is done with the activations it recorded, their buffers (of
-/// at least 64 Ki elements) are kept, up to 256 MiB in all for the whole process, and the
-/// next call writes its layer outputs into them: memory that is already mapped costs no
-/// page faults, which otherwise take 5 to 10 % of an attribution of a large image. Call
-/// this after the last attribution if that memory is wanted back; later calls simply
-/// allocate afresh.
-///
-/// ```
-/// relevance::release_buffers();
-/// ```
-pub fn release_buffers() {
-    tensor::release_recycled();
-}
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -228,7 +228,7 @@ impl<F: Float> RegionPerturbation<F> {
                 got: attribution.shape().to_vec(),
             });
         }
-        crate::tensor::check_finite("attribution", &attribution.view())?;
+        crate::tensor::checks::check_finite("attribution", &attribution.view())?;
         let n = x.shape()[0];
         let predicted;
         let target = match target {
@@ -366,12 +366,12 @@ impl<F: Float> RegionPerturbation<F> {
                 .map(|s| vec![s.iter().copied().fold(F::infinity(), F::min); d])
                 .collect(),
             Perturbation::Reference(r) => {
-                crate::tensor::check_finite("perturbation reference", &r.view())?;
+                crate::tensor::checks::check_finite("perturbation reference", &r.view())?;
                 if r.shape() == x.shape() {
                     r.axis_iter(Axis(0))
                         .map(|s| s.iter().copied().collect())
                         .collect()
-                } else if r.shape() == crate::tensor::per_sample(x.shape()) {
+                } else if r.shape() == crate::tensor::checks::per_sample(x.shape()) {
                     vec![r.iter().copied().collect(); n]
                 } else {
                     return Err(Error::Shape {

@@ -5,9 +5,9 @@ use super::similarity::{spearman, ssim};
 use crate::error::{Error, Result};
 use crate::explain::Target;
 use crate::float::Float;
-use crate::layers::{Affine, Class, Layer, Merge, MergeClass, MergeStep, Step};
+use crate::layers::{Affine, Layer};
 use crate::network::{GraphBuilder, Network, NodeId, Op};
-use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use std::sync::Arc;
 
 /// Settings of the cascading model-parameter randomisation test (Adebayo et al. 2018,
@@ -176,7 +176,7 @@ fn checked<F: Float>(r: ArrayD<F>, x: &ArrayD<F>) -> Result<ArrayD<F>> {
             got: r.shape().to_vec(),
         });
     }
-    crate::tensor::check_finite("explanation", &r.view())?;
+    crate::tensor::checks::check_finite("explanation", &r.view())?;
     Ok(r)
 }
 
@@ -244,22 +244,9 @@ fn randomised_network<F: Float>(net: &Arc<Network<F>>, count: usize, seed: u64) 
                     inputs[0],
                 )?
             }
-            Op::Layer(_) => g.add_boxed(
-                node.name(),
-                Box::new(SharedLayer {
-                    net: net.clone(),
-                    node: k,
-                }),
-                inputs[0],
-            )?,
-            _ => g.merge_boxed(
-                node.name(),
-                Box::new(SharedMerge {
-                    net: net.clone(),
-                    node: k,
-                }),
-                &inputs,
-            )?,
+            // every other node is the original's, shared
+            Op::Layer(layer) => g.add_shared(node.name(), layer.clone(), inputs[0])?,
+            Op::Merge(merge) => g.merge_shared(node.name(), merge.clone(), &inputs)?,
         };
         ids.push(id);
     }
@@ -281,79 +268,4 @@ fn reinitialised<F: Float>(affine: &dyn Affine<F>, seed: u64) -> Result<Box<dyn 
             reason: format!("{} cannot be rebuilt with new parameters", affine.name()),
         })
     })
-}
-
-/// A node of another network, shared: every method is the original layer's.
-#[derive(Debug)]
-struct SharedLayer<F: Float> {
-    net: Arc<Network<F>>,
-    node: usize,
-}
-
-impl<F: Float> SharedLayer<F> {
-    fn inner(&self) -> &dyn Layer<F> {
-        self.net.nodes()[self.node]
-            .layer()
-            .expect("built from a layer node")
-    }
-}
-
-impl<F: Float> Layer<F> for SharedLayer<F> {
-    fn name(&self) -> String {
-        self.inner().name()
-    }
-    fn class(&self) -> Class<'_, F> {
-        self.inner().class()
-    }
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.inner().output_shape(input_shape)
-    }
-    fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        self.inner().forward(input)
-    }
-    fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        self.inner().gradient(step, grad_output)
-    }
-    fn scratch_len(&self, input_shape: &[usize]) -> usize {
-        self.inner().scratch_len(input_shape)
-    }
-    fn is_gate(&self) -> bool {
-        self.inner().is_gate()
-    }
-    fn channel_affine(&self) -> Option<(Array1<F>, ndarray::Array1<F>)> {
-        self.inner().channel_affine()
-    }
-}
-
-/// A merge node of another network, shared.
-#[derive(Debug)]
-struct SharedMerge<F: Float> {
-    net: Arc<Network<F>>,
-    node: usize,
-}
-
-impl<F: Float> SharedMerge<F> {
-    fn inner(&self) -> &dyn Merge<F> {
-        self.net.nodes()[self.node]
-            .merge()
-            .expect("built from a merge node")
-    }
-}
-
-impl<F: Float> Merge<F> for SharedMerge<F> {
-    fn name(&self) -> String {
-        self.inner().name()
-    }
-    fn class(&self) -> MergeClass<'_, F> {
-        self.inner().class()
-    }
-    fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
-        self.inner().output_shape(input_shapes)
-    }
-    fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>> {
-        self.inner().forward(inputs)
-    }
-    fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        self.inner().gradient(step, grad_output)
-    }
 }

@@ -18,8 +18,8 @@ fn check_pair<F: Float>(a: &ArrayViewD<'_, F>, b: &ArrayViewD<'_, F>) -> Result<
     if a.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    crate::tensor::check_finite("first explanation", a)?;
-    crate::tensor::check_finite("second explanation", b)
+    crate::tensor::checks::check_finite("first explanation", a)?;
+    crate::tensor::checks::check_finite("second explanation", b)
 }
 
 /// Ranks 1..=n with ties given their average rank (scipy's `rankdata(method="average")`).

@@ -116,7 +116,7 @@ impl<F: Float> Network<F> {
             None => slots[u] = Some(part),
             Some(acc) => {
                 *acc += &part;
-                crate::tensor::recycle(part);
+                crate::pool::recycle(part);
             }
         }
         Ok(())
@@ -153,7 +153,7 @@ impl<F: Float> Network<F> {
                 if let Some(kept) = kept.as_mut() {
                     kept[middle] = parts.middle;
                 }
-                crate::tensor::recycle(r);
+                crate::pool::recycle(r);
                 self.deposit(k, &mut slots, u, parts.input, rec.acts[u].shape())?;
                 continue;
             }
@@ -215,7 +215,7 @@ impl<F: Float> Network<F> {
                 merge.class().relevance(rule, &step).map_err(self.at(k))?
             }
         };
-        crate::tensor::recycle(r);
+        crate::pool::recycle(r);
         Ok(parts)
     }
 

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::network::{Network, Trace};
 use crate::rules::{DeepLift, DeepLiftRule, Rule};
-use crate::tensor::{concat_batch, concat_layers, per_sample_sum, split_batch};
+use crate::tensor::batch::{concat_batch, concat_layers, split_batch};
+use crate::tensor::numerics::per_sample_sum;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
 
 /// Options of [`Network::deeplift_with`].
@@ -219,9 +220,9 @@ impl<F: Float> Network<F> {
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
         };
         // the traces recorded here are done with (a shared baseline's is kept by its owner)
-        tx.activations.into_iter().for_each(crate::tensor::recycle);
+        tx.activations.into_iter().for_each(crate::pool::recycle);
         if let Some(t) = own {
-            t.activations.into_iter().for_each(crate::tensor::recycle);
+            t.activations.into_iter().for_each(crate::pool::recycle);
         }
         Ok(result)
     }

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::network::Network;
 use crate::rules::{Rule, RuleSet};
-use crate::tensor::{per_sample_sum, split_batch};
+use crate::tensor::batch::split_batch;
+use crate::tensor::numerics::per_sample_sum;
 use ndarray::{ArrayD, Axis, Slice};
 
 impl<F: Float> Network<F> {
@@ -95,7 +96,7 @@ impl<F: Float> Network<F> {
         let delta = &total - &per_sample_sum(&r.view());
         let mut activations = trace.activations;
         let output = activations.pop().expect("non-empty");
-        activations.into_iter().for_each(crate::tensor::recycle);
+        activations.into_iter().for_each(crate::pool::recycle);
         Ok(Attribution {
             relevance: r,
             output,

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::network::Network;
-use crate::tensor::per_sample_sum;
+use crate::tensor::numerics::per_sample_sum;
 use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
 use std::ops::Range;
 
@@ -100,7 +100,7 @@ impl<F: Float> Network<F> {
                         got: r.shape().to_vec(),
                     });
                 }
-                crate::tensor::check_finite("target relevance", &r.view())
+                crate::tensor::checks::check_finite("target relevance", &r.view())
             }
             Target::Class(_) | Target::Predicted => Ok(()),
         }

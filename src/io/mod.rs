@@ -28,9 +28,10 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Merge, Relu};
 use crate::network::{GraphBuilder, Network, NodeId, Op as NodeOp};
-use ndarray::{Array1, Array2, Array4};
-use std::collections::HashMap;
+use ndarray::{ArcArray, ArcArray1, ArcArray2, Ix4};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 #[cfg(feature = "safetensors")]
 mod architecture;
@@ -131,16 +132,18 @@ impl LoadOptions {
     }
 }
 
+/// A node read from a file. Parameters are shared: a tensor that several nodes read is
+/// stored once.
 #[derive(Debug)]
 pub(crate) enum Op<F: Float> {
     Conv {
-        weight: Array4<F>,
-        bias: Option<Array1<F>>,
+        weight: ArcArray<F, Ix4>,
+        bias: Option<ArcArray1<F>>,
         config: Conv2dConfig,
     },
     Dense {
-        weight: Array2<F>,
-        bias: Option<Array1<F>>,
+        weight: ArcArray2<F>,
+        bias: Option<ArcArray1<F>>,
     },
     Relu,
     MaxPool {
@@ -159,17 +162,17 @@ impl<F: Float> Op<F> {
     /// Builds the node (checking its parameters).
     pub(crate) fn build(self) -> Result<NodeOp<F>> {
         Ok(NodeOp::Layer(match self {
-            Op::Conv { weight, bias, config } => Box::new(Conv2d::new(weight, bias, config)?),
-            Op::Dense { weight, bias } => Box::new(Dense::new(weight, bias)?),
-            Op::Relu => Box::new(Relu),
+            Op::Conv { weight, bias, config } => Arc::new(Conv2d::from_shared(weight, bias, config)?),
+            Op::Dense { weight, bias } => Arc::new(Dense::from_shared(weight, bias)?),
+            Op::Relu => Arc::new(Relu),
             Op::MaxPool {
                 kernel,
                 stride,
                 padding,
-            } => Box::new(MaxPool2d::new(kernel, stride, padding)?),
-            Op::Flatten => Box::new(Flatten),
-            Op::Layer(l) => l,
-            Op::Merge(m) => return Ok(NodeOp::Merge(m)),
+            } => Arc::new(MaxPool2d::new(kernel, stride, padding)?),
+            Op::Flatten => Arc::new(Flatten),
+            Op::Layer(l) => Arc::from(l),
+            Op::Merge(m) => return Ok(NodeOp::Merge(Arc::from(m))),
         }))
     }
 }
@@ -202,10 +205,14 @@ pub(crate) struct Builder<F: Float> {
     last: NodeId,
     /// How many more weight values the layers may hold (see [`Builder::limit_weights`]).
     weights_left: usize,
+    /// The parameter arrays already counted (by address: a shared tensor counts once; the
+    /// layers holding them live as long as the builder, so no address is reused).
+    counted: HashSet<usize>,
 }
 
 /// The weight values a loaded network may hold beyond what its file stores (2²⁴), for
-/// weights computed at load time (folded constants, merged batch norms).
+/// weights computed at load time (folded constants, scaled or transposed weights). A tensor
+/// that several layers share is held, and counted, once.
 pub const WEIGHT_SLACK: usize = 1 << 24;
 
 impl<F: Float> Builder<F> {
@@ -225,26 +232,31 @@ impl<F: Float> Builder<F> {
             ids,
             last,
             weights_left: usize::MAX,
+            counted: HashSet::new(),
         })
     }
 
     /// Limits the weight values of all layers together to what a file of `stored_bytes`
     /// bytes of tensor data can hold (at least 2 bytes per value: float16) plus
-    /// [`WEIGHT_SLACK`]: a weight that several layers share is copied into each, and a
-    /// small file naming one tensor thousands of times must not become gigabytes.
+    /// [`WEIGHT_SLACK`] (weights computed at load time). A tensor that several layers share
+    /// counts once: the layers hold one copy of it.
     pub(crate) fn limit_weights(&mut self, stored_bytes: usize) {
         self.weights_left = (stored_bytes / 2).saturating_add(WEIGHT_SLACK);
     }
 
-    /// Takes `n` weight values from the budget.
-    fn take_weights(&mut self, node: &str, n: usize) -> Result<()> {
-        self.weights_left = self.weights_left.checked_sub(n).ok_or_else(|| Error::Format {
-            what: node.to_string(),
-            reason: format!(
-                "the layers' weights add up to more values than the file stores (plus {WEIGHT_SLACK}): a \
-                 tensor shared by many layers is copied into each"
-            ),
-        })?;
+    /// Takes the parameters `(address, values)` not counted yet from the budget.
+    fn take_weights(&mut self, node: &str, parameters: &[(usize, usize)]) -> Result<()> {
+        for &(address, n) in parameters {
+            if !self.counted.insert(address) {
+                continue;
+            }
+            self.weights_left = self.weights_left.checked_sub(n).ok_or_else(|| Error::Format {
+                what: node.to_string(),
+                reason: format!(
+                    "the layers' weights add up to more values than the file stores (plus {WEIGHT_SLACK})"
+                ),
+            })?;
+        }
         Ok(())
     }
 
@@ -283,6 +295,12 @@ impl<F: Float> Builder<F> {
         Ok(())
     }
 
+    /// Whether a node of this name was added.
+    #[cfg(feature = "onnx")]
+    pub(crate) fn has_name(&self, name: &str) -> bool {
+        self.graph.has_name(name)
+    }
+
     /// The network input.
     pub(crate) fn input(&self) -> NodeId {
         self.graph.input()
@@ -302,17 +320,19 @@ impl<F: Float> Builder<F> {
             Op::Conv { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
-        let weights = match &op {
-            Op::Conv { weight, bias, .. } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
-            Op::Dense { weight, bias } => weight.len() + bias.as_ref().map_or(0, |b| b.len()),
-            Op::Layer(l) => l
-                .class()
-                .affine()
-                .map_or(0, |a| a.weight().len() + a.bias().map_or(0, |b| b.len())),
-            _ => 0,
+        let op = op.build().map_err(at_node(node))?;
+        // the layer's parameters, as (address, values)
+        let parameters: Vec<(usize, usize)> = match &op {
+            NodeOp::Layer(l) => l.class().affine().map_or_else(Vec::new, |a| {
+                let w = a.weight();
+                let mut p = vec![(w.as_ptr() as usize, w.len())];
+                p.extend(a.bias().map(|b| (b.as_ptr() as usize, b.len())));
+                p
+            }),
+            _ => Vec::new(),
         };
-        self.take_weights(node, weights)?;
-        let id = match op.build().map_err(at_node(node))? {
+        self.take_weights(node, &parameters)?;
+        let id = match op {
             NodeOp::Layer(layer) => {
                 if inputs.len() != 1 {
                     return Err(Error::Format {
@@ -320,9 +340,9 @@ impl<F: Float> Builder<F> {
                         reason: format!("a layer reads one input, {} given", inputs.len()),
                     });
                 }
-                self.graph.add_boxed(name, layer, inputs[0])
+                self.graph.add_shared(name, layer, inputs[0])
             }
-            NodeOp::Merge(merge) => self.graph.merge_boxed(name, merge, inputs),
+            NodeOp::Merge(merge) => self.graph.merge_shared(name, merge, inputs),
         }
         .map_err(|e| match e {
             Error::AtLayer { source, .. } => at_node(node)(*source),

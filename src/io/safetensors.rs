@@ -10,7 +10,8 @@ use crate::layers::{
     Layer, LeakyRelu, MaxPool2d, Mul, Pad, Sigmoid, Silu, Tanh,
 };
 use crate::network::Network;
-use ndarray::{Array, Array1, Array2, Array4, ArrayD, Dimension, IxDyn};
+use ndarray::{ArcArray, ArcArray1, Array, Array1, ArrayD, Dimension, Ix1, Ix2, Ix4, IxDyn};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Loads a network from an architecture description (JSON) and a safetensors weights file.
@@ -87,9 +88,10 @@ pub fn from_safetensors_with<F: Float>(
     }
     let mut builder = Builder::<F>::new(&architecture.input_shape)?;
     builder.limit_weights(weights.len());
+    let mut shared = Shared::new(&tensors);
     for (i, spec) in architecture.layers.iter().enumerate() {
         let label = label(i, &spec.layer);
-        let op = to_op(&tensors, &spec.layer, &label)?;
+        let op = to_op(&mut shared, &spec.layer, &label)?;
         let name = spec
             .name
             .clone()
@@ -151,7 +153,42 @@ fn check_pair(node: &str, what: &str, p: Pair) -> Result<(usize, usize)> {
     Ok(p.tuple())
 }
 
-fn to_op<F: Float>(tensors: &::safetensors::SafeTensors<'_>, spec: &LayerSpec, node: &str) -> Result<Op<F>> {
+/// The file's tensors, each decoded once and shared by every layer that names it.
+struct Shared<'a, 'b, F: Float> {
+    tensors: &'a ::safetensors::SafeTensors<'b>,
+    decoded: HashMap<String, ArcArray<F, IxDyn>>,
+}
+
+impl<'a, 'b, F: Float> Shared<'a, 'b, F> {
+    fn new(tensors: &'a ::safetensors::SafeTensors<'b>) -> Self {
+        Shared {
+            tensors,
+            decoded: HashMap::new(),
+        }
+    }
+
+    /// The tensor `name` as a shared array of rank `D`.
+    fn get<D: Dimension>(&mut self, name: &str, node: &str) -> Result<ArcArray<F, D>> {
+        let t = match self.decoded.get(name) {
+            Some(t) => t.clone(),
+            None => {
+                let t = tensor(self.tensors, name, node)?.into_shared();
+                self.decoded.insert(name.to_string(), t.clone());
+                t
+            }
+        };
+        let shape = t.shape().to_vec();
+        t.into_dimensionality::<D>()
+            .map_err(|_| rank_error::<D>(node, name, shape))
+    }
+
+    fn bias(&mut self, name: Option<&str>, node: &str) -> Result<Option<ArcArray1<F>>> {
+        name.map(|b| self.get::<Ix1>(b, node)).transpose()
+    }
+}
+
+fn to_op<F: Float>(shared: &mut Shared<'_, '_, F>, spec: &LayerSpec, node: &str) -> Result<Op<F>> {
+    let tensors = shared.tensors;
     let layer = |l: Box<dyn Layer<F>>| Ok(Op::Layer(l));
     let vector = |name: &str| -> Result<Array1<F>> { into_rank(tensor(tensors, name, node)?, node, name) };
     match spec {
@@ -179,20 +216,16 @@ fn to_op<F: Float>(tensors: &::safetensors::SafeTensors<'_>, spec: &LayerSpec, n
                     .map(|p| check_pair(node, "padding_end", p))
                     .transpose()?,
             };
-            let w: Array4<F> = into_rank(tensor(tensors, weight, node)?, node, weight)?;
             Ok(Op::Conv {
-                weight: w,
-                bias: bias_tensor(tensors, bias.as_deref(), node)?,
+                weight: shared.get::<Ix4>(weight, node)?,
+                bias: shared.bias(bias.as_deref(), node)?,
                 config,
             })
         }
-        LayerSpec::Dense { weight, bias } => {
-            let w: Array2<F> = into_rank(tensor(tensors, weight, node)?, node, weight)?;
-            Ok(Op::Dense {
-                weight: w,
-                bias: bias_tensor(tensors, bias.as_deref(), node)?,
-            })
-        }
+        LayerSpec::Dense { weight, bias } => Ok(Op::Dense {
+            weight: shared.get::<Ix2>(weight, node)?,
+            bias: shared.bias(bias.as_deref(), node)?,
+        }),
         LayerSpec::Batchnorm2d {
             mean,
             var,
@@ -296,7 +329,13 @@ fn to_op<F: Float>(tensors: &::safetensors::SafeTensors<'_>, spec: &LayerSpec, n
 /// A tensor as an array of rank `D`, or a rank error naming the node and tensor.
 fn into_rank<F: Float, D: Dimension>(t: ArrayD<F>, node: &str, name: &str) -> Result<Array<F, D>> {
     let shape = t.shape().to_vec();
-    t.into_dimensionality::<D>().map_err(|_| Error::AtNode {
+    t.into_dimensionality::<D>()
+        .map_err(|_| rank_error::<D>(node, name, shape))
+}
+
+/// The error for tensor `name` of `shape` where rank `D` is expected.
+fn rank_error<D: Dimension>(node: &str, name: &str, shape: Vec<usize>) -> Error {
+    Error::AtNode {
         node: node.to_string(),
         source: Box::new(Error::Rank {
             what: format!("tensor {name}"),
@@ -304,16 +343,7 @@ fn into_rank<F: Float, D: Dimension>(t: ArrayD<F>, node: &str, name: &str) -> Re
             got: shape.len(),
             shape,
         }),
-    })
-}
-
-fn bias_tensor<F: Float>(
-    tensors: &::safetensors::SafeTensors<'_>,
-    name: Option<&str>,
-    node: &str,
-) -> Result<Option<Array1<F>>> {
-    name.map(|b| into_rank(tensor(tensors, b, node)?, node, b))
-        .transpose()
+    }
 }
 
 /// One tensor of the file as an array of `F`.

@@ -1,11 +1,11 @@
 //! 2-D average pooling: fixed windows (`nn.AvgPool2d`), adaptive windows
 //! (`nn.AdaptiveAvgPool2d`), and global average pooling.
 
-use super::window::window_out;
 use super::{Class, Layer, LinearMap, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{output_buffer, written_zeros};
+use crate::kernels::window::window_out;
+use crate::pool::{output_buffer, written_zeros};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 /// How the windows are laid out.
@@ -303,7 +303,7 @@ impl<F: Float> Layer<F> for AvgPool2d {
         let mut parts = LinearMap::transpose(
             self,
             grad_output,
-            &[crate::tensor::per_sample(step.input.shape())],
+            &[crate::tensor::checks::per_sample(step.input.shape())],
         )?;
         Ok(parts.pop().expect("one input"))
     }

@@ -3,8 +3,8 @@
 use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::check_finite;
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Zip};
+use crate::tensor::checks::check_finite;
+use ndarray::{ArcArray1, Array1, ArrayD, ArrayViewD, Axis, Zip};
 
 /// Batch normalisation in evaluation mode, as `torch.nn.BatchNorm2d` (and `BatchNorm1d`)
 /// after `model.eval()`: `y = (x − μ) / √(σ² + ε) · γ + β` per channel (axis 1), computed
@@ -33,8 +33,9 @@ use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Zip};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchNorm2d<F: Float = f32> {
-    scale: Array1<F>,
-    shift: Array1<F>,
+    /// Shared, not copied, when the layer is cloned.
+    scale: ArcArray1<F>,
+    shift: ArcArray1<F>,
 }
 
 impl<F: Float> BatchNorm2d<F> {
@@ -112,7 +113,10 @@ impl<F: Float> BatchNorm2d<F> {
         }
         check_finite("BatchNorm2d scale", &scale.view().into_dyn())?;
         check_finite("BatchNorm2d shift", &shift.view().into_dyn())?;
-        Ok(BatchNorm2d { scale, shift })
+        Ok(BatchNorm2d {
+            scale: scale.into_shared(),
+            shift: shift.into_shared(),
+        })
     }
 
     /// The number of channels.
@@ -121,7 +125,7 @@ impl<F: Float> BatchNorm2d<F> {
     }
 
     /// Applies `f(value, channel parameter)` along axis 1.
-    fn per_channel(&self, a: &mut ArrayD<F>, p: &Array1<F>, f: impl Fn(&mut F, F)) {
+    fn per_channel(&self, a: &mut ArrayD<F>, p: &ArcArray1<F>, f: impl Fn(&mut F, F)) {
         for mut lane in a.axis_iter_mut(Axis(0)) {
             for (mut chan, &v) in lane.axis_iter_mut(Axis(0)).zip(p.iter()) {
                 chan.map_inplace(|x| f(x, v));
@@ -187,6 +191,6 @@ impl<F: Float> Layer<F> for BatchNorm2d<F> {
     }
 
     fn channel_affine(&self) -> Option<(Array1<F>, Array1<F>)> {
-        Some((self.scale.clone(), self.shift.clone()))
+        Some((self.scale.to_owned(), self.shift.to_owned()))
     }
 }

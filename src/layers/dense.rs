@@ -3,15 +3,17 @@
 use super::{affine_forward, affine_gradient, Affine, Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{
-    check_finite, dense_forward_small, dense_transpose_small, gemm, output_buffer, SMALL_DENSE_WORK,
-};
-use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
+use crate::kernels::gemm::{dense_forward_small, dense_transpose_small, gemm, SMALL_DENSE_WORK};
+use crate::pool::output_buffer;
+use crate::tensor::checks::check_finite;
+use ndarray::{ArcArray1, ArcArray2, Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
 ///
 /// The weight is in PyTorch layout `[out, in]`, so `linear.weight` exported from PyTorch
-/// loads without a transpose.
+/// loads without a transpose. Parameters are shared, not copied: cloning the layer, or
+/// building several layers from one weight with [`Dense::from_shared`], stores the weight
+/// once.
 ///
 /// # Shapes
 /// Input `[N, in]`, output `[N, out]`.
@@ -28,8 +30,9 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Dense<F: Float = f32> {
-    weight: Array2<F>,
-    bias: Option<Array1<F>>,
+    /// In standard (C-order) layout.
+    weight: ArcArray2<F>,
+    bias: Option<ArcArray1<F>>,
 }
 
 impl<F: Float> Dense<F> {
@@ -39,6 +42,26 @@ impl<F: Float> Dense<F> {
     /// [`Error::Shape`] if the bias length is not `out`, [`Error::InvalidLayer`] if a
     /// dimension is zero, [`Error::NonFinite`] if a parameter is NaN or infinite.
     pub fn new(weight: Array2<F>, bias: Option<Array1<F>>) -> Result<Self> {
+        Self::from_shared(weight.into_shared(), bias.map(Array1::into_shared))
+    }
+
+    /// [`Dense::new`] with parameters that other layers may share: the layer keeps a
+    /// reference, so a weight given to many layers is stored once (a weight not in
+    /// standard layout is copied into it once).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Affine, Dense};
+    /// # fn main() -> relevance::Result<()> {
+    /// let w = array![[1.0_f64, 2.0], [0.0, -1.0]].into_shared();
+    /// let (a, b) = (Dense::from_shared(w.clone(), None)?, Dense::from_shared(w.clone(), None)?);
+    /// assert_eq!(a.weight().as_ptr(), b.weight().as_ptr()); // one weight in memory
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Dense::new`].
+    pub fn from_shared(weight: ArcArray2<F>, bias: Option<ArcArray1<F>>) -> Result<Self> {
         let (out, inp) = weight.dim();
         if out == 0 || inp == 0 {
             return Err(Error::InvalidLayer {
@@ -57,6 +80,11 @@ impl<F: Float> Dense<F> {
             }
             check_finite("Dense bias", &b.view().into_dyn())?;
         }
+        let weight = if weight.is_standard_layout() {
+            weight
+        } else {
+            weight.as_standard_layout().into_owned().into_shared()
+        };
         Ok(Dense { weight, bias })
     }
 

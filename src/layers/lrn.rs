@@ -12,7 +12,7 @@ use ndarray::{ArrayD, ArrayViewD, Axis};
 /// `[c − ⌊(n−1)/2⌋, c + ⌈(n−1)/2⌉]` ([`LocalResponseNorm::onnx`]); they differ only for an
 /// even `n`. Channels outside `[0, C)` count as zero (the divisor stays `n`).
 ///
-/// A normalisation, like an unmerged batch norm ([`Category::BatchNorm`]): the LRP rules pass
+/// A normalisation, like an unmerged batch norm ([`Category::BatchNorm`](crate::Category::BatchNorm)): the LRP rules pass
 /// relevance through it (conserving) and DeepLIFT applies Rescale (conserving). zennit and
 /// captum have no rule for it and take its gradient; select
 /// [`Gradient`](crate::Gradient) for it by name to reproduce them.

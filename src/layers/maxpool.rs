@@ -1,10 +1,10 @@
 //! 2-D max pooling.
 
-use super::window::window_out;
 use super::{Class, Layer, Select, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{output_buffer, written_zeros};
+use crate::kernels::window::window_out;
+use crate::pool::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 use window_2x2::{dims_2x2, first_max_flags, max_2x2, zero_outside_2x2};
 
@@ -245,7 +245,7 @@ impl MaxPool2d {
         };
         // planes in parallel for large inputs (feature `parallel`)
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(src.len()) {
+        if crate::kernels::elementwise::par_elems(src.len()) {
             use rayon::prelude::*;
             src.par_chunks_exact(h * w)
                 .zip(
@@ -318,7 +318,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(buf.len()) {
+        if crate::kernels::elementwise::par_elems(buf.len()) {
             use rayon::prelude::*;
             buf.par_chunks_exact_mut(plane)
                 .zip(vals.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)))
@@ -397,7 +397,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(src.len()) {
+        if crate::kernels::elementwise::par_elems(src.len()) {
             use rayon::prelude::*;
             src.par_chunks_exact(h * w)
                 .zip(buf.par_chunks_exact_mut(h * w))
@@ -488,7 +488,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(buf.len()) {
+        if crate::kernels::elementwise::par_elems(buf.len()) {
             use rayon::prelude::*;
             buf.par_chunks_exact_mut(h * w).enumerate().for_each(fill);
             return Some(out);
@@ -547,7 +547,7 @@ impl<F: Float> Layer<F> for MaxPool2d {
                     }
                 };
                 #[cfg(feature = "parallel")]
-                if crate::tensor::par_elems(src.len()) {
+                if crate::kernels::elementwise::par_elems(src.len()) {
                     use rayon::prelude::*;
                     src.par_chunks_exact(h * w)
                         .zip(buf.par_chunks_exact_mut(ho * wo))

@@ -4,7 +4,7 @@
 use super::{LinearMap, Merge, MergeClass, MergeStep};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{broadcast_shape, sum_to_shape};
+use crate::tensor::broadcast::{broadcast_shape, sum_to_shape};
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 
 /// The shape the per-sample `shapes` broadcast to, or the error naming the node.
@@ -20,7 +20,7 @@ fn broadcast(node: &str, shapes: &[&[usize]]) -> Result<Vec<usize>> {
 fn input_shapes<'s, F>(step: &'s MergeStep<'_, F>) -> Vec<&'s [usize]> {
     step.inputs
         .iter()
-        .map(|x| crate::tensor::per_sample(x.shape()))
+        .map(|x| crate::tensor::checks::per_sample(x.shape()))
         .collect()
 }
 
@@ -134,11 +134,11 @@ impl Concat {
     fn split<F: Float>(&self, a: ArrayViewD<'_, F>, input_shapes: &[&[usize]]) -> Result<Vec<ArrayD<F>>> {
         let axis = Axis(self.axis + 1);
         let expected = Merge::<F>::output_shape(self, input_shapes)?;
-        if a.ndim() == 0 || crate::tensor::per_sample(a.shape()) != expected.as_slice() {
+        if a.ndim() == 0 || crate::tensor::checks::per_sample(a.shape()) != expected.as_slice() {
             return Err(Error::Shape {
                 what: "Concat output relevance (per sample)".into(),
                 expected,
-                got: crate::tensor::per_sample(a.shape()).to_vec(),
+                got: crate::tensor::checks::per_sample(a.shape()).to_vec(),
             });
         }
         let mut start = 0;

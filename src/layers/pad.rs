@@ -122,7 +122,7 @@ impl<F: Float> Layer<F> for Pad {
         let mut expected = vec![n];
         expected.extend(Layer::<F>::output_shape(
             self,
-            crate::tensor::per_sample(step.input.shape()),
+            crate::tensor::checks::per_sample(step.input.shape()),
         )?);
         if grad_output.shape() != expected.as_slice() {
             return Err(Error::Shape {

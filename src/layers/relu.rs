@@ -3,7 +3,7 @@
 use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::update2;
+use crate::kernels::elementwise::update2;
 use ndarray::{ArrayD, ArrayViewD};
 
 /// `max(x, 0)` elementwise, as `torch.nn.ReLU`.
@@ -42,11 +42,11 @@ impl<F: Float> Layer<F> for Relu {
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let relu = |o: &mut F, &v: &F| *o = if v > F::zero() { v } else { F::zero() };
         // every element is written
-        let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::tensor::output_buffer(input.len()))
+        let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::pool::output_buffer(input.len()))
             .expect("length matches the shape");
         let zip = ndarray::Zip::from(&mut out).and(&input);
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(input.len()) {
+        if crate::kernels::elementwise::par_elems(input.len()) {
             zip.par_for_each(relu);
             return Ok(out);
         }

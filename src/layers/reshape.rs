@@ -83,7 +83,7 @@ impl<F: Float> Layer<F> for Reshape {
         reshape_rows(
             "Reshape output relevance",
             grad_output,
-            crate::tensor::per_sample(step.input.shape()),
+            crate::tensor::checks::per_sample(step.input.shape()),
         )
     }
 }
@@ -280,7 +280,7 @@ impl<F: Float> Layer<F> for Narrow {
                 shape: vec![],
             });
         }
-        Layer::<F>::output_shape(self, crate::tensor::per_sample(step.input.shape()))?;
+        Layer::<F>::output_shape(self, crate::tensor::checks::per_sample(step.input.shape()))?;
         let mut g = ArrayD::zeros(step.input.raw_dim());
         let mut part = g.slice_axis_mut(
             ndarray::Axis(self.axis + 1),

@@ -5,7 +5,10 @@ use super::{Network, Node, Op, ZeroTrace, MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Layer, Merge};
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// A handle to a node (or to the network input) of one [`GraphBuilder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +56,10 @@ pub struct GraphBuilder<F: Float = f32> {
     nodes: Vec<Node<F>>,
     /// Per value: 0 the input, `k + 1` the output of node `k`.
     shapes: Vec<Vec<usize>>,
-    names: HashMap<String, usize>,
+    /// Hashes of the names taken (the names themselves are the nodes'; a hash found here
+    /// is confirmed against them, so a collision costs a scan, never a wrong answer).
+    names: HashSet<u64>,
+    hasher: RandomState,
 }
 
 /// Whether a per-sample shape is usable: non-empty, at most [`MAX_RANK`] axes, no zero, at
@@ -88,7 +94,8 @@ impl<F: Float> GraphBuilder<F> {
             id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             nodes: Vec::new(),
             shapes: vec![input_shape.to_vec()],
-            names: HashMap::new(),
+            names: HashSet::new(),
+            hasher: RandomState::new(),
         })
     }
 
@@ -128,6 +135,11 @@ impl<F: Float> GraphBuilder<F> {
         Ok(id.value)
     }
 
+    /// Whether a node of this name was added.
+    pub(crate) fn has_name(&self, name: &str) -> bool {
+        self.names.contains(&self.hasher.hash_one(name)) && self.nodes.iter().any(|n| n.name == name)
+    }
+
     /// The name for the next node: `name`, or the node's index if `name` is empty.
     fn claim_name(&self, name: &str) -> Result<String> {
         let index = self.nodes.len();
@@ -140,13 +152,13 @@ impl<F: Float> GraphBuilder<F> {
         if name.is_empty() {
             let mut candidate = index.to_string();
             let mut k = 1;
-            while self.names.contains_key(&candidate) {
+            while self.has_name(&candidate) {
                 candidate = format!("{index}_{k}");
                 k += 1;
             }
             return Ok(candidate);
         }
-        if self.names.contains_key(name) {
+        if self.has_name(name) {
             return Err(Error::Graph {
                 node: name.to_string(),
                 reason: "a node of this name was already added".into(),
@@ -157,8 +169,12 @@ impl<F: Float> GraphBuilder<F> {
 
     fn push(&mut self, name: String, op: Op<F>, inputs: Vec<usize>, shape: Vec<usize>) -> NodeId {
         let index = self.nodes.len();
-        self.names.insert(name.clone(), index);
-        self.nodes.push(Node { name, op, inputs });
+        self.names.insert(self.hasher.hash_one(&name));
+        self.nodes.push(Node {
+            name,
+            op,
+            inputs: inputs.into_boxed_slice(),
+        });
         self.shapes.push(shape);
         NodeId {
             builder: self.id,
@@ -195,6 +211,28 @@ impl<F: Float> GraphBuilder<F> {
     /// # Errors
     /// As [`GraphBuilder::add`].
     pub fn add_boxed(&mut self, name: &str, layer: Box<dyn Layer<F>>, input: NodeId) -> Result<NodeId> {
+        self.add_shared(name, Arc::from(layer), input)
+    }
+
+    /// [`GraphBuilder::add`] for a layer that other nodes or networks may share, e.g. a
+    /// node of another network ([`Op::Layer`]) kept in a rebuilt one.
+    ///
+    /// ```
+    /// use relevance::{GraphBuilder, Op, Relu};
+    /// # fn main() -> relevance::Result<()> {
+    /// let mut g = GraphBuilder::<f32>::new(&[3])?;
+    /// let relu = g.add("relu", Relu, g.input())?;
+    /// let net = g.build(relu)?;
+    /// let Op::Layer(layer) = net.nodes()[0].op() else { unreachable!() };
+    /// let mut h = GraphBuilder::<f32>::new(&[3])?;
+    /// let again = h.add_shared("relu", layer.clone(), h.input())?; // the same node, not a copy
+    /// assert_eq!(h.build(again)?.nodes().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`GraphBuilder::add`].
+    pub fn add_shared(&mut self, name: &str, layer: Arc<dyn Layer<F>>, input: NodeId) -> Result<NodeId> {
         let name = self.claim_name(name)?;
         let u = self.value(input, &name)?;
         let index = self.nodes.len();
@@ -233,6 +271,20 @@ impl<F: Float> GraphBuilder<F> {
     /// # Errors
     /// As [`GraphBuilder::merge`].
     pub fn merge_boxed(&mut self, name: &str, merge: Box<dyn Merge<F>>, inputs: &[NodeId]) -> Result<NodeId> {
+        self.merge_shared(name, Arc::from(merge), inputs)
+    }
+
+    /// [`GraphBuilder::merge`] for a node that other networks may share (see
+    /// [`GraphBuilder::add_shared`]).
+    ///
+    /// # Errors
+    /// As [`GraphBuilder::merge`].
+    pub fn merge_shared(
+        &mut self,
+        name: &str,
+        merge: Arc<dyn Merge<F>>,
+        inputs: &[NodeId],
+    ) -> Result<NodeId> {
         let name = self.claim_name(name)?;
         if inputs.is_empty() {
             return Err(Error::Graph {
@@ -266,65 +318,78 @@ impl<F: Float> GraphBuilder<F> {
         if out == 0 {
             return Err(Error::EmptyNetwork);
         }
+        let GraphBuilder {
+            mut nodes,
+            mut shapes,
+            ..
+        } = self;
         // the nodes the output depends on, walking back from it
-        let mut live = vec![false; self.shapes.len()];
+        let mut live = vec![false; shapes.len()];
         live[out] = true;
         for v in (1..=out).rev() {
             if live[v] {
-                for &u in &self.nodes[v - 1].inputs {
+                for &u in nodes[v - 1].inputs.iter() {
                     live[u] = true;
                 }
             }
         }
-        let mut renumber = vec![usize::MAX; self.shapes.len()];
+        // dropped in place, the others renumbered (inputs come before their readers)
+        let mut renumber = vec![usize::MAX; shapes.len()];
         renumber[0] = 0;
-        let mut nodes = Vec::new();
-        let mut shapes = vec![self.shapes[0].clone()];
-        for (k, (node, shape)) in self
-            .nodes
-            .into_iter()
-            .zip(self.shapes.into_iter().skip(1))
-            .enumerate()
-        {
-            if !live[k + 1] {
-                continue;
+        let mut k = 0;
+        let mut kept = 0;
+        nodes.retain_mut(|node| {
+            k += 1;
+            if !live[k] {
+                return false;
             }
-            let inputs = node.inputs.iter().map(|&u| renumber[u]).collect();
-            nodes.push(Node { inputs, ..node });
-            shapes.push(shape);
-            renumber[k + 1] = nodes.len();
-        }
+            node.inputs.iter_mut().for_each(|u| *u = renumber[*u]);
+            kept += 1;
+            renumber[k] = kept;
+            true
+        });
+        let mut v = 0;
+        shapes.retain(|_| {
+            v += 1;
+            live[v - 1]
+        });
         Ok(Network::from_parts(nodes, shapes))
     }
 }
 
 impl<F: Float> Network<F> {
-    /// Builds the network from nodes in topological order and the shapes of their values.
-    pub(super) fn from_parts(nodes: Vec<Node<F>>, shapes: Vec<Vec<usize>>) -> Network<F> {
-        let mut consumers = vec![Vec::new(); shapes.len()];
+    /// Builds the network from nodes in topological order and the shapes of their values,
+    /// each list without spare capacity.
+    pub(super) fn from_parts(mut nodes: Vec<Node<F>>, mut shapes: Vec<Vec<usize>>) -> Network<F> {
+        nodes.shrink_to_fit();
+        shapes.shrink_to_fit();
+        // readers per value (a node reading a value twice is one reader), each list
+        // allocated at its final length
+        let mut count = vec![0usize; shapes.len()];
+        let mut last = vec![usize::MAX; shapes.len()];
         for (k, node) in nodes.iter().enumerate() {
-            for &u in &node.inputs {
-                if !consumers[u].contains(&k) {
+            for &u in node.inputs.iter() {
+                if last[u] != k {
+                    last[u] = k;
+                    count[u] += 1;
+                }
+            }
+        }
+        drop(last);
+        let mut consumers: Vec<Vec<usize>> = count.into_iter().map(Vec::with_capacity).collect();
+        for (k, node) in nodes.iter().enumerate() {
+            for &u in node.inputs.iter() {
+                if consumers[u].last() != Some(&k) {
                     consumers[u].push(k);
                 }
             }
         }
-        let gates = nodes
-            .iter()
-            .map(|node| {
-                node.inputs
-                    .iter()
-                    .map(|&u| u > 0 && nodes[u - 1].layer().is_some_and(|l| l.is_gate()))
-                    .collect()
-            })
-            .collect();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Network {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             nodes,
             shapes,
             consumers,
-            gates,
             zero_input: ZeroTrace(std::sync::OnceLock::new()),
         }
     }

@@ -1,7 +1,7 @@
 //! zennit's batch-norm canonizer: a batch normalisation that directly follows a dense or
 //! convolutional layer is folded into that layer's weight and bias.
 
-use super::{GraphBuilder, Network, NodeId, Op};
+use super::{Network, Op};
 use crate::error::Result;
 use crate::float::Float;
 use crate::layers::Layer;
@@ -79,24 +79,41 @@ impl<F: Float> Network<F> {
                 into[b] = Some(a);
             }
         }
-        let (input_shape, nodes) = self.into_nodes();
-        let mut g = GraphBuilder::new(&input_shape)?;
-        let mut ids: Vec<NodeId> = vec![g.input()];
-        for (k, node) in nodes.into_iter().enumerate() {
+        if into.iter().all(Option::is_none) {
+            return Ok(self);
+        }
+        // Rebuilt in place: a merged batch norm's node and value are dropped (its readers
+        // read the affine node's value instead), the affine node takes the merged layer.
+        // Both have the batch norm's output shape.
+        let Network { nodes, shapes, .. } = self;
+        let mut renumber: Vec<usize> = Vec::with_capacity(shapes.len());
+        renumber.push(0);
+        let mut kept_nodes = Vec::with_capacity(nodes.len());
+        let mut kept_shapes = Vec::with_capacity(shapes.len());
+        let mut shapes = shapes.into_iter();
+        kept_shapes.extend(shapes.next());
+        for (k, (mut node, shape)) in nodes.into_iter().zip(shapes).enumerate() {
             if let Some(a) = into[k] {
-                // the batch norm's output is the merged layer's
-                ids.push(ids[a + 1]);
+                renumber.push(renumber[a + 1]);
                 continue;
             }
-            let inputs: Vec<NodeId> = node.inputs.iter().map(|&u| ids[u]).collect();
-            let id = match (merged[k].take(), node.op) {
-                (Some(layer), _) => g.add_boxed(&node.name, layer, inputs[0])?,
-                (None, Op::Layer(layer)) => g.add_boxed(&node.name, layer, inputs[0])?,
-                (None, Op::Merge(m)) => g.merge_boxed(&node.name, m, &inputs)?,
-            };
-            ids.push(id);
+            node.inputs.iter_mut().for_each(|u| *u = renumber[*u]);
+            if let Some(layer) = merged[k].take() {
+                let input = &kept_shapes[node.inputs[0]];
+                let out = layer.output_shape(input)?;
+                if out != shape {
+                    return Err(crate::Error::Shape {
+                        what: format!("{} merged with its batch norm", layer.name()),
+                        expected: shape,
+                        got: out,
+                    });
+                }
+                node.op = Op::Layer(layer.into());
+            }
+            kept_nodes.push(node);
+            kept_shapes.push(shape);
+            renumber.push(kept_nodes.len());
         }
-        let out = *ids.last().expect("the input at least");
-        g.build(out)
+        Ok(Network::from_parts(kept_nodes, kept_shapes))
     }
 }

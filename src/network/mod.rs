@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::layers::{Affine, Category, Layer, Merge};
 use crate::rules::NodeInfo;
-use crate::tensor::{check_batch_shape, check_finite, concat_batch, split_batch};
+use crate::tensor::batch::{concat_batch, split_batch};
+use crate::tensor::checks::{check_batch_shape, check_finite};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use std::sync::Arc;
 
@@ -28,13 +29,16 @@ pub const MAX_RANK: usize = 16;
 pub const MAX_NODES: usize = 1 << 20;
 
 /// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
-#[derive(Debug)]
+///
+/// Held by reference count, so that networks can share nodes (a rebuilt network keeps the
+/// nodes it does not change: [`GraphBuilder::add_shared`]).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Op<F: Float> {
     /// A node with one input.
-    Layer(Box<dyn Layer<F>>),
+    Layer(Arc<dyn Layer<F>>),
     /// A node with several inputs.
-    Merge(Box<dyn Merge<F>>),
+    Merge(Arc<dyn Merge<F>>),
 }
 
 /// One node of a [`Network`]: a name, what it computes, and which values it reads.
@@ -45,7 +49,8 @@ pub enum Op<F: Float> {
 pub struct Node<F: Float> {
     name: String,
     op: Op<F>,
-    inputs: Vec<usize>,
+    /// Fixed once built: a boxed slice, no spare capacity.
+    inputs: Box<[usize]>,
 }
 
 impl<F: Float> Node<F> {
@@ -135,8 +140,6 @@ pub struct Network<F: Float = f32> {
     shapes: Vec<Vec<usize>>,
     /// Per value, the nodes that read it, in order.
     consumers: Vec<Vec<usize>>,
-    /// Per node and input, whether the input comes out of a gate ([`Layer::is_gate`]).
-    gates: Vec<Vec<bool>>,
     /// The trace of the all-zero input, recorded by the first call that needs it (a
     /// method explaining a difference to the zero baseline).
     pub(crate) zero_input: ZeroTrace<F>,
@@ -238,15 +241,14 @@ impl<F: Float> Network<F> {
         &self.consumers
     }
 
-    /// Per node, which of its inputs come out of a gate.
-    pub(crate) fn gates(&self, node: usize) -> &[bool] {
-        &self.gates[node]
-    }
-
-    /// Takes the network apart into its input shape and nodes (for the canonizer).
-    pub(crate) fn into_nodes(self) -> (Vec<usize>, Vec<Node<F>>) {
-        let mut shapes = self.shapes;
-        (shapes.swap_remove(0), self.nodes)
+    /// Per input of a node, whether it comes out of a gate ([`Layer::is_gate`]; asked when
+    /// needed, not stored per node).
+    pub(crate) fn gates(&self, node: usize) -> Vec<bool> {
+        self.nodes[node]
+            .inputs
+            .iter()
+            .map(|&u| u > 0 && self.nodes[u - 1].layer().is_some_and(|l| l.is_gate()))
+            .collect()
     }
 
     pub(crate) fn check_input(&self, x: &ArrayD<F>) -> Result<()> {
@@ -319,7 +321,7 @@ impl<F: Float> Network<F> {
                 for &u in &self.nodes[k].inputs {
                     if u != last && self.consumers[u].last() == Some(&k) {
                         if let Some(a) = values[u].take() {
-                            crate::tensor::recycle(a);
+                            crate::pool::recycle(a);
                         }
                     }
                 }

@@ -11,7 +11,7 @@ use super::{NodeInfo, Rule, RuleSet};
 use crate::error::Result;
 use crate::float::Float;
 use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Step};
-use crate::tensor::sum_to_shape;
+use crate::tensor::broadcast::sum_to_shape;
 use ndarray::ArrayD;
 
 /// The vector-Jacobian product at every layer: the result is the gradient of
@@ -52,7 +52,7 @@ impl<F: Float> Rule<F> for Gradient {
         let shapes: Vec<&[usize]> = step
             .inputs
             .iter()
-            .map(|x| crate::tensor::per_sample(x.shape()))
+            .map(|x| crate::tensor::checks::per_sample(x.shape()))
             .collect();
         map.transpose(step.relevance.view(), &shapes)
     }

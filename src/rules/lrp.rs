@@ -12,7 +12,7 @@ use super::Rule;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, LinearMap, MergeStep, Step};
-use crate::tensor::check_finite;
+use crate::tensor::checks::check_finite;
 use ndarray::ArrayD;
 
 /// zennit's default stabiliser ε for every rule.

@@ -30,7 +30,8 @@ pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, Lrp
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
-use crate::tensor::{safe_ratio, sum_to_shape};
+use crate::tensor::broadcast::sum_to_shape;
+use crate::tensor::numerics::safe_ratio;
 use ndarray::{ArrayD, Zip};
 use std::fmt::Debug;
 
@@ -245,7 +246,7 @@ pub fn norm<F: Float>(
     let eps = F::lit(stabilizer);
     let mut s = ArrayD::from_shape_vec(
         step.output.raw_dim(),
-        crate::tensor::output_buffer(step.output.len()),
+        crate::pool::output_buffer(step.output.len()),
     )
     .expect("length matches the shape");
     Zip::from(&mut s)
@@ -255,10 +256,10 @@ pub fn norm<F: Float>(
     let shapes: Vec<&[usize]> = step
         .inputs
         .iter()
-        .map(|x| crate::tensor::per_sample(x.shape()))
+        .map(|x| crate::tensor::checks::per_sample(x.shape()))
         .collect();
     let mut parts = map.transpose(s.view(), &shapes)?;
-    crate::tensor::recycle(s);
+    crate::pool::recycle(s);
     check_parts("linear map", &parts, step)?;
     for (c, x) in parts.iter_mut().zip(&step.inputs) {
         Zip::from(c).and(x).for_each(|c, &x| *c = x * *c);

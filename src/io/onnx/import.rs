@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::{at_node, Builder, Op};
 use crate::network::NodeId;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArcArray, ArrayD, IxDyn};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -43,7 +43,9 @@ pub(super) struct Importer<'a, F: Float> {
     /// The batch size the graph input declares, if it is a literal (static exports).
     pub(super) batch: Option<i64>,
     pub(super) notes: Vec<String>,
-    names: HashSet<String>,
+    /// Layer parameters by tensor name and whether transposed: decoded once, shared by
+    /// every node that reads them.
+    weights: HashMap<(&'a str, bool), ArcArray<F, IxDyn>>,
     /// `Permute` layers built for pending permutations: (node, permutation) → layer.
     pub(super) permuted: HashMap<(NodeId, Vec<usize>), NodeId>,
 }
@@ -70,7 +72,7 @@ pub(super) fn import<F: Float>(
         absorbed: HashSet::new(),
         batch: declared_batch(graph.input),
         notes: Vec::new(),
-        names: HashSet::new(),
+        weights: HashMap::new(),
         permuted: HashMap::new(),
     };
     let id = imp.builder.input();
@@ -133,10 +135,12 @@ pub(super) fn import<F: Float>(
     if id == imp.builder.input() {
         return Err(Error::EmptyNetwork);
     }
-    let network = imp.builder.finish_at(id, !opts.merge_batch_norm)?;
+    // the importer's tables are freed before the network is finished
+    let (builder, notes) = imp.into_parts();
+    let network = builder.finish_at(id, !opts.merge_batch_norm)?;
     Ok(OnnxModel {
         network,
-        notes: imp.notes,
+        notes,
         input: graph.input.name.clone(),
         output: output.to_string(),
     })
@@ -230,6 +234,40 @@ impl<'a, F: Float> Importer<'a, F> {
             .ok_or_else(|| unsupported(label, &node.op_type, format!("input {pos} is missing")))
     }
 
+    /// The builder and the notes; the rest is dropped.
+    fn into_parts(self) -> (Builder<F>, Vec<String>) {
+        (self.builder, self.notes)
+    }
+
+    /// Input `pos` as a layer parameter, as stored or `transposed` (axes reversed), shared:
+    /// a tensor that many nodes read the same way is decoded and stored once.
+    pub(super) fn weight(
+        &mut self,
+        node: &'a NodeProto,
+        pos: usize,
+        label: &str,
+        transposed: bool,
+    ) -> Result<Option<ArcArray<F, IxDyn>>> {
+        let Some(name) = node.input.get(pos).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if let Some(w) = self.weights.get(&(name.as_str(), transposed)) {
+            return Ok(Some(w.clone()));
+        }
+        let Some(c) = self.constant(node, pos, label)? else {
+            return Ok(None);
+        };
+        let w = c.floats()?;
+        let w = if transposed {
+            w.reversed_axes().as_standard_layout().into_owned()
+        } else {
+            w
+        }
+        .into_shared();
+        self.weights.insert((name.as_str(), transposed), w.clone());
+        Ok(Some(w))
+    }
+
     /// Input `pos` as a constant.
     pub(super) fn constant(
         &mut self,
@@ -259,11 +297,10 @@ impl<'a, F: Float> Importer<'a, F> {
     pub(super) fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_string();
         let mut k = 1;
-        while self.names.contains(&name) || name == "input" {
+        while self.builder.has_name(&name) || name == "input" {
             name = format!("{base}_{k}");
             k += 1;
         }
-        self.names.insert(name.clone());
         name
     }
 

@@ -374,7 +374,7 @@ pub(super) fn transpose_const<F: Float>(c: &Const<F>, perm: Option<&[i64]>) -> R
 /// `Div`, `Pow`, `Equal`, `Less`, `Greater`, `Max`, `Min`, `Mod`.
 pub(super) fn binary<F: Float>(op: &str, a: &Const<F>, b: &Const<F>) -> Result<Const<F>> {
     let shapes = [a.shape(), b.shape()];
-    let shape = crate::tensor::broadcast_shape(&shapes)
+    let shape = crate::tensor::broadcast::broadcast_shape(&shapes)
         .ok_or_else(|| fold_err(format!("{op} of {:?} and {:?}", a.shape(), b.shape())))?;
     if crate::io::checked_count("folded constant", &shape, MAX_FOLDED).is_err() {
         return Err(fold_err(format!("{op} would make a constant of shape {shape:?}")));
@@ -479,7 +479,7 @@ fn int_op(op: &str, p: Sym, q: Sym) -> Result<Sym> {
 
 /// `Where(cond, a, b)` of constants.
 pub(super) fn where_<F: Float>(cond: &Const<F>, a: &Const<F>, b: &Const<F>) -> Result<Const<F>> {
-    let shape = crate::tensor::broadcast_shape(&[cond.shape(), a.shape(), b.shape()])
+    let shape = crate::tensor::broadcast::broadcast_shape(&[cond.shape(), a.shape(), b.shape()])
         .ok_or_else(|| fold_err("Where of shapes that do not broadcast"))?;
     if crate::io::checked_count("folded constant", &shape, MAX_FOLDED).is_err() {
         return Err(fold_err(format!(
@@ -511,7 +511,7 @@ fn pick<T: Clone>(picks: &[bool], x: &ArrayD<T>, y: &ArrayD<T>, shape: &[usize])
 
 /// `Expand` of a constant to (the broadcast of its shape and) `shape`.
 pub(super) fn expand<F: Float>(c: &Const<F>, shape: &[usize]) -> Result<Const<F>> {
-    let out = crate::tensor::broadcast_shape(&[c.shape(), shape])
+    let out = crate::tensor::broadcast::broadcast_shape(&[c.shape(), shape])
         .ok_or_else(|| fold_err("Expand to a shape that does not broadcast"))?;
     if crate::io::checked_count("folded constant", &out, MAX_FOLDED).is_err() {
         return Err(fold_err(format!("Expand would make a constant of shape {out:?}")));

@@ -29,12 +29,12 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 /// large arrays (feature `parallel`).
 pub(crate) fn map<F: Float>(input: &ArrayViewD<'_, F>, f: impl Fn(F) -> F + Sync + Send) -> ArrayD<F> {
     // every element is written
-    let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::tensor::output_buffer(input.len()))
+    let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::pool::output_buffer(input.len()))
         .expect("length matches the shape");
     let zip = Zip::from(&mut out).and(input);
     let g = |o: &mut F, &v: &F| *o = f(v);
     #[cfg(feature = "parallel")]
-    if crate::tensor::par_elems(input.len()) {
+    if crate::kernels::elementwise::par_elems(input.len()) {
         zip.par_for_each(g);
         return out;
     }

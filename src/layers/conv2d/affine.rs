@@ -2,12 +2,14 @@
 //! matrix product per group, or Winograd) and its transpose (one col2im for a sum of terms),
 //! and the convolution of an all-ones image.
 
-use super::unfold::swap_plane_axes;
-use super::{winograd, Conv2d};
+use super::Conv2d;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::gemm::{gemm, gemm_acc};
+use crate::kernels::im2col::swap_plane_axes;
+use crate::kernels::winograd;
 use crate::layers::{Affine, Layer};
-use crate::tensor::{gemm, gemm_acc, output_buffer, with_scratch};
+use crate::pool::{output_buffer, with_scratch};
 use ndarray::{
     Array1, Array2, Array4, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, CowArray, Ix2,
     Ix4,
@@ -119,7 +121,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
     /// One im2col matrix (or Winograd input transform) for every weight.
     fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
         let x4 = Self::as_batch4("Conv2d input", x)?;
-        let g = self.geometry(x4.shape()[0], crate::tensor::per_sample(x4.shape()))?;
+        let g = self.geometry(x4.shape()[0], crate::tensor::checks::per_sample(x4.shape()))?;
         let wms = ws
             .iter()
             .map(|w| self.weight_matrix(w.clone()))
@@ -155,24 +157,35 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let ncols = g.n * g.ho * g.wo;
         let work = o * rows * g.ho * g.wo;
         Ok(with_scratch(rows * groups * ncols, |buf| {
-            self.im2col(x, &g, buf);
+            g.im2col(x, buf);
             let cols = ArrayView2::from_shape((rows * groups, ncols), &*buf).expect("sizes agree");
             wms.iter()
                 .map(|wm| {
-                    // overwritten by the product (never read)
-                    let mut out =
-                        Array2::from_shape_vec((o, ncols), output_buffer(o * ncols)).expect("length matches");
                     let og = o / groups;
-                    for k in 0..groups {
-                        let block = |r: usize| ndarray::Slice::from(k * r..(k + 1) * r);
-                        gemm(
-                            &wm.slice_axis(Axis(0), block(og)),
-                            &cols.slice_axis(Axis(0), block(rows)),
-                            &mut out.slice_axis_mut(Axis(0), block(og)),
-                            work / groups,
-                        );
+                    let product = |out: &mut ArrayViewMut2<'_, F>| {
+                        for k in 0..groups {
+                            let block = |r: usize| ndarray::Slice::from(k * r..(k + 1) * r);
+                            gemm(
+                                &wm.slice_axis(Axis(0), block(og)),
+                                &cols.slice_axis(Axis(0), block(rows)),
+                                &mut out.slice_axis_mut(Axis(0), block(og)),
+                                work / groups,
+                            );
+                        }
+                    };
+                    // [O, N·Ho·Wo], overwritten by the product; for one sample the output's
+                    // layout already
+                    let mut prod = output_buffer(o * ncols);
+                    product(&mut ArrayViewMut2::from_shape((o, ncols), &mut prod).expect("sizes agree"));
+                    if g.n == 1 {
+                        return ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], prod).expect("length matches");
                     }
-                    Self::unfold_output(out, &g)
+                    // one plane copy per (sample, channel); the spent product goes back to the
+                    // pool (not to this thread's scratch, which would keep it beyond the pool's cap)
+                    let mut out = output_buffer(g.n * o * g.ho * g.wo);
+                    swap_plane_axes(&prod, o, g.n, &mut out);
+                    crate::pool::recycle(ArrayD::from_shape_vec(vec![prod.len()], prod).expect("1-D"));
+                    ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], out).expect("length matches")
                 })
                 .collect()
         }))
@@ -289,7 +302,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                         gemm_acc(&wk.t(), &sk, &mut ck, work / groups, t > 0);
                     }
                 }
-                self.col2im(buf, &g)
+                g.col2im(buf)
             })
             .into_dyn());
         }
@@ -314,7 +327,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
             gemm(&wm.t(), &s2.view(), &mut cols, work * sides.len());
-            self.col2im(buf, &g)
+            g.col2im(buf)
         })
         .into_dyn())
     }

@@ -1,19 +1,18 @@
 //! 2-D convolution through im2col/col2im and one matrix product, or Winograd's F(2×2, 3×3)
 //! for wide 3×3 stride-1 layers.
 
-use super::window::window_out;
-use super::{affine_forward, affine_gradient, winograd, Class, Layer, Step};
+use super::{affine_forward, affine_gradient, Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{check_finite, output_buffer};
-use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
+use crate::kernels::im2col::Geometry;
+use crate::kernels::window::window_out;
+use crate::kernels::winograd;
+use crate::tensor::checks::check_finite;
+use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
 mod affine;
 #[cfg(test)]
 mod tests;
-mod unfold;
-
-use unfold::swap_plane_axes;
 
 /// Stride, zero padding, dilation and groups of a [`Conv2d`], sizes as (height, width).
 ///
@@ -93,7 +92,8 @@ impl Conv2dConfig {
 
 /// A 2-D convolution, as `torch.nn.Conv2d` (zero padding, grouped and depthwise included).
 ///
-/// The weight is in PyTorch layout `[out, in / groups, kh, kw]`. The forward pass and its transpose
+/// The weight is in PyTorch layout `[out, in / groups, kh, kw]`, shared rather than copied
+/// when the layer is cloned or built with [`Conv2d::from_shared`]. The forward pass and its transpose
 /// run through im2col/col2im and one matrix product for the whole batch; 3×3 convolutions with
 /// stride 1, dilation 1, padding ≤ 2, at least 16 input and output channels and at least 400
 /// output positions use Winograd's F(2×2, 3×3) instead (Lavin & Gray 2016), which needs 2.25×
@@ -120,14 +120,11 @@ impl Conv2dConfig {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Conv2d<F: Float = f32> {
-    weight: Array4<F>,
-    bias: Option<Array1<F>>,
+    /// In standard (C-order) layout.
+    weight: ArcArray<F, Ix4>,
+    bias: Option<ArcArray1<F>>,
     config: Conv2dConfig,
 }
-
-/// Elements above which im2col and col2im run in parallel (feature `parallel`).
-#[cfg(feature = "parallel")]
-const PAR_LEN: usize = 1 << 18;
 
 /// Input and output channels from which a 3×3 stride-1 convolution takes the Winograd path.
 const WINOGRAD_MIN_CHANNELS: usize = 16;
@@ -138,20 +135,6 @@ const WINOGRAD_MIN_CHANNELS: usize = 16;
 /// at 28×28, a loss at 14×14).
 const WINOGRAD_MIN_OUTPUTS: usize = 400;
 
-/// Sizes of one convolution call.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
-    /// Input channels (all groups).
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-}
-
 impl<F: Float> Conv2d<F> {
     /// Builds the layer from a weight `[out, in / groups, kh, kw]`, an optional bias
     /// `[out]` and the stride, padding, dilation and groups.
@@ -161,6 +144,20 @@ impl<F: Float> Conv2d<F> {
     /// output channels not divisible by the groups; [`Error::Shape`] for a bias of the
     /// wrong length; [`Error::NonFinite`] for NaN or infinite parameters.
     pub fn new(weight: Array4<F>, bias: Option<Array1<F>>, config: Conv2dConfig) -> Result<Self> {
+        Self::from_shared(weight.into_shared(), bias.map(Array1::into_shared), config)
+    }
+
+    /// [`Conv2d::new`] with parameters that other layers may share: the layer keeps a
+    /// reference, so a weight given to many layers is stored once (a weight not in
+    /// standard layout is copied into it once).
+    ///
+    /// # Errors
+    /// As [`Conv2d::new`].
+    pub fn from_shared(
+        weight: ArcArray<F, Ix4>,
+        bias: Option<ArcArray1<F>>,
+        config: Conv2dConfig,
+    ) -> Result<Self> {
         if weight.shape().contains(&0) {
             return Err(Error::InvalidLayer {
                 layer: "Conv2d",
@@ -199,6 +196,11 @@ impl<F: Float> Conv2d<F> {
             }
             check_finite("Conv2d bias", &b.view().into_dyn())?;
         }
+        let weight = if weight.is_standard_layout() {
+            weight
+        } else {
+            weight.as_standard_layout().into_owned().into_shared()
+        };
         Ok(Conv2d { weight, bias, config })
     }
 
@@ -280,6 +282,9 @@ impl<F: Float> Conv2d<F> {
             kw: self.weight.shape()[3],
             ho,
             wo,
+            stride: self.config.stride,
+            padding: self.config.padding,
+            dilation: self.config.dilation,
         })
     }
 
@@ -394,27 +399,6 @@ impl<F: Float> Layer<F> for Conv2d<F> {
 }
 
 impl<F: Float> Conv2d<F> {
-    /// `[O, N·Ho·Wo]` → `[N, O, Ho, Wo]` (no copy for a single sample).
-    fn unfold_output(out: Array2<F>, g: &Geometry) -> ArrayD<F> {
-        let o = out.nrows();
-        if g.n == 1 {
-            return out
-                .into_shape_with_order((1, o, g.ho, g.wo))
-                .expect("sizes agree")
-                .into_dyn();
-        }
-        // one plane copy per (sample, channel); the spent product's buffer is recycled
-        let mut dst = output_buffer(g.n * o * g.ho * g.wo);
-        swap_plane_axes(
-            out.as_slice().expect("fresh array is contiguous"),
-            o,
-            g.n,
-            &mut dst,
-        );
-        crate::tensor::recycle(out.into_dyn());
-        ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], dst).expect("length matches the shape")
-    }
-
     /// Checks an output-side array `s` against the geometry for `input_shape`.
     fn output_side<'a>(
         &self,

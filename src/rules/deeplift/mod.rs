@@ -215,7 +215,7 @@ impl<F: Float> Rule<F> for DeepLiftRule {
         layer.apply_transpose(
             step.relevance.view(),
             layer.weight(),
-            crate::tensor::per_sample(step.input.shape()),
+            crate::tensor::checks::per_sample(step.input.shape()),
         )
     }
 
@@ -271,7 +271,7 @@ impl<F: Float> Rule<F> for DeepLiftRule {
         let shapes: Vec<&[usize]> = step
             .inputs
             .iter()
-            .map(|x| crate::tensor::per_sample(x.shape()))
+            .map(|x| crate::tensor::checks::per_sample(x.shape()))
             .collect();
         map.transpose(step.relevance.view(), &shapes)
     }

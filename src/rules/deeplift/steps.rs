@@ -5,7 +5,8 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, Layer, MergeStep, Select, Step};
-use crate::tensor::{negative, positive, sum_to_shape};
+use crate::tensor::broadcast::sum_to_shape;
+use crate::tensor::numerics::{negative, positive};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
 /// The baseline pass of a step, or the error that says it is missing.
@@ -88,15 +89,12 @@ pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
         }
     };
     // every element is written
-    let mut m = ArrayD::from_shape_vec(
-        step.input.raw_dim(),
-        crate::tensor::output_buffer(step.input.len()),
-    )
-    .expect("length matches the shape");
+    let mut m = ArrayD::from_shape_vec(step.input.raw_dim(), crate::pool::output_buffer(step.input.len()))
+        .expect("length matches the shape");
     let zip = zip.and(&mut m);
     let f = |g: &F, x: &F, x0: &F, y: &F, y0: &F, m: &mut F| *m = f(g, x, x0, y, y0);
     #[cfg(feature = "parallel")]
-    if crate::tensor::par_elems(step.input.len()) {
+    if crate::kernels::elementwise::par_elems(step.input.len()) {
         zip.par_for_each(f);
     } else {
         zip.for_each(f);
@@ -163,7 +161,7 @@ fn rescale_rows<F: Float>(
         step.output.to_slice()?,
     );
     let ((x0, sx0), (y0, sy0)) = (sample_rows(bx, per)?, sample_rows(by, per)?);
-    let mut m = crate::tensor::output_buffer(step.input.len());
+    let mut m = crate::pool::output_buffer(step.input.len());
     // one block of a sample; whether some |Δx| is below the threshold
     let block = |m: &mut [F], g: &[F], x: &[F], x0: &[F], y: &[F], y0: &[F]| {
         let mut small = false;
@@ -184,7 +182,7 @@ fn rescale_rows<F: Float>(
         let (x0, y0) = (&x0[s * sx0..s * sx0 + per], &y0[s * sy0..s * sy0 + per]);
         let (m, g, x, y) = (&mut m[r.clone()], &g[r.clone()], &x[r.clone()], &y[r]);
         #[cfg(feature = "parallel")]
-        if crate::tensor::par_elems(per) {
+        if crate::kernels::elementwise::par_elems(per) {
             use rayon::prelude::*;
             const CHUNK: usize = 1 << 14;
             let parts = m
@@ -324,7 +322,7 @@ pub(super) fn split_transpose<F: Float>(
 ) -> Result<ArrayD<F>> {
     let w = layer.weight();
     let (wp, wn) = (positive(&w), negative(&w));
-    let shape = crate::tensor::per_sample(dx.shape());
+    let shape = crate::tensor::checks::per_sample(dx.shape());
     let t = |m: &ArrayD<F>, w: &ArrayD<F>| layer.apply_transpose(m.view(), w.view(), shape);
     let mut up = t(m_pos, &wp)? + t(m_neg, &wn)?;
     let down = t(m_pos, &wn)? + t(m_neg, &wp)?;

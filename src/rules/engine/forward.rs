@@ -5,8 +5,8 @@ use super::plan::{Plan, Slot};
 use super::{FastPaths, Input, Param, Recipe, Term};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::elementwise::{add_channel_bias, update2};
 use crate::layers::{Affine, Step};
-use crate::tensor::{add_channel_bias, update2};
 use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
 /// Whether a term's forward pass is the recorded output (the unmodified layer on the
@@ -24,7 +24,7 @@ pub(super) fn modified_outputs<'s, F: Float>(
     fast: FastPaths,
 ) -> Result<Vec<Option<CowArray<'s, F, IxDyn>>>> {
     let x = &step.input;
-    let input_shape = crate::tensor::per_sample(x.shape());
+    let input_shape = crate::tensor::checks::per_sample(x.shape());
     let b = layer.bias();
     let reuse = |t: &Term| fast.recorded_output && recorded(t, &b);
     let mut forward: Vec<Option<ArrayD<F>>> = plan.active.iter().map(|_| None).collect();
@@ -146,7 +146,7 @@ fn folded_output<F: Float>(
     if c.ndim() != step.output.ndim() || c.shape()[0] != 1 || c.shape()[1..] != step.output.shape()[1..] {
         return Err(Error::Shape {
             what: format!("{}: map of a constant input (one sample)", layer.name()),
-            expected: [&[1], crate::tensor::per_sample(step.output.shape())].concat(),
+            expected: [&[1], crate::tensor::checks::per_sample(step.output.shape())].concat(),
             got: c.shape().to_vec(),
         });
     }

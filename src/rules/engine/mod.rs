@@ -32,8 +32,9 @@ use reference::reference;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::elementwise::{map3, update2, update3};
 use crate::layers::{Affine, Step};
-use crate::tensor::{map3, safe_ratio, update2, update3};
+use crate::tensor::numerics::safe_ratio;
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 use plan::Plan;
 
@@ -206,7 +207,7 @@ fn check_step<F: Float>(layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<()>
         });
     }
     let mut expected = vec![x.shape()[0]];
-    expected.extend(layer.output_shape(crate::tensor::per_sample(x.shape()))?);
+    expected.extend(layer.output_shape(crate::tensor::checks::per_sample(x.shape()))?);
     for (what, got) in [
         ("layer output (recorded)", step.output.shape()),
         ("relevance at the layer output", step.relevance.shape()),
@@ -248,11 +249,11 @@ pub(crate) fn propagate_with<F: Float>(
     // 3.–4. R_in = Σ_p x_p ⊙ Σ_t k_t · W_tᵀ s_g (+ the folded terms' V_gᵀ s_g)
     let r = relevance_in(layer, step, recipe, &plan, &ss, fast)?;
     // the modified outputs and quotients are spent: their buffers serve later layers
-    ss.into_iter().flatten().for_each(crate::tensor::recycle);
+    ss.into_iter().flatten().for_each(crate::pool::recycle);
     zs.into_iter()
         .flatten()
         .filter(|z| z.is_owned())
-        .for_each(|z| crate::tensor::recycle(z.into_owned()));
+        .for_each(|z| crate::pool::recycle(z.into_owned()));
     Ok(r)
 }
 
@@ -327,11 +328,11 @@ fn accumulate<F: Float>(r_in: &mut Option<ArrayD<F>>, x: Option<&ArrayViewD<'_, 
         (None, None) => *r_in = Some(c),
         (Some(r), Some(x)) => {
             update3(r, x, &c.view(), |r, xv, cv| *r += xv * cv);
-            crate::tensor::recycle(c);
+            crate::pool::recycle(c);
         }
         (Some(r), None) => {
             update2(r, &c.view(), |r, cv| *r += cv);
-            crate::tensor::recycle(c);
+            crate::pool::recycle(c);
         }
     }
 }
@@ -346,7 +347,7 @@ fn relevance_in<F: Float>(
     ss: &[Option<ArrayD<F>>],
     fast: FastPaths,
 ) -> Result<ArrayD<F>> {
-    let input_shape = crate::tensor::per_sample(step.input.shape());
+    let input_shape = crate::tensor::checks::per_sample(step.input.shape());
     // Fast path `grouped_transpose`: one transposed map per input part (a convolution
     // accumulates the matrix products and runs one col2im), one multiplication by the input.
     let transposed = |terms: &[(CowArray<'_, F, IxDyn>, ArrayViewD<'_, F>)]| -> Result<Vec<ArrayD<F>>> {
@@ -415,8 +416,8 @@ fn split_ratio<F: Float>(
     if [zp.len(), zn.len(), o.len()].iter().any(|&l| l != r.len()) {
         return None;
     }
-    let mut s_pos = crate::tensor::output_buffer(r.len());
-    let mut s_neg = crate::tensor::output_buffer(r.len());
+    let mut s_pos = crate::pool::output_buffer(r.len());
+    let mut s_neg = crate::pool::output_buffer(r.len());
     let zero = F::zero();
     for (((((sp, sn), &r), &zp), &zn), &o) in s_pos.iter_mut().zip(&mut s_neg).zip(r).zip(zp).zip(zn).zip(o) {
         let q = safe_ratio(r, if o > zero { zp } else { zn }, eps);

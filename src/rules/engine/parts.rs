@@ -4,7 +4,7 @@
 use super::{Input, Param};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tensor::{negative, positive};
+use crate::tensor::numerics::{negative, positive};
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 /// Broadcasts a per-sample bound to the batch input's shape.
@@ -13,7 +13,7 @@ pub(super) fn broadcast_bound<F: Float>(
     bound: &ArrayD<F>,
     input: &ArrayViewD<'_, F>,
 ) -> Result<ArrayD<F>> {
-    let sample = crate::tensor::per_sample(input.shape());
+    let sample = crate::tensor::checks::per_sample(input.shape());
     let mut shape = vec![1];
     shape.extend(std::iter::repeat_n(1, sample.len().saturating_sub(bound.ndim())));
     shape.extend_from_slice(bound.shape());
@@ -83,7 +83,7 @@ pub(super) fn input_part<'x, F: Float>(
     signs: &Signs,
     fold: bool,
 ) -> Result<Part<'x, F>> {
-    let sample = crate::tensor::per_sample(x.shape());
+    let sample = crate::tensor::checks::per_sample(x.shape());
     Ok(match part {
         Input::All => Part::Tensor(x.clone().into()),
         // x⁺ of a non-negative input (after a ReLU) is the input itself: no copy

@@ -7,8 +7,9 @@ use super::parts::full_part;
 use super::{check_step, Mask, Recipe};
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::elementwise::add_channel_bias;
 use crate::layers::{Affine, Step};
-use crate::tensor::{add_channel_bias, safe_ratio};
+use crate::tensor::numerics::safe_ratio;
 use ndarray::{ArrayD, Zip};
 
 /// Relevance at the input of `layer` under `recipe`, by the plain path.
@@ -65,7 +66,8 @@ pub(crate) fn reference<F: Float>(
             });
         // 3.–4. R_in += factor · Σₜ signₜ · xₜ ⊙ Wₜᵀ s
         for ((t, xt), wt) in group.terms.iter().zip(&parts).zip(&weights) {
-            let c = layer.apply_transpose(s.view(), wt.view(), crate::tensor::per_sample(x.shape()))?;
+            let c =
+                layer.apply_transpose(s.view(), wt.view(), crate::tensor::checks::per_sample(x.shape()))?;
             let k = F::lit(group.factor * t.sign);
             Zip::from(&mut r_in)
                 .and(xt)

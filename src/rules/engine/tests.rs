@@ -9,7 +9,7 @@
 use super::*;
 use crate::layers::{Conv2d, Conv2dConfig, Dense, Layer};
 use crate::rules::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus};
-use crate::tensor::safe_ratio;
+use crate::tensor::numerics::safe_ratio;
 use ndarray::{Array1, Array2, Array4, IxDyn};
 
 /// The stated bound of every fast path against the reference, relative to max |R_in| (measured

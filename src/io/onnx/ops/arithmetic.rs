@@ -151,7 +151,7 @@ fn merge_data<'a, F: Float>(
     x: &Data,
     y: &Data,
 ) -> Result<Data> {
-    let Some(shape) = crate::tensor::broadcast_shape(&[&x.shape, &y.shape]) else {
+    let Some(shape) = crate::tensor::broadcast::broadcast_shape(&[&x.shape, &y.shape]) else {
         return Err(n.refuse(format!(
             "of computed tensors of per-sample shapes {:?} and {:?}, which do not broadcast",
             x.shape, y.shape

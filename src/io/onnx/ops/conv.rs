@@ -10,7 +10,7 @@ use crate::io::onnx::import::Importer;
 use crate::io::onnx::view::{Fill, View};
 use crate::io::{Op, MAX_DIM};
 use crate::layers::Conv2dConfig;
-use ndarray::{Array1, Array4};
+use ndarray::{ArcArray, Array1, Ix4};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     reg.op(
@@ -41,12 +41,12 @@ fn conv<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
         "auto_pad",
     ])?;
     let d = imp.data_arg(n, 0)?;
+    // shared: a weight many nodes read is decoded and stored once
     let w = imp
-        .const_arg(n, 1)?
-        .ok_or_else(|| n.refuse("no weight"))?
-        .floats()?;
+        .weight(n.node, 1, n.label, false)?
+        .ok_or_else(|| n.refuse("no weight"))?;
     let wshape = w.shape().to_vec();
-    let w: Array4<F> = w.into_dimensionality().map_err(|_| {
+    let w: ArcArray<F, Ix4> = w.into_dimensionality().map_err(|_| {
         n.refuse(format!(
             "weight of shape {wshape:?}: only 2-D convolutions are supported"
         ))
@@ -113,7 +113,7 @@ fn conv<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
         n.label,
         Op::Conv {
             weight: w,
-            bias,
+            bias: bias.map(Array1::into_shared),
             config,
         },
         &[x],

@@ -12,7 +12,7 @@ use crate::io::onnx::proto::NodeProto;
 use crate::io::onnx::values::Value;
 use crate::io::onnx::view::Data;
 use crate::io::Op;
-use ndarray::{Array1, Array2};
+use ndarray::{ArcArray2, Array1};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     reg.op("Gemm", "Dense (transB, alpha, beta; constant B and C)")
@@ -50,13 +50,13 @@ fn gemm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
     }
     let alpha = F::lit(f64::from(attrs.float("alpha", 1.0)?));
     let beta = F::lit(f64::from(attrs.float("beta", 1.0)?));
-    let b = matrix(imp, n, 1)?;
-    let w = if attrs.int("transB", 0)? != 0 {
-        b
+    // [out, in]: B itself with transB, else its transpose; shared where alpha is 1
+    let w = matrix(imp, n, 1, attrs.int("transB", 0)? == 0)?;
+    let w = if alpha == F::one() {
+        w
     } else {
-        b.t().to_owned()
+        w.mapv(|v| v * alpha).into_shared()
     };
-    let w = w.mapv(|v| v * alpha);
     let out_features = w.nrows();
     let mut bias = match imp.const_arg(n, 2)? {
         Some(c) => {
@@ -80,20 +80,34 @@ fn gemm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
             add = Some(a);
         }
     }
+    let bias = bias.map(Array1::into_shared);
     let out = imp.layer(n.label, Op::Dense { weight: w, bias }, &[x])?;
     finish_bias(imp, add, &out);
     imp.out(n, out)
 }
 
-/// Input `pos`, a constant matrix.
-fn matrix<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, pos: usize) -> Result<Array2<F>> {
-    let c = imp.required_const(n, pos)?.floats()?;
-    let shape = c.shape().to_vec();
-    c.into_dimensionality().map_err(|_| Error::Rank {
-        what: format!("{} weight", n.op()),
-        expected: 2,
-        got: shape.len(),
-        shape,
+/// Input `pos`, a constant matrix, `transposed` or as stored, shared (decoded once for
+/// every node that reads it the same way).
+fn matrix<'a, F: Float>(
+    imp: &mut Importer<'a, F>,
+    n: &Ctx<'a, '_>,
+    pos: usize,
+    transposed: bool,
+) -> Result<ArcArray2<F>> {
+    let c = imp
+        .weight(n.node, pos, n.label, transposed)?
+        .ok_or_else(|| n.refuse(format!("input {pos} is missing")))?;
+    let mut shape = c.shape().to_vec();
+    c.into_dimensionality().map_err(|_| {
+        if transposed {
+            shape.reverse(); // the stored shape
+        }
+        Error::Rank {
+            what: format!("{} weight", n.op()),
+            expected: 2,
+            got: shape.len(),
+            shape,
+        }
     })
 }
 
@@ -105,13 +119,13 @@ fn matmul<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()
             d.shape
         )));
     }
-    let b = matrix(imp, n, 1)?; // [K, M]
-    let w = b.t().to_owned();
+    let w = matrix(imp, n, 1, true)?; // Bᵀ of B [K, M]
     let x = imp.materialize(&d, n.label)?;
     let (bias, add) = match bias_after(imp, n.node, w.nrows(), 1)? {
         Some((b, a)) => (Some(b), Some(a)),
         None => (None, None),
     };
+    let bias = bias.map(Array1::into_shared);
     let out = imp.layer(n.label, Op::Dense { weight: w, bias }, &[x])?;
     finish_bias(imp, add, &out);
     imp.out(n, out)

@@ -1,15 +1,34 @@
 //! im2col and col2im: a convolution's input unfolded into the columns of one matrix
 //! product, and the product's columns folded back (overlapping taps added).
 
-use super::{Conv2d, Geometry};
 use crate::float::Float;
-use crate::tensor::written_zeros;
+use crate::pool::written_zeros;
 use ndarray::Array4;
 
+/// Elements above which im2col and col2im run in parallel (feature `parallel`).
 #[cfg(feature = "parallel")]
-use super::PAR_LEN;
+const PAR_LEN: usize = 1 << 18;
 
-impl<F: Float> Conv2d<F> {
+/// Sizes of one convolution call: batch, input and output sizes, kernel, stride, leading
+/// padding and dilation, (height, width) pairs as in `Conv2dConfig`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) n: usize,
+    /// Input channels (all groups).
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
+    pub(crate) stride: (usize, usize),
+    /// The padding before the input (top, left); the trailing padding only sets `ho`, `wo`.
+    pub(crate) padding: (usize, usize),
+    pub(crate) dilation: (usize, usize),
+}
+
+impl Geometry {
     /// For a convolution with stride 1 whose output rows are as wide as its input rows
     /// (`Wo = W`), a table indexed by im2col row `(c·kh + i)·kw + j` of `(base, rows, lo..hi)`:
     /// output position `d = oy·W + ox` of the tap reads input offset `d + base` (within a
@@ -17,13 +36,13 @@ impl<F: Float> Conv2d<F> {
     /// columns `lo..hi` whose tap column does. `None` for other convolutions. Tabulated once
     /// per call: each entry divides, and im2col/col2im look them up per plane.
     #[allow(clippy::type_complexity)]
-    fn same_rows(&self, g: &Geometry) -> Option<Vec<(isize, std::ops::Range<usize>, (usize, usize))>> {
-        let c = self.config;
-        if c.stride != (1, 1) || g.wo != g.w {
+    fn same_rows(&self) -> Option<Vec<(isize, std::ops::Range<usize>, (usize, usize))>> {
+        let g = self;
+        if g.stride != (1, 1) || g.wo != g.w {
             return None;
         }
-        let (ph, pw) = (c.padding.0 as isize, c.padding.1 as isize);
-        let (dh, dw) = (c.dilation.0 as isize, c.dilation.1 as isize);
+        let (ph, pw) = (g.padding.0 as isize, g.padding.1 as isize);
+        let (dh, dw) = (g.dilation.0 as isize, g.dilation.1 as isize);
         let (h, w, ho) = (g.h as isize, g.w as isize, g.ho as isize);
         let (kh, kw) = (g.kh, g.kw);
         let entry = |row: usize| {
@@ -42,11 +61,11 @@ impl<F: Float> Conv2d<F> {
     /// falls inside the input, calls `f(oy, lo, hi, offset)`: the valid output columns
     /// `lo..hi` and the input offset (within one sample) of the tap at `lo`; consecutive
     /// columns step by the stride in the input.
-    fn row_runs(&self, g: &Geometry, row: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
-        let c = &self.config;
-        let (sh, sw) = c.stride;
-        let (ph, pw) = c.padding;
-        let (dh, dw) = c.dilation;
+    fn row_runs(&self, row: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let g = self;
+        let (sh, sw) = g.stride;
+        let (ph, pw) = g.padding;
+        let (dh, dw) = g.dilation;
         let (j, rest) = (row % g.kw, row / g.kw);
         let (i, ch) = (rest % g.kh, rest / g.kh);
         // ix = ox·sw + j·dw − pw must lie in [0, w)
@@ -78,12 +97,13 @@ impl<F: Float> Conv2d<F> {
     /// im2col: `[N, C, H, W]` → `[C·kh·kw, N·Ho·Wo]`, overwriting every element of `buf`
     /// (which may hold stale values). Rows are filled in parallel for large inputs
     /// (feature `parallel`).
-    pub(super) fn im2col(&self, x: &[F], g: &Geometry, buf: &mut [F]) {
+    pub(crate) fn im2col<F: Float>(&self, x: &[F], buf: &mut [F]) {
+        let g = self;
         let plane = g.ho * g.wo;
         let sample = g.c * g.h * g.w;
         let ncols = g.n * plane;
-        let sw = self.config.stride.1;
-        let same = self.same_rows(g);
+        let sw = self.stride.1;
+        let same = self.same_rows();
         let fill = |row: usize, dst_row: &mut [F]| {
             if let Some((base, rows, (lo, hi))) = same.as_ref().map(|t| t[row].clone()) {
                 // One contiguous copy per sample: with stride 1 and Wo = W, output row oy of
@@ -113,7 +133,7 @@ impl<F: Float> Conv2d<F> {
             // zeros where the tap falls into the padding; one row is small enough to stay
             // in cache between this and the copies below
             dst_row.fill(F::zero());
-            self.row_runs(g, row, |oy, lo, hi, offset| {
+            self.row_runs(row, |oy, lo, hi, offset| {
                 let len = hi - lo;
                 for s in 0..g.n {
                     let start = s * plane + oy * g.wo + lo;
@@ -144,13 +164,14 @@ impl<F: Float> Conv2d<F> {
 
     /// col2im: `[C·kh·kw, N·Ho·Wo]` → `[N, C, H, W]`, adding overlapping taps. Planes are
     /// filled in parallel for large outputs (feature `parallel`).
-    pub(super) fn col2im(&self, src: &mut [F], g: &Geometry) -> Array4<F> {
+    pub(crate) fn col2im<F: Float>(&self, src: &mut [F]) -> Array4<F> {
+        let g = self;
         let plane = g.ho * g.wo;
         let ncols = g.n * plane;
-        let sw = self.config.stride.1;
+        let sw = self.stride.1;
         let hw = g.h * g.w;
         let taps = g.kh * g.kw;
-        let same = self.same_rows(g);
+        let same = self.same_rows();
         if let Some(same) = &same {
             // Contiguous adds (see `im2col`): first zero the columns whose tap falls into the
             // padding, so that the adds may run across them.
@@ -196,7 +217,7 @@ impl<F: Float> Conv2d<F> {
                     }
                     continue;
                 }
-                self.row_runs(g, row, |oy, lo, hi, offset| {
+                self.row_runs(row, |oy, lo, hi, offset| {
                     let len = hi - lo;
                     let start = row * ncols + s * plane + oy * g.wo + lo;
                     let from = &src[start..start + len];
@@ -240,7 +261,7 @@ fn zero_columns<F: Float>(plane: &mut [F], width: usize, rows: std::ops::Range<u
 }
 
 /// `[a, b, plane…]` → `[b, a, plane…]` for contiguous `src` and `dst`: one copy per plane.
-pub(super) fn swap_plane_axes<F: Float>(src: &[F], a: usize, b: usize, dst: &mut [F]) {
+pub(crate) fn swap_plane_axes<F: Float>(src: &[F], a: usize, b: usize, dst: &mut [F]) {
     let plane = src.len() / (a * b).max(1);
     if plane == 0 {
         return;

@@ -14,7 +14,8 @@
 //! [`conv3x3_many`].
 
 use crate::float::Float;
-use crate::tensor::{gemm_seq, with_scratch};
+use crate::kernels::gemm::gemm_seq;
+use crate::pool::with_scratch;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Sizes of one Winograd convolution call.

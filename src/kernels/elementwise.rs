@@ -1,0 +1,143 @@
+//! Elementwise passes over arrays of one shape (and the per-channel bias add), on several
+//! threads for the largest arrays (feature `parallel`).
+
+use crate::float::Float;
+use crate::pool::output_buffer;
+use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, Zip};
+
+/// Elements from which an elementwise pass runs on several threads (feature `parallel`):
+/// only the largest arrays (VGG16's first layers), where two cores move memory faster than
+/// one; below it the task overhead and concurrent page faults cost more than they save.
+/// Elementwise results do not depend on the thread count.
+#[cfg(feature = "parallel")]
+pub(crate) const PAR_ELEMS: usize = 1 << 20;
+
+/// Whether an elementwise pass over `len` elements runs in parallel.
+#[inline]
+pub(crate) fn par_elems(len: usize) -> bool {
+    #[cfg(feature = "parallel")]
+    return len >= PAR_ELEMS && rayon::current_num_threads() > 1;
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = len;
+        false
+    }
+}
+
+/// `f(a, b, c)` elementwise into a new array; `a`, `b`, `c` have one shape.
+pub(crate) fn map3<F: Float>(
+    a: &ArrayViewD<'_, F>,
+    b: &ArrayViewD<'_, F>,
+    c: &ArrayViewD<'_, F>,
+    f: impl Fn(F, F, F) -> F + Sync + Send,
+) -> ArrayD<F> {
+    // every element is written
+    let mut out =
+        ArrayD::from_shape_vec(a.raw_dim(), output_buffer(a.len())).expect("length matches the shape");
+    if let (Some(sa), Some(sb), Some(sc)) = (a.as_slice(), b.as_slice(), c.as_slice()) {
+        // contiguous: plain slice loops, which the compiler vectorises
+        let so = out.as_slice_mut().expect("fresh array is contiguous");
+        #[allow(clippy::type_complexity)]
+        let run = |(o, ((a, b), c)): (&mut [F], ((&[F], &[F]), &[F]))| {
+            for (o, ((&a, &b), &c)) in o.iter_mut().zip(a.iter().zip(b).zip(c)) {
+                *o = f(a, b, c);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if par_elems(so.len()) {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 14;
+            so.par_chunks_mut(CHUNK)
+                .zip(
+                    sa.par_chunks(CHUNK)
+                        .zip(sb.par_chunks(CHUNK))
+                        .zip(sc.par_chunks(CHUNK)),
+                )
+                .for_each(run);
+            return out;
+        }
+        run((so, ((sa, sb), sc)));
+        return out;
+    }
+    let zip = Zip::from(&mut out).and(a).and(b).and(c);
+    #[cfg(feature = "parallel")]
+    if par_elems(a.len()) {
+        zip.par_for_each(|o, &a, &b, &c| *o = f(a, b, c));
+        return out;
+    }
+    zip.for_each(|o, &a, &b, &c| *o = f(a, b, c));
+    out
+}
+
+/// `f(&mut a, b)` elementwise; `a` and `b` have one shape.
+pub(crate) fn update2<F: Float>(
+    a: &mut ArrayD<F>,
+    b: &ArrayViewD<'_, F>,
+    f: impl Fn(&mut F, F) + Sync + Send,
+) {
+    let big = par_elems(a.len());
+    let zip = Zip::from(a).and(b);
+    #[cfg(feature = "parallel")]
+    if big {
+        return zip.par_for_each(|a, &b| f(a, b));
+    }
+    let _ = big;
+    zip.for_each(|a, &b| f(a, b))
+}
+
+/// `f(&mut a, b, c)` elementwise; `a`, `b`, `c` have one shape.
+pub(crate) fn update3<F: Float>(
+    a: &mut ArrayD<F>,
+    b: &ArrayViewD<'_, F>,
+    c: &ArrayViewD<'_, F>,
+    f: impl Fn(&mut F, F, F) + Sync + Send,
+) {
+    let big = par_elems(a.len());
+    let zip = Zip::from(a).and(b).and(c);
+    #[cfg(feature = "parallel")]
+    if big {
+        return zip.par_for_each(|a, &b, &c| f(a, b, c));
+    }
+    let _ = big;
+    zip.for_each(|a, &b, &c| f(a, b, c))
+}
+
+/// Adds a per-channel bias along axis 1 (dense `[N, out]` and conv `[N, C, H, W]` alike).
+pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'_, F>) {
+    let c = bias.len();
+    let inner = out.shape().iter().skip(2).product::<usize>();
+    if out.ndim() >= 2 && out.shape()[1] == c && c > 0 && !par_elems(out.len()) {
+        if let (Some(buf), Some(b)) = (out.as_slice_mut(), bias.as_slice()) {
+            // contiguous: whole rows (dense) or whole planes (convolutions) at a time
+            if inner == 1 {
+                for row in buf.chunks_exact_mut(c) {
+                    for (v, &b) in row.iter_mut().zip(b) {
+                        *v += b;
+                    }
+                }
+            } else {
+                for (k, plane) in buf.chunks_exact_mut(inner).enumerate() {
+                    let b = b[k % c];
+                    for v in plane {
+                        *v += b;
+                    }
+                }
+            }
+            return;
+        }
+    }
+    #[cfg(feature = "parallel")]
+    if par_elems(out.len()) {
+        for mut lane in out.axis_iter_mut(Axis(0)) {
+            Zip::from(lane.axis_iter_mut(Axis(0)))
+                .and(&bias)
+                .par_for_each(|mut chan, &b| chan.mapv_inplace(|v| v + b));
+        }
+        return;
+    }
+    for mut lane in out.axis_iter_mut(Axis(0)) {
+        for (mut chan, &b) in lane.axis_iter_mut(Axis(0)).zip(bias.iter()) {
+            chan.mapv_inplace(|v| v + b);
+        }
+    }
+}
