@@ -2,9 +2,9 @@
 //! centre-cropped, scaled to [0, 1] and normalised by a mean/std preset, and `.npy` arrays
 //! (uint8 ones scaled to [0, 1] with a note). This file only adds the CLI's messages.
 
-use ndarray::{ArrayD, Axis};
+use ndarray::ArrayD;
 pub use relevance::image::Preprocess;
-use relevance::image::{load_image, read_npy_input};
+use relevance::image::{fit_shape, load_image, read_npy_input};
 use std::path::Path;
 
 /// A loaded input: the per-sample array the model takes, and what happened on the way.
@@ -46,20 +46,14 @@ pub fn load_npy_input(path: &Path, shape: &[usize], pre: &Preprocess) -> Result<
     // reported as such and not as a channel mismatch of the preprocessing
     let read = read_npy_input::<f32>(&bytes, &Preprocess::none())
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let mut x = read.input;
+    let read_shape = read.input.shape().to_vec();
+    let mut x = fit_shape(read.input, shape).map_err(|_| {
+        format!(
+            "{shown}: an array of shape {:?} does not fit the model's input {shape:?} (a leading batch axis of 1 is allowed); resize it, or give the shape with --input-shape if the model's is symbolic",
+            read_shape
+        )
+    })?;
     let mut notes = Vec::new();
-    if x.shape() != shape {
-        if x.ndim() == shape.len() + 1 && x.shape()[0] == 1 && &x.shape()[1..] == shape {
-            x = x.index_axis_move(Axis(0), 0);
-        } else if shape.len() == 3 && shape[0] == 1 && x.shape() == &shape[1..] {
-            x = x.insert_axis(Axis(0));
-        } else {
-            return Err(format!(
-                "{shown}: an array of shape {:?} does not fit the model's input {shape:?} (a leading batch axis of 1 is allowed); resize it, or give the shape with --input-shape if the model's is symbolic",
-                x.shape()
-            ));
-        }
-    }
     let pixels = if read.scaled_uint8 {
         notes.push(format!(
             "{shown}: uint8 array taken as pixels: scaled to [0, 1] and normalised with --preprocess {}",

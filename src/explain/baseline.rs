@@ -34,6 +34,32 @@ pub enum Baseline<F: Float = f32> {
     Traced(TracedBaseline<F>),
 }
 
+impl<F: Float> Baseline<F> {
+    /// A baseline shared by the batch made from one sample `x` (per-sample shape): each value
+    /// replaced by the mean of its channel (axis 0) for an image `[C, H, W]`, by the mean of
+    /// all values otherwise — "the input without its structure".
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::Baseline;
+    /// let b = Baseline::channel_mean(&array![[[1.0, 3.0]], [[0.0, 2.0]]].into_dyn());
+    /// assert_eq!(b, Baseline::Shared(array![[[2.0, 2.0]], [[1.0, 1.0]]].into_dyn()));
+    /// ```
+    pub fn channel_mean(x: &ArrayD<F>) -> Self {
+        let mut b = x.clone();
+        if b.ndim() == 3 {
+            for mut plane in b.axis_iter_mut(Axis(0)) {
+                let m = plane.mean().unwrap_or_else(F::zero);
+                plane.fill(m);
+            }
+        } else {
+            let m = b.mean().unwrap_or_else(F::zero);
+            b.fill(m);
+        }
+        Baseline::Shared(b)
+    }
+}
+
 /// A baseline's forward pass through one network, recorded once by
 /// [`Network::trace_baseline`] and reused by every [`Network::deeplift`] call given
 /// [`Baseline::Traced`]. Cheap to clone (the trace is shared).

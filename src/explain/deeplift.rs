@@ -220,9 +220,9 @@ impl<F: Float> Network<F> {
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
         };
         // the traces recorded here are done with (a shared baseline's is kept by its owner)
-        tx.activations.into_iter().for_each(crate::pool::recycle);
+        tx.recycle();
         if let Some(t) = own {
-            t.activations.into_iter().for_each(crate::pool::recycle);
+            t.recycle();
         }
         Ok(result)
     }

@@ -94,9 +94,7 @@ impl<F: Float> Network<F> {
             (None, None) => Ok(None),
         })?;
         let delta = &total - &per_sample_sum(&r.view());
-        let mut activations = trace.activations;
-        let output = activations.pop().expect("non-empty");
-        activations.into_iter().for_each(crate::pool::recycle);
+        let output = trace.into_output();
         Ok(Attribution {
             relevance: r,
             output,

@@ -113,6 +113,70 @@ impl Heatmap {
             img.upscale(self.scale)
         }
     }
+
+    /// The rendered map over `background` (an image `scale` times the map's size, e.g. the
+    /// input through [`RgbImage::from_array`], [`RgbImage::to_grayscale`] and
+    /// [`RgbImage::upscale`]), with an opacity that grows with |R|: `alpha` where the
+    /// relevance is largest, 0 where it is zero (the square root of the distance from the
+    /// palette's middle), so that the input stays visible where nothing is relevant.
+    /// [`overlay`] blends with one opacity everywhere.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::heatmap::{Heatmap, RgbImage};
+    /// # fn main() -> relevance::Result<()> {
+    /// let r = array![[1.0, 0.0]].into_dyn();
+    /// let bg = RgbImage::filled(2, 1, [0, 0, 0])?;
+    /// let over = Heatmap::default().render_over(&r.view(), &bg, 1.0)?;
+    /// assert_eq!(over.pixel(0, 0), Some([255, 0, 0])); // the largest relevance: the heatmap
+    /// assert_eq!(over.pixel(1, 0), Some([0, 0, 0])); // zero relevance: the background
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Heatmap::render`]; [`Error::Shape`](crate::Error::Shape) if the background's
+    /// size differs from the rendered map's; [`Error::Image`](crate::Error::Image) if
+    /// `alpha` is outside `[0, 1]`.
+    pub fn render_over<T: Float>(
+        &self,
+        relevance: &ArrayViewD<'_, T>,
+        background: &RgbImage,
+        alpha: f64,
+    ) -> Result<RgbImage> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(crate::Error::Image {
+                what: "overlay alpha".into(),
+                reason: format!("must lie in [0, 1], got {alpha}"),
+            });
+        }
+        let indices = self.indices(relevance)?;
+        let heat = colorize(&indices.view(), &self.palette)?.upscale(self.scale.max(1))?;
+        let (w, h) = (heat.width(), heat.height());
+        if (background.width(), background.height()) != (w, h) {
+            return Err(crate::Error::Shape {
+                what: "overlay background [height, width]".into(),
+                expected: vec![h, w],
+                got: vec![background.height(), background.width()],
+            });
+        }
+        let scale = self.scale.max(1);
+        let mut data = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let k = indices.get((y / scale, x / scale)).copied().unwrap_or(128);
+                let strength = ((f64::from(k) - 127.5).abs() / 127.5).min(1.0);
+                let a = alpha * strength.sqrt();
+                let (bg, fg) = (
+                    background.pixel(x, y).unwrap_or_default(),
+                    heat.pixel(x, y).unwrap_or_default(),
+                );
+                for c in 0..3 {
+                    data.push((f64::from(bg[c]) * (1.0 - a) + f64::from(fg[c]) * a).round() as u8);
+                }
+            }
+        }
+        RgbImage::from_raw(w, h, data)
+    }
 }
 
 /// Looks every index up in the palette: `[H, W]` indices → an image `W` wide, `H` high.

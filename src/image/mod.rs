@@ -249,6 +249,39 @@ pub fn read_npy_input<F: Float>(bytes: &[u8], pre: &Preprocess) -> Result<NpyInp
     }
 }
 
+/// An array `x` made to have the per-sample shape `shape`: as it is, without a leading
+/// batch axis of 1 (`[1, C, H, W]` for `[C, H, W]`), or with a missing channel axis of 1
+/// (`[H, W]` for `[1, H, W]`).
+///
+/// ```
+/// use ndarray::ArrayD;
+/// use relevance::image::fit_shape;
+/// let x = ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 3, 2, 2]));
+/// assert_eq!(fit_shape(x, &[3, 2, 2]).unwrap().shape(), &[3, 2, 2]);
+/// let grey = ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 2]));
+/// assert_eq!(fit_shape(grey, &[1, 2, 2]).unwrap().shape(), &[1, 2, 2]);
+/// assert!(fit_shape(ArrayD::<f32>::zeros(ndarray::IxDyn(&[5])), &[3, 2, 2]).is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::Shape`] if the array has another shape.
+pub fn fit_shape<F: Float>(x: ArrayD<F>, shape: &[usize]) -> Result<ArrayD<F>> {
+    if x.shape() == shape {
+        return Ok(x);
+    }
+    if x.ndim() == shape.len() + 1 && x.shape()[0] == 1 && &x.shape()[1..] == shape {
+        return Ok(x.index_axis_move(ndarray::Axis(0), 0));
+    }
+    if shape.len() == 3 && shape[0] == 1 && x.shape() == &shape[1..] {
+        return Ok(x.insert_axis(ndarray::Axis(0)));
+    }
+    Err(Error::Shape {
+        what: "model input (a leading batch axis of 1 or a missing channel axis of 1 is allowed)".into(),
+        expected: shape.to_vec(),
+        got: x.shape().to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,19 @@ impl<F: Float> Node<F> {
         }
     }
 
+    /// The number of parameters the node holds: weights and biases of an affine layer,
+    /// scale and shift of a per-channel affine map (batch norm), 0 otherwise.
+    pub fn parameter_count(&self) -> usize {
+        let Some(layer) = self.layer() else { return 0 };
+        if let Some(a) = layer.class().affine() {
+            a.weight().len() + a.bias().map_or(0, |b| b.len())
+        } else if let Some((scale, shift)) = layer.channel_affine() {
+            scale.len() + shift.len()
+        } else {
+            0
+        }
+    }
+
     /// The node's layer as an affine layer, if it is one (dense or convolution).
     pub fn affine(&self) -> Option<&dyn Affine<F>> {
         self.layer().and_then(|l| l.class().affine())
@@ -173,6 +186,19 @@ impl<F: Float> Trace<F> {
     /// The network output (the last value).
     pub fn output(&self) -> &ArrayD<F> {
         self.activations.last().expect("a trace holds at least the input")
+    }
+
+    /// The output, the other values' buffers handed back to the pool (`crate::pool`) for
+    /// later calls.
+    pub(crate) fn into_output(mut self) -> ArrayD<F> {
+        let output = self.activations.pop().unwrap_or_default();
+        self.recycle();
+        output
+    }
+
+    /// Hands every value's buffer back to the pool (`crate::pool`): the trace is spent.
+    pub(crate) fn recycle(self) {
+        self.activations.into_iter().for_each(crate::pool::recycle);
     }
 }
 
