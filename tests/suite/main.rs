@@ -21,12 +21,14 @@ mod heatmap;
 mod images;
 mod io;
 mod layers;
+#[cfg(feature = "onnx")]
 mod memory;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
 #[cfg(feature = "onnx")]
 mod onnx_fuzz;
 mod properties;
+mod readme;
 mod recycling;
 mod softmax;
 mod textbook;
