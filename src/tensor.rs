@@ -57,6 +57,12 @@ pub(crate) fn stabilise<F: Float>(z: F, eps: F) -> F {
     }
 }
 
+/// The per-sample part of a batch array's shape (all but the first axis; empty for a 0-d
+/// array, whose shape checks then fail with a typed error).
+pub(crate) fn per_sample(shape: &[usize]) -> &[usize] {
+    shape.get(1..).unwrap_or_default()
+}
+
 /// `R / stabilise(z, ε)`, with 0 where the stabilised denominator is exactly zero (only
 /// possible for ε = 0), so that LRP-0 never produces NaN.
 #[inline]

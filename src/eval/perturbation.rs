@@ -371,7 +371,7 @@ impl<F: Float> RegionPerturbation<F> {
                     r.axis_iter(Axis(0))
                         .map(|s| s.iter().copied().collect())
                         .collect()
-                } else if r.shape() == &x.shape()[1..] {
+                } else if r.shape() == crate::tensor::per_sample(x.shape()) {
                     vec![r.iter().copied().collect(); n]
                 } else {
                     return Err(Error::Shape {

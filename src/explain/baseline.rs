@@ -94,7 +94,7 @@ pub(crate) fn mean_groups<F: Float>(a: ArrayD<F>, k: usize) -> ArrayD<F> {
         return a;
     }
     let mut shape = vec![a.shape()[0] / k, k];
-    shape.extend_from_slice(&a.shape()[1..]);
+    shape.extend_from_slice(crate::tensor::per_sample(a.shape()));
     let grouped = a.into_shape_with_order(IxDyn(&shape)).expect("N·k rows");
     grouped.mean_axis(Axis(1)).expect("k ≥ 1")
 }
@@ -118,7 +118,7 @@ impl<F: Float> Network<F> {
             b.clone()
         };
         if b.ndim() != self.input_shape().len() + 1
-            || &b.shape()[1..] != self.input_shape()
+            || crate::tensor::per_sample(b.shape()) != self.input_shape()
             || b.shape()[0] != 1
         {
             return Err(self.baseline_shape_error("shared baseline", 1, b.shape()));
@@ -196,7 +196,7 @@ impl<F: Float> Network<F> {
         let n = x.shape()[0];
         let sample = self.input_shape();
         let per_sample = |b: &ArrayD<F>, what: &str| -> Result<()> {
-            if b.ndim() != sample.len() + 1 || &b.shape()[1..] != sample {
+            if b.ndim() != sample.len() + 1 || crate::tensor::per_sample(b.shape()) != sample {
                 return Err(self.baseline_shape_error(
                     what,
                     b.shape().first().copied().unwrap_or(1),

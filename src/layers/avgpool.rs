@@ -225,7 +225,11 @@ impl AvgPool2d {
             });
         }
         match (self.spans(0, input_shape[1]), self.spans(1, input_shape[2])) {
-            (Some(ys), Some(xs)) if !ys.is_empty() && !xs.is_empty() => Ok((ys, xs)),
+            (Some(ys), Some(xs))
+                if input_shape[1] > 0 && input_shape[2] > 0 && !ys.is_empty() && !xs.is_empty() =>
+            {
+                Ok((ys, xs))
+            }
             _ => Err(Error::InvalidLayer {
                 layer: "AvgPool2d",
                 reason: format!("the windows do not fit the input {input_shape:?}"),
@@ -296,7 +300,11 @@ impl<F: Float> Layer<F> for AvgPool2d {
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let mut parts = LinearMap::transpose(self, grad_output, &[&step.input.shape()[1..]])?;
+        let mut parts = LinearMap::transpose(
+            self,
+            grad_output,
+            &[crate::tensor::per_sample(step.input.shape())],
+        )?;
         Ok(parts.pop().expect("one input"))
     }
 }

@@ -18,7 +18,10 @@ fn broadcast(node: &str, shapes: &[&[usize]]) -> Result<Vec<usize>> {
 
 /// Full shapes (batch included) of the inputs of a step.
 fn input_shapes<'s, F>(step: &'s MergeStep<'_, F>) -> Vec<&'s [usize]> {
-    step.inputs.iter().map(|x| &x.shape()[1..]).collect()
+    step.inputs
+        .iter()
+        .map(|x| crate::tensor::per_sample(x.shape()))
+        .collect()
 }
 
 /// The elementwise sum of any number of inputs, as a residual connection `x + f(x)`
@@ -130,15 +133,12 @@ impl Concat {
     /// Splits `a` (with a batch axis) into the inputs' slices.
     fn split<F: Float>(&self, a: ArrayViewD<'_, F>, input_shapes: &[&[usize]]) -> Result<Vec<ArrayD<F>>> {
         let axis = Axis(self.axis + 1);
-        let total: usize = input_shapes
-            .iter()
-            .map(|s| s.get(self.axis).copied().unwrap_or(0))
-            .sum();
-        if a.ndim() <= axis.0 || a.shape()[axis.0] != total {
+        let expected = Merge::<F>::output_shape(self, input_shapes)?;
+        if a.ndim() == 0 || crate::tensor::per_sample(a.shape()) != expected.as_slice() {
             return Err(Error::Shape {
-                what: "Concat output relevance".into(),
-                expected: vec![total],
-                got: a.shape().to_vec(),
+                what: "Concat output relevance (per sample)".into(),
+                expected,
+                got: crate::tensor::per_sample(a.shape()).to_vec(),
             });
         }
         let mut start = 0;
@@ -197,6 +197,17 @@ impl<F: Float> Merge<F> for Concat {
     }
 
     fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>> {
+        if let Some(x) = inputs.iter().find(|x| x.ndim() < self.axis + 2) {
+            return Err(Error::Rank {
+                what: format!(
+                    "Concat input (batch first, concatenated along axis {})",
+                    self.axis
+                ),
+                expected: self.axis + 2,
+                got: x.ndim(),
+                shape: x.shape().to_vec(),
+            });
+        }
         ndarray::concatenate(Axis(self.axis + 1), inputs).map_err(|_| Error::Shape {
             what: "Concat inputs".into(),
             expected: inputs.first().map(|x| x.shape().to_vec()).unwrap_or_default(),

@@ -501,5 +501,9 @@ pub(crate) fn affine_gradient<F: Float>(
     step: &Step<'_, F>,
     grad_output: ArrayViewD<'_, F>,
 ) -> Result<ArrayD<F>> {
-    layer.apply_transpose(grad_output, layer.weight(), &step.input.shape()[1..])
+    layer.apply_transpose(
+        grad_output,
+        layer.weight(),
+        crate::tensor::per_sample(step.input.shape()),
+    )
 }

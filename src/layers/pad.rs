@@ -111,8 +111,19 @@ impl<F: Float> Layer<F> for Pad {
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let mut expected = vec![step.input.shape()[0]];
-        expected.extend(Layer::<F>::output_shape(self, &step.input.shape()[1..])?);
+        let Some(&n) = step.input.shape().first() else {
+            return Err(Error::Rank {
+                what: "Pad input".into(),
+                expected: self.pads.len() + 1,
+                got: 0,
+                shape: vec![],
+            });
+        };
+        let mut expected = vec![n];
+        expected.extend(Layer::<F>::output_shape(
+            self,
+            crate::tensor::per_sample(step.input.shape()),
+        )?);
         if grad_output.shape() != expected.as_slice() {
             return Err(Error::Shape {
                 what: "Pad output relevance".into(),

@@ -80,7 +80,11 @@ impl<F: Float> Layer<F> for Reshape {
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        reshape_rows("Reshape output relevance", grad_output, &step.input.shape()[1..])
+        reshape_rows(
+            "Reshape output relevance",
+            grad_output,
+            crate::tensor::per_sample(step.input.shape()),
+        )
     }
 }
 
@@ -268,6 +272,15 @@ impl<F: Float> Layer<F> for Narrow {
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        if step.input.ndim() == 0 {
+            return Err(Error::Rank {
+                what: "Narrow input (batch first)".into(),
+                expected: self.axis + 2,
+                got: 0,
+                shape: vec![],
+            });
+        }
+        Layer::<F>::output_shape(self, crate::tensor::per_sample(step.input.shape()))?;
         let mut g = ArrayD::zeros(step.input.raw_dim());
         let mut part = g.slice_axis_mut(
             ndarray::Axis(self.axis + 1),

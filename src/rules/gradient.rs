@@ -49,7 +49,11 @@ impl<F: Float> Rule<F> for Gradient {
     }
 
     fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        let shapes: Vec<&[usize]> = step
+            .inputs
+            .iter()
+            .map(|x| crate::tensor::per_sample(x.shape()))
+            .collect();
         map.transpose(step.relevance.view(), &shapes)
     }
 
@@ -128,9 +132,22 @@ impl<F: Float> RuleSet<F> for Gradient {
 pub struct GradientTimesInput;
 
 impl GradientTimesInput {
-    fn times_input<F: Float>(step: &Step<'_, F>, g: ArrayD<F>) -> ArrayD<F> {
-        g * &step.input
+    fn times_input<F: Float>(step: &Step<'_, F>, g: ArrayD<F>) -> Result<ArrayD<F>> {
+        times(g, &step.input)
     }
+}
+
+/// `g ⊙ x`, checked: both have the input's shape.
+fn times<F: Float>(mut g: ArrayD<F>, x: &ndarray::ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+    if g.shape() != x.shape() {
+        return Err(crate::Error::Shape {
+            what: "gradient at a node input (must have the input's shape)".into(),
+            expected: x.shape().to_vec(),
+            got: g.shape().to_vec(),
+        });
+    }
+    g *= x;
+    Ok(g)
 }
 
 impl<F: Float> Rule<F> for GradientTimesInput {
@@ -139,40 +156,35 @@ impl<F: Float> Rule<F> for GradientTimesInput {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Ok(Self::times_input(
-            step,
-            layer.gradient(step, step.relevance.view())?,
-        ))
+        Self::times_input(step, layer.gradient(step, step.relevance.view())?)
     }
 
     fn activation(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Ok(Self::times_input(
-            step,
-            layer.gradient(step, step.relevance.view())?,
-        ))
+        Self::times_input(step, layer.gradient(step, step.relevance.view())?)
     }
 
     fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let mut parts = Gradient.linear(map, step)?;
-        for (p, x) in parts.iter_mut().zip(&step.inputs) {
-            *p *= x;
-        }
-        Ok(parts)
+        let parts = Gradient.linear(map, step)?;
+        super::check_parts("linear map", &parts, step)?;
+        parts
+            .into_iter()
+            .zip(&step.inputs)
+            .map(|(p, x)| times(p, x))
+            .collect()
     }
 
     fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        Ok(Self::times_input(
-            step,
-            layer.route(&step.input, &step.relevance)?,
-        ))
+        Self::times_input(step, layer.route(&step.input, &step.relevance)?)
     }
 
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let mut parts = product_gradient(step, &step.relevance)?;
-        for (p, x) in parts.iter_mut().zip(&step.inputs) {
-            *p *= x;
-        }
-        Ok(parts)
+        let parts = product_gradient(step, &step.relevance)?;
+        super::check_parts("product", &parts, step)?;
+        parts
+            .into_iter()
+            .zip(&step.inputs)
+            .map(|(p, x)| times(p, x))
+            .collect()
     }
 }
 

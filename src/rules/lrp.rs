@@ -72,6 +72,11 @@ macro_rules! simple_rule {
             pub fn stabilizer(&self) -> f64 {
                 self.stabilizer
             }
+
+            /// The rule as data for the engine.
+            pub(crate) fn recipe<'a, F: Float>(&self) -> Recipe<'a, F> {
+                Recipe { groups: $groups, epsilon: self.stabilizer, bounds: None }
+            }
         }
 
         impl Default for $name {
@@ -86,8 +91,7 @@ macro_rules! simple_rule {
             }
 
             fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-                let recipe = Recipe { groups: $groups, epsilon: self.stabilizer, bounds: None };
-                propagate(layer, step, &recipe)
+                propagate(layer, step, &self.recipe())
             }
 
             fn activation_is_identity(&self) -> bool {
@@ -131,16 +135,18 @@ impl<F: Float> Rule<F> for Lrp0 {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        let groups = single(vec![Term::new(Input::All, Param::Keep, Some(Param::Keep))]);
-        propagate(
-            layer,
-            step,
-            &Recipe {
-                groups,
-                epsilon: 0.0,
-                bounds: None,
-            },
-        )
+        propagate(layer, step, &self.recipe())
+    }
+}
+
+impl Lrp0 {
+    /// The rule as data for the engine: the layer itself, no stabiliser.
+    pub(crate) fn recipe<'a, F: Float>(&self) -> Recipe<'a, F> {
+        Recipe {
+            groups: single(vec![Term::new(Input::All, Param::Keep, Some(Param::Keep))]),
+            epsilon: 0.0,
+            bounds: None,
+        }
     }
 }
 
@@ -195,16 +201,18 @@ impl<F: Float> Rule<F> for LrpEpsilon {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        let groups = single(vec![Term::new(Input::All, Param::Keep, Some(Param::Keep))]);
-        propagate(
-            layer,
-            step,
-            &Recipe {
-                groups,
-                epsilon: self.epsilon,
-                bounds: None,
-            },
-        )
+        propagate(layer, step, &self.recipe())
+    }
+}
+
+impl LrpEpsilon {
+    /// The rule as data for the engine.
+    pub(crate) fn recipe<'a, F: Float>(&self) -> Recipe<'a, F> {
+        Recipe {
+            groups: single(vec![Term::new(Input::All, Param::Keep, Some(Param::Keep))]),
+            epsilon: self.epsilon,
+            bounds: None,
+        }
     }
 }
 
@@ -280,6 +288,14 @@ impl<F: Float> Rule<F> for LrpGamma {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        propagate(layer, step, &self.recipe())
+    }
+}
+
+impl LrpGamma {
+    /// The rule as data for the engine: outputs split by the sign of `z`, ρ↑ and ρ↓ on the
+    /// inputs' positive and negative parts.
+    pub(crate) fn recipe<'a, F: Float>(&self) -> Recipe<'a, F> {
         let (up, down) = (Param::GammaUp(self.gamma), Param::GammaDown(self.gamma));
         let groups = vec![
             Group {
@@ -293,15 +309,11 @@ impl<F: Float> Rule<F> for LrpGamma {
                 terms: split(down, up),
             },
         ];
-        propagate(
-            layer,
-            step,
-            &Recipe {
-                groups,
-                epsilon: self.stabilizer,
-                bounds: None,
-            },
-        )
+        Recipe {
+            groups,
+            epsilon: self.stabilizer,
+            bounds: None,
+        }
     }
 }
 
@@ -385,6 +397,13 @@ impl<F: Float> Rule<F> for LrpAlphaBeta {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        propagate(layer, step, &self.recipe())
+    }
+}
+
+impl LrpAlphaBeta {
+    /// The rule as data for the engine: the activator group weighted α, the inhibitor −β.
+    pub(crate) fn recipe<'a, F: Float>(&self) -> Recipe<'a, F> {
         let mut groups = vec![Group {
             factor: self.alpha,
             mask: Mask::All,
@@ -397,15 +416,11 @@ impl<F: Float> Rule<F> for LrpAlphaBeta {
                 terms: split(Param::Negative, Param::Positive),
             });
         }
-        propagate(
-            layer,
-            step,
-            &Recipe {
-                groups,
-                epsilon: self.stabilizer,
-                bounds: None,
-            },
-        )
+        Recipe {
+            groups,
+            epsilon: self.stabilizer,
+            bounds: None,
+        }
     }
 }
 
@@ -507,16 +522,23 @@ impl<F: Float> Rule<F> for LrpZBox<F> {
     }
 
     fn affine(&self, layer: &dyn Affine<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        propagate(layer, step, &self.recipe())
+    }
+}
+
+impl<F: Float> LrpZBox<F> {
+    /// The rule as data for the engine: the layer on x, less W⁺ on the low and W⁻ on the
+    /// high bound (their biases cancel the layer's).
+    pub(crate) fn recipe(&self) -> Recipe<'_, F> {
         let groups = single(vec![
             Term::new(Input::All, Param::Keep, Some(Param::Keep)),
             Term::new(Input::Low, Param::Positive, Some(Param::Positive)).negated(),
             Term::new(Input::High, Param::Negative, Some(Param::Negative)).negated(),
         ]);
-        let recipe = Recipe {
+        Recipe {
             groups,
             epsilon: self.stabilizer,
             bounds: Some((&self.low, &self.high)),
-        };
-        propagate(layer, step, &recipe)
+        }
     }
 }

@@ -252,7 +252,11 @@ pub fn norm<F: Float>(
         .and(&step.relevance)
         .and(&step.output)
         .for_each(|s, &r, &z| *s = safe_ratio(r, z, eps));
-    let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+    let shapes: Vec<&[usize]> = step
+        .inputs
+        .iter()
+        .map(|x| crate::tensor::per_sample(x.shape()))
+        .collect();
     let mut parts = map.transpose(s.view(), &shapes)?;
     crate::tensor::recycle(s);
     check_parts("linear map", &parts, step)?;

@@ -10,6 +10,7 @@ mod affine;
 mod deeplift;
 mod deeplift_fixtures;
 mod deeplift_properties;
+mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;
@@ -23,6 +24,7 @@ mod io;
 mod layers;
 #[cfg(feature = "onnx")]
 mod memory;
+mod misuse;
 #[cfg(feature = "onnx")]
 mod onnx_corpus;
 #[cfg(feature = "onnx")]

@@ -119,7 +119,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
     /// One im2col matrix (or Winograd input transform) for every weight.
     fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
         let x4 = Self::as_batch4("Conv2d input", x)?;
-        let g = self.geometry(x4.shape()[0], &x4.shape()[1..])?;
+        let g = self.geometry(x4.shape()[0], crate::tensor::per_sample(x4.shape()))?;
         let wms = ws
             .iter()
             .map(|w| self.weight_matrix(w.clone()))

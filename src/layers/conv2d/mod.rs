@@ -331,14 +331,19 @@ impl<F: Float> Conv2d<F> {
         })
     }
 
+    /// `a` as a non-empty batch `[N, C, H, W]`.
     fn as_batch4<'a>(what: &str, a: ArrayViewD<'a, F>) -> Result<ndarray::ArrayView4<'a, F>> {
         let shape = a.shape().to_vec();
-        a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
+        let a = a.into_dimensionality::<Ix4>().map_err(|_| Error::Rank {
             what: what.to_string(),
             expected: 4,
             got: shape.len(),
             shape,
-        })
+        })?;
+        if a.shape()[0] == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        Ok(a)
     }
 }
 

@@ -212,7 +212,11 @@ impl<F: Float> Rule<F> for DeepLiftRule {
             step.output.shape(),
             step.relevance.shape(),
         )?;
-        layer.apply_transpose(step.relevance.view(), layer.weight(), &step.input.shape()[1..])
+        layer.apply_transpose(
+            step.relevance.view(),
+            layer.weight(),
+            crate::tensor::per_sample(step.input.shape()),
+        )
     }
 
     /// Rescale. (RevealCancel needs `Δx⁺` and `Δx⁻` from the affine node below, so the
@@ -264,7 +268,11 @@ impl<F: Float> Rule<F> for DeepLiftRule {
 
     /// The Linear rule: the transposed map.
     fn linear(&self, map: &dyn LinearMap<F>, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
-        let shapes: Vec<&[usize]> = step.inputs.iter().map(|x| &x.shape()[1..]).collect();
+        let shapes: Vec<&[usize]> = step
+            .inputs
+            .iter()
+            .map(|x| crate::tensor::per_sample(x.shape()))
+            .collect();
         map.transpose(step.relevance.view(), &shapes)
     }
 

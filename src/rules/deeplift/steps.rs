@@ -222,6 +222,11 @@ pub(super) fn cross_max<F: Float>(
 /// outputs on `x` and `x̄` and `ŷ = max(y, ȳ)`, `m·(ŷ − ȳ)` is routed as on `x` and
 /// `m·(y − ŷ)` as on `x̄`; their sum over `Δx` is the multiplier (the gradient where `|Δx|`
 /// is below the threshold).
+///
+/// Where a window of `x̄` holds several equal maxima (a zero baseline is constant across
+/// space away from the borders), `m·(y − ŷ)` goes to the first, PyTorch's choice in exact
+/// arithmetic; captum's index follows PyTorch's rounding of those maxima instead
+/// (`tests/suite/deeplift_squeezenet.rs`).
 pub(super) fn cross_max_general<F: Float>(
     layer: &dyn Select<F>,
     step: &Step<'_, F>,
@@ -319,7 +324,7 @@ pub(super) fn split_transpose<F: Float>(
 ) -> Result<ArrayD<F>> {
     let w = layer.weight();
     let (wp, wn) = (positive(&w), negative(&w));
-    let shape = &dx.shape()[1..];
+    let shape = crate::tensor::per_sample(dx.shape());
     let t = |m: &ArrayD<F>, w: &ArrayD<F>| layer.apply_transpose(m.view(), w.view(), shape);
     let mut up = t(m_pos, &wp)? + t(m_neg, &wn)?;
     let down = t(m_pos, &wn)? + t(m_neg, &wp)?;
