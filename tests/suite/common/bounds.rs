@@ -56,6 +56,10 @@ pub const CAPTUM_F64: f64 = 2e-14;
 /// DeepLIFT cases over the three `deeplift_*.json` fixtures.
 pub const CAPTUM_CASES: usize = 16;
 
+/// DeepLIFT on the tiny SqueezeNet against captum with exact tie-breaks, f64
+/// (`tests/suite/deeplift_squeezenet.rs`; measured 1.6e-15).
+pub const SQUEEZENET_F64: f64 = 1e-14;
+
 // --- a softmax kept: `tests/suite/softmax.rs` --------------------------------------------------
 
 /// f64 attributions and multipliers against captum, relevance against zennit (measured 1.8e-15).
