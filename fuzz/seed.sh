@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p corpus/onnx corpus/safetensors corpus/npy corpus/digits corpus/image
-cp ../models/*.onnx ../tests/fixtures/onnx/exported/*.onnx ../tests/fixtures/onnx/real/*.onnx corpus/onnx/
+cp ../models/*.onnx ../tests/fixtures/onnx/exported/*.onnx ../tests/fixtures/onnx/real/*.onnx ../tests/fixtures/onnx/patterns/*.onnx corpus/onnx/
 # the safetensors target reads "JSON then weights", split at a position given by byte 0
 for arch in ../models/*.json; do
   w="${arch%.json}.safetensors"

@@ -20,7 +20,9 @@ upstream gradient g and PyTorch's input gradient dy/dx^T g):
 * average pooling: kernel/stride/padding with count_include_pad on and off, ceil_mode on odd
   sizes (windows cut at the end), adaptive pooling with integral and non-integral windows,
   global pooling;
-* max pooling with ceil_mode (the ResNet/SqueezeNet stems' 3×3 stride-2 pools);
+* max pooling with ceil_mode (the ResNet/SqueezeNet stems' 3×3 stride-2 pools), and with padding that differs per
+  side (F.pad with -inf before an unpadded pool, as CoreML's converter writes it; "pads" [top, left, bottom,
+  right]);
 * convolutions with groups (grouped and depthwise, with and without bias) and asymmetric
   padding (F.pad before an unpadded conv, as ONNX/TensorFlow "same" padding);
 * batch normalisation in eval mode with non-trivial running statistics;
@@ -30,7 +32,7 @@ Format: {"generator", "torch_version", "cases": [{"name", "layer": {"op": ..., p
 "x": T, "y": T, "g": T, "dx": T}]} with tensors {"shape": [...], "data": [flat C order]}.
 Layer ops and params: "lrn" {"size", "alpha", "beta", "k"} (nn.LocalResponseNorm), "activation" {"kind", "params"}, "avgpool2d" {"kernel", "stride",
 "padding", "ceil_mode", "count_include_pad"}, "adaptive_avgpool2d" {"output"}, "maxpool2d"
-{"kernel", "stride", "padding", "ceil_mode"}, "conv2d" {"weight", "bias" (or null),
+{"kernel", "stride", "padding", "ceil_mode", optional "pads" [top, left, bottom, right]}, "conv2d" {"weight", "bias" (or null),
 "stride", "pads" [top, left, bottom, right], "dilation", "groups"}, "batchnorm" {"mean",
 "var", "weight", "bias", "eps"}, "pad" {"pads": [[before, after] per last axis]}.
 """
@@ -159,6 +161,23 @@ def main():
         lrn = torch.nn.LocalResponseNorm(size, alpha=alpha, beta=beta, k=k)
         cases.append(case(f"lrn_{size}", {"op": "lrn", "size": size, "alpha": alpha, "beta": beta, "k": k},
                           lrn, xl, gen))
+
+    # max pooling with padding that differs per side (ONNX pads, or CoreML's Pad of -FLT_MAX before a pool): F.pad
+    # with -inf, then an unpadded pool; up to kernel - 1 per side, every window still holds an input value
+    xm = torch.randn(2, 3, 7, 8, generator=gen)
+    for k, s, pads, ceil in [
+        ((3, 3), (2, 2), (0, 0, 1, 1), False),
+        ((3, 3), (2, 2), (1, 0, 0, 1), False),
+        ((3, 2), (1, 2), (2, 1, 0, 0), False),
+        ((3, 3), (2, 2), (0, 2, 2, 0), True),
+        ((2, 2), (2, 2), (0, 0, 1, 1), False),
+    ]:
+        top, left, bottom, right = pads
+        layer = {"op": "maxpool2d", "kernel": list(k), "stride": list(s), "padding": [0, 0], "pads": list(pads),
+                 "ceil_mode": ceil}
+        cases.append(case(f"maxpool_pads_k{k}_s{s}_p{pads}_ceil{int(ceil)}", layer,
+                          lambda t, k=k, s=s, p=(left, right, top, bottom), c=ceil:
+                          F.max_pool2d(F.pad(t, p, value=-float("inf")), k, s, 0, ceil_mode=c), xm, gen))
 
     out = {"generator": "tools/gen_layer_fixtures.py", "torch_version": torch.__version__, "cases": cases}
     os.makedirs(args.out, exist_ok=True)

@@ -4,9 +4,12 @@
 //!   [`load_safetensors`] reads PyTorch weights saved with `safetensors.torch.save_file`
 //!   together with a small [`Architecture`] description (input shape and the ordered layer
 //!   list, naming each layer's parameter tensors by their `state_dict` names).
-//! * **ONNX** (feature `onnx`, on by default): [`load_onnx`] imports a sequential graph of
-//!   `Conv`, `Gemm` (or `MatMul` + `Add`), `Relu`, `MaxPool` and `Flatten`/`Reshape`, as
-//!   `torch.onnx.export` writes for an `nn.Sequential` of those layers.
+//! * **ONNX** (feature `onnx`, on by default): [`load_onnx`] imports any directed acyclic
+//!   graph of the operators [`onnx_operators`] lists (residual additions, concatenations,
+//!   gates), as PyTorch's exporters, TensorFlow's and CoreML's converters write them: the
+//!   constant and shape arithmetic around the layers is evaluated when the file is read,
+//!   batch norms are merged into the convolutions before them, transposes that cancel out
+//!   build nothing, and a trailing softmax is removed so that the logits are explained.
 //! * **Arrays and digits** (always available): [`read_npy`]/[`write_npy`] for NumPy's
 //!   `.npy` files, and [`Digits`] for the bundled test digits (`data/digits_test.bin`).
 //!
@@ -43,7 +46,10 @@ pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
 pub use digits::Digits;
 pub use npy::{load_npy, npy_element_type, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
-pub use onnx::{from_onnx, from_onnx_with, load_onnx, load_onnx_with, OnnxModel, OnnxOptions};
+pub use onnx::{
+    from_onnx, from_onnx_with, load_onnx, load_onnx_with, onnx_operators, OnnxModel, OnnxOperator,
+    OnnxOptions,
+};
 #[cfg(feature = "safetensors")]
 pub use safetensors::{from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with};
 

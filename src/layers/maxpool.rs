@@ -6,9 +6,13 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tensor::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
+use window_2x2::{dims_2x2, first_max_flags, max_2x2, zero_outside_2x2};
+
+mod window_2x2;
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap,
-/// `ceil_mode` as PyTorch).
+/// `ceil_mode` as PyTorch; the padding may differ per side, as ONNX's `MaxPool` or an
+/// `F.pad` with −∞ before the pool).
 ///
 /// LRP rules route the relevance of each output to the position of its window's maximum
 /// (the gradient, as zennit and captum's LRP do); on ties the first maximum in row-major
@@ -16,7 +20,7 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 ///
 /// # Shapes
 /// Input `[N, C, H, W]`, output `[N, C, H', W']` with
-/// `H' = ⌊(H + 2·pad − kh) / stride⌋ + 1` (likewise W'; rounded up with
+/// `H' = ⌊(H + pad_top + pad_bottom − kh) / stride⌋ + 1` (likewise W'; rounded up with
 /// [`MaxPool2d::with_ceil_mode`], as long as the last window starts inside the input or
 /// its leading padding).
 ///
@@ -34,7 +38,9 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 pub struct MaxPool2d {
     kernel: (usize, usize),
     stride: (usize, usize),
+    /// Padding before (top, left) and after (bottom, right).
     padding: (usize, usize),
+    pad_end: (usize, usize),
     ceil_mode: bool,
 }
 
@@ -61,8 +67,35 @@ impl MaxPool2d {
             kernel,
             stride,
             padding,
+            pad_end: padding,
             ceil_mode: false,
         })
+    }
+
+    /// The same pool padded by `begin` (top, left) and `end` (bottom, right), each at most
+    /// the kernel size minus one, so that every window holds an input value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] for a padding as large as the kernel.
+    pub fn with_pads(mut self, begin: (usize, usize), end: (usize, usize)) -> Result<Self> {
+        if [begin.0, end.0].iter().any(|&p| p >= self.kernel.0)
+            || [begin.1, end.1].iter().any(|&p| p >= self.kernel.1)
+        {
+            return Err(Error::InvalidLayer {
+                layer: "MaxPool2d",
+                reason: format!(
+                    "padding {begin:?}/{end:?} must be smaller than the kernel {:?}",
+                    self.kernel
+                ),
+            });
+        }
+        (self.padding, self.pad_end) = (begin, end);
+        Ok(self)
+    }
+
+    /// The padding before (top, left) and after (bottom, right).
+    pub fn pads(&self) -> ((usize, usize), (usize, usize)) {
+        (self.padding, self.pad_end)
     }
 
     /// The same pool with PyTorch's `ceil_mode`: output sizes rounded up, so that the
@@ -80,7 +113,7 @@ impl MaxPool2d {
     /// Whether this is the common 2×2 / stride-2 pool without padding whose windows tile
     /// an input of `h × w` exactly or leave the last row and column out (the one-pass paths).
     fn is_plain_2x2(&self, h: usize, w: usize) -> bool {
-        (self.kernel, self.stride, self.padding) == ((2, 2), (2, 2), (0, 0))
+        (self.kernel, self.stride, self.padding, self.pad_end) == ((2, 2), (2, 2), (0, 0), (0, 0))
             && (!self.ceil_mode || (h % 2 == 0 && w % 2 == 0))
     }
 
@@ -92,7 +125,7 @@ impl MaxPool2d {
         Self::new((k, k), (k, k), (0, 0))
     }
 
-    /// Kernel, stride and padding.
+    /// Kernel, stride and padding (before; see [`MaxPool2d::pads`]).
     pub fn params(&self) -> ((usize, usize), (usize, usize), (usize, usize)) {
         (self.kernel, self.stride, self.padding)
     }
@@ -106,12 +139,12 @@ impl MaxPool2d {
                 shape: input_shape.to_vec(),
             });
         }
-        let (ph, pw) = self.padding;
+        let (begin, end) = (self.padding, self.pad_end);
         let ho = window_out(
             input_shape[1],
             self.kernel.0,
             self.stride.0,
-            (ph, ph),
+            (begin.0, end.0),
             1,
             self.ceil_mode,
         );
@@ -119,7 +152,7 @@ impl MaxPool2d {
             input_shape[2],
             self.kernel.1,
             self.stride.1,
-            (pw, pw),
+            (begin.1, end.1),
             1,
             self.ceil_mode,
         );
@@ -128,8 +161,8 @@ impl MaxPool2d {
             _ => Err(Error::InvalidLayer {
                 layer: "MaxPool2d",
                 reason: format!(
-                    "kernel {:?} does not fit the input {:?} padded by {:?}",
-                    self.kernel, input_shape, self.padding
+                    "kernel {:?} does not fit the input {:?} padded by {:?}/{:?}",
+                    self.kernel, input_shape, self.padding, self.pad_end
                 ),
             }),
         }
@@ -465,65 +498,6 @@ impl MaxPool2d {
     }
 }
 
-/// `(n, c, h, w, h/2, w/2)` of a 2×2 / stride-2 pool's input, if `input` is 4-D, has at
-/// least one window, and `output` has the pooled shape.
-fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>) -> Option<[usize; 6]> {
-    if input.ndim() != 4 {
-        return None;
-    }
-    let (n, c, h, w) = (
-        input.shape()[0],
-        input.shape()[1],
-        input.shape()[2],
-        input.shape()[3],
-    );
-    let (ho, wo) = (h / 2, w / 2);
-    (ho > 0 && wo > 0 && output.shape() == [n, c, ho, wo]).then_some([n, c, h, w, ho, wo])
-}
-
-/// The maximum of a 2×2 window `[a, b, c, d]` (row-major) and the position (0–3) of its
-/// first occurrence, as [`MaxPool2d::argmax`] (strictly greater wins): the maximum equals
-/// one or more of the four, and the first of those wins.
-#[inline]
-fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> (F, usize) {
-    // the earlier of two equal values, so that the value is the first maximum's too
-    // (±0 included)
-    let top = |p: F, q: F| if q > p { q } else { p };
-    let m = top(top(a, b), top(c, d));
-    let at = if a == m {
-        0
-    } else if b == m {
-        1
-    } else if c == m {
-        2
-    } else {
-        3
-    };
-    (m, at)
-}
-
-/// Which position of a 2×2 window `[a, b, c, d]` holds [`max_2x2`]'s first maximum, as four
-/// flags: it is strictly greater than every earlier value and at least every later one.
-#[inline]
-fn first_max_flags<F: Float>(a: F, b: F, c: F, d: F) -> [bool; 4] {
-    let (ba, ca, da) = (b > a, c > a, d > a);
-    let (cb, db, dc) = (c > b, d > b, d > c);
-    [!ba & !ca & !da, ba & !cb & !db, ca & cb & !dc, da & db & dc]
-}
-
-/// Zeros the last row and column of an `h × w` plane where they lie outside every 2×2
-/// window (odd sizes): nothing is routed there.
-fn zero_outside_2x2<F: Float>(plane: &mut [F], h: usize, w: usize) {
-    if h % 2 == 1 {
-        plane[(h - 1) * w..].fill(F::zero());
-    }
-    if w % 2 == 1 {
-        for r in 0..h - h % 2 {
-            plane[r * w + w - 1] = F::zero();
-        }
-    }
-}
-
 impl<F: Float> Layer<F> for MaxPool2d {
     fn name(&self) -> String {
         format!(
@@ -609,36 +583,5 @@ impl<F: Float> Select<F> for MaxPool2d {
         threshold: F,
     ) -> Option<ArrayD<F>> {
         self.cross_max_2x2(input, baseline, multiplier, threshold)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::IxDyn;
-
-    /// The one-pass 2×2 routing gives the general path's result (argmax, then route) bit for
-    /// bit: values on a coarse grid make ties common, and odd sizes leave a row and a column
-    /// outside every window.
-    #[test]
-    fn route_to_max_2x2_matches_argmax_and_route() {
-        let pool = MaxPool2d::square(2).unwrap();
-        let mut state = 99u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % 5) as f64 - 2.0
-        };
-        for (n, c, h, w) in [(1, 2, 4, 4), (2, 3, 5, 7), (1, 1, 2, 9)] {
-            let x = ArrayD::from_shape_simple_fn(IxDyn(&[n, c, h, w]), &mut next);
-            let v = ArrayD::from_shape_simple_fn(IxDyn(&[n, c, h / 2, w / 2]), || next() + 0.5); // some negative: a −0 would show in the bits
-            let fast = pool.route_to_max_2x2(&x.view(), &v.view()).expect("2×2 path");
-            let (_, idx) = pool.argmax(&x.view()).unwrap();
-            let general = pool.route(x.shape(), &idx, &v.view()).unwrap();
-            let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&general), "shape {:?}", x.shape());
-            assert!(fast.iter().filter(|&&r| r != 0.0).count() == v.len());
-        }
     }
 }

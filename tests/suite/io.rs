@@ -597,6 +597,152 @@ fn onnx_unsupported_operator_names_the_node() {
     assert!(err.contains("Sinh ×1") && err.contains("Cosh ×2"), "{err}");
 }
 
+/// One error names everything that stands in the way: operators without a layer (by count,
+/// first node) and nodes refused for their inputs, found by the first pass (a `MatMul` of
+/// two computed tensors, a `Pad` of a value that is neither 0 nor −∞ before a max-pool) and
+/// by the walk (a `Mul` of computed tensors whose shapes do not broadcast); what reads a
+/// refused node is not reported again.
+#[test]
+fn onnx_error_lists_every_refused_node() {
+    let (w, b) = dense_weights();
+    let mut gemm = node("fc", "Gemm", &["h", "W", "b"], "g");
+    gemm.attribute.push(int_attr("transB", 1));
+    let bytes = model(
+        &[4],
+        vec![
+            node("a", "Relu", &["x"], "h"),
+            gemm,
+            node("mm", "MatMul", &["h", "x"], "m"),
+            node("pad", "Pad", &["h", "pads", "two"], "p"),
+            node("sinh", "Sinh", &["h"], "s"),
+            node("mul", "Mul", &["h", "g"], "u"),
+            node("sum", "Sum", &["m", "p", "s", "u"], "y"),
+        ],
+        vec![
+            floats("W", &[3, 4], w),
+            floats("b", &[3], b),
+            TensorProto {
+                dims: vec![4],
+                data_type: 7,
+                int64_data: vec![0, 1, 0, 1],
+                name: "pads".into(),
+                ..Default::default()
+            },
+            floats("two", &[], vec![2.0]),
+        ],
+    );
+    let err = from_onnx::<f32>(&bytes).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, op, .. } if node == "sinh" && op == "Sinh"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    for part in [
+        "Sinh ×1",
+        "3 node(s) cannot be imported",
+        "MatMul \"mm\" (of two computed tensors",
+        "Pad \"pad\" (constant value 2",
+        "Mul \"mul\" (of computed tensors of per-sample shapes [4] and [3], which do not broadcast",
+    ] {
+        assert!(msg.contains(part), "{part:?} not in {msg}");
+    }
+    assert!(!msg.contains("\"sum\""), "{msg}");
+    // a −∞ padding is a max-pool's, nothing else's
+    let bytes = model(
+        &[4],
+        vec![node("pad", "Pad", &["x", "pads", "inf"], "y")],
+        vec![
+            TensorProto {
+                dims: vec![4],
+                data_type: 7,
+                int64_data: vec![0, 1, 0, 1],
+                name: "pads".into(),
+                ..Default::default()
+            },
+            floats("inf", &[], vec![f32::NEG_INFINITY]),
+        ],
+    );
+    let err = from_onnx::<f32>(&bytes).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnsupportedOperator { node, op, reason } if node == "pad" && op == "Pad" && reason.contains("MaxPool")),
+        "{err:?}"
+    );
+}
+
+/// A per-axis constant on a transposed tensor: `Transpose` (C, H, W → H, W, C), then `Mul`
+/// by a constant that varies along W (neither the tensor's channels nor its node's), then
+/// `Relu` — the importer moves that axis first for the affine layer and keeps the way back
+/// pending; the result is the file's, computed by hand.
+#[test]
+fn onnx_affine_along_any_axis_of_a_transposed_tensor() {
+    let mut t = node("t", "Transpose", &["x"], "h");
+    t.attribute.push(ints_attr("perm", &[0, 2, 3, 1]));
+    let c = [0.5f32, -2.0, 3.0, 0.25];
+    let bytes = model(
+        &[2, 3, 4],
+        vec![
+            t,
+            node("m", "Mul", &["h", "c"], "z"),
+            node("r", "Relu", &["z"], "y"),
+        ],
+        vec![floats("c", &[1, 1, 4, 1], c.to_vec())],
+    );
+    let net = from_onnx::<f64>(&bytes).unwrap();
+    assert_eq!(net.input_shape(), &[2, 3, 4]);
+    assert_eq!(net.output_shape(), &[3, 4, 2]);
+    let x = ndarray::Array4::from_shape_fn((2, 2, 3, 4), |(n, ch, i, j)| {
+        ((n * 24 + ch * 12 + i * 4 + j) as f64 * 0.37).sin()
+    });
+    let y = net.forward(&x.clone().into_dyn()).unwrap();
+    let want = ndarray::Array4::from_shape_fn((2, 3, 4, 2), |(n, i, j, ch)| {
+        (x[[n, ch, i, j]] * f64::from(c[j])).max(0.0)
+    });
+    let dev = (&y - &want.into_dyn()).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(dev <= 1e-15, "{dev}");
+}
+
+/// The README's table of ONNX operators (section "ONNX", `| operators | become |`) names
+/// exactly the operators of the importer's registry ([`relevance::io::onnx_operators`]):
+/// every operator there appears in the table, and every operator the table names (a
+/// capitalised word in backticks in its first column; attributes are lowercase) is one.
+#[test]
+fn readme_onnx_operator_table_matches_the_registry() {
+    let readme = std::fs::read_to_string(path("README.md")).unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| operators | become |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(
+        rows.len() >= 10,
+        "the README's ONNX operator table is missing or short"
+    );
+    let mut named = std::collections::BTreeSet::new();
+    for row in rows {
+        let first = row.split('|').nth(1).unwrap();
+        for (k, word) in first.split('`').enumerate() {
+            if k % 2 == 1 && word.starts_with(|c: char| c.is_ascii_uppercase()) {
+                named.insert(word.to_string());
+            }
+        }
+    }
+    let registry: std::collections::BTreeSet<String> = relevance::io::onnx_operators()
+        .iter()
+        .map(|op| op.name.to_string())
+        .collect();
+    let missing: Vec<_> = registry.difference(&named).collect();
+    let unknown: Vec<_> = named.difference(&registry).collect();
+    assert!(
+        missing.is_empty(),
+        "operators supported but not in the README's table: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "operators in the README's table but not supported: {unknown:?}"
+    );
+}
+
 /// A trailing softmax is removed (the logits are explained), and the importer says so.
 #[test]
 fn onnx_trailing_softmax_is_removed() {

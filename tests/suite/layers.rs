@@ -1,7 +1,7 @@
 //! The layers beyond the first wave against PyTorch (`tests/fixtures/layers.json`, written by
 //! `tools/gen_layer_fixtures.py`): forward pass and input gradient of every activation (at
 //! their kinks too), average pooling (padding, `ceil_mode`, `count_include_pad`, adaptive),
-//! max pooling with `ceil_mode`, grouped, depthwise and asymmetrically padded convolutions,
+//! max pooling with `ceil_mode` and with padding per side (`F.pad` with −∞ before the pool), grouped, depthwise and asymmetrically padded convolutions,
 //! batch normalisation and zero padding; then the graph builder's errors, the batch-norm
 //! canonizer and rule selection by name.
 
@@ -47,11 +47,23 @@ fn layer<F: Float>(l: &Value) -> Box<dyn Layer<F>> {
                 .with_count_include_pad(flag("count_include_pad")),
         ),
         "adaptive_avgpool2d" => Box::new(AvgPool2d::adaptive(pair(&l["output"])).unwrap()),
-        "maxpool2d" => Box::new(
-            MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"]))
-                .unwrap()
-                .with_ceil_mode(flag("ceil_mode")),
-        ),
+        "maxpool2d" => {
+            let pool = MaxPool2d::new(pair(&l["kernel"]), pair(&l["stride"]), pair(&l["padding"])).unwrap();
+            // padding per side: [top, left, bottom, right]
+            let pool = match l.get("pads") {
+                Some(p) => {
+                    let p: Vec<usize> = p
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_u64().unwrap() as usize)
+                        .collect();
+                    pool.with_pads((p[0], p[1]), (p[2], p[3])).unwrap()
+                }
+                None => pool,
+            };
+            Box::new(pool.with_ceil_mode(flag("ceil_mode")))
+        }
         "conv2d" => {
             let w = tensor::<F>(&l["weight"]).into_dimensionality::<Ix4>().unwrap();
             let b = l.get("bias").filter(|b| !b.is_null()).map(|_| v1("bias"));
@@ -134,6 +146,17 @@ fn layers_match_pytorch() {
         checked += 1;
     }
     assert_eq!(checked, LAYER_CASES, "layer cases checked");
+    // a padding as large as the kernel would leave windows without an input value
+    let pool = MaxPool2d::new((3, 2), (1, 1), (0, 0)).unwrap();
+    assert!(pool.with_pads((2, 1), (2, 1)).is_ok());
+    assert!(matches!(
+        pool.with_pads((0, 2), (0, 0)),
+        Err(Error::InvalidLayer { .. })
+    ));
+    assert!(matches!(
+        pool.with_pads((0, 0), (3, 0)),
+        Err(Error::InvalidLayer { .. })
+    ));
 }
 
 /// The transposed map of every affine layer is the adjoint of its forward map, for grouped

@@ -12,6 +12,11 @@
 //! contributions sum to the output difference (1e-9 relative). The files that do not load
 //! yet must fail with the typed error naming what is missing, so that the table below stays
 //! true. Run with `--nocapture` to see the corpus table.
+//!
+//! The patterns (`tests/fixtures/onnx/patterns/`, written by `tools/gen_onnx_patterns.py`)
+//! are small models written node by node that reproduce what published models converted by
+//! other tools contain (a channels-last TensorFlow export, CoreML's −FLT_MAX paddings); they
+//! are checked the same way, and for what the importer makes of them.
 
 use crate::common::bounds::{ONNX_CORPUS, ONNX_CORPUS_DEEPLIFT_GAP, ONNX_CORPUS_LOADED};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -33,7 +38,11 @@ fn dir() -> PathBuf {
 }
 
 fn manifest() -> Value {
-    let text = std::fs::read_to_string(dir().join("manifest.json")).expect("manifest.json");
+    read_manifest("manifest.json")
+}
+
+fn read_manifest(rel: &str) -> Value {
+    let text = std::fs::read_to_string(dir().join(rel)).expect(rel);
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -302,4 +311,67 @@ fn corpus_softmax_kept() {
         checked += 1;
     }
     assert_eq!(checked, 1, "models with a trailing Softmax in the corpus");
+}
+
+/// The layers of a network whose names start with `kind` (e.g. "Permute("), by node name.
+fn layers_of(net: &relevance::Network<f64>, kind: &str) -> Vec<(usize, String)> {
+    net.nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.layer().is_some_and(|l| l.name().starts_with(kind)))
+        .map(|(k, n)| (k, n.name().to_string()))
+        .collect()
+}
+
+/// Patterns of published models that PyTorch's exporters never write: each loads,
+/// reproduces onnxruntime and explains (the corpus' bounds), and the importer makes of it
+/// what the file means, with nothing extra: the channels-last graph's ten transposes cancel
+/// out except where the NHWC input enters the first convolution (one `Permute`, the first
+/// node: the network takes NHWC, as the file says), and the −FLT_MAX / −∞ paddings become
+/// the max-pools' own.
+#[test]
+fn patterns_load_match_onnxruntime_and_explain() {
+    let m = read_manifest("patterns/manifest.json");
+    let entries = m["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        let name = entry["name"].as_str().unwrap();
+        let row = check(entry).unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        println!(
+            "{name}: {} nodes, f32 {:.2e}, f64 {:.2e}, LRP gap {:.2e}, DeepLIFT gap {:.2e}",
+            row.nodes, row.dev32, row.dev64, row.lrp_gap, row.deeplift_gap
+        );
+        assert!(
+            row.dev32 <= 1e-5 && row.dev64 <= 1e-5,
+            "{name}: {:.2e} {:.2e}",
+            row.dev32,
+            row.dev64
+        );
+        assert!(
+            row.deeplift_gap <= 1e-9,
+            "{name}: DeepLIFT gap {:.2e}",
+            row.deeplift_gap
+        );
+        let model =
+            load_onnx_with::<f64>(dir().join(entry["file"].as_str().unwrap()), &options(entry)).unwrap();
+        let net = &model.network;
+        let folded = model.notes.iter().filter(|n| n.contains("Pad of −∞")).count();
+        match name {
+            "nhwc_resnet" => {
+                let permutes = layers_of(net, "Permute(");
+                assert_eq!(permutes.len(), 1, "{permutes:?}");
+                assert_eq!(permutes[0].0, 0, "the NHWC input is permuted first: {permutes:?}");
+                assert_eq!(net.input_shape(), &[12, 12, 3]);
+                // the zero Pad of H and W in NHWC is one Pad layer on the NCHW tensor
+                let pads = layers_of(net, "Pad(");
+                assert_eq!(pads.len(), 1, "{pads:?}");
+                assert_eq!(folded, 1, "{:?}", model.notes);
+            }
+            "coreml_squeezenet" => {
+                assert!(layers_of(net, "Pad(").is_empty() && layers_of(net, "Permute(").is_empty());
+                assert_eq!(folded, 3, "{:?}", model.notes);
+            }
+            other => panic!("unexpected pattern {other}"),
+        }
+    }
 }

@@ -2,27 +2,33 @@
 //! constant and shape arithmetic that exporters write around the layers folded at load
 //! time.
 //!
-//! `proto.rs` declares the protobuf messages (only the fields read), `tensor.rs` decodes
-//! tensors (external data, half precision) and the graph input's shape, `attrs.rs` reads
-//! node attributes, `values.rs` folds constants, `import.rs` walks the graph and
-//! `layers.rs` maps nodes onto layers.
+//! `proto.rs` declares the protobuf messages (only the fields read) and `budget.rs` bounds
+//! what decoding them allocates; `decode.rs` decodes tensors (external data, half
+//! precision) and the graph input's shape, `attrs.rs` reads node attributes; `graph.rs`
+//! finds the input, the output and the nodes it needs; `check.rs` is the first pass over
+//! them, `import.rs` the walk that folds or builds each; `ops/` is the operator registry,
+//! one file per family; `values.rs` folds constants and `view.rs` keeps paddings and
+//! transposes pending until something needs them.
 
 mod attrs;
 mod budget;
+mod check;
+mod decode;
+mod graph;
 mod import;
-mod layers;
+mod ops;
 mod proto;
-mod tensor;
 mod values;
+mod view;
 
 use super::read_file;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::network::Network;
+use decode::DataDir;
 use prost::Message;
 use proto::ModelProto;
 use std::path::Path;
-use tensor::DataDir;
 
 /// Options of [`load_onnx_with`] and [`from_onnx_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,25 +140,16 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// The graph may be any directed acyclic graph (residual additions, concatenations,
 /// gates) with one data input `[batch, ...]`. Nodes the output does not depend on are
 /// ignored; nodes whose inputs are all constants (initializers, `Constant` nodes, shapes of
-/// tensors) are evaluated when the file is read (`Shape`, `Gather`, `Slice`, `Concat`,
-/// `Unsqueeze`, `Squeeze`, `Cast`, `Reshape`, `Transpose`, `Identity`, arithmetic, ...), so
-/// that the network holds only layers that act on data:
+/// tensors) are evaluated when the file is read, so that the network holds only layers
+/// that act on data. [`onnx_operators`] lists the operators and what each becomes.
 ///
-/// | operator | becomes |
-/// |---|---|
-/// | `Conv` (any `group`, `pads`, `auto_pad`) | [`Conv2d`](crate::Conv2d); a following `Add` of one constant per channel is its bias; a zero `Pad` before it joins its padding |
-/// | `Gemm` (`transB`, `alpha`, `beta`), `MatMul` with a constant | [`Dense`](crate::Dense) |
-/// | `BatchNormalization` | [`BatchNorm2d`](crate::BatchNorm2d), merged into the convolution before it by default |
-/// | `LRN` | [`LocalResponseNorm`](crate::LocalResponseNorm) (ONNX's channel window) |
-/// | `Add`, `Sub`, `Mul`, `Div` with a per-channel constant, `ImageScaler` | a per-channel affine layer ([`BatchNorm2d::from_scale_shift`](crate::BatchNorm2d::from_scale_shift)) |
-/// | `Add`, `Mul` of two computed tensors | [`Add`](crate::Add), [`Mul`](crate::Mul) |
-/// | `Concat` | [`Concat`](crate::Concat) |
-/// | `Relu`, `Clip`, `LeakyRelu`, `Sigmoid`, `Tanh`, `HardSigmoid`, `HardSwish`, `Elu`, `Gelu` | the activation |
-/// | `MaxPool` (`ceil_mode`), `AveragePool`, `GlobalAveragePool`, `GlobalMaxPool`, `ReduceMean` over H and W | [`MaxPool2d`](crate::MaxPool2d), [`AvgPool2d`](crate::AvgPool2d) |
-/// | `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze`, `Transpose` (batch axis kept), `Pad` (zeros) | [`Flatten`](crate::Flatten), [`Reshape`](crate::Reshape), [`Permute`](crate::Permute), [`Pad`](crate::Pad) |
-/// | `Slice` (step 1), `Split` of data along a per-sample axis | [`Narrow`](crate::Narrow), one per part |
-/// | `Identity`, `Dropout`, `Cast` to a float type | nothing |
-/// | a trailing `Softmax` / `LogSoftmax` | removed: the logits are explained (see [`OnnxModel::notes`]); a `Softmax` is kept as [`Softmax`](crate::Softmax) with [`OnnxOptions::keep_softmax`] |
+/// A `Transpose` of data is a permutation kept pending: one that a later `Transpose`
+/// undoes builds nothing, and elementwise layers and per-channel affine maps between the
+/// two act on the untransposed tensor (a channels-last export's `Transpose` → `Mul`/`Add`
+/// by `[1, 1, 1, C]` → `Transpose` is one per-channel layer). The network takes the input
+/// in the layout the file declares: a channels-last (`NHWC`) input that the file
+/// transposes to `NCHW` gives a network whose first node is a
+/// [`Permute`](crate::Permute).
 ///
 /// Weights may be float32, float64, float16 or bfloat16 (converted to `F`). A model with
 /// weights in external data files must be read from its path ([`load_onnx`]).
@@ -162,7 +159,8 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// data does not match its shape, an absurd size, a missing graph, default-domain opset or
 /// input shape, or several outputs (name one with [`OnnxOptions::output`]);
 /// [`Error::UnsupportedOperator`] listing every operator of the model without a layer here
-/// (with counts and the first node of each), or an unsupported setting;
+/// (with counts and the first node of each) and every node refused for its inputs or
+/// settings (e.g. a `MatMul` of two computed tensors), named by the first of them;
 /// [`Error::MissingTensor`] for a tensor nothing defines; [`Error::AtNode`] for a weight of
 /// the wrong shape or shapes that do not fit. Each names the node (its name, or
 /// `#index OpType` if it has none).
@@ -201,4 +199,43 @@ fn import<F: Float>(bytes: &[u8], dir: DataDir, options: &OnnxOptions) -> Result
         reason: "the model has no graph".into(),
     })?;
     import::import(graph, opset, dir, options)
+}
+
+/// An ONNX operator the importer supports (see [`onnx_operators`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OnnxOperator {
+    /// The operator type, e.g. `"Conv"` (of ONNX's default domain).
+    pub name: &'static str,
+    /// What a node of it becomes, in one line.
+    pub becomes: &'static str,
+    /// Whether it is evaluated when the file is read if its inputs are constants.
+    pub on_constants: bool,
+    /// Whether it is supported where an input is data (computed from the network input):
+    /// as a layer (or nothing, e.g. `Identity`), or, for `Shape` and `Size`, evaluated
+    /// from the data's shape.
+    pub on_data: bool,
+}
+
+/// Every ONNX operator the importer supports, by name, with what each becomes. An
+/// operator not listed here makes [`from_onnx`] fail with
+/// [`Error::UnsupportedOperator`], and one listed with `on_data: false` does when it acts
+/// on data.
+///
+/// ```
+/// let ops = relevance::io::onnx_operators();
+/// let conv = ops.iter().find(|op| op.name == "Conv").unwrap();
+/// assert!(conv.on_data && conv.becomes.starts_with("Conv2d"));
+/// assert!(ops.iter().any(|op| op.name == "Range" && op.on_constants && !op.on_data));
+/// ```
+pub fn onnx_operators() -> Vec<OnnxOperator> {
+    ops::registry::<f32>()
+        .all()
+        .map(|def| OnnxOperator {
+            name: def.name,
+            becomes: def.becomes,
+            on_constants: def.fold.is_some(),
+            on_data: def.build.is_some() || def.fold_always,
+        })
+        .collect()
 }

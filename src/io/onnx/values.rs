@@ -3,9 +3,9 @@
 //! constant and shape arithmetic (`Shape`, `Gather`, `Slice`, `Concat`, ...) that exporters
 //! write around the layers.
 
+use super::view::Data;
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::network::NodeId;
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 /// The largest constant that folding may create (`ConstantOfShape`, `Expand`, `Tile`):
@@ -38,17 +38,7 @@ pub(super) enum Const<F> {
     Int(ArrayD<Sym>),
 }
 
-/// A tensor that depends on the input: the network node computing it, its per-sample
-/// shape, and padding not yet applied (a `Pad` waiting to be folded into the convolution
-/// that reads it).
-#[derive(Debug, Clone)]
-pub(super) struct Data {
-    pub(super) id: NodeId,
-    pub(super) shape: Vec<usize>,
-    /// `(before, after)` per per-sample axis, if a zero `Pad` is pending.
-    pub(super) pad: Option<Vec<(usize, usize)>>,
-}
-
+/// What the importer knows of a tensor: a constant, or data computed by the network.
 #[derive(Debug, Clone)]
 pub(super) enum Value<F> {
     Const(Const<F>),

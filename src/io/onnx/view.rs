@@ -1,0 +1,329 @@
+//! Data tensors and the rearrangements the importer keeps pending: a tensor of the ONNX
+//! graph may be a network node's output *seen through* a padding or a permutation of its
+//! axes that no layer applies yet.
+//!
+//! * A `Pad` that only convolutions (zeros) or max-pools (−∞, or −FLT_MAX as CoreML's
+//!   converter writes it) read becomes their own padding, never a layer.
+//! * A `Transpose` is kept as a permutation of the node's axes: a later `Transpose` composes
+//!   with it, and elementwise layers, per-channel affine maps and max-pool-free reductions
+//!   act on the node's own axes and keep it. So the transposes that channels-last exports
+//!   (TensorFlow's converters) write around every per-channel `Mul`/`Add` cancel out, and
+//!   a `Permute` layer is built only where something needs the tensor itself (a
+//!   convolution reading a channels-last input: the network then takes that layout, as the
+//!   file says).
+//!
+//! Permutations are per sample, as [`Permute`]: the tensor's axis `i` is the node's axis
+//! `perm[i]`.
+
+use super::import::Importer;
+use super::values::Const;
+use crate::error::Result;
+use crate::float::Float;
+use crate::io::Op;
+use crate::layers::{BatchNorm2d, Layer, Pad, Permute};
+use crate::network::NodeId;
+
+/// A tensor that depends on the input: the network node computing it, the tensor's own
+/// per-sample shape, and how the tensor is obtained from the node's output.
+#[derive(Debug, Clone)]
+pub(super) struct Data {
+    /// The node whose output holds the values.
+    pub(super) id: NodeId,
+    /// The tensor's per-sample shape (the ONNX graph's, after `view`).
+    pub(super) shape: Vec<usize>,
+    pub(super) view: View,
+}
+
+/// How a data tensor is obtained from its node's output.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum View {
+    /// The node's output is the tensor.
+    Same,
+    /// The node's output padded by `(before, after)` per per-sample axis with `fill`: a
+    /// `Pad` waiting for the convolutions or max-pools that read it.
+    Padded { pads: Vec<(usize, usize)>, fill: Fill },
+    /// The node's output with its per-sample axes permuted (`perm` as [`Permute`]); `from`
+    /// names the layer if one must be built (the `Transpose` node).
+    Permuted { perm: Vec<usize>, from: String },
+}
+
+/// The value a pending padding adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fill {
+    /// Zeros, which a convolution's own padding adds.
+    Zero,
+    /// −∞ (or −FLT_MAX), which never wins a max: a max-pool's own padding.
+    NegInf,
+}
+
+impl Data {
+    /// Data that is its node's output.
+    pub(super) fn node(id: NodeId, shape: Vec<usize>) -> Self {
+        Data {
+            id,
+            shape,
+            view: View::Same,
+        }
+    }
+
+    /// The permutation under the tensor (the identity if none).
+    fn perm(&self) -> Vec<usize> {
+        match &self.view {
+            View::Permuted { perm, .. } => perm.clone(),
+            _ => (0..self.shape.len()).collect(),
+        }
+    }
+
+    /// The pending permutation, if the tensor is one of its node's output.
+    pub(super) fn pending_perm(&self) -> Option<&[usize]> {
+        match &self.view {
+            View::Permuted { perm, .. } => Some(perm),
+            _ => None,
+        }
+    }
+
+    /// The same view of another node's output of the same shape (an elementwise layer
+    /// applied to the node's axes).
+    pub(super) fn with_node(&self, id: NodeId) -> Data {
+        Data {
+            id,
+            shape: self.shape.clone(),
+            view: self.view.clone(),
+        }
+    }
+}
+
+/// `b` after `a`: permuting by `a`, then by `b`, is permuting by the result.
+pub(super) fn compose(a: &[usize], b: &[usize]) -> Vec<usize> {
+    b.iter().map(|&i| a[i]).collect()
+}
+
+/// The inverse permutation.
+pub(super) fn inverse(p: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; p.len()];
+    for (i, &j) in p.iter().enumerate() {
+        inv[j] = i;
+    }
+    inv
+}
+
+/// Whether `p` is a permutation of `0..p.len()`.
+pub(super) fn is_permutation(p: &[usize]) -> bool {
+    let mut seen = vec![false; p.len()];
+    p.iter()
+        .all(|&i| i < p.len() && !std::mem::replace(&mut seen[i], true))
+}
+
+fn is_identity(p: &[usize]) -> bool {
+    p.iter().enumerate().all(|(i, &j)| i == j)
+}
+
+/// The values of a constant that broadcasts against data of per-sample shape `shape` (the
+/// batch in front) without changing its shape and varies along at most one per-sample
+/// axis: `(Some(axis), one value per entry of that axis)`, or `(None, [v])` for one value
+/// everywhere. `None` if the constant is anything else.
+pub(super) fn per_axis<F: Float>(c: &Const<F>, shape: &[usize]) -> Option<(Option<usize>, Vec<F>)> {
+    let a = c.floats().ok()?;
+    let rank = shape.len() + 1;
+    if a.ndim() > rank {
+        return None;
+    }
+    // align to [1, ...shape]
+    let mut full = vec![1usize; rank - a.ndim()];
+    full.extend_from_slice(a.shape());
+    if full[0] != 1 {
+        return None;
+    }
+    let varying: Vec<usize> = (1..rank).filter(|&k| full[k] != 1).collect();
+    match varying.as_slice() {
+        [] => Some((None, vec![*a.iter().next()?])),
+        // every other axis is 1: the values in order are the axis' entries
+        [k] if full[*k] == shape[k - 1] => Some((Some(k - 1), a.iter().copied().collect())),
+        _ => None,
+    }
+}
+
+impl<'a, F: Float> Importer<'a, F> {
+    /// The node computing a data tensor, building what its view still needs (a `Pad` or a
+    /// `Permute` layer, named after the node that asked for it, built once per tensor).
+    pub(super) fn materialize(&mut self, d: &Data, label: &str) -> Result<NodeId> {
+        match &d.view {
+            View::Same => Ok(d.id),
+            View::Padded { pads, fill } => {
+                if *fill == Fill::NegInf {
+                    return Err(super::import::unsupported(
+                        label,
+                        "Pad",
+                        "a padding with −∞ that is not a max-pool's",
+                    ));
+                }
+                let layer = Box::new(Pad::new(pads));
+                Ok(self.layer(&format!("{label}/pad"), Op::Layer(layer), &[d.id])?.id)
+            }
+            View::Permuted { perm, from } => {
+                let key = (d.id, perm.clone());
+                if let Some(&id) = self.permuted.get(&key) {
+                    return Ok(id);
+                }
+                let layer = Box::new(Permute::new(perm)?);
+                let id = self.layer(&from.clone(), Op::Layer(layer), &[d.id])?.id;
+                self.permuted.insert(key, id);
+                Ok(id)
+            }
+        }
+    }
+
+    /// The tensor with any pending padding applied (a pending permutation kept).
+    fn unpadded(&mut self, label: &str, d: &Data) -> Result<Data> {
+        Ok(match d.view {
+            View::Padded { .. } => Data::node(self.materialize(d, label)?, d.shape.clone()),
+            _ => d.clone(),
+        })
+    }
+
+    /// A node whose output holds the tensor's values in the tensor's order (C order), for
+    /// a reshape: the tensor's node itself where a pending permutation only moves axes of
+    /// length 1 (e.g. `[C, 1, 1]` seen as `[1, 1, C]`), else the materialized tensor.
+    pub(super) fn in_order(&mut self, label: &str, d: &Data) -> Result<NodeId> {
+        if let Some(perm) = d.pending_perm() {
+            let node_shape = self.builder.shape_of(d.id);
+            let moved: Vec<usize> = perm.iter().copied().filter(|&a| node_shape[a] != 1).collect();
+            if moved.windows(2).all(|w| w[0] < w[1]) {
+                return Ok(d.id);
+            }
+        }
+        self.materialize(d, label)
+    }
+
+    /// A layer that acts on every value alike (an activation) applied to data: to the
+    /// node's own axes if the tensor is a pending permutation of them (which it keeps).
+    pub(super) fn elementwise(&mut self, label: &str, layer: Box<dyn Layer<F>>, d: &Data) -> Result<Data> {
+        let base = self.unpadded(label, d)?;
+        let out = self.layer(label, Op::Layer(layer), &[base.id])?;
+        Ok(base.with_node(out.id))
+    }
+
+    /// The affine map `x·scale + shift` along per-sample axis `axis` of data (one value of
+    /// each per entry of that axis), as a [`BatchNorm2d`]: directly where the axis is the
+    /// node's channel axis (also through a pending permutation), else after a `Permute`
+    /// that brings it first, the tensor then a pending permutation of that layer's output.
+    pub(super) fn affine_along(
+        &mut self,
+        label: &str,
+        d: &Data,
+        axis: usize,
+        layer: BatchNorm2d<F>,
+    ) -> Result<Data> {
+        let base = self.unpadded(label, d)?;
+        let perm = base.perm();
+        let node_axis = perm[axis];
+        if node_axis == 0 {
+            let out = self.layer(label, Op::Layer(Box::new(layer)), &[base.id])?;
+            return Ok(base.with_node(out.id));
+        }
+        // bring the node's axis `node_axis` first, apply, and keep the way back pending
+        let front: Vec<usize> = std::iter::once(node_axis)
+            .chain((0..perm.len()).filter(|&a| a != node_axis))
+            .collect();
+        let moved = self.layer(
+            &format!("{label}/permute"),
+            Op::Layer(Box::new(Permute::new(&front)?)),
+            &[base.id],
+        )?;
+        let out = self.layer(label, Op::Layer(Box::new(layer)), &[moved.id])?;
+        let perm = compose(&inverse(&front), &perm);
+        Ok(Data {
+            id: out.id,
+            shape: d.shape.clone(),
+            view: if is_identity(&perm) {
+                View::Same
+            } else {
+                View::Permuted {
+                    perm,
+                    from: format!("{label}/permute_back"),
+                }
+            },
+        })
+    }
+
+    /// Data permuted by `per` (per sample): composed with a pending permutation, nothing
+    /// built (a pending padding is applied first).
+    pub(super) fn permuted(&mut self, label: &str, d: &Data, per: &[usize]) -> Result<Data> {
+        let base = self.unpadded(label, d)?;
+        let perm = compose(&base.perm(), per);
+        let shape = per.iter().map(|&a| d.shape[a]).collect();
+        Ok(Data {
+            id: base.id,
+            shape,
+            view: if is_identity(&perm) {
+                View::Same
+            } else {
+                View::Permuted {
+                    perm,
+                    from: label.to_string(),
+                }
+            },
+        })
+    }
+
+    /// The node's axes that a tensor's per-sample axes `axes` are (through a pending
+    /// permutation), and the node, for operations that only care which axes they act on.
+    pub(super) fn node_axes(
+        &mut self,
+        label: &str,
+        d: &Data,
+        axes: &[usize],
+    ) -> Result<(NodeId, Vec<usize>)> {
+        match &d.view {
+            View::Permuted { perm, .. } => Ok((d.id, axes.iter().map(|&a| perm[a]).collect())),
+            _ => Ok((self.materialize(d, label)?, axes.to_vec())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    #[test]
+    fn permutations_compose_like_permute_layers() {
+        // NCHW → NHWC, then back: the identity
+        let (to_last, to_first) = ([1, 2, 0], [2, 0, 1]);
+        assert_eq!(compose(&to_last, &to_first), [0, 1, 2]);
+        assert_eq!(inverse(&to_last), to_first);
+        assert!(is_permutation(&[2, 0, 1]) && !is_permutation(&[0, 0, 1]) && !is_permutation(&[0, 3, 1]));
+        // composing equals applying the two Permute layers one after the other
+        let x = ArrayD::from_shape_fn(IxDyn(&[1, 2, 3, 4]), |i| (i[1] * 100 + i[2] * 10 + i[3]) as f64);
+        let (a, b) = ([2, 0, 1], [0, 2, 1]);
+        let two = Layer::<f64>::forward(
+            &Permute::new(&b).unwrap(),
+            Layer::<f64>::forward(&Permute::new(&a).unwrap(), x.view())
+                .unwrap()
+                .view(),
+        )
+        .unwrap();
+        let one = Layer::<f64>::forward(&Permute::new(&compose(&a, &b)).unwrap(), x.view()).unwrap();
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn per_axis_constants() {
+        let c = |shape: &[usize], v: Vec<f64>| Const::Float(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap());
+        // NHWC per-channel [1, 1, 1, C] against [H, W, C]
+        assert_eq!(
+            per_axis(&c(&[1, 1, 1, 3], vec![1.0, 2.0, 3.0]), &[4, 5, 3]),
+            Some((Some(2), vec![1.0, 2.0, 3.0]))
+        );
+        // NCHW [C, 1, 1]
+        assert_eq!(
+            per_axis(&c(&[3, 1, 1], vec![1.0, 2.0, 3.0]), &[3, 4, 5]),
+            Some((Some(0), vec![1.0, 2.0, 3.0]))
+        );
+        assert_eq!(per_axis(&c(&[], vec![7.0]), &[3, 4]), Some((None, vec![7.0])));
+        // varying along two axes, broadcasting the data, or over the batch: no
+        assert_eq!(per_axis(&c(&[2, 2], vec![1.0; 4]), &[2, 2]), None);
+        assert_eq!(per_axis(&c(&[3], vec![1.0; 3]), &[4, 1]), None);
+        assert_eq!(per_axis(&c(&[2, 3], vec![1.0; 6]), &[3]), None);
+    }
+}
