@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Generate the graph-network reference fixtures (tests/fixtures/graph_{resnet,vgg_bn,densenet,mobilenet}.json) from
-the REAL zennit and captum libraries, on small CNNs with residual additions, concatenations and batch norms.
+zennit and captum, patched in three places (below: zennit's batch-norm merge as on zennit's main branch, ReLU6 in
+captum's nonlinearities, a canonizer for MobileNetV2's residual blocks), on small CNNs with residual additions,
+concatenations and batch norms. `--unpatched` writes nothing and prints how far the released libraries are from the
+committed fixtures, one patch undone at a time (tools/README.md, "Patched reference runs", has the numbers).
 
 How to run (from the repository root; nothing is installed into the repository):
 
     python3 -m venv ~/venv && ~/venv/bin/pip install torch torchvision zennit captum numpy
     ~/venv/bin/python tools/gen_graph_fixtures.py            # writes tests/fixtures/graph_*.json (a few seconds)
     ~/venv/bin/python tools/gen_graph_fixtures.py --out DIR  # write somewhere else
+    ~/venv/bin/python tools/gen_graph_fixtures.py --unpatched  # the released libraries vs the committed fixtures
 
 The fixtures were produced with zennit 0.5.1, captum 0.9.0, torch 2.x (CPU) and torchvision 0.2x; the versions are
-written into every file. The script is deterministic (fixed seeds, float64 everywhere, one CPU thread): re-running it
+read from the installed packages and written into every file. The script is deterministic (fixed seeds, float64 everywhere, one CPU thread): re-running it
 with the same versions gives byte-identical files.
 
 Networks (float64, eval mode, batch N = 2, per-sample input 3x8x8)
@@ -1269,9 +1273,9 @@ def generate(name, spec):
 
     fixture = {
         "generator": GENERATOR,
-        "zennit_version": zennit.__version__ if hasattr(zennit, "__version__") else _pkg_version("zennit"),
-        "captum_version": captum.__version__,
-        "torch_version": torch.__version__,
+        "zennit_version": _pkg_version("zennit"),
+        "captum_version": _pkg_version("captum"),
+        "torch_version": torch.__version__,  # with the build's local tag (+cpu, +cu132), which metadata lacks
         "torchvision_version": torchvision.__version__,
         "name": name,
         "input_shape": list(spec["input_shape"]),
@@ -1393,15 +1397,76 @@ def _pkg_version(pkg):
     return version(pkg)
 
 
+def measure_unpatched(name, spec, fixture_dir):
+    """Re-runs the cases of the committed fixture graph_{name}.json with the libraries as released, one patch of this
+    script undone at a time, and returns {patch: (max relative deviation from the fixture, cases)}:
+    "merge_eps" -- zennit's MergeBatchNorm as in 0.5.1 (the BN's eps stays: every LRP case with a canonizer);
+    "inverted_residual" -- mobilenet without this script's InvertedResidualCanonizer (zennit has none for MobileNetV2:
+    SequentialMergeBatchNorm alone, the residual `+` stays functional); "captum_relu6" -- captum without ReLU6 in
+    SUPPORTED_NON_LINEAR (mobilenet's DeepLIFT cases). Nothing is written. The deviation is max|a - b| / max(1, max|b|)
+    per array (the relevance and attributions are of order 1 here, so it is close to the Rust tests' relative one)."""
+    with open(os.path.join(fixture_dir, f"graph_{name}.json")) as f:
+        fx = json.load(f)
+    low, high = bounds()
+    _, model, x, _, _, info = draw(name, spec, low, high)
+    check(torch.equal(x, _t(fx["input"])), f"{name}: not the fixture's draw")
+    plain = forward(model, x)
+    seeds = output_seeds(plain, spec["target"])
+    factories = {c[0]: c[1] for c in LRP_CASES}
+    out = {}
+
+    def lrp(canonizers_of, what):
+        worst, n = 0.0, 0
+        for case in fx["lrp_cases"]:
+            if case["canonizer"] == "none":
+                continue
+            composite = factories[case["name"]](low, high, canonizers_of(model))
+            _, rel, _, _, _ = run_zennit(model, composite, x, seeds[case["seed"]], [], info, low, high)
+            worst, n = max(worst, max_rel(rel, _t(case["relevance"]))), n + 1
+        out[what] = (worst, n)
+
+    set_head_merge(False)
+    try:
+        lrp(spec["canonizer"][1], "merge_eps")
+    finally:
+        set_head_merge(True)
+    if name == "mobilenet":
+        lrp(lambda m: [SequentialMergeBatchNorm()], "inverted_residual")
+        unregister_relu6_in_captum()
+        try:
+            mc = captum_model(name, model)
+            worst, n = 0.0, 0
+            for case in fx["deeplift_cases"]:
+                b = _t(case["baselines"])
+                shap = case["baseline_kind"] == "distribution"
+                given = b.repeat((BATCH,) + (1,) * (x.ndim - 1)) if case["baseline_kind"] == "shared" else b
+                attr, _ = run_captum(mc, x, spec["target"], given, shap)
+                worst, n = max(worst, max_rel(attr, _t(case["attribution"]))), n + 1
+            out["captum_relu6"] = (worst, n)
+        finally:
+            register_relu6_in_captum()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: tests/fixtures)")
     ap.add_argument("--only", nargs="*", default=None, help="subset of models (resnet vgg_bn densenet mobilenet)")
+    ap.add_argument("--unpatched", action="store_true",
+                    help="write nothing; re-run the committed fixtures' cases with each patch of this script undone "
+                         "and print how far the released libraries' results are from the fixtures")
     args = ap.parse_args()
-    print(f"zennit {_pkg_version('zennit')}, captum {captum.__version__}, torch {torch.__version__}, "
+    print(f"zennit {_pkg_version('zennit')}, captum {_pkg_version('captum')}, torch {torch.__version__}, "
           f"torchvision {torchvision.__version__}")
     set_head_merge(True)
     register_relu6_in_captum()
+    if args.unpatched:
+        for name, spec in MODELS.items():
+            if args.only and name not in args.only:
+                continue
+            for patch, (worst, n) in measure_unpatched(name, spec, args.out).items():
+                print(f"UNPATCHED {name} {patch}: max relative deviation from the fixture {worst:.2e} over {n} cases")
+        return 0
     os.makedirs(args.out, exist_ok=True)
     for name, spec in MODELS.items():
         if args.only and name not in args.only:

@@ -821,7 +821,7 @@ def generate_network(name, spec):
 
     fixture = {
         "generator": GENERATOR,
-        "zennit_version": zennit.__version__ if hasattr(zennit, "__version__") else _pkg_version("zennit"),
+        "zennit_version": _pkg_version("zennit"),
         "torch_version": torch.__version__,
         "name": name,
         "input_shape": list(spec["input_shape"]),

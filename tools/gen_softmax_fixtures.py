@@ -69,8 +69,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT)
     args = ap.parse_args()
-    import captum
-    import zennit
+    from importlib.metadata import version
     gen = torch.Generator().manual_seed(11)
     model, lin1, lin2 = build(gen)
     x = r4(torch.randn(3, 6, generator=gen))
@@ -107,8 +106,8 @@ def main():
 
     fx = {
         "generator": "tools/gen_softmax_fixtures.py",
-        "versions": {"torch": torch.__version__, "zennit": getattr(zennit, "__version__", "0.5.1"),
-                     "captum": captum.__version__},
+        # read from the installed libraries (zennit has no __version__); torch's with its build tag
+        "versions": {"torch": torch.__version__, "zennit": version("zennit"), "captum": version("captum")},
         "input_shape": [6],
         "layers": [
             {"type": "dense", "weight": tensor_json(lin1.weight), "bias": tensor_json(lin1.bias)},

@@ -2,7 +2,9 @@
 
 use ndarray::Axis;
 use relevance::heatmap::RgbImage;
+use relevance::image::{load_image, Preprocess};
 use relevance::io::Digits;
+use relevance::{Composite, Target};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -77,24 +79,71 @@ fn explains_digits_from_png_and_writes_everything() {
     assert!(o.status.success(), "stderr: {}", text(&o.stderr));
     let rows = summary_rows(&out);
     assert_eq!(rows.len(), 2);
-    for (row, class) in rows.iter().zip(["7", "2"]) {
-        assert_eq!(row[1], class, "predicted class in {row:?}");
-        assert_eq!(row[4], class, "target in {row:?}");
+    // what the library computes on the same files: the CLI's numbers and files must be it
+    let net = relevance::io::load_onnx::<f32>(root().join("models/digits.onnx")).unwrap();
+    let pre = Preprocess::none();
+    let (low, high) = pre.bounds::<f32>(&[1, 28, 28]).unwrap();
+    let rules = Composite::epsilon_gamma_box(low, high).unwrap();
+    for (row, (png, class)) in rows.iter().zip([(&seven, 7usize), (&two, 2)]) {
+        assert_eq!(row[1], class.to_string(), "predicted class in {row:?}");
+        assert_eq!(row[4], class.to_string(), "target in {row:?}");
         assert_eq!(row[6], "epsilon-gamma-box");
+        let x = load_image::<f32>(png, &[1, 28, 28], &pre)
+            .unwrap()
+            .input
+            .insert_axis(Axis(0));
+        let want = net.attribute(&x, &Target::Class(class), &rules).unwrap();
         let (total, gap): (f32, f32) = (row[7].parse().unwrap(), row[8].parse().unwrap());
-        assert!(total > 0.0);
-        assert!(gap.abs() < 0.5 * total, "gap {gap} of {total}");
-    }
-    for stem in ["digit7_epsilon-gamma-box_c7", "digit2_epsilon-gamma-box_c2"] {
-        for suffix in ["_heatmap.png", "_overlay.png", ".npy"] {
-            let p = out.join(format!("{stem}{suffix}"));
-            assert!(p.is_file(), "{} missing", p.display());
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+        assert!(
+            close(total, want.total[0]),
+            "total {total}, the library's {}",
+            want.total[0]
+        );
+        assert!(
+            close(gap, want.delta[0]),
+            "gap {gap}, the library's {}",
+            want.delta[0]
+        );
+        let stem = format!("digit{class}_epsilon-gamma-box_c{class}");
+        // the raw relevance is the library's, and sums to total − gap
+        let r = relevance::io::load_npy::<f32>(out.join(format!("{stem}.npy"))).unwrap();
+        assert_eq!(r.shape(), &[1, 28, 28]);
+        let ours = want.relevance.index_axis(Axis(0), 0);
+        let scale = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            r.iter()
+                .zip(ours.iter())
+                .all(|(a, b)| (a - b).abs() <= 1e-5 * scale),
+            "{stem}.npy is not the library's relevance"
+        );
+        assert!(
+            close(r.sum(), total - gap),
+            "Σ relevance {} vs total − gap {}",
+            r.sum(),
+            total - gap
+        );
+        // the images are PNGs of the input's shape (upscaled by a whole factor), not blank
+        for suffix in ["_heatmap.png", "_overlay.png"] {
+            let (w, h, data) = decode_png(&out.join(format!("{stem}{suffix}")));
+            assert!(w == h && w >= 28 && w % 28 == 0, "{stem}{suffix}: {w} × {h}");
+            assert!(data.iter().any(|&v| v != data[0]), "{stem}{suffix} is one colour");
         }
     }
-    let r = relevance::io::load_npy::<f32>(out.join("digit7_epsilon-gamma-box_c7.npy")).unwrap();
-    assert_eq!(r.shape(), &[1, 28, 28]);
     let stdout = text(&o.stdout);
     assert!(stdout.contains("predicted class 7"), "{stdout}");
+}
+
+/// Width and height of an image file, and its pixels as RGB bytes (`[3, H, W]` order).
+fn decode_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let img = load_image::<f32>(path, &[3, 28, 28], &Preprocess::none())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (w, h) = img.original;
+    (
+        w,
+        h,
+        img.pixels.iter().map(|v| (v * 255.0).round() as u8).collect(),
+    )
 }
 
 #[test]
@@ -329,23 +378,50 @@ fn jpeg_of_another_size_is_resized_and_cropped() {
     assert!(out.join("seven_epsilon-plus_c7_overlay.png").is_file());
 }
 
+/// The README's command-line example: the command it shows (read from README.md), run on
+/// the committed image, prints the lines the README shows under it, digit for digit (the
+/// score, the total, Σ relevance and the gap included; the README cuts the list of written
+/// files with "...").
 #[test]
-fn readme_command_on_the_committed_image() {
+fn readme_command_prints_what_the_readme_shows() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("relevance explain "));
+    let command = lines
+        .next()
+        .expect("the README shows a `relevance explain` command");
+    let shown: Vec<&str> = lines
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').strip_prefix(' ').unwrap_or(l))
+        .collect();
+    assert_eq!(shown.len(), 2, "the README shows two lines of output: {shown:?}");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let at = args
+        .iter()
+        .position(|a| *a == "--out")
+        .expect("--out in the README's command");
+    let readme_out = args[at + 1];
     let out = scratch("readme").join("out");
-    let o = run(&[
-        "explain",
-        "models/digits.onnx",
-        "cli/tests/data/seven.png",
-        "--composite",
-        "epsilon-gamma-box",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut ours = args.clone();
+    ours[at + 1] = out.to_str().unwrap();
+    let o = run(&ours);
     assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let stdout = text(&o.stdout).replace(out.to_str().unwrap(), readme_out);
+    let printed: Vec<&str> = stdout.lines().collect();
+    for (k, want) in shown.iter().enumerate() {
+        let got = printed.get(k).copied().unwrap_or("");
+        match want.strip_suffix("...") {
+            Some(prefix) => assert!(
+                got.starts_with(prefix),
+                "line {k}: the README shows\n{want}\nthe CLI prints\n{got}"
+            ),
+            None => assert_eq!(got, *want, "line {k}"),
+        }
+    }
     let rows = summary_rows(&out);
     assert_eq!(rows[0][0], "cli/tests/data/seven.png");
     assert_eq!(rows[0][1], "7");
-    assert!(out.join("seven_epsilon-gamma-box_c7_overlay.png").is_file());
 }
 
 #[test]

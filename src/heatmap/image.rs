@@ -47,7 +47,8 @@ fn checked_size(width: usize, height: usize) -> Result<usize> {
 }
 
 impl RgbImage {
-    /// The pixel bytes, mutable (for drawing in this crate).
+    /// The pixel bytes, mutable (for drawing in this crate: the figures).
+    #[cfg(feature = "figure")]
     pub(crate) fn data_mut(&mut self) -> &mut [u8] {
         &mut self.data
     }

@@ -96,6 +96,7 @@ pub(crate) fn checked_count(what: &str, dims: &[usize], limit: usize) -> Result<
 /// One node read from a file, before it is built: its name, what it computes, and the
 /// names of the nodes it reads (empty: the node before it, or the input).
 #[derive(Debug)]
+#[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
 pub(crate) struct Spec<F: Float> {
     /// The node's name in the network.
     pub node: String,
@@ -145,7 +146,9 @@ pub(crate) enum Op<F: Float> {
         weight: ArcArray2<F>,
         bias: Option<ArcArray1<F>>,
     },
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     Relu,
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     MaxPool {
         kernel: (usize, usize),
         stride: (usize, usize),
@@ -201,6 +204,7 @@ pub(crate) fn check_activation(node: &str, what: &str, shape: &[usize]) -> Resul
 /// inputs reads the node added before it (or the input).
 pub(crate) struct Builder<F: Float> {
     graph: GraphBuilder<F>,
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     ids: HashMap<String, NodeId>,
     last: NodeId,
     /// How many more weight values the layers may hold (see [`Builder::limit_weights`]).
@@ -261,11 +265,13 @@ impl<F: Float> Builder<F> {
     }
 
     /// The per-sample output shape of the last node added.
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     pub(crate) fn shape(&self) -> &[usize] {
         self.graph.shape(self.last).expect("a node of this builder")
     }
 
     /// Makes the named node the output.
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     pub(crate) fn set_output(&mut self, name: &str) -> Result<()> {
         self.last = self.ids.get(name).copied().ok_or_else(|| Error::Format {
             what: "network output".into(),
@@ -274,6 +280,7 @@ impl<F: Float> Builder<F> {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "safetensors"), allow(dead_code))] // what the JSON loader uses
     pub(crate) fn push(&mut self, spec: Spec<F>) -> Result<()> {
         let inputs: Vec<NodeId> = if spec.inputs.is_empty() {
             vec![self.last]
@@ -302,11 +309,13 @@ impl<F: Float> Builder<F> {
     }
 
     /// The network input.
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     pub(crate) fn input(&self) -> NodeId {
         self.graph.input()
     }
 
     /// The per-sample shape of a node's output.
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     pub(crate) fn shape_of(&self, id: NodeId) -> &[usize] {
         self.graph.shape(id).expect("a node of this builder")
     }
@@ -360,6 +369,7 @@ impl<F: Float> Builder<F> {
     }
 
     /// The network with `output` as its output, batch norms merged unless `keep_batch_norm`.
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     pub(crate) fn finish_at(mut self, output: NodeId, keep_batch_norm: bool) -> Result<Network<F>> {
         self.last = output;
         self.finish(keep_batch_norm)

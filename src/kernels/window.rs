@@ -5,7 +5,9 @@
 /// `⌊(len + pad_begin + pad_end − span) / stride⌋ + 1` with `span = dil·(k − 1) + 1`,
 /// rounded up instead of down with `ceil`, in which case the last window must start inside
 /// the input or its leading padding. `None` if the padded input is smaller than the window
-/// (or a value overflows: absurd configurations are errors, not overflows).
+/// (or a value overflows, or the padded length exceeds `isize::MAX`, beyond which the
+/// kernels' signed index arithmetic would overflow: absurd configurations are errors, not
+/// overflows).
 pub(crate) fn window_out(
     len: usize,
     k: usize,
@@ -16,7 +18,7 @@ pub(crate) fn window_out(
 ) -> Option<usize> {
     let span = dil.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
     let padded = pad.0.checked_add(pad.1)?.checked_add(len)?;
-    if padded < span || stride == 0 {
+    if padded > isize::MAX as usize || padded < span || stride == 0 {
         return None;
     }
     let room = padded - span;

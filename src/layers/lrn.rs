@@ -1,5 +1,7 @@
 //! Local response normalisation across channels (AlexNet, CaffeNet, GoogLeNet v1).
 
+#[cfg(doc)]
+use super::Category; // doc links
 use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -54,6 +54,8 @@ pub use softmax::Softmax;
 
 use crate::error::Result;
 use crate::float::Float;
+#[cfg(doc)]
+use crate::rules::Rule; // doc links
 use ndarray::{Array1, ArrayD, ArrayView1, ArrayViewD};
 use std::fmt::Debug;
 

@@ -4,6 +4,8 @@
 use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+#[cfg(doc)]
+use crate::rules::Rule; // doc links
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis};
 
 /// `y = softmax(x)` along one per-sample axis (PyTorch's `nn.Softmax(dim = axis + 1)`).

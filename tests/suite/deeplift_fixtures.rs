@@ -9,11 +9,14 @@
 //!   (non-overlapping pools only, as captum overwrites where windows overlap) — the default
 //!   `MaxPoolRule::CrossMax` here.
 //!
-//! f64 must match within 1e-9 relative to the largest magnitude of the expected array.
+//! f64 must match within `bounds::CAPTUM_F64` relative to the largest magnitude of the
+//! expected array (the figure the README publishes), for every case of the fixtures.
 
 use crate::common;
 
-use common::{load, network, rel_dev, tensor};
+use common::bounds::{CAPTUM_CASES, CAPTUM_F64};
+use common::{load, network, rel_dev, tensor, zip_exact};
+
 use relevance::rules::MaxPoolRule;
 use relevance::{Baseline, DeepLift, Target};
 use serde_json::Value;
@@ -29,6 +32,9 @@ fn baseline(case: &Value) -> Baseline<f64> {
     }
 }
 
+/// Cases per fixture (`mlp`, `cnn`, `deep`): four baselines per max-pool mode compared.
+const CASES: [(&str, usize); 3] = [("mlp", 4), ("cnn", 4), ("deep", 8)];
+
 /// Runs every case of one fixture; returns the worst relative deviation per max-pool mode.
 fn check_network(name: &str) -> Vec<(String, f64)> {
     let fx = load(&format!("deeplift_{name}"));
@@ -43,6 +49,7 @@ fn check_network(name: &str) -> Vec<(String, f64)> {
             .collect(),
     );
     let mut worst: Vec<(String, f64)> = Vec::new();
+    let mut compared = 0;
     for case in fx["cases"].as_array().unwrap() {
         let mode = case["max_pool"].as_str().unwrap();
         let rule = match mode {
@@ -54,22 +61,23 @@ fn check_network(name: &str) -> Vec<(String, f64)> {
         let cname = format!("{name}/{}", case["name"].as_str().unwrap());
         let dev = rel_dev(&a.attribution, &tensor(&case["attribution"]));
         assert!(
-            dev < 1e-9,
-            "{cname}: attribution deviates by {dev:.2e} (relative)"
+            dev < CAPTUM_F64,
+            "{cname}: attribution deviates by {dev:.2e} (relative; bound {CAPTUM_F64:e})"
         );
         let total = tensor::<f64>(&case["total"]);
         assert!(
-            rel_dev(&a.total.clone().into_dyn(), &total) < 1e-12,
+            rel_dev(&a.total.clone().into_dyn(), &total) < CAPTUM_F64,
             "{cname}: total"
         );
         let delta = tensor::<f64>(&case["delta"]);
         let scale = total.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
-        for (got, want) in a.delta.iter().zip(delta.iter()) {
+        for (got, want) in zip_exact(a.delta.iter(), delta.iter()) {
             assert!(
-                (got - want).abs() < 1e-9 * scale,
+                (got - want).abs() < CAPTUM_F64 * scale,
                 "{cname}: delta {got} vs captum's {want}"
             );
         }
+        compared += 1;
         let key = format!("{name}/{mode}");
         match worst.iter_mut().find(|(k, _)| *k == key) {
             Some((_, w)) => *w = w.max(dev),
@@ -77,9 +85,26 @@ fn check_network(name: &str) -> Vec<(String, f64)> {
         }
     }
     for (k, w) in &worst {
-        println!("{k}: worst relative deviation from captum {w:.2e}");
+        println!("{k}: worst relative deviation from captum {w:.2e} (bound {CAPTUM_F64:e})");
     }
+    let want = CASES.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(compared, want, "{name}: cases compared");
     worst
+}
+
+#[test]
+fn the_fixtures_hold_every_case() {
+    assert_eq!(CASES.iter().map(|(_, n)| n).sum::<usize>(), CAPTUM_CASES);
+    for (name, n) in CASES {
+        assert_eq!(
+            load(&format!("deeplift_{name}"))["cases"]
+                .as_array()
+                .unwrap()
+                .len(),
+            n,
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! biases equals LRP-0 on ReLU networks; DeepLiftShap is the mean over its baselines; the
 //! network is unchanged; wrong baselines are typed errors.
 
+use crate::common::bounds::DEEPLIFT_PROPERTY_GAP as GAP;
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use relevance::rules::MaxPoolRule;
@@ -97,16 +98,16 @@ fn batch(rng: &mut Rng, net: &Network<f64>, n: usize) -> ArrayD<f64> {
     rng.array(&shape, 1.5)
 }
 
-fn random_baseline(rng: &mut Rng, net: &Network<f64>, n: usize) -> Baseline<f64> {
-    match rng.below(4) {
-        0 => Baseline::Zero,
-        1 => Baseline::Shared(rng.array(net.input_shape(), 1.0)),
-        2 => Baseline::PerSample(batch(rng, net, n)),
-        _ => {
-            let k = 1 + rng.below(3);
-            Baseline::Distribution(batch(rng, net, k))
-        }
-    }
+/// One baseline of every kind, for a batch of `n` (the properties hold for each: the tests
+/// run all of them, rather than drawing one).
+fn every_baseline(rng: &mut Rng, net: &Network<f64>, n: usize) -> [Baseline<f64>; 4] {
+    let k = 1 + rng.below(3);
+    [
+        Baseline::Zero,
+        Baseline::Shared(rng.array(net.input_shape(), 1.0)),
+        Baseline::PerSample(batch(rng, net, n)),
+        Baseline::Distribution(batch(rng, net, k)),
+    ]
 }
 
 fn network(rng: &mut Rng, bias: bool) -> Network<f64> {
@@ -134,18 +135,20 @@ proptest! {
         let net = network(&mut rng, true);
         let n = 1 + rng.below(3);
         let x = batch(&mut rng, &net, n);
-        let baseline = random_baseline(&mut rng, &net, n);
+        let baselines = every_baseline(&mut rng, &net, n);
         let target = Target::PerSample((0..n).map(|_| rng.below(3)).collect());
-        for rule in rules() {
-            let a = net.deeplift_with(&x, &target, &rule, &baseline, DeepLiftOptions::keep_layers()).unwrap();
+        for (rule, baseline) in rules().iter().flat_map(|r| baselines.iter().map(move |b| (r, b))) {
+            let a = net.deeplift_with(&x, &target, rule, baseline, DeepLiftOptions::keep_layers()).unwrap();
+            prop_assert_eq!(a.delta.len(), n);
             for (d, t) in a.delta.iter().zip(a.total.iter()) {
-                prop_assert!(d.abs() <= 1e-10 * t.abs().max(1.0), "{:?}: gap {} of {}", rule, d, t);
+                prop_assert!(d.abs() <= GAP * t.abs().max(1.0), "{:?}, {:?}: gap {} of {}", rule, baseline, d, t);
             }
             let layers = a.layers.as_ref().unwrap();
             prop_assert_eq!(layers.len(), net.nodes().len() + 1);
             for (k, l) in layers.iter().enumerate() {
+                prop_assert_eq!(l.shape()[0], n);
                 for (s, t) in l.axis_iter(Axis(0)).map(|r| r.sum()).zip(a.total.iter()) {
-                    prop_assert!((s - t).abs() <= 1e-10 * t.abs().max(1.0), "layer {}: {} vs {}", k, s, t);
+                    prop_assert!((s - t).abs() <= GAP * t.abs().max(1.0), "layer {}: {} vs {}", k, s, t);
                 }
             }
         }
@@ -202,10 +205,11 @@ proptest! {
         // says whether it has recorded the zero baseline's trace, which a call may do
         let layers = |net: &Network<f64>| format!("{:?} {:?}", net.nodes(), net.shapes());
         let before = (layers(&net), net.forward(&x).unwrap());
-        let baseline = random_baseline(&mut rng, &net, 2);
-        for rule in rules() {
-            net.deeplift(&x, &Target::Class(0), &rule.with_max_pool(MaxPoolRule::Gradient), &baseline).unwrap();
-            net.deeplift(&x, &Target::Class(1), &rule, &baseline).unwrap();
+        for baseline in every_baseline(&mut rng, &net, 2) {
+            for rule in rules() {
+                net.deeplift(&x, &Target::Class(0), &rule.with_max_pool(MaxPoolRule::Gradient), &baseline).unwrap();
+                net.deeplift(&x, &Target::Class(1), &rule, &baseline).unwrap();
+            }
         }
         prop_assert_eq!(before, (layers(&net), net.forward(&x).unwrap()));
     }

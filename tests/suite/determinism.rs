@@ -1,5 +1,7 @@
 //! Reproducibility: the same inputs give bit-identical results, whatever the batch they are
-//! in, however often the call is repeated and however many threads run it.
+//! in, however often the call is repeated and however many threads run it. CI (`.ci/run`)
+//! runs these tests with the default features, with none, with `parallel` alone and with
+//! `faer` alone: the four ways products can be computed.
 //!
 //! The network is large enough that its convolutions and first dense layer go through the
 //! large-product path of the matrix multiply (faer with the default features, split across

@@ -12,11 +12,17 @@
 //! gradient, reproduced by selecting `Gradient` for those nodes by name. DeepLIFT: captum's
 //! `DeepLift` and `DeepLiftShap` against zero, shared, per-sample and K = 3 baselines.
 //!
-//! f64 must match within 1e-9 relative; f32 within 1e-4.
+//! f64 and f32 must match within the bounds of `common::bounds` (the figures the README
+//! publishes), and every case, node and rule choice of the fixtures is compared: the counts
+//! are exact, so a case that disappears from a regenerated fixture fails.
 
 use crate::common;
 
-use common::{graph, load, rel_dev, tensor};
+use common::bounds::{
+    GRAPH_CROSS_MAX_GAP, GRAPH_DEEPLIFT_CASES, GRAPH_DEEPLIFT_F32, GRAPH_DEEPLIFT_F64, GRAPH_LRP_CASES,
+    GRAPH_LRP_F32, GRAPH_LRP_F64, GRAPH_NODE_RELEVANCES, GRAPH_RULE_CHOICES,
+};
+use common::{graph, load, rel_dev, tensor, zennit_rule_matches, zip_exact};
 use relevance::rules::MaxPoolRule;
 use relevance::{
     Baseline, Composite, DeepLift, Float, Gradient, LrpEpsilon, Network, Options, RuleSet, Seed, Selector,
@@ -90,9 +96,11 @@ fn canonized<F: Float>(fx: &Value, case: &Value) -> Network<F> {
     merged
 }
 
-fn check_lrp<F: Float>(tol: f64) -> (f64, usize) {
+/// Runs every LRP case; returns the worst deviation, the number of cases and the number of
+/// node relevances compared.
+fn check_lrp<F: Float>(tol: f64) -> (f64, usize, usize) {
     let mut worst = 0.0_f64;
-    let mut cases = 0;
+    let (mut cases, mut nodes) = (0, 0);
     for model in MODELS {
         let fx = load(&format!("graph_{model}"));
         let x = tensor::<F>(&fx["input"]);
@@ -110,7 +118,8 @@ fn check_lrp<F: Float>(tol: f64) -> (f64, usize) {
             assert!(d < tol, "{name}: canonized forward deviates by {d:e}");
             let seed = match case["seed"].as_str().unwrap() {
                 "onehot" => Seed::OneHot,
-                _ => Seed::Logit,
+                "logit" => Seed::Logit,
+                other => panic!("{name}: unknown seed {other}"),
             };
             let node_relevance = case.get("node_relevance").and_then(|n| n.as_object());
             let options = Options {
@@ -126,33 +135,56 @@ fn check_lrp<F: Float>(tol: f64) -> (f64, usize) {
             cases += 1;
             if let Some(per_node) = node_relevance {
                 let layers = a.layers.as_ref().unwrap();
-                let mut compared = 0;
                 for (module, want) in per_node {
-                    // merged batch norms are gone; their output is the convolution's
-                    let Some(k) = net.node_index(module) else { continue };
+                    // merged batch norms are gone (their output is the convolution's); any
+                    // other module must be a node of ours
+                    let Some(k) = net.node_index(module) else {
+                        assert!(
+                            merged_batch_norms(case).contains(&module.as_str()),
+                            "{name}: zennit recorded relevance at {module}, which we do not have"
+                        );
+                        continue;
+                    };
                     let d = rel_dev(&layers[k + 1], &tensor::<F>(want));
                     assert!(d < tol, "{name}: relevance at {module} deviates by {d:e}");
                     worst = worst.max(d);
-                    compared += 1;
+                    nodes += 1;
                 }
-                assert!(compared >= 5, "{name}: only {compared} nodes compared");
             }
         }
     }
-    (worst, cases)
+    (worst, cases, nodes)
+}
+
+/// The batch norms zennit's canonizer merged in a case.
+fn merged_batch_norms(case: &Value) -> Vec<&str> {
+    case["merged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_str().unwrap())
+        .collect()
 }
 
 #[test]
-fn lrp_f64_matches_zennit_to_1e_9() {
-    let (worst, cases) = check_lrp::<f64>(1e-9);
-    assert!(cases >= 4 * 6, "{cases} cases");
-    println!("worst relative deviation from zennit on graphs (f64): {worst:e} over {cases} cases");
+fn lrp_f64_matches_zennit() {
+    let (worst, cases, nodes) = check_lrp::<f64>(GRAPH_LRP_F64);
+    assert_eq!(
+        (cases, nodes),
+        (GRAPH_LRP_CASES, GRAPH_NODE_RELEVANCES),
+        "cases, node relevances"
+    );
+    println!(
+        "worst relative deviation from zennit on graphs (f64): {worst:.2e} over {cases} cases \
+         (bound {GRAPH_LRP_F64:e})"
+    );
 }
 
 #[test]
-fn lrp_f32_matches_zennit_to_1e_4() {
-    let (worst, _) = check_lrp::<f32>(1e-4);
-    println!("worst relative deviation from zennit on graphs (f32): {worst:e}");
+fn lrp_f32_matches_zennit() {
+    let (worst, cases, _) = check_lrp::<f32>(GRAPH_LRP_F32);
+    assert_eq!(cases, GRAPH_LRP_CASES);
+    println!("worst relative deviation from zennit on graphs (f32): {worst:.2e} (bound {GRAPH_LRP_F32:e})");
 }
 
 /// The composites choose the rule zennit chose, node by node.
@@ -165,35 +197,37 @@ fn composites_resolve_like_zennit_on_graphs() {
             let net = canonized::<f64>(&fx, case);
             let rules = rules::<f64>(case, &fx);
             let resolved = rules.resolve(&net.node_infos());
-            for (node, want) in case["rules"].as_object().unwrap() {
-                let Some(k) = net.node_index(node) else { continue };
+            let rules_of_zennit = case["rules"].as_object().unwrap();
+            for (node, want) in rules_of_zennit {
+                let Some(k) = net.node_index(node) else {
+                    assert!(
+                        merged_batch_norms(case).contains(&node.as_str()),
+                        "{model}/{}: zennit chose a rule for {node}, which we do not have",
+                        case["name"]
+                    );
+                    continue;
+                };
                 let got = resolved[k].name();
                 let category = net.nodes()[k].category();
-                let f = |key: &str| want[key].as_f64().unwrap();
-                let rule = want.as_str().or_else(|| want["rule"].as_str()).unwrap();
-                let ok = match rule {
-                    "epsilon" => got == format!("LrpEpsilon({:e})", f("epsilon")),
-                    "gamma" => got == format!("LrpGamma({})", f("gamma")),
-                    "alphabeta" => got == format!("LrpAlphaBeta(alpha={}, beta={})", f("alpha"), f("beta")),
-                    "zplus" => got.starts_with("LrpZPlus"),
-                    "flat" => got.starts_with("LrpFlat"),
-                    "zbox" => got == "LrpZBox",
-                    // Norm at sums and average pools, Pass at activations and batch norm:
-                    // every LRP rule does that at those nodes
-                    "norm" | "pass" => !category.is_affine() && got.starts_with("Lrp"),
-                    "gradient" => got == "Gradient" || !category.is_affine(),
-                    other => panic!("unknown zennit rule {other}"),
-                };
                 assert!(
-                    ok,
-                    "{model}/{}: node {node}: zennit used {want}, we chose {got}",
+                    zennit_rule_matches(want, &got, category),
+                    "{model}/{}: node {node} ({category:?}): zennit used {want}, we chose {got}",
                     case["name"]
                 );
                 checked += 1;
             }
+            // and every node of ours is one zennit chose a rule for
+            for n in net.nodes() {
+                assert!(
+                    rules_of_zennit.contains_key(n.name()),
+                    "{model}/{}: zennit recorded no rule for our node {}",
+                    case["name"],
+                    n.name()
+                );
+            }
         }
     }
-    assert!(checked > 300, "only {checked} node choices checked");
+    assert_eq!(checked, GRAPH_RULE_CHOICES, "node choices checked");
 }
 
 fn check_deeplift<F: Float>(tol: f64) -> (f64, f64, usize) {
@@ -215,7 +249,8 @@ fn check_deeplift<F: Float>(tol: f64) -> (f64, f64, usize) {
             };
             let rule = match case["max_pool"].as_str().unwrap() {
                 "gradient" => DeepLift::rescale().with_max_pool(MaxPoolRule::Gradient),
-                _ => DeepLift::rescale(),
+                "cross_max" => DeepLift::rescale(),
+                other => panic!("{name}: unknown max-pool mode {other}"),
             };
             // batch norm merged or not: DeepLIFT's Linear rule is the same
             for net in [&plain, &merged] {
@@ -229,7 +264,7 @@ fn check_deeplift<F: Float>(tol: f64) -> (f64, f64, usize) {
                 // captum's convergence delta, which is not zero where captum's max-pool rule
                 // is gradient routing
                 let want_delta = tensor::<F>(&case["delta"]);
-                for (got, want) in d.delta.iter().zip(want_delta.iter()) {
+                for (got, want) in zip_exact(d.delta.iter(), want_delta.iter()) {
                     let scale = total.iter().fold(1.0_f64, |m, v| m.max(v.as_f64().abs()));
                     assert!(
                         (got.as_f64() - want.as_f64()).abs() <= tol * scale,
@@ -241,7 +276,7 @@ fn check_deeplift<F: Float>(tol: f64) -> (f64, f64, usize) {
             let exact = plain
                 .deeplift(&x, &target(&fx), &DeepLift::rescale(), &baseline)
                 .unwrap();
-            for (t, d) in exact.total.iter().zip(exact.delta.iter()) {
+            for (t, d) in zip_exact(exact.total.iter(), exact.delta.iter()) {
                 worst_delta = worst_delta.max(d.as_f64().abs() / t.as_f64().abs().max(1e-3));
             }
             cases += 1;
@@ -251,21 +286,25 @@ fn check_deeplift<F: Float>(tol: f64) -> (f64, f64, usize) {
 }
 
 #[test]
-fn deeplift_f64_matches_captum_to_1e_9() {
-    let (worst, worst_delta, cases) = check_deeplift::<f64>(1e-9);
-    assert!(cases >= 16, "{cases} cases");
+fn deeplift_f64_matches_captum() {
+    let (worst, worst_delta, cases) = check_deeplift::<f64>(GRAPH_DEEPLIFT_F64);
+    assert_eq!(cases, GRAPH_DEEPLIFT_CASES);
     assert!(
-        worst_delta < 1e-12,
+        worst_delta < GRAPH_CROSS_MAX_GAP,
         "summation-to-delta with cross-max: {worst_delta:e}"
     );
     println!(
-        "worst relative deviation from captum on graphs (f64): {worst:e} over {cases} cases; \
-         worst relative summation-to-delta gap with cross-max: {worst_delta:e}"
+        "worst relative deviation from captum on graphs (f64): {worst:.2e} over {cases} cases \
+         (bound {GRAPH_DEEPLIFT_F64:e}); worst relative summation-to-delta gap with cross-max: \
+         {worst_delta:.2e} (bound {GRAPH_CROSS_MAX_GAP:e})"
     );
 }
 
 #[test]
-fn deeplift_f32_matches_captum_to_1e_4() {
-    let (worst, _, _) = check_deeplift::<f32>(1e-4);
-    println!("worst relative deviation from captum on graphs (f32): {worst:e}");
+fn deeplift_f32_matches_captum() {
+    let (worst, _, cases) = check_deeplift::<f32>(GRAPH_DEEPLIFT_F32);
+    assert_eq!(cases, GRAPH_DEEPLIFT_CASES);
+    println!(
+        "worst relative deviation from captum on graphs (f32): {worst:.2e} (bound {GRAPH_DEEPLIFT_F32:e})"
+    );
 }

@@ -211,26 +211,104 @@ fn heatmaps_of_values_near_the_float_limit_keep_the_palette() {
     );
 }
 
+/// The output size of one axis of a window operation in exact arithmetic (`u128`): `None`
+/// where the padded input is smaller than the window or the size exceeds `MAX_SAMPLE_LEN`;
+/// and whether the padded length or the window's span exceed `isize::MAX` (the kernels
+/// index with signed offsets: beyond it, a geometry is refused as absurd).
+fn exact_window_out(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> (Option<usize>, bool) {
+    let (len, k, stride, pad, dil) = (len as u128, k as u128, stride as u128, pad as u128, dil as u128);
+    let span = dil * (k - 1) + 1;
+    let padded = len + 2 * pad;
+    let overflows = span.max(padded) > isize::MAX as u128;
+    let out = padded.checked_sub(span).map(|room| room / stride + 1);
+    let fits = out.filter(|&o| {
+        o.checked_mul(o)
+            .is_some_and(|n| n <= relevance::MAX_SAMPLE_LEN as u128)
+    });
+    (fits.map(|o| o as usize), overflows)
+}
+
+/// Huge strides, dilations and paddings: the network is built with exactly the output size
+/// that exact arithmetic gives, or refused with a typed error — never an overflowed size, a
+/// panic or a network that cannot run. A geometry whose size is invalid or too large must
+/// be refused; one whose size is fine may be refused only when its intermediate values
+/// overflow `usize` (absurd configurations are errors).
 #[test]
 fn huge_geometry_through_the_api_is_an_error_not_an_overflow() {
     let big = [1usize << 62, usize::MAX / 2, usize::MAX];
-    for &v in &big {
-        for cfg in [
-            Conv2dConfig::default().stride(v),
-            Conv2dConfig::default().dilation(v).padding(v),
-            Conv2dConfig::default().stride(v).padding(v),
-        ] {
-            let c = Conv2d::new(ndarray::Array4::<f64>::ones((1, 1, 2, 2)), None, cfg);
-            if let Ok(c) = c {
-                let r = std::panic::catch_unwind(|| Network::<f64>::new(&[1, 4, 4], vec![Box::new(c)]));
-                assert!(r.is_ok(), "{cfg:?} panicked");
+    let (mut built, mut refused, mut refused_early) = (0, 0, 0);
+    let mut check = |what: String,
+                     net: relevance::Result<Network<f64>>,
+                     exact: Option<(usize, usize)>,
+                     overflows: bool| {
+        match (net, exact) {
+            (Ok(net), Some((h, w))) => {
+                assert_eq!(net.output_shape(), &[1, h, w], "{what}: output shape");
+                let x = ArrayD::from_elem(IxDyn(&[1, 1, 4, 4]), 1.0);
+                assert_eq!(net.forward(&x).unwrap().shape(), &[1, 1, h, w], "{what}: runs");
+                built += 1;
+            }
+            (Ok(net), None) => panic!(
+                "{what}: built with output {:?} although the exact size is invalid or too large",
+                net.output_shape()
+            ),
+            (Err(e), exact) => {
+                assert!(
+                    matches!(e.root(), Error::Shape { .. } | Error::InvalidLayer { .. }),
+                    "{what}: {e:?}"
+                );
+                if let Some(size) = exact {
+                    // a valid size may be refused only if computing it overflows usize
+                    assert!(
+                        overflows,
+                        "{what}: refused although its size {size:?} is fine: {e}"
+                    );
+                }
+                refused += 1;
             }
         }
-        if let Ok(p) = MaxPool2d::new((2, 2), (v, v), (v / 4, 0)) {
-            let r = std::panic::catch_unwind(|| Network::<f64>::new(&[1, 4, 4], vec![Box::new(p)]));
-            assert!(r.is_ok(), "pool with {v} panicked");
+    };
+    for &v in &big {
+        for (stride, dilation, padding) in [(v, 1, 0), (1, v, v), (v, 1, v)] {
+            let cfg = Conv2dConfig::default()
+                .stride(stride)
+                .dilation(dilation)
+                .padding(padding);
+            let what = format!("conv stride {stride}, dilation {dilation}, padding {padding}");
+            let (exact, overflows) = exact_window_out(4, 2, stride, padding, dilation);
+            let net = match Conv2d::new(ndarray::Array4::<f64>::ones((1, 1, 2, 2)), None, cfg) {
+                Ok(c) => Network::new(&[1, 4, 4], vec![Box::new(c)]),
+                Err(e) => panic!("{what}: the constructor refused {e}; the network builder checks sizes"),
+            };
+            check(what, net, exact.map(|h| (h, h)), overflows);
+        }
+        // PyTorch's pools want padding ≤ kernel / 2: refused when built
+        let what = format!("pool stride {v}, padding ({}, 0)", v / 4);
+        match MaxPool2d::new((2, 2), (v, v), (v / 4, 0)) {
+            Ok(p) => {
+                let ((h, o1), (w, o2)) = (
+                    exact_window_out(4, 2, v, v / 4, 1),
+                    exact_window_out(4, 2, v, 0, 1),
+                );
+                check(
+                    what,
+                    Network::new(&[1, 4, 4], vec![Box::new(p)]),
+                    h.zip(w),
+                    o1 || o2,
+                )
+            }
+            Err(e) => {
+                assert!(
+                    v / 4 > 1 && matches!(e, Error::InvalidLayer { .. }),
+                    "{what}: {e:?}"
+                );
+                refused_early += 1;
+            }
         }
     }
+    // both outcomes occur: the checks above are not vacuous
+    let refused = refused + refused_early;
+    assert!(built >= 3 && refused >= 3, "{built} built, {refused} refused");
 }
 
 /// Resolving a composite is linear in the number of nodes (it was quadratic: 100 000

@@ -539,7 +539,7 @@ fn png_round_trip_and_write_errors() {
 
 #[test]
 fn golden_cases_render_without_png() {
-    // Rendering needs no PNG support; this runs with --no-default-features too.
+    // Rendering needs no PNG support; CI runs this with --no-default-features too (.ci/run).
     let cases = golden_cases();
     assert_eq!(cases.len(), 12);
     assert!(cases

@@ -2,7 +2,9 @@
 //! PyTorch logits of `tools/train_digits.py`; bad files give typed errors, never panics.
 #![cfg(all(feature = "safetensors", feature = "onnx"))]
 
-use crate::common::mutate;
+use crate::common::bounds::{DIGITS_CORRECT, DIGITS_LOGITS_F32, DIGITS_LOGITS_F64, DIGITS_TOTAL};
+use crate::common::fuzz::{self, Tally};
+use crate::common::{mutate, zip_exact};
 use ndarray::{array, ArrayD};
 use proptest::prelude::*;
 use relevance::io::{
@@ -84,22 +86,26 @@ fn check_against_pytorch(net32: &Network<f32>, net64: &Network<f64>, loader: &st
 
     // f64: the same float32 weights evaluated in float64, as PyTorch's `model.double()`
     let y64 = net64.forward(&d.all_images::<f64>()).unwrap();
-    let (abs64, _) = diff(&y64, &fx.logits_f64);
+    let (abs64, rel64) = diff(&y64, &fx.logits_f64);
     let (abs64_vs_f32, _) = diff(&y64, &fx.logits);
     // f32: summation order differs from PyTorch's, so compare relative to the logit size
     let y32 = net32.forward(&d.all_images::<f32>()).unwrap().mapv(f64::from);
     let (abs32, rel32) = diff(&y32, &fx.logits);
     println!(
-        "{loader}: max |Rust f64 - PyTorch f64| = {abs64:.2e}, max |Rust f64 - PyTorch f32| = {abs64_vs_f32:.2e}, \
-         max |Rust f32 - PyTorch f32| = {abs32:.2e} (relative {rel32:.2e})"
+        "{loader}: max |Rust f64 - PyTorch f64| = {abs64:.2e} (relative {rel64:.2e}, bound \
+         {DIGITS_LOGITS_F64:e}), max |Rust f64 - PyTorch f32| = {abs64_vs_f32:.2e}, \
+         max |Rust f32 - PyTorch f32| = {abs32:.2e} (relative {rel32:.2e}, bound {DIGITS_LOGITS_F32:e})"
     );
-    assert!(abs64 < 1e-10, "{loader}: f64 logits differ by {abs64}");
+    assert!(
+        rel64 < DIGITS_LOGITS_F64,
+        "{loader}: f64 logits differ by {abs64} (relative {rel64})"
+    );
     assert!(
         abs64_vs_f32 < 1e-5,
         "{loader}: f64 logits differ from PyTorch float32 by {abs64_vs_f32}"
     );
     assert!(
-        rel32 < 1e-5,
+        rel32 < DIGITS_LOGITS_F32,
         "{loader}: f32 logits differ by {abs32} (relative {rel32})"
     );
 
@@ -109,10 +115,13 @@ fn check_against_pytorch(net32: &Network<f32>, net64: &Network<f64>, loader: &st
             pred, fx.predictions,
             "{loader}: predictions differ from PyTorch's"
         );
-        let correct = pred.iter().zip(&fx.labels).filter(|(p, l)| p == l).count();
-        let accuracy = correct as f64 / fx.labels.len() as f64;
-        assert_eq!(accuracy, fx.accuracy);
-        assert!(accuracy > 0.95, "{loader}: accuracy {accuracy}");
+        let correct = zip_exact(&pred, &fx.labels).filter(|(p, l)| p == l).count();
+        assert_eq!(
+            (correct, fx.labels.len()),
+            (DIGITS_CORRECT, DIGITS_TOTAL),
+            "{loader}: correct digits (the README's accuracy)"
+        );
+        assert_eq!(correct as f64 / fx.labels.len() as f64, fx.accuracy);
     }
 }
 
@@ -145,35 +154,26 @@ fn both_loaders_build_the_same_network() {
 // ---------------------------------------------------------------------------------------
 // Fuzzing: random bytes, truncations and bit flips of the real files. A loader may accept
 // a mutated file (most flips only change a weight) but must never panic; an accepted
-// network must run.
+// network must run and explain, or fail with a typed error of an expected kind. Each
+// target counts what happened (`common::fuzz::Tally`) and asserts that a share of its
+// mutants loads, so that the mutations reach the code after the decoders. The minimum
+// shares are about a third of the measured ones (ONNX 32 %, safetensors and architecture
+// 15 %, digits and .npy 20 %): five standard deviations or more below them at 400 cases.
 
-fn exercise(net: Network<f32>) {
-    let shape = net.input_shape().to_vec();
-    if shape.iter().product::<usize>() <= 1 << 16 {
-        let mut full = vec![1];
-        full.extend(shape);
-        let x = ArrayD::<f32>::from_elem(full, 0.5);
-        let _ = net.forward(&x);
-    }
-}
+/// What an accepted network may fail with: a flipped exponent bit can make a weight huge,
+/// and its products overflow f32.
+const LOADED_MAY_FAIL_WITH: &[&str] = &["NonFiniteResult"];
 
-fn try_onnx(data: &[u8]) {
-    if let Ok(net) = from_onnx::<f32>(data) {
-        exercise(net);
-    }
-}
-
-fn try_safetensors(arch: &Architecture, data: &[u8]) {
-    if let Ok(net) = from_safetensors::<f32>(arch, data) {
-        exercise(net);
-    }
-}
-
-fn try_architecture(text: &[u8], weights: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(text) {
-        if let Ok(arch) = Architecture::from_json(text) {
-            try_safetensors(&arch, weights);
-        }
+fn try_architecture(tally: &mut Tally, text: &[u8], weights: &[u8]) {
+    match std::str::from_utf8(text) {
+        Ok(text) => match Architecture::from_json(text) {
+            Ok(arch) => tally.load(from_safetensors::<f32>(&arch, weights)),
+            Err(e) => tally.read::<()>(Err(e)),
+        },
+        Err(_) => tally.read::<()>(Err(Error::Format {
+            what: "architecture".into(),
+            reason: "not UTF-8".into(),
+        })),
     }
 }
 
@@ -181,24 +181,35 @@ fn arch() -> Architecture {
     Architecture::load(path("models/digits.json")).unwrap()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+const FUZZ_CASES: u32 = 400;
 
-    #[test]
-    fn fuzz_random_bytes(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        try_onnx(&data);
-        try_safetensors(&arch(), &data);
-        try_architecture(&data, &data);
-        let _ = Digits::from_bytes(&data);
-        let _ = read_npy::<f32>(&data);
-    }
+#[test]
+fn fuzz_random_bytes() {
+    // random bytes are never a model, an architecture, digits or an array
+    let t = fuzz::run(
+        FUZZ_CASES,
+        proptest::collection::vec(any::<u8>(), 0..4096),
+        |data, t| {
+            t.load(from_onnx::<f32>(&data));
+            t.load(from_safetensors::<f32>(&arch(), &data));
+            try_architecture(t, &data, &data);
+            t.read(Digits::from_bytes(&data));
+            t.read(read_npy::<f32>(&data));
+        },
+    );
+    t.check("random bytes", 0.0, &[]);
+    assert_eq!(t.loaded, 0, "random bytes loaded: {t}");
+    assert_eq!(t.tried, 5 * FUZZ_CASES as usize);
+}
 
-    #[test]
-    fn fuzz_onnx_mutations(
-        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..6),
-        cut in proptest::option::of(any::<usize>()),
-        head in any::<bool>(),
-    ) {
+#[test]
+fn fuzz_onnx_mutations() {
+    let strategy = (
+        proptest::collection::vec((any::<usize>(), 0u8..8), 0..6),
+        proptest::option::of(any::<usize>()),
+        any::<bool>(),
+    );
+    let t = fuzz::run(FUZZ_CASES, strategy, |(flips, cut, head), t| {
         let mut data = bytes("models/digits.onnx");
         if head {
             // aim the flips at the graph structure (nodes come first, weights last)
@@ -206,42 +217,58 @@ proptest! {
             let mut full = bytes("models/digits.onnx");
             let m = mutate(data, &flips, None);
             full[..m.len()].copy_from_slice(&m);
-            data = full;
-            try_onnx(&mutate(data, &[], cut));
+            t.load(from_onnx::<f32>(&mutate(full, &[], cut)));
         } else {
-            try_onnx(&mutate(data, &flips, cut));
+            t.load(from_onnx::<f32>(&mutate(data, &flips, cut)));
         }
-    }
+    });
+    t.check("ONNX mutations", 0.15, LOADED_MAY_FAIL_WITH);
+}
 
-    #[test]
-    fn fuzz_safetensors_mutations(
-        flips in proptest::collection::vec((0usize..1024, 0u8..8), 0..6),
-        far in proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
-        cut in proptest::option::of(any::<usize>()),
-    ) {
+#[test]
+fn fuzz_safetensors_mutations() {
+    let strategy = (
+        proptest::collection::vec((0usize..1024, 0u8..8), 0..6),
+        proptest::collection::vec((any::<usize>(), 0u8..8), 0..3),
+        proptest::option::of(any::<usize>()),
+    );
+    let t = fuzz::run(FUZZ_CASES, strategy, |(flips, far, cut), t| {
         // flips in the JSON header (the first KiB) and anywhere
         let data = mutate(bytes("models/digits.safetensors"), &flips, None);
-        try_safetensors(&arch(), &mutate(data, &far, cut));
-    }
+        t.load(from_safetensors::<f32>(&arch(), &mutate(data, &far, cut)));
+    });
+    t.check("safetensors mutations", 0.05, LOADED_MAY_FAIL_WITH);
+}
 
-    #[test]
-    fn fuzz_architecture_mutations(
-        flips in proptest::collection::vec((any::<usize>(), 0u8..8), 0..4),
-        cut in proptest::option::of(any::<usize>()),
-    ) {
+#[test]
+fn fuzz_architecture_mutations() {
+    let strategy = (
+        proptest::collection::vec((any::<usize>(), 0u8..8), 0..4),
+        proptest::option::of(any::<usize>()),
+    );
+    let t = fuzz::run(FUZZ_CASES, strategy, |(flips, cut), t| {
         let text = mutate(bytes("models/digits.json"), &flips, cut);
-        try_architecture(&text, &bytes("models/digits.safetensors"));
-    }
+        try_architecture(t, &text, &bytes("models/digits.safetensors"));
+    });
+    t.check("architecture mutations", 0.05, LOADED_MAY_FAIL_WITH);
+}
 
-    #[test]
-    fn fuzz_digits_and_npy_mutations(
-        flips in proptest::collection::vec((0usize..64, 0u8..8), 0..4),
-        cut in proptest::option::of(any::<usize>()),
-    ) {
-        let _ = Digits::from_bytes(&mutate(bytes("data/digits_test.bin"), &flips, cut));
+#[test]
+fn fuzz_digits_and_npy_mutations() {
+    let strategy = (
+        proptest::collection::vec((0usize..64, 0u8..8), 0..4),
+        proptest::option::of(any::<usize>()),
+    );
+    let t = fuzz::run(FUZZ_CASES, strategy, |(flips, cut), t| {
+        t.read(Digits::from_bytes(&mutate(
+            bytes("data/digits_test.bin"),
+            &flips,
+            cut,
+        )));
         let npy = write_npy(&ArrayD::<f32>::from_elem(vec![2, 3, 4], 1.5));
-        let _ = read_npy::<f64>(&mutate(npy, &flips, cut));
-    }
+        t.read(read_npy::<f64>(&mutate(npy, &flips, cut)));
+    });
+    t.check("digits and .npy mutations", 0.1, &[]);
 }
 
 #[test]
@@ -1141,6 +1168,13 @@ fn onnx_sum_of_several_tensors() {
     let net = from_onnx::<f64>(&model(&[3], nodes, vec![])).unwrap();
     let y = net.forward(&array![[1.0, -2.0, 0.5]].into_dyn()).unwrap();
     assert_eq!(y, array![[3.0, -4.0, 1.5]].into_dyn());
+    // a Sum of one input is that input (ONNX: the sum of a list of one): after a Relu, the
+    // network is the Relu alone; of the graph input alone, there is no layer left
+    let nodes = vec![node("r", "Relu", &["x"], "a"), node("s", "Sum", &["a"], "y")];
+    let net = from_onnx::<f64>(&model(&[3], nodes, vec![])).unwrap();
+    assert_eq!(net.nodes().len(), 1);
+    let y = net.forward(&array![[1.0, -2.0, 0.5]].into_dyn()).unwrap();
+    assert_eq!(y, array![[1.0, 0.0, 0.5]].into_dyn());
     let one = from_onnx::<f64>(&model(&[3], vec![node("s", "Sum", &["x"], "y")], vec![]));
-    assert!(one.is_err() || one.unwrap().forward(&array![[1.0, 2.0, 3.0]].into_dyn()).is_ok());
+    assert_eq!(one.unwrap_err(), Error::EmptyNetwork);
 }

@@ -7,6 +7,7 @@
 
 use crate::common;
 
+use common::bounds::{HARDSIGMOID_GRADIENT, LAYERS_F64, LAYER_CASES};
 use common::{load, pair, rel_dev, tensor};
 use ndarray::{array, Array1, Array2, Array4, ArrayD, Ix1, Ix4, IxDyn};
 use relevance::{
@@ -123,14 +124,18 @@ fn layers_match_pytorch() {
         );
         let got = l.forward(x.view()).unwrap();
         let d = rel_dev(&got, &y);
-        assert!(d < 1e-13, "{name}: forward deviates from PyTorch by {d:e}");
+        assert!(d < LAYERS_F64, "{name}: forward deviates from PyTorch by {d:e}");
         let g = tensor::<f64>(&case["g"]);
         let step = Step::new(0, x.view(), got.view(), g.view());
         let dx = l.gradient(&step, g.view()).unwrap();
         let d = rel_dev(&dx, &tensor::<f64>(&case["dx"]));
         // PyTorch's hardsigmoid_backward multiplies by 1/6 rounded to f32 (a relative 3e-8
         // in f64); we use the exact 1/6
-        let tol = if name == "hardsigmoid" { 1e-7 } else { 1e-13 };
+        let tol = if name == "hardsigmoid" {
+            HARDSIGMOID_GRADIENT
+        } else {
+            LAYERS_F64
+        };
         assert!(d < tol, "{name}: gradient deviates from PyTorch by {d:e}");
         // the same layer in f32
         let got32 = layer::<f32>(&case["layer"])
@@ -140,7 +145,7 @@ fn layers_match_pytorch() {
         assert!(d < 1e-5, "{name}: f32 forward deviates by {d:e}");
         checked += 1;
     }
-    assert!(checked >= 43, "only {checked} cases");
+    assert_eq!(checked, LAYER_CASES, "layer cases checked");
     // a padding as large as the kernel would leave windows without an input value
     let pool = MaxPool2d::new((3, 2), (1, 1), (0, 0)).unwrap();
     assert!(pool.with_pads((2, 1), (2, 1)).is_ok());

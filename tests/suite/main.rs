@@ -22,6 +22,7 @@ mod heatmap;
 mod images;
 mod io;
 mod layers;
+#[cfg(feature = "onnx")]
 mod memory;
 mod misuse;
 #[cfg(feature = "onnx")]
@@ -29,6 +30,7 @@ mod onnx_corpus;
 #[cfg(feature = "onnx")]
 mod onnx_fuzz;
 mod properties;
+mod readme;
 mod recycling;
 mod softmax;
 mod textbook;

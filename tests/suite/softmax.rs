@@ -6,9 +6,10 @@
 
 use crate::common;
 
-use common::{load, network, rel_dev, tensor};
+use common::bounds::{SOFTMAX_F32, SOFTMAX_F64};
+use common::{load, network, rel_dev, tensor, zip_exact};
 use ndarray::Axis;
-use relevance::{Baseline, Composite, DeepLift, Float, LrpEpsilon, Target};
+use relevance::{Baseline, Composite, DeepLift, Float, LrpEpsilon, Network, Options, Softmax, Target};
 use serde_json::Value;
 
 fn targets(fx: &Value) -> Vec<usize> {
@@ -28,12 +29,14 @@ fn check<F: Float>(tol: f64) {
     let dev = rel_dev(&y, &tensor::<F>(&fx["output"]));
     assert!(dev < tol, "forward {dev:e}");
     let target = Target::PerSample(targets(&fx));
+    let mut kinds = Vec::new();
     for case in fx["cases"].as_array().unwrap() {
         match case["kind"].as_str().unwrap() {
             "deeplift" => {
                 let b = Baseline::PerSample(tensor::<F>(&case["baseline"]));
                 let d = net.deeplift(&x, &target, &DeepLift::rescale(), &b).unwrap();
                 let kind = case["baseline_kind"].as_str().unwrap();
+                kinds.push(kind.to_string());
                 // "near" is x + 1e-12: equal to x in f32, so its attributions (~1e-12) are 0
                 let want_a = tensor::<F>(&case["attribution"]);
                 let da = if F::epsilon().to_f64().unwrap() > 1e-10 && kind == "near" {
@@ -55,7 +58,7 @@ fn check<F: Float>(tol: f64) {
                 );
                 // captum's convergence delta, Σ attribution − Δf, is our −delta (the
                 // softmax rule does not conserve)
-                for (i, want) in case["delta"].as_array().unwrap().iter().enumerate() {
+                for (i, want) in zip_exact(0..d.delta.len(), case["delta"].as_array().unwrap()) {
                     let want = -want.as_f64().unwrap();
                     let got = d.delta[i].to_f64().unwrap();
                     assert!(
@@ -71,20 +74,22 @@ fn check<F: Float>(tol: f64) {
                 let dev = rel_dev(&a.relevance, &tensor::<F>(&case["relevance"]));
                 println!("zennit epsilon ({}): {dev:.2e}", std::any::type_name::<F>());
                 assert!(dev < tol, "zennit epsilon through the softmax {dev:e}");
+                kinds.push("zennit".into());
             }
             other => panic!("unknown case {other}"),
         }
     }
+    assert_eq!(kinds, ["zero", "random", "near", "zennit"], "the fixture's cases");
 }
 
 #[test]
 fn softmax_matches_captum_and_zennit_f64() {
-    check::<f64>(1e-9);
+    check::<f64>(SOFTMAX_F64);
 }
 
 #[test]
 fn softmax_matches_captum_and_zennit_f32() {
-    check::<f32>(1e-4);
+    check::<f32>(SOFTMAX_F32);
 }
 
 /// A sample's result does not depend on its batch (captum's batched mean would couple them).
@@ -112,8 +117,54 @@ fn softmax_deeplift_is_per_sample() {
             all.attribution.index_axis(Axis(0), i)
         );
     }
-    // LRP through the softmax is its gradient (zennit): the relevance of a probability
-    // whose logits all move together is zero, so a constant input direction gets none
-    let g = net.gradient(&x, &Target::Class(0)).unwrap();
-    assert!(g.iter().all(|v| v.is_finite()));
+}
+
+/// LRP through the softmax is its gradient (zennit): a probability does not change when all
+/// logits move together, so the gradient along the constant direction of the logits is zero
+/// (`Σ_j ∂p_c/∂z_j = 0`), and so is the sum of the relevance the softmax passes to them.
+#[test]
+fn softmax_gives_the_constant_logit_direction_no_relevance() {
+    let fx = load("softmax");
+    let net = network::<f64>(&fx);
+    let x = tensor::<f64>(&fx["x"]);
+    let t = targets(&fx);
+    // the gradient of a softmax alone, at the fixture's logits
+    let logits_net = Network::<f64>::new(&[5], vec![Box::new(Softmax::new(0))]).unwrap();
+    let z = net.trace(&x).unwrap().activations[3].clone();
+    for c in 0..5 {
+        let g = logits_net.gradient(&z, &Target::Class(c)).unwrap();
+        for (s, row) in g.axis_iter(Axis(0)).enumerate() {
+            let scale = row.iter().map(|v| v.abs()).sum::<f64>();
+            assert!(scale > 1e-3, "sample {s}, class {c}: no gradient at all");
+            assert!(
+                row.sum().abs() <= 1e-15 * scale.max(1.0),
+                "sample {s}, class {c}: the gradient along the constant direction is {}",
+                row.sum()
+            );
+        }
+    }
+    // the relevance at the logits of the whole network (zennit's ε composite) sums to zero
+    let keep = Options {
+        keep_layers: true,
+        ..Options::default()
+    };
+    let a = net
+        .attribute_with(
+            &x,
+            &Target::PerSample(t),
+            &Composite::new(LrpEpsilon::new(1e-6).unwrap()),
+            keep,
+        )
+        .unwrap();
+    let at_logits = &a.layers.as_ref().unwrap()[3];
+    assert_eq!(at_logits.shape(), z.shape());
+    for (s, row) in at_logits.axis_iter(Axis(0)).enumerate() {
+        let scale = row.iter().map(|v| v.abs()).sum::<f64>();
+        assert!(scale > 1e-6, "sample {s}: no relevance at the logits");
+        assert!(
+            row.sum().abs() <= 1e-14 * scale,
+            "sample {s}: the logits get {} in total",
+            row.sum()
+        );
+    }
 }

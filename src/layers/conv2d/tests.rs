@@ -1,6 +1,7 @@
-//! The Winograd path against plain loops (the im2col path is checked against zennit by
-//! the fixture tests; Winograd only runs on layers with ≥ 16 channels, which the fixture
-//! networks do not have).
+//! The Winograd and im2col paths against plain loops, on many geometries. Both are also
+//! checked against zennit by the fixture tests: Winograd runs on 3×3 layers with ≥ 16
+//! channels and ≥ 400 outputs, which the `wide` LRP fixture's 16→16 convolution (20×20
+//! outputs) has, the other fixture convolutions take im2col.
 use super::*;
 use crate::layers::Affine;
 use ndarray::Array4;

@@ -4,9 +4,90 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod bounds;
+pub mod fuzz;
+
 use ndarray::{ArrayD, Ix1, Ix2, Ix4, IxDyn};
-use relevance::{Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu, Softmax};
+use relevance::{
+    Category, Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu, Softmax,
+};
 use serde_json::Value;
+
+/// `a.zip(b)` for two lists that must be as long as each other: a fixture list that is
+/// shorter (or longer) than ours fails instead of being compared in part.
+pub fn zip_exact<A, B>(a: A, b: B) -> std::iter::Zip<A::IntoIter, B::IntoIter>
+where
+    A: IntoIterator,
+    B: IntoIterator,
+    A::IntoIter: ExactSizeIterator,
+    B::IntoIter: ExactSizeIterator,
+{
+    let (a, b) = (a.into_iter(), b.into_iter());
+    assert_eq!(a.len(), b.len(), "lists of different lengths compared");
+    a.zip(b)
+}
+
+/// Whether our resolved rule (by its name, `got`) at a node of `category` does what zennit
+/// recorded there (`want`: `{"rule": name, parameters...}` or a bare name). At affine nodes
+/// the rule and its parameters must be zennit's; elsewhere every LRP rule treats a node by
+/// its class, as zennit's `layer_map_base` does (`Pass` at activations and batch norms,
+/// `Norm` with the stabiliser 1e-6 — 0 for LRP-0 — at sums and average pools, the gradient
+/// at max-pools and rearrangements), and the `Gradient` rule is the gradient everywhere.
+/// An unknown zennit rule name fails the test.
+pub fn zennit_rule_matches(want: &Value, got: &str, category: Category) -> bool {
+    let rule = want
+        .as_str()
+        .or_else(|| want["rule"].as_str())
+        .unwrap_or_else(|| panic!("{want}: no rule name"));
+    let f = |key: &str| {
+        want[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{want}: no number {key}"))
+    };
+    if !category.is_affine() {
+        let ours = if got == "Gradient" {
+            "gradient"
+        } else {
+            match category {
+                Category::Activation | Category::BatchNorm => "pass",
+                Category::Sum | Category::AvgPool => "norm",
+                Category::MaxPool | Category::Reshape | Category::Softmax => "gradient",
+                Category::Product => "signal_take_all",
+                other => panic!("no zennit treatment known for {other:?}"),
+            }
+        };
+        assert!(
+            [
+                "pass",
+                "norm",
+                "gradient",
+                "epsilon",
+                "gamma",
+                "alphabeta",
+                "zplus",
+                "flat",
+                "wsquare",
+                "zbox"
+            ]
+            .contains(&rule),
+            "unknown zennit rule {rule}"
+        );
+        return rule == ours && (rule != "norm" || f("stabilizer") == if got == "Lrp0" { 0.0 } else { 1e-6 });
+    }
+    match rule {
+        "epsilon" if f("epsilon") == 0.0 => got == "Lrp0" || got == "LrpEpsilon(0e0)",
+        "epsilon" => got == format!("LrpEpsilon({:e})", f("epsilon")),
+        "gamma" => got == format!("LrpGamma({})", f("gamma")),
+        "alphabeta" => got == format!("LrpAlphaBeta(alpha={}, beta={})", f("alpha"), f("beta")),
+        "zplus" => got == format!("LrpZPlus(stabilizer={:e})", f("stabilizer")),
+        "flat" => got == format!("LrpFlat(stabilizer={:e})", f("stabilizer")),
+        "wsquare" => got == format!("LrpWSquare(stabilizer={:e})", f("stabilizer")),
+        "zbox" => got == "LrpZBox",
+        "gradient" => got == "Gradient",
+        "pass" | "norm" => false,
+        other => panic!("unknown zennit rule {other}"),
+    }
+}
 
 /// Reads `tests/fixtures/{name}.json`.
 pub fn load(name: &str) -> Value {
