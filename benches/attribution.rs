@@ -10,31 +10,35 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ndarray::ArrayD;
-use relevance::{
-    Baseline, Composite, DeepLift, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus,
-    Network, RuleSet, Target,
-};
+use relevance::{Baseline, DeepLift, Method, MethodName, Network, Target};
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use relevance_benches as common;
 
-fn rules(channels: usize) -> Vec<(&'static str, Box<dyn RuleSet<f32>>)> {
-    let (low, high) = common::bounds(channels);
-    vec![
-        ("lrp0", Box::new(Lrp0)),
-        ("epsilon", Box::new(LrpEpsilon::default())),
-        ("gamma", Box::new(LrpGamma::default())),
-        ("alpha2beta1", Box::new(LrpAlphaBeta::default())),
-        ("zplus", Box::new(LrpZPlus::new())),
-        ("flat", Box::new(LrpFlat::new())),
-        ("wsquare", Box::new(LrpWSquare::new())),
-        (
-            "epsilon_gamma_box",
-            Box::new(Composite::epsilon_gamma_box(low, high).unwrap()),
-        ),
+/// The LRP methods by the library's names (bench ids with `_` for `-`).
+fn rules(channels: usize) -> Vec<(String, Method<f32>)> {
+    let bounds = common::bounds(channels);
+    [
+        "lrp0",
+        "epsilon",
+        "gamma",
+        "alpha2beta1",
+        "zplus",
+        "flat",
+        "wsquare",
+        "epsilon-gamma-box",
     ]
+    .into_iter()
+    .map(|name| {
+        let parsed: MethodName = name.parse().unwrap();
+        (
+            name.replace('-', "_"),
+            parsed.method(Some(bounds.clone()), Baseline::Zero).unwrap(),
+        )
+    })
+    .collect()
 }
 
 /// Benches one network at one batch size. The network is built lazily, on the first bench
@@ -66,12 +70,12 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
     });
     let channels = if name == "small" { 1 } else { 3 };
     for (rule_name, rule) in rules(channels) {
-        if !all_rules && !matches!(rule_name, "epsilon" | "epsilon_gamma_box") {
+        if !all_rules && !matches!(rule_name.as_str(), "epsilon" | "epsilon_gamma_box") {
             continue;
         }
-        group.bench_with_input(BenchmarkId::new("attribute", rule_name), &rule, |b, rule| {
+        group.bench_with_input(BenchmarkId::new("attribute", &rule_name), &rule, |b, method| {
             let (net, x) = get();
-            b.iter(|| black_box(net.attribute(x, &target, &**rule).unwrap()))
+            b.iter(|| black_box(net.explain(x, &target, method).unwrap()))
         });
     }
     for (name, rule) in [("rescale", DeepLift::rescale()), ("default", DeepLift::default())] {
@@ -80,7 +84,8 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
         }
         group.bench_function(BenchmarkId::new("deeplift", name), |b| {
             let (net, x) = get();
-            b.iter(|| black_box(net.deeplift(x, &target, &rule, &Baseline::Zero).unwrap()))
+            let method = Method::deeplift(rule, Baseline::Zero);
+            b.iter(|| black_box(net.explain(x, &target, &method).unwrap()))
         });
     }
     // The network keeps the zero baseline's trace after the first call, so the rows above
@@ -88,8 +93,11 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
     // call: this row is the cost of a first call, or of a baseline that is not reused.
     group.bench_function(BenchmarkId::new("deeplift", "rescale_untraced"), |b| {
         let (net, x) = get();
-        let zeros = Baseline::Shared(ArrayD::zeros(net.input_shape()));
-        b.iter(|| black_box(net.deeplift(x, &target, &DeepLift::rescale(), &zeros).unwrap()))
+        let zeros = Method::deeplift(
+            DeepLift::rescale(),
+            Baseline::Shared(ArrayD::zeros(net.input_shape())),
+        );
+        b.iter(|| black_box(net.explain(x, &target, &zeros).unwrap()))
     });
     group.finish();
 }

@@ -14,7 +14,7 @@
 use ndarray::{Array2, Array4, Axis};
 use relevance::heatmap::{grid, Heatmap, RgbImage};
 use relevance::{
-    Composite, Conv2d, Conv2dConfig, Dense, Flatten, Lrp0, LrpEpsilon, MaxPool2d, Network, Relu, RuleSet,
+    Composite, Conv2d, Conv2dConfig, Dense, Flatten, Lrp0, LrpEpsilon, MaxPool2d, Method, Network, Relu,
     Target,
 };
 
@@ -68,18 +68,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         logits[[0, 1]]
     );
 
-    let methods: Vec<(&str, Box<dyn RuleSet<f32>>)> = vec![
-        ("LRP-0", Box::new(Lrp0)),
-        ("LRP-ε (0.1)", Box::new(LrpEpsilon::new(0.1)?)),
-        ("EpsilonPlus", Box::new(Composite::epsilon_plus())),
+    let methods = [
+        ("LRP-0", Method::lrp(Lrp0)),
+        ("LRP-ε (0.1)", Method::lrp(LrpEpsilon::new(0.1)?)),
+        ("EpsilonPlus", Method::lrp(Composite::epsilon_plus())),
     ];
     let heatmap = Heatmap {
         scale: 16,
         ..Heatmap::default()
     };
     let mut cells = vec![RgbImage::from_array(&x.index_axis(Axis(0), 0), Some((0.0, 1.0)))?.upscale(16)?];
-    for (name, rules) in &methods {
-        let a = net.attribute(&x, &Target::Class(0), rules.as_ref())?;
+    for (name, method) in &methods {
+        let a = net.explain(&x, &Target::Class(0), method)?;
         let r = a
             .relevance
             .index_axis(Axis(0), 0)

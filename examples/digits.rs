@@ -28,7 +28,7 @@
 use ndarray::{ArrayD, Axis};
 use relevance::heatmap::{overlay, Figure, Heatmap, RgbImage};
 use relevance::io::{load_safetensors, Digits};
-use relevance::{Baseline, Composite, DeepLift, Lrp0, LrpEpsilon, LrpGamma, RuleSet, Target};
+use relevance::{Baseline, Composite, DeepLift, Lrp0, LrpEpsilon, LrpGamma, Method, Target};
 
 const SCALE: usize = 3;
 const EPSILON: f64 = 1.0;
@@ -69,23 +69,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // pixel bounds of z^B: the inputs lie in [0, 1]
     let (low, high) = (ArrayD::zeros(vec![]), ArrayD::ones(vec![]));
-    let methods: Vec<(&str, Box<dyn RuleSet<f32>>)> = vec![
-        ("LRP-0", Box::new(Lrp0)),
-        ("LRP-eps", Box::new(LrpEpsilon::new(EPSILON)?)),
-        ("LRP-gamma", Box::new(LrpGamma::new(0.25)?)),
-        ("composite", Box::new(Composite::epsilon_gamma_box(low, high)?)),
+    let methods = [
+        Method::lrp(Lrp0),
+        Method::lrp(LrpEpsilon::new(EPSILON)?),
+        Method::lrp(LrpGamma::new(0.25)?),
+        Method::lrp(Composite::epsilon_gamma_box(low, high)?),
+        Method::deeplift(DeepLift::rescale(), Baseline::Zero),
     ];
     // relevance[m] is [N, 1, 28, 28]; gaps[m][i] the conservation gap
     let mut relevance = Vec::new();
     let mut gaps = Vec::new();
-    for (_, rules) in &methods {
-        let a = net.attribute(&x, &target, rules.as_ref())?;
+    for method in &methods {
+        let a = net.explain(&x, &target, method)?;
         gaps.push(a.delta.to_vec());
         relevance.push(a.relevance);
     }
-    let d = net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)?;
-    gaps.push(d.delta.to_vec());
-    relevance.push(d.attribution);
 
     println!("digit  label  predicted  logit   conservation gap (explained amount − Σ relevance)");
     println!(

@@ -28,7 +28,7 @@ use relevance::eval::{
 };
 use relevance::io::{load_safetensors, Digits};
 use relevance::{
-    Baseline, Composite, DeepLift, GradientTimesInput, Lrp0, LrpEpsilon, LrpGamma, Network, RuleSet, Target,
+    Baseline, Composite, DeepLift, GradientTimesInput, Lrp0, LrpEpsilon, LrpGamma, Method, Network, Target,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,8 +36,9 @@ use std::time::Instant;
 /// One explanation method: a name and how it explains a batch on a network.
 type Explain = Box<dyn Fn(&Network<f32>, &ArrayD<f32>, &Target<f32>) -> relevance::Result<ArrayD<f32>>>;
 
-fn lrp(rules: impl RuleSet<f32> + 'static) -> Explain {
-    Box::new(move |net, x, t| Ok(net.attribute(x, t, &rules)?.relevance))
+/// A method through the one entry point.
+fn explain(method: Method<f32>) -> Explain {
+    Box::new(move |net, x, t| Ok(net.explain(x, t, &method)?.relevance))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,33 +64,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (low, high) = (ArrayD::zeros(vec![]), ArrayD::ones(vec![]));
     let mean = mean_digit.clone();
     let methods: Vec<(&str, Explain)> = vec![
-        ("LRP-0", lrp(Lrp0)),
-        ("LRP-ε 0.25", lrp(LrpEpsilon::new(0.25)?)),
-        ("LRP-γ 0.25", lrp(LrpGamma::new(0.25)?)),
-        ("EpsilonPlus", lrp(Composite::epsilon_plus())),
-        ("EpsilonPlusFlat", lrp(Composite::epsilon_plus_flat())),
-        ("EpsilonGammaBox", lrp(Composite::epsilon_gamma_box(low, high)?)),
+        ("LRP-0", explain(Method::lrp(Lrp0))),
+        ("LRP-ε 0.25", explain(Method::lrp(LrpEpsilon::new(0.25)?))),
+        ("LRP-γ 0.25", explain(Method::lrp(LrpGamma::new(0.25)?))),
+        ("EpsilonPlus", explain(Method::lrp(Composite::epsilon_plus()))),
+        (
+            "EpsilonPlusFlat",
+            explain(Method::lrp(Composite::epsilon_plus_flat())),
+        ),
+        (
+            "EpsilonGammaBox",
+            explain(Method::lrp(Composite::epsilon_gamma_box(low, high)?)),
+        ),
         (
             "DeepLIFT zero",
-            Box::new(|net: &Network<f32>, x: &ArrayD<f32>, t: &Target<f32>| {
-                Ok(net
-                    .deeplift(x, t, &DeepLift::rescale(), &Baseline::Zero)?
-                    .attribution)
-            }),
+            explain(Method::deeplift(DeepLift::rescale(), Baseline::Zero)),
         ),
         (
             "DeepLIFT mean",
-            Box::new(move |net: &Network<f32>, x: &ArrayD<f32>, t: &Target<f32>| {
-                Ok(net
-                    .deeplift(x, t, &DeepLift::rescale(), &Baseline::Shared(mean.clone()))?
-                    .attribution)
-            }),
+            explain(Method::deeplift(DeepLift::rescale(), Baseline::Shared(mean))),
         ),
-        (
-            "gradient",
-            Box::new(|net: &Network<f32>, x: &ArrayD<f32>, t: &Target<f32>| net.gradient(x, t)),
-        ),
-        ("gradient×input", lrp(GradientTimesInput)),
+        ("gradient", explain(Method::Gradient)),
+        // as a rule set: starts from the logit, as LRP does (equal to LRP-0 on this ReLU network)
+        ("gradient×input", explain(Method::lrp(GradientTimesInput))),
         (
             "random",
             Box::new(|_: &Network<f32>, x: &ArrayD<f32>, _: &Target<f32>| {

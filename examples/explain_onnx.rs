@@ -11,11 +11,11 @@
 //! pixels are scaled to [0, 1]; RGB is averaged to grey for a 1-channel model, grey is
 //! repeated for a 3-channel one). Options:
 //!
-//! * `--rule NAME` — `lrp0`, `epsilon[=E]` (default 1e-6), `gamma[=G]` (0.25), `alpha2beta1`,
-//!   `zplus`, `flat`, `wsquare`, composites `epsilon-plus`, `epsilon-plus-flat`,
-//!   `epsilon-alpha2-beta1`, `epsilon-alpha2-beta1-flat`, `epsilon-gamma-box` (pixel bounds
-//!   `--low`/`--high`, default 0 and 1), or `deeplift` (Rescale, zero baseline). Default
-//!   `epsilon-plus`.
+//! * `--rule NAME` — any name `relevance::MethodName` reads: `lrp0`, `epsilon[=E]`,
+//!   `gamma[=G]`, `alpha-beta[=A,B]`, `zplus`, `flat`, `wsquare`, `zbox`, the composites
+//!   (`epsilon-plus`, `epsilon-gamma-box`, `layered`, ...; z^B's pixel bounds from
+//!   `--low`/`--high`, default 0 and 1), `deeplift` and its variants (zero baseline),
+//!   `gradient`, `gradient-x-input`. Default `epsilon-plus`.
 //! * `--target CLASS` — the class to explain; default the predicted one.
 //! * `--out DIR` — where to write; default `out/explain_onnx`.
 //! * `--scale N` — heatmap upscaling factor; default 4.
@@ -30,10 +30,7 @@
 use ndarray::{Array3, ArrayD, Axis};
 use relevance::heatmap::Heatmap;
 use relevance::io::{load_npy, load_onnx_with, save_npy, OnnxOptions};
-use relevance::{
-    Baseline, Composite, DeepLift, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZPlus,
-    Network, RuleSet, Target,
-};
+use relevance::{Baseline, MethodName, Network, Target};
 use std::path::{Path, PathBuf};
 
 type Error = Box<dyn std::error::Error>;
@@ -41,7 +38,7 @@ type Error = Box<dyn std::error::Error>;
 struct Args {
     model: PathBuf,
     input: PathBuf,
-    rule: String,
+    rule: MethodName,
     target: Option<usize>,
     out: PathBuf,
     scale: usize,
@@ -56,7 +53,7 @@ fn parse_args() -> Result<Args, Error> {
     let mut args = Args {
         model: PathBuf::new(),
         input: PathBuf::new(),
-        rule: "epsilon-plus".into(),
+        rule: MethodName::EpsilonPlus,
         target: None,
         out: PathBuf::from("out/explain_onnx"),
         scale: 4,
@@ -69,7 +66,7 @@ fn parse_args() -> Result<Args, Error> {
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
-            "--rule" => args.rule = value("--rule")?,
+            "--rule" => args.rule = value("--rule")?.parse()?,
             "--target" => args.target = Some(value("--target")?.parse()?),
             "--out" => args.out = value("--out")?.into(),
             "--scale" => args.scale = value("--scale")?.parse()?,
@@ -100,33 +97,6 @@ fn usage() -> String {
     "usage: explain_onnx MODEL.onnx INPUT.(png|npy) [--rule NAME] [--target CLASS] [--out DIR] [--scale N] \
      [--low L --high H] [--input-shape C,H,W] [--output NAME]"
         .into()
-}
-
-/// The rule or composite called `name` (`epsilon=0.25`-style parameters allowed).
-fn rules_by_name(name: &str, low: f32, high: f32) -> Result<Box<dyn RuleSet<f32>>, Error> {
-    let (base, param) = match name.split_once('=') {
-        Some((b, p)) => (b, Some(p.parse::<f64>()?)),
-        None => (name, None),
-    };
-    let bounds = || (ArrayD::from_elem(vec![], low), ArrayD::from_elem(vec![], high));
-    Ok(match base {
-        "lrp0" => Box::new(Lrp0),
-        "epsilon" => Box::new(LrpEpsilon::new(param.unwrap_or(1e-6))?),
-        "gamma" => Box::new(LrpGamma::new(param.unwrap_or(0.25))?),
-        "alpha2beta1" => Box::new(LrpAlphaBeta::new(2.0, 1.0)?),
-        "zplus" => Box::new(LrpZPlus::new()),
-        "flat" => Box::new(LrpFlat::new()),
-        "wsquare" => Box::new(LrpWSquare::new()),
-        "epsilon-plus" => Box::new(Composite::epsilon_plus()),
-        "epsilon-plus-flat" => Box::new(Composite::epsilon_plus_flat()),
-        "epsilon-alpha2-beta1" => Box::new(Composite::epsilon_alpha2_beta1()),
-        "epsilon-alpha2-beta1-flat" => Box::new(Composite::epsilon_alpha2_beta1_flat()),
-        "epsilon-gamma-box" => {
-            let (l, h) = bounds();
-            Box::new(Composite::epsilon_gamma_box(l, h)?)
-        }
-        other => return Err(format!("unknown rule {other:?}").into()),
-    })
 }
 
 /// Reads a PNG as `[C, H, W]` in [0, 1] with the channel count the model wants.
@@ -213,14 +183,14 @@ fn main() -> Result<(), Error> {
     );
 
     let target = Target::Class(class);
-    let (relevance, total, gap) = if args.rule == "deeplift" {
-        let d = net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)?;
-        (d.attribution, d.total[0], d.delta[0])
-    } else {
-        let rules = rules_by_name(&args.rule, args.low, args.high)?;
-        let a = net.attribute(&x, &target, rules.as_ref())?;
-        (a.relevance, a.total[0], a.delta[0])
-    };
+    // one parser for every method's name (the library's), one call for every method
+    let bounds = (
+        ArrayD::from_elem(vec![], args.low),
+        ArrayD::from_elem(vec![], args.high),
+    );
+    let method = args.rule.method(Some(bounds), Baseline::Zero)?;
+    let a = net.explain(&x, &target, &method)?;
+    let (relevance, total, gap) = (a.relevance, a.total[0], a.delta[0]);
     println!(
         "explained amount {total:.4}, Σ relevance {:.4}, gap {gap:.4}",
         relevance.sum()
@@ -228,7 +198,7 @@ fn main() -> Result<(), Error> {
 
     std::fs::create_dir_all(&args.out)?;
     let stem = args.input.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
-    let name = format!("{stem}_{}_c{class}", args.rule.replace('=', ""));
+    let name = format!("{stem}_{}_c{class}", args.rule.label());
     let (png, npy) = (
         args.out.join(format!("{name}.png")),
         args.out.join(format!("{name}.npy")),
