@@ -10,9 +10,41 @@ use crate::heatmap::{Heatmap, RgbImage};
 use ndarray::{ArrayD, Axis};
 use plotters::prelude::*;
 use std::path::Path;
+use text::GlyphText;
+
+mod text;
 
 static FONT: &[u8] = include_bytes!("../../fonts/DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
+
+/// The plots' backend: a bitmap in `buffer`, its text drawn by [`text::GlyphText`].
+fn backend<'a>(
+    buffer: &'a mut [u8],
+    (w, h): (usize, usize),
+    font: &'a ab_glyph::FontRef<'a>,
+) -> GlyphText<'a, BitMapBackend<'a>> {
+    GlyphText {
+        inner: BitMapBackend::with_buffer(buffer, (w as u32, h as u32)),
+        font,
+    }
+}
+
+/// The embedded font, for the text the plots draw themselves.
+fn glyph_font() -> Result<ab_glyph::FontRef<'static>> {
+    ab_glyph::FontRef::try_from_slice(FONT).map_err(|e| Error::Image {
+        what: "the plots' font".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// A tick value as printed: a value that rounds to zero is 0, never "-0.0".
+fn tick(v: f64) -> f64 {
+    if v.abs() < 0.05 {
+        0.0
+    } else {
+        v
+    }
+}
 
 /// Registers the embedded font once.
 fn font() {
@@ -91,10 +123,11 @@ pub fn perturbation_curves<F: Float>(
     });
     let pad = ((hi - lo) * 0.05).max(1e-6);
     let (w, h) = (1400usize, 600usize);
+    let glyphs = glyph_font()?;
     let mut buffer = vec![255u8; w * h * 3];
     {
         let err = drawing(path);
-        let root = BitMapBackend::with_buffer(&mut buffer, (w as u32, h as u32)).into_drawing_area();
+        let root = backend(&mut buffer, (w, h), &glyphs).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
         let panels = root.split_evenly((1, 2));
         let y_desc = match score {
@@ -116,6 +149,7 @@ pub fn perturbation_curves<F: Float>(
                 .configure_mesh()
                 .x_desc("fraction of regions perturbed")
                 .y_desc(y_desc)
+                .y_label_formatter(&|v: &f64| format!("{:.1}", tick(*v)))
                 .label_style((FAMILY, 15))
                 .draw()
                 .map_err(&err)?;
@@ -194,10 +228,11 @@ pub fn randomisation<F: Float>(
     let grid_w = left + cols * (cw + gap);
     let (w, curve_h) = (grid_w.max(700), 360);
     let h = label_h + n * (ch + gap) + curve_h;
+    let glyphs = glyph_font()?;
     let mut buffer = vec![255u8; w * h * 3];
     {
         let err = drawing(path);
-        let root = BitMapBackend::with_buffer(&mut buffer, (w as u32, h as u32)).into_drawing_area();
+        let root = backend(&mut buffer, (w, h), &glyphs).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
         let mut titles = vec!["input".to_string(), "original".to_string()];
         titles.extend(result.layers.iter().map(|l| format!("−{l}")));
@@ -244,6 +279,7 @@ pub fn randomisation<F: Float>(
                     format!("−{}", names.get(k - 1).cloned().unwrap_or_default())
                 }
             })
+            .y_label_formatter(&|v: &f64| format!("{:.1}", tick(*v)))
             .x_desc("layers randomised, top down (cascading)")
             .label_style((FAMILY, 13))
             .draw()
