@@ -247,9 +247,9 @@ impl<F: Float> RegionPerturbation<F> {
 
         // every (sample, order) is one curve of steps + 1 inputs
         let xs = x.as_standard_layout();
-        let xs = xs.as_slice().expect("standard layout");
+        let xs = crate::tensor::layout::standard(&xs);
         let a = attribution.as_standard_layout();
-        let a = a.as_slice().expect("standard layout");
+        let a = crate::tensor::layout::standard(&a);
         let jobs: Vec<(usize, usize)> = (0..n)
             .flat_map(|i| (0..orders.len()).map(move |o| (i, o)))
             .collect();
@@ -294,7 +294,7 @@ impl<F: Float> RegionPerturbation<F> {
                 }
             }
             shape[0] = buffer.len() / d;
-            let batch = ArrayD::from_shape_vec(IxDyn(&shape), buffer).expect("rows × sample");
+            let batch = crate::tensor::layout::shaped(IxDyn(&shape), buffer);
             let out = net.forward(&batch)?;
             let out = out
                 .into_shape_with_order((shape[0], classes.len_outputs))
@@ -309,7 +309,7 @@ impl<F: Float> RegionPerturbation<F> {
                 for k in 0..points {
                     let row = out.row(rows[g * points + k]);
                     logit[[i, k]] = row[t];
-                    prob[[i, k]] = softmax_at(row.as_slice().expect("contiguous"), t);
+                    prob[[i, k]] = softmax_at(crate::tensor::layout::standard(&row), t);
                 }
             }
         }

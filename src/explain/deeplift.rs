@@ -245,7 +245,7 @@ impl<F: Float> Attribution<F> {
         let cat_opt = |f: fn(&Self) -> Option<ArrayD<F>>| -> Option<ArrayD<F>> {
             parts.iter().map(f).collect::<Option<Vec<_>>>().map(concat_batch)
         };
-        let one_d = |a: ArrayD<F>| a.into_dimensionality().expect("1-D");
+        let one_d = |a: ArrayD<F>| crate::tensor::layout::one_axis(a);
         Attribution {
             relevance: cat(|p| p.relevance.clone()),
             output: cat(|p| p.output.clone()),

@@ -58,11 +58,11 @@ impl<F: Float> Network<F> {
             .iter()
             .zip(r.axis_iter_mut(Axis(0)).zip(output.axis_iter(Axis(0))))
         {
-            let rs = rs.as_slice_mut().expect("fresh array is contiguous");
+            let rs = crate::tensor::layout::standard_mut(&mut rs);
             let os = os.as_standard_layout();
             rs[class] = match seed {
                 Seed::OneHot => F::one(),
-                Seed::Logit | Seed::Method => os.as_slice().expect("standard layout")[class],
+                Seed::Logit | Seed::Method => crate::tensor::layout::standard(&os)[class],
             };
         }
         Ok(r)
@@ -169,7 +169,7 @@ impl<F: Float> Network<F> {
         let out = self.forward(x)?;
         let n = out.shape()[0];
         let flat = out.as_standard_layout();
-        let flat = flat.as_slice().expect("standard layout");
+        let flat = crate::tensor::layout::standard(&flat);
         Ok((0..n)
             .map(|i| {
                 let row = &flat[i * outputs..(i + 1) * outputs];

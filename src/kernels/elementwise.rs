@@ -32,11 +32,10 @@ pub(crate) fn map3<F: Float>(
     f: impl Fn(F, F, F) -> F + Sync + Send,
 ) -> ArrayD<F> {
     // every element is written
-    let mut out =
-        ArrayD::from_shape_vec(a.raw_dim(), output_buffer(a.len())).expect("length matches the shape");
+    let mut out = crate::tensor::layout::shaped(a.raw_dim(), output_buffer(a.len()));
     if let (Some(sa), Some(sb), Some(sc)) = (a.as_slice(), b.as_slice(), c.as_slice()) {
         // contiguous: plain slice loops, which the compiler vectorises
-        let so = out.as_slice_mut().expect("fresh array is contiguous");
+        let so = crate::tensor::layout::standard_mut(&mut out);
         #[allow(clippy::type_complexity)]
         let run = |(o, ((a, b), c)): (&mut [F], ((&[F], &[F]), &[F]))| {
             for (o, ((&a, &b), &c)) in o.iter_mut().zip(a.iter().zip(b).zip(c)) {

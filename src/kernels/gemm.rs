@@ -153,8 +153,8 @@ pub(crate) fn dense_forward_small<F: Float>(x: &ArrayView2<'_, F>, w: &ArrayView
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let (n, inputs, outputs) = (x.nrows(), x.ncols(), w.nrows());
     let (xs, ws) = (
-        x.as_slice().expect("standard layout"),
-        w.as_slice().expect("standard layout"),
+        crate::tensor::layout::standard(&x),
+        crate::tensor::layout::standard(&w),
     );
     let mut out = Vec::with_capacity(n * outputs);
     for row in xs.chunks_exact(inputs.max(1)).take(n) {
@@ -165,7 +165,7 @@ pub(crate) fn dense_forward_small<F: Float>(x: &ArrayView2<'_, F>, w: &ArrayView
         );
     }
     out.resize(n * outputs, F::zero());
-    Array2::from_shape_vec((n, outputs), out).expect("length matches the shape")
+    crate::tensor::layout::shaped((n, outputs), out)
 }
 
 /// `s · W` for `s` `[N, out]` and `W` `[out, in]`: each row a sum of weight rows scaled by
@@ -173,10 +173,9 @@ pub(crate) fn dense_forward_small<F: Float>(x: &ArrayView2<'_, F>, w: &ArrayView
 pub(crate) fn dense_transpose_small<F: Float>(s: &ArrayView2<'_, F>, w: &ArrayView2<'_, F>) -> Array2<F> {
     let w = w.as_standard_layout();
     let inputs = w.ncols();
-    let mut out = Array2::from_shape_vec((s.nrows(), inputs), written_zeros(s.nrows() * inputs))
-        .expect("length matches the shape");
+    let mut out = crate::tensor::layout::shaped((s.nrows(), inputs), written_zeros(s.nrows() * inputs));
     for (s_row, mut o_row) in s.outer_iter().zip(out.outer_iter_mut()) {
-        let o_row = o_row.as_slice_mut().expect("fresh array is contiguous");
+        let o_row = crate::tensor::layout::standard_mut(&mut o_row);
         for (&c, w_row) in s_row.iter().zip(w.outer_iter()) {
             if c == F::zero() {
                 continue;

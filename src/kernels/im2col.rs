@@ -190,9 +190,9 @@ impl Geometry {
         }
         let src = &*src;
         // gathered with `+=`: start from written zeros
-        let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w))
-            .expect("length matches the shape");
-        let buf = out.as_slice_mut().expect("fresh array is contiguous");
+        let mut out =
+            crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), written_zeros(g.n * g.c * g.h * g.w));
+        let buf = crate::tensor::layout::standard_mut(&mut out);
         // one (sample, channel) plane gathers the rows (channel, i, j) of its sample's columns
         let gather = |index: usize, dst: &mut [F]| {
             let (s, ch) = (index / g.c, index % g.c);

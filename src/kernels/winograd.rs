@@ -16,7 +16,6 @@
 use crate::float::Float;
 use crate::kernels::gemm::gemm_seq;
 use crate::pool::with_scratch;
-use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Sizes of one Winograd convolution call.
 #[derive(Debug, Clone, Copy)]
@@ -131,11 +130,9 @@ pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], tr
 fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
     let work = work_per_sample(s);
     let product = |(xi, mx): (usize, &mut [F])| {
-        let a = ArrayView2::from_shape((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c])
-            .expect("sizes agree");
-        let b = ArrayView2::from_shape((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols])
-            .expect("sizes agree");
-        let mut c = ArrayViewMut2::from_shape((s.o, cols), mx).expect("sizes agree");
+        let a = crate::tensor::layout::view((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c]);
+        let b = crate::tensor::layout::view((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols]);
+        let mut c = crate::tensor::layout::view_mut((s.o, cols), mx);
         gemm_seq(&a, &b, &mut c, work, accumulate);
     };
     #[cfg(feature = "parallel")]

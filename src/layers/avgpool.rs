@@ -280,7 +280,7 @@ impl<F: Float> Layer<F> for AvgPool2d {
         );
         let (ys, xs) = self.geometry(&[c, h, w])?;
         let x = input.as_standard_layout();
-        let src = x.as_slice().expect("standard layout");
+        let src = crate::tensor::layout::standard(&x);
         let (ho, wo) = (ys.len(), xs.len());
         let mut out = output_buffer::<F>(n * c * ho * wo); // every element is written
         for (plane, dst) in src.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
@@ -296,7 +296,7 @@ impl<F: Float> Layer<F> for AvgPool2d {
                 }
             }
         }
-        Ok(ArrayD::from_shape_vec(IxDyn(&[n, c, ho, wo]), out).expect("length matches the shape"))
+        Ok(crate::tensor::layout::shaped(IxDyn(&[n, c, ho, wo]), out))
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
@@ -331,7 +331,7 @@ impl<F: Float> LinearMap<F> for AvgPool2d {
             });
         }
         let s = s.as_standard_layout();
-        let src = s.as_slice().expect("standard layout");
+        let src = crate::tensor::layout::standard(&s);
         // scatter-adds: start from written zeros
         let mut out = written_zeros::<F>(n * c * h * w);
         for (plane, dst) in src.chunks_exact(ho * wo).zip(out.chunks_exact_mut(h * w)) {
@@ -346,8 +346,6 @@ impl<F: Float> LinearMap<F> for AvgPool2d {
                 }
             }
         }
-        Ok(vec![
-            ArrayD::from_shape_vec(IxDyn(&[n, c, h, w]), out).expect("length matches the shape")
-        ])
+        Ok(vec![crate::tensor::layout::shaped(IxDyn(&[n, c, h, w]), out)])
     }
 }

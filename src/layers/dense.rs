@@ -190,8 +190,8 @@ impl<F: Float> Affine<F> for Dense<F> {
             return Ok(dense_forward_small(&x, &w).into_dyn());
         }
         // overwritten by the product (never read)
-        let mut out = Array2::from_shape_vec((x.nrows(), w.nrows()), output_buffer(x.nrows() * w.nrows()))
-            .expect("length matches the shape");
+        let mut out =
+            crate::tensor::layout::shaped((x.nrows(), w.nrows()), output_buffer(x.nrows() * w.nrows()));
         gemm(&x, &w.t(), &mut out.view_mut(), w.len());
         Ok(out.into_dyn())
     }

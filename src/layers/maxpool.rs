@@ -190,14 +190,14 @@ impl MaxPool2d {
         let (ho, wo) = self.spatial_out(&shape[1..])?;
         let (n, c, h, w) = x.dim();
         let x = x.as_standard_layout();
-        let src = x.as_slice().expect("standard layout");
+        let src = crate::tensor::layout::standard(&x);
         let mut vals = Array4::<F>::zeros((n, c, ho, wo));
         let mut idx = Array4::<usize>::zeros((n, c, ho, wo));
         let (kh, kw) = self.kernel;
         let (sh, sw) = self.stride;
         let (ph, pw) = (self.padding.0 as isize, self.padding.1 as isize);
-        let vbuf = vals.as_slice_mut().expect("fresh array is contiguous");
-        let ibuf = idx.as_slice_mut().expect("fresh array is contiguous");
+        let vbuf = crate::tensor::layout::standard_mut(&mut vals);
+        let ibuf = crate::tensor::layout::standard_mut(&mut idx);
         let plain = self.is_plain_2x2(h, w);
         let fill = |(plane, (vout, iout)): (&[F], (&mut [F], &mut [usize]))| {
             if plain {
@@ -305,13 +305,12 @@ impl MaxPool2d {
         }
         let dim = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
         // scatter-adds read before they write: start from written zeros
-        let mut out = Array4::from_shape_vec(dim, written_zeros(dim.0 * dim.1 * plane))
-            .expect("length matches the shape");
+        let mut out = crate::tensor::layout::shaped(dim, written_zeros(dim.0 * dim.1 * plane));
         let values = values.as_standard_layout();
-        let vals = values.as_slice().expect("standard layout");
+        let vals = crate::tensor::layout::standard(&values);
         let idx = indices.as_standard_layout();
-        let idx = idx.as_slice().expect("standard layout");
-        let buf = out.as_slice_mut().expect("fresh array is contiguous");
+        let idx = crate::tensor::layout::standard(&idx);
+        let buf = crate::tensor::layout::standard_mut(&mut out);
         let add = |(dst, (v, i)): (&mut [F], (&[F], &[usize]))| {
             for (&v, &at) in v.iter().zip(i) {
                 dst[at] += v;
@@ -530,11 +529,10 @@ impl<F: Float> Layer<F> for MaxPool2d {
                 // the common pool in one pass, without the index array of `argmax`
                 let (ho, wo) = (h / 2, w / 2);
                 let input = input.as_standard_layout();
-                let src = input.as_slice().expect("standard layout");
+                let src = crate::tensor::layout::standard(&input);
                 // every element is written below
-                let mut out = Array4::from_shape_vec((n, c, ho, wo), output_buffer(n * c * ho * wo))
-                    .expect("length matches the shape");
-                let buf = out.as_slice_mut().expect("fresh array is contiguous");
+                let mut out = crate::tensor::layout::shaped((n, c, ho, wo), output_buffer(n * c * ho * wo));
+                let buf = crate::tensor::layout::standard_mut(&mut out);
                 let fill = |(plane, dst): (&[F], &mut [F])| {
                     for oy in 0..ho {
                         let (r0, r1) = (

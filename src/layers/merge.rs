@@ -279,7 +279,7 @@ impl<F: Float> Merge<F> for Mul {
             });
         };
         let shape = broadcast("Mul", &[a.shape(), b.shape()])?;
-        let mut out = a.broadcast(shape).expect("broadcasts, checked above").to_owned();
+        let mut out = crate::tensor::layout::broadcast(a, shape).to_owned();
         out *= b;
         Ok(out)
     }

@@ -42,8 +42,7 @@ impl<F: Float> Layer<F> for Relu {
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let relu = |o: &mut F, &v: &F| *o = if v > F::zero() { v } else { F::zero() };
         // every element is written
-        let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::pool::output_buffer(input.len()))
-            .expect("length matches the shape");
+        let mut out = crate::tensor::layout::shaped(input.raw_dim(), crate::pool::output_buffer(input.len()));
         let zip = ndarray::Zip::from(&mut out).and(&input);
         #[cfg(feature = "parallel")]
         if crate::kernels::elementwise::par_elems(input.len()) {

@@ -244,11 +244,10 @@ pub fn norm<F: Float>(
         });
     }
     let eps = F::lit(stabilizer);
-    let mut s = ArrayD::from_shape_vec(
+    let mut s = crate::tensor::layout::shaped(
         step.output.raw_dim(),
         crate::pool::output_buffer(step.output.len()),
-    )
-    .expect("length matches the shape");
+    );
     Zip::from(&mut s)
         .and(&step.relevance)
         .and(&step.output)

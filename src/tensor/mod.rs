@@ -3,4 +3,5 @@
 pub(crate) mod batch;
 pub(crate) mod broadcast;
 pub(crate) mod checks;
+pub(crate) mod layout;
 pub(crate) mod numerics;

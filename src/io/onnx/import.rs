@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::{at_node, Builder, Op};
 use crate::network::NodeId;
-use ndarray::{ArcArray, ArrayD, IxDyn};
+use ndarray::{ArcArray, IxDyn};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -206,10 +206,10 @@ impl<'a, F: Float> Importer<'a, F> {
     pub(super) fn decode(&self, t: &TensorProto, name: &str) -> Result<Const<F>> {
         if is_int(t) {
             let (shape, v) = int_tensor(t, name, &self.dir)?;
-            Ok(Const::Int(
-                ArrayD::from_shape_vec(IxDyn(&shape), v.into_iter().map(Sym::Int).collect())
-                    .expect("checked length"),
-            ))
+            Ok(Const::Int(crate::tensor::layout::shaped(
+                IxDyn(&shape),
+                v.into_iter().map(Sym::Int).collect(),
+            )))
         } else {
             Ok(Const::Float(float_tensor::<F>(t, name, &self.dir)?))
         }

@@ -68,7 +68,7 @@ impl<F: Float> Const<F> {
                 .iter()
                 .map(|s| s.int().map(|v| F::lit(v as f64)))
                 .collect::<Option<Vec<F>>>()
-                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same length"))
+                .map(|v| crate::tensor::layout::shaped(a.raw_dim(), v))
                 .ok_or_else(|| fold_err("the batch size is used as a number")),
         }
     }
@@ -84,7 +84,7 @@ impl<F: Float> Const<F> {
                     (f.fract() == 0.0 && f.abs() < 9e15).then_some(Sym::Int(f as i64))
                 })
                 .collect::<Option<Vec<_>>>()
-                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same length"))
+                .map(|v| crate::tensor::layout::shaped(a.raw_dim(), v))
                 .ok_or_else(|| fold_err("a float constant used as integers is not whole")),
         }
     }
@@ -132,15 +132,13 @@ pub(super) fn shape_of_data<F: Float>(shape: &[usize], start: i64, end: Option<i
     let full: Vec<Sym> = std::iter::once(Sym::Batch)
         .chain(shape.iter().map(|&d| Sym::Int(d as i64)))
         .collect();
-    slice_list(&full, start, end)
-        .map(|v| Const::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+    slice_list(&full, start, end).map(|v| Const::Int(crate::tensor::layout::shaped(IxDyn(&[v.len()]), v)))
 }
 
 /// `Shape` of a constant.
 pub(super) fn shape_of_const<F: Float>(c: &Const<F>, start: i64, end: Option<i64>) -> Result<Const<F>> {
     let full: Vec<Sym> = c.shape().iter().map(|&d| Sym::Int(d as i64)).collect();
-    slice_list(&full, start, end)
-        .map(|v| Const::Int(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v).expect("1-D")))
+    slice_list(&full, start, end).map(|v| Const::Int(crate::tensor::layout::shaped(IxDyn(&[v.len()]), v)))
 }
 
 /// `list[start:end]` with ONNX's clamping of `Shape`'s `start`/`end` attributes.
@@ -381,22 +379,20 @@ pub(super) fn binary<F: Float>(op: &str, a: &Const<F>, b: &Const<F>) -> Result<C
     }
     if let (Const::Int(x), Const::Int(y)) = (a, b) {
         let (x, y) = (
-            x.broadcast(IxDyn(&shape)).expect("checked"),
-            y.broadcast(IxDyn(&shape)).expect("checked"),
+            crate::tensor::layout::broadcast(x, IxDyn(&shape)),
+            crate::tensor::layout::broadcast(y, IxDyn(&shape)),
         );
         let v: Vec<Sym> = x
             .iter()
             .zip(y.iter())
             .map(|(&p, &q)| int_op(op, p, q))
             .collect::<Result<_>>()?;
-        return Ok(Const::Int(
-            ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
-        ));
+        return Ok(Const::Int(crate::tensor::layout::shaped(IxDyn(&shape), v)));
     }
     let (x, y) = (a.floats()?, b.floats()?);
     let (x, y) = (
-        x.broadcast(IxDyn(&shape)).expect("checked"),
-        y.broadcast(IxDyn(&shape)).expect("checked"),
+        crate::tensor::layout::broadcast(&x, IxDyn(&shape)),
+        crate::tensor::layout::broadcast(&y, IxDyn(&shape)),
     );
     let one = F::one();
     let zero = F::zero();
@@ -437,9 +433,7 @@ pub(super) fn binary<F: Float>(op: &str, a: &Const<F>, b: &Const<F>) -> Result<C
             })
         })
         .collect::<Result<_>>()?;
-    Ok(Const::Float(
-        ArrayD::from_shape_vec(IxDyn(&shape), v).expect("same length"),
-    ))
+    Ok(Const::Float(crate::tensor::layout::shaped(IxDyn(&shape), v)))
 }
 
 fn int_op(op: &str, p: Sym, q: Sym) -> Result<Sym> {
@@ -487,7 +481,7 @@ pub(super) fn where_<F: Float>(cond: &Const<F>, a: &Const<F>, b: &Const<F>) -> R
         )));
     }
     let c = cond.ints()?;
-    let c = c.broadcast(IxDyn(&shape)).expect("checked");
+    let c = crate::tensor::layout::broadcast(&c, IxDyn(&shape));
     let picks: Vec<bool> = c.iter().map(|s| s.int().unwrap_or(1) != 0).collect();
     if let (Const::Int(x), Const::Int(y)) = (a, b) {
         return Ok(Const::Int(pick(&picks, x, y, &shape)));
@@ -498,15 +492,15 @@ pub(super) fn where_<F: Float>(cond: &Const<F>, a: &Const<F>, b: &Const<F>) -> R
 /// `x` where `picks` holds, `y` elsewhere, both broadcast to `shape` (checked by the caller).
 fn pick<T: Clone>(picks: &[bool], x: &ArrayD<T>, y: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
     let (x, y) = (
-        x.broadcast(IxDyn(shape)).expect("checked"),
-        y.broadcast(IxDyn(shape)).expect("checked"),
+        crate::tensor::layout::broadcast(x, IxDyn(shape)),
+        crate::tensor::layout::broadcast(y, IxDyn(shape)),
     );
     let v = picks
         .iter()
         .zip(x.iter().zip(y.iter()))
         .map(|(&p, (x, y))| if p { x.clone() } else { y.clone() })
         .collect();
-    ArrayD::from_shape_vec(IxDyn(shape), v).expect("same length")
+    crate::tensor::layout::shaped(IxDyn(shape), v)
 }
 
 /// `Expand` of a constant to (the broadcast of its shape and) `shape`.
@@ -517,8 +511,8 @@ pub(super) fn expand<F: Float>(c: &Const<F>, shape: &[usize]) -> Result<Const<F>
         return Err(fold_err(format!("Expand would make a constant of shape {out:?}")));
     }
     Ok(c.map_same(
-        |a| a.broadcast(IxDyn(&out)).expect("checked").to_owned(),
-        |a| a.broadcast(IxDyn(&out)).expect("checked").to_owned(),
+        |a| crate::tensor::layout::broadcast(&a, IxDyn(&out)).to_owned(),
+        |a| crate::tensor::layout::broadcast(&a, IxDyn(&out)).to_owned(),
     ))
 }
 
@@ -536,7 +530,7 @@ pub(super) fn range<F: Float>(start: &Const<F>, limit: &Const<F>, delta: &Const<
         return Err(fold_err(format!("Range of {n} values")));
     }
     let v: Vec<Sym> = (0..n as i64).map(|i| Sym::Int(s + i * d)).collect();
-    Ok(Const::Int(ArrayD::from_shape_vec(IxDyn(&[n]), v).expect("1-D")))
+    Ok(Const::Int(crate::tensor::layout::shaped(IxDyn(&[n]), v)))
 }
 
 /// A slice of a 1-D `Sym` constant as a full per-sample target (for `Reshape` of data): the

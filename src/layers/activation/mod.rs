@@ -29,8 +29,7 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 /// large arrays (feature `parallel`).
 pub(crate) fn map<F: Float>(input: &ArrayViewD<'_, F>, f: impl Fn(F) -> F + Sync + Send) -> ArrayD<F> {
     // every element is written
-    let mut out = ArrayD::from_shape_vec(input.raw_dim(), crate::pool::output_buffer(input.len()))
-        .expect("length matches the shape");
+    let mut out = crate::tensor::layout::shaped(input.raw_dim(), crate::pool::output_buffer(input.len()));
     let zip = Zip::from(&mut out).and(input);
     let g = |o: &mut F, &v: &F| *o = f(v);
     #[cfg(feature = "parallel")]

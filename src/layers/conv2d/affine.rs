@@ -115,7 +115,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 }
             }
         }
-        Ok(ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], out).expect("length matches the shape"))
+        Ok(crate::tensor::layout::shaped(vec![1, o, g.ho, g.wo], out))
     }
 
     /// One im2col matrix (or Winograd input transform) for every weight.
@@ -127,26 +127,18 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             .map(|w| self.weight_matrix(w.clone()))
             .collect::<Result<Vec<_>>>()?;
         let x4 = x4.as_standard_layout();
-        let x = x4.as_slice().expect("standard layout");
+        let x = crate::tensor::layout::standard(&x4);
         let o = self.out_channels();
         if let Some(shape) = self.winograd_shape(&g) {
             let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
-            let slices: Vec<&[F]> = std
-                .iter()
-                .map(|w| w.as_slice().expect("standard layout"))
-                .collect();
+            let slices: Vec<&[F]> = std.iter().map(crate::tensor::layout::standard).collect();
             // the output transform overwrites every element
             let dim = (g.n, o, g.ho, g.wo);
             let mut outs: Vec<Array4<F>> = ws
                 .iter()
-                .map(|_| {
-                    Array4::from_shape_vec(dim, output_buffer(g.n * o * g.ho * g.wo)).expect("length matches")
-                })
+                .map(|_| crate::tensor::layout::shaped(dim, output_buffer(g.n * o * g.ho * g.wo)))
                 .collect();
-            let mut ys: Vec<&mut [F]> = outs
-                .iter_mut()
-                .map(|a| a.as_slice_mut().expect("fresh array is contiguous"))
-                .collect();
+            let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
             winograd::conv3x3_many(x, &shape, &slices, false, &mut ys);
             return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
         }
@@ -158,7 +150,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let work = o * rows * g.ho * g.wo;
         Ok(with_scratch(rows * groups * ncols, |buf| {
             g.im2col(x, buf);
-            let cols = ArrayView2::from_shape((rows * groups, ncols), &*buf).expect("sizes agree");
+            let cols = crate::tensor::layout::view((rows * groups, ncols), &*buf);
             wms.iter()
                 .map(|wm| {
                     let og = o / groups;
@@ -176,16 +168,16 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                     // [O, N·Ho·Wo], overwritten by the product; for one sample the output's
                     // layout already
                     let mut prod = output_buffer(o * ncols);
-                    product(&mut ArrayViewMut2::from_shape((o, ncols), &mut prod).expect("sizes agree"));
+                    product(&mut crate::tensor::layout::view_mut((o, ncols), &mut prod));
                     if g.n == 1 {
-                        return ArrayD::from_shape_vec(vec![1, o, g.ho, g.wo], prod).expect("length matches");
+                        return crate::tensor::layout::shaped(vec![1, o, g.ho, g.wo], prod);
                     }
                     // one plane copy per (sample, channel); the spent product goes back to the
                     // pool (not to this thread's scratch, which would keep it beyond the pool's cap)
                     let mut out = output_buffer(g.n * o * g.ho * g.wo);
                     swap_plane_axes(&prod, o, g.n, &mut out);
-                    crate::pool::recycle(ArrayD::from_shape_vec(vec![prod.len()], prod).expect("1-D"));
-                    ArrayD::from_shape_vec(vec![g.n, o, g.ho, g.wo], out).expect("length matches")
+                    crate::pool::recycle(crate::tensor::layout::shaped(vec![prod.len()], prod));
+                    crate::tensor::layout::shaped(vec![g.n, o, g.ho, g.wo], out)
                 })
                 .collect()
         }))
@@ -239,18 +231,12 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             };
             let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
             let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
-            let xs: Vec<&[F]> = s_std
-                .iter()
-                .map(|a| a.as_slice().expect("standard layout"))
-                .collect();
-            let wts: Vec<&[F]> = w_std
-                .iter()
-                .map(|a| a.as_slice().expect("standard layout"))
-                .collect();
+            let xs: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
+            let wts: Vec<&[F]> = w_std.iter().map(crate::tensor::layout::standard).collect();
             // the output transform overwrites every element
-            let mut out = Array4::from_shape_vec((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w))
-                .expect("length matches the shape");
-            let y = out.as_slice_mut().expect("fresh array is contiguous");
+            let mut out =
+                crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
+            let y = crate::tensor::layout::standard_mut(&mut out);
             winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
             return Ok(out.into_dyn());
         }
@@ -273,8 +259,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let stacked = |sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)]| -> Array2<F> {
             let t = sides.len();
             // every element is written
-            let mut s2 =
-                Array2::from_shape_vec((t * o, ncols), output_buffer(t * o * ncols)).expect("length matches");
+            let mut s2 = crate::tensor::layout::shaped((t * o, ncols), output_buffer(t * o * ncols));
             for (k, (s4, _)) in sides.iter().enumerate() {
                 put(
                     s4,
@@ -289,8 +274,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let s2 = stacked(&sides);
             let og = o / groups;
             return Ok(with_scratch(rows * groups * ncols, |buf| {
-                let mut cols =
-                    ArrayViewMut2::from_shape((rows * groups, ncols), &mut *buf).expect("sizes agree");
+                let mut cols = crate::tensor::layout::view_mut((rows * groups, ncols), &mut *buf);
                 for k in 0..groups {
                     let mut ck = cols.slice_axis_mut(Axis(0), ndarray::Slice::from(k * rows..(k + 1) * rows));
                     for (t, (_, wm)) in sides.iter().enumerate() {
@@ -325,7 +309,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             }
         };
         Ok(with_scratch(rows * ncols, |buf| {
-            let mut cols = ArrayViewMut2::from_shape((rows, ncols), &mut *buf).expect("sizes agree");
+            let mut cols = crate::tensor::layout::view_mut((rows, ncols), &mut *buf);
             gemm(&wm.t(), &s2.view(), &mut cols, work * sides.len());
             g.col2im(buf)
         })

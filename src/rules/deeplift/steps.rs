@@ -89,8 +89,8 @@ pub(crate) fn rescale<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
         }
     };
     // every element is written
-    let mut m = ArrayD::from_shape_vec(step.input.raw_dim(), crate::pool::output_buffer(step.input.len()))
-        .expect("length matches the shape");
+    let mut m =
+        crate::tensor::layout::shaped(step.input.raw_dim(), crate::pool::output_buffer(step.input.len()));
     let zip = zip.and(&mut m);
     let f = |g: &F, x: &F, x0: &F, y: &F, y0: &F, m: &mut F| *m = f(g, x, x0, y, y0);
     #[cfg(feature = "parallel")]
@@ -199,7 +199,7 @@ fn rescale_rows<F: Float>(
         }
         small |= block(m, g, x, x0, y, y0);
     }
-    let m = ArrayD::from_shape_vec(step.input.raw_dim(), m).expect("length matches the shape");
+    let m = crate::tensor::layout::shaped(step.input.raw_dim(), m);
     Some((m, small))
 }
 

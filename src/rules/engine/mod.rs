@@ -426,7 +426,7 @@ fn split_ratio<F: Float>(
     }
     let shape = z_pos.raw_dim();
     Some((
-        ArrayD::from_shape_vec(shape.clone(), s_pos).expect("length matches the shape"),
-        ArrayD::from_shape_vec(shape, s_neg).expect("length matches the shape"),
+        crate::tensor::layout::shaped(shape.clone(), s_pos),
+        crate::tensor::layout::shaped(shape, s_neg),
     ))
 }

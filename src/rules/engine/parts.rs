@@ -135,8 +135,8 @@ pub(super) fn fold_into<F: Float>(
     let channels = c.len();
     let acc = acc.get_or_insert_with(|| ArrayD::zeros(w.raw_dim()));
     let (acc, w) = (
-        acc.as_slice_mut().expect("fresh array is contiguous"),
-        w.as_slice().expect("standard layout"),
+        crate::tensor::layout::standard_mut(acc),
+        crate::tensor::layout::standard(&w),
     );
     for (block, (a, v)) in acc.chunks_mut(inner).zip(w.chunks(inner)).enumerate() {
         let f = k * c[block % channels];

@@ -43,13 +43,10 @@ fn constant<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<
             imp.decode(t, n.label)?
         }
         "value_float" => Const::Float(ArrayD::from_elem(IxDyn(&[]), F::lit(f64::from(a.f)))),
-        "value_floats" => Const::Float(
-            ArrayD::from_shape_vec(
-                IxDyn(&[a.floats.len()]),
-                a.floats.iter().map(|&v| F::lit(f64::from(v))).collect(),
-            )
-            .expect("1-D"),
-        ),
+        "value_floats" => Const::Float(crate::tensor::layout::shaped(
+            IxDyn(&[a.floats.len()]),
+            a.floats.iter().map(|&v| F::lit(f64::from(v))).collect(),
+        )),
         "value_int" => scalar(vec![Sym::Int(a.i)], &[]),
         "value_ints" => scalar(a.ints.iter().map(|&v| Sym::Int(v)).collect(), &[a.ints.len()]),
         other => return Err(n.refuse(format!("attribute {other:?}"))),
