@@ -117,8 +117,8 @@ impl Heatmap {
     /// The rendered map over `background` (an image `scale` times the map's size, e.g. the
     /// input through [`RgbImage::from_array`], [`RgbImage::to_grayscale`] and
     /// [`RgbImage::upscale`]), with an opacity that grows with |R|: `alpha` where the
-    /// relevance is largest, 0 where it is zero (the square root of the distance from the
-    /// palette's middle), so that the input stays visible where nothing is relevant.
+    /// relevance is largest, about 0 where it is zero (`alpha` times the square root of the
+    /// palette index's distance from the middle, 127.5, over 127.5), so that the input stays visible where nothing is relevant.
     /// [`overlay`] blends with one opacity everywhere.
     ///
     /// ```
@@ -129,7 +129,7 @@ impl Heatmap {
     /// let bg = RgbImage::filled(2, 1, [0, 0, 0])?;
     /// let over = Heatmap::default().render_over(&r.view(), &bg, 1.0)?;
     /// assert_eq!(over.pixel(0, 0), Some([255, 0, 0])); // the largest relevance: the heatmap
-    /// assert_eq!(over.pixel(1, 0), Some([0, 0, 0])); // zero relevance: the background
+    /// assert!(over.pixel(1, 0).unwrap()[0] < 20); // zero relevance: about the background
     /// # Ok(()) }
     /// ```
     ///
