@@ -269,12 +269,13 @@ impl MethodName {
         })
     }
 
-    /// A short label for file names: the name with its parameters, without `=` and `,`
+    /// A short label for file names: the name with its parameters, without `=`
     /// (`epsilon0.25`, `alpha2beta1`, `deeplift`).
     pub fn label(&self) -> String {
-        self.to_string()
-            .replace(['=', ','], "")
-            .replace("alpha-beta", "alpha")
+        match self {
+            MethodName::AlphaBeta(a, b) => format!("alpha{a}beta{b}"),
+            m => m.to_string().replace('=', ""),
+        }
     }
 }
 
@@ -409,6 +410,8 @@ mod tests {
             assert_eq!(m.to_string().parse::<MethodName>().unwrap(), m, "{bare}");
         }
         assert_eq!(MethodName::all().len(), 20);
+        assert_eq!(MethodName::AlphaBeta(2.0, 1.0).label(), "alpha2beta1");
+        assert_eq!(MethodName::Epsilon(0.25).label(), "epsilon0.25");
     }
 
     #[test]

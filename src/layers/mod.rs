@@ -8,15 +8,15 @@
 //!
 //! | class | trait the class works through | rule method | LRP (zennit) | DeepLIFT |
 //! |---|---|---|---|---|
-//! | affine with parameters (dense, conv) | [`Affine`] | [`Rule::affine`](crate::Rule::affine) | the rule's own formula | Linear rule |
-//! | elementwise (activations, batch norm) | [`Layer`] | [`Rule::activation`](crate::Rule::activation) | `Pass` | Rescale / RevealCancel |
-//! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`](crate::Rule::linear) | `Norm` | Linear rule |
-//! | selection by value (max-pooling) | [`Select`] | [`Rule::select`](crate::Rule::select) | winner takes all | cross-max |
-//! | product of two computed tensors | [`Merge`] | [`Rule::product`](crate::Rule::product) | signal takes all | Shapley split |
-//! | softmax along an axis | [`Layer`] | [`Rule::softmax`](crate::Rule::softmax) | its gradient | captum's softmax rule |
+//! | affine with parameters (dense, conv) | [`Affine`] | [`Rule::affine`] | the rule's own formula | Linear rule |
+//! | elementwise (activations, batch norm) | [`Layer`] | [`Rule::activation`] | `Pass` | Rescale / RevealCancel |
+//! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`] | `Norm` | Linear rule |
+//! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
+//! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
+//! | softmax along an axis | [`Layer`] | [`Rule::softmax`] | its gradient | captum's softmax rule |
 //! | rearrangement (flatten, reshape, permute, concat, pad, identity) | [`Layer`], [`Merge`] | none: the gradient | exact | exact |
 //!
-//! A new layer that falls into one of these classes is one new file; the [`Rule`](crate::Rule) trait
+//! A new layer that falls into one of these classes is one new file; the [`Rule`] trait
 //! does not change.
 //!
 //! Layers are immutable: a forward pass and every relevance pass take `&self`, and nothing
@@ -82,7 +82,7 @@ pub enum Category {
     Product,
     /// A node that only rearranges values ([`Flatten`], [`Concat`], [`Pad`], [`Identity`]).
     Reshape,
-    /// A softmax over one axis ([`Softmax`]): not elementwise; see [`Rule::softmax`](crate::Rule::softmax).
+    /// A softmax over one axis ([`Softmax`]): not elementwise; see [`Rule::softmax`].
     Softmax,
 }
 
