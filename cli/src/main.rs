@@ -5,6 +5,8 @@ mod explain;
 mod input;
 mod inspect;
 mod model;
+#[cfg(feature = "serve")]
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use input::Preprocess;
@@ -34,6 +36,10 @@ enum Command {
     Inspect(ModelArgs),
     /// List every rule and composite with its parameters and use.
     Rules,
+    /// Start the local explanation page: draw a digit or drop an image and watch every rule
+    /// explain it; also a JSON API (see the README).
+    #[cfg(feature = "serve")]
+    Serve(Box<serve::ServeArgs>),
 }
 
 #[derive(Args)]
@@ -173,7 +179,7 @@ fn parse_target(s: &str) -> Result<TargetArg, String> {
 #[derive(Clone, Debug)]
 pub struct Shape(pub Vec<usize>);
 
-fn parse_shape(s: &str) -> Result<Shape, String> {
+pub(crate) fn parse_shape(s: &str) -> Result<Shape, String> {
     let dims: Result<Vec<usize>, _> = s.split(',').map(|d| d.trim().parse::<usize>()).collect();
     match dims {
         Ok(d) if !d.is_empty() && d.iter().all(|&v| v > 0) => Ok(Shape(d)),
@@ -221,6 +227,8 @@ fn main() -> ExitCode {
             print!("{}", rules_text());
             Ok(())
         }
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::serve(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
