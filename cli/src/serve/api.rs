@@ -117,10 +117,10 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize)
         })
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("the request is not the JSON expected: {e}"),
-        )
+        ))
     })
 }
 
