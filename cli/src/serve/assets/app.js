@@ -103,7 +103,7 @@ $("sample").addEventListener("change", (e) => {
 function useFile(file) {
   if (!file) return;
   const reader = new FileReader();
-  reader.onload = () => { state.input = { image: reader.result }; $("sample").value = ""; schedule(); };
+  reader.onload = () => { clearCanvas(); state.input = { image: reader.result }; $("sample").value = ""; schedule(); };
   reader.readAsDataURL(file);
 }
 $("file").addEventListener("change", (e) => useFile(e.target.files[0]));
