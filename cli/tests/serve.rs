@@ -322,3 +322,28 @@ fn fifty_clients_times_a_hundred_requests_without_error_and_with_flat_memory() {
         assert!(a < b + 64 * 1024, "memory grew from {b} kB to {a} kB under load");
     }
 }
+
+#[test]
+fn two_models_from_files_are_served_side_by_side() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+    let onnx = format!("{dir}/digits.onnx");
+    let st = format!("{dir}/digits.safetensors");
+    let server = Server::start(&[&onnx, &st, "--preprocess", "none"]);
+    let a = agent();
+    let (_, models) = get(&a, &format!("{}/api/models", server.url));
+    let models: Value = serde_json::from_str(&models).unwrap();
+    let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["digits.onnx", "digits.safetensors"]);
+    let mut totals = Vec::new();
+    for model in [0, 1] {
+        let body = format!(
+            r#"{{"model":{model},"input":{{"drawing":{}}},"methods":[{{"name":"epsilon=0.25"}}]}}"#,
+            bar_drawing()
+        );
+        let (status, r) = post(&a, &format!("{}/api/explain", server.url), &body);
+        assert_eq!(status, 200, "{r}");
+        totals.push(r["results"][0]["sum"].as_f64().unwrap());
+    }
+    // the same weights in two formats: the same explanation
+    assert!((totals[0] - totals[1]).abs() < 1e-4 * totals[0].abs().max(1.0), "{totals:?}");
+}
