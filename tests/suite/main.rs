@@ -32,6 +32,7 @@ mod onnx_fuzz;
 mod properties;
 mod readme;
 mod recycling;
+mod sequence_layers;
 mod softmax;
 mod textbook;
 mod zennit_fixtures;
