@@ -5,7 +5,7 @@ use super::length::{lift, lift_shape, lower, lower_shape};
 use super::{Affine, Class, Conv2d, Conv2dConfig, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use ndarray::{Array1, Array3, ArrayD, ArrayView1, ArrayViewD, Axis, Ix3};
+use ndarray::{ArcArray, ArcArray1, Array1, Array3, ArrayD, ArrayView1, ArrayViewD, Axis, Ix3};
 
 /// Stride, zero padding, dilation and groups of a [`Conv1d`].
 ///
@@ -127,6 +127,19 @@ impl<F: Float> Conv1d<F> {
     /// As [`Conv2d::new`]; also [`Error::InvalidLayer`] for `same` padding with a stride
     /// other than 1 (PyTorch refuses it too).
     pub fn new(weight: Array3<F>, bias: Option<Array1<F>>, config: Conv1dConfig) -> Result<Self> {
+        Self::from_shared(weight.into_shared(), bias.map(Array1::into_shared), config)
+    }
+
+    /// [`Conv1d::new`] with parameters that other layers may share (the layer keeps a
+    /// reference, as [`Conv2d::from_shared`]).
+    ///
+    /// # Errors
+    /// As [`Conv1d::new`].
+    pub fn from_shared(
+        weight: ArcArray<F, Ix3>,
+        bias: Option<ArcArray1<F>>,
+        config: Conv1dConfig,
+    ) -> Result<Self> {
         if config.same && config.stride != 1 {
             return Err(Error::InvalidLayer {
                 layer: "Conv1d",
@@ -141,7 +154,7 @@ impl<F: Float> Conv1d<F> {
             groups: config.groups,
             padding_end: Some((0, end)),
         };
-        let inner = Conv2d::new(weight.insert_axis(Axis(2)), bias, config2)?;
+        let inner = Conv2d::from_shared(weight.insert_axis(Axis(2)), bias, config2)?;
         Ok(Conv1d { inner, config })
     }
 

@@ -33,6 +33,8 @@ mod properties;
 mod readme;
 mod recycling;
 mod sequence_layers;
+#[cfg(feature = "onnx")]
+mod sequence_onnx;
 mod softmax;
 mod textbook;
 mod zennit_fixtures;
