@@ -14,6 +14,7 @@ mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;
+mod genomics;
 mod graph_fixtures;
 mod graph_properties;
 mod hardening;
