@@ -3,16 +3,22 @@
 //! (`tests/fixtures/bpnet_deep_lift_shap.json` and `onnx/sequence/bpnet_counts.onnx`, from
 //! `tools/gen_bpnet_fixtures.py`), and its properties on random sequence networks.
 
+#[cfg(feature = "onnx")]
 use crate::common::{load, rel_dev, tensor};
-use ndarray::{Array3, Array4, ArrayD, Axis, IxDyn};
+#[cfg(feature = "onnx")]
+use ndarray::Array4;
+use ndarray::{Array3, ArrayD, Axis, IxDyn};
 use relevance::genomics::deep_lift_shap;
 use relevance::{Error, Network, Target};
+#[cfg(feature = "onnx")]
 use serde_json::Value;
 
 /// Attributions and hypothetical contributions against tangermeme, f64, relative to the
 /// largest magnitude.
+#[cfg(feature = "onnx")]
 const TANGERMEME_F64: f64 = 1e-9;
 
+#[cfg(feature = "onnx")]
 fn indices(v: &Value) -> Vec<usize> {
     v.as_array()
         .unwrap()
