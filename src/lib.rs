@@ -20,7 +20,9 @@
 //! (Rescale, RevealCancel, DeepLiftShap); [`heatmap`] renders relevance as images and
 //! labelled figures, [`io`] loads networks from safetensors or ONNX files, `image` (feature
 //! `image`) prepares PNG/JPEG inputs as torchvision does, and [`eval`] measures how faithful
-//! an explanation is. The guide `guide::pytorch` walks from a PyTorch model to heatmap
+//! an explanation is; [`genomics`] explains sequence models (1-D convolutions on one-hot DNA:
+//! [`Conv1d`], [`MaxPool1d`], [`AvgPool1d`]) by DeepLIFT-SHAP with hypothetical contributions,
+//! as tangermeme does. The guide `guide::pytorch` walks from a PyTorch model to heatmap
 //! PNGs.
 //!
 //! How it works: [`Network::trace`] records every value; then one explicit loop runs from
@@ -63,6 +65,7 @@ mod error;
 pub mod eval;
 mod explain;
 mod float;
+pub mod genomics;
 #[cfg(all(feature = "onnx", feature = "image", feature = "png", feature = "figure"))]
 pub mod guide;
 pub mod heatmap;
@@ -83,10 +86,10 @@ pub use explain::{
 };
 pub use float::Float;
 pub use layers::{
-    Add, Affine, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv2d, Conv2dConfig, Dense, Elu,
-    Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu, LinearMap, LocalResponseNorm,
-    MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu,
-    Softmax, Step, Tanh,
+    Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
+    Conv2d, Conv2dConfig, Dense, Elu, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu,
+    LinearMap, LocalResponseNorm, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad,
+    Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};

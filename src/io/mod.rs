@@ -26,9 +26,11 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Merge, Relu};
+use crate::layers::{
+    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Merge, Relu,
+};
 use crate::network::{GraphBuilder, Network, NodeId, Op as NodeOp};
-use ndarray::{ArcArray, ArcArray1, ArcArray2, Ix4};
+use ndarray::{ArcArray, ArcArray1, ArcArray2, Ix3, Ix4};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -142,6 +144,12 @@ pub(crate) enum Op<F: Float> {
         bias: Option<ArcArray1<F>>,
         config: Conv2dConfig,
     },
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
+    Conv1d {
+        weight: ArcArray<F, Ix3>,
+        bias: Option<ArcArray1<F>>,
+        config: Conv1dConfig,
+    },
     Dense {
         weight: ArcArray2<F>,
         bias: Option<ArcArray1<F>>,
@@ -166,6 +174,7 @@ impl<F: Float> Op<F> {
     pub(crate) fn build(self) -> Result<NodeOp<F>> {
         Ok(NodeOp::Layer(match self {
             Op::Conv { weight, bias, config } => Arc::new(Conv2d::from_shared(weight, bias, config)?),
+            Op::Conv1d { weight, bias, config } => Arc::new(Conv1d::from_shared(weight, bias, config)?),
             Op::Dense { weight, bias } => Arc::new(Dense::from_shared(weight, bias)?),
             Op::Relu => Arc::new(Relu),
             Op::MaxPool {
@@ -327,6 +336,7 @@ impl<F: Float> Builder<F> {
         let node = label;
         let conv_cols = match &op {
             Op::Conv { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
+            Op::Conv1d { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
         let op = op.build().map_err(at_node(node))?;

@@ -26,21 +26,27 @@ pub(crate) mod activation;
 mod avgpool;
 mod batchnorm;
 mod class;
+mod conv1d;
 mod conv2d;
 mod dense;
 mod flatten;
+mod length;
 mod lrn;
 mod maxpool;
 mod merge;
 mod pad;
+mod pool1d;
 mod relu;
 mod reshape;
 mod softmax;
 
-pub use activation::{Clip, Elu, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Tanh};
+pub use activation::{
+    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Softplus, Tanh,
+};
 pub use avgpool::AvgPool2d;
 pub use batchnorm::BatchNorm2d;
 pub use class::{Class, MergeClass};
+pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
 pub use flatten::Flatten;
@@ -48,6 +54,7 @@ pub use lrn::LocalResponseNorm;
 pub use maxpool::MaxPool2d;
 pub use merge::{Add, Concat, Mul};
 pub use pad::{Identity, Pad};
+pub use pool1d::{AvgPool1d, MaxPool1d};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
 pub use softmax::Softmax;

@@ -14,6 +14,7 @@ mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;
+mod genomics;
 mod graph_fixtures;
 mod graph_properties;
 mod hardening;
@@ -32,6 +33,9 @@ mod onnx_fuzz;
 mod properties;
 mod readme;
 mod recycling;
+mod sequence_layers;
+#[cfg(feature = "onnx")]
+mod sequence_onnx;
 mod softmax;
 mod textbook;
 mod zennit_fixtures;

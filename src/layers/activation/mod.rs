@@ -12,6 +12,7 @@ mod gelu;
 mod hard;
 mod leaky_relu;
 mod sigmoid;
+mod softplus;
 
 pub use clip::Clip;
 pub use elu::Elu;
@@ -19,6 +20,7 @@ pub use gelu::Gelu;
 pub use hard::{HardSigmoid, HardSwish};
 pub use leaky_relu::LeakyRelu;
 pub use sigmoid::{Sigmoid, Silu, Tanh};
+pub use softplus::{Exp, Softplus};
 
 use crate::error::{Error, Result};
 use crate::float::Float;

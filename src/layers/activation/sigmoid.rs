@@ -4,7 +4,7 @@ use super::elementwise_layer;
 use crate::float::Float;
 
 /// `σ(x) = 1 / (1 + e^(−x))`, in a form that neither overflows nor loses precision.
-fn logistic<F: Float>(x: F) -> F {
+pub(super) fn logistic<F: Float>(x: F) -> F {
     if x >= F::zero() {
         F::one() / (F::one() + (-x).exp())
     } else {

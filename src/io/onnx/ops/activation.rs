@@ -5,7 +5,9 @@ use super::{Ctx, Registry};
 use crate::error::Result;
 use crate::float::Float;
 use crate::io::onnx::import::Importer;
-use crate::layers::{Clip, Elu, Gelu, HardSigmoid, HardSwish, Layer, LeakyRelu, Relu, Sigmoid, Tanh};
+use crate::layers::{
+    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, Layer, LeakyRelu, Relu, Sigmoid, Softplus, Tanh,
+};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     for (op, becomes) in [
@@ -21,6 +23,8 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         ("HardSwish", "HardSwish"),
         ("Elu", "Elu"),
         ("Gelu", "Gelu (exact, or the tanh approximation)"),
+        ("Softplus", "Softplus (ONNX's, without PyTorch's threshold)"),
+        ("Exp", "Exp"),
     ] {
         reg.op(op, becomes).build(activation_node);
     }
@@ -45,6 +49,9 @@ fn activation<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resul
         "Sigmoid" => Box::new(Sigmoid),
         "Tanh" => Box::new(Tanh),
         "HardSwish" => Box::new(HardSwish),
+        // ONNX's Softplus is log(exp(x) + 1) everywhere: no threshold
+        "Softplus" => Box::new(Softplus::new(1.0, f64::MAX)?),
+        "Exp" => Box::new(Exp),
         "LeakyRelu" => Box::new(LeakyRelu::new(f("alpha", 0.01)?)?),
         "Elu" => Box::new(Elu::new(f("alpha", 1.0)?)?),
         "HardSigmoid" => {

@@ -26,6 +26,7 @@ mod reshape;
 mod shape;
 mod slice;
 mod softmax;
+mod threshold;
 
 use super::attrs::Attrs;
 use super::check::Pre;

@@ -1,8 +1,8 @@
 //! Pooling: `MaxPool` and `AveragePool` (any padding, `ceil_mode`), global pools, and
 //! `ReduceMean` over the two spatial axes (a global average pool, also of a channels-last
-//! tensor kept as a pending permutation).
+//! tensor kept as a pending permutation) or over the length of a sequence.
 
-use super::conv::pads_of;
+use super::conv::{pads_of, pads_of_1d};
 use super::{Ctx, Registry};
 use crate::error::Result;
 use crate::float::Float;
@@ -10,23 +10,33 @@ use crate::io::onnx::import::Importer;
 use crate::io::onnx::values;
 use crate::io::onnx::view::{Data, Fill, View};
 use crate::io::Op;
-use crate::layers::{AvgPool2d, Layer, MaxPool2d};
+use crate::layers::{AvgPool1d, AvgPool2d, Layer, MaxPool1d, MaxPool2d};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     reg.op(
         "MaxPool",
-        "MaxPool2d (pads, ceil_mode); a Pad of −∞ (or −FLT_MAX) before it joins its padding",
+        "MaxPool2d, MaxPool1d on sequences (pads, ceil_mode); a Pad of −∞ (or −FLT_MAX) before it joins its padding",
     )
     .build(pool)
     .check(|p| (p.graph.used(p.node, 1)).then(|| "the indices output is used".into()));
-    reg.op("AveragePool", "AvgPool2d (pads, ceil_mode, count_include_pad)")
-        .build(pool);
-    reg.op("GlobalAveragePool", "AvgPool2d::global()").build(global);
-    reg.op("GlobalMaxPool", "MaxPool2d over the whole image")
-        .build(global);
+    reg.op(
+        "AveragePool",
+        "AvgPool2d, AvgPool1d on sequences (pads, ceil_mode, count_include_pad)",
+    )
+    .build(pool);
+    reg.op(
+        "GlobalAveragePool",
+        "AvgPool2d::global(), AvgPool1d::global() on sequences",
+    )
+    .build(global);
+    reg.op(
+        "GlobalMaxPool",
+        "MaxPool2d over the whole image, MaxPool1d over the whole sequence",
+    )
+    .build(global);
     reg.op(
         "ReduceMean",
-        "AvgPool2d::global() when over the two spatial axes (of NCHW, or NHWC behind a Transpose)",
+        "AvgPool2d::global() when over the two spatial axes (of NCHW, or NHWC behind a Transpose), AvgPool1d::global() over the length of [N, C, L]",
     )
     .build(reduce_mean);
 }
@@ -47,9 +57,12 @@ fn pool<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
         return Err(n.refuse("the indices output is used"));
     }
     let d = imp.data_arg(n, 0)?;
+    if d.shape.len() == 2 {
+        return pool1d(imp, n, d);
+    }
     if d.shape.len() != 3 {
         return Err(n.refuse(format!(
-            "input of per-sample shape {:?} (images [C, H, W] only)",
+            "input of per-sample shape {:?} (images [C, H, W] or sequences [C, L] only)",
             d.shape
         )));
     }
@@ -101,15 +114,73 @@ fn pool<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
     imp.out(n, out)
 }
 
+/// `MaxPool` or `AveragePool` of sequences `[C, L]`: a [`MaxPool1d`] or an [`AvgPool1d`].
+fn pool1d<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, d: Data) -> Result<()> {
+    let (op, attrs) = (n.op(), &n.attrs);
+    let single = |name: &str| -> Result<usize> {
+        match attrs.ints(name)?.as_deref() {
+            None => Ok(1),
+            Some([v]) => Ok(*v),
+            Some(v) => Err(n.refuse(format!("{name} {v:?} is not 1-D"))),
+        }
+    };
+    let kernel = match attrs.ints("kernel_shape")?.as_deref() {
+        Some([k]) => *k,
+        k => return Err(n.refuse(format!("kernel_shape {k:?} is not 1-D"))),
+    };
+    if single("dilations")? != 1 {
+        return Err(n.refuse("dilations other than 1"));
+    }
+    let stride = single("strides")?;
+    let ceil = attrs.int("ceil_mode", 0)? != 0;
+    let (mut begin, mut end) = pads_of_1d(n, d.shape[1], kernel, stride, 1)?;
+    let mut input = d.clone();
+    if let (
+        View::Padded {
+            pads,
+            fill: Fill::NegInf,
+        },
+        "MaxPool",
+    ) = (&d.view, op)
+    {
+        (begin, end) = (begin + pads[1].0, end + pads[1].1);
+        input.view = View::Same;
+        imp.notes.push(format!(
+            "folded a Pad of −∞ into the padding of MaxPool {:?}",
+            n.label
+        ));
+    }
+    let x = imp.materialize(&input, n.label)?;
+    let layer: Box<dyn Layer<F>> = if op == "MaxPool" {
+        Box::new(
+            MaxPool1d::new(kernel, stride, 0)?
+                .with_pads(begin, end)?
+                .with_ceil_mode(ceil),
+        )
+    } else {
+        let include = attrs.int("count_include_pad", 0)? != 0;
+        Box::new(
+            AvgPool1d::new(kernel, stride, 0)?
+                .with_pads(begin, end)?
+                .with_ceil_mode(ceil)
+                .with_count_include_pad(include),
+        )
+    };
+    let out = imp.layer(n.label, Op::Layer(layer), &[x])?;
+    imp.out(n, out)
+}
+
 fn global<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
     let d = imp.data_arg(n, 0)?;
     let x = imp.materialize(&d, n.label)?;
     let layer: Box<dyn Layer<F>> = match (n.op(), d.shape.as_slice()) {
         ("GlobalAveragePool", [_, _, _]) => Box::new(AvgPool2d::global()),
+        ("GlobalAveragePool", [_, _]) => Box::new(AvgPool1d::global()),
+        ("GlobalMaxPool", [_, l]) => Box::new(MaxPool1d::new(*l, *l, 0)?),
         ("GlobalMaxPool", [_, h, w]) => Box::new(MaxPool2d::new((*h, *w), (*h, *w), (0, 0))?),
         _ => {
             return Err(n.refuse(format!(
-                "input of per-sample shape {:?} (2-D images only)",
+                "input of per-sample shape {:?} (images [C, H, W] or sequences [C, L] only)",
                 d.shape
             )))
         }
@@ -137,6 +208,17 @@ fn reduce_mean<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resu
             "over axes {axes:?} of a rank-{rank} tensor (only the spatial axes of an image)"
         ))
     };
+    if rank == 3 && axes == [2] {
+        // the mean over the length of a sequence [C, L] (`x.mean(dim=2)`)
+        let x = imp.materialize(&d, n.label)?;
+        let pooled = imp.layer(n.label, Op::Layer(Box::new(AvgPool1d::global())), &[x])?;
+        let out = if n.attrs.int("keepdims", 1)? != 0 {
+            pooled
+        } else {
+            imp.layer(&format!("{}/squeeze", n.label), Op::Flatten, &[pooled.id])?
+        };
+        return imp.out(n, out);
+    }
     if rank != 4 || axes.len() != 2 || axes[0] == 0 {
         return Err(refuse());
     }

@@ -1,0 +1,12 @@
+//! Sequence models as genomics uses them (BPNet, ChromBPNet: 1-D convolutions on one-hot DNA
+//! `[N, 4, L]`): DeepLIFT-SHAP against explicit references with hypothetical contributions,
+//! as tangermeme's `deep_lift_shap` computes them ([`deep_lift_shap`]).
+//!
+//! The networks are ordinary [`Network`](crate::Network)s of 1-D layers
+//! ([`Conv1d`](crate::Conv1d), [`MaxPool1d`](crate::MaxPool1d),
+//! [`AvgPool1d`](crate::AvgPool1d), cropping with [`Narrow`](crate::Narrow)), built by hand or
+//! loaded from ONNX.
+
+mod deep_lift_shap;
+
+pub use deep_lift_shap::{deep_lift_shap, deep_lift_shap_with, SequenceAttribution, TANGERMEME_THRESHOLD};

@@ -1,0 +1,111 @@
+//! Softplus and the exponential (genomics count heads and bias models use them).
+
+use super::sigmoid::logistic;
+use super::{elementwise_layer, finite};
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// `log(1 + e^(β·x)) / β`, and `x` where `β·x > threshold`, as `torch.nn.Softplus(beta,
+/// threshold)` (PyTorch's defaults β = 1, threshold = 20); derivative `σ(β·x)` (1 above the
+/// threshold).
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Layer, Softplus};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Softplus::default(), array![[0.0, 30.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[std::f64::consts::LN_2, 30.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Softplus {
+    beta: f64,
+    threshold: f64,
+}
+
+impl Softplus {
+    /// Softplus with the given β and threshold.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayer`] for a β that is not finite and positive, or a threshold
+    /// that is not finite.
+    pub fn new(beta: f64, threshold: f64) -> Result<Self> {
+        finite("Softplus", "beta", beta)?;
+        finite("Softplus", "threshold", threshold)?;
+        if beta <= 0.0 {
+            return Err(Error::InvalidLayer {
+                layer: "Softplus",
+                reason: format!("beta must be positive, got {beta}"),
+            });
+        }
+        Ok(Softplus { beta, threshold })
+    }
+
+    /// β and the threshold.
+    pub fn params(&self) -> (f64, f64) {
+        (self.beta, self.threshold)
+    }
+
+    fn describe(&self) -> String {
+        format!("Softplus(β {}, threshold {})", self.beta, self.threshold)
+    }
+
+    fn value<F: Float>(&self, x: F) -> F {
+        let bx = x * F::lit(self.beta);
+        if bx > F::lit(self.threshold) {
+            x
+        } else {
+            bx.exp().ln_1p() / F::lit(self.beta)
+        }
+    }
+
+    fn derivative<F: Float>(&self, x: F) -> F {
+        let bx = x * F::lit(self.beta);
+        if bx > F::lit(self.threshold) {
+            F::one()
+        } else {
+            logistic(bx)
+        }
+    }
+}
+
+impl Default for Softplus {
+    /// β = 1, threshold = 20, as PyTorch.
+    fn default() -> Self {
+        Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        }
+    }
+}
+
+elementwise_layer!(Softplus, gate = false);
+
+/// The exponential `eˣ`, as `torch.exp` (ONNX `Exp`); its own derivative.
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Exp, Layer};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Exp, array![[0.0, 1.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[1.0, std::f64::consts::E]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exp;
+
+impl Exp {
+    fn describe(&self) -> String {
+        "Exp".into()
+    }
+
+    fn value<F: Float>(&self, x: F) -> F {
+        x.exp()
+    }
+
+    fn derivative<F: Float>(&self, x: F) -> F {
+        x.exp()
+    }
+}
+
+elementwise_layer!(Exp, gate = false);

@@ -1,0 +1,183 @@
+//! DeepLIFT-SHAP with hypothetical contributions (`relevance::genomics::deep_lift_shap`)
+//! against tangermeme 1.6.0 on a small BPNet of bpnet-lite 1.1.0 with random weights
+//! (`tests/fixtures/bpnet_deep_lift_shap.json` and `onnx/sequence/bpnet_counts.onnx`, from
+//! `tools/gen_bpnet_fixtures.py`), and its properties on random sequence networks.
+
+#[cfg(feature = "onnx")]
+use crate::common::{load, rel_dev, tensor};
+#[cfg(feature = "onnx")]
+use ndarray::Array4;
+use ndarray::{Array3, ArrayD, Axis, IxDyn};
+use relevance::genomics::deep_lift_shap;
+use relevance::{Error, Network, Target};
+#[cfg(feature = "onnx")]
+use serde_json::Value;
+
+/// Attributions and hypothetical contributions against tangermeme, f64, relative to the
+/// largest magnitude.
+#[cfg(feature = "onnx")]
+const TANGERMEME_F64: f64 = 1e-9;
+
+#[cfg(feature = "onnx")]
+fn indices(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn one_hot(bases: &[usize]) -> Array3<f64> {
+    Array3::from_shape_fn((1, 4, bases.len()), |(_, c, l)| {
+        f64::from(u8::from(bases[l] == c))
+    })
+}
+
+#[cfg(feature = "onnx")]
+#[test]
+fn bpnet_count_head_matches_tangermeme() {
+    let fx = load("bpnet_deep_lift_shap");
+    let path = format!(
+        "{}/tests/fixtures/onnx/sequence/bpnet_counts.onnx",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let net: Network<f64> = relevance::io::load_onnx(&path).unwrap();
+    let seqs: Vec<Vec<usize>> = fx["x"].as_array().unwrap().iter().map(indices).collect();
+    let (n, l) = (seqs.len(), seqs[0].len());
+    let x = ndarray::concatenate(
+        Axis(0),
+        &seqs
+            .iter()
+            .map(|s| one_hot(s))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|a| a.view())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+    .into_dyn();
+    let refs_idx: Vec<Vec<Vec<usize>>> = fx["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|per| per.as_array().unwrap().iter().map(indices).collect())
+        .collect();
+    let r = refs_idx[0].len();
+    let refs = Array4::from_shape_fn((n, r, 4, l), |(s, k, c, i)| {
+        f64::from(u8::from(refs_idx[s][k][i] == c))
+    })
+    .into_dyn();
+
+    let out = deep_lift_shap(&net, &x, &refs, &Target::Class(0)).unwrap();
+
+    let hyp: ArrayD<f64> = tensor(&fx["hypothetical"]);
+    let dh = rel_dev(&out.hypothetical, &hyp);
+    let want_attr = ArrayD::from_shape_fn(IxDyn(&[n, 4, l]), |ix| {
+        let (s, c, i) = (ix[0], ix[1], ix[2]);
+        if seqs[s][i] == c {
+            fx["attributions"][s][i].as_f64().unwrap()
+        } else {
+            0.0
+        }
+    });
+    let da = rel_dev(&out.attributions, &want_attr);
+    println!("bpnet counts: hypothetical {dh:.1e}, attributions {da:.1e} from tangermeme");
+    assert!(dh <= TANGERMEME_F64, "hypothetical contributions: {dh:e}");
+    assert!(da <= TANGERMEME_F64, "attributions: {da:e}");
+    for s in 0..n {
+        let y = fx["output"][s].as_f64().unwrap();
+        assert!(
+            (out.output[s] - y).abs() <= 1e-12 * y.abs().max(1.0),
+            "f(x) {} vs {y}",
+            out.output[s]
+        );
+        let yr: f64 = (0..r)
+            .map(|k| fx["reference_output"][s][k].as_f64().unwrap())
+            .sum::<f64>()
+            / r as f64;
+        assert!((out.reference_output[s] - yr).abs() <= 1e-12 * yr.abs().max(1.0));
+        assert!(out.gap[s].abs() <= 1e-12, "gap {}", out.gap[s]);
+        for k in 0..r {
+            assert!(out.pair_deltas[[s, k]].abs() <= 1e-12);
+        }
+    }
+}
+
+/// A toy network for the property tests: conv, ReLU, global mean, flatten.
+fn toy() -> Network<f64> {
+    use relevance::{AvgPool1d, Conv1d, Conv1dConfig, Flatten, Layer, Relu};
+    let w = ndarray::Array3::from_shape_fn((3, 4, 5), |(o, c, k)| {
+        ((o * 7 + c * 3 + k * 5) % 11) as f64 / 5.0 - 1.0
+    });
+    let b = ndarray::array![0.1, -0.2, 0.05];
+    Network::new(
+        &[4, 12],
+        vec![
+            Box::new(Conv1d::new(w, Some(b), Conv1dConfig::default().same()).unwrap()) as Box<dyn Layer<f64>>,
+            Box::new(Relu),
+            Box::new(AvgPool1d::global()),
+            Box::new(Flatten),
+        ],
+    )
+    .unwrap()
+}
+
+/// Hypothetical contributions follow kundajelab's formula from the pair multipliers:
+/// with one reference, `hyp[a, l] = m[a, l] − Σ_c ref[c, l]·m[c, l]`, and at the observed
+/// letter it is the DeepLIFT contribution `Σ_c (x − ref)[c, l]·m[c, l]`.
+#[test]
+fn hypothetical_contributions_follow_the_formula() {
+    let net = toy();
+    let x = one_hot(&[0, 1, 2, 3, 3, 2, 1, 0, 0, 2, 1, 3]).into_dyn();
+    let rb = [1, 1, 0, 2, 3, 0, 2, 3, 1, 0, 0, 1];
+    let refs = one_hot(&rb).insert_axis(Axis(0)).into_dyn();
+    let out = deep_lift_shap(&net, &x, &refs, &Target::Class(2)).unwrap();
+    let d = net
+        .deeplift(
+            &x,
+            &Target::Class(2),
+            &relevance::DeepLift::rescale().with_threshold(1e-6).unwrap(),
+            &relevance::Baseline::PerSample(one_hot(&rb).into_dyn()),
+        )
+        .unwrap();
+    for (l, &b) in rb.iter().enumerate() {
+        let base: f64 = d.multipliers[[0, b, l]];
+        for a in 0..4 {
+            let want = d.multipliers[[0, a, l]] - base;
+            assert!((out.hypothetical[[0, a, l]] - want).abs() < 1e-14);
+        }
+        let contrib: f64 = (0..4).map(|c| d.attribution[[0, c, l]]).sum();
+        let observed: f64 = (0..4).map(|c| out.attributions[[0, c, l]]).sum();
+        assert!((observed - contrib).abs() < 1e-14, "position {l}");
+    }
+    assert!(out.gap[0].abs() < 1e-12);
+}
+
+#[test]
+fn deep_lift_shap_refuses_bad_shapes() {
+    let net = toy();
+    let x = one_hot(&[0; 12]).into_dyn();
+    let wrong = ArrayD::<f64>::zeros(IxDyn(&[1, 2, 4, 11]));
+    assert!(matches!(
+        deep_lift_shap(&net, &x, &wrong, &Target::Class(0)),
+        Err(Error::Shape { .. })
+    ));
+    let rank3 = ArrayD::<f64>::zeros(IxDyn(&[1, 4, 12]));
+    assert!(matches!(
+        deep_lift_shap(&net, &x, &rank3, &Target::Class(0)),
+        Err(Error::Rank { .. })
+    ));
+    let none = ArrayD::<f64>::zeros(IxDyn(&[1, 0, 4, 12]));
+    assert!(matches!(
+        deep_lift_shap(&net, &x, &none, &Target::Class(0)),
+        Err(Error::EmptyBatch)
+    ));
+    let mut nan = ArrayD::<f64>::zeros(IxDyn(&[1, 1, 4, 12]));
+    nan[[0, 0, 0, 0]] = f64::NAN;
+    assert!(matches!(
+        deep_lift_shap(&net, &x, &nan, &Target::Class(0)),
+        Err(Error::NonFinite { .. })
+    ));
+    let two = ArrayD::<f64>::zeros(IxDyn(&[1, 1, 4, 12]));
+    assert!(deep_lift_shap(&net, &x, &two, &Target::PerSample(vec![0, 1])).is_err());
+}
