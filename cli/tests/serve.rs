@@ -332,7 +332,12 @@ fn two_models_from_files_are_served_side_by_side() {
     let a = agent();
     let (_, models) = get(&a, &format!("{}/api/models", server.url));
     let models: Value = serde_json::from_str(&models).unwrap();
-    let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["digits.onnx", "digits.safetensors"]);
     let mut totals = Vec::new();
     for model in [0, 1] {
@@ -345,5 +350,8 @@ fn two_models_from_files_are_served_side_by_side() {
         totals.push(r["results"][0]["sum"].as_f64().unwrap());
     }
     // the same weights in two formats: the same explanation
-    assert!((totals[0] - totals[1]).abs() < 1e-4 * totals[0].abs().max(1.0), "{totals:?}");
+    assert!(
+        (totals[0] - totals[1]).abs() < 1e-4 * totals[0].abs().max(1.0),
+        "{totals:?}"
+    );
 }
