@@ -66,7 +66,15 @@ enum Kind {
 }
 
 /// Activations drawn: ReLU, softplus, exp, sigmoid, ELU.
-const ACTIVATIONS: usize = 5;
+const ACTIVATIONS: [usize; 5] = [0, 1, 2, 3, 4];
+
+/// The activations with `f(0) = 0` (ReLU, ELU). LRP conserves relevance only where no
+/// relevance reaches a value that is exactly zero. Exact zeros are common: a ReLU's
+/// negative half, the padded ends of a convolution whose taps see only padding. A softplus,
+/// exp or sigmoid (`f(0) ≠ 0`) behind them passes relevance back to those zeros, and the
+/// sum, pool or convolution that made them has `z_j = 0`, where LRP-0 drops `R_j`
+/// (zennit's stabilised rules drop it too, `0 · R_j / 1e-6`).
+const ZERO_PRESERVING: [usize; 2] = [0, 4];
 
 fn activation(k: usize) -> Box<dyn Layer<f64>> {
     match k {
@@ -89,6 +97,11 @@ impl Graph {
     /// grouped), activations, batch norm, pools, crops and residual sums, then a global
     /// average, a flatten and a dense layer of 3 outputs.
     fn random(rng: &mut Rng, steps: usize, biases: bool) -> Graph {
+        Graph::random_with(rng, steps, biases, &ACTIVATIONS)
+    }
+
+    /// As [`Graph::random`], with activations drawn from `activations`.
+    fn random_with(rng: &mut Rng, steps: usize, biases: bool, activations: &[usize]) -> Graph {
         let (c0, l0) = (1 + rng.below(4), 12 + rng.below(12));
         let mut g = Graph {
             input: [c0, l0],
@@ -105,6 +118,7 @@ impl Graph {
                 shapes.len() - 1
             };
         let mut last = 0;
+        let mut exp_used = false;
         for _ in 0..steps {
             let (c, l) = shapes[last];
             last = match rng.below(8) {
@@ -142,7 +156,13 @@ impl Graph {
                     push(&mut g, &mut shapes, kind, vec![last], (cout, lo))
                 }
                 2 | 3 => {
-                    let a = rng.below(ACTIVATIONS);
+                    let mut a = activations[rng.below(activations.len())];
+                    if a == 2 && exp_used {
+                        // exp of exp overflows f64 (a correct NonFiniteResult error, not a
+                        // case of the property); one exp per network
+                        a = 1;
+                    }
+                    exp_used |= a == 2;
                     push(&mut g, &mut shapes, Kind::Act(a), vec![last], (c, l))
                 }
                 4 => {
@@ -309,11 +329,12 @@ proptest! {
         }
     }
 
-    /// LRP-0 on a bias-free sequence network gives the input all the starting relevance.
+    /// LRP-0 on a bias-free sequence network gives the input all the starting relevance,
+    /// when its activations keep zero at zero (see [`ZERO_PRESERVING`]).
     #[test]
     fn lrp0_conserves_on_sequences(seed in any::<u64>(), steps in 1usize..9) {
         let mut rng = Rng(seed);
-        let net = Graph::random(&mut rng, steps, false).build(false);
+        let net = Graph::random_with(&mut rng, steps, false, &ZERO_PRESERVING).build(false);
         let [c, l] = [net.input_shape()[0], net.input_shape()[1]];
         let x = rng.array(&[2, c, l], 1.0);
         let a = net.attribute(&x, &Target::PerSample(vec![1, 2]), &Lrp0).unwrap();
