@@ -10,7 +10,7 @@ use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 /// DejaVu Sans Mono (Bitstream Vera licence, see NOTICE).
 static FONT: &[u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
 
-fn font() -> FontRef<'static> {
+pub(super) fn font() -> FontRef<'static> {
     FontRef::try_from_slice(FONT).expect("the embedded font parses")
 }
 

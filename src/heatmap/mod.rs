@@ -35,6 +35,8 @@
 #[cfg(feature = "figure")]
 mod figure;
 mod image;
+#[cfg(feature = "figure")]
+mod logo;
 mod normalize;
 mod palette;
 #[cfg(feature = "png")]
@@ -43,6 +45,8 @@ mod png;
 pub use self::image::{grid, overlay, RgbImage, MAX_PIXELS};
 #[cfg(feature = "figure")]
 pub use figure::{draw_text, text_width, Figure, MAX_FONT_SIZE};
+#[cfg(feature = "figure")]
+pub use logo::{SequenceLogo, DNA, DNA_COLOURS};
 pub use normalize::{normalize, percentile_threshold, reduce_channels, Normalization, Reduction};
 pub use palette::Palette;
 

@@ -645,3 +645,122 @@ fn figures_title_caption_and_colour_bar() {
         Err(Error::Image { .. })
     ));
 }
+
+/// The colours in a column's pixels between rows `y0..y1`: how many are (nearly) `colour`.
+#[cfg(feature = "figure")]
+fn count_colour(
+    image: &RgbImage,
+    xs: std::ops::Range<usize>,
+    ys: std::ops::Range<usize>,
+    colour: [u8; 3],
+) -> usize {
+    let mut n = 0;
+    for y in ys {
+        for x in xs.clone() {
+            let p = image.pixel(x, y).unwrap();
+            if (0..3).all(|k| (i32::from(p[k]) - i32::from(colour[k])).abs() <= 8) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[cfg(feature = "figure")]
+#[test]
+fn sequence_logo_stacks_letters_above_and_below_the_zero_line() {
+    use relevance::heatmap::{SequenceLogo, DNA_COLOURS};
+    let [a, c, g, t] = DNA_COLOURS;
+    // position 0: A +0.75 and G +0.25; position 1: T −0.5; position 2: C +0.5 and A −0.25
+    let x = array![
+        [0.75, 0.0, -0.25],
+        [0.0, 0.0, 0.5],
+        [0.25, 0.0, 0.0],
+        [0.0, -0.5, 0.0]
+    ];
+    let logo = SequenceLogo::new()
+        .base_width(40)
+        .height(150)
+        .render(&x.view())
+        .unwrap();
+    assert_eq!((logo.width(), logo.height()), (120, 150));
+    // tallest stack above 1.0, deepest below 0.5: the zero line at 100 of 150 px
+    let zero = 100;
+    let grey = logo.pixel(60, zero).unwrap();
+    assert_eq!(grey, [150, 150, 150]);
+    // position 0: G (25 px) sits on the line, A (75 px) above it; nothing below
+    assert!(
+        count_colour(&logo, 0..40, 2..22, a) > 100,
+        "A on top at position 0"
+    );
+    assert!(
+        count_colour(&logo, 0..40, 80..98, g) > 80,
+        "G next to the line at position 0"
+    );
+    assert_eq!(count_colour(&logo, 0..40, 0..75, g), 0);
+    assert_eq!(
+        count_colour(&logo, 0..40, zero + 1..150, a) + count_colour(&logo, 0..40, zero + 1..150, g),
+        0
+    );
+    // position 1: T below the line, down to the bottom, nothing above
+    assert!(
+        count_colour(&logo, 40..80, zero + 5..150, t) > 200,
+        "T below the line"
+    );
+    assert!(count_colour(&logo, 40..80, 0..zero, [255, 255, 255]) == 40 * zero);
+    // position 2: C up to half the height above, A a quarter below
+    assert!(count_colour(&logo, 80..120, 52..98, c) > 200);
+    assert_eq!(count_colour(&logo, 80..120, 0..48, c), 0);
+    assert!(count_colour(&logo, 80..120, zero + 2..123, a) > 80);
+    assert_eq!(count_colour(&logo, 80..120, 128..150, a), 0);
+    // with a fixed scale, the same logo at half the scale fills the top half as much
+    let half = SequenceLogo::new()
+        .base_width(40)
+        .height(150)
+        .scale(50.0)
+        .unwrap()
+        .render(&x.view())
+        .unwrap();
+    assert!(count_colour(&half, 0..40, 52..98, a) > 100);
+    assert_eq!(count_colour(&half, 0..40, 0..48, a), 0);
+}
+
+#[cfg(feature = "figure")]
+#[test]
+fn sequence_logo_errors() {
+    use relevance::heatmap::SequenceLogo;
+    let ok = Array2::<f64>::zeros((4, 3));
+    // all zero: a blank picture with the line at the bottom
+    let blank = SequenceLogo::new().render(&ok.view()).unwrap();
+    assert_eq!(blank.pixel(0, 0).unwrap(), [255, 255, 255]);
+    let wrong = Array2::<f64>::zeros((5, 3));
+    assert!(matches!(
+        SequenceLogo::new().render(&wrong.view()),
+        Err(Error::Shape { .. })
+    ));
+    let empty = Array2::<f64>::zeros((4, 0));
+    assert!(matches!(
+        SequenceLogo::new().render(&empty.view()),
+        Err(Error::Image { .. })
+    ));
+    let mut nan = ok.clone();
+    nan[[2, 1]] = f64::NAN;
+    assert!(matches!(
+        SequenceLogo::new().render(&nan.view()),
+        Err(Error::NonFinite { index: 7, .. })
+    ));
+    assert!(SequenceLogo::new().scale(0.0).is_err());
+    assert!(SequenceLogo::new().scale(f64::INFINITY).is_err());
+    assert!(SequenceLogo::new().height(0).render(&ok.view()).is_err());
+    let huge = Array2::<f64>::zeros((4, 1 << 22));
+    assert!(matches!(
+        SequenceLogo::new().base_width(1000).render(&huge.view()),
+        Err(Error::InvalidParameter { .. })
+    ));
+    assert!(SequenceLogo::new().alphabet(&['A', 'B'], &[[0, 0, 0]]).is_err());
+    let protein = SequenceLogo::new()
+        .alphabet(&['K', 'R'], &[[0, 0, 255], [255, 0, 0]])
+        .unwrap();
+    let two = array![[1.0f32, -1.0], [0.5, 0.0]];
+    assert_eq!(protein.render(&two.view()).unwrap().width(), 32);
+}
