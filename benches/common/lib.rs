@@ -1,10 +1,10 @@
 //! Networks shared by the benches: the small CNN, the VGG16-shaped network of the speed
-//! issue and a ResNet-18-shaped graph, with seeded random weights (no data files needed).
+//! issue, a ResNet-18-shaped graph and bpnet-lite's BPNet (count head), with seeded random weights (no data files needed).
 
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
 use relevance::{
-    Add, AvgPool2d, BatchNorm2d, Conv2d, Conv2dConfig, Dense, Flatten, GraphBuilder, Layer, MaxPool2d,
-    Network, Relu,
+    Add, AvgPool1d, AvgPool2d, BatchNorm2d, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Dense, Flatten,
+    GraphBuilder, Layer, MaxPool2d, Narrow, Network, Relu,
 };
 
 /// A small deterministic generator (xorshift64*), uniform in [-1, 1).
@@ -190,4 +190,60 @@ pub fn bounds(channels: usize) -> (ArrayD<f32>, ArrayD<f32>) {
             .into_shape_with_order(IxDyn(&[channels, 1, 1]))
             .unwrap(),
     )
+}
+
+/// bpnet-lite 1.1.0's `BPNet(n_filters, n_layers)` with its count head, as `CountWrapper`
+/// explains it: `iconv` (kernel 21), `n_layers` pre-activation residual blocks
+/// `x + conv_d(relu(x))` with kernel 3 and dilation `2^i`, a ReLU, the mean over
+/// `[trimming − 37, length − trimming + 37)` and a dense layer to one output. ChromBPNet's
+/// size is `bpnet(512, 8, 2114, 557)`. Seeded random weights.
+pub fn bpnet(filters: usize, layers: usize, length: usize, trimming: usize) -> Network<f32> {
+    let mut rng = Rng::new(11);
+    let conv1d = |rng: &mut Rng, cin: usize, cout: usize, k: usize, d: usize| {
+        let scale = (1.0 / (cin * k) as f32).sqrt();
+        let w = rng.array(&[cout, cin, k], scale).into_dimensionality().unwrap();
+        let b: Array1<f32> = rng.array(&[cout], 0.05).into_dimensionality().unwrap();
+        let pad = d * (k - 1) / 2;
+        Conv1d::new(w, Some(b), Conv1dConfig::default().pads(pad, pad).dilation(d)).unwrap()
+    };
+    let mut g = GraphBuilder::new(&[4, length]).unwrap();
+    let mut x = g
+        .add("iconv", conv1d(&mut rng, 4, filters, 21, 1), g.input())
+        .unwrap();
+    for i in 1..=layers {
+        let a = g.add(&format!("rrelus.{i}"), Relu, x).unwrap();
+        let c = g
+            .add(
+                &format!("rconvs.{i}"),
+                conv1d(&mut rng, filters, filters, 3, 1 << i),
+                a,
+            )
+            .unwrap();
+        x = g.merge(&format!("add.{i}"), Add::new(), &[x, c]).unwrap();
+    }
+    let x = g.add("irelu", Relu, x).unwrap();
+    let (start, end) = (trimming.saturating_sub(37), (length - trimming + 37).min(length));
+    let cropped = g.add("crop", Narrow::new(1, start, end - start), x).unwrap();
+    let mean = g.add("mean", AvgPool1d::global(), cropped).unwrap();
+    let flat = g.add("flatten", Flatten, mean).unwrap();
+    let w: Array2<f32> = rng
+        .array(&[1, filters], (3.0 / filters as f32).sqrt())
+        .into_dimensionality()
+        .unwrap();
+    let b: Array1<f32> = rng.array(&[1], 0.05).into_dimensionality().unwrap();
+    let out = g.add("linear", Dense::new(w, Some(b)).unwrap(), flat).unwrap();
+    g.build(out).unwrap()
+}
+
+/// `n` random one-hot DNA sequences `[n, 4, length]`.
+pub fn one_hot(n: usize, length: usize, seed: u64) -> ArrayD<f32> {
+    let mut rng = Rng::new(seed);
+    let mut x = ArrayD::<f32>::zeros(IxDyn(&[n, 4, length]));
+    for s in 0..n {
+        for p in 0..length {
+            let base = (((rng.uniform() + 1.0) * 2.0) as usize).min(3);
+            x[[s, base, p]] = 1.0;
+        }
+    }
+    x
 }

@@ -100,6 +100,45 @@ impl<F: Float> Network<F> {
         Ok(a)
     }
 
+    /// DeepLIFT of every row of `rows` against one recorded row `shared` (the trace of a
+    /// one-row input) that all of them share, from a one-hot seed at `target`: what
+    /// [`Baseline::Shared`] computes, with the shared row's forward pass given. Used by
+    /// [`crate::genomics::deep_lift_shap`], which passes the references as `rows` and the
+    /// sequence as `shared` so that the sequence's forward pass is run once, not once per
+    /// reference.
+    pub(crate) fn deeplift_against_trace(
+        &self,
+        rows: &ArrayD<F>,
+        target: &Target<F>,
+        rule: &DeepLift,
+        shared: &Trace<F>,
+    ) -> Result<Attribution<F>> {
+        self.check_input(rows)?;
+        let rule = DeepLiftRule(*rule);
+        Rule::<F>::check_parameters(&rule)?;
+        self.check_target(rows.shape()[0], target)?;
+        let pairs = Pairs {
+            x: rows.clone(),
+            baseline: None,
+            target: target.clone(),
+            k: 1,
+        };
+        let run = Run {
+            rule: &rule,
+            seed: Seed::OneHot,
+            keep_layers: false,
+        };
+        let a = self.deeplift_rows(&pairs, None, Some(shared), &run)?;
+        self.check_backward("DeepLIFT pass", &a.relevance, || {
+            let run = Run {
+                keep_layers: true,
+                ..run
+            };
+            Ok(self.deeplift_rows(&pairs, None, Some(shared), &run)?.layers)
+        })?;
+        Ok(a)
+    }
+
     fn deeplift_unchecked(
         &self,
         x: &ArrayD<F>,

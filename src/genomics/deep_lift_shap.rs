@@ -4,8 +4,9 @@
 use crate::error::{Error, Result};
 use crate::explain::{Baseline, Target};
 use crate::float::Float;
+use crate::layers::Category;
 use crate::network::Network;
-use crate::rules::DeepLift;
+use crate::rules::{DeepLift, NonlinearRule};
 use crate::tensor::checks::check_finite;
 use ndarray::{Array1, Array2, Array3, ArrayD, ArrayView3, Axis, Ix3, Ix4};
 
@@ -14,8 +15,12 @@ use ndarray::{Array1, Array2, Array3, ArrayD, ArrayView3, Axis, Ix3, Ix4};
 pub const TANGERMEME_THRESHOLD: f64 = 1e-6;
 
 /// At most this many (sequence, reference) pairs go through the network at once (at least
-/// one sequence with all its references).
+/// one sequence with all its references), on the path for rules that are not symmetric.
 const PAIRS_PER_PASS: usize = 64;
+
+/// The forward passes of at most this many bytes of references are kept at once (at least
+/// one reference): the memory bound of [`deep_lift_shap`] with the Rescale rule.
+const TRACE_BYTES: usize = 384 << 20;
 
 /// What [`deep_lift_shap`] returns.
 ///
@@ -55,6 +60,19 @@ pub struct SequenceAttribution<F: Float = f32> {
 /// The target picks the explained output per sequence (a class index for all, one per
 /// sequence, the predicted class, or a seed `[N, outputs]`); it is used for every reference
 /// of the sequence.
+///
+/// # Cost and memory
+/// On networks of affine layers, elementwise activations, average pools, sums and
+/// reshapes (BPNet, ChromBPNet), each sequence's forward pass runs once and its references
+/// go through the network as a batch against it, a few at a time (at most 384 MB of
+/// recorded activations): `R + 1` forward and `R` backward passes per sequence (tangermeme
+/// runs `2R` forward passes), and memory bounded whatever `R`. This uses the symmetry of
+/// Rescale (the multipliers of the pair (x, ref) are those of (ref, x)); the one place it
+/// does not hold is the threshold's gradient fallback, here taken at the reference, which
+/// differs from the gradient at the sequence only where the two pre-activations lie within
+/// the threshold on either side of a kink without being equal. With max-pools, products,
+/// softmaxes or RevealCancel, every (sequence, reference) pair is run as an ordinary
+/// DeepLIFT pair, 64 pairs at a time.
 ///
 /// # Shapes
 /// `x` is `[N, A, L]` and must be the network's input shape; `references` is
@@ -116,6 +134,9 @@ pub fn deep_lift_shap_with<F: Float>(
     let (n, r, a, l) = refs.dim();
     check_finite("deep_lift_shap references", &references.view())?;
     let targets = per_sequence(net, x, target, n)?;
+    if rule.nonlinear() == NonlinearRule::Rescale && symmetric(net) {
+        return shared_sequence(net, x3, refs, &targets, rule);
+    }
     let mut hypothetical = Array3::<F>::zeros((n, a, l));
     let mut pair_deltas = Array2::<F>::zeros((n, r));
     let (mut output, mut reference_output) = (Array1::<F>::zeros(n), Array1::<F>::zeros(n));
@@ -165,6 +186,114 @@ pub fn deep_lift_shap_with<F: Float>(
             reference_output[seq] += explained(&d.baseline_output, &pair_target, p) * scale;
         }
         start = end;
+    }
+    let attributions = &hypothetical * &x3;
+    let gap = Array1::from_shape_fn(n, |i| {
+        attributions.index_axis(Axis(0), i).sum() - (output[i] - reference_output[i])
+    });
+    Ok(SequenceAttribution {
+        attributions: attributions.into_dyn(),
+        hypothetical: hypothetical.into_dyn(),
+        gap,
+        pair_deltas,
+        output,
+        reference_output,
+    })
+}
+
+/// Whether DeepLIFT Rescale gives the pair (x, ref) the multipliers of (ref, x) on `net`:
+/// its nodes are affine maps, elementwise activations, average pools, sums and nodes that
+/// only move values. Not with max-pools (where `Δx = 0` their multiplier is the gradient
+/// at the input, routed to the argmax of the input's window: the two orders route
+/// differently), products, softmaxes or local response normalisation.
+fn symmetric<F: Float>(net: &Network<F>) -> bool {
+    net.nodes().iter().all(|node| match (node.layer(), node.merge()) {
+        (Some(layer), _) => {
+            matches!(
+                layer.class().category(),
+                Category::Dense
+                    | Category::Convolution
+                    | Category::Activation
+                    | Category::AvgPool
+                    | Category::Reshape
+            ) || (layer.class().category() == Category::BatchNorm && layer.name().starts_with("BatchNorm"))
+        }
+        (None, Some(merge)) => matches!(merge.class().category(), Category::Sum | Category::Reshape),
+        (None, None) => false,
+    })
+}
+
+/// DeepLIFT-SHAP with the sequence's forward pass run once: on networks where Rescale is
+/// symmetric ([`symmetric`]), the multipliers of the pair (x, ref) are those of (ref, x) —
+/// every ratio `Δy / Δx` is symmetric in the two — so the references go
+/// through the network as the rows of a batch against the sequence as one shared row, in
+/// chunks of at most [`TRACE_BYTES`] of recorded activations. `R + 1` forward passes and `R`
+/// backward passes per sequence instead of `2R` and `R`, and memory bounded whatever `R`.
+/// Where `|Δx|` is below the threshold the gradient is taken at the reference instead of at
+/// the sequence; the two differ only where both lie within the threshold on either side of
+/// a kink.
+fn shared_sequence<F: Float>(
+    net: &Network<F>,
+    x3: ArrayView3<'_, F>,
+    refs: ndarray::ArrayView4<'_, F>,
+    targets: &PerSequence<F>,
+    rule: &DeepLift,
+) -> Result<SequenceAttribution<F>> {
+    let (n, r, a, l) = refs.dim();
+    let row_bytes = net
+        .shapes()
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum::<usize>()
+        .max(1)
+        * std::mem::size_of::<F>();
+    let chunk = (TRACE_BYTES / row_bytes).clamp(1, r);
+    let mut hypothetical = Array3::<F>::zeros((n, a, l));
+    let mut pair_deltas = Array2::<F>::zeros((n, r));
+    let (mut output, mut reference_output) = (Array1::<F>::zeros(n), Array1::<F>::zeros(n));
+    let scale = F::one() / F::lit(r as f64);
+    for seq in 0..n {
+        let xs = x3
+            .slice_axis(Axis(0), ndarray::Slice::from(seq..seq + 1))
+            .to_owned()
+            .into_dyn();
+        let trace = net.trace(&xs)?;
+        let mut start = 0;
+        while start < r {
+            let end = (start + chunk).min(r);
+            let rows = refs
+                .index_axis(Axis(0), seq)
+                .slice_axis(Axis(0), ndarray::Slice::from(start..end))
+                .to_owned();
+            let pair_target = targets.pairs(seq, seq + 1, end - start);
+            let mut d = net.deeplift_against_trace(&rows.clone().into_dyn(), &pair_target, rule, &trace)?;
+            let m = d
+                .multipliers
+                .take()
+                .and_then(|m| m.into_dimensionality::<Ix3>().ok())
+                .ok_or_else(|| Error::Shape {
+                    what: "deep_lift_shap multipliers".into(),
+                    expected: vec![end - start, a, l],
+                    got: vec![],
+                })?;
+            let mut h = hypothetical.index_axis_mut(Axis(0), seq);
+            for p in 0..end - start {
+                let (mp, rp) = (m.index_axis(Axis(0), p), rows.index_axis(Axis(0), p));
+                for i in 0..l {
+                    let base = (0..a).fold(F::zero(), |acc, c| acc + rp[[c, i]] * mp[[c, i]]);
+                    for c in 0..a {
+                        h[[c, i]] += (mp[[c, i]] - base) * scale;
+                    }
+                }
+                // the pass explained f(ref) − f(x): the pair's delta with the sign turned
+                pair_deltas[[seq, start + p]] = -d.delta[p];
+                reference_output[seq] += explained(&d.output, &pair_target, p) * scale;
+            }
+            if let Some(b) = &d.baseline_output {
+                output[seq] = explained(b, &pair_target, 0);
+            }
+            start = end;
+        }
     }
     let attributions = &hypothetical * &x3;
     let gap = Array1::from_shape_fn(n, |i| {

@@ -181,3 +181,130 @@ fn deep_lift_shap_refuses_bad_shapes() {
     let two = ArrayD::<f64>::zeros(IxDyn(&[1, 1, 4, 12]));
     assert!(deep_lift_shap(&net, &x, &two, &Target::PerSample(vec![0, 1])).is_err());
 }
+
+/// `deep_lift_shap` runs the sequence's forward pass once and the references as a batch
+/// against it where Rescale is symmetric in the pair (no max-pool); the result equals
+/// DeepLIFT on every (sequence, reference) pair run the usual way. With a max-pool the pairs
+/// run the usual way (checked the same).
+#[test]
+fn the_sequence_traced_once_equals_every_pair_traced() {
+    for max_pool in [false, true] {
+        sequence_once_equals_pairs(max_pool);
+    }
+}
+
+fn sequence_once_equals_pairs(max_pool: bool) {
+    use relevance::{
+        AvgPool1d, Baseline, Conv1d, Conv1dConfig, DeepLift, Dense, Flatten, Layer, MaxPool1d, Relu, Softplus,
+    };
+    // random weights: rational ones make pre-activations of x and of a reference tie up to
+    // rounding on either side of the ReLU's kink, where the threshold's gradient fallback is
+    // taken at the other point (see `deep_lift_shap`'s docs)
+    let mut seed = 5u64;
+    let mut uniform = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let w1 = ndarray::Array3::from_shape_simple_fn((5, 4, 5), &mut uniform);
+    let w2 = ndarray::Array3::from_shape_simple_fn((4, 5, 3), &mut uniform);
+    let dense = ndarray::Array2::from_shape_simple_fn((3, 4), &mut uniform);
+    let net = Network::<f64>::new(
+        &[4, 16],
+        vec![
+            Box::new(
+                Conv1d::new(
+                    w1,
+                    Some(ndarray::array![0.1, -0.2, 0.05, 0.0, 0.3]),
+                    Conv1dConfig::default().same(),
+                )
+                .unwrap(),
+            ) as Box<dyn Layer<f64>>,
+            Box::new(Relu),
+            if max_pool {
+                Box::new(MaxPool1d::new(2, 2, 0).unwrap())
+            } else {
+                Box::new(AvgPool1d::new(2, 2, 0).unwrap())
+            },
+            Box::new(Conv1d::new(w2, None, Conv1dConfig::default().pads(1, 1).dilation(1)).unwrap()),
+            Box::new(Softplus::default()),
+            Box::new(AvgPool1d::global()),
+            Box::new(Flatten),
+            Box::new(Dense::new(dense, Some(ndarray::array![0.0, 0.1, -0.1])).unwrap()),
+        ],
+    )
+    .unwrap();
+    let (n, r, l) = (3, 7, 16);
+    let mut state = 17u64;
+    let mut base = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) % 4) as usize
+    };
+    let x = ndarray::stack(
+        Axis(0),
+        &(0..n)
+            .map(|_| one_hot(&(0..l).map(|_| base()).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|a| a.index_axis(Axis(0), 0))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let refs = ArrayD::from_shape_fn(IxDyn(&[n, r, 4, l]), |_| 0.0);
+    let mut refs = refs;
+    for s in 0..n {
+        for k in 0..r {
+            for p in 0..l {
+                refs[[s, k, base(), p]] = 1.0;
+            }
+        }
+    }
+    let target = Target::PerSample(vec![0, 2, 1]);
+    let out = deep_lift_shap(&net, &x.clone().into_dyn(), &refs, &target).unwrap();
+    let rule = DeepLift::rescale().with_threshold(1e-6).unwrap();
+    for s in 0..n {
+        let class = [0, 2, 1][s];
+        let xs = ndarray::stack(Axis(0), &vec![x.index_axis(Axis(0), s); r])
+            .unwrap()
+            .into_dyn();
+        let bs = refs.index_axis(Axis(0), s).to_owned();
+        let d = net
+            .deeplift(
+                &xs,
+                &Target::Class(class),
+                &rule,
+                &Baseline::PerSample(bs.clone()),
+            )
+            .unwrap();
+        let mut hyp = ndarray::Array2::<f64>::zeros((4, l));
+        for k in 0..r {
+            for p in 0..l {
+                let b: f64 = (0..4).map(|c| bs[[k, c, p]] * d.multipliers[[k, c, p]]).sum();
+                for c in 0..4 {
+                    hyp[[c, p]] += (d.multipliers[[k, c, p]] - b) / r as f64;
+                }
+            }
+            assert!(
+                (out.pair_deltas[[s, k]] - d.delta[k]).abs() <= 1e-12,
+                "pair delta {s} {k}"
+            );
+        }
+        let got = out.hypothetical.index_axis(Axis(0), s);
+        let dev = got
+            .iter()
+            .zip(hyp.iter())
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        let scale = hyp.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+        assert!(
+            dev <= 1e-12 * scale,
+            "max-pool {max_pool}, sequence {s}: hypothetical off by {dev:e} of {scale:e}"
+        );
+        assert!((out.output[s] - d.output[[0, class]]).abs() <= 1e-12);
+        let mean_ref: f64 = (0..r).map(|k| d.baseline_output[[k, class]]).sum::<f64>() / r as f64;
+        assert!((out.reference_output[s] - mean_ref).abs() <= 1e-12);
+        assert!(out.gap[s].abs() <= 1e-10, "gap {}", out.gap[s]);
+    }
+}
