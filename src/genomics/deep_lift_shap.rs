@@ -2,7 +2,7 @@
 //! `deep_lift_shap`, after kundajelab's `hypothetical_contributions`).
 
 use crate::error::{Error, Result};
-use crate::explain::{Baseline, Target};
+use crate::explain::{Attribution, Baseline, Target};
 use crate::float::Float;
 use crate::layers::Category;
 use crate::network::Network;
@@ -247,7 +247,13 @@ fn shared_sequence<F: Float>(
         .sum::<usize>()
         .max(1)
         * std::mem::size_of::<F>();
-    let chunk = (TRACE_BYTES / row_bytes).clamp(1, r);
+    #[cfg(feature = "parallel")]
+    let threads = rayon::current_num_threads().max(1);
+    #[cfg(not(feature = "parallel"))]
+    let threads = 1;
+    // references per block: blocks run side by side, within the memory bound together, and
+    // at most 4 rows each (as the batch split of `Network::deeplift`)
+    let block = (TRACE_BYTES / (threads * row_bytes)).clamp(1, 4);
     let mut hypothetical = Array3::<F>::zeros((n, a, l));
     let mut pair_deltas = Array2::<F>::zeros((n, r));
     let (mut output, mut reference_output) = (Array1::<F>::zeros(n), Array1::<F>::zeros(n));
@@ -258,26 +264,40 @@ fn shared_sequence<F: Float>(
             .to_owned()
             .into_dyn();
         let trace = net.trace(&xs)?;
-        let mut start = 0;
-        while start < r {
-            let end = (start + chunk).min(r);
+        let starts: Vec<usize> = (0..r).step_by(block).collect();
+        let run = |start: usize| -> Result<(Array3<F>, Attribution<F>, Target<F>)> {
+            let end = (start + block).min(r);
             let rows = refs
                 .index_axis(Axis(0), seq)
                 .slice_axis(Axis(0), ndarray::Slice::from(start..end))
                 .to_owned();
             let pair_target = targets.pairs(seq, seq + 1, end - start);
-            let mut d = net.deeplift_against_trace(&rows.clone().into_dyn(), &pair_target, rule, &trace)?;
+            let d = net.deeplift_against_trace(&rows.clone().into_dyn(), &pair_target, rule, &trace)?;
+            Ok((rows, d, pair_target))
+        };
+        #[cfg(feature = "parallel")]
+        let blocks: Vec<_> = {
+            use rayon::prelude::*;
+            starts
+                .par_iter()
+                .map(|&start| run(start))
+                .collect::<Result<_>>()?
+        };
+        #[cfg(not(feature = "parallel"))]
+        let blocks: Vec<_> = starts.iter().map(|&start| run(start)).collect::<Result<_>>()?;
+        // summed in reference order: the result does not depend on the thread count
+        let mut h = hypothetical.index_axis_mut(Axis(0), seq);
+        for (&start, (rows, mut d, pair_target)) in starts.iter().zip(blocks) {
             let m = d
                 .multipliers
                 .take()
                 .and_then(|m| m.into_dimensionality::<Ix3>().ok())
                 .ok_or_else(|| Error::Shape {
                     what: "deep_lift_shap multipliers".into(),
-                    expected: vec![end - start, a, l],
+                    expected: vec![rows.shape()[0], a, l],
                     got: vec![],
                 })?;
-            let mut h = hypothetical.index_axis_mut(Axis(0), seq);
-            for p in 0..end - start {
+            for p in 0..rows.shape()[0] {
                 let (mp, rp) = (m.index_axis(Axis(0), p), rows.index_axis(Axis(0), p));
                 for i in 0..l {
                     let base = (0..a).fold(F::zero(), |acc, c| acc + rp[[c, i]] * mp[[c, i]]);
@@ -292,7 +312,6 @@ fn shared_sequence<F: Float>(
             if let Some(b) = &d.baseline_output {
                 output[seq] = explained(b, &pair_target, 0);
             }
-            start = end;
         }
     }
     let attributions = &hypothetical * &x3;
