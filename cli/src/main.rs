@@ -2,6 +2,7 @@
 //! command line. See `relevance --help` and the README's "Command line" section.
 
 mod explain;
+mod explain_seq;
 mod input;
 mod inspect;
 mod model;
@@ -32,6 +33,10 @@ enum Command {
     /// Explain the model's prediction on each input: heatmap, overlay and raw relevance per
     /// input, and one summary.csv.
     Explain(Box<ExplainArgs>),
+    /// Explain DNA sequences (FASTA, or BED regions of a genome) with DeepLIFT-SHAP against
+    /// dinucleotide-shuffled references: attributions and hypothetical contributions in
+    /// resumable chunks (--shard I/N splits the work), then the files tfmodisco-lite reads.
+    ExplainSeq(Box<explain_seq::ExplainSeqArgs>),
     /// List the model's nodes with shapes, parameters and the rule each composite gives them.
     Inspect(ModelArgs),
     /// List every rule and composite with its parameters and use.
@@ -222,6 +227,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explain(args) => explain::explain(*args),
+        Command::ExplainSeq(args) => explain_seq::explain_seq(*args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Rules => {
             print!("{}", rules_text());

@@ -51,6 +51,44 @@ pub struct SequenceAttribution<F: Float = f32> {
     pub reference_output: Array1<F>,
 }
 
+impl<F: Float> SequenceAttribution<F> {
+    /// The attributions of consecutive batches as one, in order (as if the batches had
+    /// been one call).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for no part; [`Error::Shape`] if the parts' sequences differ in
+    /// shape or their numbers of references differ.
+    pub fn concat(parts: &[SequenceAttribution<F>]) -> Result<SequenceAttribution<F>> {
+        let first = parts.first().ok_or(Error::EmptyBatch)?;
+        for p in parts {
+            if p.attributions.shape()[1..] != first.attributions.shape()[1..]
+                || p.pair_deltas.shape()[1] != first.pair_deltas.shape()[1]
+            {
+                return Err(Error::Shape {
+                    what: "SequenceAttribution::concat (parts of one shape)".into(),
+                    expected: first.attributions.shape().to_vec(),
+                    got: p.attributions.shape().to_vec(),
+                });
+            }
+        }
+        let cat = |f: &dyn Fn(&SequenceAttribution<F>) -> ndarray::ArrayViewD<'_, F>| {
+            let views: Vec<_> = parts.iter().map(f).collect();
+            ndarray::concatenate(Axis(0), &views).expect("parts of one shape")
+        };
+        let one = |a: ArrayD<F>| a.into_dimensionality::<ndarray::Ix1>().expect("1-D");
+        Ok(SequenceAttribution {
+            attributions: cat(&|p| p.attributions.view()),
+            hypothetical: cat(&|p| p.hypothetical.view()),
+            gap: one(cat(&|p| p.gap.view().into_dyn())),
+            pair_deltas: cat(&|p| p.pair_deltas.view().into_dyn())
+                .into_dimensionality()
+                .expect("2-D"),
+            output: one(cat(&|p| p.output.view().into_dyn())),
+            reference_output: one(cat(&|p| p.reference_output.view().into_dyn())),
+        })
+    }
+}
+
 /// DeepLIFT-SHAP of one-hot sequences against explicit references, with hypothetical
 /// contributions, as tangermeme 1.6.0's `deep_lift_shap(model, X, references=refs,
 /// target=c)`: DeepLIFT Rescale per (sequence, reference) pair with tangermeme's threshold
