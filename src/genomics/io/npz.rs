@@ -323,7 +323,7 @@ fn npz<F: Float>(path: &Path, arrays: &[(&str, &ArrayD<F>)], force_zip64: bool) 
 /// ```
 /// use ndarray::ArrayD;
 /// use relevance::genomics::io::write_npz;
-/// # fn main() -> relevance::Result<()> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let path = std::env::temp_dir().join(format!("relevance-doc-{}.npz", std::process::id()));
 /// let x = ArrayD::<f32>::ones(vec![2, 4, 3]);
 /// write_npz(&path, &[("arr_0", &x)])?;
