@@ -194,6 +194,29 @@ pub enum Error {
         /// What is wrong, and what would be right.
         reason: String,
     },
+    /// A letter of a DNA sequence is none of A, C, G, T, N (in either case). The sequence
+    /// file's or the caller's fault.
+    #[error("sequence {record}: letter {letter:?} at position {position} (0-based) is not A, C, G, T or N")]
+    InvalidBase {
+        /// The record's name (its FASTA header's first word), or `"sequence"` for a bare one.
+        record: String,
+        /// 0-based position of the letter in the sequence.
+        position: usize,
+        /// The letter (a byte outside ASCII shown as its Latin-1 character).
+        letter: char,
+    },
+    /// A sequence file (FASTA, BED) or a region in it cannot be used: malformed or truncated
+    /// text, a region past the end of its chromosome or on an unknown one, sequences of unequal
+    /// lengths in one batch. The file's or the caller's fault.
+    #[error("{file}, {location}: {reason}")]
+    SequenceFile {
+        /// The file (or `"<reader>"` for a stream).
+        file: String,
+        /// Where: `"line 7"`, `"record chr2"`, `"region at line 4 (chr1:100-200)"`.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A graph could not be built: an input that is not an earlier node, a name given
     /// twice, a wrong number of inputs. Caller's fault.
     #[error("graph node `{node}`: {reason}")]

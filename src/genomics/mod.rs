@@ -6,7 +6,12 @@
 //! ([`Conv1d`](crate::Conv1d), [`MaxPool1d`](crate::MaxPool1d),
 //! [`AvgPool1d`](crate::AvgPool1d), cropping with [`Narrow`](crate::Narrow)), built by hand or
 //! loaded from ONNX.
+//!
+//! With the feature `genomics-io`, the module `io` reads FASTA and BED files, one-hot encodes
+//! sequences and writes the inputs of tfmodisco-lite.
 
 mod deep_lift_shap;
+#[cfg(feature = "genomics-io")]
+pub mod io;
 
 pub use deep_lift_shap::{deep_lift_shap, deep_lift_shap_with, SequenceAttribution, TANGERMEME_THRESHOLD};

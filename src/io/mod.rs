@@ -47,6 +47,8 @@ mod safetensors;
 #[cfg(feature = "safetensors")]
 pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
 pub use digits::Digits;
+#[cfg(feature = "genomics-io")]
+pub(crate) use npy::npy_preamble;
 pub use npy::{load_npy, npy_element_type, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
 pub use onnx::{

@@ -182,7 +182,22 @@ pub fn load_npy<F: Float>(path: impl AsRef<Path>) -> Result<ArrayD<F>> {
 /// `f32`, `<f8` for `f64`, C order.
 pub fn write_npy<F: Float>(array: &ArrayD<F>) -> Vec<u8> {
     let is_f32 = std::mem::size_of::<F>() == 4;
-    let shape = match array.shape() {
+    let mut out = npy_preamble(array.shape(), is_f32);
+    out.reserve(array.len() * if is_f32 { 4 } else { 8 });
+    for &v in array.as_standard_layout().iter() {
+        if is_f32 {
+            out.extend_from_slice(&(v.as_f64() as f32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&v.as_f64().to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The magic, version, header and padding of a `.npy` file of `shape`: `<f4` if `is_f32`,
+/// `<f8` otherwise, C order; the data follows.
+pub(crate) fn npy_preamble(shape: &[usize], is_f32: bool) -> Vec<u8> {
+    let shape = match shape {
         [d] => format!("({d},)"),
         dims => format!(
             "({})",
@@ -199,7 +214,7 @@ pub fn write_npy<F: Float>(array: &ArrayD<F>) -> Vec<u8> {
     let unpadded = preamble + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(preamble + header.len() + array.len() * if is_f32 { 4 } else { 8 });
+    let mut out = Vec::with_capacity(preamble + header.len());
     out.extend_from_slice(MAGIC);
     if v2 {
         out.extend_from_slice(&[2, 0]);
@@ -209,13 +224,6 @@ pub fn write_npy<F: Float>(array: &ArrayD<F>) -> Vec<u8> {
         out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     }
     out.extend_from_slice(header.as_bytes());
-    for &v in array.as_standard_layout().iter() {
-        if is_f32 {
-            out.extend_from_slice(&(v.as_f64() as f32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&v.as_f64().to_le_bytes());
-        }
-    }
     out
 }
 

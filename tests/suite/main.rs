@@ -33,6 +33,8 @@ mod onnx_fuzz;
 mod properties;
 mod readme;
 mod recycling;
+#[cfg(feature = "genomics-io")]
+mod sequence_io;
 mod sequence_layers;
 #[cfg(feature = "onnx")]
 mod sequence_onnx;
