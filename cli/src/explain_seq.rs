@@ -8,11 +8,11 @@
 use crate::model::load_model;
 use crate::{Failure, ModelArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array3, Array4, ArrayD, Axis};
+use ndarray::{ArrayD, Axis};
 use relevance::genomics::io::{
     centred, read_bed, write_modisco_inputs, write_npz, write_summary, BedRegion, FastaReader, FastaRecord, Genome,
 };
-use relevance::genomics::{deep_lift_shap, dinucleotide_shuffle, SequenceAttribution};
+use relevance::genomics::{deep_lift_shap, shuffled_references, SequenceAttribution};
 use relevance::{Network, Target};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,10 +41,12 @@ pub struct ExplainSeqArgs {
     /// Dinucleotide-shuffled references per sequence.
     #[arg(long, value_name = "N", default_value = "20", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub references: u32,
-    /// Seed of the shuffles: sequence k (0-based, in file order) gets the references of
-    /// seed + k, whatever the chunking or sharding.
+    /// Seed of the shuffles, as tangermeme's `deep_lift_shap(..., random_state=S)`:
+    /// reference k of every sequence is its dinucleotide shuffle by the Mersenne Twister
+    /// seeded with S + k (the same shuffles as tangermeme's), whatever the chunking or
+    /// sharding.
     #[arg(long, value_name = "S", default_value = "0")]
-    pub seed: u64,
+    pub seed: i64,
     /// Sequences per chunk (one output file each; the unit of resuming and sharding).
     #[arg(long, value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub chunk: u32,
@@ -187,7 +189,7 @@ pub fn explain_seq(args: ExplainSeqArgs) -> Result<(), Failure> {
             items.push(item.map_err(Failure::Run)?);
             next += 1;
         }
-        explain_chunk(&net, &args, &dir, k, k * chunk, &items, &bar)?;
+        explain_chunk(&net, &args, &dir, k, &items, &bar)?;
     }
     bar.finish_and_clear();
     let done = todo_sequences as f64;
@@ -217,33 +219,26 @@ fn chunk_path(dir: &Path, k: usize, ext: &str) -> PathBuf {
     dir.join(format!("chunk-{k:06}.{ext}"))
 }
 
-/// Explains one chunk (records `first..first + items.len()`), writing its .bed then its
+/// Explains chunk `k` (its records `items`), writing its .bed then its
 /// .npz (the .npz marks the chunk done; both are written atomically).
 fn explain_chunk(
     net: &Network<f32>,
     args: &ExplainSeqArgs,
     dir: &Path,
     k: usize,
-    first: usize,
     items: &[(BedRegion, FastaRecord)],
     bar: &ProgressBar,
 ) -> Result<(), Failure> {
     let r = args.references as usize;
     let mut parts: Vec<SequenceAttribution<f32>> = Vec::new();
     let mut one_hots = Vec::new();
-    for (b, batch) in items.chunks(args.batch as usize).enumerate() {
+    for batch in items.chunks(args.batch as usize) {
         let records: Vec<FastaRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
         let x = relevance::genomics::io::one_hot_batch::<f32>(&records).map_err(|e| Failure::Run(e.to_string()))?;
-        let (n, a, l) = x.dim();
-        let mut refs = Array4::<f32>::zeros((n, r, a, l));
-        for s in 0..n {
-            let index = first + b * args.batch as usize + s;
-            let shuffled: Array3<f32> = dinucleotide_shuffle(&x.index_axis(Axis(0), s), r, args.seed.wrapping_add(index as u64))
-                .map_err(|e| Failure::Run(format!("sequence {}: {e}", records[s].name)))?;
-            refs.index_axis_mut(Axis(0), s).assign(&shuffled);
-        }
+        let n = x.dim().0;
         let x = x.into_dyn();
-        let out = deep_lift_shap(net, &x, &refs.into_dyn(), &Target::Class(args.target))
+        let refs = shuffled_references(&x, r, args.seed).map_err(|e| Failure::Run(format!("chunk {k}: {e}")))?;
+        let out = deep_lift_shap(net, &x, &refs, &Target::Class(args.target))
             .map_err(|e| Failure::Run(format!("chunk {k}: {e}")))?;
         parts.push(out);
         one_hots.push(x);
