@@ -36,6 +36,7 @@ mod recycling;
 mod sequence_layers;
 #[cfg(feature = "onnx")]
 mod sequence_onnx;
+mod shuffle;
 mod softmax;
 mod textbook;
 mod zennit_fixtures;
