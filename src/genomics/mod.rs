@@ -1,6 +1,8 @@
 //! Sequence models as genomics uses them (BPNet, ChromBPNet: 1-D convolutions on one-hot DNA
 //! `[N, 4, L]`): DeepLIFT-SHAP against explicit references with hypothetical contributions,
-//! as tangermeme's `deep_lift_shap` computes them ([`deep_lift_shap`]).
+//! as tangermeme's `deep_lift_shap` computes them ([`deep_lift_shap`]), against references
+//! from tangermeme's seeded dinucleotide shuffle ([`dinucleotide_shuffle`],
+//! [`deep_lift_shap_shuffled`]).
 //!
 //! The networks are ordinary [`Network`](crate::Network)s of 1-D layers
 //! ([`Conv1d`](crate::Conv1d), [`MaxPool1d`](crate::MaxPool1d),
@@ -13,5 +15,7 @@
 mod deep_lift_shap;
 #[cfg(feature = "genomics-io")]
 pub mod io;
+mod shuffle;
 
 pub use deep_lift_shap::{deep_lift_shap, deep_lift_shap_with, SequenceAttribution, TANGERMEME_THRESHOLD};
+pub use shuffle::{deep_lift_shap_shuffled, dinucleotide_shuffle, shuffled_references, ShuffleOptions};

@@ -38,6 +38,7 @@ mod sequence_io;
 mod sequence_layers;
 #[cfg(feature = "onnx")]
 mod sequence_onnx;
+mod shuffle;
 mod softmax;
 mod textbook;
 mod zennit_fixtures;
