@@ -277,6 +277,7 @@ fn windows_centre_on_summit_or_midpoint_and_stay_in_bounds() {
     );
     let err = genome.extract(&[BedRegion::new("chrUn", 0, 1)]).unwrap_err();
     assert!(err.to_string().contains("chrUn is not in the genome"), "{err}");
+    assert!(err.to_string().contains("region chrUn:0-1"), "{err}");
     let backwards = BedRegion::new("chr1", 5, 2);
     assert!(genome.extract(&[backwards]).is_err());
     assert!(BedRegion::new("chr1", 5, 9).centred(0).is_err());
