@@ -22,7 +22,8 @@
 //! `image`) prepares PNG/JPEG inputs as torchvision does, and [`eval`] measures how faithful
 //! an explanation is; [`genomics`] explains sequence models (1-D convolutions on one-hot DNA:
 //! [`Conv1d`], [`MaxPool1d`], [`AvgPool1d`]) by DeepLIFT-SHAP with hypothetical contributions,
-//! as tangermeme does. The guide `guide::pytorch` walks from a PyTorch model to heatmap
+//! as tangermeme does, and `genomics::io` (feature `genomics-io`) reads FASTA and BED files and
+//! writes tfmodisco-lite's inputs. The guide `guide::pytorch` walks from a PyTorch model to heatmap
 //! PNGs.
 //!
 //! How it works: [`Network::trace`] records every value; then one explicit loop runs from

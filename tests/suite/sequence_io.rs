@@ -277,6 +277,7 @@ fn windows_centre_on_summit_or_midpoint_and_stay_in_bounds() {
     );
     let err = genome.extract(&[BedRegion::new("chrUn", 0, 1)]).unwrap_err();
     assert!(err.to_string().contains("chrUn is not in the genome"), "{err}");
+    assert!(err.to_string().contains("region chrUn:0-1"), "{err}");
     let backwards = BedRegion::new("chr1", 5, 2);
     assert!(genome.extract(&[backwards]).is_err());
     assert!(BedRegion::new("chr1", 5, 9).centred(0).is_err());
@@ -506,8 +507,8 @@ fn summary_has_one_line_per_window() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Random bytes, and the FASTA fixtures (plain and gzip) cut short or with a byte changed,
-    /// read to records or a typed error, never a panic.
+    /// Random bytes (also behind gzip's magic), and the FASTA fixtures (plain and gzip) cut
+    /// short or with a byte changed, read to records or a typed error, never a panic.
     #[test]
     fn fasta_input_never_panics(
         random in proptest::collection::vec(any::<u8>(), 0..200),
@@ -521,7 +522,9 @@ proptest! {
         let i = flip.0 % flipped.len();
         flipped[i] = flip.1;
         let truncated = base[..(base.len() as f64 * cut) as usize].to_vec();
-        for bytes in [random, truncated, flipped] {
+        let mut fake_gzip = vec![0x1f, 0x8b]; // gzip's magic, then anything
+        fake_gzip.extend_from_slice(&random);
+        for bytes in [random, truncated, flipped, fake_gzip] {
             let reader = FastaReader::new(std::io::Cursor::new(bytes));
             if let Ok(reader) = reader {
                 for record in reader {

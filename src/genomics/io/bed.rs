@@ -39,12 +39,14 @@ impl BedRegion {
         }
     }
 
-    /// Where the region is, for messages: `line 4 (chr1:100-200)`.
+    /// Where the region is, for messages: `region at line 4 (chr1:100-200)`, or
+    /// `region chr1:100-200` for one made in code (line 0).
     pub(crate) fn location(&self) -> String {
-        format!(
-            "region at line {} ({}:{}-{})",
-            self.line, self.chrom, self.start, self.end
-        )
+        let span = format!("{}:{}-{}", self.chrom, self.start, self.end);
+        match self.line {
+            0 => format!("region {span}"),
+            line => format!("region at line {line} ({span})"),
+        }
     }
 
     /// The window of `width` bases centred on the summit if there is one, on the midpoint

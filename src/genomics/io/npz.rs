@@ -353,6 +353,9 @@ pub fn write_npz_zip64<F: Float>(path: impl AsRef<Path>, arrays: &[(&str, &Array
 /// cuts the central `-w` window, 400 by default, of the last axis and transposes to
 /// `[N, L, 4]` itself, so L must be at least the window).
 ///
+/// Checked with modisco-lite 3.0.0: numpy and its own `.npz` reader (`_load_input` in
+/// `modiscolite/cli.py`) read both files, and `modisco motifs` runs on them.
+///
 /// Both files are written under temporary names and renamed only once both are complete: on
 /// an error neither is left.
 ///
