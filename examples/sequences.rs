@@ -32,8 +32,15 @@ use relevance::Target;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let net = load_onnx::<f32>(format!("{dir}/models/motifs.onnx"))?.network;
-    let records = read_fasta(format!("{dir}/data/motifs.fa"))?;
+    let net = load_onnx::<f32>(format!("{dir}/models/motifs.onnx"))?;
+    let fasta = format!("{dir}/data/motifs.fa");
+    let records = read_fasta(&fasta)?;
+    // the planted sites, after the record names in the headers (e.g. ">test3 GATA@69 GATA@121")
+    let headers: Vec<String> = std::fs::read_to_string(&fasta)?
+        .lines()
+        .filter_map(|l| l.strip_prefix('>'))
+        .map(|h| h.split_once(' ').map_or("", |(_, sites)| sites).to_string())
+        .collect();
     let chosen: Vec<usize> = match std::env::args()
         .skip(1)
         .map(|a| a.parse())
@@ -47,6 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("there are {} test sequences; {bad} is not one", records.len()).into());
     }
     let picked: Vec<_> = chosen.iter().map(|&i| records[i].clone()).collect();
+    let sites: Vec<&str> = chosen
+        .iter()
+        .map(|&i| headers.get(i).map_or("", String::as_str))
+        .collect();
     let x = one_hot_batch::<f32>(&picked)?.into_dyn();
     let result = deep_lift_shap_shuffled(&net, &x, &Target::Class(0), ShuffleOptions::default())?;
 
@@ -63,30 +74,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let logo = SequenceLogo::new()
         .base_width(6)
         .height(90)
-        .scale(80.0 / f64::from(tallest))?;
-    let mut figure = Figure::new(["attributions of the observed bases (DeepLIFT-SHAP, 20 shuffles)"]).title(
-        "Why the model predicts its count: letters above the line push it up, below push it down",
-    );
+        .scale(80.0 / f64::from(tallest))?
+        .zero_at(0.9)?;
+    let mut figure = Figure::new(["attributions of the observed bases (DeepLIFT-SHAP, 20 shuffles)"])
+        .title("Why the model predicts its count: letters above the line push it up, below push it down");
     for (k, record) in picked.iter().enumerate() {
         let a = result.attributions.index_axis(Axis(0), k);
         let per_base = a.sum_axis(Axis(0));
         let mut order: Vec<usize> = (0..per_base.len()).collect();
         order.sort_by(|&i, &j| per_base[j].abs().total_cmp(&per_base[i].abs()));
         println!(
-            "{}: log count {:.3}, gap {:+.1e}, top positions {:?}",
+            "{} (planted: {}): log count {:.3}, gap {:+.1e}, largest |attribution| at positions {:?}",
             record.name,
+            sites[k],
             result.output[k],
             result.gap[k],
             &order[..5]
         );
         let a2 = a.into_dimensionality::<ndarray::Ix2>()?;
-        let caption = format!("{}\nlog count {:.2}", record.name, result.output[k]);
+        let caption = format!("{}: {}\nlog count {:.2}", record.name, sites[k], result.output[k]);
         figure.row(caption, vec![logo.render(&a2)?])?;
     }
     let out = format!("{dir}/out/sequences");
     std::fs::create_dir_all(&out)?;
     figure.render()?.save_png(format!("{out}/logos.png"))?;
-    write_modisco_inputs(format!("{out}/ohe.npz"), format!("{out}/shap.npz"), &x, &result.hypothetical)?;
+    write_modisco_inputs(
+        format!("{out}/ohe.npz"),
+        format!("{out}/shap.npz"),
+        &x,
+        &result.hypothetical,
+    )?;
     println!("wrote {out}/logos.png, {out}/ohe.npz and {out}/shap.npz");
     Ok(())
 }

@@ -10,7 +10,8 @@ use crate::{Failure, ModelArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis};
 use relevance::genomics::io::{
-    centred, read_bed, write_modisco_inputs, write_npz, write_summary, BedRegion, FastaReader, FastaRecord, Genome,
+    centred, read_bed, write_modisco_inputs, write_npz, write_summary, BedRegion, FastaReader, FastaRecord,
+    Genome,
 };
 use relevance::genomics::{deep_lift_shap, shuffled_references, SequenceAttribution};
 use relevance::{Network, Target};
@@ -23,7 +24,12 @@ pub struct ExplainSeqArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Sequences to explain (FASTA, plain or gzip); each as long as the model's input.
-    #[arg(long, value_name = "FILE", required_unless_present = "bed", conflicts_with = "bed")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "bed",
+        conflicts_with = "bed"
+    )]
     pub fasta: Option<PathBuf>,
     /// Regions to explain (BED), cut from --genome, centred on each region's middle with
     /// --width bases (default: the model's input length).
@@ -70,13 +76,22 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?}: give the shard as I/N, e.g. 0/4"))?;
-    let i: usize = i.trim().parse().map_err(|_| format!("{s:?}: I is not a number"))?;
-    let n: usize = n.trim().parse().map_err(|_| format!("{s:?}: N is not a number"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: I is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: N is not a number"))?;
     if n == 0 || i >= n {
         return Err(format!("{s:?}: need 0 ≤ I < N"));
     }
     Ok((i, n))
 }
+
+/// The (window, record) pairs of a source, in file order.
+type Records<'a> = Box<dyn Iterator<Item = Result<(BedRegion, FastaRecord), String>> + 'a>;
 
 /// Where the sequences come from.
 enum Source {
@@ -86,7 +101,9 @@ enum Source {
 
 impl Source {
     /// A fresh stream of (window, record) in file order.
-    fn stream(&self) -> Result<Box<dyn Iterator<Item = Result<(BedRegion, FastaRecord), String>> + '_>, Failure> {
+    fn stream(
+        &self,
+    ) -> Result<Box<dyn Iterator<Item = Result<(BedRegion, FastaRecord), String>> + '_>, Failure> {
         match self {
             Source::Fasta(path) => {
                 let reader = FastaReader::open(path).map_err(|e| Failure::Run(e.to_string()))?;
@@ -129,7 +146,11 @@ pub fn explain_seq(args: ExplainSeqArgs) -> Result<(), Failure> {
             let genome = Genome::read(genome).map_err(|e| Failure::Run(e.to_string()))?;
             Source::Regions { genome, windows }
         }
-        _ => return Err(Failure::Usage("give --fasta FILE, or --bed FILE with --genome FILE".into())),
+        _ => {
+            return Err(Failure::Usage(
+                "give --fasta FILE, or --bed FILE with --genome FILE".into(),
+            ))
+        }
     };
     // one pass to count (and check) the records: the progress bar's total
     let mut total = 0usize;
@@ -152,12 +173,18 @@ pub fn explain_seq(args: ExplainSeqArgs) -> Result<(), Failure> {
     let chunks = total.div_ceil(chunk);
     let (shard, shards) = args.shard.unwrap_or((0, 1));
     let dir = args.out.join("chunks");
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::Run(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::Run(format!("cannot create {}: {e}", dir.display())))?;
     let mine: Vec<usize> = (0..chunks).filter(|k| k % shards == shard).collect();
-    let todo: Vec<usize> = mine.iter().copied().filter(|&k| !chunk_path(&dir, k, "npz").exists()).collect();
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|&k| !chunk_path(&dir, k, "npz").exists())
+        .collect();
     let todo_sequences: usize = todo.iter().map(|&k| chunk_len(k, chunk, total)).sum();
     eprintln!(
-        "{total} sequences of {length} bp in {chunks} chunks of {chunk}; {} ({todo_sequences} sequences) to do{}{}",
+        "{total} sequences of {length} bp in {chunks} chunk{} of {chunk}; {} ({todo_sequences} sequences) to do{}{}",
+        if chunks == 1 { "" } else { "s" },
         todo.len(),
         if shards > 1 { format!(" in shard {shard}/{shards}") } else { String::new() },
         if todo.len() < mine.len() {
@@ -200,7 +227,9 @@ pub fn explain_seq(args: ExplainSeqArgs) -> Result<(), Failure> {
             done / secs.max(1e-9)
         );
     }
-    let missing = (0..chunks).filter(|&k| !chunk_path(&dir, k, "npz").exists()).count();
+    let missing = (0..chunks)
+        .filter(|&k| !chunk_path(&dir, k, "npz").exists())
+        .count();
     if missing > 0 {
         eprintln!("{missing} chunks of other shards still missing: the merged files are written by the run that completes them");
         return Ok(());
@@ -234,10 +263,12 @@ fn explain_chunk(
     let mut one_hots = Vec::new();
     for batch in items.chunks(args.batch as usize) {
         let records: Vec<FastaRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
-        let x = relevance::genomics::io::one_hot_batch::<f32>(&records).map_err(|e| Failure::Run(e.to_string()))?;
+        let x = relevance::genomics::io::one_hot_batch::<f32>(&records)
+            .map_err(|e| Failure::Run(e.to_string()))?;
         let n = x.dim().0;
         let x = x.into_dyn();
-        let refs = shuffled_references(&x, r, args.seed).map_err(|e| Failure::Run(format!("chunk {k}: {e}")))?;
+        let refs =
+            shuffled_references(&x, r, args.seed).map_err(|e| Failure::Run(format!("chunk {k}: {e}")))?;
         let out = deep_lift_shap(net, &x, &refs, &Target::Class(args.target))
             .map_err(|e| Failure::Run(format!("chunk {k}: {e}")))?;
         parts.push(out);
@@ -283,22 +314,28 @@ fn merge(out: &Path, dir: &Path, chunks: usize) -> Result<(), Failure> {
     let mut summary = Vec::new();
     for k in 0..chunks {
         let path = chunk_path(dir, k, "npz");
-        let bytes = std::fs::read(&path).map_err(|e| Failure::Run(format!("cannot read {}: {e}", path.display())))?;
-        let members = read_stored_npz(&bytes).map_err(|e| Failure::Run(format!("{}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| Failure::Run(format!("cannot read {}: {e}", path.display())))?;
+        let members =
+            read_stored_npz(&bytes).map_err(|e| Failure::Run(format!("{}: {e}", path.display())))?;
         for (i, name) in NAMES.iter().enumerate() {
             let data = members
                 .iter()
                 .find(|(n, _)| n == &format!("{name}.npy"))
                 .ok_or_else(|| Failure::Run(format!("{}: no member {name}", path.display())))?;
-            let a = relevance::io::read_npy::<f32>(data.1).map_err(|e| Failure::Run(format!("{}: {e}", path.display())))?;
+            let a = relevance::io::read_npy::<f32>(data.1)
+                .map_err(|e| Failure::Run(format!("{}: {e}", path.display())))?;
             arrays[i].push(a);
         }
         let bed = chunk_path(dir, k, "bed");
-        summary.extend(std::fs::read(&bed).map_err(|e| Failure::Run(format!("cannot read {}: {e}", bed.display())))?);
+        summary.extend(
+            std::fs::read(&bed).map_err(|e| Failure::Run(format!("cannot read {}: {e}", bed.display())))?,
+        );
     }
     let cat = |parts: &[ArrayD<f32>]| -> Result<ArrayD<f32>, Failure> {
         let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-        ndarray::concatenate(Axis(0), &views).map_err(|e| Failure::Run(format!("chunks of different shapes: {e}")))
+        ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| Failure::Run(format!("chunks of different shapes: {e}")))
     };
     let merged: Vec<ArrayD<f32>> = arrays.iter().map(|p| cat(p)).collect::<Result<_, _>>()?;
     write_modisco_inputs(out.join("ohe.npz"), out.join("shap.npz"), &merged[0], &merged[2])
@@ -340,9 +377,7 @@ fn read_stored_npz(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, String> {
         let mut size = u64::from(u32_at(at + 18)?);
         let (name_len, extra_len) = (usize::from(u16_at(at + 26)?), usize::from(u16_at(at + 28)?));
         let name_at = at + 30;
-        let name = bytes
-            .get(name_at..name_at + name_len)
-            .ok_or("truncated")?;
+        let name = bytes.get(name_at..name_at + name_len).ok_or("truncated")?;
         let extra = bytes
             .get(name_at + name_len..name_at + name_len + extra_len)
             .ok_or("truncated")?;

@@ -46,6 +46,7 @@ pub struct SequenceLogo {
     letters: Vec<char>,
     colours: Vec<[u8; 3]>,
     scale: Option<f64>,
+    zero: Option<f64>,
     background: [u8; 3],
     axis: Option<[u8; 3]>,
 }
@@ -66,6 +67,7 @@ impl SequenceLogo {
             letters: DNA.to_vec(),
             colours: DNA_COLOURS.to_vec(),
             scale: None,
+            zero: None,
             background: [255, 255, 255],
             axis: Some([150, 150, 150]),
         }
@@ -114,6 +116,23 @@ impl SequenceLogo {
             });
         }
         self.scale = Some(pixels_per_unit);
+        Ok(self)
+    }
+
+    /// Where the zero line is, as a fraction of the height from the top (0 top, 1 bottom),
+    /// instead of where the window's tallest stacks put it: with [`SequenceLogo::scale`],
+    /// logos of several sequences then share their zero line too.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] unless `0 ≤ fraction ≤ 1`.
+    pub fn zero_at(mut self, fraction: f64) -> Result<SequenceLogo> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(Error::InvalidParameter {
+                rule: "sequence logo zero line",
+                reason: format!("{fraction} is not between 0 and 1"),
+            });
+        }
+        self.zero = Some(fraction);
         Ok(self)
     }
 
@@ -187,12 +206,13 @@ impl SequenceLogo {
             down = down.max(neg);
         }
         let h = self.height as f64;
-        let (zero, per_unit) = match self.scale {
+        let (fitted_zero, per_unit) = match self.scale {
             Some(s) if up + down > 0.0 => ((h * up / (up + down)).round(), s),
             Some(s) => (h, s),
             None if up + down > 0.0 => ((h * up / (up + down)).round(), h / (up + down)),
             None => (h, 0.0),
         };
+        let zero = self.zero.map_or(fitted_zero, |f| (h * f).round());
         let mut image = RgbImage::filled(width, self.height, self.background)?;
         let font = font();
         let mut order: Vec<usize> = (0..a).collect();

@@ -764,3 +764,26 @@ fn sequence_logo_errors() {
     let two = array![[1.0f32, -1.0], [0.5, 0.0]];
     assert_eq!(protein.render(&two.view()).unwrap().width(), 32);
 }
+
+#[cfg(feature = "figure")]
+#[test]
+fn sequence_logo_zero_line_can_be_placed() {
+    use relevance::heatmap::SequenceLogo;
+    let x = array![[0.0, 0.0], [-0.5, 0.0], [0.0, 0.0], [0.0, 0.0]];
+    let logo = SequenceLogo::new()
+        .height(100)
+        .scale(20.0)
+        .unwrap()
+        .zero_at(0.25)
+        .unwrap();
+    let image = logo.render(&x.view()).unwrap();
+    assert_eq!(image.pixel(20, 25).unwrap(), [150, 150, 150]);
+    // the C goes 10 px down from the line
+    assert!(count_colour(&image, 0..16, 27..35, relevance::heatmap::DNA_COLOURS[1]) > 10);
+    assert_eq!(
+        count_colour(&image, 0..16, 40..100, relevance::heatmap::DNA_COLOURS[1]),
+        0
+    );
+    assert!(SequenceLogo::new().zero_at(1.5).is_err());
+    assert!(SequenceLogo::new().zero_at(f64::NAN).is_err());
+}
