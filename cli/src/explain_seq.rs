@@ -101,9 +101,7 @@ enum Source {
 
 impl Source {
     /// A fresh stream of (window, record) in file order.
-    fn stream(
-        &self,
-    ) -> Result<Box<dyn Iterator<Item = Result<(BedRegion, FastaRecord), String>> + '_>, Failure> {
+    fn stream(&self) -> Result<Records<'_>, Failure> {
         match self {
             Source::Fasta(path) => {
                 let reader = FastaReader::open(path).map_err(|e| Failure::Run(e.to_string()))?;
