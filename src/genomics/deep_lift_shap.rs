@@ -112,10 +112,23 @@ pub fn deep_lift_shap_with<F: Float>(
     target: &Target<F>,
     rule: &DeepLift,
 ) -> Result<SequenceAttribution<F>> {
+    let (x3, _) = check(x, references)?;
+    let targets = per_sequence(net, x, target, x3.dim().0)?;
+    run(net, x, references, &targets, rule)
+}
+
+/// The DeepLIFT-SHAP loop of [`deep_lift_shap_with`] for targets already resolved per
+/// sequence (or per pair).
+pub(super) fn run<F: Float>(
+    net: &Network<F>,
+    x: &ArrayD<F>,
+    references: &ArrayD<F>,
+    targets: &PerSequence<F>,
+    rule: &DeepLift,
+) -> Result<SequenceAttribution<F>> {
     let (x3, refs) = check(x, references)?;
     let (n, r, a, l) = refs.dim();
     check_finite("deep_lift_shap references", &references.view())?;
-    let targets = per_sequence(net, x, target, n)?;
     let mut hypothetical = Array3::<F>::zeros((n, a, l));
     let mut pair_deltas = Array2::<F>::zeros((n, r));
     let (mut output, mut reference_output) = (Array1::<F>::zeros(n), Array1::<F>::zeros(n));
@@ -181,7 +194,7 @@ pub fn deep_lift_shap_with<F: Float>(
 }
 
 /// Checks `x` `[N, A, L]` and the references `[N, R, A, L]`.
-fn check<'a, F: Float>(
+pub(super) fn check<'a, F: Float>(
     x: &'a ArrayD<F>,
     refs: &'a ArrayD<F>,
 ) -> Result<(ArrayView3<'a, F>, ndarray::ArrayView4<'a, F>)> {
@@ -215,11 +228,16 @@ fn check<'a, F: Float>(
     Ok((x3, r4))
 }
 
-/// The target of each sequence, to repeat for its references.
-enum PerSequence<F> {
+/// The target of each sequence, to repeat for its references, or of each pair.
+pub(super) enum PerSequence<F> {
+    /// One class for all.
     Class(usize),
+    /// One class per sequence.
     Classes(Vec<usize>),
+    /// One seed per sequence, `[N, outputs...]`.
     Seeds(ArrayD<F>),
+    /// One seed per (sequence, reference) pair, `[N·R, outputs...]`, pair `i·R + k`.
+    PairSeeds(ArrayD<F>),
 }
 
 fn per_sequence<F: Float>(
@@ -267,6 +285,10 @@ impl<F: Float> PerSequence<F> {
                     .collect();
                 Target::Relevance(ndarray::stack(Axis(0), &rows).expect("rows of one shape"))
             }
+            PerSequence::PairSeeds(seed) => Target::Relevance(
+                seed.slice_axis(Axis(0), ndarray::Slice::from(start * r..end * r))
+                    .to_owned(),
+            ),
         }
     }
 }
