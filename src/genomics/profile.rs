@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::network::Network;
 use crate::rules::DeepLift;
+use crate::tensor::checks::check_finite;
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 use super::deep_lift_shap::{check, run, PerSequence, SequenceAttribution, TANGERMEME_THRESHOLD};
@@ -47,8 +48,8 @@ pub enum ProfileWeights {
 /// additive).
 ///
 /// # Errors
-/// As [`deep_lift_shap`](super::deep_lift_shap); [`Error::NonFiniteResult`] if the
-/// network's outputs overflow.
+/// As [`deep_lift_shap`](super::deep_lift_shap) ([`Error::NonFinite`] for NaN or infinite
+/// inputs); [`Error::NonFiniteResult`] if the network's outputs overflow.
 ///
 /// # Example
 /// ```
@@ -98,6 +99,8 @@ pub fn deep_lift_shap_profile_with<F: Float>(
     rule: &DeepLift,
 ) -> Result<SequenceAttribution<F>> {
     let (_, refs) = check(x, references)?;
+    check_finite("deep_lift_shap_profile input", &x.view())?;
+    check_finite("deep_lift_shap_profile references", &references.view())?;
     let (n, r, a, l) = refs.dim();
     let flat_refs = refs
         .to_owned()

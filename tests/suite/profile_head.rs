@@ -73,6 +73,15 @@ fn profile_refuses_bad_shapes() {
         deep_lift_shap_profile(&net, &x, &refs, ProfileWeights::Additive),
         Err(Error::EmptyBatch)
     ));
+    let mut bad = x.clone();
+    bad[[0, 1, 3]] = f64::NAN;
+    let refs = ndarray::stack![Axis(0), one_hot(&[0, 2, 2, 1, 3, 0, 1, 2, 3, 1])]
+        .insert_axis(Axis(0))
+        .into_dyn();
+    assert!(matches!(
+        deep_lift_shap_profile(&net, &bad, &refs, ProfileWeights::StopGradient),
+        Err(Error::NonFinite { .. })
+    ));
 }
 
 #[cfg(feature = "onnx")]
