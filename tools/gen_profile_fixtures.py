@@ -25,9 +25,16 @@ stop_gradient: no library has it in PyTorch; it is computed here with tangermeme
 returns `sum(z * softmax(z).detach())` (z as above), the PyTorch form of ChromBPNet's `tf.stop_gradient` weighting.
 Both are run with `hypothetical=False` and `hypothetical=True`, float64.
 
+toy_fallback: a toy network (Conv1d(4, 3, 3), ReLU, Conv1d(3, 3, 3), random weights, the second output channel the
+negative of the first and the third constant) wrapped as ProfileWrapper does, one sequence of length 10 and two random
+references, run through tangermeme's `deep_lift_shap` with `additional_nonlinear_ops={_ProfileLogitScaling:
+_nonlinear}` as bpnet-lite registers it: a third of the centred logits move by less than 1e-6, so the rule falls back
+there to the gradient through the inner Softmax's own rule.
+
 JSON: generator, versions, x [N][L] base indices, references [N][R][L], output [N] (f(x) = sum softmax(z) z),
 reference_output [N][R], and per variant ("additive", "stop_gradient"): attributions [N][L] (the observed base's value),
-hypothetical {"shape", "data"} [N, 4, L], gap [N] (sum attributions - (f(x) - mean_k f(ref_k))).
+hypothetical {"shape", "data"} [N, 4, L], gap [N] (sum attributions - (f(x) - mean_k f(ref_k))); toy_fallback:
+{w1 [3*4*3], b1, w2 [3*3*3], b2, x [1][10], references [1][2][10], hypothetical}.
 """
 import argparse
 import json
@@ -59,6 +66,60 @@ class StopGradientProfile(torch.nn.Module):
         logits = torch.flatten(self.model(X)[0], 1)
         z = logits - logits.mean(dim=-1, keepdim=True)
         return (z * torch.softmax(z, dim=-1).detach()).sum(dim=-1, keepdim=True)
+
+
+class CentredScaling(torch.nn.Module):
+    """bpnet-lite's ProfileWrapper on a plain network: flatten, minus the mean, _ProfileLogitScaling, sum."""
+
+    def __init__(self, model):
+        super().__init__()
+        from bpnetlite.bpnet import _ProfileLogitScaling
+        self.model = model
+        self.scaling = _ProfileLogitScaling()
+
+    def forward(self, X):
+        logits = torch.flatten(self.model(X), 1)
+        logits = logits - logits.mean(dim=-1, keepdim=True)
+        return self.scaling(logits).sum(dim=-1, keepdim=True)
+
+
+def toy_fallback(deep_lift_shap):
+    """A toy network whose third output channel is constant and whose first two cancel in the mean, so that
+    |dz| < 1e-6 at a third of the logits: tangermeme's _nonlinear rule on _ProfileLogitScaling falls back there to
+    the gradient through the inner Softmax's own rule, while the other logits take the secant."""
+    from bpnetlite.bpnet import _ProfileLogitScaling
+    from tangermeme._deep_lift_utils import _nonlinear
+
+    g = torch.Generator().manual_seed(5)
+    w1 = torch.randn(3, 4, 3, generator=g, dtype=torch.float64)
+    b1 = torch.randn(3, generator=g, dtype=torch.float64) * 0.1
+    w2 = torch.randn(3, 3, 3, generator=g, dtype=torch.float64)
+    b2 = torch.randn(3, generator=g, dtype=torch.float64) * 0.1
+    w2[1], b2[1] = -w2[0], -b2[0]
+    w2[2], b2[2] = 0.0, 0.3
+    conv1, conv2 = torch.nn.Conv1d(4, 3, 3).double(), torch.nn.Conv1d(3, 3, 3).double()
+    with torch.no_grad():
+        conv1.weight.copy_(w1), conv1.bias.copy_(b1), conv2.weight.copy_(w2), conv2.bias.copy_(b2)
+    net = torch.nn.Sequential(conv1, torch.nn.ReLU(), conv2).eval()
+    model = CentredScaling(net).eval()
+    rng = np.random.default_rng(3)
+    bases = rng.integers(0, 4, size=(1, 10))
+    ref_bases = rng.integers(0, 4, size=(1, 2, 10))
+    X = torch.zeros(1, 4, 10, dtype=torch.float64)
+    X[0, bases[0], torch.arange(10)] = 1.0
+    refs = torch.zeros(1, 2, 4, 10, dtype=torch.float64)
+    for k in range(2):
+        refs[0, k, ref_bases[0, k], torch.arange(10)] = 1.0
+    with torch.no_grad():
+        z = torch.flatten(net(torch.cat([X, refs[0]])), 1)
+        z = z - z.mean(dim=-1, keepdim=True)
+        dz = (z[:1] - z[1:]).abs()
+        assert (dz < 1e-6).sum() >= 6 and (dz > 1e-3).sum() >= 6, dz
+    hyp = deep_lift_shap(model, X, references=refs, target=0, hypothetical=True, device="cpu",
+                         additional_nonlinear_ops={_ProfileLogitScaling: _nonlinear}).numpy()
+    return {"w1": w1.reshape(-1).tolist(), "b1": b1.tolist(), "w2": w2.reshape(-1).tolist(), "b2": b2.tolist(),
+            "x": bases.tolist(), "references": ref_bases.tolist(),
+            "hypothetical": {"shape": list(hyp.shape), "data": [float(v) for v in hyp.reshape(-1)]}}
 
 
 def main():
@@ -120,6 +181,8 @@ def main():
         }
         print(name, "gap", gap, "relative", np.abs(gap) / np.abs(y - y_refs.mean(axis=1)))
 
+    fx_toy = toy_fallback(deep_lift_shap)
+
     fx = {
         "generator": "tools/gen_profile_fixtures.py",
         "torch_version": torch.__version__,
@@ -131,6 +194,7 @@ def main():
         "output": [float(v) for v in y],
         "reference_output": [[float(v) for v in row] for row in y_refs],
         **variants,
+        "toy_fallback": fx_toy,
     }
     with open(os.path.join(out, "bpnet_profile_deep_lift_shap.json"), "w") as f:
         json.dump(fx, f, indent=None, separators=(",", ":"))

@@ -8,6 +8,7 @@
 use ndarray::{Array3, ArrayD, Axis};
 use relevance::genomics::{deep_lift_shap_profile, ProfileWeights};
 use relevance::{Conv1d, Conv1dConfig, Error, Flatten, Layer, Network, Relu};
+use serde_json::Value;
 
 fn toy() -> Network<f64> {
     let w1 = Array3::from_shape_fn((3, 4, 3), |(o, c, k)| {
@@ -89,7 +90,6 @@ fn profile_refuses_bad_shapes() {
 fn bpnet_profile_head_matches_bpnet_lite_and_tangermeme() {
     use crate::common::{load, rel_dev, tensor};
     use ndarray::{Array4, IxDyn};
-    use serde_json::Value;
     let fx = load("bpnet_profile_deep_lift_shap");
     let path = format!(
         "{}/tests/fixtures/onnx/sequence/bpnet_profile.onnx",
@@ -149,4 +149,57 @@ fn bpnet_profile_head_matches_bpnet_lite_and_tangermeme() {
             );
         }
     }
+}
+
+/// Where the centred logits barely move (`|Δz| < 1e-6`), tangermeme's Rescale rule on
+/// `_ProfileLogitScaling` falls back to the gradient through the inner softmax's own rule:
+/// a toy network with a constant output channel and two that cancel in the mean.
+#[test]
+fn profile_additive_fallback_matches_tangermeme() {
+    use crate::common::{load, rel_dev, tensor};
+    use ndarray::{Array1, Array4};
+    let fx = load("bpnet_profile_deep_lift_shap");
+    let t = &fx["toy_fallback"];
+    let vals = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let w1 = Array3::from_shape_vec((3, 4, 3), vals(&t["w1"])).unwrap();
+    let w2 = Array3::from_shape_vec((3, 3, 3), vals(&t["w2"])).unwrap();
+    let net = Network::<f64>::new(
+        &[4, 10],
+        vec![
+            Box::new(Conv1d::new(w1, Some(Array1::from(vals(&t["b1"]))), Conv1dConfig::default()).unwrap())
+                as Box<dyn Layer<f64>>,
+            Box::new(Relu),
+            Box::new(Conv1d::new(w2, Some(Array1::from(vals(&t["b2"]))), Conv1dConfig::default()).unwrap()),
+            Box::new(Flatten),
+        ],
+    )
+    .unwrap();
+    let idx = |v: &Value| -> Vec<usize> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let bases = idx(&t["x"][0]);
+    let refs_idx: Vec<Vec<usize>> = t["references"][0].as_array().unwrap().iter().map(idx).collect();
+    let x = one_hot(&bases).insert_axis(Axis(0)).into_dyn();
+    let refs = Array4::from_shape_fn((1, 2, 4, 10), |(_, k, c, i)| {
+        f64::from(u8::from(refs_idx[k][i] == c))
+    })
+    .into_dyn();
+    let out = deep_lift_shap_profile(&net, &x, &refs, ProfileWeights::Additive).unwrap();
+    let hyp: ArrayD<f64> = tensor(&t["hypothetical"]);
+    let d = rel_dev(&out.hypothetical, &hyp);
+    println!(
+        "toy profile with fallback: hypothetical {d:.1e} from tangermeme; gap {}",
+        out.gap[0]
+    );
+    assert!(d <= 1e-9, "{d:e}");
 }
