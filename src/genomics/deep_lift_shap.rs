@@ -168,12 +168,25 @@ pub fn deep_lift_shap_with<F: Float>(
     target: &Target<F>,
     rule: &DeepLift,
 ) -> Result<SequenceAttribution<F>> {
+    let (x3, _) = check(x, references)?;
+    let targets = per_sequence(net, x, target, x3.dim().0)?;
+    run(net, x, references, &targets, rule)
+}
+
+/// The DeepLIFT-SHAP loop of [`deep_lift_shap_with`] for targets already resolved per
+/// sequence (or per pair).
+pub(super) fn run<F: Float>(
+    net: &Network<F>,
+    x: &ArrayD<F>,
+    references: &ArrayD<F>,
+    targets: &PerSequence<F>,
+    rule: &DeepLift,
+) -> Result<SequenceAttribution<F>> {
     let (x3, refs) = check(x, references)?;
     let (n, r, a, l) = refs.dim();
     check_finite("deep_lift_shap references", &references.view())?;
-    let targets = per_sequence(net, x, target, n)?;
     if rule.nonlinear() == NonlinearRule::Rescale && symmetric(net) {
-        return shared_sequence(net, x3, refs, &targets, rule);
+        return shared_sequence(net, x3, refs, targets, rule);
     }
     let mut hypothetical = Array3::<F>::zeros((n, a, l));
     let mut pair_deltas = Array2::<F>::zeros((n, r));
@@ -309,7 +322,7 @@ fn shared_sequence<F: Float>(
                 .index_axis(Axis(0), seq)
                 .slice_axis(Axis(0), ndarray::Slice::from(start..end))
                 .to_owned();
-            let pair_target = targets.pairs(seq, seq + 1, end - start);
+            let pair_target = targets.block(seq, start..end, r);
             let d = net.deeplift_against_trace(&rows.clone().into_dyn(), &pair_target, rule, &trace)?;
             Ok((rows, d, pair_target))
         };
@@ -367,7 +380,7 @@ fn shared_sequence<F: Float>(
 }
 
 /// Checks `x` `[N, A, L]` and the references `[N, R, A, L]`.
-fn check<'a, F: Float>(
+pub(super) fn check<'a, F: Float>(
     x: &'a ArrayD<F>,
     refs: &'a ArrayD<F>,
 ) -> Result<(ArrayView3<'a, F>, ndarray::ArrayView4<'a, F>)> {
@@ -401,11 +414,16 @@ fn check<'a, F: Float>(
     Ok((x3, r4))
 }
 
-/// The target of each sequence, to repeat for its references.
-enum PerSequence<F> {
+/// The target of each sequence, to repeat for its references, or of each pair.
+pub(super) enum PerSequence<F> {
+    /// One class for all.
     Class(usize),
+    /// One class per sequence.
     Classes(Vec<usize>),
+    /// One seed per sequence, `[N, outputs...]`.
     Seeds(ArrayD<F>),
+    /// One seed per (sequence, reference) pair, `[N·R, outputs...]`, pair `i·R + k`.
+    PairSeeds(ArrayD<F>),
 }
 
 fn per_sequence<F: Float>(
@@ -453,6 +471,26 @@ impl<F: Float> PerSequence<F> {
                     .collect();
                 Target::Relevance(ndarray::stack(Axis(0), &rows).expect("rows of one shape"))
             }
+            PerSequence::PairSeeds(seed) => Target::Relevance(
+                seed.slice_axis(Axis(0), ndarray::Slice::from(start * r..end * r))
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+impl<F: Float> PerSequence<F> {
+    /// The target of references `refs` (of `r`) of sequence `seq`.
+    fn block(&self, seq: usize, refs: std::ops::Range<usize>, r: usize) -> Target<F> {
+        match self {
+            PerSequence::PairSeeds(seed) => Target::Relevance(
+                seed.slice_axis(
+                    Axis(0),
+                    ndarray::Slice::from(seq * r + refs.start..seq * r + refs.end),
+                )
+                .to_owned(),
+            ),
+            other => other.pairs(seq, seq + 1, refs.len()),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `[N, 4, L]`): DeepLIFT-SHAP against explicit references with hypothetical contributions,
 //! as tangermeme's `deep_lift_shap` computes them ([`deep_lift_shap`]), against references
 //! from tangermeme's seeded dinucleotide shuffle ([`dinucleotide_shuffle`],
-//! [`deep_lift_shap_shuffled`]).
+//! [`deep_lift_shap_shuffled`]), and of a profile head through bpnet-lite's
+//! `Σ softmax(z) · z` ([`deep_lift_shap_profile`]).
 //!
 //! The networks are ordinary [`Network`](crate::Network)s of 1-D layers
 //! ([`Conv1d`](crate::Conv1d), [`MaxPool1d`](crate::MaxPool1d),
@@ -15,7 +16,9 @@
 mod deep_lift_shap;
 #[cfg(feature = "genomics-io")]
 pub mod io;
+mod profile;
 mod shuffle;
 
 pub use deep_lift_shap::{deep_lift_shap, deep_lift_shap_with, SequenceAttribution, TANGERMEME_THRESHOLD};
+pub use profile::{deep_lift_shap_profile, deep_lift_shap_profile_with, ProfileWeights};
 pub use shuffle::{deep_lift_shap_shuffled, dinucleotide_shuffle, shuffled_references, ShuffleOptions};

@@ -249,6 +249,10 @@ pub fn dinucleotide_shuffle<F: Float>(x: &ArrayD<F>, n: usize, seed: i64) -> Res
 /// shuffle with the generator seeded with `seed + k` (`dinucleotide_shuffle(X_i, n=1,
 /// random_state=seed + k)`), so the references do not depend on the batch. `[N, n, A, L]`.
 ///
+/// Unknown letters (all-zero columns) are shuffled as a letter of their own, as
+/// [`dinucleotide_shuffle`] does; tangermeme's `deep_lift_shap` refuses them instead (it
+/// calls `dinucleotide_shuffle` without `allow_N=True`).
+///
 /// # Errors
 /// As [`dinucleotide_shuffle`].
 pub fn shuffled_references<F: Float>(x: &ArrayD<F>, n: usize, seed: i64) -> Result<ArrayD<F>> {

@@ -30,6 +30,7 @@ mod misuse;
 mod onnx_corpus;
 #[cfg(feature = "onnx")]
 mod onnx_fuzz;
+mod profile_head;
 mod properties;
 mod readme;
 mod recycling;
