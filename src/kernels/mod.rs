@@ -1,5 +1,5 @@
 //! Compute kernels below the layers: matrix products, the convolution's im2col/col2im and
-//! Winograd transforms, sliding-window sizes and elementwise passes. They work on slices
+//! Winograd transforms (3×3 and 1×3), sliding-window sizes and elementwise passes. They work on slices
 //! and array views and know nothing of layers, rules or networks.
 
 pub(crate) mod elementwise;
@@ -7,3 +7,4 @@ pub(crate) mod gemm;
 pub(crate) mod im2col;
 pub(crate) mod window;
 pub(crate) mod winograd;
+pub(crate) mod winograd1d;

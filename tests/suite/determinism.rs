@@ -13,8 +13,8 @@ use crate::common;
 use common::Rng;
 use ndarray::{ArrayD, Axis};
 use relevance::{
-    Baseline, Composite, Conv2d, Conv2dConfig, DeepLift, Dense, Flatten, Layer, MaxPool2d, Network, Relu,
-    Target,
+    AvgPool1d, Baseline, Composite, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, DeepLift, Dense, Flatten,
+    Layer, LrpEpsilon, MaxPool2d, Network, Relu, Target,
 };
 
 /// conv(3→32) ReLU conv(32→32) ReLU pool conv(32→48) ReLU pool flatten dense(48·8·8→128) ReLU
@@ -121,5 +121,79 @@ fn one_thread_and_two_threads_give_the_same_bits() {
     let (one, two) = (run(1), run(2));
     for (a, b) in one.iter().zip(&two) {
         assert_eq!(bits(a), bits(b));
+    }
+}
+
+/// A genomics-shaped 1-D network: conv(4→64, 5 taps) ReLU, two dilated conv(64→64, 3 taps,
+/// dilation 8 then 2) with ReLU, global average, dense(64→3), on 4×2000. The dilated layers
+/// take the Winograd F(4, 3) path (dilation 8: blocks ordered by position; 2: by residue),
+/// above the large-product threshold; a batch of nine spans two chunks of blocks, which
+/// split samples.
+fn net_1d(rng: &mut Rng) -> Network<f64> {
+    let conv = |rng: &mut Rng, cin: usize, cout: usize, k: usize, dil: usize| -> Box<dyn Layer<f64>> {
+        let w = rng
+            .array(&[cout, cin, k], -0.2, 0.2)
+            .into_dimensionality()
+            .unwrap();
+        let b = rng.array(&[cout], -0.1, 0.1).into_dimensionality().unwrap();
+        let pad = dil * (k - 1) / 2;
+        Box::new(Conv1d::new(w, Some(b), Conv1dConfig::default().padding(pad).dilation(dil)).unwrap())
+    };
+    let w = rng.array(&[3, 64], -0.3, 0.3).into_dimensionality().unwrap();
+    let layers: Vec<Box<dyn Layer<f64>>> = vec![
+        conv(rng, 4, 64, 5, 1),
+        Box::new(Relu),
+        conv(rng, 64, 64, 3, 8),
+        Box::new(Relu),
+        conv(rng, 64, 64, 3, 2),
+        Box::new(Relu),
+        Box::new(AvgPool1d::global()),
+        Box::new(Flatten),
+        Box::new(Dense::new(w, None).unwrap()),
+    ];
+    Network::new(&[4, 2000], layers).unwrap()
+}
+
+/// LRP-ε, DeepLift (zero baseline) and the gradient of class 1 on `x`.
+fn explain_1d(net: &Network<f64>, x: &ArrayD<f64>) -> [ArrayD<f64>; 3] {
+    let target = Target::Class(1);
+    [
+        net.attribute(x, &target, &LrpEpsilon::new(1e-6).unwrap())
+            .unwrap()
+            .relevance,
+        net.deeplift(x, &target, &DeepLift::rescale(), &Baseline::Zero)
+            .unwrap()
+            .attribution,
+        net.gradient(x, &target).unwrap(),
+    ]
+}
+
+#[test]
+fn one_d_winograd_gives_a_sample_the_same_bits_alone_in_a_batch_and_on_any_threads() {
+    let mut rng = Rng::new(14);
+    let net = net_1d(&mut rng);
+    let x = rng.array(&[9, 4, 2000], 0.0, 1.0);
+    let batch = explain_1d(&net, &x);
+    for s in [0, 4, 8] {
+        let alone = explain_1d(&net, &x.slice_axis(Axis(0), (s..s + 1).into()).to_owned());
+        for (b, a) in batch.iter().zip(&alone) {
+            assert_eq!(
+                bits(&b.index_axis(Axis(0), s).to_owned()),
+                bits(&a.index_axis(Axis(0), 0).to_owned())
+            );
+        }
+    }
+    #[cfg(feature = "parallel")]
+    {
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| explain_1d(&net, &x))
+        };
+        for (a, b) in run(1).iter().zip(&batch) {
+            assert_eq!(bits(a), bits(b));
+        }
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::gemm::{gemm, gemm_acc};
 use crate::kernels::im2col::swap_plane_axes;
-use crate::kernels::winograd;
+use crate::kernels::{winograd, winograd1d};
 use crate::layers::{Affine, Layer};
 use crate::pool::{output_buffer, with_scratch};
 use ndarray::{
@@ -142,6 +142,19 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             winograd::conv3x3_many(x, &shape, &slices, false, &mut ys);
             return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
         }
+        if let Some(shape) = self.winograd1d_shape(&g) {
+            let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
+            let slices: Vec<&[F]> = std.iter().map(crate::tensor::layout::standard).collect();
+            // the output transform overwrites every element
+            let dim = (g.n, o, g.ho, g.wo);
+            let mut outs: Vec<Array4<F>> = ws
+                .iter()
+                .map(|_| crate::tensor::layout::shaped(dim, output_buffer(g.n * o * g.ho * g.wo)))
+                .collect();
+            let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
+            winograd1d::conv_many(x, &shape, &slices, false, &mut ys);
+            return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
+        }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
         // k's outputs take group k's rows of the columns)
         let groups = self.config.groups;
@@ -238,6 +251,20 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
             let y = crate::tensor::layout::standard_mut(&mut out);
             winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
+            return Ok(out.into_dyn());
+        }
+        if let Some(ws) = self.winograd1d_shape(&g) {
+            // the correlation of s with the kernel reversed, channels swapped (winograd1d docs)
+            let ts = ws.transposed();
+            let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
+            let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
+            let xs: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
+            let wts: Vec<&[F]> = w_std.iter().map(crate::tensor::layout::standard).collect();
+            // the output transform overwrites every element
+            let mut out =
+                crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
+            let y = crate::tensor::layout::standard_mut(&mut out);
+            winograd1d::conv_sum(&xs, &ts, &wts, true, y);
             return Ok(out.into_dyn());
         }
         // cols = Σ Wᵀ[C·kh·kw, O] · s2, with s2 = s as [O, N·Ho·Wo]

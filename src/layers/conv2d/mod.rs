@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::im2col::Geometry;
 use crate::kernels::window::window_out;
-use crate::kernels::winograd;
+use crate::kernels::{winograd, winograd1d};
 use crate::tensor::checks::check_finite;
 use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
 
@@ -134,6 +134,10 @@ const WINOGRAD_MIN_CHANNELS: usize = 16;
 /// reading them twice, which only pays off over enough output positions (on VGG16: a gain
 /// at 28×28, a loss at 14×14).
 const WINOGRAD_MIN_OUTPUTS: usize = 400;
+
+/// Output positions per row from which a 1×3 stride-1 convolution takes the Winograd F(4, 3)
+/// path (below that the six small products and the transforms cost more than they save).
+const WINOGRAD_1D_MIN_OUTPUTS: usize = 64;
 
 impl<F: Float> Conv2d<F> {
     /// Builds the layer from a weight `[out, in / groups, kh, kw]`, an optional bias
@@ -333,6 +337,35 @@ impl<F: Float> Conv2d<F> {
             h: g.h,
             w: g.w,
             pad: c.padding.0,
+        })
+    }
+
+    /// The shape of the forward pass on `g` for Winograd's F(4, 3) along the width, if this
+    /// layer takes that path: a 1×3 kernel (a [`Conv1d`](crate::Conv1d) of three taps), stride
+    /// 1, any dilation, no padding along the height, one group, at least
+    /// [`WINOGRAD_MIN_CHANNELS`] input and output channels and [`WINOGRAD_1D_MIN_OUTPUTS`]
+    /// output positions per row. As for [`Conv2d::winograd_shape`], the choice depends on the
+    /// layer and the per-sample shape only.
+    fn winograd1d_shape(&self, g: &Geometry) -> Option<winograd1d::Shape> {
+        let c = &self.config;
+        let o = self.out_channels();
+        let eligible = (g.kh, g.kw) == (1, 3)
+            && c.stride == (1, 1)
+            && c.groups == 1
+            && c.padding.0 == 0
+            && c.pad_end().0 == 0
+            && g.c >= WINOGRAD_MIN_CHANNELS
+            && o >= WINOGRAD_MIN_CHANNELS
+            && g.wo >= WINOGRAD_1D_MIN_OUTPUTS;
+        eligible.then_some(winograd1d::Shape {
+            n: g.n,
+            c: g.c,
+            o,
+            h: g.h,
+            w: g.w,
+            wo: g.wo,
+            dil: c.dilation.1,
+            lo: -(c.padding.1 as isize),
         })
     }
 

@@ -229,3 +229,65 @@ fn narrow_and_strided_layers_keep_im2col() {
         .winograd_shape(&layer.geometry(1, &[16, 20, 20]).unwrap())
         .is_some());
 }
+
+/// Winograd's F(4, 3) path of 1×3 kernels (dilated `Conv1d`s of genomics models) against
+/// direct loops, forward and transpose: dilations from 1 to 64, symmetric, asymmetric and no
+/// padding, several rows, lengths that leave the last block of a residue partly filled.
+#[test]
+fn winograd_1x3_matches_direct_loops() {
+    // (n, c, o, h, w, dilation, padding before, padding after)
+    let cases = [
+        (2, 16, 17, 1, 100, 1, 1, 1),
+        (1, 16, 16, 1, 131, 2, 2, 2),
+        (3, 17, 16, 1, 97, 4, 4, 4),
+        (1, 16, 18, 2, 203, 8, 8, 8),
+        (2, 16, 16, 1, 300, 64, 64, 64),
+        (1, 16, 16, 1, 90, 3, 0, 0),
+        (1, 16, 16, 1, 120, 16, 32, 0),
+    ];
+    for (k, &(n, c, o, h, wd, dil, pl, pr)) in cases.iter().enumerate() {
+        let mut r = rng(k as u64 + 31);
+        let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+        let w = Array4::from_shape_fn((o, c, 1, 3), |_| r());
+        let cfg = Conv2dConfig {
+            padding: (0, pl),
+            padding_end: Some((0, pr)),
+            dilation: (1, dil),
+            ..Conv2dConfig::default()
+        };
+        let layer = Conv2d::new(w.clone(), None, cfg).unwrap();
+        let g = layer.geometry(n, &[c, h, wd]).unwrap();
+        assert!(
+            layer.winograd1d_shape(&g).is_some(),
+            "case {k} takes the 1×3 Winograd path"
+        );
+        let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+        let (y_ref, t_ref) = naive_any(&x, &w, &s, cfg);
+        let y = layer.forward(x.view().into_dyn()).unwrap();
+        let dev = max_rel(&y, &y_ref);
+        assert!(dev < 1e-13, "case {k}: forward deviation {dev:e}");
+        let t = layer
+            .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
+            .unwrap();
+        let dev = max_rel(&t, &t_ref);
+        assert!(dev < 1e-13, "case {k}: transpose deviation {dev:e}");
+    }
+    // narrow, strided, grouped or short layers keep im2col
+    let w = Array4::<f64>::zeros((16, 8, 1, 3));
+    let narrow = Conv2d::new(w, None, Conv2dConfig::default()).unwrap();
+    assert!(narrow
+        .winograd1d_shape(&narrow.geometry(1, &[8, 1, 200]).unwrap())
+        .is_none());
+    let w = Array4::<f64>::zeros((16, 16, 1, 3));
+    let strided = Conv2d::new(w.clone(), None, Conv2dConfig::default().stride(2)).unwrap();
+    assert!(strided
+        .winograd1d_shape(&strided.geometry(1, &[16, 1, 200]).unwrap())
+        .is_none());
+    let layer = Conv2d::new(w, None, Conv2dConfig::default()).unwrap();
+    assert!(layer
+        .winograd1d_shape(&layer.geometry(1, &[16, 1, 65]).unwrap())
+        .is_none());
+    assert!(layer
+        .winograd1d_shape(&layer.geometry(1, &[16, 1, 66]).unwrap())
+        .is_some());
+}

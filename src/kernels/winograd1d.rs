@@ -1,0 +1,558 @@
+//! Winograd's minimal filtering F(4, 3) for convolutions with a 1×3 kernel (one row, three
+//! taps) and stride 1, any dilation: the dilated residual layers of BPNet and ChromBPNet
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, §4; the
+//! transform matrices below are theirs for F(4, 3)).
+//!
+//! Each block of four outputs `y[p + d·j]` (`j < 4`, `d` the dilation) is computed from six
+//! inputs `x[p + lo + d·i]` (`i < 6`) as `Aᵀ [(G g) ⊙ (Bᵀ x)]`: 6 multiplications per (input
+//! channel, output channel) instead of 12, so the six matrix products (one per transformed
+//! position ξ, each `[out, in] · [in, tiles]`) do half the multiply-adds of im2col's. A
+//! dilated convolution is `d` undilated ones on the interleaved subsequences `p ≡ r (mod d)`;
+//! the blocks follow each subsequence, so a dilation costs nothing beyond the partly filled
+//! last block of each.
+//!
+//! The transforms have small integer coefficients (and 1/4, 1/6, 1/12, 1/24 in `G`); in f64
+//! the results agree with direct summation to about 1e-15 relative to the output's scale
+//! (the unit tests compare with a direct sum to 1e-12), in f32 to a few 1e-7.
+//!
+//! The transposed convolution (the gradient and relevance passes) of such a convolution is
+//! one too: the correlation of the output-side array with the kernel reversed and its channels
+//! swapped, reading `x[p + lo' + d·i]` with `lo' = −lo − 2d`. Both go through [`conv_many`]
+//! and [`conv_sum`].
+
+use crate::float::Float;
+use crate::kernels::gemm::gemm_seq;
+use crate::pool::with_scratch;
+
+/// Outputs per block (m of F(m, r)).
+const M: usize = 4;
+/// Transformed positions per block (m + r − 1).
+const T: usize = 6;
+
+/// Sizes of one call: `y[n, o, row, p] = Σ_{c,k} g[o, c, k] · x[n, c, row, p + lo + dil·k]`,
+/// zero where the index leaves `0..w`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Rows per sample (1 for a `Conv1d`): each is convolved on its own.
+    pub h: usize,
+    /// Input length.
+    pub w: usize,
+    /// Output length.
+    pub wo: usize,
+    /// Spacing between the taps.
+    pub dil: usize,
+    /// The input index read by tap 0 of output 0 (minus the left padding).
+    pub lo: isize,
+}
+
+/// Consecutive columns of the transformed arrays whose blocks start `step` outputs apart:
+/// column `col + k` holds the block whose first output is `start + k·step`, `k < len`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    col: usize,
+    len: usize,
+    start: usize,
+    step: usize,
+}
+
+/// Dilation from which the blocks of a row are ordered by position (block `b` of every
+/// residue, then block `b + 1`: the residues of one `b` are adjacent outputs, so a run reads
+/// and writes contiguous memory); below it, by residue (a run strides `4·dil`).
+const ADJACENT_FROM: usize = 8;
+
+impl Shape {
+    /// The blocks of a row as runs: every output `p < wo` is in exactly one block, the
+    /// block of its residue `p mod dil` that starts at `r + 4·dil·b`.
+    fn runs(&self) -> Vec<Run> {
+        let (d, mut col) = (self.dil, 0);
+        let mut runs = Vec::new();
+        if d >= ADJACENT_FROM {
+            // for each b, the residues r < min(d, wo − 4db)
+            let mut start = 0;
+            while start < self.wo {
+                let len = d.min(self.wo - start);
+                runs.push(Run {
+                    col,
+                    len,
+                    start,
+                    step: 1,
+                });
+                col += len;
+                start += M * d;
+            }
+        } else {
+            for r in 0..d.min(self.wo) {
+                let len = (self.wo - r).div_ceil(d).div_ceil(M);
+                runs.push(Run {
+                    col,
+                    len,
+                    start: r,
+                    step: M * d,
+                });
+                col += len;
+            }
+        }
+        runs
+    }
+
+    /// Blocks per row.
+    fn blocks(&self) -> usize {
+        self.runs().iter().map(|r| r.len).sum()
+    }
+
+    /// The transposed convolution's shape (channels swapped, lengths swapped).
+    pub(crate) fn transposed(&self) -> Shape {
+        Shape {
+            c: self.o,
+            o: self.c,
+            w: self.wo,
+            wo: self.w,
+            lo: -self.lo - 2 * self.dil as isize,
+            ..*self
+        }
+    }
+}
+
+/// Multiply-adds of the six matrix products per sample, for choosing the product's library
+/// (so that a sample is computed the same way in any batch).
+pub(crate) fn work_per_sample(s: &Shape) -> usize {
+    T * s.o * s.c * s.h * s.blocks()
+}
+
+/// Elements of each transformed-input and product buffer: the columns (blocks of every row
+/// of the batch, row after row) are processed in chunks of this size, small enough that a
+/// chunk's transformed inputs and products stay in the last-level cache between the
+/// transforms and the products (4 MB each in f32) whatever the batch. (Unit tests use small
+/// chunks, so that chunks split rows and runs.)
+const CHUNK_ELEMS: usize = if cfg!(test) { 1 << 9 } else { 1 << 20 };
+
+/// The chunks of columns that keep each buffer within [`CHUNK_ELEMS`]. Chunks never change
+/// what a block computes.
+fn chunks(s: &Shape, blocks: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per_col = T * s.c.max(s.o);
+    let step = (CHUNK_ELEMS / per_col.max(1)).max(1);
+    let total = s.n * s.h * blocks;
+    (0..total).step_by(step).map(move |c| c..(c + step).min(total))
+}
+
+/// The parts of the runs of each row that fall in the columns `cols` (global column
+/// `q·blocks + k` is block `k` of row `q`), as runs whose columns count from `cols.start`.
+fn segments(runs: &[Run], blocks: usize, cols: std::ops::Range<usize>) -> Vec<(usize, Vec<Run>)> {
+    let mut out = Vec::new();
+    if blocks == 0 || cols.is_empty() {
+        return out;
+    }
+    for q in cols.start / blocks..=(cols.end - 1) / blocks {
+        let parts: Vec<Run> = runs
+            .iter()
+            .filter_map(|run| {
+                let (lo, hi) = (q * blocks + run.col, q * blocks + run.col + run.len);
+                let (a, b) = (lo.max(cols.start), hi.min(cols.end));
+                (a < b).then(|| Run {
+                    col: a - cols.start,
+                    len: b - a,
+                    start: run.start + (a - lo) * run.step,
+                    step: run.step,
+                })
+            })
+            .collect();
+        out.push((q, parts));
+    }
+    out
+}
+
+/// `ys[i] = x ⊛ weights[i]` for every weight (see [`Shape`]), each weight `[o, c, 3]` in
+/// standard layout, or with `transposed` `[c, o, 3]` used as `g[o, c, k] = w[c, o, 2 − k]`.
+/// `x` is `[n, c, h, w]` and each `y` `[n, o, h, wo]`, standard layout; `y` is overwritten.
+/// The input is transformed once.
+pub(crate) fn conv_many<F: Float>(
+    x: &[F],
+    s: &Shape,
+    weights: &[&[F]],
+    transposed: bool,
+    ys: &mut [&mut [F]],
+) {
+    let runs = s.runs();
+    let blocks = s.blocks();
+    let plane_u = T * s.o * s.c;
+    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
+        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
+            transform_weight(s, w, transposed, uw);
+        }
+        for chunk in chunks(s, blocks) {
+            let cols = chunk.len();
+            let segs = segments(&runs, blocks, chunk);
+            with_scratch(T * s.c * cols, |v: &mut [F]| {
+                transform_input(x, s, &segs, cols, v);
+                with_scratch(T * s.o * cols, |m: &mut [F]| {
+                    for (uw, y) in u.chunks(plane_u).zip(ys.iter_mut()) {
+                        products(s, cols, uw, v, m, false);
+                        transform_output(m, s, &segs, cols, y);
+                    }
+                })
+            })
+        }
+    })
+}
+
+/// `y = Σ_i xs[i] ⊛ weights[i]`: the products accumulate, and the output is transformed once.
+pub(crate) fn conv_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
+    let runs = s.runs();
+    let blocks = s.blocks();
+    let plane_u = T * s.o * s.c;
+    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
+        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
+            transform_weight(s, w, transposed, uw);
+        }
+        for chunk in chunks(s, blocks) {
+            let cols = chunk.len();
+            let segs = segments(&runs, blocks, chunk);
+            with_scratch(T * s.c * cols, |v: &mut [F]| {
+                with_scratch(T * s.o * cols, |m: &mut [F]| {
+                    for (i, (x, uw)) in xs.iter().zip(u.chunks(plane_u)).enumerate() {
+                        transform_input(x, s, &segs, cols, v);
+                        products(s, cols, uw, v, m, i > 0);
+                    }
+                    transform_output(m, s, &segs, cols, y);
+                })
+            })
+        }
+    })
+}
+
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the six ξ over `cols` columns: one
+/// sequential product per ξ, spread over the threads (feature `parallel`).
+fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
+    let work = work_per_sample(s);
+    let product = |(xi, mx): (usize, &mut [F])| {
+        let a = crate::tensor::layout::view((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c]);
+        let b = crate::tensor::layout::view((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols]);
+        let mut c = crate::tensor::layout::view_mut((s.o, cols), mx);
+        gemm_seq(&a, &b, &mut c, work, accumulate);
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        m.par_chunks_mut(s.o * cols).enumerate().for_each(product);
+    }
+    #[cfg(not(feature = "parallel"))]
+    m.chunks_mut(s.o * cols).enumerate().for_each(product);
+}
+
+/// `U[ξ][o][c] = (G g)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed`
+/// `weight[c][o]` reversed), with Lavin & Gray's
+/// `G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙], [1/24, −1/12, ⅙], [0, 0, 1]]`.
+fn transform_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool, u: &mut [F]) {
+    let (quarter, sixth) = (F::lit(0.25), F::one() / F::lit(6.0));
+    let (twelfth, twenty_fourth) = (F::one() / F::lit(12.0), F::one() / F::lit(24.0));
+    // one plane ξ per task, written in order; the kernel of (o, c) read from either layout
+    let fill = |(xi, plane): (usize, &mut [F])| {
+        for (o, row) in plane.chunks_mut(s.c).enumerate() {
+            for (c, out) in row.iter_mut().enumerate() {
+                let at = if transposed {
+                    (c * s.o + o) * 3
+                } else {
+                    (o * s.c + c) * 3
+                };
+                let k = &weight[at..at + 3];
+                let [g0, g1, g2] = if transposed {
+                    [k[2], k[1], k[0]]
+                } else {
+                    [k[0], k[1], k[2]]
+                };
+                *out = match xi {
+                    0 => g0 * quarter,
+                    1 => -(g0 + g1 + g2) * sixth,
+                    2 => -(g0 - g1 + g2) * sixth,
+                    3 => g0 * twenty_fourth + g1 * twelfth + g2 * sixth,
+                    4 => g0 * twenty_fourth - g1 * twelfth + g2 * sixth,
+                    _ => g2,
+                };
+            }
+        }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        u.par_chunks_mut(s.o * s.c).enumerate().for_each(fill);
+    }
+    #[cfg(not(feature = "parallel"))]
+    u.chunks_mut(s.o * s.c).enumerate().for_each(fill);
+}
+
+/// `V[ξ][c][col] = (Bᵀ d)[ξ]` for the six inputs `d` of every block of the rows `rows`
+/// in the segments `segs` (per row `q`, its runs cut to the chunk, see [`segments`]), with
+/// Lavin & Gray's `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
+/// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]]`.
+/// Overwrites all of `v`; channels are transformed in parallel, each row through a copy with
+/// the zeros of the padding around it, so that the loops over a run have no bounds to test.
+fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], cols: usize, v: &mut [F]) {
+    let mut per_channel: Vec<Vec<&mut [F]>> = (0..s.c).map(|_| Vec::with_capacity(T)).collect();
+    for xi_slice in v.chunks_mut(s.c * cols) {
+        for (c, row) in xi_slice.chunks_mut(cols).enumerate() {
+            per_channel[c].push(row);
+        }
+    }
+    // the padded row covers the input indices lo ..= last block's start + lo + 5·dil
+    let reach = segs
+        .iter()
+        .flat_map(|(_, runs)| runs)
+        .map(|r| r.start + (r.len - 1) * r.step + (T - 1) * s.dil)
+        .max()
+        .unwrap_or(0);
+    let before = (-s.lo).max(0) as usize; // zeros before the row
+    let first = (s.lo + before as isize) as usize; // padded index of input index lo
+    let padded_len = (first + reach + 1).max(before + s.w);
+    let (two, four, five) = (F::lit(2.0), F::lit(4.0), F::lit(5.0));
+    let fill = |(c, out): (usize, &mut Vec<&mut [F]>)| {
+        let mut padded = vec![F::zero(); padded_len];
+        let [o0, o1, o2, o3, o4, o5] = &mut out[..] else {
+            unreachable!("six transformed positions")
+        };
+        for (q, runs) in segs {
+            let (n, r) = (q / s.h, q % s.h);
+            let at = ((n * s.c + c) * s.h + r) * s.w;
+            padded[before..before + s.w].copy_from_slice(&x[at..at + s.w]);
+            for run in runs {
+                let cs = run.col..run.col + run.len;
+                let (v0, v1, v2) = (&mut o0[cs.clone()], &mut o1[cs.clone()], &mut o2[cs.clone()]);
+                let (v3, v4, v5) = (&mut o3[cs.clone()], &mut o4[cs.clone()], &mut o5[cs]);
+                let base = first + run.start;
+                let n = run.len;
+                if run.step == 1 {
+                    // six contiguous input slices, one per tap position; every slice cut to
+                    // `n` so that the loop has no bounds to test and vectorises
+                    let t: [&[F]; T] = std::array::from_fn(|i| &padded[base + i * s.dil..][..n]);
+                    let (v0, v1, v2, v3, v4, v5) = (
+                        &mut v0[..n],
+                        &mut v1[..n],
+                        &mut v2[..n],
+                        &mut v3[..n],
+                        &mut v4[..n],
+                        &mut v5[..n],
+                    );
+                    for k in 0..n {
+                        let d = [t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]];
+                        v0[k] = four * d[0] - five * d[2] + d[4];
+                        v1[k] = d[3] + d[4] - four * (d[1] + d[2]);
+                        v2[k] = four * (d[1] - d[2]) + d[4] - d[3];
+                        v3[k] = two * (d[3] - d[1]) + d[4] - d[2];
+                        v4[k] = two * (d[1] - d[3]) + d[4] - d[2];
+                        v5[k] = four * d[1] - five * d[3] + d[5];
+                    }
+                } else {
+                    for k in 0..n {
+                        let b = base + k * run.step;
+                        let d: [F; T] = std::array::from_fn(|i| padded[b + i * s.dil]);
+                        v0[k] = four * d[0] - five * d[2] + d[4];
+                        v1[k] = d[3] + d[4] - four * (d[1] + d[2]);
+                        v2[k] = four * (d[1] - d[2]) + d[4] - d[3];
+                        v3[k] = two * (d[3] - d[1]) + d[4] - d[2];
+                        v4[k] = two * (d[1] - d[3]) + d[4] - d[2];
+                        v5[k] = four * d[1] - five * d[3] + d[5];
+                    }
+                }
+            }
+        }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        per_channel.par_iter_mut().enumerate().for_each(fill);
+    }
+    #[cfg(not(feature = "parallel"))]
+    per_channel.iter_mut().enumerate().for_each(fill);
+}
+
+/// One output row and the runs of blocks that write it.
+type Line<'a, F> = (&'a mut [F], &'a [Run]);
+
+/// `y[n][o][row][p + dil·j] = (Aᵀ m)[j]` for every block (first output `p`) of the rows
+/// `rows`, with `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0],
+/// [0, 1, −1, 8, −8, 1]]`, keeping the outputs that fall inside `wo`. Overwrites those rows
+/// of `y`; output channels are transformed in parallel.
+fn transform_output<F: Float>(m: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], cols: usize, y: &mut [F]) {
+    let plane_m = s.o * cols;
+    let (Some((q_first, _)), Some((q_last, _))) = (segs.first(), segs.last()) else {
+        return;
+    };
+    let (q_first, q_last) = (*q_first, *q_last);
+    // per output channel, the (sample, row) lines these rows touch, with their runs
+    let mut per_out: Vec<Vec<Line<'_, F>>> = (0..s.o).map(|_| Vec::new()).collect();
+    let lines = y.chunks_mut(s.wo).enumerate().skip(q_first / s.h * s.o * s.h);
+    for (index, line) in lines {
+        let (n, o, r) = (index / (s.o * s.h), (index / s.h) % s.o, index % s.h);
+        let q = n * s.h + r;
+        if n > q_last / s.h {
+            break;
+        }
+        if (q_first..=q_last).contains(&q) {
+            per_out[o].push((line, &segs[q - q_first].1));
+        }
+    }
+    let (two, four, eight) = (F::lit(2.0), F::lit(4.0), F::lit(8.0));
+    let fill = |(o, lines): (usize, &mut Vec<Line<'_, F>>)| {
+        for (line, runs) in lines.iter_mut() {
+            for run in runs.iter() {
+                let at = o * cols + run.col;
+                let ms: [&[F]; T] = std::array::from_fn(|xi| &m[xi * plane_m + at..][..run.len]);
+                for j in 0..M {
+                    // the blocks whose output j falls inside the row: a prefix of the run
+                    let from = run.start + j * s.dil;
+                    if from >= s.wo {
+                        break;
+                    }
+                    let n = run.len.min((s.wo - from).div_ceil(run.step));
+                    let mk: [&[F]; T] = std::array::from_fn(|xi| &ms[xi][..n]);
+                    // row j of Aᵀ applied to the six products of block k
+                    let value = |k: usize| {
+                        let (a, b) = (mk[1][k] + mk[2][k], mk[1][k] - mk[2][k]);
+                        let (c, d) = (mk[3][k] + mk[4][k], mk[3][k] - mk[4][k]);
+                        match j {
+                            0 => a + c + mk[0][k],
+                            1 => b + two * d,
+                            2 => a + four * c,
+                            _ => b + eight * d + mk[5][k],
+                        }
+                    };
+                    if run.step == 1 {
+                        let out = &mut line[from..][..n];
+                        for (k, y) in out.iter_mut().enumerate() {
+                            *y = value(k);
+                        }
+                    } else {
+                        for k in 0..n {
+                            line[from + k * run.step] = value(k);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        per_out.par_iter_mut().enumerate().for_each(fill);
+    }
+    #[cfg(not(feature = "parallel"))]
+    per_out.iter_mut().enumerate().for_each(fill);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random sequence in [−1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The direct sum of [`Shape`]'s definition.
+    fn direct(x: &[f64], s: &Shape, g: &[f64], transposed: bool) -> Vec<f64> {
+        let mut y = vec![0.0; s.n * s.o * s.h * s.wo];
+        for n in 0..s.n {
+            for o in 0..s.o {
+                for r in 0..s.h {
+                    for p in 0..s.wo {
+                        let mut acc = 0.0;
+                        for c in 0..s.c {
+                            for k in 0..3 {
+                                let i = p as isize + s.lo + (k * s.dil) as isize;
+                                if (0..s.w as isize).contains(&i) {
+                                    let w = if transposed {
+                                        g[(c * s.o + o) * 3 + 2 - k]
+                                    } else {
+                                        g[(o * s.c + c) * 3 + k]
+                                    };
+                                    acc += w * x[((n * s.c + c) * s.h + r) * s.w + i as usize];
+                                }
+                            }
+                        }
+                        y[((n * s.o + o) * s.h + r) * s.wo + p] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_the_direct_sum_for_dilations_paddings_and_transposes() {
+        let mut worst: f64 = 0.0;
+        for (case, &(n, c, o, h, w, dil, pl, pr)) in [
+            (1, 3, 2, 1, 17, 1, 1, 1),
+            (2, 4, 5, 1, 23, 2, 2, 2),
+            (3, 2, 3, 2, 40, 4, 4, 4),
+            (1, 5, 4, 1, 9, 8, 8, 8),
+            (2, 3, 3, 1, 30, 3, 0, 0),
+            (1, 2, 2, 3, 12, 1, 2, 0),
+            (5, 3, 2, 1, 64, 16, 16, 16),
+            (2, 3, 4, 1, 100, 8, 8, 8),
+            (1, 3, 3, 2, 150, 32, 32, 0),
+            (3, 2, 2, 1, 70, 4, 0, 8),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let wo = w + pl + pr - 2 * dil;
+            let s = Shape {
+                n,
+                c,
+                o,
+                h,
+                w,
+                wo,
+                dil,
+                lo: -(pl as isize),
+            };
+            let x = values(n * c * h * w, case as u64);
+            let g = values(o * c * 3, 100 + case as u64);
+            let g2 = values(o * c * 3, 200 + case as u64);
+            let mut y = vec![f64::NAN; n * o * h * wo];
+            let mut y2 = vec![f64::NAN; n * o * h * wo];
+            conv_many(&x, &s, &[&g, &g2], false, &mut [&mut y, &mut y2]);
+            for (got, want) in [(&y, direct(&x, &s, &g, false)), (&y2, direct(&x, &s, &g2, false))] {
+                for (a, b) in got.iter().zip(&want) {
+                    worst = worst.max((a - b).abs());
+                }
+            }
+            // the transpose: ⟨y', conv(x')⟩ = ⟨transpose(y'), x'⟩ through the direct sum, and
+            // a sum of two terms
+            let t = s.transposed();
+            let s1 = values(n * o * h * wo, 300 + case as u64);
+            let s2 = values(n * o * h * wo, 400 + case as u64);
+            let mut back = vec![f64::NAN; n * c * h * w];
+            conv_sum(&[&s1, &s2], &t, &[&g, &g2], true, &mut back);
+            let want: Vec<f64> = direct(&s1, &t, &g, true)
+                .iter()
+                .zip(direct(&s2, &t, &g2, true))
+                .map(|(a, b)| a + b)
+                .collect();
+            for (a, b) in back.iter().zip(&want) {
+                worst = worst.max((a - b).abs());
+            }
+            // the transposed direct sum is the adjoint of the forward one
+            let fwd = direct(&x, &s, &g, false);
+            let lhs: f64 = fwd.iter().zip(&s1).map(|(a, b)| a * b).sum();
+            let rhs: f64 = direct(&s1, &t, &g, true).iter().zip(&x).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-12, "case {case}: adjoint {lhs} vs {rhs}");
+        }
+        assert!(worst < 1e-12, "deviation from the direct sum {worst:e}");
+    }
+}
