@@ -182,3 +182,48 @@ fn bpnet_heads_explain_additively_from_both_exporters() {
     println!("bpnet heads: dynamo vs torchscript hypothetical: counts {dc:.1e}, profile {dp:.1e}");
     assert!(dc <= 1e-12 && dp <= 1e-12, "{dc:e} {dp:e}");
 }
+
+/// DeepLIFT Rescale through `log(exp(a) + exp(b))` built from [`Exp`], [`Add`] and [`Log`]
+/// equals the textbook chain of secants: with `s = eᵃ + eᵇ`, the multiplier of `a` is
+/// `(Δ ln s / Δs) · (Δeᵃ / Δa)` (and the same for `b`), and the contributions of `a` and
+/// `b` sum to the change of the output.
+#[test]
+fn log_sum_exp_follows_the_chain_of_secants() {
+    use ndarray::array;
+    use relevance::{Add, Baseline, DeepLift, Dense, Exp, GraphBuilder, Log};
+    let mut g = GraphBuilder::<f64>::new(&[2]).unwrap();
+    let a = g
+        .add("a", Dense::new(array![[1.0, 0.0]], None).unwrap(), g.input())
+        .unwrap();
+    let b = g
+        .add("b", Dense::new(array![[0.0, 1.0]], None).unwrap(), g.input())
+        .unwrap();
+    let ea = g.add("exp_a", Exp, a).unwrap();
+    let eb = g.add("exp_b", Exp, b).unwrap();
+    let s = g.merge("sum", Add::new(), &[ea, eb]).unwrap();
+    let y = g.add("log", Log, s).unwrap();
+    let net = g.build(y).unwrap();
+    let (x, x0) = (array![[0.7, -1.3]], array![[-0.4, 0.9]]);
+    let rule = DeepLift::rescale().with_threshold(1e-6).unwrap();
+    let d = net
+        .deeplift(
+            &x.clone().into_dyn(),
+            &Target::Class(0),
+            &rule,
+            &Baseline::PerSample(x0.clone().into_dyn()),
+        )
+        .unwrap();
+    let s = |v: &ndarray::Array2<f64>| v[[0, 0]].exp() + v[[0, 1]].exp();
+    let dlog = (s(&x).ln() - s(&x0).ln()) / (s(&x) - s(&x0));
+    for j in 0..2 {
+        let dexp = (x[[0, j]].exp() - x0[[0, j]].exp()) / (x[[0, j]] - x0[[0, j]]);
+        let want = dlog * dexp;
+        assert!((d.multipliers[[0, j]] - want).abs() < 1e-14, "{j}: {} vs {want}", d.multipliers[[0, j]]);
+    }
+    let total: f64 = d.attribution.iter().sum();
+    assert!((total - (s(&x).ln() - s(&x0).ln())).abs() < 1e-14);
+    // ln of a non-positive number is not finite: an error, not a panic
+    let bad = Network::<f64>::new(&[2], vec![Box::new(Log) as Box<dyn relevance::Layer<f64>>]).unwrap();
+    let err = bad.forward(&array![[-1.0, 2.0]].into_dyn()).unwrap_err();
+    assert!(format!("{err:?}").contains("NonFiniteResult"), "{err:?}");
+}
