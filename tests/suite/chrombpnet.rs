@@ -60,7 +60,9 @@ fn inputs<F: Float>(fx: &Value) -> (ArrayD<F>, ArrayD<F>) {
         .map(|per| per.as_array().unwrap().iter().map(bases).collect())
         .collect();
     let (n, r, l) = (seqs.len(), refs[0].len(), seqs[0].len());
-    let x = Array3::from_shape_fn((n, 4, l), |(s, c, i)| F::lit(f64::from(u8::from(seqs[s][i] == c))));
+    let x = Array3::from_shape_fn((n, 4, l), |(s, c, i)| {
+        F::lit(f64::from(u8::from(seqs[s][i] == c)))
+    });
     let refs = Array4::from_shape_fn((n, r, 4, l), |(s, k, c, i)| {
         F::lit(f64::from(u8::from(refs[s][k][i] == c)))
     });
@@ -89,7 +91,10 @@ fn both_heads_match_onnxruntime_and_torch() {
                  onnxruntime"
             );
             assert!(d32 <= ORT_F32, "{name} {output}: f32 {d32:e} from onnxruntime");
-            assert!(d64_ort <= ORT_F32, "{name} {output}: f64 {d64_ort:e} from onnxruntime");
+            assert!(
+                d64_ort <= ORT_F32,
+                "{name} {output}: f64 {d64_ort:e} from onnxruntime"
+            );
             assert!(d64 <= TORCH_F64, "{name} {output}: f64 {d64:e} from torch");
         }
     }
@@ -121,13 +126,20 @@ fn check_against(name: &str, what: &str, got: &SequenceAttribution<f64>, want: &
     assert!(dh <= TANGERMEME_F64, "{name} {what}: hypothetical {dh:e}");
     for s in 0..got.output.len() {
         let y = want["output"][s].as_f64().unwrap();
-        assert!((got.output[s] - y).abs() <= 1e-12 * y.abs().max(1.0), "{name} {what}: f(x) {}", got.output[s]);
+        assert!(
+            (got.output[s] - y).abs() <= 1e-12 * y.abs().max(1.0),
+            "{name} {what}: f(x) {}",
+            got.output[s]
+        );
         let refs = want["reference_output"][s].as_array().unwrap();
         let mean = refs.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / refs.len() as f64;
         assert!((got.reference_output[s] - mean).abs() <= 1e-12 * mean.abs().max(1.0));
         assert!(got.gap[s].abs() <= GAP_F64, "{name} {what}: gap {}", got.gap[s]);
     }
-    assert!(got.pair_deltas.iter().all(|d| d.abs() <= GAP_F64), "{name} {what}");
+    assert!(
+        got.pair_deltas.iter().all(|d| d.abs() <= GAP_F64),
+        "{name} {what}"
+    );
     dh
 }
 
@@ -171,8 +183,15 @@ fn bpnet_heads_explain_additively_from_both_exporters() {
         let c = deep_lift_shap(&model(name, "counts"), &x, &refs, &Target::Class(0)).unwrap();
         let p = deep_lift_shap_profile(&model(name, "profile"), &x, &refs, ProfileWeights::Additive).unwrap();
         for (what, out) in [("counts", &c), ("profile", &p)] {
-            assert!(out.gap.iter().all(|g| g.abs() <= GAP_F64), "{name} {what}: {}", out.gap);
-            assert!(out.attributions.iter().any(|a| a.abs() > 1e-6), "{name} {what}: all zero");
+            assert!(
+                out.gap.iter().all(|g| g.abs() <= GAP_F64),
+                "{name} {what}: {}",
+                out.gap
+            );
+            assert!(
+                out.attributions.iter().any(|a| a.abs() > 1e-6),
+                "{name} {what}: all zero"
+            );
         }
         counts.push(c.hypothetical);
         profiles.push(p.hypothetical);
@@ -218,7 +237,11 @@ fn log_sum_exp_follows_the_chain_of_secants() {
     for j in 0..2 {
         let dexp = (x[[0, j]].exp() - x0[[0, j]].exp()) / (x[[0, j]] - x0[[0, j]]);
         let want = dlog * dexp;
-        assert!((d.multipliers[[0, j]] - want).abs() < 1e-14, "{j}: {} vs {want}", d.multipliers[[0, j]]);
+        assert!(
+            (d.multipliers[[0, j]] - want).abs() < 1e-14,
+            "{j}: {} vs {want}",
+            d.multipliers[[0, j]]
+        );
     }
     let total: f64 = d.attribution.iter().sum();
     assert!((total - (s(&x).ln() - s(&x0).ln())).abs() < 1e-14);

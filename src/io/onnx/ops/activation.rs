@@ -25,7 +25,10 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         ("Gelu", "Gelu (exact, or the tanh approximation)"),
         ("Softplus", "Softplus (ONNX's, without PyTorch's threshold)"),
         ("Exp", "Exp"),
-        ("Log", "Log (ChromBPNet's log(exp(a) + exp(b)) of two count heads)"),
+        (
+            "Log",
+            "Log (ChromBPNet's log(exp(a) + exp(b)) of two count heads)",
+        ),
     ] {
         reg.op(op, becomes).build(activation_node);
     }
