@@ -15,6 +15,11 @@ Writes (in tests/fixtures/)
   onnx/sequence/chrombpnet_torchscript.onnx   bpnet-lite's ChromBPNet(bias, accessibility): outputs "profile"
                                               [N, 1, 60] and "counts" [N, 1] (dynamo=False, opset 17)
   onnx/sequence/chrombpnet_dynamo.onnx        the same model, dynamo=True, opset 18
+  onnx/sequence/logsumexp_counts_torchscript.onnx  the count heads of two small BPNets combined by
+                                              `torch.logsumexp(torch.cat([acc, bias], -1), -1, keepdim=True)` (the
+                                              form of bpnet-lite's ChromBPNet.fit): output "counts" [N, 1]
+                                              (dynamo=False, opset 17; one `ReduceLogSumExp` node)
+  onnx/sequence/logsumexp_counts_dynamo.onnx  the same model, dynamo=True, opset 18
   chrombpnet_fixtures.json
 
 Models (float32 weights in the files; the float64 runs below use the same values), random initialisation:
@@ -26,6 +31,9 @@ Models (float32 weights in the files; the float64 runs below use the same values
     n_control_tracks=0, trimming=20)` (profile [N, 1, 60]); `ChromBPNet(bias, accessibility)` adds the profiles
     (the bias profile cropped by 5 on each side: a Slice of computed data) and combines the counts as
     `log(exp(acc_counts) + exp(bias_counts))` (its `_Log` and `_Exp` modules).
+  LogSumExpCounts: torch.manual_seed(4), bias = `BPNet(n_filters=4, n_layers=1, n_outputs=1, n_control_tracks=0,
+    trimming=15)`, accessibility = `BPNet(n_filters=4, n_layers=2, n_outputs=1, n_control_tracks=0, trimming=20)`;
+    only the counts are returned, so the files hold no profile head.
 The dynamo exports carry every node's PyTorch stack trace and export bookkeeping in `metadata_props` (about 30 KB for
 ChromBPNet); those are removed before writing (the graph, its weights and value_info types are unchanged), nothing
 else is. Weights are stored in the file (`external_data=False`).
@@ -42,6 +50,9 @@ JSON
       tangermeme's `deep_lift_shap` with `additional_nonlinear_ops={_ProfileLogitScaling, _Log, _Exp: _nonlinear}`),
       target 0, float64, hypothetical=True: {"output" [N], "reference_output" [N][R], "hypothetical" T [N, 4, L],
       "gap" [N] (sum of the observed-base hypothetical values - (f(x) - mean f(ref)))}
+  logsumexp_counts: onnxruntime {file stem: T} and torch_f64 T of LogSumExpCounts on x, and
+      "tangermeme_gap" [N]: the gap of tangermeme's `deep_lift_shap` (bpnet-lite's rules registered too), which has no
+      rule for the functional `torch.logsumexp`: torch's gradient passes through it, so it is not additive
   chrombpnet_counts_unregistered_gap: the same gap from tangermeme's `deep_lift_shap` called directly, without
       the `_Log`/`_Exp` rules (torch's own gradients pass through exp and log): [N]
   chrombpnet_profile: the same for ProfileWrapper(ChromBPNet) (`Σ softmax(z)·z`, z the centred flattened profile
@@ -79,8 +90,21 @@ def strip_metadata(path):
     onnx.save(m, path)
 
 
-def export(model, x, path, dynamo):
-    kw = dict(input_names=["input"], output_names=["profile", "counts"])
+class LogSumExpCounts(torch.nn.Module):
+    """The counts of two BPNets combined with torch.logsumexp of their concatenation (ChromBPNet.fit's form)."""
+
+    def __init__(self, bias, accessibility):
+        super().__init__()
+        self.bias = bias
+        self.accessibility = accessibility
+
+    def forward(self, X, X_ctl=None):
+        counts = torch.cat([self.accessibility(X)[1], self.bias(X)[1]], dim=-1)
+        return torch.logsumexp(counts, dim=-1, keepdim=True)
+
+
+def export(model, x, path, dynamo, outputs=("profile", "counts")):
+    kw = dict(input_names=["input"], output_names=list(outputs))
     if dynamo:
         torch.onnx.export(model, (x,), path, dynamo=True, opset_version=18, external_data=False,
                           dynamic_shapes=({0: torch.export.Dim("batch")},), **kw)
@@ -182,6 +206,31 @@ def main():
         return {"output": [float(v) for v in y], "reference_output": y_refs.tolist(), "hypothetical": tensor(hyp),
                 "gap": [float(v) for v in gap]}
 
+    def logsumexp_counts():
+        bias = BPNet(n_filters=4, n_layers=1, n_outputs=1, n_control_tracks=0, trimming=15, verbose=False)
+        acc = BPNet(n_filters=4, n_layers=2, n_outputs=1, n_control_tracks=0, trimming=20, verbose=False)
+        return LogSumExpCounts(bias, acc)
+
+    torch.manual_seed(4)
+    lse = logsumexp_counts().eval()
+    lse_out = {"onnxruntime": {}}
+    with torch.no_grad():
+        want = lse(x32).numpy()
+    for stem, dynamo in [("logsumexp_counts_torchscript", False), ("logsumexp_counts_dynamo", True)]:
+        path = os.path.join(seq_dir, stem + ".onnx")
+        export(lse, x32, path, dynamo, outputs=("counts",))
+        got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(["counts"], {
+            "input": x.astype(np.float32)})[0]
+        assert np.abs(got - want).max() / np.abs(want).max() < 1e-5, stem
+        lse_out["onnxruntime"][stem] = tensor(got, f32=True)
+    torch.manual_seed(4)
+    lse64 = logsumexp_counts()
+    lse64.load_state_dict(lse.state_dict())
+    lse64 = lse64.double().eval()
+    with torch.no_grad():
+        lse_out["torch_f64"] = tensor(lse64(X).numpy())
+    lse_out["tangermeme_gap"] = run(lse64, bpnet_deep_lift_shap, check_gap=False)["gap"]
+
     counts = run(CountWrapper(chrom).eval(), bpnet_deep_lift_shap)
     unregistered = run(CountWrapper(chrom).eval(), deep_lift_shap, check_gap=False)["gap"]
     profile = run(ProfileWrapper(chrom).eval(), bpnet_deep_lift_shap)
@@ -199,12 +248,14 @@ def main():
         "torch_f64": torch_f64,
         "chrombpnet_counts": counts,
         "chrombpnet_counts_unregistered_gap": unregistered,
+        "logsumexp_counts": lse_out,
         "chrombpnet_profile": profile,
     }
     with open(os.path.join(out, "chrombpnet_fixtures.json"), "w") as f:
         json.dump(fx, f, indent=None, separators=(",", ":"))
         f.write("\n")
-    print("counts gap", counts["gap"], "unregistered gap", unregistered, "profile gap", profile["gap"])
+    print("counts gap", counts["gap"], "unregistered gap", unregistered, "profile gap", profile["gap"],
+          "logsumexp tangermeme gap", lse_out["tangermeme_gap"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! bpnet-lite 1.1.0's `BPNet` with both heads and its `ChromBPNet` (bias and accessibility
-//! BPNets, profiles added, counts combined as `log(exp(a) + exp(b))`), each exported by both
-//! PyTorch exporters (`tests/fixtures/onnx/sequence/{bpnet_heads,chrombpnet}_{torchscript,
+//! BPNets, profiles added, counts combined as `log(exp(a) + exp(b))`), and two count heads
+//! combined by `torch.logsumexp`, each exported by both PyTorch exporters
+//! (`tests/fixtures/onnx/sequence/{bpnet_heads,chrombpnet,logsumexp_counts}_{torchscript,
 //! dynamo}.onnx` and `tests/fixtures/chrombpnet_fixtures.json`, from
 //! `tools/gen_chrombpnet_fixtures.py`). The two graph outputs are chosen by name
 //! ([`OnnxOptions::output`]); each must give onnxruntime's float32 outputs and torch's
@@ -249,4 +250,39 @@ fn log_sum_exp_follows_the_chain_of_secants() {
     let bad = Network::<f64>::new(&[2], vec![Box::new(Log) as Box<dyn relevance::Layer<f64>>]).unwrap();
     let err = bad.forward(&array![[-1.0, 2.0]].into_dyn()).unwrap_err();
     assert!(format!("{err:?}").contains("NonFiniteResult"), "{err:?}");
+}
+
+/// `torch.logsumexp(torch.cat([acc, bias], -1), -1, keepdim=True)` of two count heads (the
+/// form of bpnet-lite's `ChromBPNet.fit`), one `ReduceLogSumExp` node from both exporters:
+/// it loads as Exp, a sum and Log, gives onnxruntime's and torch's outputs, and DeepLIFT-SHAP
+/// through it is additive. tangermeme has no rule for the functional `torch.logsumexp` (its
+/// gradient passes through), so its attributions of this model are not additive: no
+/// reference to compare with here beyond its gap.
+#[test]
+fn logsumexp_counts_load_and_explain_additively() {
+    let fx = load("chrombpnet_fixtures");
+    let lse = &fx["logsumexp_counts"];
+    let (x32, _) = inputs::<f32>(&fx);
+    let (x, refs) = inputs::<f64>(&fx);
+    let mut hyp = Vec::new();
+    for name in ["logsumexp_counts_torchscript", "logsumexp_counts_dynamo"] {
+        let d32 = rel_dev(
+            &load_onnx::<f32>(path(name)).unwrap().forward(&x32).unwrap(),
+            &tensor(&lse["onnxruntime"][name]),
+        );
+        let net: Network<f64> = load_onnx(path(name)).unwrap();
+        let d64 = rel_dev(&net.forward(&x).unwrap(), &tensor(&lse["torch_f64"]));
+        println!("{name}: f32 {d32:.1e} from onnxruntime, f64 {d64:.1e} from torch (f64)");
+        assert!(d32 <= ORT_F32 && d64 <= TORCH_F64, "{name}: {d32:e} {d64:e}");
+        let out = deep_lift_shap(&net, &x, &refs, &Target::Class(0)).unwrap();
+        assert!(out.gap.iter().all(|g| g.abs() <= GAP_F64), "{name}: {}", out.gap);
+        assert!(
+            out.attributions.iter().any(|a| a.abs() > 1e-6),
+            "{name}: all zero"
+        );
+        hyp.push(out.hypothetical);
+    }
+    assert!(rel_dev(&hyp[1], &hyp[0]) <= 1e-12);
+    let gaps = lse["tangermeme_gap"].as_array().unwrap();
+    assert!(gaps.iter().all(|g| g.as_f64().unwrap().abs() > 1e-7));
 }
