@@ -155,6 +155,10 @@ fn chrombpnet_counts_match_bpnet_lite_deep_lift_shap() {
         let net = model::<f64>(name, "counts");
         let out = deep_lift_shap(&net, &x, &refs, &Target::Class(0)).unwrap();
         check_against(name, "counts", &out, &fx["chrombpnet_counts"]);
+        // LRP passes relevance through Exp and Log as through every activation
+        let eps = relevance::Method::lrp(relevance::LrpEpsilon::new(1e-6).unwrap());
+        let lrp = net.explain(&x, &Target::Class(0), &eps).unwrap();
+        assert!(lrp.relevance.iter().all(|v| v.is_finite()) && lrp.relevance.iter().any(|v| *v != 0.0));
     }
     // tangermeme alone (no rule for bpnet-lite's `_Exp`/`_Log` modules) is not additive
     let unregistered = fx["chrombpnet_counts_unregistered_gap"].as_array().unwrap();
