@@ -41,7 +41,7 @@ mod reshape;
 mod softmax;
 
 pub use activation::{
-    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, LeakyRelu, Sigmoid, Silu, Softplus, Tanh,
+    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, LeakyRelu, Log, Sigmoid, Silu, Softplus, Tanh,
 };
 pub use avgpool::AvgPool2d;
 pub use batchnorm::BatchNorm2d;

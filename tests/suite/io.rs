@@ -701,6 +701,79 @@ fn onnx_affine_along_any_axis_of_a_transposed_tensor() {
     assert!(dev <= 1e-15, "{dev}");
 }
 
+/// `ReduceLogSumExp` (axes as an attribute) and `ReduceSum` (axes as input 1, opset 13+)
+/// over the features of `[N, K]`, kept: `log Σ exp x` and `Σ x`; DeepLIFT through the first
+/// (Exp, a sum, Log) sums to the change of the output. Other axes, `keepdims = 0` and
+/// tensors that are not flat are refused with the reason.
+#[test]
+fn onnx_reduce_log_sum_exp_and_reduce_sum_over_the_features() {
+    use relevance::{Baseline, DeepLift, Target};
+    let lse = model(
+        &[3],
+        vec![NodeProto {
+            attribute: vec![ints_attr("axes", &[-1]), int_attr("keepdims", 1)],
+            ..node("lse", "ReduceLogSumExp", &["x"], "y")
+        }],
+        vec![],
+    );
+    let sum = model(
+        &[3],
+        vec![node("sum", "ReduceSum", &["x", "axes"], "y")],
+        vec![TensorProto {
+            dims: vec![1],
+            data_type: 7,
+            int64_data: vec![1],
+            name: "axes".into(),
+            ..Default::default()
+        }],
+    );
+    let x = array![[0.5, -1.0, 2.0], [3.0, 0.0, -0.25]].into_dyn();
+    let (lse, sum) = (from_onnx::<f64>(&lse).unwrap(), from_onnx::<f64>(&sum).unwrap());
+    let (y, s) = (lse.forward(&x).unwrap(), sum.forward(&x).unwrap());
+    assert_eq!(y.shape(), &[2, 1]);
+    for i in 0..2 {
+        let row = x.index_axis(ndarray::Axis(0), i);
+        let want = row.iter().map(|v: &f64| v.exp()).sum::<f64>().ln();
+        assert!((y[[i, 0]] - want).abs() < 1e-15, "{} vs {want}", y[[i, 0]]);
+        assert_eq!(s[[i, 0]], row.sum());
+    }
+    let base = array![[0.0, 1.0, -1.0], [0.0, 0.0, 0.0]].into_dyn();
+    let d = lse
+        .deeplift(
+            &x,
+            &Target::Class(0),
+            &DeepLift::rescale(),
+            &Baseline::PerSample(base.clone()),
+        )
+        .unwrap();
+    let y0 = lse.forward(&base).unwrap();
+    for i in 0..2 {
+        let total: f64 = d.attribution.index_axis(ndarray::Axis(0), i).sum();
+        assert!((total - (y[[i, 0]] - y0[[i, 0]])).abs() < 1e-14);
+    }
+    for (input, attrs) in [
+        (&[3][..], vec![ints_attr("axes", &[1]), int_attr("keepdims", 0)]),
+        (&[3][..], vec![ints_attr("axes", &[0, 1])]),
+        (&[2, 3][..], vec![ints_attr("axes", &[2])]),
+    ] {
+        let bytes = model(
+            input,
+            vec![NodeProto {
+                attribute: attrs,
+                ..node("lse", "ReduceLogSumExp", &["x"], "y")
+            }],
+            vec![],
+        );
+        match from_onnx::<f32>(&bytes) {
+            Err(Error::UnsupportedOperator { op, reason, .. }) => {
+                assert_eq!(op, "ReduceLogSumExp");
+                assert!(reason.contains("[N, K]"), "{reason}");
+            }
+            other => panic!("{input:?}: {other:?}"),
+        }
+    }
+}
+
 /// The README's table of ONNX operators (section "ONNX", `| operators | become |`) names
 /// exactly the operators of the importer's registry ([`relevance::io::onnx_operators`]):
 /// every operator there appears in the table, and every operator the table names (a

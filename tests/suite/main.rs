@@ -7,6 +7,8 @@
 mod common;
 
 mod affine;
+#[cfg(feature = "onnx")]
+mod chrombpnet;
 mod deeplift;
 mod deeplift_fixtures;
 mod deeplift_properties;

@@ -67,7 +67,10 @@ impl<'a> Graph<'a> {
                 })
                 .ok_or_else(|| Error::Format {
                     what: "ONNX graph".into(),
-                    reason: format!("no graph output or node output is named {name:?}"),
+                    reason: format!(
+                        "no graph output or node output is named {name:?}; the graph outputs are {:?}",
+                        outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>()
+                    ),
                 })?,
             (None, [one]) => one.name.as_str(),
             (None, outs) => {

@@ -38,7 +38,10 @@ pub struct OnnxOptions {
     /// width or channels are symbolic or missing. Default: the shape the file declares.
     pub input_shape: Option<Vec<usize>>,
     /// The tensor to explain, for a graph with several outputs (any node output may be
-    /// named). Default: the graph's one output.
+    /// named), e.g. `"counts"` or `"profile"` of a BPNet exported with both heads. Default:
+    /// the graph's one output; a graph with several outputs and no name given, or a name
+    /// that no graph output or node output has, is an [`Error::Format`] that lists the
+    /// graph's outputs.
     pub output: Option<String>,
     /// Merge every batch normalisation that directly follows a convolution or dense layer
     /// into it (zennit's canonizer, [`Network::merge_batch_norm`]). Default `true`.

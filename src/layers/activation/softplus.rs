@@ -1,4 +1,5 @@
-//! Softplus and the exponential (genomics count heads and bias models use them).
+//! Softplus, the exponential and the logarithm (genomics count heads and bias models use
+//! them; ChromBPNet combines its two count heads as `log(exp(a) + exp(b))`).
 
 use super::sigmoid::logistic;
 use super::{elementwise_layer, finite};
@@ -109,3 +110,39 @@ impl Exp {
 }
 
 elementwise_layer!(Exp, gate = false);
+
+/// The natural logarithm `ln x`, as `torch.log` (ONNX `Log`); derivative `1/x`. Defined for
+/// `x > 0`: `ln 0 = −∞` and the logarithm of a negative number is NaN, as in PyTorch (a
+/// network's forward pass reports either as [`Error::NonFiniteResult`](crate::Error::NonFiniteResult)).
+///
+/// ChromBPNet (bpnet-lite's `ChromBPNet`, `bpnetlite/chrombpnet.py`) combines the count
+/// heads of its bias and accessibility models as `log(exp(a) + exp(b))` with `_Exp` and
+/// `_Log` modules, to which bpnet-lite's `deep_lift_shap` (`bpnetlite/attribute.py`)
+/// gives tangermeme's Rescale rule, as DeepLIFT does here to every activation.
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Layer, Log};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Log, array![[1.0, std::f64::consts::E]].into_dyn().view())?;
+/// assert_eq!(y, array![[0.0, 1.0]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Log;
+
+impl Log {
+    fn describe(&self) -> String {
+        "Log".into()
+    }
+
+    fn value<F: Float>(&self, x: F) -> F {
+        x.ln()
+    }
+
+    fn derivative<F: Float>(&self, x: F) -> F {
+        F::one() / x
+    }
+}
+
+elementwise_layer!(Log, gate = false);

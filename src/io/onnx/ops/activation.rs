@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::io::onnx::import::Importer;
 use crate::layers::{
-    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, Layer, LeakyRelu, Relu, Sigmoid, Softplus, Tanh,
+    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, Layer, LeakyRelu, Log, Relu, Sigmoid, Softplus, Tanh,
 };
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
@@ -25,6 +25,10 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         ("Gelu", "Gelu (exact, or the tanh approximation)"),
         ("Softplus", "Softplus (ONNX's, without PyTorch's threshold)"),
         ("Exp", "Exp"),
+        (
+            "Log",
+            "Log (ChromBPNet's log(exp(a) + exp(b)) of two count heads)",
+        ),
     ] {
         reg.op(op, becomes).build(activation_node);
     }
@@ -52,6 +56,7 @@ fn activation<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resul
         // ONNX's Softplus is log(exp(x) + 1) everywhere: no threshold
         "Softplus" => Box::new(Softplus::new(1.0, f64::MAX)?),
         "Exp" => Box::new(Exp),
+        "Log" => Box::new(Log),
         "LeakyRelu" => Box::new(LeakyRelu::new(f("alpha", 0.01)?)?),
         "Elu" => Box::new(Elu::new(f("alpha", 1.0)?)?),
         "HardSigmoid" => {

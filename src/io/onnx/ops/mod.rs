@@ -22,6 +22,7 @@ mod logic;
 mod norm;
 mod pad;
 mod pool;
+mod reduce;
 mod reshape;
 mod shape;
 mod slice;
@@ -126,6 +127,7 @@ pub(super) fn registry<F: Float>() -> Registry<F> {
     logic::register(&mut reg);
     activation::register(&mut reg);
     pool::register(&mut reg);
+    reduce::register(&mut reg);
     softmax::register(&mut reg);
     reshape::register(&mut reg);
     slice::register(&mut reg);
