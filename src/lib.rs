@@ -89,7 +89,7 @@ pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
     Conv2d, Conv2dConfig, Dense, Elu, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu,
-    LinearMap, LocalResponseNorm, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad,
+    LinearMap, LocalResponseNorm, Log1p, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad,
     Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
