@@ -319,7 +319,8 @@ impl<F: Float> GraphBuilder<F> {
         if name.is_empty() {
             return Err(Error::Graph {
                 node: String::new(),
-                reason: "a held input needs a name (values are bound to it by position, errors name it)".into(),
+                reason: "a held input needs a name (values are bound to it by position, errors name it)"
+                    .into(),
             });
         }
         let name = self.claim_name(name)?;
@@ -351,7 +352,8 @@ impl<F: Float> GraphBuilder<F> {
         let index = self.nodes.len();
         let desc = format!("Constant{shape:?}");
         let shape = Self::check_output(index, &name, &desc, shape)?;
-        crate::tensor::checks::check_finite("constant", &value.view()).map_err(|e| e.at_layer(index, &name, &desc))?;
+        crate::tensor::checks::check_finite("constant", &value.view())
+            .map_err(|e| e.at_layer(index, &name, &desc))?;
         Ok(self.push(name, Op::Constant(value), vec![], shape))
     }
 

@@ -152,6 +152,11 @@ impl<F: Float> Node<F> {
 /// A feed-forward network: a directed acyclic graph of nodes with a fixed per-sample input
 /// shape and one output.
 ///
+/// Besides its one explained input, a network may read *held inputs*
+/// ([`GraphBuilder::held_input`]): extra inputs given per call with [`Network::bind`], the
+/// same for the explained input and its baselines, and not attributed (bpnet-lite's control
+/// tracks, say).
+///
 /// [`Network::new`] builds a chain of layers; [`GraphBuilder`] builds any graph (residual
 /// sums, concatenations, gates). Shapes are checked node by node when the network is
 /// built, so a network that exists can run any batch of the right input shape.
@@ -476,6 +481,8 @@ impl<F: Float> Network<F> {
     /// # Errors
     /// A shape or rank error for an input of the wrong shape, [`Error::NonFinite`](crate::Error::NonFinite)
     /// for NaN or ∞ in it, [`Error::EmptyBatch`](crate::Error::EmptyBatch) for N = 0;
+    /// [`Error::UnboundHeldInput`](crate::Error::UnboundHeldInput) for a held input not yet
+    /// given a value ([`Network::bind`]);
     /// [`Error::NonFiniteResult`](crate::Error::NonFiniteResult) inside
     /// [`Error::AtLayer`](crate::Error::AtLayer) naming the first node whose output
     /// overflowed.
