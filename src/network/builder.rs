@@ -313,8 +313,9 @@ impl<F: Float> GraphBuilder<F> {
     /// do with it.
     ///
     /// # Errors
-    /// [`Error::Graph`] for an empty name or one already taken; [`Error::Shape`] for an
-    /// empty shape, a zero dimension or too many elements (as [`GraphBuilder::new`]).
+    /// [`Error::Graph`] for an empty name or one already taken; [`Error::AtLayer`] naming
+    /// the node, wrapping [`Error::Shape`], for an empty shape, a zero dimension or too many
+    /// elements.
     pub fn held_input(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
         if name.is_empty() {
             return Err(Error::Graph {
@@ -335,8 +336,9 @@ impl<F: Float> GraphBuilder<F> {
     ///
     /// # Errors
     /// [`Error::Graph`] for a name already taken; [`Error::Rank`] or [`Error::Shape`] for a
-    /// value without a batch axis of 1 or with an unusable per-sample shape;
-    /// [`Error::NonFinite`] for NaN or infinity in it.
+    /// value without a batch axis of 1; [`Error::AtLayer`] naming the node, wrapping
+    /// [`Error::Shape`] for an unusable per-sample shape (a zero dimension, too many
+    /// elements) or [`Error::NonFinite`] for NaN or infinity in the value.
     pub fn constant(&mut self, name: &str, value: ndarray::ArrayD<F>) -> Result<NodeId> {
         self.constant_shared(name, Arc::new(value))
     }
