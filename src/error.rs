@@ -217,6 +217,34 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A network with a held input ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input))
+    /// was run before the held input was given a value ([`Network::bind`](crate::Network::bind)).
+    /// Caller's fault.
+    #[error("held input `{name}` is not bound: give it a value with Network::bind first")]
+    UnboundHeldInput {
+        /// The held input's name.
+        name: String,
+    },
+    /// [`Network::bind`](crate::Network::bind) was given a number of values other than the
+    /// number of held inputs. Caller's fault.
+    #[error("the network has {} held input(s) ({}), {got} value(s) were given", .names.len(), .names.join(", "))]
+    HeldInputCount {
+        /// The held inputs' names, in the order their values are expected.
+        names: Vec<String>,
+        /// How many values were given.
+        got: usize,
+    },
+    /// A value given for a held input cannot be used: the wrong shape (the held input's
+    /// per-sample shape with a batch axis of 1 is expected), or NaN or infinity. Caller's
+    /// fault.
+    #[error("held input `{name}`: {source}")]
+    HeldInput {
+        /// The held input's name.
+        name: String,
+        /// What is wrong with the value ([`Error::Shape`], [`Error::Rank`] or
+        /// [`Error::NonFinite`]).
+        source: Box<Error>,
+    },
     /// A graph could not be built: an input that is not an earlier node, a name given
     /// twice, a wrong number of inputs. Caller's fault.
     #[error("graph node `{node}`: {reason}")]
@@ -248,6 +276,7 @@ impl Error {
         match self {
             Error::AtLayer { source, .. } => source.root(),
             Error::AtNode { source, .. } => source.root(),
+            Error::HeldInput { source, .. } => source.root(),
             e => e,
         }
     }
@@ -264,6 +293,7 @@ impl Error {
     pub fn node_name(&self) -> Option<&str> {
         match self {
             Error::AtLayer { node, .. } | Error::Graph { node, .. } => Some(node),
+            Error::UnboundHeldInput { name } | Error::HeldInput { name, .. } => Some(name),
             _ => None,
         }
     }

@@ -89,8 +89,8 @@ pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
     Conv2d, Conv2dConfig, Dense, Elu, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu,
-    LinearMap, LocalResponseNorm, Log, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Pad,
-    Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
+    LinearMap, LocalResponseNorm, Log, Log1p, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul,
+    Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};

@@ -247,6 +247,8 @@ fn randomised_network<F: Float>(net: &Arc<Network<F>>, count: usize, seed: u64) 
             // every other node is the original's, shared
             Op::Layer(layer) => g.add_shared(node.name(), layer.clone(), inputs[0])?,
             Op::Merge(merge) => g.merge_shared(node.name(), merge.clone(), &inputs)?,
+            Op::Held => g.held_input(node.name(), &net.shapes()[k + 1])?,
+            Op::Constant(value) => g.constant_shared(node.name(), value.clone())?,
         };
         ids.push(id);
     }

@@ -214,6 +214,9 @@ impl<F: Float> Network<F> {
                 }
                 merge.class().relevance(rule, &step).map_err(self.at(k))?
             }
+            // a held input or a constant has no input: what arrives is dropped, as at a
+            // bias (its value is the same for the input and the baseline)
+            _ => Vec::new(),
         };
         crate::pool::recycle(r);
         Ok(parts)

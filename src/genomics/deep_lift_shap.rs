@@ -270,7 +270,8 @@ fn symmetric<F: Float>(net: &Network<F>) -> bool {
             ) || (layer.class().category() == Category::BatchNorm && layer.name().starts_with("BatchNorm"))
         }
         (None, Some(merge)) => matches!(merge.class().category(), Category::Sum | Category::Reshape),
-        (None, None) => false,
+        // a constant (a bound held input) is the same on both sides of every pair
+        (None, None) => node.category() == Category::Constant,
     })
 }
 

@@ -10,6 +10,14 @@
 //! [`AvgPool1d`](crate::AvgPool1d), cropping with [`Narrow`](crate::Narrow)), built by hand or
 //! loaded from ONNX.
 //!
+//! A model with control tracks (bpnet-lite's `BPNet(n_control_tracks=2)`, whose
+//! `forward(X, X_ctl)` reads them next to the sequence) reads them as a held input
+//! ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input)): bind each sequence's
+//! tracks ([`Network::bind`](crate::Network::bind), one row `[1, n_ctl, L]`) and explain that
+//! sequence with the bound network. This is what tangermeme's `deep_lift_shap(model, X,
+//! args=(X_ctl,))` computes (it hands each reference its sequence's `X_ctl`); the tracks are
+//! not attributed, and the attributions still sum to `f(x) − mean f(ref)`.
+//!
 //! With the feature `genomics-io`, the module `io` reads FASTA and BED files, one-hot encodes
 //! sequences and writes the inputs of tfmodisco-lite.
 

@@ -364,6 +364,11 @@ impl<F: Float> Builder<F> {
                 self.graph.add_shared(name, layer, inputs[0])
             }
             NodeOp::Merge(merge) => self.graph.merge_shared(name, merge, inputs),
+            // the importer builds layers and merges only (held inputs: not imported yet)
+            NodeOp::Held | NodeOp::Constant(_) => Err(Error::Format {
+                what: node.to_string(),
+                reason: "a node without input is not imported".into(),
+            }),
         }
         .map_err(|e| match e {
             Error::AtLayer { source, .. } => at_node(node)(*source),

@@ -41,7 +41,7 @@ mod reshape;
 mod softmax;
 
 pub use activation::{
-    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, LeakyRelu, Log, Sigmoid, Silu, Softplus, Tanh,
+    Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, LeakyRelu, Log, Log1p, Sigmoid, Silu, Softplus, Tanh,
 };
 pub use avgpool::AvgPool2d;
 pub use batchnorm::BatchNorm2d;
@@ -91,6 +91,11 @@ pub enum Category {
     Reshape,
     /// A softmax over one axis ([`Softmax`]): not elementwise; see [`Rule::softmax`].
     Softmax,
+    /// A node with no input: a held input or a constant
+    /// ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input),
+    /// [`Network::bind`](crate::Network::bind)). No rule is applied there: what arrives at
+    /// it is not carried further, as for a bias.
+    Constant,
 }
 
 impl Category {

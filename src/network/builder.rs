@@ -306,6 +306,59 @@ impl<F: Float> GraphBuilder<F> {
         Ok(self.push(name, Op::Merge(merge), us, shape))
     }
 
+    /// Adds a held input named `name` with the per-sample shape `shape` (no batch axis): an
+    /// extra input of the network that is given per call — the same for the explained input
+    /// and its baselines — and not attributed. The network built cannot run until
+    /// [`Network::bind`] gives every held input a value; see there for what explanations
+    /// do with it.
+    ///
+    /// # Errors
+    /// [`Error::Graph`] for an empty name or one already taken; [`Error::AtLayer`] naming
+    /// the node, wrapping [`Error::Shape`], for an empty shape, a zero dimension or too many
+    /// elements.
+    pub fn held_input(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        if name.is_empty() {
+            return Err(Error::Graph {
+                node: String::new(),
+                reason: "a held input needs a name (values are bound to it by position, errors name it)"
+                    .into(),
+            });
+        }
+        let name = self.claim_name(name)?;
+        let shape = Self::check_output(self.nodes.len(), &name, "HeldInput", shape.to_vec())?;
+        Ok(self.push(name, Op::Held, vec![], shape))
+    }
+
+    /// Adds a constant named `name` (or its index, if empty): `value` is one row,
+    /// `[1, shape...]`, and the node's output is that row for every row of every batch. It
+    /// has no input; what arrives at it in an explanation is not carried further (as for a
+    /// bias). [`Network::bind`] makes held inputs into such nodes.
+    ///
+    /// # Errors
+    /// [`Error::Graph`] for a name already taken; [`Error::Rank`] or [`Error::Shape`] for a
+    /// value without a batch axis of 1; [`Error::AtLayer`] naming the node, wrapping
+    /// [`Error::Shape`] for an unusable per-sample shape (a zero dimension, too many
+    /// elements) or [`Error::NonFinite`] for NaN or infinity in the value.
+    pub fn constant(&mut self, name: &str, value: ndarray::ArrayD<F>) -> Result<NodeId> {
+        self.constant_shared(name, Arc::new(value))
+    }
+
+    /// [`GraphBuilder::constant`] for a value that other networks may share (see
+    /// [`GraphBuilder::add_shared`]).
+    ///
+    /// # Errors
+    /// As [`GraphBuilder::constant`].
+    pub fn constant_shared(&mut self, name: &str, value: Arc<ndarray::ArrayD<F>>) -> Result<NodeId> {
+        let name = self.claim_name(name)?;
+        let shape = super::held::check_row(&value)?;
+        let index = self.nodes.len();
+        let desc = format!("Constant{shape:?}");
+        let shape = Self::check_output(index, &name, &desc, shape)?;
+        crate::tensor::checks::check_finite("constant", &value.view())
+            .map_err(|e| e.at_layer(index, &name, &desc))?;
+        Ok(self.push(name, Op::Constant(value), vec![], shape))
+    }
+
     /// Finishes the network with `output` as its output. Nodes from which `output` cannot
     /// be reached are dropped (they cannot affect what is explained); the others keep their
     /// order and names.
@@ -376,6 +429,12 @@ impl<F: Float> Network<F> {
             }
         }
         drop(last);
+        let held = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.op, Op::Held))
+            .map(|(k, _)| k)
+            .collect();
         let mut consumers: Vec<Vec<usize>> = count.into_iter().map(Vec::with_capacity).collect();
         for (k, node) in nodes.iter().enumerate() {
             for &u in node.inputs.iter() {
@@ -390,6 +449,7 @@ impl<F: Float> Network<F> {
             nodes,
             shapes,
             consumers,
+            held,
             zero_input: ZeroTrace(std::sync::OnceLock::new()),
         }
     }

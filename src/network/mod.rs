@@ -4,6 +4,7 @@
 
 mod builder;
 mod canonize;
+mod held;
 
 pub use builder::{GraphBuilder, NodeId};
 
@@ -28,7 +29,9 @@ pub const MAX_RANK: usize = 16;
 /// The largest number of nodes a network may have (2²⁰; ResNet-152 has about 500).
 pub const MAX_NODES: usize = 1 << 20;
 
-/// What a node computes: a [`Layer`] (one input) or a [`Merge`] (several inputs).
+/// What a node computes: a [`Layer`] (one input), a [`Merge`] (several inputs), or a node
+/// with no input: a held input ([`GraphBuilder::held_input`]) or a constant
+/// ([`GraphBuilder::constant`], what [`Network::bind`] turns a held input into).
 ///
 /// Held by reference count, so that networks can share nodes (a rebuilt network keeps the
 /// nodes it does not change: [`GraphBuilder::add_shared`]).
@@ -39,6 +42,14 @@ pub enum Op<F: Float> {
     Layer(Arc<dyn Layer<F>>),
     /// A node with several inputs.
     Merge(Arc<dyn Merge<F>>),
+    /// A held input: an extra input of the network, without a value until
+    /// [`Network::bind`] replaces it by a [`Op::Constant`]; its per-sample shape is the
+    /// node's entry in [`Network::shapes`]. Running a network with one is
+    /// [`Error::UnboundHeldInput`](crate::Error::UnboundHeldInput).
+    Held,
+    /// A constant, `[1, shape...]` (one row), the same for every row of every batch; no
+    /// input, so nothing arriving at it is carried further (like a bias).
+    Constant(Arc<ArrayD<F>>),
 }
 
 /// One node of a [`Network`]: a name, what it computes, and which values it reads.
@@ -64,7 +75,8 @@ impl<F: Float> Node<F> {
         &self.op
     }
 
-    /// The values the node reads (0 = the network input, `k + 1` = the output of node `k`).
+    /// The values the node reads (0 = the network input, `k + 1` = the output of node `k`);
+    /// empty for a held input or a constant.
     pub fn inputs(&self) -> &[usize] {
         &self.inputs
     }
@@ -73,7 +85,7 @@ impl<F: Float> Node<F> {
     pub fn layer(&self) -> Option<&dyn Layer<F>> {
         match &self.op {
             Op::Layer(l) => Some(l.as_ref()),
-            Op::Merge(_) => None,
+            _ => None,
         }
     }
 
@@ -81,7 +93,21 @@ impl<F: Float> Node<F> {
     pub fn merge(&self) -> Option<&dyn Merge<F>> {
         match &self.op {
             Op::Merge(m) => Some(m.as_ref()),
-            Op::Layer(_) => None,
+            _ => None,
+        }
+    }
+
+    /// Whether the node is a held input without a value ([`GraphBuilder::held_input`]).
+    pub fn is_held_input(&self) -> bool {
+        matches!(self.op, Op::Held)
+    }
+
+    /// The node's value if it is a constant, `[1, shape...]` (a bound held input or a
+    /// [`GraphBuilder::constant`]).
+    pub fn constant(&self) -> Option<&ArrayD<F>> {
+        match &self.op {
+            Op::Constant(v) => Some(v),
+            _ => None,
         }
     }
 
@@ -90,6 +116,7 @@ impl<F: Float> Node<F> {
         match &self.op {
             Op::Layer(l) => l.class().category(),
             Op::Merge(m) => m.class().category(),
+            Op::Held | Op::Constant(_) => Category::Constant,
         }
     }
 
@@ -116,12 +143,19 @@ impl<F: Float> Node<F> {
         match &self.op {
             Op::Layer(l) => l.name(),
             Op::Merge(m) => m.name(),
+            Op::Held => "HeldInput".into(),
+            Op::Constant(v) => format!("Constant{:?}", &v.shape()[1..]),
         }
     }
 }
 
 /// A feed-forward network: a directed acyclic graph of nodes with a fixed per-sample input
 /// shape and one output.
+///
+/// Besides its one explained input, a network may read *held inputs*
+/// ([`GraphBuilder::held_input`]): extra inputs given per call with [`Network::bind`], the
+/// same for the explained input and its baselines, and not attributed (bpnet-lite's control
+/// tracks, say).
 ///
 /// [`Network::new`] builds a chain of layers; [`GraphBuilder`] builds any graph (residual
 /// sums, concatenations, gates). Shapes are checked node by node when the network is
@@ -153,6 +187,8 @@ pub struct Network<F: Float = f32> {
     shapes: Vec<Vec<usize>>,
     /// Per value, the nodes that read it, in order.
     consumers: Vec<Vec<usize>>,
+    /// The held inputs without a value ([`Op::Held`]), in order.
+    held: Box<[usize]>,
     /// The trace of the all-zero input, recorded by the first call that needs it (a
     /// method explaining a difference to the zero baseline).
     pub(crate) zero_input: ZeroTrace<F>,
@@ -278,6 +314,7 @@ impl<F: Float> Network<F> {
     }
 
     pub(crate) fn check_input(&self, x: &ArrayD<F>) -> Result<()> {
+        self.check_bound()?;
         check_batch_shape("network input", &x.view(), self.input_shape())?;
         check_finite("network input", &x.view())
     }
@@ -287,10 +324,10 @@ impl<F: Float> Network<F> {
         move |e| e.at_layer(k, &self.nodes[k].name, &self.nodes[k].describe())
     }
 
-    /// Runs node `k` on the recorded values, checking that its output has the shape it
-    /// promised.
-    pub(crate) fn forward_node(&self, k: usize, values: &[Option<ArrayD<F>>]) -> Result<ArrayD<F>> {
-        self.forward_node_with(k, |u| {
+    /// Runs node `k` on the recorded values of a batch of `n` rows, checking that its
+    /// output has the shape it promised.
+    pub(crate) fn forward_node(&self, k: usize, n: usize, values: &[Option<ArrayD<F>>]) -> Result<ArrayD<F>> {
+        self.forward_node_with(k, n, |u| {
             values[u]
                 .as_ref()
                 .expect("an input is computed before its consumers")
@@ -298,10 +335,11 @@ impl<F: Float> Network<F> {
         })
     }
 
-    /// Runs node `k` on the values `value(u)` gives.
+    /// Runs node `k` on the values `value(u)` gives, for a batch of `n` rows.
     pub(crate) fn forward_node_with<'v>(
         &self,
         k: usize,
+        n: usize,
         value: impl Fn(usize) -> ArrayViewD<'v, F>,
     ) -> Result<ArrayD<F>>
     where
@@ -314,9 +352,12 @@ impl<F: Float> Network<F> {
                 let inputs: Vec<ArrayViewD<'_, F>> = node.inputs.iter().map(|&u| value(u)).collect();
                 m.forward(&inputs)
             }
+            Op::Held => Err(crate::Error::UnboundHeldInput {
+                name: node.name.clone(),
+            }),
+            Op::Constant(v) => held::broadcast_rows(v, n),
         }
         .map_err(self.at(k))?;
-        let n = value(node.inputs[0]).shape()[0];
         if out.ndim() != self.shapes[k + 1].len() + 1
             || out.shape()[0] != n
             || out.shape()[1..] != self.shapes[k + 1]
@@ -337,10 +378,11 @@ impl<F: Float> Network<F> {
     /// value only until its last consumer has run.
     fn run(&self, x: ArrayD<F>, keep: bool) -> Result<Vec<Option<ArrayD<F>>>> {
         let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
+        let n = x.shape()[0];
         values.push(Some(x));
         let last = self.shapes.len() - 1;
         for k in 0..self.nodes.len() {
-            let out = self.forward_node(k, &values)?;
+            let out = self.forward_node(k, n, &values)?;
             values.push(Some(out));
             if !keep {
                 // a spent value's buffer serves a later node's output
@@ -439,6 +481,8 @@ impl<F: Float> Network<F> {
     /// # Errors
     /// A shape or rank error for an input of the wrong shape, [`Error::NonFinite`](crate::Error::NonFinite)
     /// for NaN or ∞ in it, [`Error::EmptyBatch`](crate::Error::EmptyBatch) for N = 0;
+    /// [`Error::UnboundHeldInput`](crate::Error::UnboundHeldInput) for a held input not yet
+    /// given a value ([`Network::bind`]);
     /// [`Error::NonFiniteResult`](crate::Error::NonFiniteResult) inside
     /// [`Error::AtLayer`](crate::Error::AtLayer) naming the first node whose output
     /// overflowed.

@@ -21,6 +21,7 @@ mod graph_fixtures;
 mod graph_properties;
 mod hardening;
 mod heatmap;
+mod held_inputs;
 #[cfg(all(feature = "image", feature = "png"))]
 mod images;
 mod io;

@@ -20,7 +20,7 @@ pub use gelu::Gelu;
 pub use hard::{HardSigmoid, HardSwish};
 pub use leaky_relu::LeakyRelu;
 pub use sigmoid::{Sigmoid, Silu, Tanh};
-pub use softplus::{Exp, Log, Softplus};
+pub use softplus::{Exp, Log, Log1p, Softplus};
 
 use crate::error::{Error, Result};
 use crate::float::Float;

@@ -1,5 +1,6 @@
-//! Softplus, the exponential and the logarithm (genomics count heads and bias models use
-//! them; ChromBPNet combines its two count heads as `log(exp(a) + exp(b))`).
+//! Softplus, the exponential, the logarithm and `log(1 + x)` (genomics count heads, bias models
+//! and control tracks use them; ChromBPNet combines its two count heads as
+//! `log(exp(a) + exp(b))`).
 
 use super::sigmoid::logistic;
 use super::{elementwise_layer, finite};
@@ -146,3 +147,35 @@ impl Log {
 }
 
 elementwise_layer!(Log, gate = false);
+
+/// `log(1 + x)`, as `torch.log1p` (and `torch.log(x + 1)`, which bpnet-lite's BPNet applies
+/// to the summed control tracks, `bpnetlite/bpnet.py`); derivative `1 / (1 + x)`. Defined
+/// for `x > −1`: below, the forward pass gives NaN or −∞ (a
+/// [`NonFiniteResult`](crate::Error::NonFiniteResult) error naming the node).
+///
+/// ```
+/// use ndarray::array;
+/// use relevance::{Layer, Log1p};
+/// # fn main() -> relevance::Result<()> {
+/// let y = Layer::<f64>::forward(&Log1p, array![[0.0, 1.0]].into_dyn().view())?;
+/// assert_eq!(y, array![[0.0, std::f64::consts::LN_2]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Log1p;
+
+impl Log1p {
+    fn describe(&self) -> String {
+        "Log1p".into()
+    }
+
+    fn value<F: Float>(&self, x: F) -> F {
+        x.ln_1p()
+    }
+
+    fn derivative<F: Float>(&self, x: F) -> F {
+        F::one() / (F::one() + x)
+    }
+}
+
+elementwise_layer!(Log1p, gate = false);
