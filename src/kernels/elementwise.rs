@@ -75,6 +75,21 @@ pub(crate) fn update2<F: Float>(
     f: impl Fn(&mut F, F) + Sync + Send,
 ) {
     let big = par_elems(a.len());
+    if let (Some(sa), Some(sb)) = (a.as_slice_mut(), b.as_slice()) {
+        // contiguous: plain slice loops, which the compiler vectorises
+        let run = |(a, b): (&mut [F], &[F])| {
+            for (a, &b) in a.iter_mut().zip(b) {
+                f(a, b);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if big {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 14;
+            return sa.par_chunks_mut(CHUNK).zip(sb.par_chunks(CHUNK)).for_each(run);
+        }
+        return run((sa, sb));
+    }
     let zip = Zip::from(a).and(b);
     #[cfg(feature = "parallel")]
     if big {
@@ -92,6 +107,25 @@ pub(crate) fn update3<F: Float>(
     f: impl Fn(&mut F, F, F) + Sync + Send,
 ) {
     let big = par_elems(a.len());
+    if let (Some(sa), Some(sb), Some(sc)) = (a.as_slice_mut(), b.as_slice(), c.as_slice()) {
+        // contiguous: plain slice loops, which the compiler vectorises
+        #[allow(clippy::type_complexity)]
+        let run = |(a, (b, c)): (&mut [F], (&[F], &[F]))| {
+            for (a, (&b, &c)) in a.iter_mut().zip(b.iter().zip(c)) {
+                f(a, b, c);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if big {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 14;
+            return sa
+                .par_chunks_mut(CHUNK)
+                .zip(sb.par_chunks(CHUNK).zip(sc.par_chunks(CHUNK)))
+                .for_each(run);
+        }
+        return run((sa, (sb, sc)));
+    }
     let zip = Zip::from(a).and(b).and(c);
     #[cfg(feature = "parallel")]
     if big {

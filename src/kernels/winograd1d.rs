@@ -167,63 +167,55 @@ fn segments(runs: &[Run], blocks: usize, cols: std::ops::Range<usize>) -> Vec<(u
     out
 }
 
-/// `ys[i] = x ⊛ weights[i]` for every weight (see [`Shape`]), each weight `[o, c, 3]` in
-/// standard layout, or with `transposed` `[c, o, 3]` used as `g[o, c, k] = w[c, o, 2 − k]`.
-/// `x` is `[n, c, h, w]` and each `y` `[n, o, h, wo]`, standard layout; `y` is overwritten.
-/// The input is transformed once.
-pub(crate) fn conv_many<F: Float>(
-    x: &[F],
-    s: &Shape,
-    weights: &[&[F]],
-    transposed: bool,
-    ys: &mut [&mut [F]],
-) {
+/// `ys[i] = x ⊛ g_i` for every transformed weight `us[i]` (of [`transformed_weight`]), see
+/// [`Shape`]. `x` is `[n, c, h, w]` and each `y` `[n, o, h, wo]`, standard layout; `y` is
+/// overwritten. The input is transformed once.
+pub(crate) fn conv_many<F: Float>(x: &[F], s: &Shape, us: &[&[F]], ys: &mut [&mut [F]]) {
     let runs = s.runs();
     let blocks = s.blocks();
-    let plane_u = T * s.o * s.c;
-    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
-        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
-            transform_weight(s, w, transposed, uw);
-        }
-        for chunk in chunks(s, blocks) {
-            let cols = chunk.len();
-            let segs = segments(&runs, blocks, chunk);
-            with_scratch(T * s.c * cols, |v: &mut [F]| {
-                transform_input(x, s, &segs, cols, v);
-                with_scratch(T * s.o * cols, |m: &mut [F]| {
-                    for (uw, y) in u.chunks(plane_u).zip(ys.iter_mut()) {
-                        products(s, cols, uw, v, m, false);
-                        transform_output(m, s, &segs, cols, y);
-                    }
-                })
+    for chunk in chunks(s, blocks) {
+        let cols = chunk.len();
+        let segs = segments(&runs, blocks, chunk);
+        with_scratch(T * s.c * cols, |v: &mut [F]| {
+            transform_input(x, s, &segs, cols, v);
+            with_scratch(T * s.o * cols, |m: &mut [F]| {
+                for (u, y) in us.iter().zip(ys.iter_mut()) {
+                    products(s, cols, u, v, m, false);
+                    transform_output(m, s, &segs, cols, y);
+                }
             })
-        }
-    })
+        })
+    }
 }
 
-/// `y = Σ_i xs[i] ⊛ weights[i]`: the products accumulate, and the output is transformed once.
-pub(crate) fn conv_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
+/// `y = Σ_i xs[i] ⊛ g_i` for the transformed weights `us[i]`: the products accumulate, and
+/// the output is transformed once.
+pub(crate) fn conv_sum<F: Float>(xs: &[&[F]], s: &Shape, us: &[&[F]], y: &mut [F]) {
     let runs = s.runs();
     let blocks = s.blocks();
-    let plane_u = T * s.o * s.c;
-    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
-        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
-            transform_weight(s, w, transposed, uw);
-        }
-        for chunk in chunks(s, blocks) {
-            let cols = chunk.len();
-            let segs = segments(&runs, blocks, chunk);
-            with_scratch(T * s.c * cols, |v: &mut [F]| {
-                with_scratch(T * s.o * cols, |m: &mut [F]| {
-                    for (i, (x, uw)) in xs.iter().zip(u.chunks(plane_u)).enumerate() {
-                        transform_input(x, s, &segs, cols, v);
-                        products(s, cols, uw, v, m, i > 0);
-                    }
-                    transform_output(m, s, &segs, cols, y);
-                })
+    for chunk in chunks(s, blocks) {
+        let cols = chunk.len();
+        let segs = segments(&runs, blocks, chunk);
+        with_scratch(T * s.c * cols, |v: &mut [F]| {
+            with_scratch(T * s.o * cols, |m: &mut [F]| {
+                for (i, (x, u)) in xs.iter().zip(us).enumerate() {
+                    transform_input(x, s, &segs, cols, v);
+                    products(s, cols, u, v, m, i > 0);
+                }
+                transform_output(m, s, &segs, cols, y);
             })
-        }
-    })
+        })
+    }
+}
+
+/// The transformed weight `U[ξ][o][c]` of a weight `[o, c, 3]` in standard layout, or with
+/// `transposed` of `[c, o, 3]` used as `g[o, c, k] = w[c, o, 2 − k]` (the kernel of the
+/// transposed convolution). It depends on the weight only, not on the lengths or the
+/// dilation, so a layer can keep it.
+pub(crate) fn transformed_weight<F: Float>(o: usize, c: usize, weight: &[F], transposed: bool) -> Vec<F> {
+    let mut u = vec![F::zero(); T * o * c];
+    transform_weight(o, c, weight, transposed, &mut u);
+    u
 }
 
 /// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the six ξ over `cols` columns: one
@@ -248,42 +240,71 @@ fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], acc
 /// `U[ξ][o][c] = (G g)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed`
 /// `weight[c][o]` reversed), with Lavin & Gray's
 /// `G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1/24, 1/12, ⅙], [1/24, −1/12, ⅙], [0, 0, 1]]`.
-fn transform_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool, u: &mut [F]) {
+fn transform_weight<F: Float>(o_n: usize, c_n: usize, weight: &[F], transposed: bool, u: &mut [F]) {
+    let s = &Shape {
+        n: 0,
+        c: c_n,
+        o: o_n,
+        h: 0,
+        w: 0,
+        wo: 0,
+        dil: 1,
+        lo: 0,
+    };
     let (quarter, sixth) = (F::lit(0.25), F::one() / F::lit(6.0));
     let (twelfth, twenty_fourth) = (F::one() / F::lit(12.0), F::one() / F::lit(24.0));
-    // one plane ξ per task, written in order; the kernel of (o, c) read from either layout
-    let fill = |(xi, plane): (usize, &mut [F])| {
-        for (o, row) in plane.chunks_mut(s.c).enumerate() {
-            for (c, out) in row.iter_mut().enumerate() {
-                let at = if transposed {
-                    (c * s.o + o) * 3
-                } else {
-                    (o * s.c + c) * 3
-                };
-                let k = &weight[at..at + 3];
-                let [g0, g1, g2] = if transposed {
-                    [k[2], k[1], k[0]]
-                } else {
-                    [k[0], k[1], k[2]]
-                };
-                *out = match xi {
-                    0 => g0 * quarter,
-                    1 => -(g0 + g1 + g2) * sixth,
-                    2 => -(g0 - g1 + g2) * sixth,
-                    3 => g0 * twenty_fourth + g1 * twelfth + g2 * sixth,
-                    4 => g0 * twenty_fourth - g1 * twelfth + g2 * sixth,
-                    _ => g2,
-                };
+    // the kernels as [o][c][3], taps in order: the transposed weight [c][o][3] is copied
+    // with its taps reversed, in square blocks so that both sides stay in cache
+    let reordered;
+    let kernels: &[F] = if transposed {
+        let mut k = vec![F::zero(); weight.len()];
+        const B: usize = 16;
+        for c0 in (0..s.c).step_by(B) {
+            for o0 in (0..s.o).step_by(B) {
+                for c in c0..(c0 + B).min(s.c) {
+                    for o in o0..(o0 + B).min(s.o) {
+                        let (src, dst) = ((c * s.o + o) * 3, (o * s.c + c) * 3);
+                        k[dst] = weight[src + 2];
+                        k[dst + 1] = weight[src + 1];
+                        k[dst + 2] = weight[src];
+                    }
+                }
             }
+        }
+        reordered = k;
+        &reordered
+    } else {
+        weight
+    };
+    // per output channel, its row of each of the six planes
+    let mut per_out: Vec<Vec<&mut [F]>> = (0..s.o).map(|_| Vec::with_capacity(T)).collect();
+    for plane in u.chunks_mut(s.o * s.c) {
+        for (o, row) in plane.chunks_mut(s.c).enumerate() {
+            per_out[o].push(row);
+        }
+    }
+    let fill = |(o, rows): (usize, &mut Vec<&mut [F]>)| {
+        let [u0, u1, u2, u3, u4, u5] = &mut rows[..] else {
+            unreachable!("six transformed positions")
+        };
+        let ks = &kernels[o * s.c * 3..(o + 1) * s.c * 3];
+        for (c, g) in ks.chunks_exact(3).enumerate() {
+            let (g0, g1, g2) = (g[0], g[1], g[2]);
+            u0[c] = g0 * quarter;
+            u1[c] = -(g0 + g1 + g2) * sixth;
+            u2[c] = -(g0 - g1 + g2) * sixth;
+            u3[c] = g0 * twenty_fourth + g1 * twelfth + g2 * sixth;
+            u4[c] = g0 * twenty_fourth - g1 * twelfth + g2 * sixth;
+            u5[c] = g2;
         }
     };
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        u.par_chunks_mut(s.o * s.c).enumerate().for_each(fill);
+        per_out.par_iter_mut().enumerate().for_each(fill);
     }
     #[cfg(not(feature = "parallel"))]
-    u.chunks_mut(s.o * s.c).enumerate().for_each(fill);
+    per_out.iter_mut().enumerate().for_each(fill);
 }
 
 /// `V[ξ][c][col] = (Bᵀ d)[ξ]` for the six inputs `d` of every block of the rows `rows`
@@ -526,7 +547,11 @@ mod tests {
             let g2 = values(o * c * 3, 200 + case as u64);
             let mut y = vec![f64::NAN; n * o * h * wo];
             let mut y2 = vec![f64::NAN; n * o * h * wo];
-            conv_many(&x, &s, &[&g, &g2], false, &mut [&mut y, &mut y2]);
+            let (u, u2) = (
+                transformed_weight(o, c, &g, false),
+                transformed_weight(o, c, &g2, false),
+            );
+            conv_many(&x, &s, &[&u, &u2], &mut [&mut y, &mut y2]);
             for (got, want) in [(&y, direct(&x, &s, &g, false)), (&y2, direct(&x, &s, &g2, false))] {
                 for (a, b) in got.iter().zip(&want) {
                     worst = worst.max((a - b).abs());
@@ -538,7 +563,11 @@ mod tests {
             let s1 = values(n * o * h * wo, 300 + case as u64);
             let s2 = values(n * o * h * wo, 400 + case as u64);
             let mut back = vec![f64::NAN; n * c * h * w];
-            conv_sum(&[&s1, &s2], &t, &[&g, &g2], true, &mut back);
+            let (u, u2) = (
+                transformed_weight(c, o, &g, true),
+                transformed_weight(c, o, &g2, true),
+            );
+            conv_sum(&[&s1, &s2], &t, &[&u, &u2], &mut back);
             let want: Vec<f64> = direct(&s1, &t, &g, true)
                 .iter()
                 .zip(direct(&s2, &t, &g2, true))

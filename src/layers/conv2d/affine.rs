@@ -152,7 +152,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .map(|_| crate::tensor::layout::shaped(dim, output_buffer(g.n * o * g.ho * g.wo)))
                 .collect();
             let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
-            winograd1d::conv_many(x, &shape, &slices, false, &mut ys);
+            let us: Vec<_> = slices.iter().map(|w| self.transformed_1x3(w, false)).collect();
+            let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+            winograd1d::conv_many(x, &shape, &us, &mut ys);
             return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
         }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
@@ -264,7 +266,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let mut out =
                 crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
             let y = crate::tensor::layout::standard_mut(&mut out);
-            winograd1d::conv_sum(&xs, &ts, &wts, true, y);
+            let us: Vec<_> = wts.iter().map(|w| self.transformed_1x3(w, true)).collect();
+            let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+            winograd1d::conv_sum(&xs, &ts, &us, y);
             return Ok(out.into_dyn());
         }
         // cols = Σ Wᵀ[C·kh·kw, O] · s2, with s2 = s as [O, N·Ho·Wo]

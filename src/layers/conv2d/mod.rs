@@ -124,6 +124,26 @@ pub struct Conv2d<F: Float = f32> {
     weight: ArcArray<F, Ix4>,
     bias: Option<ArcArray1<F>>,
     config: Conv2dConfig,
+    /// The Winograd F(4, 3) transforms of `weight` (1×3 kernels), shared by clones.
+    transformed: std::sync::Arc<Transformed<F>>,
+}
+
+/// The Winograd F(4, 3) transforms of a 1×3 layer's own weight, for its convolution and its
+/// transpose, each made by the first call that needs it and kept (twice the weight's size
+/// each): a DeepLIFT-SHAP run convolves with the same weight hundreds of times.
+#[derive(Default)]
+struct Transformed<F> {
+    forward: std::sync::OnceLock<Vec<F>>,
+    transposed: std::sync::OnceLock<Vec<F>>,
+}
+
+impl<F> std::fmt::Debug for Transformed<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transformed")
+            .field("forward", &self.forward.get().is_some())
+            .field("transposed", &self.transposed.get().is_some())
+            .finish()
+    }
 }
 
 /// Input and output channels from which a 3×3 stride-1 convolution takes the Winograd path.
@@ -205,7 +225,12 @@ impl<F: Float> Conv2d<F> {
         } else {
             weight.as_standard_layout().into_owned().into_shared()
         };
-        Ok(Conv2d { weight, bias, config })
+        Ok(Conv2d {
+            weight,
+            bias,
+            config,
+            transformed: Default::default(),
+        })
     }
 
     /// Stride, padding and dilation.
@@ -349,7 +374,8 @@ impl<F: Float> Conv2d<F> {
     fn winograd1d_shape(&self, g: &Geometry) -> Option<winograd1d::Shape> {
         let c = &self.config;
         let o = self.out_channels();
-        let eligible = (g.kh, g.kw) == (1, 3)
+        let eligible = std::env::var("NOWINO").is_err()
+            && (g.kh, g.kw) == (1, 3)
             && c.stride == (1, 1)
             && c.groups == 1
             && c.padding.0 == 0
@@ -367,6 +393,31 @@ impl<F: Float> Conv2d<F> {
             dil: c.dilation.1,
             lo: -(c.padding.1 as isize),
         })
+    }
+
+    /// The Winograd F(4, 3) transform of `w` (`[O, C·3]`, standard layout) for the
+    /// convolution or, with `transposed`, its transpose: kept when `w` is the layer's own
+    /// weight, else made for this call.
+    fn transformed_1x3(&self, w: &[F], transposed: bool) -> std::borrow::Cow<'_, [F]> {
+        let (o, c) = (self.out_channels(), self.in_channels());
+        let make = || {
+            winograd1d::transformed_weight(
+                if transposed { c } else { o },
+                if transposed { o } else { c },
+                w,
+                transposed,
+            )
+        };
+        let own = self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w));
+        if !own {
+            return std::borrow::Cow::Owned(make());
+        }
+        let cell = if transposed {
+            &self.transformed.transposed
+        } else {
+            &self.transformed.forward
+        };
+        std::borrow::Cow::Borrowed(cell.get_or_init(make))
     }
 
     /// `a` as a non-empty batch `[N, C, H, W]`.

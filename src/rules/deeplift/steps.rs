@@ -115,6 +115,9 @@ fn fill_fallback<F: Float>(
     threshold: F,
     m: &mut ArrayD<F>,
 ) -> Result<()> {
+    if fill_fallback_sparse(layer, step, bx, threshold, m)? {
+        return Ok(());
+    }
     let grad = layer.gradient(step, step.relevance.view())?;
     check_same("activation gradient", step.input.shape(), grad.shape())?;
     Zip::from(m)
@@ -127,6 +130,68 @@ fn fill_fallback<F: Float>(
             }
         });
     Ok(())
+}
+
+/// [`fill_fallback`] on the few elements that need it: where fewer than a quarter of the
+/// inputs have `|Δx|` below the threshold (in genomics, the positions a shuffled reference
+/// shares with its sequence), their inputs, outputs and multipliers are gathered into a
+/// `[1, k]` step and the gradient is taken there only. An activation is elementwise, one
+/// function for every element
+/// (`y_i = f(x_i)`, [`Class::Activation`](crate::layers::Class::Activation)), so each
+/// element's gradient is the same as in the whole array. Returns `false` (nothing written)
+/// for arrays that are not contiguous or for many such elements.
+fn fill_fallback_sparse<F: Float>(
+    layer: &dyn Layer<F>,
+    step: &Step<'_, F>,
+    bx: &ArrayViewD<'_, F>,
+    threshold: F,
+    m: &mut ArrayD<F>,
+) -> Result<bool> {
+    // only for a function applied alike to every element (not batch norm, whose scale
+    // depends on the channel)
+    if !matches!(layer.class(), crate::layers::Class::Activation(_)) {
+        return Ok(false);
+    }
+    let Some(n) = step.input.shape().first().copied().filter(|&n| n > 0) else {
+        return Ok(false);
+    };
+    let per = step.input.len() / n;
+    let (Some(g), Some(x), Some(y), Some((x0, sx0))) = (
+        step.relevance.to_slice(),
+        step.input.to_slice(),
+        step.output.to_slice(),
+        sample_rows(bx, per),
+    ) else {
+        return Ok(false);
+    };
+    let Some(ms) = m.as_slice_mut() else {
+        return Ok(false);
+    };
+    let mut at = Vec::new();
+    for s in 0..n {
+        let (xs, x0s) = (&x[s * per..(s + 1) * per], &x0[s * sx0..s * sx0 + per]);
+        for (i, (&a, &b)) in xs.iter().zip(x0s).enumerate() {
+            if (a - b).abs() < threshold {
+                at.push(s * per + i);
+                if at.len() * 4 > x.len() {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    if at.is_empty() {
+        return Ok(true);
+    }
+    let gather =
+        |v: &[F]| crate::tensor::layout::shaped(vec![1, at.len()], at.iter().map(|&i| v[i]).collect());
+    let (gx, gy, gg) = (gather(x), gather(y), gather(g));
+    let small = Step::new(step.index, gx.view(), gy.view(), gg.view());
+    let grad = layer.gradient(&small, gg.view())?;
+    check_same("activation gradient", gx.shape(), grad.shape())?;
+    for (&i, &v) in at.iter().zip(grad.iter()) {
+        ms[i] = v;
+    }
+    Ok(true)
 }
 
 /// The rows of a batch array `[N, ...]` as one slice of `N · per` elements, or of a baseline
