@@ -44,7 +44,11 @@ fn both_files_load_with_x_ctl_held() {
     for name in FILES.iter().flat_map(|n| [n.to_string(), format!("{n}_f32")]) {
         for output in ["profile", "counts"] {
             let net = model::<f32>(&name, output);
-            assert_eq!(net.held_inputs(), vec![("X_ctl", &[2usize, 100][..])], "{name} {output}");
+            assert_eq!(
+                net.held_inputs(),
+                vec![("X_ctl", &[2usize, 100][..])],
+                "{name} {output}"
+            );
             assert_eq!(net.input_shape(), &[4, 100]);
         }
     }
@@ -71,7 +75,11 @@ fn bound_per_sequence_both_heads_match_onnxruntime_and_pytorch() {
                 let x64 = inp.x.slice(s![s..s + 1, .., ..]).to_owned().into_dyn();
                 let x32 = x64.mapv(|v| v as f32);
                 // the ONNX profile is [N, 2, 20], the counts [N, 1]: the network's are the same
-                let y32 = net32.bind(&[ctl32.clone()]).unwrap().forward(&x32).unwrap();
+                let y32 = net32
+                    .bind(std::slice::from_ref(&ctl32))
+                    .unwrap()
+                    .forward(&x32)
+                    .unwrap();
                 let t32 = twin32.bind(&[ctl32]).unwrap().forward(&x32).unwrap();
                 let y64 = net64.bind(&[ctl64]).unwrap().forward(&x64).unwrap();
                 d32 = d32.max(rel_dev(&y32, &row(&want32, s)));
@@ -82,7 +90,10 @@ fn bound_per_sequence_both_heads_match_onnxruntime_and_pytorch() {
                 "{name} {output}: f32 {d32:.1e} (float32 twin {d32_twin:.1e}) from onnxruntime, f64 {d64:.1e} from \
                  PyTorch (f64)"
             );
-            assert!(d32 <= ORT_F32 && d32_twin <= ORT_F32, "{name} {output}: {d32:e}, {d32_twin:e}");
+            assert!(
+                d32 <= ORT_F32 && d32_twin <= ORT_F32,
+                "{name} {output}: {d32:e}, {d32_twin:e}"
+            );
             assert!(d64 <= TORCH_F64, "{name} {output}: f64 {d64:e} from PyTorch");
         }
     }

@@ -144,7 +144,11 @@ pub(crate) fn inputs(fx: &Value) -> Inputs {
 }
 
 /// Sequence `s` with its own control tracks: the network bound to `ctl[s]`, `x[s]`, `refs[s]`.
-pub(crate) fn per_sequence(net: &Network<f64>, inp: &Inputs, s: usize) -> (Network<f64>, ArrayD<f64>, ArrayD<f64>) {
+pub(crate) fn per_sequence(
+    net: &Network<f64>,
+    inp: &Inputs,
+    s: usize,
+) -> (Network<f64>, ArrayD<f64>, ArrayD<f64>) {
     let bound = net
         .bind(&[inp.ctl.slice(s![s..s + 1, .., ..]).to_owned().into_dyn()])
         .unwrap();

@@ -1303,7 +1303,11 @@ fn control_total_nodes(sum_input: &str) -> Vec<NodeProto> {
 }
 
 fn control_total_init() -> Vec<TensorProto> {
-    vec![int64s("axes", &[1, 2]), int64s("last", &[-1]), floats("one", &[], vec![1.0])]
+    vec![
+        int64s("axes", &[1, 2]),
+        int64s("last", &[-1]),
+        floats("one", &[], vec![1.0]),
+    ]
 }
 
 /// A graph with two data inputs: the first (or the one `OnnxOptions::input` names) is
@@ -1314,7 +1318,11 @@ fn control_total_init() -> Vec<TensorProto> {
 #[test]
 fn onnx_graph_with_a_held_input() {
     use relevance::io::OnnxOptions;
-    let bytes = two_input_model(&[Some(2), Some(2)], control_total_nodes("c"), control_total_init());
+    let bytes = two_input_model(
+        &[Some(2), Some(2)],
+        control_total_nodes("c"),
+        control_total_init(),
+    );
     let m = relevance::io::from_onnx_with::<f64>(&bytes, &OnnxOptions::default()).unwrap();
     assert_eq!(m.input, "x");
     let net = m.network;
@@ -1332,11 +1340,17 @@ fn onnx_graph_with_a_held_input() {
     }
     // the other input explained: x is held
     let m = relevance::io::from_onnx_with::<f64>(&bytes, &OnnxOptions::default().with_input("c")).unwrap();
-    assert_eq!((m.input.as_str(), m.network.held_inputs()), ("c", vec![("x", &[3usize][..])]));
+    assert_eq!(
+        (m.input.as_str(), m.network.held_inputs()),
+        ("c", vec![("x", &[3usize][..])])
+    );
     // a name no data input has
     match relevance::io::from_onnx_with::<f32>(&bytes, &OnnxOptions::default().with_input("X_ctl")) {
         Err(Error::OnnxInput { name, inputs, .. }) => {
-            assert_eq!((name.as_str(), inputs), ("X_ctl", vec!["x".to_string(), "c".to_string()]))
+            assert_eq!(
+                (name.as_str(), inputs),
+                ("X_ctl", vec!["x".to_string(), "c".to_string()])
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -1345,7 +1359,10 @@ fn onnx_graph_with_a_held_input() {
     match relevance::io::from_onnx_with::<f32>(&symbolic, &OnnxOptions::default()) {
         Err(e @ Error::OnnxInput { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("`c`") && text.contains("dimension 2 is symbolic"), "{text}");
+            assert!(
+                text.contains("`c`") && text.contains("dimension 2 is symbolic"),
+                "{text}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -1362,7 +1379,10 @@ fn onnx_graph_with_a_held_input() {
         attribute: vec![int_attr("axis", -1)],
         ..node("cat", "Concat", &["x", "s"], "y")
     });
-    match relevance::io::from_onnx_with::<f32>(&two_input_model(&[Some(2), Some(2)], nodes, control_total_init()), &OnnxOptions::default()) {
+    match relevance::io::from_onnx_with::<f32>(
+        &two_input_model(&[Some(2), Some(2)], nodes, control_total_init()),
+        &OnnxOptions::default(),
+    ) {
         Err(Error::UnsupportedOperator { node, reason, .. }) => {
             assert_eq!(node, "cat");
             assert!(reason.contains("one value per sample"), "{reason}");
@@ -1376,12 +1396,18 @@ fn onnx_graph_with_a_held_input() {
 /// elementwise operator on one value per sample).
 #[test]
 fn onnx_reduce_sum_over_every_per_sample_axis() {
-    let x = ndarray::Array3::from_shape_fn((2, 2, 3), |(n, i, j)| (n * 6 + i * 3 + j) as f64 + 1.0).into_dyn();
+    let x =
+        ndarray::Array3::from_shape_fn((2, 2, 3), |(n, i, j)| (n * 6 + i * 3 + j) as f64 + 1.0).into_dyn();
     let total = |n: usize| x.index_axis(ndarray::Axis(0), n).sum();
     let sum = |keepdims: i64, then_log: bool| {
         let mut nodes = vec![NodeProto {
             attribute: vec![int_attr("keepdims", keepdims)],
-            ..node("sum", "ReduceSum", &["x", "axes"], if then_log { "s" } else { "y" })
+            ..node(
+                "sum",
+                "ReduceSum",
+                &["x", "axes"],
+                if then_log { "s" } else { "y" },
+            )
         }];
         if then_log {
             nodes.push(node("log", "Log", &["s"], "y"));
@@ -1392,8 +1418,13 @@ fn onnx_reduce_sum_over_every_per_sample_axis() {
     let y = kept.forward(&x).unwrap();
     assert_eq!(y.shape(), &[2, 1, 1]);
     assert_eq!((y[[0, 0, 0]], y[[1, 0, 0]]), (total(0), total(1)));
-    let m = relevance::io::from_onnx_with::<f64>(&sum(0, true), &relevance::io::OnnxOptions::default()).unwrap();
-    assert!(m.notes.iter().any(|n| n.contains("one value per sample")), "{:?}", m.notes);
+    let m =
+        relevance::io::from_onnx_with::<f64>(&sum(0, true), &relevance::io::OnnxOptions::default()).unwrap();
+    assert!(
+        m.notes.iter().any(|n| n.contains("one value per sample")),
+        "{:?}",
+        m.notes
+    );
     let y = m.network.forward(&x).unwrap();
     assert_eq!(y.shape(), &[2, 1]);
     assert!((y[[1, 0]] - total(1).ln()).abs() < 1e-15);

@@ -37,7 +37,11 @@ pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize
         }
         return Ok(shape.to_vec());
     }
-    declared_shape(input, "give the per-sample input shape with OnnxOptions::input_shape").map_err(err)
+    declared_shape(
+        input,
+        "give the per-sample input shape with OnnxOptions::input_shape",
+    )
+    .map_err(err)
 }
 
 /// The per-sample shape a held input (a graph input other than the explained one)

@@ -4,8 +4,9 @@
 //!
 //! `proto.rs` declares the protobuf messages (only the fields read) and `budget.rs` bounds
 //! what decoding them allocates; `decode.rs` decodes tensors (external data, half
-//! precision) and the graph input's shape, `attrs.rs` reads node attributes; `graph.rs`
-//! finds the input, the output and the nodes it needs; `check.rs` is the first pass over
+//! precision) and the graph inputs' shapes, `attrs.rs` reads node attributes; `graph.rs`
+//! finds the explained input, the held inputs (the other data inputs), the output and the
+//! nodes it needs; `check.rs` is the first pass over
 //! them, `import.rs` the walk that folds or builds each; `ops/` is the operator registry,
 //! one file per family; `values.rs` folds constants and `view.rs` keeps paddings and
 //! transposes pending until something needs them.
@@ -79,6 +80,28 @@ impl Default for OnnxOptions {
 impl OnnxOptions {
     /// These options explaining the named graph input ([`OnnxOptions::input`]); the other
     /// data inputs become held inputs.
+    ///
+    /// A bpnet-lite `BPNet(n_control_tracks=2)` exported with `forward(X, X_ctl)`: `X` is
+    /// explained, the control tracks `X_ctl` are a held input, bound per sequence.
+    /// ```
+    /// use ndarray::{ArrayD, IxDyn};
+    /// use relevance::io::{load_onnx_with, OnnxOptions};
+    /// # fn main() -> relevance::Result<()> {
+    /// let dir = env!("CARGO_MANIFEST_DIR");
+    /// let path = format!("{dir}/tests/fixtures/onnx/sequence/bpnet_control_dynamo.onnx");
+    /// let options = OnnxOptions::default().with_input("X").with_output("counts");
+    /// let model = load_onnx_with::<f64>(&path, &options)?;
+    /// assert_eq!(model.network.held_inputs(), vec![("X_ctl", &[2usize, 100][..])]);
+    /// let x = ArrayD::from_elem(IxDyn(&[1, 4, 100]), 0.25);
+    /// let x_ctl = ArrayD::from_elem(IxDyn(&[1, 2, 100]), 1.0); // one row: [1, 2, 100]
+    /// let counts = model.network.bind(&[x_ctl])?.forward(&x)?;
+    /// assert_eq!(counts.shape(), &[1, 1]);
+    ///
+    /// // a name that no graph input has: the error lists them
+    /// let err = load_onnx_with::<f64>(&path, &OnnxOptions::default().with_input("x")).unwrap_err();
+    /// assert!(err.to_string().ends_with("(the graph's data inputs: X, X_ctl)"));
+    /// # Ok(()) }
+    /// ```
     pub fn with_input(mut self, input: &str) -> Self {
         self.input = Some(input.to_string());
         self
