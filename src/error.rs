@@ -245,6 +245,20 @@ pub enum Error {
         /// [`Error::NonFinite`]).
         source: Box<Error>,
     },
+    /// A graph input of an ONNX model cannot be used: the explained input named by
+    /// `OnnxOptions::input` (ONNX import) is not one of the graph's data
+    /// inputs, or a held input (a data input other than the explained one) has a symbolic
+    /// or missing dimension besides the batch. The caller's fault (the name) or the file's
+    /// (the shape).
+    #[error("ONNX graph input `{name}`: {reason} (the graph's data inputs: {})", .inputs.join(", "))]
+    OnnxInput {
+        /// The input's name (as given, for an unknown one).
+        name: String,
+        /// What is wrong.
+        reason: String,
+        /// The graph's data inputs (inputs that are not initializers), in the file's order.
+        inputs: Vec<String>,
+    },
     /// A graph could not be built: an input that is not an earlier node, a name given
     /// twice, a wrong number of inputs. Caller's fault.
     #[error("graph node `{node}`: {reason}")]

@@ -319,6 +319,14 @@ impl<F: Float> Builder<F> {
         self.graph.has_name(name)
     }
 
+    /// Adds a held input (see [`GraphBuilder::held_input`]), checking its size as a
+    /// node's output.
+    #[cfg(feature = "onnx")]
+    pub(crate) fn held_input(&mut self, name: &str, shape: &[usize]) -> Result<NodeId> {
+        check_activation(name, "shape", shape)?;
+        self.graph.held_input(name, shape)
+    }
+
     /// The network input.
     #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     pub(crate) fn input(&self) -> NodeId {

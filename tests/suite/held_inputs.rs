@@ -113,17 +113,19 @@ fn indices(v: &Value) -> Vec<usize> {
         .collect()
 }
 
-struct Inputs {
-    seqs: Vec<Vec<usize>>,
+/// The fixture's sequences, control tracks and references (also read by
+/// `bpnet_control_onnx.rs`).
+pub(crate) struct Inputs {
+    pub(crate) seqs: Vec<Vec<usize>>,
     /// `[N, 4, L]`
-    x: Array3<f64>,
+    pub(crate) x: Array3<f64>,
     /// `[N, n_ctl, L]`
-    ctl: Array3<f64>,
+    pub(crate) ctl: Array3<f64>,
     /// `[N, R, 4, L]`
-    refs: Array4<f64>,
+    pub(crate) refs: Array4<f64>,
 }
 
-fn inputs(fx: &Value) -> Inputs {
+pub(crate) fn inputs(fx: &Value) -> Inputs {
     let seqs: Vec<Vec<usize>> = fx["x"].as_array().unwrap().iter().map(indices).collect();
     let (n, l) = (seqs.len(), seqs[0].len());
     let x = Array3::from_shape_fn((n, 4, l), |(s, c, i)| f64::from(u8::from(seqs[s][i] == c)));
@@ -142,7 +144,11 @@ fn inputs(fx: &Value) -> Inputs {
 }
 
 /// Sequence `s` with its own control tracks: the network bound to `ctl[s]`, `x[s]`, `refs[s]`.
-fn per_sequence(net: &Network<f64>, inp: &Inputs, s: usize) -> (Network<f64>, ArrayD<f64>, ArrayD<f64>) {
+pub(crate) fn per_sequence(
+    net: &Network<f64>,
+    inp: &Inputs,
+    s: usize,
+) -> (Network<f64>, ArrayD<f64>, ArrayD<f64>) {
     let bound = net
         .bind(&[inp.ctl.slice(s![s..s + 1, .., ..]).to_owned().into_dyn()])
         .unwrap();
@@ -151,7 +157,7 @@ fn per_sequence(net: &Network<f64>, inp: &Inputs, s: usize) -> (Network<f64>, Ar
     (bound, x, refs)
 }
 
-fn check_head(fx: &Value, inp: &Inputs, name: &str, got: &SequenceAttribution<f64>) {
+pub(crate) fn check_head(fx: &Value, inp: &Inputs, name: &str, got: &SequenceAttribution<f64>) {
     let want = &fx[name];
     let (n, l) = (inp.seqs.len(), inp.seqs[0].len());
     let hyp: ArrayD<f64> = tensor(&want["hypothetical"]);

@@ -703,8 +703,8 @@ fn onnx_affine_along_any_axis_of_a_transposed_tensor() {
 
 /// `ReduceLogSumExp` (axes as an attribute) and `ReduceSum` (axes as input 1, opset 13+)
 /// over the features of `[N, K]`, kept: `log Σ exp x` and `Σ x`; DeepLIFT through the first
-/// (Exp, a sum, Log) sums to the change of the output. Other axes, `keepdims = 0` and
-/// tensors that are not flat are refused with the reason.
+/// (Exp, a sum, Log) sums to the change of the output. Sums over some per-sample axes only
+/// or over the batch are refused with the reason.
 #[test]
 fn onnx_reduce_log_sum_exp_and_reduce_sum_over_the_features() {
     use relevance::{Baseline, DeepLift, Target};
@@ -752,9 +752,9 @@ fn onnx_reduce_log_sum_exp_and_reduce_sum_over_the_features() {
         assert!((total - (y[[i, 0]] - y0[[i, 0]])).abs() < 1e-14);
     }
     for (input, attrs) in [
-        (&[3][..], vec![ints_attr("axes", &[1]), int_attr("keepdims", 0)]),
         (&[3][..], vec![ints_attr("axes", &[0, 1])]),
         (&[2, 3][..], vec![ints_attr("axes", &[2])]),
+        (&[2, 3][..], vec![ints_attr("axes", &[1])]),
     ] {
         let bytes = model(
             input,
@@ -767,7 +767,7 @@ fn onnx_reduce_log_sum_exp_and_reduce_sum_over_the_features() {
         match from_onnx::<f32>(&bytes) {
             Err(Error::UnsupportedOperator { op, reason, .. }) => {
                 assert_eq!(op, "ReduceLogSumExp");
-                assert!(reason.contains("[N, K]"), "{reason}");
+                assert!(reason.contains("only over every per-sample axis"), "{reason}");
             }
             other => panic!("{input:?}: {other:?}"),
         }
@@ -1250,4 +1250,182 @@ fn onnx_sum_of_several_tensors() {
     assert_eq!(y, array![[1.0, 0.0, 0.5]].into_dyn());
     let one = from_onnx::<f64>(&model(&[3], vec![node("s", "Sum", &["x"], "y")], vec![]));
     assert_eq!(one.unwrap_err(), Error::EmptyNetwork);
+}
+
+fn int64s(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: vec![values.len() as i64],
+        data_type: 7,
+        int64_data: values.to_vec(),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// A model with data inputs `x` `[batch, 3]` and `c` (`[batch, c_dims...]`), the given
+/// nodes and initializers, output `y`.
+fn two_input_model(c_dims: &[Option<i64>], nodes: Vec<NodeProto>, init: Vec<TensorProto>) -> Vec<u8> {
+    let mut c = vec![None];
+    c.extend_from_slice(c_dims);
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            node: nodes,
+            initializer: init,
+            input: vec![value_info("x", &[None, Some(3)]), value_info("c", &c)],
+            output: vec![value_info("y", &[None])],
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// `y = concat(x, log(Σ c + 1))`, as bpnet-lite's count head reads its control tracks:
+/// `ReduceSum` over both per-sample axes of `c` without keepdims, `Unsqueeze(-1)`, `Add` of
+/// 1, `Log`, `Concat` on the features.
+fn control_total_nodes(sum_input: &str) -> Vec<NodeProto> {
+    vec![
+        NodeProto {
+            attribute: vec![int_attr("keepdims", 0)],
+            ..node("sum", "ReduceSum", &[sum_input, "axes"], "s")
+        },
+        node("unsqueeze", "Unsqueeze", &["s", "last"], "u"),
+        node("plus_one", "Add", &["u", "one"], "a"),
+        node("log", "Log", &["a"], "l"),
+        NodeProto {
+            attribute: vec![int_attr("axis", -1)],
+            ..node("cat", "Concat", &["x", "l"], "y")
+        },
+    ]
+}
+
+fn control_total_init() -> Vec<TensorProto> {
+    vec![
+        int64s("axes", &[1, 2]),
+        int64s("last", &[-1]),
+        floats("one", &[], vec![1.0]),
+    ]
+}
+
+/// A graph with two data inputs: the first (or the one `OnnxOptions::input` names) is
+/// explained, the other becomes a held input named as in the file, bound per call; a sum
+/// over every per-sample axis without keepdims is one value per sample that `Unsqueeze`
+/// makes `[N, 1]`. Wrong names, symbolic held dimensions and a per-sample scalar read by a
+/// `Concat` are typed errors.
+#[test]
+fn onnx_graph_with_a_held_input() {
+    use relevance::io::OnnxOptions;
+    let bytes = two_input_model(
+        &[Some(2), Some(2)],
+        control_total_nodes("c"),
+        control_total_init(),
+    );
+    let m = relevance::io::from_onnx_with::<f64>(&bytes, &OnnxOptions::default()).unwrap();
+    assert_eq!(m.input, "x");
+    let net = m.network;
+    assert_eq!(net.held_inputs(), vec![("c", &[2usize, 2][..])]);
+    let x = array![[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]].into_dyn();
+    assert!(matches!(net.forward(&x), Err(Error::UnboundHeldInput { name }) if name == "c"));
+    let c = array![[[1.0, 2.0], [0.5, 3.5]]].into_dyn();
+    let y = net.bind(&[c]).unwrap().forward(&x).unwrap();
+    assert_eq!(y.shape(), &[2, 4]);
+    for i in 0..2 {
+        for j in 0..3 {
+            assert_eq!(y[[i, j]], x[[i, j]]);
+        }
+        assert!((y[[i, 3]] - 8.0_f64.ln()).abs() < 1e-15);
+    }
+    // the other input explained: x is held
+    let m = relevance::io::from_onnx_with::<f64>(&bytes, &OnnxOptions::default().with_input("c")).unwrap();
+    assert_eq!(
+        (m.input.as_str(), m.network.held_inputs()),
+        ("c", vec![("x", &[3usize][..])])
+    );
+    // a name no data input has
+    match relevance::io::from_onnx_with::<f32>(&bytes, &OnnxOptions::default().with_input("X_ctl")) {
+        Err(Error::OnnxInput { name, inputs, .. }) => {
+            assert_eq!(
+                (name.as_str(), inputs),
+                ("X_ctl", vec!["x".to_string(), "c".to_string()])
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // a held input with a symbolic length
+    let symbolic = two_input_model(&[Some(2), None], control_total_nodes("c"), control_total_init());
+    match relevance::io::from_onnx_with::<f32>(&symbolic, &OnnxOptions::default()) {
+        Err(e @ Error::OnnxInput { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("`c`") && text.contains("dimension 2 is symbolic"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // the explained input's symbolic length can be given; a held input's cannot
+    assert!(relevance::io::from_onnx_with::<f32>(
+        &symbolic,
+        &OnnxOptions::default().with_input("c").with_input_shape(&[2, 2])
+    )
+    .is_ok());
+    // one value per sample read by a Concat (only reshapes and elementwise operators may)
+    let mut nodes = control_total_nodes("c");
+    nodes.truncate(1);
+    nodes.push(NodeProto {
+        attribute: vec![int_attr("axis", -1)],
+        ..node("cat", "Concat", &["x", "s"], "y")
+    });
+    match relevance::io::from_onnx_with::<f32>(
+        &two_input_model(&[Some(2), Some(2)], nodes, control_total_init()),
+        &OnnxOptions::default(),
+    ) {
+        Err(Error::UnsupportedOperator { node, reason, .. }) => {
+            assert_eq!(node, "cat");
+            assert!(reason.contains("one value per sample"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `ReduceSum` over every per-sample axis of a 3-D tensor: kept (`[N, 1, 1]`), or without
+/// keepdims as the graph output (given as `[N, 1]`, with a note), through `Log` (an
+/// elementwise operator on one value per sample).
+#[test]
+fn onnx_reduce_sum_over_every_per_sample_axis() {
+    let x =
+        ndarray::Array3::from_shape_fn((2, 2, 3), |(n, i, j)| (n * 6 + i * 3 + j) as f64 + 1.0).into_dyn();
+    let total = |n: usize| x.index_axis(ndarray::Axis(0), n).sum();
+    let sum = |keepdims: i64, then_log: bool| {
+        let mut nodes = vec![NodeProto {
+            attribute: vec![int_attr("keepdims", keepdims)],
+            ..node(
+                "sum",
+                "ReduceSum",
+                &["x", "axes"],
+                if then_log { "s" } else { "y" },
+            )
+        }];
+        if then_log {
+            nodes.push(node("log", "Log", &["s"], "y"));
+        }
+        model(&[2, 3], nodes, vec![int64s("axes", &[-1, 1])])
+    };
+    let kept = from_onnx::<f64>(&sum(1, false)).unwrap();
+    let y = kept.forward(&x).unwrap();
+    assert_eq!(y.shape(), &[2, 1, 1]);
+    assert_eq!((y[[0, 0, 0]], y[[1, 0, 0]]), (total(0), total(1)));
+    let m =
+        relevance::io::from_onnx_with::<f64>(&sum(0, true), &relevance::io::OnnxOptions::default()).unwrap();
+    assert!(
+        m.notes.iter().any(|n| n.contains("one value per sample")),
+        "{:?}",
+        m.notes
+    );
+    let y = m.network.forward(&x).unwrap();
+    assert_eq!(y.shape(), &[2, 1]);
+    assert!((y[[1, 0]] - total(1).ln()).abs() < 1e-15);
 }

@@ -88,7 +88,11 @@ pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &
         .iter()
         .map(|(&k, &t)| (k, Literal::Tensor(t)))
         .collect();
-    let mut data: HashMap<&str, bool> = HashMap::from([(graph.input.name.as_str(), true)]);
+    // the explained input and the held inputs are data
+    let mut data: HashMap<&str, bool> = std::iter::once(graph.input.name.as_str())
+        .chain(graph.held.iter().map(|(name, _)| *name))
+        .map(|name| (name, true))
+        .collect();
     let mut problems = Vec::new();
     for &k in &graph.order {
         let node = &proto.node[k];

@@ -28,15 +28,7 @@ pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize
         what: format!("ONNX graph input {}", input.name),
         reason,
     };
-    let tensor = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-    if let Some(t) = tensor {
-        if !matches!(t.elem_type, FLOAT | DOUBLE | FLOAT16 | BFLOAT16 | 0) {
-            return Err(err(format!(
-                "element type {} (a float type expected)",
-                t.elem_type
-            )));
-        }
-    }
+    float_type(input).map_err(err)?;
     if let Some(shape) = override_shape {
         if shape.is_empty() || shape.iter().any(|&d| d == 0 || d > MAX_DIM) {
             return Err(err(format!(
@@ -45,28 +37,57 @@ pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize
         }
         return Ok(shape.to_vec());
     }
-    let hint = "give the per-sample input shape with OnnxOptions::input_shape";
-    let dims = &tensor
+    declared_shape(
+        input,
+        "give the per-sample input shape with OnnxOptions::input_shape",
+    )
+    .map_err(err)
+}
+
+/// The per-sample shape a held input (a graph input other than the explained one)
+/// declares: every dimension after the batch a literal; `Err` says which one is not.
+pub(super) fn held_input_shape(input: &ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
+    float_type(input)?;
+    declared_shape(input, "a held input needs a fixed per-sample shape")
+}
+
+/// `Err` for a graph input of a declared element type that is not a float type.
+fn float_type(input: &ValueInfoProto) -> std::result::Result<(), String> {
+    match input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) {
+        Some(t) if !matches!(t.elem_type, FLOAT | DOUBLE | FLOAT16 | BFLOAT16 | 0) => {
+            Err(format!("element type {} (a float type expected)", t.elem_type))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The per-sample shape a graph input declares (the dimensions after the batch), each a
+/// positive literal; `Err` says which one is not, with `hint` for a symbolic or missing one.
+fn declared_shape(input: &ValueInfoProto, hint: &str) -> std::result::Result<Vec<usize>, String> {
+    let dims = &input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
         .and_then(|t| t.shape.as_ref())
-        .ok_or_else(|| err(format!("its shape is not given; {hint}")))?
+        .ok_or_else(|| format!("its shape is not given; {hint}"))?
         .dim;
     if dims.len() < 2 {
-        return Err(err(format!(
+        return Err(format!(
             "rank {} (a batch dimension and at least one more expected)",
             dims.len()
-        )));
+        ));
     }
     dims[1..]
         .iter()
         .enumerate()
         .map(|(i, d)| match d.dim_value {
             Some(v) if v > 0 && v as u64 <= MAX_DIM as u64 => Ok(v as usize),
-            Some(v) => Err(err(format!("dimension {} is {v}", i + 1))),
-            None => Err(err(format!(
+            Some(v) => Err(format!("dimension {} is {v}", i + 1)),
+            None => Err(format!(
                 "dimension {} is symbolic ({:?}); {hint}",
                 i + 1,
                 d.dim_param.as_deref().unwrap_or("")
-            ))),
+            )),
         })
         .collect()
 }

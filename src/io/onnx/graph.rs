@@ -1,7 +1,7 @@
 //! The graph around the nodes: which tensor is the input and which the explained output,
 //! which nodes the output needs (in a topological order), and who reads each tensor.
 
-use super::decode::input_shape;
+use super::decode::{held_input_shape, input_shape};
 use super::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use super::OnnxOptions;
 use crate::error::{Error, Result};
@@ -15,6 +15,9 @@ pub(super) struct Graph<'a> {
     pub(super) input: &'a ValueInfoProto,
     /// Its per-sample shape (declared, or given in the options).
     pub(super) input_shape: Vec<usize>,
+    /// The other data inputs that the output needs, in the file's order, with their
+    /// declared per-sample shapes: the network's held inputs.
+    pub(super) held: Vec<(&'a str, Vec<usize>)>,
     /// The tensor explained: the graph output (or the one the options name).
     pub(super) output: &'a str,
     /// The nodes the output needs, in a topological order (indices into `proto.node`).
@@ -26,11 +29,13 @@ pub(super) struct Graph<'a> {
 }
 
 impl<'a> Graph<'a> {
-    /// Finds the input and the output and orders the nodes the output needs.
+    /// Finds the inputs and the output and orders the nodes the output needs.
     ///
     /// # Errors
-    /// [`Error::Format`] for several data inputs or outputs (none named), an input shape
-    /// that is not known, a tensor produced twice or a cycle; [`Error::MissingTensor`] for a tensor nothing produces.
+    /// [`Error::Format`] for no data input, several outputs (none named), an input shape
+    /// that is not known, a tensor produced twice or a cycle; [`Error::OnnxInput`] for an
+    /// explained input name that no data input has, or a held input whose per-sample shape
+    /// is not fixed; [`Error::MissingTensor`] for a tensor nothing produces.
     pub(super) fn new(proto: &'a GraphProto, opset: i64, opts: &OnnxOptions) -> Result<Self> {
         let initializers: HashMap<&str, &TensorProto> =
             proto.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -39,18 +44,22 @@ impl<'a> Graph<'a> {
             .iter()
             .filter(|v| !initializers.contains_key(v.name.as_str()))
             .collect();
-        let input = match data_inputs.as_slice() {
-            [one] => *one,
-            more => {
-                return Err(Error::Format {
-                    what: "ONNX graph".into(),
-                    reason: format!(
-                        "expected exactly one data input (besides initializers), found {}: {:?}",
-                        more.len(),
-                        more.iter().map(|v| v.name.as_str()).collect::<Vec<_>>()
-                    ),
-                })
-            }
+        let names = || data_inputs.iter().map(|v| v.name.clone()).collect::<Vec<_>>();
+        // the explained input: the one named in the options, else the first
+        let input = match &opts.input {
+            Some(name) => data_inputs
+                .iter()
+                .copied()
+                .find(|v| &v.name == name)
+                .ok_or_else(|| Error::OnnxInput {
+                    name: name.clone(),
+                    reason: "no data input of the graph has this name (OnnxOptions::input)".into(),
+                    inputs: names(),
+                })?,
+            None => data_inputs.first().copied().ok_or_else(|| Error::Format {
+                what: "ONNX graph".into(),
+                reason: "the graph has no data input (every input is an initializer)".into(),
+            })?,
         };
         let output: &str = match (&opts.output, proto.output.as_slice()) {
             (Some(name), outs) => outs
@@ -85,7 +94,8 @@ impl<'a> Graph<'a> {
             }
         };
         let input_shape = input_shape(input, opts.input_shape.as_deref())?;
-        let order = needed_nodes(proto, output, input.name.as_str(), &initializers)?;
+        let inputs: Vec<&str> = data_inputs.iter().map(|v| v.name.as_str()).collect();
+        let order = needed_nodes(proto, output, &inputs, &initializers)?;
         let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
         for &k in &order {
             for i in proto.node[k].input.iter().filter(|i| !i.is_empty()) {
@@ -95,11 +105,25 @@ impl<'a> Graph<'a> {
                 }
             }
         }
+        // every other data input that the output needs is held, with a fixed shape
+        let mut held = Vec::new();
+        for v in data_inputs.iter().filter(|v| v.name != input.name) {
+            if !readers.contains_key(v.name.as_str()) && v.name != output {
+                continue;
+            }
+            let shape = held_input_shape(v).map_err(|reason| Error::OnnxInput {
+                name: v.name.clone(),
+                reason,
+                inputs: names(),
+            })?;
+            held.push((v.name.as_str(), shape));
+        }
         Ok(Graph {
             proto,
             initializers,
             input,
             input_shape,
+            held,
             output,
             order,
             readers,
@@ -221,13 +245,15 @@ pub(super) fn node_label(index: usize, node: &NodeProto) -> String {
 fn needed_nodes(
     graph: &GraphProto,
     output: &str,
-    input: &str,
+    inputs: &[&str],
     initializers: &HashMap<&str, &TensorProto>,
 ) -> Result<Vec<usize>> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
     for (k, node) in graph.node.iter().enumerate() {
         for o in node.output.iter().filter(|o| !o.is_empty()) {
-            if producer.insert(o.as_str(), k).is_some() || o == input || initializers.contains_key(o.as_str())
+            if producer.insert(o.as_str(), k).is_some()
+                || inputs.contains(&o.as_str())
+                || initializers.contains_key(o.as_str())
             {
                 return Err(Error::Format {
                     what: node_label(k, node),
@@ -251,7 +277,7 @@ fn needed_nodes(
                         .map(|i| (i.as_str(), Some(k))),
                 );
             }
-        } else if t != input && !initializers.contains_key(t) {
+        } else if !inputs.contains(&t) && !initializers.contains_key(t) {
             return Err(Error::MissingTensor {
                 tensor: t.to_string(),
                 node: reader.map_or_else(|| "the graph output".into(), |k| node_label(k, &graph.node[k])),

@@ -11,7 +11,7 @@ use super::graph::{node_label, stored_bytes, Graph};
 use super::ops::{registry, Ctx, Registry};
 use super::proto::{NodeProto, TensorProto};
 use super::values::{Const, Sym, Value};
-use super::view::Data;
+use super::view::{Data, View};
 use super::{OnnxModel, OnnxOptions};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -80,6 +80,12 @@ pub(super) fn import<F: Float>(
         graph.input.name.as_str(),
         Rc::new(Value::Data(Data::node(id, graph.input_shape.clone()))),
     );
+    // the other data inputs the output reads: held inputs, bound per call (Network::bind)
+    for (name, shape) in &graph.held {
+        let id = imp.builder.held_input(name, shape)?;
+        imp.values
+            .insert(name, Rc::new(Value::Data(Data::node(id, shape.clone()))));
+    }
     // tensors that a refused node (or one downstream of it) would have produced
     let mut lost: HashSet<&str> = HashSet::new();
     let refused: HashSet<usize> = problems.iter().map(|p| p.index).collect();
@@ -131,7 +137,14 @@ pub(super) fn import<F: Float>(
             })
         }
     };
-    let id = imp.materialize(&out, "output")?;
+    let id = if out.view == View::Scalar {
+        imp.notes.push(format!(
+            "the output {output:?} is one value per sample ([N]): the network gives it as [N, 1]"
+        ));
+        out.id
+    } else {
+        imp.materialize(&out, "output")?
+    };
     if id == imp.builder.input() {
         return Err(Error::EmptyNetwork);
     }

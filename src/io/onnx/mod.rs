@@ -4,8 +4,9 @@
 //!
 //! `proto.rs` declares the protobuf messages (only the fields read) and `budget.rs` bounds
 //! what decoding them allocates; `decode.rs` decodes tensors (external data, half
-//! precision) and the graph input's shape, `attrs.rs` reads node attributes; `graph.rs`
-//! finds the input, the output and the nodes it needs; `check.rs` is the first pass over
+//! precision) and the graph inputs' shapes, `attrs.rs` reads node attributes; `graph.rs`
+//! finds the explained input, the held inputs (the other data inputs), the output and the
+//! nodes it needs; `check.rs` is the first pass over
 //! them, `import.rs` the walk that folds or builds each; `ops/` is the operator registry,
 //! one file per family; `values.rs` folds constants and `view.rs` keeps paddings and
 //! transposes pending until something needs them.
@@ -34,8 +35,18 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OnnxOptions {
-    /// The per-sample input shape (no batch dimension), for a graph input whose height,
-    /// width or channels are symbolic or missing. Default: the shape the file declares.
+    /// The graph input to explain, for a graph with several data inputs (inputs that are
+    /// not initializers), e.g. `"X"` of a bpnet-lite `BPNet` with control tracks exported
+    /// with `forward(X, X_ctl)`. Default: the first data input. Every other data input that
+    /// the explained output reads becomes a held input of the network
+    /// ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input)), named as in the
+    /// file, with the per-sample shape the file declares: give it a value per call with
+    /// [`Network::bind`] ([`Network::held_inputs`] lists them). A name that no data input
+    /// has is an [`Error::OnnxInput`] listing the graph's data inputs.
+    pub input: Option<String>,
+    /// The per-sample input shape (no batch dimension) of the explained input, for a graph
+    /// input whose height, width or channels are symbolic or missing. Default: the shape
+    /// the file declares. (A held input's shape must be declared in the file.)
     pub input_shape: Option<Vec<usize>>,
     /// The tensor to explain, for a graph with several outputs (any node output may be
     /// named), e.g. `"counts"` or `"profile"` of a BPNet exported with both heads. Default:
@@ -57,6 +68,7 @@ pub struct OnnxOptions {
 impl Default for OnnxOptions {
     fn default() -> Self {
         OnnxOptions {
+            input: None,
             input_shape: None,
             output: None,
             merge_batch_norm: true,
@@ -66,6 +78,35 @@ impl Default for OnnxOptions {
 }
 
 impl OnnxOptions {
+    /// These options explaining the named graph input ([`OnnxOptions::input`]); the other
+    /// data inputs become held inputs.
+    ///
+    /// A bpnet-lite `BPNet(n_control_tracks=2)` exported with `forward(X, X_ctl)`: `X` is
+    /// explained, the control tracks `X_ctl` are a held input, bound per sequence.
+    /// ```
+    /// use ndarray::{ArrayD, IxDyn};
+    /// use relevance::io::{load_onnx_with, OnnxOptions};
+    /// # fn main() -> relevance::Result<()> {
+    /// let dir = env!("CARGO_MANIFEST_DIR");
+    /// let path = format!("{dir}/tests/fixtures/onnx/sequence/bpnet_control_dynamo.onnx");
+    /// let options = OnnxOptions::default().with_input("X").with_output("counts");
+    /// let model = load_onnx_with::<f64>(&path, &options)?;
+    /// assert_eq!(model.network.held_inputs(), vec![("X_ctl", &[2usize, 100][..])]);
+    /// let x = ArrayD::from_elem(IxDyn(&[1, 4, 100]), 0.25);
+    /// let x_ctl = ArrayD::from_elem(IxDyn(&[1, 2, 100]), 1.0); // one row: [1, 2, 100]
+    /// let counts = model.network.bind(&[x_ctl])?.forward(&x)?;
+    /// assert_eq!(counts.shape(), &[1, 1]);
+    ///
+    /// // a name that no graph input has: the error lists them
+    /// let err = load_onnx_with::<f64>(&path, &OnnxOptions::default().with_input("x")).unwrap_err();
+    /// assert!(err.to_string().ends_with("(the graph's data inputs: X, X_ctl)"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_input(mut self, input: &str) -> Self {
+        self.input = Some(input.to_string());
+        self
+    }
+
     /// The default options with the per-sample input shape given.
     pub fn with_input_shape(mut self, shape: &[usize]) -> Self {
         self.input_shape = Some(shape.to_vec());
@@ -94,7 +135,8 @@ pub struct OnnxModel<F: Float = f32> {
     /// What was changed on the way, e.g. "removed the trailing Softmax node ...", "folded a
     /// zero Pad into the padding of Conv ...".
     pub notes: Vec<String>,
-    /// The graph input's name.
+    /// The explained graph input's name (the other data inputs the output reads are the
+    /// network's held inputs, [`Network::held_inputs`]).
     pub input: String,
     /// The explained tensor's name.
     pub output: String,
@@ -141,7 +183,14 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// Builds a network from the bytes of an ONNX model, with the default [`OnnxOptions`].
 ///
 /// The graph may be any directed acyclic graph (residual additions, concatenations,
-/// gates) with one data input `[batch, ...]`. Nodes the output does not depend on are
+/// gates) with a data input `[batch, ...]`, the one explained. A graph with several data
+/// inputs (inputs that are not initializers) explains the first, or the one named by
+/// [`OnnxOptions::input`]; every other data input that the output reads becomes a *held
+/// input* of the network ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input)),
+/// named as in the file: given per call with [`Network::bind`], the same for the input and
+/// its baselines, and not attributed — e.g. the control tracks `X_ctl` of bpnet-lite's
+/// `BPNet(n_control_tracks=2)` exported with `forward(X, X_ctl)`. A held input's per-sample
+/// dimensions (all but the batch) must be fixed in the file. Nodes the output does not depend on are
 /// ignored; nodes whose inputs are all constants (initializers, `Constant` nodes, shapes of
 /// tensors) are evaluated when the file is read, so that the network holds only layers
 /// that act on data. [`onnx_operators`] lists the operators and what each becomes.
@@ -161,6 +210,8 @@ pub fn load_onnx_with<F: Float>(path: impl AsRef<Path>, options: &OnnxOptions) -
 /// [`Error::Format`] for bytes that are not a valid ONNX protobuf, a tensor whose stored
 /// data does not match its shape, an absurd size, a missing graph, default-domain opset or
 /// input shape, or several outputs (name one with [`OnnxOptions::output`]);
+/// [`Error::OnnxInput`] for an [`OnnxOptions::input`] that no data input has (listing
+/// them), or a held input with a symbolic or missing per-sample dimension (naming it);
 /// [`Error::UnsupportedOperator`] listing every operator of the model without a layer here
 /// (with counts and the first node of each) and every node refused for its inputs or
 /// settings (e.g. a `MatMul` of two computed tensors), named by the first of them;

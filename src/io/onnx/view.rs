@@ -45,6 +45,12 @@ pub(super) enum View {
     /// The node's output with its per-sample axes permuted (`perm` as [`Permute`]); `from`
     /// names the layer if one must be built (the `Transpose` node).
     Permuted { perm: Vec<usize>, from: String },
+    /// One value per sample (the tensor's per-sample shape is `[]`, a reduction over every
+    /// per-sample axis without `keepdims`) held by a node of per-sample shape `[1]`: the
+    /// network has no node of shape `[]`, so only reshapes (`Unsqueeze`, `Reshape`,
+    /// `Flatten`) and elementwise layers read it, and as the explained output it is given
+    /// as `[N, 1]`.
+    Scalar,
 }
 
 /// The value a pending padding adds.
@@ -160,6 +166,12 @@ impl<'a, F: Float> Importer<'a, F> {
                 let layer = Box::new(Pad::new(pads));
                 Ok(self.layer(&format!("{label}/pad"), Op::Layer(layer), &[d.id])?.id)
             }
+            View::Scalar => Err(super::import::unsupported(
+                label,
+                "(one value per sample)",
+                "reads one value per sample (a reduction over every per-sample axis without keepdims) where only \
+                 Unsqueeze, Reshape, Flatten or an elementwise operator can",
+            )),
             View::Permuted { perm, from } => {
                 let key = (d.id, perm.clone());
                 if let Some(&id) = self.permuted.get(&key) {
@@ -185,6 +197,10 @@ impl<'a, F: Float> Importer<'a, F> {
     /// a reshape: the tensor's node itself where a pending permutation only moves axes of
     /// length 1 (e.g. `[C, 1, 1]` seen as `[1, 1, C]`), else the materialized tensor.
     pub(super) fn in_order(&mut self, label: &str, d: &Data) -> Result<NodeId> {
+        if d.view == View::Scalar {
+            // the one value per sample, in its node of shape [1]
+            return Ok(d.id);
+        }
         if let Some(perm) = d.pending_perm() {
             let node_shape = self.builder.shape_of(d.id);
             let moved: Vec<usize> = perm.iter().copied().filter(|&a| node_shape[a] != 1).collect();

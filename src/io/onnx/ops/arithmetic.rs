@@ -177,6 +177,16 @@ fn affine<'a, F: Float>(
     c: &Const<F>,
     data_first: bool,
 ) -> Result<Data> {
+    if d.view == View::Scalar {
+        // one value per sample, in a node of shape [1]: the map on that node, same view
+        let inner = Data::node(d.id, vec![1]);
+        let out = affine(imp, n, op, &inner, c, data_first)?;
+        return Ok(Data {
+            view: View::Scalar,
+            shape: Vec::new(),
+            ..out
+        });
+    }
     let (axis, v) = per_axis(c, &d.shape).ok_or_else(|| {
         n.refuse(format!(
             "with a constant of shape {:?} that is not one value per channel (or per entry of one other axis) of \

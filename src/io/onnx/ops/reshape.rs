@@ -151,6 +151,11 @@ pub(super) fn reshape_to<'a, F: Float>(
         return Ok(d.clone());
     }
     let x = imp.in_order(label, d)?;
+    if imp.builder.shape_of(x) == shape {
+        // the node holds the values in order, in this shape (e.g. one value per sample, a
+        // node of shape [1], unsqueezed to [1])
+        return Ok(Data::node(x, shape.to_vec()));
+    }
     if shape.len() == 1 {
         return imp.layer(label, Op::Flatten, &[x]);
     }
