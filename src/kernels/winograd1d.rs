@@ -218,6 +218,47 @@ pub(crate) fn transformed_weight<F: Float>(o: usize, c: usize, weight: &[F], tra
     u
 }
 
+/// Elements per step of [`lanes`]: a fixed count the compiler turns into vector code.
+const LANES: usize = 16;
+
+/// `outs[·][k] = f(ins[·][k])` for every `k < n` (every slice at least `n` long), in blocks
+/// of [`LANES`] elements copied to fixed-size arrays, so that the loops vectorise whatever
+/// `f` is (a small linear map here), then the remainder one by one.
+#[inline(always)]
+fn lanes<F: Float, const I: usize, const O: usize>(
+    n: usize,
+    ins: [&[F]; I],
+    outs: [&mut [F]; O],
+    f: impl Fn([F; I]) -> [F; O],
+) {
+    let mut outs = outs;
+    let mut k = 0;
+    while k + LANES <= n {
+        let d: [[F; LANES]; I] = std::array::from_fn(|i| {
+            let mut a = [F::zero(); LANES];
+            a.copy_from_slice(&ins[i][k..k + LANES]);
+            a
+        });
+        let mut r = [[F::zero(); LANES]; O];
+        for l in 0..LANES {
+            let v = f(std::array::from_fn(|i| d[i][l]));
+            for (ro, vo) in r.iter_mut().zip(v) {
+                ro[l] = vo;
+            }
+        }
+        for (out, ro) in outs.iter_mut().zip(&r) {
+            out[k..k + LANES].copy_from_slice(ro);
+        }
+        k += LANES;
+    }
+    for k in k..n {
+        let v = f(std::array::from_fn(|i| ins[i][k]));
+        for (out, vo) in outs.iter_mut().zip(v) {
+            out[k] = vo;
+        }
+    }
+}
+
 /// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the six ξ over `cols` columns: one
 /// sequential product per ξ, spread over the threads (feature `parallel`).
 fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
@@ -333,6 +374,7 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
     let (two, four, five) = (F::lit(2.0), F::lit(4.0), F::lit(5.0));
     let fill = |(c, out): (usize, &mut Vec<&mut [F]>)| {
         let mut padded = vec![F::zero(); padded_len];
+        let mut phases: [Vec<F>; 4] = std::array::from_fn(|_| Vec::new());
         let [o0, o1, o2, o3, o4, o5] = &mut out[..] else {
             unreachable!("six transformed positions")
         };
@@ -347,37 +389,37 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
                 let base = first + run.start;
                 let n = run.len;
                 if run.step == 1 {
-                    // six contiguous input slices, one per tap position; every slice cut to
-                    // `n` so that the loop has no bounds to test and vectorises
+                    // six contiguous input slices, one per tap position
                     let t: [&[F]; T] = std::array::from_fn(|i| &padded[base + i * s.dil..][..n]);
-                    let (v0, v1, v2, v3, v4, v5) = (
-                        &mut v0[..n],
-                        &mut v1[..n],
-                        &mut v2[..n],
-                        &mut v3[..n],
-                        &mut v4[..n],
-                        &mut v5[..n],
-                    );
-                    for k in 0..n {
-                        let d = [t[0][k], t[1][k], t[2][k], t[3][k], t[4][k], t[5][k]];
-                        v0[k] = four * d[0] - five * d[2] + d[4];
-                        v1[k] = d[3] + d[4] - four * (d[1] + d[2]);
-                        v2[k] = four * (d[1] - d[2]) + d[4] - d[3];
-                        v3[k] = two * (d[3] - d[1]) + d[4] - d[2];
-                        v4[k] = two * (d[1] - d[3]) + d[4] - d[2];
-                        v5[k] = four * d[1] - five * d[3] + d[5];
-                    }
+                    lanes(n, t, [v0, v1, v2, v3, v4, v5], |d| {
+                        [
+                            four * d[0] - five * d[2] + d[4],
+                            d[3] + d[4] - four * (d[1] + d[2]),
+                            four * (d[1] - d[2]) + d[4] - d[3],
+                            two * (d[3] - d[1]) + d[4] - d[2],
+                            two * (d[1] - d[3]) + d[4] - d[2],
+                            four * d[1] - five * d[3] + d[5],
+                        ]
+                    });
                 } else {
-                    for k in 0..n {
-                        let b = base + k * run.step;
-                        let d: [F; T] = std::array::from_fn(|i| padded[b + i * s.dil]);
-                        v0[k] = four * d[0] - five * d[2] + d[4];
-                        v1[k] = d[3] + d[4] - four * (d[1] + d[2]);
-                        v2[k] = four * (d[1] - d[2]) + d[4] - d[3];
-                        v3[k] = two * (d[3] - d[1]) + d[4] - d[2];
-                        v4[k] = two * (d[1] - d[3]) + d[4] - d[2];
-                        v5[k] = four * d[1] - five * d[3] + d[5];
+                    // blocks `4·dil` apart: tap i of block k is phase i mod 4 at k + i / 4,
+                    // with phase p holding the inputs base + step·t + p·dil
+                    for (p, ph) in phases.iter_mut().enumerate() {
+                        let count = if p < 2 { n + 1 } else { n };
+                        ph.clear();
+                        ph.extend((0..count).map(|t| padded[base + t * run.step + p * s.dil]));
                     }
+                    let t: [&[F]; T] = std::array::from_fn(|i| &phases[i % 4][i / 4..][..n]);
+                    lanes(n, t, [v0, v1, v2, v3, v4, v5], |d| {
+                        [
+                            four * d[0] - five * d[2] + d[4],
+                            d[3] + d[4] - four * (d[1] + d[2]),
+                            four * (d[1] - d[2]) + d[4] - d[3],
+                            two * (d[3] - d[1]) + d[4] - d[2],
+                            two * (d[1] - d[3]) + d[4] - d[2],
+                            four * d[1] - five * d[3] + d[5],
+                        ]
+                    });
                 }
             }
         }
@@ -419,37 +461,33 @@ fn transform_output<F: Float>(m: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], co
     }
     let (two, four, eight) = (F::lit(2.0), F::lit(4.0), F::lit(8.0));
     let fill = |(o, lines): (usize, &mut Vec<Line<'_, F>>)| {
+        // the four outputs of each block of a run, before they go to the row
+        let mut q: [Vec<F>; M] = std::array::from_fn(|_| Vec::new());
         for (line, runs) in lines.iter_mut() {
             for run in runs.iter() {
-                let at = o * cols + run.col;
-                let ms: [&[F]; T] = std::array::from_fn(|xi| &m[xi * plane_m + at..][..run.len]);
-                for j in 0..M {
+                let (at, n) = (o * cols + run.col, run.len);
+                let ms: [&[F]; T] = std::array::from_fn(|xi| &m[xi * plane_m + at..][..n]);
+                for qj in q.iter_mut() {
+                    qj.resize(n, F::zero());
+                }
+                let [q0, q1, q2, q3] = &mut q;
+                lanes(n, ms, [&mut q0[..], &mut q1[..], &mut q2[..], &mut q3[..]], |x| {
+                    let (a, b) = (x[1] + x[2], x[1] - x[2]);
+                    let (c, d) = (x[3] + x[4], x[3] - x[4]);
+                    [a + c + x[0], b + two * d, a + four * c, b + eight * d + x[5]]
+                });
+                for (j, qj) in q.iter().enumerate() {
                     // the blocks whose output j falls inside the row: a prefix of the run
                     let from = run.start + j * s.dil;
                     if from >= s.wo {
                         break;
                     }
-                    let n = run.len.min((s.wo - from).div_ceil(run.step));
-                    let mk: [&[F]; T] = std::array::from_fn(|xi| &ms[xi][..n]);
-                    // row j of Aᵀ applied to the six products of block k
-                    let value = |k: usize| {
-                        let (a, b) = (mk[1][k] + mk[2][k], mk[1][k] - mk[2][k]);
-                        let (c, d) = (mk[3][k] + mk[4][k], mk[3][k] - mk[4][k]);
-                        match j {
-                            0 => a + c + mk[0][k],
-                            1 => b + two * d,
-                            2 => a + four * c,
-                            _ => b + eight * d + mk[5][k],
-                        }
-                    };
+                    let valid = n.min((s.wo - from).div_ceil(run.step));
                     if run.step == 1 {
-                        let out = &mut line[from..][..n];
-                        for (k, y) in out.iter_mut().enumerate() {
-                            *y = value(k);
-                        }
+                        line[from..from + valid].copy_from_slice(&qj[..valid]);
                     } else {
-                        for k in 0..n {
-                            line[from + k * run.step] = value(k);
+                        for (k, &v) in qj[..valid].iter().enumerate() {
+                            line[from + k * run.step] = v;
                         }
                     }
                 }
