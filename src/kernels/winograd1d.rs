@@ -126,11 +126,12 @@ pub(crate) fn work_per_sample(s: &Shape) -> usize {
 }
 
 /// Elements of each transformed-input and product buffer: the columns (blocks of every row
-/// of the batch, row after row) are processed in chunks of this size, small enough that a
-/// chunk's transformed inputs and products stay in the last-level cache between the
-/// transforms and the products (4 MB each in f32) whatever the batch. (Unit tests use small
-/// chunks, so that chunks split rows and runs.)
-const CHUNK_ELEMS: usize = if cfg!(test) { 1 << 9 } else { 1 << 20 };
+/// of the batch, row after row) are processed in chunks of this size, so that scratch memory
+/// stays bounded (16 MB per buffer in f32) whatever the batch. Larger chunks make larger,
+/// more efficient products: on ChromBPNet's shape (512 channels, 2 114 positions) DeepLIFT-SHAP
+/// took 4.45 s with 2^19, 3.95 s with 2^21, 3.93 s with 2^22 and 3.85 s with 2^23 elements.
+/// (Unit tests use small chunks, so that chunks split rows and runs.)
+const CHUNK_ELEMS: usize = if cfg!(test) { 1 << 9 } else { 1 << 22 };
 
 /// The chunks of columns that keep each buffer within [`CHUNK_ELEMS`]. Chunks never change
 /// what a block computes.
