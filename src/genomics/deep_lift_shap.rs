@@ -210,26 +210,16 @@ pub(super) fn run<F: Float>(
             rule,
             &Baseline::PerSample(bs.clone().into_dyn()),
         )?;
-        let m = d
-            .multipliers
-            .into_dimensionality::<Ix3>()
-            .map_err(|_| Error::Shape {
-                what: "deep_lift_shap multipliers".into(),
-                expected: vec![pairs, a, l],
-                got: vec![],
-            })?;
+        let m = multipliers3(Some(d.multipliers), [pairs, a, l])?;
         let scale = F::one() / F::lit(r as f64);
         for p in 0..pairs {
             let (seq, k) = (start + p / r, p % r);
-            let (mp, rp) = (m.index_axis(Axis(0), p), bs.index_axis(Axis(0), p));
-            let mut h = hypothetical.index_axis_mut(Axis(0), seq);
-            for i in 0..l {
-                // Σ_c ref[c, i] · m[c, i]: what the reference's letter takes away
-                let base = (0..a).fold(F::zero(), |acc, c| acc + rp[[c, i]] * mp[[c, i]]);
-                for c in 0..a {
-                    h[[c, i]] += (mp[[c, i]] - base) * scale;
-                }
-            }
+            add_hypothetical(
+                hypothetical.index_axis_mut(Axis(0), seq),
+                m.index_axis(Axis(0), p),
+                bs.index_axis(Axis(0), p),
+                scale,
+            );
             pair_deltas[[seq, k]] = d.delta[p];
             if k == 0 {
                 output[seq] = d.total[p] + explained(&d.baseline_output, &pair_target, p);
@@ -238,18 +228,60 @@ pub(super) fn run<F: Float>(
         }
         start = end;
     }
+    Ok(finish(hypothetical, x3, pair_deltas, output, reference_output))
+}
+
+/// The result from the averaged hypothetical contributions and the outputs: the
+/// attributions `hypothetical ⊙ x` and the additivity gap per sequence.
+fn finish<F: Float>(
+    hypothetical: Array3<F>,
+    x3: ArrayView3<'_, F>,
+    pair_deltas: Array2<F>,
+    output: Array1<F>,
+    reference_output: Array1<F>,
+) -> SequenceAttribution<F> {
     let attributions = &hypothetical * &x3;
-    let gap = Array1::from_shape_fn(n, |i| {
+    let gap = Array1::from_shape_fn(hypothetical.shape()[0], |i| {
         attributions.index_axis(Axis(0), i).sum() - (output[i] - reference_output[i])
     });
-    Ok(SequenceAttribution {
+    SequenceAttribution {
         attributions: attributions.into_dyn(),
         hypothetical: hypothetical.into_dyn(),
         gap,
         pair_deltas,
         output,
         reference_output,
-    })
+    }
+}
+
+/// One pair's multipliers `[pairs, A, L]` from a DeepLIFT result.
+fn multipliers3<F: Float>(m: Option<ArrayD<F>>, expected: [usize; 3]) -> Result<Array3<F>> {
+    m.and_then(|m| m.into_dimensionality::<Ix3>().ok())
+        .filter(|m| m.shape() == expected)
+        .ok_or_else(|| Error::Shape {
+            what: "deep_lift_shap multipliers".into(),
+            expected: expected.to_vec(),
+            got: vec![],
+        })
+}
+
+/// `h += scale · (m − Σ_c ref[c, ·] · m[c, ·])`: one reference's hypothetical contributions
+/// (kundajelab's formula: every letter's multiplier, minus what the reference's letter
+/// contributes), `h`, `m` and `reference` `[A, L]`.
+fn add_hypothetical<F: Float>(
+    mut h: ndarray::ArrayViewMut2<'_, F>,
+    m: ndarray::ArrayView2<'_, F>,
+    reference: ndarray::ArrayView2<'_, F>,
+    scale: F,
+) {
+    let (a, l) = m.dim();
+    for i in 0..l {
+        // Σ_c ref[c, i] · m[c, i]: what the reference's letter takes away
+        let base = (0..a).fold(F::zero(), |acc, c| acc + reference[[c, i]] * m[[c, i]]);
+        for c in 0..a {
+            h[[c, i]] += (m[[c, i]] - base) * scale;
+        }
+    }
 }
 
 /// Whether DeepLIFT Rescale gives the pair (x, ref) the multipliers of (ref, x) on `net`:
@@ -340,23 +372,14 @@ fn shared_sequence<F: Float>(
         // summed in reference order: the result does not depend on the thread count
         let mut h = hypothetical.index_axis_mut(Axis(0), seq);
         for (&start, (rows, mut d, pair_target)) in starts.iter().zip(blocks) {
-            let m = d
-                .multipliers
-                .take()
-                .and_then(|m| m.into_dimensionality::<Ix3>().ok())
-                .ok_or_else(|| Error::Shape {
-                    what: "deep_lift_shap multipliers".into(),
-                    expected: vec![rows.shape()[0], a, l],
-                    got: vec![],
-                })?;
+            let m = multipliers3(d.multipliers.take(), [rows.shape()[0], a, l])?;
             for p in 0..rows.shape()[0] {
-                let (mp, rp) = (m.index_axis(Axis(0), p), rows.index_axis(Axis(0), p));
-                for i in 0..l {
-                    let base = (0..a).fold(F::zero(), |acc, c| acc + rp[[c, i]] * mp[[c, i]]);
-                    for c in 0..a {
-                        h[[c, i]] += (mp[[c, i]] - base) * scale;
-                    }
-                }
+                add_hypothetical(
+                    h.view_mut(),
+                    m.index_axis(Axis(0), p),
+                    rows.index_axis(Axis(0), p),
+                    scale,
+                );
                 // the pass explained f(ref) − f(x): the pair's delta with the sign turned
                 pair_deltas[[seq, start + p]] = -d.delta[p];
                 reference_output[seq] += explained(&d.output, &pair_target, p) * scale;
@@ -366,18 +389,7 @@ fn shared_sequence<F: Float>(
             }
         }
     }
-    let attributions = &hypothetical * &x3;
-    let gap = Array1::from_shape_fn(n, |i| {
-        attributions.index_axis(Axis(0), i).sum() - (output[i] - reference_output[i])
-    });
-    Ok(SequenceAttribution {
-        attributions: attributions.into_dyn(),
-        hypothetical: hypothetical.into_dyn(),
-        gap,
-        pair_deltas,
-        output,
-        reference_output,
-    })
+    Ok(finish(hypothetical, x3, pair_deltas, output, reference_output))
 }
 
 /// Checks `x` `[N, A, L]` and the references `[N, R, A, L]`.
