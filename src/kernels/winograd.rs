@@ -125,23 +125,37 @@ pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], tr
     })
 }
 
-/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ over `cols` columns: one
-/// sequential product per ξ, spread over the threads (feature `parallel`).
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ over `cols` columns.
 fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
-    let work = work_per_sample(s);
+    transformed_products((s.o, s.c, cols), work_per_sample(s), u, v, m, accumulate);
+}
+
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for every transformed position ξ of a
+/// Winograd algorithm (16 for F(2×2, 3×3), 6 for F(4, 3)), `U[ξ]` `[o, c]`, `V[ξ]`
+/// `[c, cols]`, `M[ξ]` `[o, cols]`, all planes one after the other: one sequential product
+/// per ξ, spread over the threads (feature `parallel`). `work` (multiply-adds per sample)
+/// chooses the product's library.
+pub(crate) fn transformed_products<F: Float>(
+    (o, c, cols): (usize, usize, usize),
+    work: usize,
+    u: &[F],
+    v: &[F],
+    m: &mut [F],
+    accumulate: bool,
+) {
     let product = |(xi, mx): (usize, &mut [F])| {
-        let a = crate::tensor::layout::view((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c]);
-        let b = crate::tensor::layout::view((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols]);
-        let mut c = crate::tensor::layout::view_mut((s.o, cols), mx);
-        gemm_seq(&a, &b, &mut c, work, accumulate);
+        let a = crate::tensor::layout::view((o, c), &u[xi * o * c..(xi + 1) * o * c]);
+        let b = crate::tensor::layout::view((c, cols), &v[xi * c * cols..(xi + 1) * c * cols]);
+        let mut out = crate::tensor::layout::view_mut((o, cols), mx);
+        gemm_seq(&a, &b, &mut out, work, accumulate);
     };
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        m.par_chunks_mut(s.o * cols).enumerate().for_each(product);
+        m.par_chunks_mut(o * cols).enumerate().for_each(product);
     }
     #[cfg(not(feature = "parallel"))]
-    m.chunks_mut(s.o * cols).enumerate().for_each(product);
+    m.chunks_mut(o * cols).enumerate().for_each(product);
 }
 
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed` the

@@ -21,7 +21,7 @@
 //! and [`conv_sum`].
 
 use crate::float::Float;
-use crate::kernels::gemm::gemm_seq;
+use crate::kernels::winograd::transformed_products;
 use crate::pool::with_scratch;
 
 /// Outputs per block (m of F(m, r)).
@@ -260,23 +260,9 @@ fn lanes<F: Float, const I: usize, const O: usize>(
     }
 }
 
-/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the six ξ over `cols` columns: one
-/// sequential product per ξ, spread over the threads (feature `parallel`).
+/// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the six ξ over `cols` columns.
 fn products<F: Float>(s: &Shape, cols: usize, u: &[F], v: &[F], m: &mut [F], accumulate: bool) {
-    let work = work_per_sample(s);
-    let product = |(xi, mx): (usize, &mut [F])| {
-        let a = crate::tensor::layout::view((s.o, s.c), &u[xi * s.o * s.c..(xi + 1) * s.o * s.c]);
-        let b = crate::tensor::layout::view((s.c, cols), &v[xi * s.c * cols..(xi + 1) * s.c * cols]);
-        let mut c = crate::tensor::layout::view_mut((s.o, cols), mx);
-        gemm_seq(&a, &b, &mut c, work, accumulate);
-    };
-    #[cfg(feature = "parallel")]
-    {
-        use rayon::prelude::*;
-        m.par_chunks_mut(s.o * cols).enumerate().for_each(product);
-    }
-    #[cfg(not(feature = "parallel"))]
-    m.chunks_mut(s.o * cols).enumerate().for_each(product);
+    transformed_products((s.o, s.c, cols), work_per_sample(s), u, v, m, accumulate);
 }
 
 /// `U[ξ][o][c] = (G g)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed`
@@ -373,6 +359,17 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
     let first = (s.lo + before as isize) as usize; // padded index of input index lo
     let padded_len = (first + reach + 1).max(before + s.w);
     let (two, four, five) = (F::lit(2.0), F::lit(4.0), F::lit(5.0));
+    // Bᵀ applied to the six inputs of a block
+    let bt = |d: [F; T]| {
+        [
+            four * d[0] - five * d[2] + d[4],
+            d[3] + d[4] - four * (d[1] + d[2]),
+            four * (d[1] - d[2]) + d[4] - d[3],
+            two * (d[3] - d[1]) + d[4] - d[2],
+            two * (d[1] - d[3]) + d[4] - d[2],
+            four * d[1] - five * d[3] + d[5],
+        ]
+    };
     let fill = |(c, out): (usize, &mut Vec<&mut [F]>)| {
         let mut padded = vec![F::zero(); padded_len];
         let mut phases: [Vec<F>; 4] = std::array::from_fn(|_| Vec::new());
@@ -392,16 +389,7 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
                 if run.step == 1 {
                     // six contiguous input slices, one per tap position
                     let t: [&[F]; T] = std::array::from_fn(|i| &padded[base + i * s.dil..][..n]);
-                    lanes(n, t, [v0, v1, v2, v3, v4, v5], |d| {
-                        [
-                            four * d[0] - five * d[2] + d[4],
-                            d[3] + d[4] - four * (d[1] + d[2]),
-                            four * (d[1] - d[2]) + d[4] - d[3],
-                            two * (d[3] - d[1]) + d[4] - d[2],
-                            two * (d[1] - d[3]) + d[4] - d[2],
-                            four * d[1] - five * d[3] + d[5],
-                        ]
-                    });
+                    lanes(n, t, [v0, v1, v2, v3, v4, v5], bt);
                 } else {
                     // blocks `4·dil` apart: tap i of block k is phase i mod 4 at k + i / 4,
                     // with phase p holding the inputs base + step·t + p·dil
@@ -411,16 +399,7 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
                         ph.extend((0..count).map(|t| padded[base + t * run.step + p * s.dil]));
                     }
                     let t: [&[F]; T] = std::array::from_fn(|i| &phases[i % 4][i / 4..][..n]);
-                    lanes(n, t, [v0, v1, v2, v3, v4, v5], |d| {
-                        [
-                            four * d[0] - five * d[2] + d[4],
-                            d[3] + d[4] - four * (d[1] + d[2]),
-                            four * (d[1] - d[2]) + d[4] - d[3],
-                            two * (d[3] - d[1]) + d[4] - d[2],
-                            two * (d[1] - d[3]) + d[4] - d[2],
-                            four * d[1] - five * d[3] + d[5],
-                        ]
-                    });
+                    lanes(n, t, [v0, v1, v2, v3, v4, v5], bt);
                 }
             }
         }
