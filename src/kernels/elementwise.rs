@@ -74,6 +74,7 @@ pub(crate) fn update2<F: Float>(
     b: &ArrayViewD<'_, F>,
     f: impl Fn(&mut F, F) + Sync + Send,
 ) {
+    debug_assert_eq!(a.shape(), b.shape());
     let big = par_elems(a.len());
     if let (Some(sa), Some(sb)) = (a.as_slice_mut(), b.as_slice()) {
         // contiguous: plain slice loops, which the compiler vectorises
@@ -106,6 +107,7 @@ pub(crate) fn update3<F: Float>(
     c: &ArrayViewD<'_, F>,
     f: impl Fn(&mut F, F, F) + Sync + Send,
 ) {
+    debug_assert!(a.shape() == b.shape() && a.shape() == c.shape());
     let big = par_elems(a.len());
     if let (Some(sa), Some(sb), Some(sc)) = (a.as_slice_mut(), b.as_slice(), c.as_slice()) {
         // contiguous: plain slice loops, which the compiler vectorises

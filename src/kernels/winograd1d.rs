@@ -335,7 +335,7 @@ fn transform_weight<F: Float>(o_n: usize, c_n: usize, weight: &[F], transposed: 
     per_out.iter_mut().enumerate().for_each(fill);
 }
 
-/// `V[ξ][c][col] = (Bᵀ d)[ξ]` for the six inputs `d` of every block of the rows `rows`
+/// `V[ξ][c][col] = (Bᵀ d)[ξ]` for the six inputs `d` of every block of the chunk
 /// in the segments `segs` (per row `q`, its runs cut to the chunk, see [`segments`]), with
 /// Lavin & Gray's `Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
 /// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]]`.
@@ -416,8 +416,8 @@ fn transform_input<F: Float>(x: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], col
 /// One output row and the runs of blocks that write it.
 type Line<'a, F> = (&'a mut [F], &'a [Run]);
 
-/// `y[n][o][row][p + dil·j] = (Aᵀ m)[j]` for every block (first output `p`) of the rows
-/// `rows`, with `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0],
+/// `y[n][o][row][p + dil·j] = (Aᵀ m)[j]` for every block (first output `p`) of the chunk's
+/// segments `segs`, with `Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0],
 /// [0, 1, −1, 8, −8, 1]]`, keeping the outputs that fall inside `wo`. Overwrites those rows
 /// of `y`; output channels are transformed in parallel.
 fn transform_output<F: Float>(m: &[F], s: &Shape, segs: &[(usize, Vec<Run>)], cols: usize, y: &mut [F]) {

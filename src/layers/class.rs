@@ -33,7 +33,11 @@ pub enum Class<'a, F: Float> {
     Dense(&'a dyn Affine<F>),
     /// A convolution.
     Convolution(&'a dyn Affine<F>),
-    /// An elementwise nonlinearity (ReLU, sigmoid, ...): `y_i = f(x_i)`.
+    /// An elementwise nonlinearity (ReLU, sigmoid, ...): `y_i = f(x_i)`, one function `f`
+    /// for every element whatever its position, so that the layer's forward pass and
+    /// gradient may be taken on any elements gathered into a `[1, k]` array (DeepLIFT's
+    /// gradient fallback does). Position-dependent maps (per-channel slopes, batch norm)
+    /// are [`Class::BatchNorm`].
     Activation(&'a dyn Layer<F>),
     /// An elementwise affine or normalising map that is not a nonlinearity to explain:
     /// batch normalisation in evaluation mode, local response normalisation.

@@ -48,7 +48,8 @@ pub(super) enum View {
     /// One value per sample (the tensor's per-sample shape is `[]`, a reduction over every
     /// per-sample axis without `keepdims`) held by a node of per-sample shape `[1]`: the
     /// network has no node of shape `[]`, so only reshapes (`Unsqueeze`, `Reshape`,
-    /// `Flatten`) and elementwise layers read it, and as the explained output it is given
+    /// `Flatten`), elementwise layers and elementwise operators with a constant (not two such
+    /// tensors) read it, and as the explained output it is given
     /// as `[N, 1]`.
     Scalar,
 }
@@ -170,7 +171,7 @@ impl<'a, F: Float> Importer<'a, F> {
                 label,
                 "(one value per sample)",
                 "reads one value per sample (a reduction over every per-sample axis without keepdims) where only \
-                 Unsqueeze, Reshape, Flatten or an elementwise operator can",
+                 Unsqueeze, Reshape, Flatten or an elementwise operator of it alone or with a constant can",
             )),
             View::Permuted { perm, from } => {
                 let key = (d.id, perm.clone());

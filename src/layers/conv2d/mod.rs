@@ -416,7 +416,17 @@ impl<F: Float> Conv2d<F> {
         } else {
             &self.transformed.forward
         };
-        std::borrow::Cow::Borrowed(cell.get_or_init(make))
+        if let Some(u) = cell.get() {
+            return std::borrow::Cow::Borrowed(u);
+        }
+        // made outside the cell's lock: the transform runs on the thread pool, where this
+        // thread may take up another part of the same batch that reaches this layer (a
+        // re-entrant `get_or_init` deadlocks); two threads may both make it, with one result
+        let _ = cell.set(make());
+        match cell.get() {
+            Some(u) => std::borrow::Cow::Borrowed(u.as_slice()),
+            None => std::borrow::Cow::Owned(make()),
+        }
     }
 
     /// `a` as a non-empty batch `[N, C, H, W]`.

@@ -291,3 +291,58 @@ fn winograd_1x3_matches_direct_loops() {
         .winograd1d_shape(&layer.geometry(1, &[16, 1, 66]).unwrap())
         .is_some());
 }
+
+/// The 1×3 Winograd path's kept transforms: the layer's own weight (forward and transpose,
+/// kept after the first call) gives the direct loops' values, and another weight passed after
+/// them is transformed for its call, not mistaken for the kept one; in f32 the path stays
+/// within a few 1e-7 of the f64 direct sum.
+#[test]
+fn winograd_1x3_kept_transforms_and_f32() {
+    let (n, c, o, wd, dil) = (2, 16, 16, 150, 4);
+    let mut r = rng(77);
+    let x = Array4::from_shape_fn((n, c, 1, wd), |_| r());
+    let w = Array4::from_shape_fn((o, c, 1, 3), |_| r());
+    let cfg = Conv2dConfig {
+        padding: (0, dil),
+        dilation: (1, dil),
+        ..Conv2dConfig::default()
+    };
+    let layer = Conv2d::new(w.clone(), None, cfg).unwrap();
+    let g = layer.geometry(n, &[c, 1, wd]).unwrap();
+    assert!(layer.winograd1d_shape(&g).is_some());
+    let s = Array4::from_shape_fn((n, o, 1, g.wo), |_| r());
+    let (y_ref, t_ref) = naive_any(&x, &w, &s, cfg);
+    for round in 0..2 {
+        // round 1 reads the transforms kept by round 0
+        let y = layer
+            .apply_with(x.view().into_dyn(), Affine::weight(&layer))
+            .unwrap();
+        assert!(max_rel(&y, &y_ref) < 1e-13, "round {round}: forward");
+        let t = layer
+            .apply_transpose(s.view().into_dyn(), Affine::weight(&layer), &[c, 1, wd])
+            .unwrap();
+        assert!(max_rel(&t, &t_ref) < 1e-13, "round {round}: transpose");
+    }
+    // another weight, after the layer's own were kept
+    let w2 = w.mapv(|v| 2.0 * v + 0.25);
+    let (y2_ref, t2_ref) = naive_any(&x, &w2, &s, cfg);
+    let many = layer
+        .apply_many(
+            x.view().into_dyn(),
+            &[Affine::weight(&layer), w2.view().into_dyn()],
+        )
+        .unwrap();
+    assert!(max_rel(&many[0], &y_ref) < 1e-13);
+    assert!(max_rel(&many[1], &y2_ref) < 1e-13, "a substituted weight");
+    let t2 = layer
+        .apply_transpose(s.view().into_dyn(), w2.view().into_dyn(), &[c, 1, wd])
+        .unwrap();
+    assert!(max_rel(&t2, &t2_ref) < 1e-13, "a substituted weight, transposed");
+    // f32
+    let layer32 = Conv2d::new(w.mapv(|v| v as f32), None, cfg).unwrap();
+    let y32 = layer32.forward(x.mapv(|v| v as f32).view().into_dyn()).unwrap();
+    let y32 = y32.mapv(|v| v as f64);
+    let dev = max_rel(&y32, &y_ref);
+    println!("f32 1×3 Winograd against the f64 direct sum: {dev:.1e}");
+    assert!(dev < 2e-6, "f32 deviation {dev:e}");
+}

@@ -64,12 +64,12 @@ fn cross_max_2x2_matches_the_general_path() {
 
 /// Rescale at a ReLU gives the same bits on contiguous arrays (the slice loop), on strided
 /// views (the general pass) and with a baseline broadcast over the batch, including where
-/// |Δx| falls below the threshold (the gradient fallback: on one sample of five, so that the
+/// |Δx| falls below the threshold (the gradient fallback: on one sample of eight, so that the
 /// contiguous arrays take it on the gathered elements only, the strided views on the whole).
 #[test]
 fn rescale_layouts_give_the_same_bits() {
     use ndarray::{IxDyn, Slice};
-    let (n, c, h, w) = (5, 2, 3, 5);
+    let (n, c, h, w) = (8, 2, 3, 5);
     let value = |i: usize| ((i * 7919) % 23) as f64 / 4.0 - 2.5;
     let x = ArrayD::from_shape_fn(IxDyn(&[n, c, h, w]), |d| {
         value(d[0] * 97 + d[1] * 31 + d[2] * 7 + d[3])
@@ -136,4 +136,62 @@ fn rescale_layouts_give_the_same_bits() {
         .and(m_out.index_axis(Axis(0), 0))
         .map_collect(|&x, &m| if x > 0.0 { m } else { 0.0 });
     assert_eq!(first, want);
+}
+
+/// The fallback on gathered elements with an activation whose gradient reads its output
+/// (the sigmoid): where `Δx = 0` (one sample of eight equals the baseline, and a few single
+/// elements elsewhere) the multiplier is `σ'(x) · m`, elsewhere the secant, as on a strided
+/// view of the same arrays (the whole-array fallback).
+#[test]
+fn rescale_fallback_on_gathered_elements_reads_the_output() {
+    use crate::layers::Sigmoid;
+    use ndarray::{IxDyn, Slice};
+    let (n, l) = (8, 40);
+    let value = |i: usize| ((i * 7919) % 37) as f64 / 6.0 - 3.0;
+    let x = ArrayD::from_shape_fn(IxDyn(&[n, l]), |d| value(d[0] * 41 + d[1]));
+    let mut x0 = ArrayD::from_shape_fn(IxDyn(&[n, l]), |d| value(d[0] * 43 + d[1] + 5));
+    x0.index_axis_mut(Axis(0), 0).assign(&x.index_axis(Axis(0), 0));
+    x0[[3, 7]] = x[[3, 7]];
+    x0[[6, 39]] = x[[6, 39]];
+    let sig = Sigmoid;
+    let (y, y0) = (sig.forward(x.view()).unwrap(), sig.forward(x0.view()).unwrap());
+    let m = ArrayD::from_shape_fn(IxDyn(&[n, l]), |d| value(d[1] * 3 + d[0]) + 0.5);
+    let dl = DeepLiftRule(DeepLift::rescale());
+    let step = Step::new(0, x.view(), y.view(), m.view()).with_baseline(x0.view(), y0.view());
+    let got = Layer::<f64>::class(&sig).relevance(&dl, &step).unwrap();
+    // strided copies take the whole-array path
+    let wide = |a: &ArrayD<f64>| {
+        let mut b = ArrayD::<f64>::zeros(IxDyn(&[n, l + 2]));
+        b.slice_axis_mut(Axis(1), Slice::from(0..l)).assign(a);
+        b
+    };
+    let (xs, x0s, ys, y0s, ms) = (wide(&x), wide(&x0), wide(&y), wide(&y0), wide(&m));
+    let cut = |a: &ArrayD<f64>| a.slice_axis(Axis(1), Slice::from(0..l)).to_owned();
+    let (xs, x0s, ys, y0s, ms) = (&xs, &x0s, &ys, &y0s, &ms);
+    let strided_step = Step::new(
+        0,
+        xs.slice_axis(Axis(1), Slice::from(0..l)),
+        ys.slice_axis(Axis(1), Slice::from(0..l)),
+        ms.slice_axis(Axis(1), Slice::from(0..l)),
+    )
+    .with_baseline(
+        x0s.slice_axis(Axis(1), Slice::from(0..l)),
+        y0s.slice_axis(Axis(1), Slice::from(0..l)),
+    );
+    let strided = Layer::<f64>::class(&sig).relevance(&dl, &strided_step).unwrap();
+    assert_eq!(cut(xs), x);
+    for (idx, &g) in got.indexed_iter() {
+        let (xv, x0v, mv) = (x[&idx], x0[&idx], m[&idx]);
+        let s = 1.0 / (1.0 + (-xv).exp());
+        let want = if (xv - x0v).abs() < 1e-10 {
+            s * (1.0 - s) * mv
+        } else {
+            mv * (y[&idx] - y0[&idx]) / (xv - x0v)
+        };
+        assert!(
+            (g - want).abs() <= 1e-12 * (1.0 + want.abs()),
+            "{idx:?}: {g} vs {want}"
+        );
+        assert_eq!(g.to_bits(), strided[&idx].to_bits(), "{idx:?}");
+    }
 }

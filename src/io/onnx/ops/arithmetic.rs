@@ -178,6 +178,14 @@ fn affine<'a, F: Float>(
     data_first: bool,
 ) -> Result<Data> {
     if d.view == View::Scalar {
+        // a constant of rank 2 or more would broadcast the [N] tensor to [1, …, N]: the
+        // batch would no longer be the first axis
+        if c.shape().len() > 1 {
+            return Err(n.refuse(format!(
+                "of one value per sample and a constant of shape {:?} (the result would move the batch axis)",
+                c.shape()
+            )));
+        }
         // one value per sample, in a node of shape [1]: the map on that node, same view
         let inner = Data::node(d.id, vec![1]);
         let out = affine(imp, n, op, &inner, c, data_first)?;
