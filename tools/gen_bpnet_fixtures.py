@@ -6,6 +6,7 @@ How to run (from the repository root):
     ~/venv/bin/pip install torch onnx onnxruntime onnxscript tangermeme==1.6.0 bpnet-lite==1.1.0 numpy
     ~/venv/bin/python tools/gen_bpnet_fixtures.py            # writes the two files below
     ~/venv/bin/python tools/gen_bpnet_fixtures.py --out DIR  # write somewhere else
+    ~/venv/bin/python tools/gen_bpnet_fixtures.py --wide     # the wide variant instead (below)
 
 Writes
   tests/fixtures/onnx/sequence/bpnet_counts.onnx   bpnet-lite's CountWrapper(BPNet) (TorchScript exporter, opset 17)
@@ -22,6 +23,10 @@ Inputs: N = 2 random one-hot sequences of length 100 (numpy seed 0), and R = 3 r
 tangermeme's own `dinucleotide_shuffle(X, n=3, random_state=0)`, passed to `deep_lift_shap` explicitly as a tensor
 [N, R, 4, L]. `deep_lift_shap(model, X, references=refs, target=0, device="cpu")` is run with `hypothetical=False`
 (attributions) and `hypothetical=True` (hypothetical contributions), in float64.
+
+`--wide` writes `onnx/sequence/bpnet_counts_wide.onnx` and `bpnet_wide_deep_lift_shap.json` instead: the same with
+`n_filters=16` on sequences of length 200 (the same seeds), wide enough that the dilated convolutions take the crate's
+Winograd F(4, 3) path (at least 16 channels and 64 outputs), so that path is checked against tangermeme too.
 
 JSON: generator, versions, length, x (base index per position, [N][L]), references ([N][R][L] base indices),
 output ([N], f(x)), reference_output ([N][R], f(ref)), attributions ([N][L], the observed base's value; the others
@@ -40,7 +45,9 @@ torch.set_num_threads(1)
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument("--wide", action="store_true", help="16 filters on 200 bp (the Winograd path)")
     args = ap.parse_args()
+    filters, length, suffix = (16, 200, "_wide") if args.wide else (8, 100, "")
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     out = args.out or os.path.join(root, "tests", "fixtures")
     os.makedirs(os.path.join(out, "onnx", "sequence"), exist_ok=True)
@@ -52,20 +59,20 @@ def main():
     from tangermeme.ersatz import dinucleotide_shuffle
 
     torch.manual_seed(0)
-    bpnet = BPNet(n_filters=8, n_layers=3, n_outputs=2, n_control_tracks=0, trimming=40, verbose=False).eval()
+    bpnet = BPNet(n_filters=filters, n_layers=3, n_outputs=2, n_control_tracks=0, trimming=40, verbose=False).eval()
     model = CountWrapper(bpnet).eval()
-    n, r, length = 2, 3, 100
+    n, r = 2, 3
     rng = np.random.default_rng(0)
     bases = rng.integers(0, 4, size=(n, length))
     x = np.zeros((n, 4, length))
     for s in range(n):
         x[s, bases[s], np.arange(length)] = 1.0
 
-    path = os.path.join(out, "onnx", "sequence", "bpnet_counts.onnx")
+    path = os.path.join(out, "onnx", "sequence", f"bpnet_counts{suffix}.onnx")
     torch.onnx.export(model, (torch.tensor(x, dtype=torch.float32),), path, dynamo=False, opset_version=17,
                       input_names=["input"], output_names=["counts"], dynamic_axes={"input": {0: "batch"}})
 
-    bp64 = BPNet(n_filters=8, n_layers=3, n_outputs=2, n_control_tracks=0, trimming=40, verbose=False)
+    bp64 = BPNet(n_filters=filters, n_layers=3, n_outputs=2, n_control_tracks=0, trimming=40, verbose=False)
     bp64.load_state_dict(bpnet.state_dict())
     m64 = CountWrapper(bp64.double()).eval()
     X = torch.tensor(x)
@@ -85,7 +92,7 @@ def main():
     assert np.array_equal(refs.numpy().sum(axis=2), np.ones((n, r, length)))
 
     fx = {
-        "generator": "tools/gen_bpnet_fixtures.py",
+        "generator": "tools/gen_bpnet_fixtures.py" + (" --wide" if args.wide else ""),
         "torch_version": torch.__version__,
         "tangermeme_version": tangermeme.__version__,
         "bpnetlite_version": bpnetlite.__version__,
@@ -98,10 +105,11 @@ def main():
         "hypothetical": {"shape": list(hyp.shape), "data": [float(v) for v in hyp.reshape(-1)]},
         "gap": [float(v) for v in gap],
     }
-    with open(os.path.join(out, "bpnet_deep_lift_shap.json"), "w") as f:
+    name = "bpnet_wide_deep_lift_shap.json" if args.wide else "bpnet_deep_lift_shap.json"
+    with open(os.path.join(out, name), "w") as f:
         json.dump(fx, f, indent=None, separators=(",", ":"))
         f.write("\n")
-    print("wrote bpnet_counts.onnx and bpnet_deep_lift_shap.json; gap", gap)
+    print(f"wrote bpnet_counts{suffix}.onnx and {name}; gap", gap)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 //! DeepLIFT-SHAP with hypothetical contributions (`relevance::genomics::deep_lift_shap`)
 //! against tangermeme 1.6.0 on a small BPNet of bpnet-lite 1.1.0 with random weights
 //! (`tests/fixtures/bpnet_deep_lift_shap.json` and `onnx/sequence/bpnet_counts.onnx`, from
-//! `tools/gen_bpnet_fixtures.py`), and its properties on random sequence networks.
+//! `tools/gen_bpnet_fixtures.py`; a 16-filter variant from `--wide` reaches the Winograd path),
+//! and its properties on random sequence networks.
 
 #[cfg(feature = "onnx")]
 use crate::common::{load, rel_dev, tensor};
@@ -36,9 +37,24 @@ fn one_hot(bases: &[usize]) -> Array3<f64> {
 #[cfg(feature = "onnx")]
 #[test]
 fn bpnet_count_head_matches_tangermeme() {
-    let fx = load("bpnet_deep_lift_shap");
+    bpnet_matches_tangermeme("bpnet_deep_lift_shap", "bpnet_counts");
+}
+
+/// 16 filters on 200 bp (`tools/gen_bpnet_fixtures.py --wide`): the dilated convolutions take
+/// the Winograd F(4, 3) path (at least 16 channels and 64 outputs), here against tangermeme.
+#[cfg(feature = "onnx")]
+#[test]
+fn wide_bpnet_count_head_matches_tangermeme_through_winograd() {
+    bpnet_matches_tangermeme("bpnet_wide_deep_lift_shap", "bpnet_counts_wide");
+}
+
+/// The fixture `name` (from `tools/gen_bpnet_fixtures.py`) against the crate on the ONNX file
+/// `onnx/sequence/{model}.onnx`.
+#[cfg(feature = "onnx")]
+fn bpnet_matches_tangermeme(name: &str, model: &str) {
+    let fx = load(name);
     let path = format!(
-        "{}/tests/fixtures/onnx/sequence/bpnet_counts.onnx",
+        "{}/tests/fixtures/onnx/sequence/{model}.onnx",
         env!("CARGO_MANIFEST_DIR")
     );
     let net: Network<f64> = relevance::io::load_onnx(&path).unwrap();
@@ -81,7 +97,7 @@ fn bpnet_count_head_matches_tangermeme() {
         }
     });
     let da = rel_dev(&out.attributions, &want_attr);
-    println!("bpnet counts: hypothetical {dh:.1e}, attributions {da:.1e} from tangermeme");
+    println!("{name}: hypothetical {dh:.1e}, attributions {da:.1e} from tangermeme");
     assert!(dh <= TANGERMEME_F64, "hypothetical contributions: {dh:e}");
     assert!(da <= TANGERMEME_F64, "attributions: {da:e}");
     for s in 0..n {
