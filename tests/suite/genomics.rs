@@ -5,28 +5,15 @@
 //! and its properties on random sequence networks.
 
 #[cfg(feature = "onnx")]
-use crate::common::{load, rel_dev, tensor};
-#[cfg(feature = "onnx")]
-use ndarray::Array4;
+use crate::common::{load, one_hot_fixture, rel_dev, tensor};
 use ndarray::{Array3, ArrayD, Axis, IxDyn};
 use relevance::genomics::deep_lift_shap;
 use relevance::{Error, Network, Target};
-#[cfg(feature = "onnx")]
-use serde_json::Value;
 
 /// Attributions and hypothetical contributions against tangermeme, f64, relative to the
 /// largest magnitude.
 #[cfg(feature = "onnx")]
 const TANGERMEME_F64: f64 = 1e-9;
-
-#[cfg(feature = "onnx")]
-fn indices(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_u64().unwrap() as usize)
-        .collect()
-}
 
 fn one_hot(bases: &[usize]) -> Array3<f64> {
     Array3::from_shape_fn((1, 4, bases.len()), |(_, c, l)| {
@@ -58,31 +45,9 @@ fn bpnet_matches_tangermeme(name: &str, model: &str) {
         env!("CARGO_MANIFEST_DIR")
     );
     let net: Network<f64> = relevance::io::load_onnx(&path).unwrap();
-    let seqs: Vec<Vec<usize>> = fx["x"].as_array().unwrap().iter().map(indices).collect();
-    let (n, l) = (seqs.len(), seqs[0].len());
-    let x = ndarray::concatenate(
-        Axis(0),
-        &seqs
-            .iter()
-            .map(|s| one_hot(s))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|a| a.view())
-            .collect::<Vec<_>>(),
-    )
-    .unwrap()
-    .into_dyn();
-    let refs_idx: Vec<Vec<Vec<usize>>> = fx["references"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|per| per.as_array().unwrap().iter().map(indices).collect())
-        .collect();
-    let r = refs_idx[0].len();
-    let refs = Array4::from_shape_fn((n, r, 4, l), |(s, k, c, i)| {
-        f64::from(u8::from(refs_idx[s][k][i] == c))
-    })
-    .into_dyn();
+    let (seqs, x, refs) = one_hot_fixture(&fx);
+    let (n, r, _, l) = refs.dim();
+    let (x, refs) = (x.into_dyn(), refs.into_dyn());
 
     let out = deep_lift_shap(&net, &x, &refs, &Target::Class(0)).unwrap();
 

@@ -5,7 +5,7 @@
 //! (profile head), from `tests/fixtures/bpnet_control_deep_lift_shap.json`
 //! (`tools/gen_bpnet_control_fixtures.py`); and the API's errors and invariants.
 
-use crate::common::{load, rel_dev, tensor, Rng};
+use crate::common::{load, one_hot_fixture, rel_dev, tensor, Rng};
 use ndarray::{array, s, Array1, Array2, Array3, Array4, ArrayD, Axis, Ix1, Ix2, Ix3, IxDyn};
 use relevance::genomics::{deep_lift_shap, deep_lift_shap_profile, ProfileWeights, SequenceAttribution};
 use relevance::{
@@ -105,14 +105,6 @@ fn bpnet(fx: &Value, head: Head) -> Network<f64> {
     g.build(out).unwrap()
 }
 
-fn indices(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b.as_u64().unwrap() as usize)
-        .collect()
-}
-
 /// The fixture's sequences, control tracks and references (also read by
 /// `bpnet_control_onnx.rs`).
 pub(crate) struct Inputs {
@@ -126,20 +118,8 @@ pub(crate) struct Inputs {
 }
 
 pub(crate) fn inputs(fx: &Value) -> Inputs {
-    let seqs: Vec<Vec<usize>> = fx["x"].as_array().unwrap().iter().map(indices).collect();
-    let (n, l) = (seqs.len(), seqs[0].len());
-    let x = Array3::from_shape_fn((n, 4, l), |(s, c, i)| f64::from(u8::from(seqs[s][i] == c)));
+    let (seqs, x, refs) = one_hot_fixture(fx);
     let ctl = tensor::<f64>(&fx["x_ctl"]).into_dimensionality::<Ix3>().unwrap();
-    let refs_idx: Vec<Vec<Vec<usize>>> = fx["references"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|per| per.as_array().unwrap().iter().map(indices).collect())
-        .collect();
-    let r = refs_idx[0].len();
-    let refs = Array4::from_shape_fn((n, r, 4, l), |(s, k, c, i)| {
-        f64::from(u8::from(refs_idx[s][k][i] == c))
-    });
     Inputs { seqs, x, ctl, refs }
 }
 

@@ -129,7 +129,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         let x4 = x4.as_standard_layout();
         let x = crate::tensor::layout::standard(&x4);
         let o = self.out_channels();
-        if let Some(shape) = self.winograd_shape(&g) {
+        let (wino, wino1d) = (self.winograd_shape(&g), self.winograd1d_shape(&g));
+        if wino.is_some() || wino1d.is_some() {
             let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
             let slices: Vec<&[F]> = std.iter().map(crate::tensor::layout::standard).collect();
             // the output transform overwrites every element
@@ -139,22 +140,15 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .map(|_| crate::tensor::layout::shaped(dim, output_buffer(g.n * o * g.ho * g.wo)))
                 .collect();
             let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
-            winograd::conv3x3_many(x, &shape, &slices, false, &mut ys);
-            return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
-        }
-        if let Some(shape) = self.winograd1d_shape(&g) {
-            let std: Vec<_> = wms.iter().map(|w| w.as_standard_layout()).collect();
-            let slices: Vec<&[F]> = std.iter().map(crate::tensor::layout::standard).collect();
-            // the output transform overwrites every element
-            let dim = (g.n, o, g.ho, g.wo);
-            let mut outs: Vec<Array4<F>> = ws
-                .iter()
-                .map(|_| crate::tensor::layout::shaped(dim, output_buffer(g.n * o * g.ho * g.wo)))
-                .collect();
-            let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
-            let us: Vec<_> = slices.iter().map(|w| self.transformed_1x3(w, false)).collect();
-            let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
-            winograd1d::conv_many(x, &shape, &us, &mut ys);
+            match (wino, wino1d) {
+                (Some(shape), _) => winograd::conv3x3_many(x, &shape, &slices, false, &mut ys),
+                (None, Some(shape)) => {
+                    let us: Vec<_> = slices.iter().map(|w| self.transformed_1x3(w, false)).collect();
+                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+                    winograd1d::conv_many(x, &shape, &us, &mut ys);
+                }
+                (None, None) => {}
+            }
             return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
         }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
@@ -233,17 +227,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             sides.push((s4, self.weight_matrix(w.clone())?));
         }
         let o = self.out_channels();
-        if let Some(ws) = self.winograd_shape(&g) {
-            // the correlation of s with the kernel flipped in space, channels swapped, and
-            // padding 2 − p (winograd module docs)
-            let ts = winograd::Shape {
-                n: g.n,
-                c: o,
-                o: g.c,
-                h: g.ho,
-                w: g.wo,
-                pad: 2 - ws.pad,
-            };
+        let (wino, wino1d) = (self.winograd_shape(&g), self.winograd1d_shape(&g));
+        if wino.is_some() || wino1d.is_some() {
             let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
             let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
             let xs: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
@@ -252,23 +237,29 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let mut out =
                 crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
             let y = crate::tensor::layout::standard_mut(&mut out);
-            winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
-            return Ok(out.into_dyn());
-        }
-        if let Some(ws) = self.winograd1d_shape(&g) {
-            // the correlation of s with the kernel reversed, channels swapped (winograd1d docs)
-            let ts = ws.transposed();
-            let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
-            let w_std: Vec<_> = sides.iter().map(|(_, wm)| wm.as_standard_layout()).collect();
-            let xs: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
-            let wts: Vec<&[F]> = w_std.iter().map(crate::tensor::layout::standard).collect();
-            // the output transform overwrites every element
-            let mut out =
-                crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * g.h * g.w));
-            let y = crate::tensor::layout::standard_mut(&mut out);
-            let us: Vec<_> = wts.iter().map(|w| self.transformed_1x3(w, true)).collect();
-            let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
-            winograd1d::conv_sum(&xs, &ts, &us, y);
+            match (wino, wino1d) {
+                (Some(ws), _) => {
+                    // the correlation of s with the kernel flipped in space, channels swapped,
+                    // and padding 2 − p (winograd module docs)
+                    let ts = winograd::Shape {
+                        n: g.n,
+                        c: o,
+                        o: g.c,
+                        h: g.ho,
+                        w: g.wo,
+                        pad: 2 - ws.pad,
+                    };
+                    winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
+                }
+                (None, Some(ws)) => {
+                    // the correlation of s with the kernel reversed, channels swapped
+                    // (winograd1d docs)
+                    let us: Vec<_> = wts.iter().map(|w| self.transformed_1x3(w, true)).collect();
+                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+                    winograd1d::conv_sum(&xs, &ws.transposed(), &us, y);
+                }
+                (None, None) => {}
+            }
             return Ok(out.into_dyn());
         }
         // cols = Σ Wᵀ[C·kh·kw, O] · s2, with s2 = s as [O, N·Ho·Wo]

@@ -7,7 +7,7 @@
 pub mod bounds;
 pub mod fuzz;
 
-use ndarray::{ArrayD, Ix1, Ix2, Ix4, IxDyn};
+use ndarray::{Array3, Array4, ArrayD, Ix1, Ix2, Ix4, IxDyn};
 use relevance::{
     Category, Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, MaxPool2d, Network, Relu, Softmax,
 };
@@ -94,6 +94,34 @@ pub fn load(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// A genomics fixture's sequences and references, given as base indices (`x` `[N][L]`,
+/// `references` `[N][R][L]`, ACGT = 0..4): the indices, and the one-hot `[N, 4, L]` and
+/// `[N, R, 4, L]` arrays.
+#[allow(dead_code)] // not every feature set builds a test that reads one
+pub fn one_hot_fixture(fx: &Value) -> (Vec<Vec<usize>>, Array3<f64>, Array4<f64>) {
+    let indices = |v: &Value| -> Vec<usize> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let seqs: Vec<Vec<usize>> = fx["x"].as_array().unwrap().iter().map(indices).collect();
+    let (n, l) = (seqs.len(), seqs[0].len());
+    let x = Array3::from_shape_fn((n, 4, l), |(s, c, i)| f64::from(u8::from(seqs[s][i] == c)));
+    let refs_idx: Vec<Vec<Vec<usize>>> = fx["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|per| per.as_array().unwrap().iter().map(indices).collect())
+        .collect();
+    let r = refs_idx[0].len();
+    let refs = Array4::from_shape_fn((n, r, 4, l), |(s, k, c, i)| {
+        f64::from(u8::from(refs_idx[s][k][i] == c))
+    });
+    (seqs, x, refs)
 }
 
 fn dims(v: &Value) -> Vec<usize> {
