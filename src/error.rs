@@ -259,6 +259,18 @@ pub enum Error {
         /// The graph's data inputs (inputs that are not initializers), in the file's order.
         inputs: Vec<String>,
     },
+    /// A token id given to an [`Embedding`](crate::Embedding) is not an integer in
+    /// `0..vocabulary` (negative, too large, fractional, NaN or infinite). The caller's
+    /// fault (the input), or the model's (a vocabulary smaller than its tokenizer's).
+    #[error("token id {value} at position {position:?} (batch first) is not an integer in 0..{vocabulary}")]
+    TokenId {
+        /// Where in the input (batch index first).
+        position: Vec<usize>,
+        /// The value found.
+        value: f64,
+        /// The embedding table's number of rows.
+        vocabulary: usize,
+    },
     /// A graph could not be built: an input that is not an earlier node, a name given
     /// twice, a wrong number of inputs. Caller's fault.
     #[error("graph node `{node}`: {reason}")]

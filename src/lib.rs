@@ -88,17 +88,18 @@ pub use explain::{
 pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
-    Conv2d, Conv2dConfig, Dense, Elu, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer, LeakyRelu,
-    LinearMap, LocalResponseNorm, Log, Log1p, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul,
-    Narrow, Pad, Permute, Relu, Reshape, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
+    Conv2d, Conv2dConfig, Dense, Elu, Embedding, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer,
+    LayerNorm, LeakyRelu, LinearMap, LocalResponseNorm, Log, Log1p, MatMul, MaxPool1d, MaxPool2d, Merge,
+    MergeClass, MergeStep, Mul, Narrow, Normalize, Pad, Permute, Relu, Reshape, RmsNorm, Select, Sigmoid,
+    Silu, Softmax, Softplus, Step, Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
 
 pub use network::{GraphBuilder, Network, Node, NodeId, Op, Trace, MAX_NODES, MAX_RANK, MAX_SAMPLE_LEN};
 pub use rules::{
-    Composite, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, NodeInfo,
-    PairRelevance, PairStep, Rule, RuleSet, Selector,
+    AttnLrp, Composite, CpLrp, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox,
+    LrpZPlus, NodeInfo, PairRelevance, PairStep, Rule, RuleSet, Selector,
 };
 
 /// The README's code blocks, compiled and run as doc tests.

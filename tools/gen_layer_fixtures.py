@@ -26,7 +26,11 @@ upstream gradient g and PyTorch's input gradient dy/dx^T g):
 * convolutions with groups (grouped and depthwise, with and without bias) and asymmetric
   padding (F.pad before an unpadded conv, as ONNX/TensorFlow "same" padding);
 * batch normalisation in eval mode with non-trivial running statistics;
-* constant zero padding.
+* constant zero padding;
+* transformer layers: layer norm (last one or two axes, affine or not, a constant row), RMS
+  norm, a dense layer on [N, T, D] tokens, softmax along an inner axis, and matrix products
+  of two computed tensors (attention scores, a product broadcast over heads: cases with
+  "x2"/"dx2", the second input and its gradient).
 
 Format: {"generator", "torch_version", "cases": [{"name", "layer": {"op": ..., params},
 "x": T, "y": T, "g": T, "dx": T}]} with tensors {"shape": [...], "data": [flat C order]}.
@@ -34,7 +38,9 @@ Layer ops and params: "lrn" {"size", "alpha", "beta", "k"} (nn.LocalResponseNorm
 "padding", "ceil_mode", "count_include_pad"}, "adaptive_avgpool2d" {"output"}, "maxpool2d"
 {"kernel", "stride", "padding", "ceil_mode", optional "pads" [top, left, bottom, right]}, "conv2d" {"weight", "bias" (or null),
 "stride", "pads" [top, left, bottom, right], "dilation", "groups"}, "batchnorm" {"mean",
-"var", "weight", "bias", "eps"}, "pad" {"pads": [[before, after] per last axis]}.
+"var", "weight", "bias", "eps"}, "pad" {"pads": [[before, after] per last axis]}, "layernorm" {"shape", "eps",
+"weight" (or null), "bias" (or null)}, "rmsnorm" {"shape", "eps", "weight" (or null)}, "dense" {"weight", "bias"},
+"softmax" {"axis" (per sample)}, "matmul" {}.
 """
 import argparse
 import json
@@ -178,6 +184,44 @@ def main():
         cases.append(case(f"maxpool_pads_k{k}_s{s}_p{pads}_ceil{int(ceil)}", layer,
                           lambda t, k=k, s=s, p=(left, right, top, bottom), c=ceil:
                           F.max_pool2d(F.pad(t, p, value=-float("inf")), k, s, 0, ceil_mode=c), xm, gen))
+
+    # transformer layers (issue #21): layer norm over the last one or two axes, with and
+    # without affine parameters; RMS norm; a dense layer on the last axis of [N, T, D]
+    # tokens; a softmax along a middle axis (attention scores [N, H, T, T] along the last);
+    # values of both signs and a row that is constant (variance 0: eps alone).
+    xt = torch.randn(2, 3, 4, generator=gen) * 2 + 0.5
+    xt[1, 2, :] = 0.75
+    for shape, affine, eps in [((4,), True, 1e-5), ((4,), False, 1e-6), ((3, 4), True, 1e-12)]:
+        w = torch.rand(shape, generator=gen) + 0.5 if affine else None
+        b = torch.randn(shape, generator=gen) * 0.2 if affine else None
+        layer = {"op": "layernorm", "shape": list(shape), "eps": eps,
+                 "weight": tj(w) if affine else None, "bias": tj(b) if affine else None}
+        cases.append(case(f"layernorm_{len(shape)}axes_affine{int(affine)}", layer,
+                          lambda t, sh=shape, w=w, b=b, e=eps: F.layer_norm(t, sh, w, b, e), xt, gen))
+    for affine in [True, False]:
+        w = torch.rand(4, generator=gen) + 0.5 if affine else None
+        layer = {"op": "rmsnorm", "shape": [4], "eps": 1e-6, "weight": tj(w) if affine else None}
+        cases.append(case(f"rmsnorm_affine{int(affine)}", layer,
+                          lambda t, w=w: F.rms_norm(t, (4,), w, 1e-6), xt, gen))
+    w = torch.randn(5, 4, generator=gen) * 0.5
+    b = torch.randn(5, generator=gen) * 0.3
+    cases.append(case("dense_tokens", {"op": "dense", "weight": tj(w), "bias": tj(b)},
+                      lambda t, w=w, b=b: F.linear(t, w, b), xt, gen))
+    xs = torch.randn(2, 2, 3, 3, generator=gen) * 3
+    cases.append(case("softmax_scores", {"op": "softmax", "axis": 2}, lambda t: F.softmax(t, dim=3), xs, gen))
+    cases.append(case("softmax_middle", {"op": "softmax", "axis": 0}, lambda t: F.softmax(t, dim=1), xs, gen))
+
+    # matrix products of two computed tensors (two inputs: "x2" and its gradient "dx2"):
+    # attention scores q·kᵀ [N, H, T, d]·[N, H, d, T], and a product broadcast over a
+    # leading axis [N, 1, T, d]·[N, H, d, T]
+    for name, sa, sb in [("matmul_heads", (2, 2, 3, 4), (2, 2, 4, 3)), ("matmul_broadcast", (2, 1, 3, 4), (2, 2, 4, 5))]:
+        a = torch.randn(sa, generator=gen).requires_grad_(True)
+        bb = torch.randn(sb, generator=gen).requires_grad_(True)
+        y = torch.matmul(a, bb)
+        g = torch.randn(y.shape, generator=gen)
+        da, db = torch.autograd.grad(y, (a, bb), g)
+        cases.append({"name": name, "layer": {"op": "matmul"}, "x": tj(a), "x2": tj(bb), "y": tj(y), "g": tj(g),
+                      "dx": tj(da), "dx2": tj(db)})
 
     out = {"generator": "tools/gen_layer_fixtures.py", "torch_version": torch.__version__, "cases": cases}
     os.makedirs(args.out, exist_ok=True)

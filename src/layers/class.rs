@@ -2,7 +2,7 @@
 //! category (what composites select by), which rule method redistributes relevance through
 //! it, and what DeepLIFT does there all follow from this one answer.
 
-use super::{Affine, Category, Layer, LinearMap, Merge, MergeStep, Select, Step};
+use super::{Affine, Category, Embedding, Layer, LinearMap, Merge, MergeStep, Normalize, Select, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::rules::Rule;
@@ -48,6 +48,10 @@ pub enum Class<'a, F: Float> {
     AvgPool(&'a dyn LinearMap<F>),
     /// A softmax along one axis.
     Softmax(&'a dyn Layer<F>),
+    /// A normalisation over the trailing axes of each sample (layer norm, RMS norm).
+    Normalization(&'a dyn Normalize<F>),
+    /// A lookup of token ids in a table.
+    Embedding(&'a Embedding<F>),
     /// A node that only moves values (flatten, reshape, permute, narrow, pad, identity):
     /// every rule sends each value's relevance back to where it came from (the gradient).
     Reshape(&'a dyn Layer<F>),
@@ -59,6 +63,7 @@ pub enum Class<'a, F: Float> {
 /// |---|---|---|---|---|
 /// | `Sum` (a parameter-free linear map) | `Sum` | [`Rule::linear`] | `Norm` | Linear rule |
 /// | `Product` of two computed tensors | `Product` | [`Rule::product`] | signal takes all | Shapley split |
+/// | `MatMul` of two computed tensors | `MatMul` | [`Rule::matmul`] | ε-rule, half to each factor | Shapley split |
 /// | `Reshape` (concatenation) | `Reshape` | none: the gradient | | |
 #[non_exhaustive]
 pub enum MergeClass<'a, F: Float> {
@@ -66,6 +71,8 @@ pub enum MergeClass<'a, F: Float> {
     Sum(&'a dyn LinearMap<F>),
     /// The elementwise product of two computed tensors (a gate).
     Product(&'a dyn Merge<F>),
+    /// The matrix product of two computed tensors (attention).
+    MatMul(&'a dyn Merge<F>),
     /// A node that only moves values (concatenation): relevance goes back to where each
     /// value came from.
     Reshape(&'a dyn Merge<F>),
@@ -94,6 +101,8 @@ impl<'a, F: Float> Class<'a, F> {
             Class::MaxPool(_) => Category::MaxPool,
             Class::AvgPool(_) => Category::AvgPool,
             Class::Softmax(_) => Category::Softmax,
+            Class::Normalization(_) => Category::Normalization,
+            Class::Embedding(_) => Category::Embedding,
             Class::Reshape(_) => Category::Reshape,
         }
     }
@@ -137,6 +146,8 @@ impl<'a, F: Float> Class<'a, F> {
                 }
             }
             Class::Softmax(l) => rule.softmax(l, step),
+            Class::Normalization(l) => rule.normalization(l, step),
+            Class::Embedding(l) => rule.embedding(l, step),
             Class::Reshape(l) => l.gradient(step, step.relevance.view()),
         }
     }
@@ -148,6 +159,7 @@ impl<'a, F: Float> MergeClass<'a, F> {
         match self {
             MergeClass::Sum(_) => Category::Sum,
             MergeClass::Product(_) => Category::Product,
+            MergeClass::MatMul(_) => Category::MatMul,
             MergeClass::Reshape(_) => Category::Reshape,
         }
     }
@@ -161,6 +173,7 @@ impl<'a, F: Float> MergeClass<'a, F> {
         match *self {
             MergeClass::Sum(m) => rule.linear(m, step),
             MergeClass::Product(_) => rule.product(step),
+            MergeClass::MatMul(_) => rule.matmul(step),
             MergeClass::Reshape(m) => m.gradient(step, step.relevance.view()),
         }
     }

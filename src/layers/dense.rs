@@ -6,7 +6,9 @@ use crate::float::Float;
 use crate::kernels::gemm::{dense_forward_small, dense_transpose_small, gemm, SMALL_DENSE_WORK};
 use crate::pool::output_buffer;
 use crate::tensor::checks::check_finite;
-use ndarray::{ArcArray1, ArcArray2, Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, Ix2};
+use ndarray::{
+    ArcArray1, ArcArray2, Array1, Array2, ArrayD, ArrayView1, ArrayView2, ArrayViewD, CowArray, Ix2,
+};
 
 /// A fully connected layer `y = x Wᵀ + b`, as `torch.nn.Linear`.
 ///
@@ -16,7 +18,8 @@ use ndarray::{ArcArray1, ArcArray2, Array1, Array2, ArrayD, ArrayView1, ArrayVie
 /// once.
 ///
 /// # Shapes
-/// Input `[N, in]`, output `[N, out]`.
+/// Input `[N, in]`, output `[N, out]`; or, as `torch.nn.Linear` on tokens, `[N, ..., in]` →
+/// `[N, ..., out]` (the layer applied to the last axis of every position).
 ///
 /// # Example
 /// ```
@@ -98,27 +101,58 @@ impl<F: Float> Dense<F> {
         self.weight.nrows()
     }
 
-    fn as_matrix<'a>(what: &str, a: ArrayViewD<'a, F>, cols: usize) -> Result<ArrayView2<'a, F>> {
+    /// `a` (`[N, ..., cols]`) as a matrix of its rows, `[N·..., cols]` (a copy only if `a` is
+    /// not in standard layout).
+    fn as_matrix<'a>(what: &str, a: &'a ArrayViewD<'a, F>, cols: usize) -> Result<CowArray<'a, F, Ix2>> {
         let shape = a.shape().to_vec();
-        let m = a.into_dimensionality::<Ix2>().map_err(|_| Error::Rank {
-            what: what.to_string(),
-            expected: 2,
-            got: shape.len(),
-            shape: shape.clone(),
-        })?;
-        if m.ncols() != cols {
+        if shape.len() < 2 {
+            return Err(Error::Rank {
+                what: what.to_string(),
+                expected: 2,
+                got: shape.len(),
+                shape,
+            });
+        }
+        if shape[shape.len() - 1] != cols {
+            let mut expected = shape.clone();
+            *expected.last_mut().expect("rank ≥ 2") = cols;
             return Err(Error::Shape {
                 what: what.to_string(),
-                expected: vec![m.nrows(), cols],
+                expected,
                 got: shape,
             });
         }
-        Ok(m)
+        let rows = a.len() / cols;
+        let std = a.as_standard_layout();
+        Ok(std
+            .into_shape_with_order((rows, cols))
+            .expect("standard layout, sizes checked"))
     }
 
-    fn weight_matrix<'a>(&self, w: ArrayViewD<'a, F>) -> Result<ArrayView2<'a, F>> {
-        let m = Self::as_matrix("Dense substituted weight", w, self.in_features())?;
-        if m.nrows() != self.out_features() {
+    /// A `[rows, cols]` result back in the leading shape of `like` (`[N, ..., cols]`).
+    fn unflatten(out: Array2<F>, like: &[usize]) -> ArrayD<F> {
+        if like.len() == 2 {
+            return out.into_dyn();
+        }
+        let mut shape = like[..like.len() - 1].to_vec();
+        shape.push(out.ncols());
+        out.into_shape_with_order(shape)
+            .expect("rows of the leading axes")
+    }
+
+    fn weight_view<'a>(w: &'a ArrayViewD<'a, F>) -> Result<ArrayView2<'a, F>> {
+        let shape = w.shape().to_vec();
+        w.view().into_dimensionality::<Ix2>().map_err(|_| Error::Rank {
+            what: "Dense substituted weight".into(),
+            expected: 2,
+            got: shape.len(),
+            shape,
+        })
+    }
+
+    fn weight_matrix<'a>(&self, w: &'a ArrayViewD<'a, F>) -> Result<ArrayView2<'a, F>> {
+        let m = Self::weight_view(w)?;
+        if m.dim() != self.weight.dim() {
             return Err(Error::Shape {
                 what: "Dense substituted weight".into(),
                 expected: self.weight.shape().to_vec(),
@@ -139,14 +173,16 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        if input_shape != [self.in_features()] {
-            return Err(Error::Shape {
-                what: "Dense input (per sample)".into(),
+        match input_shape.split_last() {
+            Some((&last, lead)) if last == self.in_features() => {
+                Ok(lead.iter().copied().chain([self.out_features()]).collect())
+            }
+            _ => Err(Error::Shape {
+                what: "Dense input (per sample: [..., in_features])".into(),
                 expected: vec![self.in_features()],
                 got: input_shape.to_vec(),
-            });
+            }),
         }
-        Ok(vec![self.out_features()])
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
@@ -184,16 +220,25 @@ impl<F: Float> Affine<F> for Dense<F> {
     }
 
     fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let x = Self::as_matrix("Dense input", x, self.in_features())?;
-        let w = self.weight_matrix(w)?;
+        let xm = Self::as_matrix("Dense input", &x, self.in_features())?;
+        let w = self.weight_matrix(&w)?;
         if w.len() <= SMALL_DENSE_WORK {
-            return Ok(dense_forward_small(&x, &w).into_dyn());
+            return Ok(Self::unflatten(dense_forward_small(&xm.view(), &w), x.shape()));
         }
         // overwritten by the product (never read)
         let mut out =
-            crate::tensor::layout::shaped((x.nrows(), w.nrows()), output_buffer(x.nrows() * w.nrows()));
-        gemm(&x, &w.t(), &mut out.view_mut(), w.len());
-        Ok(out.into_dyn())
+            crate::tensor::layout::shaped((xm.nrows(), w.nrows()), output_buffer(xm.nrows() * w.nrows()));
+        gemm(&xm.view(), &w.t(), &mut out.view_mut(), w.len());
+        Ok(Self::unflatten(out, x.shape()))
+    }
+
+    /// Along the last axis (the features of every token of a `[N, T, D]` input).
+    fn add_bias(&self, out: &mut ArrayD<F>, bias: ArrayView1<'_, F>) {
+        if out.ndim() == 2 {
+            crate::kernels::elementwise::add_channel_bias(out, bias);
+        } else {
+            *out += &bias;
+        }
     }
 
     fn apply_transpose(
@@ -203,13 +248,18 @@ impl<F: Float> Affine<F> for Dense<F> {
         input_shape: &[usize],
     ) -> Result<ArrayD<F>> {
         self.output_shape(input_shape)?;
-        let s = Self::as_matrix("Dense output relevance", s, self.out_features())?;
-        let w = self.weight_matrix(w)?;
+        let sm = Self::as_matrix("Dense output relevance", &s, self.out_features())?;
+        let w = self.weight_matrix(&w)?;
+        let like: Vec<usize> = s.shape()[..s.ndim() - 1]
+            .iter()
+            .copied()
+            .chain([self.in_features()])
+            .collect();
         if w.len() <= SMALL_DENSE_WORK {
-            return Ok(dense_transpose_small(&s, &w).into_dyn());
+            return Ok(Self::unflatten(dense_transpose_small(&sm.view(), &w), &like));
         }
-        let mut out = Array2::<F>::zeros((s.nrows(), w.ncols()));
-        gemm(&s, &w, &mut out.view_mut(), w.len());
-        Ok(out.into_dyn())
+        let mut out = Array2::<F>::zeros((sm.nrows(), w.ncols()));
+        gemm(&sm.view(), &w, &mut out.view_mut(), w.len());
+        Ok(Self::unflatten(out, &like))
     }
 }

@@ -14,6 +14,9 @@
 //! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
 //! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
 //! | softmax along an axis | [`Layer`] | [`Rule::softmax`] | its gradient | captum's softmax rule |
+//! | normalisation over trailing axes (layer norm, RMS norm) | [`Normalize`] | [`Rule::normalization`] | ε-rule with `1/σ` constant | its own graph, exact |
+//! | matrix product of two computed tensors | [`Merge`] | [`Rule::matmul`] | ε-rule, then half to each factor | Shapley split |
+//! | lookup of token ids ([`Embedding`]) | [`Layer`] | [`Rule::embedding`] | summed per token | per token, exact |
 //! | rearrangement (flatten, reshape, permute, concat, pad, identity) | [`Layer`], [`Merge`] | none: the gradient | exact | exact |
 //!
 //! A new layer that falls into one of these classes is one new file; the [`Rule`] trait
@@ -29,11 +32,14 @@ mod class;
 mod conv1d;
 mod conv2d;
 mod dense;
+mod embedding;
 mod flatten;
 mod length;
 mod lrn;
+mod matmul;
 mod maxpool;
 mod merge;
+mod norm;
 mod pad;
 mod pool1d;
 mod relu;
@@ -49,10 +55,14 @@ pub use class::{Class, MergeClass};
 pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use dense::Dense;
+pub use embedding::Embedding;
 pub use flatten::Flatten;
 pub use lrn::LocalResponseNorm;
+pub use matmul::MatMul;
+pub(crate) use matmul::{two as matmul_two, Plan as MatMulPlan};
 pub use maxpool::MaxPool2d;
 pub use merge::{Add, Concat, Mul};
+pub use norm::{LayerNorm, RmsNorm};
 pub use pad::{Identity, Pad};
 pub use pool1d::{AvgPool1d, MaxPool1d};
 pub use relu::Relu;
@@ -91,6 +101,14 @@ pub enum Category {
     Reshape,
     /// A softmax over one axis ([`Softmax`]): not elementwise; see [`Rule::softmax`].
     Softmax,
+    /// A normalisation over the trailing axes of each sample ([`LayerNorm`], [`RmsNorm`]);
+    /// see [`Rule::normalization`].
+    Normalization,
+    /// A matrix product of two computed tensors ([`MatMul`]: attention scores and weighted
+    /// values); see [`Rule::matmul`].
+    MatMul,
+    /// A lookup of token ids in a table ([`Embedding`]); see [`Rule::embedding`].
+    Embedding,
     /// A node with no input: a held input or a constant
     /// ([`GraphBuilder::held_input`](crate::GraphBuilder::held_input),
     /// [`Network::bind`](crate::Network::bind)). No rule is applied there: what arrives at
@@ -281,6 +299,14 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
         0
     }
 
+    /// For a layer that works along one axis of each sample (a softmax, of class
+    /// [`Class::Softmax`]): that axis of a full `[N, ...]` array of rank `rank`. Rules that
+    /// redistribute along the lanes of a softmax (AttnLRP's Taylor rule, DeepLIFT's exact
+    /// softmax rule) need it. Default `None`.
+    fn lane_axis(&self, _rank: usize) -> Option<usize> {
+        None
+    }
+
     /// Whether the layer is a gate: an activation with outputs in `[0, 1]` meant to scale
     /// another tensor ([`Sigmoid`], [`HardSigmoid`]). A [`Mul`] of a gate and a signal
     /// sends all relevance to the signal. Default `false`.
@@ -378,6 +404,36 @@ pub trait Select<F: Float>: Layer<F> {
     }
 }
 
+/// A normalisation over the trailing axes of each sample ([`LayerNorm`], [`RmsNorm`]):
+/// `y = w ⊙ c · s + b` per row, with `c` the centred input (layer norm) or the input (RMS
+/// norm) and `s = 1/√(mean(c²) + eps)`. What rules need besides the forward pass and the
+/// gradient.
+pub trait Normalize<F: Float>: Layer<F> {
+    /// `Jᵀ t` at the recorded `input`, where `J` is the Jacobian with the normalising
+    /// factor `s` held at its recorded value (the map `x ↦ w ⊙ c(x) · s`, linear in `x`).
+    /// AttnLRP's rule is `R_in = x ⊙ Jᵀ(R / stab(y))` (Achtibat et al. 2024, Prop. 3.4).
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit the layer.
+    fn frozen_transpose(&self, input: &ArrayViewD<'_, F>, t: &ArrayViewD<'_, F>) -> Result<ArrayD<F>>;
+
+    /// DeepLIFT's multipliers at the input, given those at the output, by the layer's own
+    /// graph: the Linear rule through the centring, the two-player Shapley split of
+    /// `c · s` and of `c ⊙ c` (inside the mean square `v`), and Rescale through
+    /// `s = (v + eps)^(-1/2)` (its derivative at the midpoint where `|Δv| < threshold`).
+    /// Every step is exact, so `Σ m_in ⊙ Δx = Σ m_out ⊙ Δy` per row.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit the layer.
+    fn difference_multipliers(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        baseline_input: &ArrayViewD<'_, F>,
+        multipliers: &ArrayViewD<'_, F>,
+        threshold: F,
+    ) -> Result<ArrayD<F>>;
+}
+
 /// An affine layer (dense or convolution): everything an LRP rule needs.
 ///
 /// A rule modifies the inputs and the parameters, then calls [`Affine::apply_with`] (the
@@ -426,6 +482,13 @@ pub trait Affine<F: Float>: Layer<F> {
     /// and go through [`Affine::apply_with`].
     fn weight_columns_are_input_channels(&self) -> bool {
         false
+    }
+
+    /// Adds `bias` (one value per output channel) to an output of [`Affine::apply_with`].
+    /// Default: along axis 1 (the channels of `[N, C, ...]`); [`Dense`] adds along the last
+    /// axis (the features of `[N, ..., out]`).
+    fn add_bias(&self, out: &mut ArrayD<F>, bias: ArrayView1<'_, F>) {
+        crate::kernels::elementwise::add_channel_bias(out, bias);
     }
 
     /// [`Affine::apply_with`] of a single sample of all ones, of per-sample shape
@@ -502,7 +565,7 @@ pub trait Affine<F: Float>: Layer<F> {
 pub(crate) fn affine_forward<F: Float>(layer: &dyn Affine<F>, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
     let mut out = layer.apply_with(input, layer.weight())?;
     if let Some(b) = layer.bias() {
-        crate::kernels::elementwise::add_channel_bias(&mut out, b);
+        layer.add_bias(&mut out, b);
     }
     Ok(out)
 }

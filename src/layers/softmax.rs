@@ -102,6 +102,16 @@ impl<F: Float> Layer<F> for Softmax {
         Class::Softmax(self)
     }
 
+    /// A softmax's outputs are weights in `[0, 1]` (attention weights): a product with it
+    /// treats it as a gate (LRP's signal-take-all, CP-LRP's constant attention).
+    fn is_gate(&self) -> bool {
+        true
+    }
+
+    fn lane_axis(&self, rank: usize) -> Option<usize> {
+        self.full_axis(rank)
+    }
+
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         // a per-sample shape: the full array has one more axis
         self.axis_of("softmax input", &[&[1], input_shape].concat())?;

@@ -66,6 +66,11 @@ impl<F: Float> Network<F> {
             if w.ndim() < 1 || w.shape()[0] != scale.len() {
                 continue;
             }
+            // a dense layer on tokens ([N, T, D]) has its outputs on the last axis, not the
+            // batch norm's channel axis
+            if w.ndim() == 2 && self.shapes[u].len() != 1 {
+                continue;
+            }
             let mut weight: ArrayD<F> = w.to_owned();
             for (mut row, &s) in weight.axis_iter_mut(Axis(0)).zip(scale.iter()) {
                 row.mapv_inplace(|v| v * s);

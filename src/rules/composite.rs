@@ -264,6 +264,25 @@ impl<F: Float> Composite<F> {
             .with(Selector::Category(Category::Convolution), LrpGamma::default()))
     }
 
+    /// AttnLRP (Achtibat et al., ICML 2024) at every node: [`AttnLrp`](crate::AttnLrp) with
+    /// ε = 1e-6 as the default rule. Give some layers other rules with
+    /// [`Composite::with_priority`], e.g. LRP-γ on a vision transformer's patch embedding:
+    ///
+    /// ```
+    /// use relevance::{Composite, LrpGamma, Selector};
+    /// let c = Composite::<f32>::attn_lrp().with_priority(Selector::Pattern("conv_proj".into()), LrpGamma::new(0.25).unwrap());
+    /// assert_eq!(c.entries().len(), 2);
+    /// ```
+    pub fn attn_lrp() -> Self {
+        Composite::new(crate::rules::AttnLrp::default())
+    }
+
+    /// CP-LRP (Ali et al., ICML 2022) at every node: [`CpLrp`](crate::CpLrp) with ε = 1e-6
+    /// as the default rule (attention weights constant, layer norms' `1/σ` constant).
+    pub fn cp_lrp() -> Self {
+        Composite::new(crate::rules::CpLrp::default())
+    }
+
     /// zennit's `EpsilonPlus`: z⁺ on convolutions, ε = 1e-6 on dense layers.
     pub fn epsilon_plus() -> Self {
         Composite::new(LrpEpsilon::default()).with(Selector::Category(Category::Convolution), LrpZPlus::new())

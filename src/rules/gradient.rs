@@ -10,7 +10,7 @@
 use super::{NodeInfo, Rule, RuleSet};
 use crate::error::Result;
 use crate::float::Float;
-use crate::layers::{Affine, Layer, LinearMap, MergeStep, Select, Step};
+use crate::layers::{Affine, Layer, LinearMap, MergeStep, Normalize, Select, Step};
 use crate::tensor::broadcast::sum_to_shape;
 use ndarray::ArrayD;
 
@@ -59,6 +59,21 @@ impl<F: Float> Rule<F> for Gradient {
 
     fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
         layer.route(&step.input, &step.relevance)
+    }
+
+    fn normalization(&self, layer: &dyn Normalize<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.gradient(step, step.relevance.view())
+    }
+
+    fn matmul(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let [a, b] = crate::layers::matmul_two(step)?;
+        let (ga, gb) =
+            crate::layers::MatMulPlan::new(a.shape(), b.shape())?.transposes(a, b, &step.relevance)?;
+        Ok(vec![ga, gb])
+    }
+
+    fn embedding(&self, layer: &crate::Embedding<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.gradient(step, step.relevance.view())
     }
 
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
@@ -175,6 +190,20 @@ impl<F: Float> Rule<F> for GradientTimesInput {
 
     fn select(&self, layer: &dyn Select<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
         Self::times_input(step, layer.route(&step.input, &step.relevance)?)
+    }
+
+    fn normalization(&self, layer: &dyn Normalize<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        Self::times_input(step, layer.gradient(step, step.relevance.view())?)
+    }
+
+    fn matmul(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let parts = Gradient.matmul(step)?;
+        super::check_parts("matrix product", &parts, step)?;
+        parts
+            .into_iter()
+            .zip(&step.inputs)
+            .map(|(p, x)| times(p, x))
+            .collect()
     }
 
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {

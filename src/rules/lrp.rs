@@ -130,6 +130,20 @@ impl<F: Float> Rule<F> for Lrp0 {
         super::norm(map, step, 0.0)
     }
 
+    /// AttnLRP's normalisation rule without a stabiliser.
+    fn normalization(
+        &self,
+        layer: &dyn crate::layers::Normalize<F>,
+        step: &Step<'_, F>,
+    ) -> Result<ArrayD<F>> {
+        super::normalization_epsilon(layer, step, 0.0)
+    }
+
+    /// AttnLRP's matrix-product rule without a stabiliser.
+    fn matmul(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        super::matmul_uniform(step, 0.0)
+    }
+
     fn name(&self) -> String {
         "Lrp0".into()
     }

@@ -14,22 +14,27 @@
 //! `f64` and checked in the network's type when used); rules holding arrays ([`LrpZBox`],
 //! composites with z^B bounds) carry the network's float type `F`.
 
+pub(crate) mod attention;
 mod composite;
 pub(crate) mod deeplift;
 pub(crate) mod engine;
 mod gradient;
 mod lrp;
 
+pub use attention::{
+    matmul_constant_attention, matmul_uniform, normalization_epsilon, product_uniform, softmax_taylor,
+    AttnLrp, CpLrp,
+};
 pub use composite::{Composite, NodeInfo, RuleSet, Selector};
 pub(crate) use deeplift::DeepLiftRule;
-pub use deeplift::{DeepLift, MaxPoolRule, NonlinearRule, DEEPLIFT_THRESHOLD};
+pub use deeplift::{DeepLift, MaxPoolRule, NonlinearRule, SoftmaxRule, DEEPLIFT_THRESHOLD};
 pub(crate) use gradient::product_gradient;
 pub use gradient::{Gradient, GradientTimesInput};
 pub use lrp::{Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Normalize, Select, Step};
 use crate::tensor::broadcast::sum_to_shape;
 use crate::tensor::numerics::safe_ratio;
 use ndarray::{ArrayD, Zip};
@@ -129,6 +134,48 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     /// A shape error if the arrays do not fit.
     fn softmax(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
         layer.gradient(step, step.relevance.view())
+    }
+
+    /// Relevance through a normalisation over trailing axes (a layer of class
+    /// [`Class::Normalization`](crate::Class::Normalization): [`LayerNorm`](crate::LayerNorm),
+    /// [`RmsNorm`](crate::RmsNorm)). Default: AttnLRP's rule with stabiliser
+    /// [`NORM_STABILIZER`] ([`normalization_epsilon`]: `1/σ` held constant, the ε-rule on
+    /// the rest; Achtibat et al. 2024, Proposition 3.4). zennit has no rule for layer norms
+    /// (its plain gradient would not conserve relevance); [`Gradient`] takes the gradient,
+    /// [`DeepLift`] follows the layer's own graph exactly.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn normalization(&self, layer: &dyn Normalize<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        normalization_epsilon(layer, step, NORM_STABILIZER)
+    }
+
+    /// Relevance through a matrix product of two computed tensors ([`MatMul`](crate::MatMul):
+    /// attention scores and weighted values). Default: AttnLRP's ε-rule then uniform split
+    /// with stabiliser [`NORM_STABILIZER`] ([`matmul_uniform`]; Achtibat et al. 2024,
+    /// Proposition 3.3). zennit has no rule for it; [`Gradient`] takes the gradient,
+    /// [`DeepLift`] the exact Shapley split.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit.
+    fn matmul(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        matmul_uniform(step, NORM_STABILIZER)
+    }
+
+    /// Relevance through a lookup of token ids ([`Embedding`](crate::Embedding)): from the
+    /// embeddings `[N, ..., D]` to the ids `[N, ...]`. Default: the relevance of each
+    /// token, summed over its embedding (conserving). [`Gradient`] gives 0 (an id cannot be
+    /// varied); [`DeepLift`] divides the token's contribution by the id's difference.
+    ///
+    /// # Errors
+    /// A shape error if the arrays do not fit, [`Error::TokenId`] for an invalid id.
+    fn embedding(&self, layer: &crate::Embedding<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        layer.rows(&step.input)?;
+        layer.per_token(
+            "relevance at an Embedding output",
+            &step.relevance,
+            step.input.shape(),
+        )
     }
 
     /// Whether this rule redistributes through an elementwise activation together with the

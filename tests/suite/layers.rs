@@ -2,18 +2,20 @@
 //! `tools/gen_layer_fixtures.py`): forward pass and input gradient of every activation (at
 //! their kinks too), average pooling (padding, `ceil_mode`, `count_include_pad`, adaptive),
 //! max pooling with `ceil_mode` and with padding per side (`F.pad` with −∞ before the pool), grouped, depthwise and asymmetrically padded convolutions,
-//! batch normalisation and zero padding; then the graph builder's errors, the batch-norm
+//! batch normalisation, zero padding, and the transformer layers (layer and RMS norm, a dense
+//! layer on tokens, softmax along an inner axis, matrix products of two computed tensors); then the graph builder's errors, the batch-norm
 //! canonizer and rule selection by name.
 
 use crate::common;
 
 use common::bounds::{HARDSIGMOID_GRADIENT, LAYERS_F64, LAYER_CASES};
 use common::{load, pair, rel_dev, tensor};
-use ndarray::{array, Array1, Array2, Array4, ArrayD, Ix1, Ix4, IxDyn};
+use ndarray::{array, Array1, Array2, Array4, ArrayD, Ix1, Ix2, Ix4, IxDyn};
 use relevance::{
     Add, AvgPool2d, BatchNorm2d, Category, Clip, Composite, Concat, Conv2d, Conv2dConfig, DeepLift, Dense,
-    Elu, Error, Flatten, Float, Gelu, Gradient, GraphBuilder, HardSigmoid, HardSwish, Layer, LeakyRelu, Lrp0,
-    LrpEpsilon, LrpGamma, MaxPool2d, Mul, Network, Pad, Relu, Selector, Sigmoid, Silu, Step, Tanh, Target,
+    Elu, Error, Flatten, Float, Gelu, Gradient, GraphBuilder, HardSigmoid, HardSwish, Layer, LayerNorm,
+    LeakyRelu, Lrp0, LrpEpsilon, LrpGamma, MatMul, MaxPool2d, Merge, MergeStep, Mul, Network, Pad, Relu,
+    RmsNorm, Selector, Sigmoid, Silu, Softmax, Step, Tanh, Target,
 };
 use serde_json::Value;
 
@@ -104,8 +106,69 @@ fn layer<F: Float>(l: &Value) -> Box<dyn Layer<F>> {
             )
             .unwrap(),
         ),
+        "layernorm" | "rmsnorm" => {
+            let shape: Vec<usize> = l["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            let flat = |k: &str| {
+                l.get(k)
+                    .filter(|v| !v.is_null())
+                    .map(|v| Array1::from(tensor::<F>(v).iter().copied().collect::<Vec<F>>()))
+            };
+            let eps = l["eps"].as_f64().unwrap();
+            if l["op"] == "layernorm" {
+                Box::new(LayerNorm::new(&shape, flat("weight"), flat("bias"), eps).unwrap())
+            } else {
+                Box::new(RmsNorm::new(&shape, flat("weight"), eps).unwrap())
+            }
+        }
+        "dense" => Box::new(
+            Dense::new(
+                tensor::<F>(&l["weight"]).into_dimensionality::<Ix2>().unwrap(),
+                Some(v1("bias")),
+            )
+            .unwrap(),
+        ),
+        "softmax" => Box::new(Softmax::new(l["axis"].as_u64().unwrap() as usize)),
         other => panic!("unknown layer op {other}"),
     }
+}
+
+/// A two-input case (`matmul`): forward and both gradients against PyTorch.
+fn check_matmul(case: &Value) {
+    let name = case["name"].as_str().unwrap();
+    let (a, b) = (tensor::<f64>(&case["x"]), tensor::<f64>(&case["x2"]));
+    let y = tensor::<f64>(&case["y"]);
+    let mm = MatMul::new();
+    assert_eq!(
+        Merge::<f64>::output_shape(&mm, &[&a.shape()[1..], &b.shape()[1..]]).unwrap(),
+        y.shape()[1..],
+        "{name}: output shape"
+    );
+    let got = mm.forward(&[a.view(), b.view()]).unwrap();
+    let d = rel_dev(&got, &y);
+    assert!(d < LAYERS_F64, "{name}: forward deviates from PyTorch by {d:e}");
+    let g = tensor::<f64>(&case["g"]);
+    let step = MergeStep::new(0, vec![a.view(), b.view()], got.view(), g.view());
+    let parts = mm.gradient(&step, g.view()).unwrap();
+    for (p, k) in parts.iter().zip(["dx", "dx2"]) {
+        let d = rel_dev(p, &tensor::<f64>(&case[k]));
+        assert!(
+            d < LAYERS_F64,
+            "{name}: gradient {k} deviates from PyTorch by {d:e}"
+        );
+    }
+    let got32 = MatMul::new()
+        .forward(&[
+            tensor::<f32>(&case["x"]).view(),
+            tensor::<f32>(&case["x2"]).view(),
+        ])
+        .unwrap();
+    let d = rel_dev(&got32, &tensor::<f32>(&case["y"]));
+    assert!(d < 1e-5, "{name}: f32 forward deviates by {d:e}");
 }
 
 #[test]
@@ -114,6 +177,11 @@ fn layers_match_pytorch() {
     let mut checked = 0;
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
+        if case["layer"]["op"] == "matmul" {
+            check_matmul(case);
+            checked += 1;
+            continue;
+        }
         let l = layer::<f64>(&case["layer"]);
         let x = tensor::<f64>(&case["x"]);
         let y = tensor::<f64>(&case["y"]);

@@ -23,8 +23,8 @@ mod tests;
 use super::{PairRelevance, PairStep, Rule};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Select, Step};
-use ndarray::ArrayD;
+use crate::layers::{Affine, Category, Layer, LinearMap, MergeStep, Normalize, Select, Step};
+use ndarray::{ArrayD, Zip};
 use steps::{check_same, cross_max, rescale, reveal_cancel, shapley_product, split_forward, split_transpose};
 
 /// captum's default threshold (`DeepLift(eps=1e-10)`, `captum/attr/_core/deep_lift.py`):
@@ -64,6 +64,23 @@ pub enum MaxPoolRule {
     Gradient,
 }
 
+/// The rule at a softmax inside the network (or kept at its output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SoftmaxRule {
+    /// captum's `softmax` rule, per sample: Rescale as if the softmax were elementwise,
+    /// then the mean multiplier subtracted (Shrikumar et al. 2017, §3.6). It matches captum
+    /// but does not conserve: `Σ m·Δx` differs from `Σ m_out·Δy` by the mean times `Σ Δx`.
+    #[default]
+    Captum,
+    /// DeepLIFT through the softmax's own graph `s = e / Σ e`, `e = exp(x − c)` (with `c`
+    /// the larger maximum of the lane over the input and the baseline, the same for both):
+    /// Rescale at `exp` and at the reciprocal of the sum, the Linear rule at the sum, the
+    /// two-player Shapley split at the product. Every step is exact, so summation-to-delta
+    /// holds through the softmax — what attention layers need.
+    Exact,
+}
+
 /// DeepLIFT's configuration, a method rather than a rule (it explains a difference to a
 /// baseline, so it is given to [`Network::explain`](crate::Network::explain) as
 /// [`Method::DeepLift`](crate::Method::DeepLift) or to
@@ -96,6 +113,7 @@ pub enum MaxPoolRule {
 pub struct DeepLift {
     nonlinear: NonlinearRule,
     max_pool: MaxPoolRule,
+    softmax: SoftmaxRule,
     threshold: f64,
 }
 
@@ -111,6 +129,7 @@ impl DeepLift {
         DeepLift {
             nonlinear,
             max_pool: MaxPoolRule::CrossMax,
+            softmax: SoftmaxRule::Captum,
             threshold: DEEPLIFT_THRESHOLD,
         }
     }
@@ -154,6 +173,26 @@ impl DeepLift {
     pub fn with_max_pool(mut self, max_pool: MaxPoolRule) -> Self {
         self.max_pool = max_pool;
         self
+    }
+
+    /// The same rule with another softmax rule; [`SoftmaxRule::Exact`] keeps
+    /// summation-to-delta exact through attention.
+    ///
+    /// ```
+    /// use relevance::rules::SoftmaxRule;
+    /// use relevance::DeepLift;
+    /// assert_eq!(DeepLift::rescale().softmax(), SoftmaxRule::Captum);
+    /// let exact = DeepLift::rescale().with_softmax(SoftmaxRule::Exact);
+    /// assert_eq!(exact.softmax(), SoftmaxRule::Exact);
+    /// ```
+    pub fn with_softmax(mut self, softmax: SoftmaxRule) -> Self {
+        self.softmax = softmax;
+        self
+    }
+
+    /// The rule at softmaxes.
+    pub fn softmax(&self) -> SoftmaxRule {
+        self.softmax
     }
 
     /// The same rule with another threshold for the gradient fallback.
@@ -294,11 +333,48 @@ impl<F: Float> Rule<F> for DeepLiftRule {
     /// batch). The softmax does not conserve: Σ m·Δx differs from Σ m_out·Δy by the mean
     /// times Σ Δx.
     fn softmax(&self, layer: &dyn Layer<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
-        steps::softmax(layer, step, F::lit(self.0.threshold))
+        match self.0.softmax {
+            SoftmaxRule::Captum => steps::softmax(layer, step, F::lit(self.0.threshold)),
+            SoftmaxRule::Exact => steps::softmax_exact(layer, step, F::lit(self.0.threshold)),
+        }
     }
 
     /// The two-player Shapley split (see [`DeepLift`]).
     fn product(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
         shapley_product(step)
+    }
+
+    /// The token's contribution `Σ_d m ⊙ (e − ē)` over the id's difference (0 where the
+    /// ids agree, as the embeddings do).
+    fn embedding(&self, layer: &crate::Embedding<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        let (bx, by) = steps::baseline(step)?;
+        layer.rows(bx)?;
+        let mut c = step.relevance.to_owned();
+        Zip::from(&mut c)
+            .and(&step.output)
+            .and(by)
+            .for_each(|c, &e, &e0| *c = *c * (e - e0));
+        let mut m = layer.per_token(
+            "DeepLIFT multipliers at an Embedding output",
+            &c.view(),
+            step.input.shape(),
+        )?;
+        Zip::from(&mut m).and(&step.input).and(bx).for_each(|m, &x, &x0| {
+            *m = if x == x0 { F::zero() } else { *m / (x - x0) };
+        });
+        Ok(m)
+    }
+
+    /// The layer's own graph, exactly ([`Normalize::difference_multipliers`]).
+    fn normalization(&self, layer: &dyn Normalize<F>, step: &Step<'_, F>) -> Result<ArrayD<F>> {
+        let (bx, _) = steps::baseline(step)?;
+        layer.difference_multipliers(&step.input, bx, &step.relevance, F::lit(self.0.threshold))
+    }
+
+    /// The Shapley split of a bilinear map, exact for any difference:
+    /// `Δ(ab) = Δa·(b + b̄)/2 + (a + ā)/2·Δb`, so `m_a = m·((b + b̄)/2)ᵀ` and
+    /// `m_b = ((a + ā)/2)ᵀ·m`.
+    fn matmul(&self, step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        steps::shapley_matmul(step)
     }
 }

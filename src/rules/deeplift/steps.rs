@@ -362,6 +362,26 @@ pub(super) fn shapley_product<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<A
     Ok(vec![m_a, m_b])
 }
 
+/// The Shapley split of a matrix product (see `DeepLift::matmul`).
+pub(super) fn shapley_matmul<F: Float>(step: &MergeStep<'_, F>) -> Result<Vec<ArrayD<F>>> {
+    let [a, b] = crate::layers::matmul_two(step)?;
+    let Some([a0, b0]) = step.baseline_inputs.as_deref() else {
+        return Err(Error::Unsupported {
+            rule: "DeepLift".into(),
+            reason: "a matrix product needs the baseline values of both inputs".into(),
+        });
+    };
+    let half = F::lit(0.5);
+    let mid = |x: &ArrayViewD<'_, F>, x0: &ArrayViewD<'_, F>| -> Result<ArrayD<F>> {
+        check_same("baseline of a matrix product's factor", x.shape(), x0.shape())?;
+        Ok((x + x0).mapv(|v| v * half))
+    };
+    let (am, bm) = (mid(a, a0)?, mid(b, b0)?);
+    let plan = crate::layers::MatMulPlan::new(a.shape(), b.shape())?;
+    let (ma, mb) = plan.transposes(&am.view(), &bm.view(), &step.relevance)?;
+    Ok(vec![ma, mb])
+}
+
 /// `Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻` and `Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻` of an affine layer, bias excluded
 /// (kundajelab/deeplift `layers/core.py`, `Dense` with `DenseMxtsMode.Linear`).
 pub(super) fn split_forward<F: Float>(
@@ -498,6 +518,61 @@ pub(crate) fn softmax<F: Float>(layer: &dyn Layer<F>, step: &Step<'_, F>, thresh
         }
         let mean = sum / two_n;
         mr.mapv_inplace(|v| v - mean);
+    }
+    Ok(m)
+}
+
+/// DeepLIFT through a softmax's own graph (`SoftmaxRule::Exact`), per lane of its axis.
+pub(crate) fn softmax_exact<F: Float>(
+    layer: &dyn Layer<F>,
+    step: &Step<'_, F>,
+    threshold: F,
+) -> Result<ArrayD<F>> {
+    let (bx, _) = baseline(step)?;
+    let axis = crate::rules::attention::softmax_lanes(layer, step)?;
+    let half = F::lit(0.5);
+    let mut m = step.relevance.to_owned();
+    for ((mut m, x), x0) in m
+        .lanes_mut(axis)
+        .into_iter()
+        .zip(step.input.lanes(axis))
+        .zip(bx.lanes(axis))
+    {
+        let c = x
+            .iter()
+            .chain(x0.iter())
+            .fold(F::neg_infinity(), |c, &v| if v > c { v } else { c });
+        let c = if c.is_finite() { c } else { F::zero() };
+        let e: Vec<F> = x.iter().map(|&v| (v - c).exp()).collect();
+        let e0: Vec<F> = x0.iter().map(|&v| (v - c).exp()).collect();
+        let (z, z0) = (
+            e.iter().fold(F::zero(), |a, &v| a + v),
+            e0.iter().fold(F::zero(), |a, &v| a + v),
+        );
+        let (q, q0) = (F::one() / z, F::one() / z0);
+        let mut m_q = F::zero();
+        for (i, &mi) in m.iter().enumerate() {
+            m_q = m_q + mi * half * (e[i] + e0[i]);
+        }
+        let dz = z - z0;
+        let m_z = m_q
+            * if dz.abs() < threshold {
+                let zm = half * (z + z0);
+                -F::one() / (zm * zm)
+            } else {
+                (q - q0) / dz
+            };
+        for (i, mi) in m.iter_mut().enumerate() {
+            let m_e = *mi * half * (q + q0) + m_z;
+            let dx = x[i] - x0[i];
+            *mi = if e[i] == F::zero() && e0[i] == F::zero() {
+                F::zero()
+            } else if !(dx.abs() >= threshold) {
+                m_e * e[i]
+            } else {
+                m_e * (e[i] - e0[i]) / dx
+            };
+        }
     }
     Ok(m)
 }

@@ -5,7 +5,7 @@ use super::plan::{Plan, Slot};
 use super::{FastPaths, Input, Param, Recipe, Term};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::elementwise::{add_channel_bias, update2};
+use crate::kernels::elementwise::update2;
 use crate::layers::{Affine, Step};
 use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
@@ -73,7 +73,7 @@ pub(super) fn modified_outputs<'s, F: Float>(
             let k = F::lit(2.0 + g);
             let mut z = step.output.to_owned();
             if let Some(bias) = b.as_ref() {
-                add_channel_bias(&mut z, bias.mapv(|v| -v).view());
+                layer.add_bias(&mut z, bias.mapv(|v| -v).view());
             }
             let Some(up) = forward[up].as_ref() else {
                 return Err(missing(layer));
@@ -102,7 +102,7 @@ pub(super) fn modified_outputs<'s, F: Float>(
             } else if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
                 let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
                 let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
-                add_channel_bias(zt, bt.view());
+                layer.add_bias(zt, bt.view());
             }
             if let Some(zt) = zt {
                 let sign = F::lit(t.sign);
@@ -151,7 +151,7 @@ fn folded_output<F: Float>(
         });
     }
     if let Some(fb) = bias {
-        add_channel_bias(&mut c, fb.view());
+        layer.add_bias(&mut c, fb.view());
     }
     Ok(c)
 }

@@ -73,7 +73,9 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
             && layer.weight_columns_are_input_channels()
             && w.ndim() >= 2
             && !w.is_empty()
-            && x.shape().get(1) == Some(&w.shape()[1]);
+            && x.shape().get(1) == Some(&w.shape()[1])
+            // a dense layer on tokens ([N, T, D]) has its input channels on the last axis
+            && !(w.ndim() == 2 && x.ndim() != 2);
         let groups = recipe.groups.len();
         let mut plan = Plan {
             inputs: Vec::new(),

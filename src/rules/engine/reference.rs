@@ -7,7 +7,6 @@ use super::parts::full_part;
 use super::{check_step, Mask, Recipe};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::elementwise::add_channel_bias;
 use crate::layers::{Affine, Step};
 use crate::tensor::numerics::safe_ratio;
 use ndarray::{ArrayD, Zip};
@@ -43,7 +42,7 @@ pub(crate) fn reference<F: Float>(
         for ((t, xt), wt) in group.terms.iter().zip(&parts).zip(&weights) {
             let mut zt = layer.apply_with(xt.view(), wt.view())?;
             if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
-                add_channel_bias(&mut zt, bias.mapv(|v| bm.apply(v)).view());
+                layer.add_bias(&mut zt, bias.mapv(|v| bm.apply(v)).view());
             }
             let sign = F::lit(t.sign);
             Zip::from(&mut z).and(&zt).for_each(|z, &v| *z += sign * v);

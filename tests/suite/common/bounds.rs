@@ -117,7 +117,7 @@ pub const LAYERS_F64: f64 = 1e-13;
 /// Hard sigmoid's gradient: PyTorch multiplies by 1/6 rounded to float32 (stated bound).
 pub const HARDSIGMOID_GRADIENT: f64 = 1e-7;
 /// Layer cases in `layers.json`.
-pub const LAYER_CASES: usize = 43;
+pub const LAYER_CASES: usize = 53;
 /// Winograd against direct loops (`src/layers/conv2d/tests.rs`; stated bound).
 pub const WINOGRAD: f64 = 1e-13;
 /// im2col against direct loops (`src/layers/conv2d/tests.rs`; stated bound).

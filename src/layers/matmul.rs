@@ -1,0 +1,224 @@
+//! The matrix product of two computed tensors: attention scores `Q·Kᵀ` and the weighted
+//! values `softmax(·)·V` of a transformer (`torch.matmul`, ONNX `MatMul`, `Einsum` of a
+//! batched product).
+
+use super::{Merge, MergeClass, MergeStep};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::gemm::gemm_acc;
+use ndarray::{ArrayD, ArrayViewD};
+
+/// `y = a · b` over the last two axes, as `torch.matmul` of two tensors of rank ≥ 3 (batch
+/// included): `a` `[N, ..., m, k]`, `b` `[N, ..., k, n]` → `[N, ..., m, n]`, the leading
+/// axes broadcast as in NumPy (the batch must agree, or be 1 on one side).
+///
+/// It is of class [`MergeClass::MatMul`]; rules reach it through
+/// [`Rule::matmul`](crate::Rule::matmul): LRP applies AttnLRP's ε-rule followed by the
+/// uniform split (half of each output's relevance to each factor, Achtibat et al. 2024,
+/// Proposition 3.3); CP-LRP sends everything to the factor that is not attention weights;
+/// DeepLIFT splits the difference exactly, `Δ(ab) = Δa·(b + b̄)/2 + (a + ā)/2·Δb`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use relevance::{MatMul, Merge};
+/// # fn main() -> relevance::Result<()> {
+/// let a = array![[[1.0_f64, 2.0]]].into_dyn(); // [1, 1, 2]
+/// let b = array![[[3.0_f64], [4.0]]].into_dyn(); // [1, 2, 1]
+/// assert_eq!(MatMul::new().forward(&[a.view(), b.view()])?, array![[[11.0]]].into_dyn());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatMul;
+
+impl MatMul {
+    /// The product of its two inputs.
+    pub fn new() -> Self {
+        MatMul
+    }
+}
+
+/// How the matrices of a batched product line up: for every output matrix, the matrices
+/// of `a` and `b` it multiplies, and the sizes `m, k, n`.
+pub(crate) struct Plan {
+    pairs: Vec<(usize, usize)>,
+    m: usize,
+    k: usize,
+    n: usize,
+    out_shape: Vec<usize>,
+}
+
+impl Plan {
+    /// The plan for full shapes (batch included, or per-sample shapes alike).
+    pub(crate) fn new(a: &[usize], b: &[usize]) -> Result<Self> {
+        let bad = || Error::Shape {
+            what: "MatMul inputs ([..., m, k] and [..., k, n], leading axes broadcasting)".into(),
+            expected: a.to_vec(),
+            got: b.to_vec(),
+        };
+        if a.len() < 2 || b.len() < 2 {
+            return Err(bad());
+        }
+        let (la, lb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
+        let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
+        let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
+        if k != k2 {
+            return Err(bad());
+        }
+        let lead = crate::tensor::broadcast::broadcast_shape(&[la, lb]).ok_or_else(bad)?;
+        let count: usize = lead.iter().product();
+        let index = |shape: &[usize], o: usize| -> usize {
+            // the flat index in `shape` (right-aligned, size-1 axes broadcast) of output o
+            let off = lead.len() - shape.len();
+            let (mut rest, mut flat, mut stride) = (o, 0, 1);
+            for (axis, &d) in lead.iter().enumerate().rev() {
+                let i = rest % d;
+                rest /= d;
+                if axis >= off {
+                    let s = shape[axis - off];
+                    if s != 1 {
+                        flat += i * stride;
+                    }
+                    stride *= s;
+                }
+            }
+            flat
+        };
+        let pairs = (0..count).map(|o| (index(la, o), index(lb, o))).collect();
+        let mut out_shape = lead;
+        out_shape.extend([m, n]);
+        Ok(Plan {
+            pairs,
+            m,
+            k,
+            n,
+            out_shape,
+        })
+    }
+
+    /// Multiply-adds per product (for the choice of kernel, by the work of one sample).
+    fn work(&self) -> usize {
+        self.pairs.len().max(1) * self.m * self.k * self.n
+    }
+
+    /// `a · b`.
+    pub(crate) fn product<F: Float>(&self, a: &ArrayViewD<'_, F>, b: &ArrayViewD<'_, F>) -> ArrayD<F> {
+        let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
+        let (a, b) = (a.as_slice().expect("standard"), b.as_slice().expect("standard"));
+        let (m, k, n) = (self.m, self.k, self.n);
+        let mut out = vec![F::zero(); self.pairs.len() * m * n];
+        for (o, &(ia, ib)) in self.pairs.iter().enumerate() {
+            let av = view2(&a[ia * m * k..(ia + 1) * m * k], m, k);
+            let bv = view2(&b[ib * k * n..(ib + 1) * k * n], k, n);
+            let mut ov = ndarray::ArrayViewMut2::from_shape((m, n), &mut out[o * m * n..(o + 1) * m * n])
+                .expect("sized above");
+            gemm_acc(&av, &bv, &mut ov, self.work(), false);
+        }
+        ArrayD::from_shape_vec(self.out_shape.clone(), out).expect("sized above")
+    }
+
+    /// The transposed products of an output-shaped `s`: `s · bᵀ` summed into `a`'s shape
+    /// and `aᵀ · s` summed into `b`'s shape (with `a`, `b` any arrays of the factors'
+    /// shapes: the factors for the gradient, their midpoints for DeepLIFT).
+    pub(crate) fn transposes<F: Float>(
+        &self,
+        a: &ArrayViewD<'_, F>,
+        b: &ArrayViewD<'_, F>,
+        s: &ArrayViewD<'_, F>,
+    ) -> Result<(ArrayD<F>, ArrayD<F>)> {
+        if s.shape() != self.out_shape.as_slice() {
+            return Err(Error::Shape {
+                what: "relevance at a MatMul output".into(),
+                expected: self.out_shape.clone(),
+                got: s.shape().to_vec(),
+            });
+        }
+        let (m, k, n) = (self.m, self.k, self.n);
+        let (a, b, s) = (
+            a.as_standard_layout(),
+            b.as_standard_layout(),
+            s.as_standard_layout(),
+        );
+        let (asl, bsl, ssl) = (
+            a.as_slice().expect("standard"),
+            b.as_slice().expect("standard"),
+            s.as_slice().expect("standard"),
+        );
+        let mut ga = vec![F::zero(); asl.len()];
+        let mut gb = vec![F::zero(); bsl.len()];
+        for (o, &(ia, ib)) in self.pairs.iter().enumerate() {
+            let av = view2(&asl[ia * m * k..(ia + 1) * m * k], m, k);
+            let bv = view2(&bsl[ib * k * n..(ib + 1) * k * n], k, n);
+            let sv = view2(&ssl[o * m * n..(o + 1) * m * n], m, n);
+            let mut gav = ndarray::ArrayViewMut2::from_shape((m, k), &mut ga[ia * m * k..(ia + 1) * m * k])
+                .expect("sized above");
+            gemm_acc(&sv, &bv.t(), &mut gav, self.work(), true);
+            let mut gbv = ndarray::ArrayViewMut2::from_shape((k, n), &mut gb[ib * k * n..(ib + 1) * k * n])
+                .expect("sized above");
+            gemm_acc(&av.t(), &sv, &mut gbv, self.work(), true);
+        }
+        Ok((
+            ArrayD::from_shape_vec(a.shape(), ga).expect("a's shape"),
+            ArrayD::from_shape_vec(b.shape(), gb).expect("b's shape"),
+        ))
+    }
+}
+
+fn view2<F>(s: &[F], r: usize, c: usize) -> ndarray::ArrayView2<'_, F> {
+    ndarray::ArrayView2::from_shape((r, c), s).expect("sized by the plan")
+}
+
+/// The two inputs of a merge step, or the error.
+pub(crate) fn two<'s, 'a, F>(step: &'s MergeStep<'a, F>) -> Result<[&'s ArrayViewD<'a, F>; 2]> {
+    match step.inputs.as_slice() {
+        [a, b] => Ok([a, b]),
+        other => Err(Error::Graph {
+            node: step.index.to_string(),
+            reason: format!("a matrix product takes two inputs, got {}", other.len()),
+        }),
+    }
+}
+
+impl<F: Float> Merge<F> for MatMul {
+    fn name(&self) -> String {
+        "MatMul".into()
+    }
+
+    fn class(&self) -> MergeClass<'_, F> {
+        MergeClass::MatMul(self)
+    }
+
+    fn output_shape(&self, input_shapes: &[&[usize]]) -> Result<Vec<usize>> {
+        let [a, b] = input_shapes else {
+            return Err(Error::Graph {
+                node: "MatMul".into(),
+                reason: format!("a matrix product takes two inputs, got {}", input_shapes.len()),
+            });
+        };
+        Ok(Plan::new(a, b)?.out_shape)
+    }
+
+    fn forward(&self, inputs: &[ArrayViewD<'_, F>]) -> Result<ArrayD<F>> {
+        let [a, b] = inputs else {
+            return Err(Error::Graph {
+                node: "MatMul".into(),
+                reason: format!("a matrix product takes two inputs, got {}", inputs.len()),
+            });
+        };
+        if a.ndim() < 3 || b.ndim() < 3 {
+            return Err(Error::Rank {
+                what: "MatMul input (batch first, then [..., rows, columns])".into(),
+                expected: 3,
+                got: a.ndim().min(b.ndim()),
+                shape: if a.ndim() < 3 { a.shape() } else { b.shape() }.to_vec(),
+            });
+        }
+        Ok(Plan::new(a.shape(), b.shape())?.product(a, b))
+    }
+
+    fn gradient(&self, step: &MergeStep<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<Vec<ArrayD<F>>> {
+        let [a, b] = two(step)?;
+        let (ga, gb) = Plan::new(a.shape(), b.shape())?.transposes(a, b, &grad_output)?;
+        Ok(vec![ga, gb])
+    }
+}
