@@ -283,6 +283,43 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error of a part of a batch that starts at sample `first`, with positions made
+    /// relative to the whole batch.
+    pub(crate) fn in_batch_from(self, first: usize) -> Self {
+        match self {
+            Error::TokenId {
+                mut position,
+                value,
+                vocabulary,
+            } => {
+                if let Some(p) = position.first_mut() {
+                    *p += first;
+                }
+                Error::TokenId {
+                    position,
+                    value,
+                    vocabulary,
+                }
+            }
+            Error::AtLayer {
+                index,
+                node,
+                name,
+                source,
+            } => Error::AtLayer {
+                index,
+                node,
+                name,
+                source: Box::new(source.in_batch_from(first)),
+            },
+            Error::AtNode { node, source } => Error::AtNode {
+                node,
+                source: Box::new(source.in_batch_from(first)),
+            },
+            e => e,
+        }
+    }
+
     /// Wraps this error with the index, node name and description of the node where it
     /// happened.
     pub(crate) fn at_layer(self, index: usize, node: &str, name: &str) -> Error {

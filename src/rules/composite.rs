@@ -178,7 +178,9 @@ uniform_rule_set!(
     LrpZPlus,
     LrpFlat,
     LrpWSquare,
-    LrpZBox<F>
+    LrpZBox<F>,
+    crate::rules::AttnLrp,
+    crate::rules::CpLrp
 );
 
 /// Any rule behind a reference to `dyn Rule`, e.g. a rule of your own.

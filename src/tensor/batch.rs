@@ -25,9 +25,14 @@ pub(crate) fn split_batch<T: Send>(
     #[cfg(feature = "parallel")]
     if parts > 1 {
         use rayon::prelude::*;
-        return (0..parts).into_par_iter().map(|t| f(range(t))).collect();
+        return (0..parts)
+            .into_par_iter()
+            .map(|t| f(range(t)).map_err(|e| e.in_batch_from(range(t).start)))
+            .collect();
     }
-    (0..parts).map(|t| f(range(t))).collect()
+    (0..parts)
+        .map(|t| f(range(t)).map_err(|e| e.in_batch_from(range(t).start)))
+        .collect()
 }
 
 /// Concatenates the per-layer arrays of consecutive parts of a batch, layer by layer

@@ -47,4 +47,5 @@ mod sequence_onnx;
 mod shuffle;
 mod softmax;
 mod textbook;
+mod transformers;
 mod zennit_fixtures;
