@@ -70,8 +70,9 @@ pub struct ExplainArgs {
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// A single LRP rule, DeepLIFT or a gradient: lrp0, epsilon[=E], gamma[=G],
-    /// alpha-beta[=A,B], zplus, flat, wsquare, zbox, deeplift, deeplift-reveal-cancel,
-    /// deeplift-genomics, deeplift-captum, gradient, gradient-x-input.
+    /// alpha-beta[=A,B], zplus, flat, wsquare, zbox, attn-lrp[=E], cp-lrp[=E] (transformers),
+    /// deeplift, deeplift-reveal-cancel, deeplift-genomics, deeplift-captum, gradient,
+    /// gradient-x-input.
     #[arg(long, value_name = "NAME", value_parser = parse_rule, conflicts_with = "composite")]
     pub rule: Option<MethodName>,
     /// A composite: epsilon-plus (default), epsilon-plus-flat, epsilon-alpha2-beta1,

@@ -132,6 +132,11 @@ pub enum MethodName {
     /// `deeplift` (Rescale), `deeplift-reveal-cancel`, `deeplift-genomics`,
     /// `deeplift-captum` (Rescale with gradient routing at max-pools, captum 0.9.0's numbers).
     DeepLift(DeepLift),
+    /// `attn-lrp[=E]`: [`AttnLrp`](crate::AttnLrp) at every node (transformers; ε default
+    /// 1e-6).
+    AttnLrp(f64),
+    /// `cp-lrp[=E]`: [`CpLrp`](crate::CpLrp) at every node (attention weights constant).
+    CpLrp(f64),
     /// `gradient`: [`Method::Gradient`].
     Gradient,
     /// `gradient-x-input`: [`Method::GradientTimesInput`].
@@ -172,10 +177,12 @@ const ALL: &[MethodNameInfo] = &[
     info("flat", "LRP-flat: relevance spread uniformly over each receptive field", "first layer, coarse maps", false),
     info("wsquare", "LRP-w²: spread by squared weights, ignoring the input", "first layer with unbounded input", false),
     info("zbox", "LRP-z^B with the input's bounds (for images: the normalised pixel values 0 and 1)", "the pixel layer; on its own only for shallow models", false),
-    info("deeplift", "DeepLIFT Rescale (captum's DeepLift; cross-max at max-pools), against a baseline", "a difference to a meaningful reference; exact summation-to-delta", false),
+    info("deeplift", "DeepLIFT Rescale (captum's DeepLift; cross-max at max-pools, exact rules at softmaxes, layer norms and products), against a baseline", "a difference to a meaningful reference; exact summation-to-delta", false),
     info("deeplift-reveal-cancel", "DeepLIFT RevealCancel at every ReLU above a dense or convolutional layer", "when positive and negative inputs cancel", false),
     info("deeplift-genomics", "DeepLIFT genomics default: RevealCancel above dense layers, Rescale above convolutions", "the reference implementation's default", false),
-    info("deeplift-captum", "DeepLIFT Rescale with gradient routing at max-pools: captum 0.9.0's numbers on ReLU→MaxPool networks", "to reproduce captum exactly (summation-to-delta can fail)", false),
+    info("deeplift-captum", "DeepLIFT Rescale with gradient routing at max-pools and captum's softmax rule: captum 0.9.0's numbers", "to reproduce captum exactly (summation-to-delta can fail)", false),
+    info("attn-lrp[=E]", "AttnLRP (Achtibat et al. 2024, lxt): ε-rule at dense layers, sums and layer norms (1/σ constant), Taylor rule at softmaxes, ε + half to each factor at attention products, identity at GELU; E default 1e-6", "transformers (vision and text)", false),
+    info("cp-lrp[=E]", "CP-LRP (Ali et al. 2022): as attn-lrp, but attention weights are constants (no relevance into queries and keys)", "transformers; sharper, conservative maps", false),
     info("gradient", "the plain gradient ∇f_c(x) (captum's Saliency without abs)", "a baseline for comparisons", false),
     info("gradient-x-input", "gradient × input, x ⊙ ∇f_c(x) (captum's InputXGradient)", "a baseline for comparisons; equals LRP-0 on ReLU networks", false),
     info("epsilon-plus", "z⁺ on convolutions, ε = 1e-6 on dense layers (zennit's EpsilonPlus)", "the default: readable maps of CNNs", true),
@@ -264,6 +271,8 @@ impl MethodName {
                 Method::lrp(Composite::layered(low, high)?)
             }
             MethodName::DeepLift(rule) => Method::deeplift(rule, baseline),
+            MethodName::AttnLrp(e) => Method::lrp(crate::AttnLrp::new(e)?),
+            MethodName::CpLrp(e) => Method::lrp(crate::CpLrp::new(e)?),
             MethodName::Gradient => Method::Gradient,
             MethodName::GradientTimesInput => Method::GradientTimesInput,
         })
@@ -298,6 +307,8 @@ impl fmt::Display for MethodName {
             MethodName::EpsilonGammaBox => f.write_str("epsilon-gamma-box"),
             MethodName::Layered => f.write_str("layered"),
             MethodName::DeepLift(d) => f.write_str(deeplift_name(d)),
+            MethodName::AttnLrp(e) => write!(f, "attn-lrp={e}"),
+            MethodName::CpLrp(e) => write!(f, "cp-lrp={e}"),
             MethodName::Gradient => f.write_str("gradient"),
             MethodName::GradientTimesInput => f.write_str("gradient-x-input"),
         }
@@ -312,7 +323,9 @@ fn deeplift_variants() -> [(&'static str, DeepLift); 4] {
         ("deeplift-genomics", DeepLift::genomics_default()),
         (
             "deeplift-captum",
-            DeepLift::rescale().with_max_pool(MaxPoolRule::Gradient),
+            DeepLift::rescale()
+                .with_max_pool(MaxPoolRule::Gradient)
+                .with_softmax(crate::rules::SoftmaxRule::Captum),
         ),
     ]
 }
@@ -321,7 +334,9 @@ fn deeplift_name(d: &DeepLift) -> &'static str {
     // a rule with another threshold prints as its variant (the threshold is not a name)
     deeplift_variants()
         .into_iter()
-        .find(|(_, v)| v.nonlinear() == d.nonlinear() && v.max_pool() == d.max_pool())
+        .find(|(_, v)| {
+            v.nonlinear() == d.nonlinear() && v.max_pool() == d.max_pool() && v.softmax() == d.softmax()
+        })
         .map_or("deeplift", |(n, _)| n)
 }
 
@@ -374,6 +389,8 @@ impl std::str::FromStr for MethodName {
             "epsilon-alpha2-beta1-flat" => fixed(MethodName::EpsilonAlpha2Beta1Flat)?,
             "epsilon-gamma-box" => fixed(MethodName::EpsilonGammaBox)?,
             "layered" => fixed(MethodName::Layered)?,
+            "attn-lrp" | "attnlrp" => MethodName::AttnLrp(one(1e-6)?),
+            "cp-lrp" | "cplrp" => MethodName::CpLrp(one(1e-6)?),
             "gradient" => fixed(MethodName::Gradient)?,
             "gradient-x-input" | "input-x-gradient" => fixed(MethodName::GradientTimesInput)?,
             "deeplift-rescale" => fixed(MethodName::DeepLift(DeepLift::rescale()))?,
@@ -388,6 +405,8 @@ impl std::str::FromStr for MethodName {
         // the rules' own checks (ε ≥ 0, γ ≥ 0, α − β = 1), before any model is loaded
         let check = match m {
             MethodName::Epsilon(e) => LrpEpsilon::new(e).map(drop),
+            MethodName::AttnLrp(e) => crate::AttnLrp::new(e).map(drop),
+            MethodName::CpLrp(e) => crate::CpLrp::new(e).map(drop),
             MethodName::Gamma(g) => LrpGamma::new(g).map(drop),
             MethodName::AlphaBeta(a, b) => LrpAlphaBeta::new(a, b).map(drop),
             _ => Ok(()),
@@ -409,7 +428,7 @@ mod tests {
             assert_eq!(m.is_composite(), info.composite, "{bare}");
             assert_eq!(m.to_string().parse::<MethodName>().unwrap(), m, "{bare}");
         }
-        assert_eq!(MethodName::all().len(), 20);
+        assert_eq!(MethodName::all().len(), 22);
         assert_eq!(MethodName::AlphaBeta(2.0, 1.0).label(), "alpha2beta1");
         assert_eq!(MethodName::Epsilon(0.25).label(), "epsilon0.25");
     }

@@ -17,7 +17,7 @@ use ndarray::ArrayD;
 /// | `Activation`, `BatchNorm` (elementwise) | the same | [`Rule::activation`] | `Pass` | Rescale / RevealCancel |
 /// | `AvgPool` (a parameter-free linear map) | `AvgPool` | [`Rule::linear`] | `Norm` | Linear rule |
 /// | `MaxPool` (a selection by value) | `MaxPool` | [`Rule::select`] | winner takes all | cross-max |
-/// | `Softmax` (along one axis) | `Softmax` | [`Rule::softmax`] | its gradient | captum's softmax rule |
+/// | `Softmax` (along one axis) | `Softmax` | [`Rule::softmax`] | its gradient | exact (its own graph), or captum's rule |
 /// | `Reshape` (values only move) | `Reshape` | none: the gradient, exact | | |
 ///
 /// ```

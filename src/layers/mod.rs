@@ -13,7 +13,7 @@
 //! | parameter-free linear map (sum, average pooling) | [`LinearMap`] | [`Rule::linear`] | `Norm` | Linear rule |
 //! | selection by value (max-pooling) | [`Select`] | [`Rule::select`] | winner takes all | cross-max |
 //! | product of two computed tensors | [`Merge`] | [`Rule::product`] | signal takes all | Shapley split |
-//! | softmax along an axis | [`Layer`] | [`Rule::softmax`] | its gradient | captum's softmax rule |
+//! | softmax along an axis | [`Layer`] | [`Rule::softmax`] | its gradient | exact (its own graph), or captum's rule |
 //! | normalisation over trailing axes (layer norm, RMS norm) | [`Normalize`] | [`Rule::normalization`] | ε-rule with `1/σ` constant | its own graph, exact |
 //! | matrix product of two computed tensors | [`Merge`] | [`Rule::matmul`] | ε-rule, then half to each factor | Shapley split |
 //! | lookup of token ids ([`Embedding`]) | [`Layer`] | [`Rule::embedding`] | summed per token | per token, exact |

@@ -13,8 +13,9 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis};
 /// Explanations usually start from the logits before it (zennit and captum users remove
 /// it; the ONNX loader does by default). Kept, it is explained as the reference libraries
 /// do, through [`Rule::softmax`](crate::Rule::softmax): the LRP rules take its gradient (zennit assigns no rule
-/// to a softmax), DeepLIFT applies captum's `softmax` rule (Rescale, then the mean
-/// multiplier subtracted; see [`DeepLift`](crate::DeepLift)).
+/// to a softmax), DeepLIFT follows the softmax's own graph exactly (or applies captum's
+/// `softmax` rule on request, [`SoftmaxRule`](crate::rules::SoftmaxRule)); AttnLRP applies the
+/// Taylor rule ([`softmax_taylor`](crate::rules::softmax_taylor)).
 ///
 /// # Shapes
 /// `[N, ...]` → `[N, ...]`, the same shape.

@@ -128,7 +128,8 @@ pub trait Rule<F: Float>: Debug + Send + Sync {
     /// [`Class::Softmax`](crate::Class::Softmax), e.g. a [`Softmax`](crate::Softmax) kept at the
     /// output). Default: its gradient (zennit assigns no rule to a softmax, so its plain
     /// gradient applies; zennit and captum users usually explain the logits instead).
-    /// [`DeepLift`] applies captum's `softmax` rule.
+    /// [`DeepLift`] follows the softmax's graph exactly or applies captum's `softmax` rule
+    /// ([`SoftmaxRule`]); [`AttnLrp`] the Taylor rule ([`softmax_taylor`]), [`CpLrp`] none.
     ///
     /// # Errors
     /// A shape error if the arrays do not fit.

@@ -9,6 +9,7 @@ use crate::common;
 use common::bounds::{SOFTMAX_F32, SOFTMAX_F64};
 use common::{load, network, rel_dev, tensor, zip_exact};
 use ndarray::Axis;
+use relevance::rules::SoftmaxRule;
 use relevance::{Baseline, Composite, DeepLift, Float, LrpEpsilon, Network, Options, Softmax, Target};
 use serde_json::Value;
 
@@ -34,7 +35,14 @@ fn check<F: Float>(tol: f64) {
         match case["kind"].as_str().unwrap() {
             "deeplift" => {
                 let b = Baseline::PerSample(tensor::<F>(&case["baseline"]));
-                let d = net.deeplift(&x, &target, &DeepLift::rescale(), &b).unwrap();
+                let d = net
+                    .deeplift(
+                        &x,
+                        &target,
+                        &DeepLift::rescale().with_softmax(SoftmaxRule::Captum),
+                        &b,
+                    )
+                    .unwrap();
                 let kind = case["baseline_kind"].as_str().unwrap();
                 kinds.push(kind.to_string());
                 // "near" is x + 1e-12: equal to x in f32, so its attributions (~1e-12) are 0
@@ -103,14 +111,19 @@ fn softmax_deeplift_is_per_sample() {
         .deeplift(
             &x,
             &Target::PerSample(t.clone()),
-            &DeepLift::rescale(),
+            &DeepLift::rescale().with_softmax(SoftmaxRule::Captum),
             &Baseline::Zero,
         )
         .unwrap();
     for (i, &ti) in t.iter().enumerate() {
         let xi = x.slice_axis(Axis(0), (i..i + 1).into()).to_owned();
         let one = net
-            .deeplift(&xi, &Target::Class(ti), &DeepLift::rescale(), &Baseline::Zero)
+            .deeplift(
+                &xi,
+                &Target::Class(ti),
+                &DeepLift::rescale().with_softmax(SoftmaxRule::Captum),
+                &Baseline::Zero,
+            )
             .unwrap();
         assert_eq!(
             one.attribution.index_axis(Axis(0), 0),

@@ -390,8 +390,11 @@ fn gradient_matches_finite_differences() {
     assert!(worst < 1e-8, "gradient vs central differences: {worst:e}");
 }
 
+/// DeepLIFT's default (Rescale, the exact softmax rule).
 fn deeplift_exact() -> DeepLift {
-    DeepLift::rescale().with_softmax(SoftmaxRule::Exact)
+    let d = DeepLift::rescale();
+    assert_eq!(d.softmax(), SoftmaxRule::Exact);
+    d
 }
 
 proptest! {
@@ -433,14 +436,19 @@ proptest! {
     }
 }
 
-/// captum's softmax rule (the default) does not conserve inside attention: the gap is the
+/// captum's softmax rule (`deeplift-captum`) does not conserve inside attention: the gap is the
 /// mean multiplier times `Σ Δx` of each softmax; the exact rule closes it.
 #[test]
 fn captum_softmax_rule_leaves_a_gap_inside_attention() {
     let net = tiny_vit(&mut RandomParams::new(11, true));
     let x = images(12, 2);
     let captum = net
-        .deeplift(&x, &targets(2), &DeepLift::rescale(), &Baseline::Zero)
+        .deeplift(
+            &x,
+            &targets(2),
+            &DeepLift::rescale().with_softmax(SoftmaxRule::Captum),
+            &Baseline::Zero,
+        )
         .unwrap();
     let exact = net
         .deeplift(&x, &targets(2), &deeplift_exact(), &Baseline::Zero)

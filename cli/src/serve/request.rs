@@ -343,13 +343,15 @@ fn with_rule(
         MethodName::ZPlus => put!(c, selector, LrpZPlus::new()),
         MethodName::Flat => put!(c, selector, LrpFlat::new()),
         MethodName::WSquare => put!(c, selector, LrpWSquare::new()),
+        MethodName::AttnLrp(e) => put!(c, selector, relevance::AttnLrp::new(e).map_err(err)?),
+        MethodName::CpLrp(e) => put!(c, selector, relevance::CpLrp::new(e).map_err(err)?),
         MethodName::ZBox => {
             let Some((low, high)) = bounds else {
                 return bad("zbox needs the input's bounds, which this model's input does not have");
             };
             put!(c, selector, LrpZBox::new(low.clone(), high.clone()).map_err(err)?)
         }
-        _ => return bad(format!("{rule:?} is not a single LRP rule; a composite group takes lrp0, epsilon, gamma, alpha-beta, zplus, flat, wsquare or zbox")),
+        _ => return bad(format!("{rule:?} is not a single LRP rule; a composite group takes lrp0, epsilon, gamma, alpha-beta, zplus, flat, wsquare, zbox, attn-lrp or cp-lrp")),
     })
 }
 

@@ -58,8 +58,8 @@ pub struct OnnxOptions {
     /// into it (zennit's canonizer, [`Network::merge_batch_norm`]). Default `true`.
     pub merge_batch_norm: bool,
     /// Keep a trailing `Softmax` as a [`Softmax`](crate::Softmax) layer instead of
-    /// explaining the logits before it: DeepLIFT then explains the probability with
-    /// captum's softmax rule ([`DeepLift`](crate::DeepLift)), the LRP rules take its
+    /// explaining the logits before it: DeepLIFT then explains the probability (exactly, or
+    /// with captum's softmax rule: [`SoftmaxRule`](crate::rules::SoftmaxRule)), the LRP rules take its
     /// gradient (as zennit, which has no rule for it). A kept `LogSoftmax` is an error.
     /// Default `false`.
     pub keep_softmax: bool,
