@@ -1,10 +1,12 @@
 //! Networks shared by the benches: the small CNN, the VGG16-shaped network of the speed
-//! issue, a ResNet-18-shaped graph and bpnet-lite's BPNet (count head), with seeded random weights (no data files needed).
+//! issue, a ResNet-18-shaped graph, bpnet-lite's BPNet (count head) and a ViT-B/16-shaped
+//! vision transformer, with seeded random weights (no data files needed).
 
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
 use relevance::{
-    Add, AvgPool1d, AvgPool2d, BatchNorm2d, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Dense, Flatten,
-    GraphBuilder, Layer, MaxPool2d, Narrow, Network, Relu,
+    Add, AvgPool1d, AvgPool2d, BatchNorm2d, Concat, Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Dense,
+    Flatten, Gelu, GraphBuilder, Layer, LayerNorm, MatMul, MaxPool2d, Narrow, Network, Permute, Relu,
+    Reshape, Softmax,
 };
 
 /// A small deterministic generator (xorshift64*), uniform in [-1, 1).
@@ -246,4 +248,119 @@ pub fn one_hot(n: usize, length: usize, seed: u64) -> ArrayD<f32> {
         }
     }
     x
+}
+
+/// A vision transformer of torchvision's `vit_b_16` shape when called as
+/// `vit(224, 16, 768, 12, 12, 3072, 1000)`: `conv_proj` patch embedding, a class token,
+/// positional embeddings, `blocks` pre-LN encoder blocks (multi-head attention with the
+/// `1/√d` scale folded into the query, GELU MLP), a final layer norm and the class token's
+/// head. Seeded random weights (the speed does not depend on them).
+#[allow(clippy::too_many_arguments)]
+pub fn vit(
+    image: usize,
+    patch: usize,
+    dim: usize,
+    blocks: usize,
+    heads: usize,
+    mlp: usize,
+    classes: usize,
+) -> Network<f32> {
+    let mut rng = Rng::new(21);
+    let grid = image / patch;
+    let tokens = grid * grid + 1;
+    let d = dim / heads;
+    let mut g = GraphBuilder::<f32>::new(&[3, image, image]).unwrap();
+    let dense =
+        |g: &mut GraphBuilder<f32>, rng: &mut Rng, name: &str, cin: usize, cout: usize, scale: f32, x| {
+            let s = (3.0 / cin as f32).sqrt() * scale;
+            let w: Array2<f32> = rng.array(&[cout, cin], s).into_dimensionality().unwrap();
+            let b: Array1<f32> = rng.array(&[cout], 0.05 * scale).into_dimensionality().unwrap();
+            g.add(name, Dense::new(w, Some(b)).unwrap(), x).unwrap()
+        };
+    let norm = |g: &mut GraphBuilder<f32>, rng: &mut Rng, name: &str, x| {
+        let w: Array1<f32> = rng
+            .array(&[dim], 0.2)
+            .mapv(|v| v + 1.0)
+            .into_dimensionality()
+            .unwrap();
+        let b: Array1<f32> = rng.array(&[dim], 0.05).into_dimensionality().unwrap();
+        g.add(name, LayerNorm::new(&[dim], Some(w), Some(b), 1e-6).unwrap(), x)
+            .unwrap()
+    };
+    let s = (3.0 / (3 * patch * patch) as f32).sqrt();
+    let w = rng
+        .array(&[dim, 3, patch, patch], s)
+        .into_dimensionality()
+        .unwrap();
+    let b: Array1<f32> = rng.array(&[dim], 0.05).into_dimensionality().unwrap();
+    let config = Conv2dConfig {
+        stride: (patch, patch),
+        ..Conv2dConfig::default()
+    };
+    let x = g
+        .add("conv_proj", Conv2d::new(w, Some(b), config).unwrap(), g.input())
+        .unwrap();
+    let x = g.add("flatten", Reshape::new(&[dim, grid * grid]), x).unwrap();
+    let x = g.add("tokens", Permute::new(&[1, 0]).unwrap(), x).unwrap();
+    let cls = g.constant("class_token", rng.array(&[1, 1, dim], 0.02)).unwrap();
+    let x = g.merge("concat", Concat::new(0), &[cls, x]).unwrap();
+    let pos = g
+        .constant("encoder.pos_embedding", rng.array(&[1, tokens, dim], 0.02))
+        .unwrap();
+    let mut x = g.merge("encoder.pos", Add::new(), &[x, pos]).unwrap();
+    for i in 0..blocks {
+        let pre = format!("encoder.layers.{i}");
+        let h = norm(&mut g, &mut rng, &format!("{pre}.ln_1"), x);
+        let sa = format!("{pre}.self_attention");
+        let q = dense(
+            &mut g,
+            &mut rng,
+            &format!("{sa}.q"),
+            dim,
+            dim,
+            1.0 / (d as f32).sqrt(),
+            h,
+        );
+        let k = dense(&mut g, &mut rng, &format!("{sa}.k"), dim, dim, 1.0, h);
+        let v = dense(&mut g, &mut rng, &format!("{sa}.v"), dim, dim, 1.0, h);
+        let split = |g: &mut GraphBuilder<f32>, name: &str, id, perm: &[usize]| {
+            let r = g
+                .add(
+                    &format!("{sa}.{name}.heads"),
+                    Reshape::new(&[tokens, heads, d]),
+                    id,
+                )
+                .unwrap();
+            g.add(&format!("{sa}.{name}.perm"), Permute::new(perm).unwrap(), r)
+                .unwrap()
+        };
+        let (q, k, v) = (
+            split(&mut g, "q", q, &[1, 0, 2]),
+            split(&mut g, "k", k, &[1, 2, 0]),
+            split(&mut g, "v", v, &[1, 0, 2]),
+        );
+        let scores = g.merge(&format!("{sa}.scores"), MatMul::new(), &[q, k]).unwrap();
+        let probs = g.add(&format!("{sa}.softmax"), Softmax::new(2), scores).unwrap();
+        let ctx = g
+            .merge(&format!("{sa}.context"), MatMul::new(), &[probs, v])
+            .unwrap();
+        let ctx = g
+            .add(&format!("{sa}.merge"), Permute::new(&[1, 0, 2]).unwrap(), ctx)
+            .unwrap();
+        let ctx = g
+            .add(&format!("{sa}.flat"), Reshape::new(&[tokens, dim]), ctx)
+            .unwrap();
+        let a = dense(&mut g, &mut rng, &format!("{sa}.out_proj"), dim, dim, 1.0, ctx);
+        x = g.merge(&format!("{pre}.add_1"), Add::new(), &[x, a]).unwrap();
+        let h = norm(&mut g, &mut rng, &format!("{pre}.ln_2"), x);
+        let h = dense(&mut g, &mut rng, &format!("{pre}.mlp.0"), dim, mlp, 1.0, h);
+        let h = g.add(&format!("{pre}.mlp.1"), Gelu::new(), h).unwrap();
+        let h = dense(&mut g, &mut rng, &format!("{pre}.mlp.3"), mlp, dim, 1.0, h);
+        x = g.merge(&format!("{pre}.add_2"), Add::new(), &[x, h]).unwrap();
+    }
+    let x = norm(&mut g, &mut rng, "encoder.ln", x);
+    let x = g.add("cls", Narrow::new(0, 0, 1), x).unwrap();
+    let x = g.add("cls.flat", Reshape::new(&[dim]), x).unwrap();
+    let out = dense(&mut g, &mut rng, "heads.head", dim, classes, 1.0, x);
+    g.build(out).unwrap()
 }

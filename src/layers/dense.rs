@@ -228,7 +228,10 @@ impl<F: Float> Affine<F> for Dense<F> {
         // overwritten by the product (never read)
         let mut out =
             crate::tensor::layout::shaped((xm.nrows(), w.nrows()), output_buffer(xm.nrows() * w.nrows()));
-        gemm(&xm.view(), &w.t(), &mut out.view_mut(), w.len());
+        // the work of one sample (all its tokens), so that a sample takes the same kernel
+        // whatever batch it is in
+        let per_sample = w.len() * (xm.nrows() / x.shape()[0].max(1));
+        gemm(&xm.view(), &w.t(), &mut out.view_mut(), per_sample);
         Ok(Self::unflatten(out, x.shape()))
     }
 
@@ -259,7 +262,8 @@ impl<F: Float> Affine<F> for Dense<F> {
             return Ok(Self::unflatten(dense_transpose_small(&sm.view(), &w), &like));
         }
         let mut out = Array2::<F>::zeros((sm.nrows(), w.ncols()));
-        gemm(&sm.view(), &w, &mut out.view_mut(), w.len());
+        let per_sample = w.len() * (sm.nrows() / s.shape()[0].max(1));
+        gemm(&sm.view(), &w, &mut out.view_mut(), per_sample);
         Ok(Self::unflatten(out, &like))
     }
 }

@@ -96,9 +96,12 @@ impl Plan {
         })
     }
 
-    /// Multiply-adds per product (for the choice of kernel, by the work of one sample).
+    /// Multiply-adds of one sample (the products of the leading axes after the batch): the
+    /// kernel is chosen by it, so that a sample is computed by the same code whatever batch
+    /// it is in.
     fn work(&self) -> usize {
-        self.pairs.len().max(1) * self.m * self.k * self.n
+        let batch = self.out_shape.first().copied().unwrap_or(1).max(1);
+        (self.pairs.len() / batch).max(1) * self.m * self.k * self.n
     }
 
     /// `a · b`.

@@ -49,7 +49,7 @@ impl<F: Float> RowNorm<F> {
                 reason: format!("normalised shape {shape:?} is empty or has a zero dimension"),
             });
         }
-        if !(eps.is_finite() && eps >= 0.0) || !F::lit(eps).is_finite() {
+        if !(eps.is_finite() && eps >= 0.0 && F::lit(eps).is_finite()) {
             return Err(Error::InvalidLayer {
                 layer,
                 reason: format!("eps = {eps:e} must be finite and ≥ 0"),
@@ -231,7 +231,7 @@ impl<F: Float> RowNorm<F> {
             for (j, o) in out.iter_mut().enumerate() {
                 let mw = m[j] * self.w(j);
                 *o = mw * s_mid;
-                m_s = m_s + mw * half * (a.c[j] + b.c[j]);
+                m_s += mw * half * (a.c[j] + b.c[j]);
             }
             // Δv = mean((c + c̄) ⊙ Δc) (the Shapley split of c ⊙ c, exact), Δs = r·Δv
             let dv =
@@ -248,12 +248,12 @@ impl<F: Float> RowNorm<F> {
             };
             let m_v = m_s * r;
             for (j, o) in out.iter_mut().enumerate() {
-                *o = *o + m_v * (a.c[j] + b.c[j]) / n;
+                *o += m_v * (a.c[j] + b.c[j]) / n;
             }
             // back through the centring, a symmetric projection
             let mu = self.mean_if_centred(out);
             for o in out.iter_mut() {
-                *o = *o - mu;
+                *o -= mu;
             }
         })
     }

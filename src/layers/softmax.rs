@@ -64,6 +64,36 @@ impl Softmax {
 
     /// The softmax of `x` along `axis`, in place.
     fn apply<F: Float>(mut x: ArrayViewMutD<'_, F>, axis: Axis) {
+        let n = x.shape()[axis.index()];
+        if axis.index() + 1 == x.ndim() && n > 0 {
+            if let Some(s) = x.as_slice_mut() {
+                // contiguous lanes (attention scores): blocks of lanes, on several threads
+                // when large
+                let lanes = |block: &mut [F]| {
+                    for lane in block.chunks_exact_mut(n) {
+                        let m = lane.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
+                        let mut sum = F::zero();
+                        for v in lane.iter_mut() {
+                            *v = (*v - m).exp();
+                            sum += *v;
+                        }
+                        let inv = F::one() / sum;
+                        for v in lane.iter_mut() {
+                            *v *= inv;
+                        }
+                    }
+                };
+                let block = n * (4096 / n).max(1);
+                #[cfg(feature = "parallel")]
+                if s.len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+                    use rayon::prelude::*;
+                    s.par_chunks_mut(block).for_each(lanes);
+                    return;
+                }
+                s.chunks_mut(block).for_each(lanes);
+                return;
+            }
+        }
         for mut lane in x.lanes_mut(axis) {
             let m = lane.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
             lane.mapv_inplace(|v| (v - m).exp());

@@ -149,7 +149,7 @@ pub fn normalization_epsilon<F: Float>(
         .and(&step.output)
         .for_each(|s, &y| *s = safe_ratio(*s, y, eps));
     let mut r = layer.frozen_transpose(&step.input, &s.view())?;
-    Zip::from(&mut r).and(&step.input).for_each(|r, &x| *r = *r * x);
+    Zip::from(&mut r).and(&step.input).for_each(|r, &x| *r *= x);
     Ok(r)
 }
 

@@ -50,13 +50,14 @@ impl Gelu {
         }
     }
 
+    #[inline(always)]
     fn value<F: Float>(&self, x: F) -> F {
         let half = F::lit(0.5);
         if self.tanh {
             let inner = F::lit(BETA) * (x + F::lit(KAPPA) * x * x * x);
             return half * x * (F::one() + inner.tanh());
         }
-        let erf = F::lit(libm::erf(x.as_f64() * std::f64::consts::FRAC_1_SQRT_2));
+        let erf = (x * F::lit(std::f64::consts::FRAC_1_SQRT_2)).erf();
         half * x * (F::one() + erf)
     }
 

@@ -27,11 +27,36 @@ use crate::float::Float;
 use crate::layers::Step;
 use ndarray::{ArrayD, ArrayViewD, Zip};
 
+/// Elements from which [`map`] splits a contiguous array across threads.
+#[cfg(feature = "parallel")]
+const MAP_PAR_ELEMS: usize = 1 << 15;
+/// The block of a contiguous array [`map`] gives one task.
+const MAP_BLOCK: usize = 1 << 13;
+
 /// `f` applied to every element, into a fresh (or recycled) array; on several threads for
 /// large arrays (feature `parallel`).
 pub(crate) fn map<F: Float>(input: &ArrayViewD<'_, F>, f: impl Fn(F) -> F + Sync + Send) -> ArrayD<F> {
     // every element is written
     let mut out = crate::tensor::layout::shaped(input.raw_dim(), crate::pool::output_buffer(input.len()));
+    if let (Some(x), Some(o)) = (input.as_slice(), out.as_slice_mut()) {
+        // contiguous: blocks of a slice (an activation costs far more than an addition, so
+        // threads pay off from a smaller size than elementwise arithmetic)
+        let g = |(o, x): (&mut [F], &[F])| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if x.len() >= MAP_PAR_ELEMS && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            o.par_chunks_mut(MAP_BLOCK)
+                .zip(x.par_chunks(MAP_BLOCK))
+                .for_each(g);
+            return out;
+        }
+        o.chunks_mut(MAP_BLOCK).zip(x.chunks(MAP_BLOCK)).for_each(g);
+        return out;
+    }
     let zip = Zip::from(&mut out).and(input);
     let g = |o: &mut F, &v: &F| *o = f(v);
     #[cfg(feature = "parallel")]

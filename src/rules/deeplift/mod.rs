@@ -358,7 +358,7 @@ impl<F: Float> Rule<F> for DeepLiftRule {
         Zip::from(&mut c)
             .and(&step.output)
             .and(by)
-            .for_each(|c, &e, &e0| *c = *c * (e - e0));
+            .for_each(|c, &e, &e0| *c *= e - e0);
         let mut m = layer.per_token(
             "DeepLIFT multipliers at an Embedding output",
             &c.view(),

@@ -552,7 +552,7 @@ pub(crate) fn softmax_exact<F: Float>(
         let (q, q0) = (F::one() / z, F::one() / z0);
         let mut m_q = F::zero();
         for (i, &mi) in m.iter().enumerate() {
-            m_q = m_q + mi * half * (e[i] + e0[i]);
+            m_q += mi * half * (e[i] + e0[i]);
         }
         let dz = z - z0;
         let m_z = m_q
@@ -567,10 +567,11 @@ pub(crate) fn softmax_exact<F: Float>(
             let dx = x[i] - x0[i];
             *mi = if e[i] == F::zero() && e0[i] == F::zero() {
                 F::zero()
-            } else if !(dx.abs() >= threshold) {
-                m_e * e[i]
-            } else {
+            } else if dx.abs() >= threshold {
                 m_e * (e[i] - e0[i]) / dx
+            } else {
+                // also where dx is NaN (both −∞)
+                m_e * e[i]
             };
         }
     }
