@@ -41,6 +41,7 @@ mod normalize;
 mod palette;
 #[cfg(feature = "png")]
 mod png;
+mod text;
 
 pub use self::image::{grid, overlay, RgbImage, MAX_PIXELS};
 #[cfg(feature = "figure")]
@@ -49,6 +50,7 @@ pub use figure::{draw_text, text_width, Figure, MAX_FONT_SIZE};
 pub use logo::{SequenceLogo, DNA, DNA_COLOURS};
 pub use normalize::{normalize, percentile_threshold, reduce_channels, Normalization, Reduction};
 pub use palette::Palette;
+pub use text::TokenRelevance;
 
 use ndarray::{Array2, ArrayView2, ArrayViewD};
 

@@ -5,7 +5,7 @@
 use super::{Merge, MergeClass, MergeStep};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::gemm::gemm_acc;
+use crate::kernels::gemm::{gemm_acc, gemm_seq};
 use ndarray::{ArrayD, ArrayViewD};
 
 /// `y = a · b` over the last two axes, as `torch.matmul` of two tensors of rank ≥ 3 (batch
@@ -104,19 +104,47 @@ impl Plan {
         (self.pairs.len() / batch).max(1) * self.m * self.k * self.n
     }
 
+    /// Whether the products are independent tasks: several of them, each small enough
+    /// that one thread per product beats threads inside one product. Chosen by the shapes
+    /// only (never by the batch), and each product is computed by the same code either way.
+    fn by_pairs(&self) -> bool {
+        cfg!(feature = "parallel") && self.pairs.len() > 1 && self.m * self.k * self.n < PAIR_WORK
+    }
+
+    /// Whether output `o` multiplies matrix `o` of `a` and of `b` (no broadcasting), so
+    /// that the transposed products of different outputs write to different matrices.
+    fn one_to_one(&self) -> bool {
+        self.pairs
+            .iter()
+            .enumerate()
+            .all(|(o, &(ia, ib))| ia == o && ib == o)
+    }
+
     /// `a · b`.
     pub(crate) fn product<F: Float>(&self, a: &ArrayViewD<'_, F>, b: &ArrayViewD<'_, F>) -> ArrayD<F> {
         let (a, b) = (a.as_standard_layout(), b.as_standard_layout());
         let (a, b) = (a.as_slice().expect("standard"), b.as_slice().expect("standard"));
         let (m, k, n) = (self.m, self.k, self.n);
         let mut out = vec![F::zero(); self.pairs.len() * m * n];
-        for (o, &(ia, ib)) in self.pairs.iter().enumerate() {
+        let work = self.work();
+        let one = |(o, c): (usize, &mut [F]), seq: bool| {
+            let (ia, ib) = self.pairs[o];
             let av = view2(&a[ia * m * k..(ia + 1) * m * k], m, k);
             let bv = view2(&b[ib * k * n..(ib + 1) * k * n], k, n);
-            let mut ov = ndarray::ArrayViewMut2::from_shape((m, n), &mut out[o * m * n..(o + 1) * m * n])
-                .expect("sized above");
-            gemm_acc(&av, &bv, &mut ov, self.work(), false);
+            let mut ov = ndarray::ArrayViewMut2::from_shape((m, n), c).expect("sized above");
+            if seq {
+                gemm_seq(&av, &bv, &mut ov, work, false);
+            } else {
+                gemm_acc(&av, &bv, &mut ov, work, false);
+            }
+        };
+        #[cfg(feature = "parallel")]
+        if self.by_pairs() {
+            use rayon::prelude::*;
+            out.par_chunks_mut(m * n).enumerate().for_each(|p| one(p, true));
+            return ArrayD::from_shape_vec(self.out_shape.clone(), out).expect("sized above");
         }
+        out.chunks_mut(m * n).enumerate().for_each(|p| one(p, false));
         ArrayD::from_shape_vec(self.out_shape.clone(), out).expect("sized above")
     }
 
@@ -149,16 +177,37 @@ impl Plan {
         );
         let mut ga = vec![F::zero(); asl.len()];
         let mut gb = vec![F::zero(); bsl.len()];
+        let work = self.work();
+        #[cfg(feature = "parallel")]
+        if self.by_pairs() && self.one_to_one() {
+            use rayon::prelude::*;
+            ga.par_chunks_mut(m * k)
+                .zip(gb.par_chunks_mut(k * n))
+                .enumerate()
+                .for_each(|(o, (ga, gb))| {
+                    let av = view2(&asl[o * m * k..(o + 1) * m * k], m, k);
+                    let bv = view2(&bsl[o * k * n..(o + 1) * k * n], k, n);
+                    let sv = view2(&ssl[o * m * n..(o + 1) * m * n], m, n);
+                    let mut gav = ndarray::ArrayViewMut2::from_shape((m, k), ga).expect("sized above");
+                    gemm_seq(&sv, &bv.t(), &mut gav, work, true);
+                    let mut gbv = ndarray::ArrayViewMut2::from_shape((k, n), gb).expect("sized above");
+                    gemm_seq(&av.t(), &sv, &mut gbv, work, true);
+                });
+            return Ok((
+                ArrayD::from_shape_vec(a.shape(), ga).expect("a's shape"),
+                ArrayD::from_shape_vec(b.shape(), gb).expect("b's shape"),
+            ));
+        }
         for (o, &(ia, ib)) in self.pairs.iter().enumerate() {
             let av = view2(&asl[ia * m * k..(ia + 1) * m * k], m, k);
             let bv = view2(&bsl[ib * k * n..(ib + 1) * k * n], k, n);
             let sv = view2(&ssl[o * m * n..(o + 1) * m * n], m, n);
             let mut gav = ndarray::ArrayViewMut2::from_shape((m, k), &mut ga[ia * m * k..(ia + 1) * m * k])
                 .expect("sized above");
-            gemm_acc(&sv, &bv.t(), &mut gav, self.work(), true);
+            gemm_acc(&sv, &bv.t(), &mut gav, work, true);
             let mut gbv = ndarray::ArrayViewMut2::from_shape((k, n), &mut gb[ib * k * n..(ib + 1) * k * n])
                 .expect("sized above");
-            gemm_acc(&av.t(), &sv, &mut gbv, self.work(), true);
+            gemm_acc(&av.t(), &sv, &mut gbv, work, true);
         }
         Ok((
             ArrayD::from_shape_vec(a.shape(), ga).expect("a's shape"),
@@ -166,6 +215,11 @@ impl Plan {
         ))
     }
 }
+
+/// Multiply-adds of one product below which the products of a batched matrix product run
+/// one per thread (attention heads: 197×64×197 ≈ 2.5M in a ViT-B/16) rather than each on
+/// all threads.
+const PAIR_WORK: usize = 1 << 24;
 
 fn view2<F>(s: &[F], r: usize, c: usize) -> ndarray::ArrayView2<'_, F> {
     ndarray::ArrayView2::from_shape((r, c), s).expect("sized by the plan")

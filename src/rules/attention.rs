@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{Affine, Layer, LinearMap, MatMulPlan, MergeStep, Normalize, Step};
 use crate::tensor::numerics::safe_ratio;
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 
 /// AttnLRP's softmax rule (Achtibat et al. 2024, Proposition 3.1; lxt's `softmax_fn`): the
 /// first-order Taylor decomposition at the input itself,
@@ -108,18 +108,35 @@ fn matmul_shares<F: Float>(step: &MergeStep<'_, F>, epsilon: f64, shares: [F; 2]
         });
     }
     let eps = F::lit(epsilon);
-    let mut s = step.relevance.to_owned();
-    Zip::from(&mut s)
-        .and(&step.output)
-        .for_each(|s, &z| *s = safe_ratio(*s, z, eps));
+    let s = ratio(&step.relevance, &step.output, eps);
     let (mut ra, mut rb) = plan.transposes(a, b, &s.view())?;
-    Zip::from(&mut ra)
-        .and(a)
-        .for_each(|r, &x| *r = *r * x * shares[0]);
-    Zip::from(&mut rb)
-        .and(b)
-        .for_each(|r, &x| *r = *r * x * shares[1]);
+    scale_by(&mut ra, a, shares[0]);
+    scale_by(&mut rb, b, shares[1]);
     Ok(vec![ra, rb])
+}
+
+/// `safe_ratio(r, z, ε)` elementwise (contiguous arrays as slices: `Zip` over dynamic
+/// dimensions costs more than the division).
+fn ratio<F: Float>(r: &ArrayViewD<'_, F>, z: &ArrayViewD<'_, F>, eps: F) -> ArrayD<F> {
+    let mut s = r.as_standard_layout().into_owned();
+    match (s.as_slice_mut(), z.as_slice()) {
+        (Some(s), Some(z)) => s
+            .iter_mut()
+            .zip(z)
+            .for_each(|(s, &z)| *s = safe_ratio(*s, z, eps)),
+        _ => Zip::from(&mut s)
+            .and(z)
+            .for_each(|s, &z| *s = safe_ratio(*s, z, eps)),
+    }
+    s
+}
+
+/// `r *= x · k` elementwise.
+fn scale_by<F: Float>(r: &mut ArrayD<F>, x: &ArrayViewD<'_, F>, k: F) {
+    match (r.as_slice_mut(), x.as_slice()) {
+        (Some(r), Some(x)) => r.iter_mut().zip(x).for_each(|(r, &x)| *r = *r * x * k),
+        _ => Zip::from(r).and(x).for_each(|r, &x| *r = *r * x * k),
+    }
 }
 
 /// AttnLRP's rule for layer and RMS normalisation (Achtibat et al. 2024, Proposition 3.4;

@@ -619,3 +619,44 @@ fn tiny_transformers_match_lxt() {
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A sample gets the same bits alone, in a batch, and on one or two threads (AttnLRP and
+/// DeepLIFT through attention, whose products run one per thread).
+#[test]
+fn transformer_explanations_are_deterministic() {
+    let net = tiny_vit(&mut RandomParams::new(17, true));
+    let x = images(18, 5);
+    let explain = |x: &ArrayD<f64>| {
+        let a = net
+            .attribute(x, &Target::Class(1), &AttnLrp::default())
+            .unwrap()
+            .relevance;
+        let d = net
+            .deeplift(x, &Target::Class(1), &DeepLift::rescale(), &Baseline::Zero)
+            .unwrap()
+            .attribution;
+        [a, d]
+    };
+    let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let batch = explain(&x);
+    for s in [0, 3] {
+        let alone = explain(&x.slice_axis(Axis(0), (s..s + 1).into()).to_owned());
+        for (b, a) in batch.iter().zip(&alone) {
+            assert_eq!(
+                bits(&b.index_axis(Axis(0), s).to_owned()),
+                bits(&a.index_axis(Axis(0), 0).to_owned())
+            );
+        }
+    }
+    #[cfg(feature = "parallel")]
+    {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| explain(&x));
+        for (a, b) in one.iter().zip(&batch) {
+            assert_eq!(bits(a), bits(b));
+        }
+    }
+}
