@@ -27,6 +27,15 @@ use Kind::{Bound, Measured, Other};
 
 /// The README's numbers, each by the words right before it (whitespace collapsed, unique).
 const NUMBERS: &[(&str, Kind)] = &[
+    // transformers
+    ("`CpLrp::new(ε)` (ε = ", Other("the attention rules' default ε (lxt's)")),
+    ("AttnLRP and CP-LRP agree with lxt within ", Measured(LXT_F64)),
+    (
+        "lxt's efficient mode agrees with its explicit mode to about ",
+        Other("measured by tools/gen_transformer_fixtures.py"),
+    ),
+    ("(its identity rule divides by `x + ", Other("lxt's constant")),
+    ("DeepLIFT sums to `f(x) − f(x̄)` within ", Bound(TRANSFORMER_DELTA)),
     // rules, composites, DeepLIFT's parameters
     ("so `LrpGamma::new(", Other("a parameter out of f32's range")),
     (

@@ -18,6 +18,7 @@
 
 use crate::common;
 
+use common::bounds::{LXT_F64, TRANSFORMER_DELTA};
 use common::Rng;
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
@@ -413,7 +414,7 @@ proptest! {
         };
         let d = net.deeplift(&x, &targets(2), &deeplift_exact(), &baseline).unwrap();
         let gap = worst_gap(&d.attribution, &d.total);
-        prop_assert!(gap < 1e-10, "summation-to-delta gap {:e}", gap);
+        prop_assert!(gap < TRANSFORMER_DELTA, "summation-to-delta gap {:e}", gap);
     }
 
     /// The same on token ids, against a baseline of id 0 (`[PAD]`) or of other tokens:
@@ -425,7 +426,7 @@ proptest! {
         let base = if kind == 0 { ArrayD::zeros(IxDyn(&[1, T])) } else { ids(seed + 2, 1) };
         let d = net.deeplift(&x, &targets(2), &deeplift_exact(), &Baseline::Shared(base.clone())).unwrap();
         let gap = worst_gap(&d.attribution, &d.total);
-        prop_assert!(gap < 1e-10, "summation-to-delta gap {:e}", gap);
+        prop_assert!(gap < TRANSFORMER_DELTA, "summation-to-delta gap {:e}", gap);
         for s in 0..2 {
             for t in 0..T {
                 if x[[s, t]] == base[[0, t]] {
@@ -457,7 +458,7 @@ fn captum_softmax_rule_leaves_a_gap_inside_attention() {
         worst_gap(&captum.attribution, &captum.total),
         worst_gap(&exact.attribution, &exact.total),
     );
-    assert!(ge < 1e-10, "exact: {ge:e}");
+    assert!(ge < TRANSFORMER_DELTA, "exact: {ge:e}");
     assert!(gc > 1e-6, "captum's rule unexpectedly conserves here: {gc:e}");
 }
 
@@ -595,7 +596,7 @@ fn tiny_transformers_match_lxt() {
                 assert_eq!(got.shape(), want.shape(), "{model} {case} {what}");
                 let d = common::rel_dev(got, &want);
                 worst = worst.max(d);
-                if d >= 1e-9 {
+                if d >= LXT_F64 {
                     failures.push(format!("{model} {case} {what}: {d:e} from lxt"));
                 }
             };
