@@ -72,7 +72,10 @@ fn faer_gemm<T: faer::traits::ComplexField + Copy + num_traits::One>(
     #[cfg(feature = "parallel")]
     let par = {
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && m * n * ar.ncols() >= 1 << 20 {
+        // inside a task of the pool (a part of a batch, a product of a batched MatMul) the
+        // other threads have their own work: the product stays on this thread
+        let in_pool = rayon::current_thread_index().is_some();
+        if parallel && !in_pool && threads > 1 && m * n * ar.ncols() >= 1 << 20 {
             faer::Par::rayon(threads)
         } else {
             faer::Par::Seq

@@ -28,7 +28,10 @@ use Kind::{Bound, Measured, Other};
 /// The README's numbers, each by the words right before it (whitespace collapsed, unique).
 const NUMBERS: &[(&str, Kind)] = &[
     // transformers
-    ("`CpLrp::new(ε)` (ε = ", Other("the attention rules' default ε (lxt's)")),
+    (
+        "`CpLrp::new(ε)` (ε = ",
+        Other("the attention rules' default ε (lxt's)"),
+    ),
     ("AttnLRP and CP-LRP agree with lxt within ", Measured(LXT_F64)),
     (
         "lxt's efficient mode agrees with its explicit mode to about ",

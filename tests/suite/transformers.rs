@@ -661,3 +661,35 @@ fn transformer_explanations_are_deterministic() {
         }
     }
 }
+
+/// The evaluation module on token inputs: tokens replaced by a given id (`[PAD]` = 0 here),
+/// most relevant first and least relevant first; every perturbed input is valid ids, and
+/// AttnLRP beats a random order on the tiny BERT's own prediction.
+#[test]
+fn token_perturbation_curves() {
+    use relevance::eval::{random_attribution, Perturbation, RegionPerturbation, Score};
+    let net = tiny_bert(&mut RandomParams::new(19, true));
+    let x = ids(20, 6);
+    let target = Target::PerSample(net.predict(&x).unwrap());
+    let flipping = RegionPerturbation {
+        perturbation: Perturbation::Constant(0.0),
+        ..RegionPerturbation::pixel_flipping()
+    };
+    let r = net.attribute(&x, &target, &AttnLrp::default()).unwrap().relevance;
+    let c = flipping.evaluate(&net, &x, &r, &target).unwrap();
+    assert_eq!(
+        c.curve(relevance::eval::Order::MoRF, Score::Logit).shape(),
+        &[6, T + 1]
+    );
+    let rand = flipping
+        .evaluate(&net, &x, &random_attribution(x.shape(), 1), &target)
+        .unwrap();
+    let mean = |a: Array1<f64>| a.mean().unwrap();
+    assert!(mean(c.abpc(Score::Logit)) > mean(rand.abpc(Score::Logit)));
+    // a replacement that is not a token id is refused by the embedding, not silently used
+    let bad = RegionPerturbation {
+        perturbation: Perturbation::Constant(0.5),
+        ..RegionPerturbation::pixel_flipping()
+    };
+    assert!(bad.evaluate(&net, &x, &r, &target).is_err());
+}
