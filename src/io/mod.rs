@@ -327,6 +327,17 @@ impl<F: Float> Builder<F> {
         self.graph.held_input(name, shape)
     }
 
+    /// Adds a constant node (see [`GraphBuilder::constant`]): one row `[1, ...]` that every
+    /// sample shares, its values counted with the layers' weights.
+    #[cfg(feature = "onnx")]
+    pub(crate) fn constant(&mut self, name: &str, value: ndarray::ArrayD<F>) -> Result<NodeId> {
+        let value = Arc::new(value);
+        self.take_weights(name, &[(value.as_ptr() as usize, value.len())])?;
+        let id = self.graph.constant_shared(name, value)?;
+        check_activation(name, "output", self.graph.shape(id)?)?;
+        Ok(id)
+    }
+
     /// The network input.
     #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     pub(crate) fn input(&self) -> NodeId {

@@ -598,10 +598,9 @@ fn onnx_unsupported_operator_names_the_node() {
 }
 
 /// One error names everything that stands in the way: operators without a layer (by count,
-/// first node) and nodes refused for their inputs, found by the first pass (a `MatMul` of
-/// two computed tensors, a `Pad` of a value that is neither 0 nor −∞ before a max-pool) and
-/// by the walk (a `Mul` of computed tensors whose shapes do not broadcast); what reads a
-/// refused node is not reported again.
+/// first node) and nodes refused for their inputs, found by the first pass (a `Pad` of a
+/// value that is neither 0 nor −∞ before a max-pool) and by the walk (a `MatMul` of computed vectors, a `Mul` of computed tensors whose shapes do
+/// not broadcast); what reads a refused node is not reported again.
 #[test]
 fn onnx_error_lists_every_refused_node() {
     let (w, b) = dense_weights();
@@ -640,7 +639,7 @@ fn onnx_error_lists_every_refused_node() {
     for part in [
         "Sinh ×1",
         "3 node(s) cannot be imported",
-        "MatMul \"mm\" (of two computed tensors",
+        "MatMul \"mm\" (of computed tensors of per-sample shapes [4] and [4] (each needs at least two axes",
         "Pad \"pad\" (constant value 2",
         "Mul \"mul\" (of computed tensors of per-sample shapes [4] and [3], which do not broadcast",
     ] {

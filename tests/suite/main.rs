@@ -47,5 +47,7 @@ mod sequence_onnx;
 mod shuffle;
 mod softmax;
 mod textbook;
+#[cfg(feature = "onnx")]
+mod transformer_onnx;
 mod transformers;
 mod zennit_fixtures;

@@ -10,6 +10,7 @@ use super::decode::{float_tensor, DataDir};
 use super::graph::{is_default_domain, node_label, Graph};
 use super::import::unsupported;
 use super::ops::Registry;
+use super::pattern::{Around, Found, Group};
 use super::proto::{NodeProto, TensorProto};
 use super::OnnxOptions;
 use crate::error::Error;
@@ -39,7 +40,7 @@ enum Kind {
 
 /// A literal constant the file states: an initializer or a `Constant` node's value.
 #[derive(Clone, Copy)]
-enum Literal<'g> {
+pub(super) enum Literal<'g> {
     Tensor(&'g TensorProto),
     Float(f32),
 }
@@ -80,8 +81,13 @@ impl Pre<'_> {
     }
 }
 
-/// The first pass over the needed nodes.
-pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &OnnxOptions) -> Vec<Problem> {
+/// The first pass over the needed nodes: the data flow, the groups that patterns claim
+/// (`pattern.rs`), and what stands in the way of importing the rest.
+pub(super) fn first_pass<'a, F: Float>(
+    graph: &Graph<'a>,
+    reg: &Registry<F>,
+    opts: &OnnxOptions,
+) -> FirstPass<'a, F> {
     let proto = graph.proto;
     let mut literals: HashMap<&str, Literal<'_>> = graph
         .initializers
@@ -93,20 +99,11 @@ pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &
         .chain(graph.held.iter().map(|(name, _)| *name))
         .map(|name| (name, true))
         .collect();
-    let mut problems = Vec::new();
+    // the data flow and the literal constants
     for &k in &graph.order {
         let node = &proto.node[k];
         let op = node.op_type.as_str();
-        let kinds: Vec<Kind> = node
-            .input
-            .iter()
-            .map(|i| match (i.is_empty(), data.get(i.as_str())) {
-                (true, _) => Kind::Absent,
-                (false, Some(true)) => Kind::Data,
-                _ => Kind::Const,
-            })
-            .collect();
-        let reads_data = kinds.contains(&Kind::Data);
+        let reads_data = node.input.iter().any(|i| data.get(i.as_str()) == Some(&true));
         let def = reg.get(op).filter(|_| is_default_domain(node));
         let computes = reads_data && !def.is_some_and(|d| d.fold_always);
         for o in node.output.iter().filter(|o| !o.is_empty()) {
@@ -121,6 +118,69 @@ pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &
                 };
             }
         }
+    }
+    let mut problems = Vec::new();
+    // the groups patterns claim, each node in one at most
+    let mut groups = Vec::new();
+    let mut claimed: std::collections::HashSet<usize> = std::collections::HashSet::new();
+    let mut refused_groups = std::collections::HashSet::new();
+    {
+        let around = Around {
+            graph,
+            data: &data,
+            literals: &literals,
+        };
+        for &k in &graph.order {
+            let node = &proto.node[k];
+            if claimed.contains(&k) || !is_default_domain(node) {
+                continue;
+            }
+            for matcher in reg.patterns(&node.op_type) {
+                let Some(found) = matcher(&around, k) else {
+                    continue;
+                };
+                let nodes = match &found {
+                    Found::Group(g) => g.nodes.clone(),
+                    Found::Refused { nodes, .. } => nodes.clone(),
+                };
+                if nodes.iter().any(|n| claimed.contains(n)) {
+                    continue;
+                }
+                claimed.extend(nodes.iter().copied());
+                match found {
+                    Found::Group(g) => groups.push(g),
+                    Found::Refused { reason, nodes } => {
+                        refused_groups.extend(nodes);
+                        problems.push(Problem {
+                            index: k,
+                            label: node_label(k, node),
+                            op: node.op_type.clone(),
+                            reason: Some(reason),
+                        });
+                    }
+                }
+                break;
+            }
+        }
+    }
+    // the checks of every other node
+    for &k in &graph.order {
+        let node = &proto.node[k];
+        let op = node.op_type.as_str();
+        if claimed.contains(&k) {
+            continue;
+        }
+        let kinds: Vec<Kind> = node
+            .input
+            .iter()
+            .map(|i| match (i.is_empty(), data.get(i.as_str())) {
+                (true, _) => Kind::Absent,
+                (false, Some(true)) => Kind::Data,
+                _ => Kind::Const,
+            })
+            .collect();
+        let reads_data = kinds.contains(&Kind::Data);
+        let def = reg.get(op).filter(|_| is_default_domain(node));
         let label = node_label(k, node);
         let reason = match def {
             None => None,
@@ -165,7 +225,20 @@ pub(super) fn first_pass<F: Float>(graph: &Graph<'_>, reg: &Registry<F>, opts: &
             reason,
         });
     }
-    problems
+    FirstPass {
+        problems,
+        groups,
+        refused_groups,
+    }
+}
+
+/// What the first pass finds.
+pub(super) struct FirstPass<'a, F: Float> {
+    pub(super) problems: Vec<Problem>,
+    /// The groups that patterns claim.
+    pub(super) groups: Vec<Group<'a, F>>,
+    /// The nodes of subgraphs refused as a whole (their anchor is among the problems).
+    pub(super) refused_groups: std::collections::HashSet<usize>,
 }
 
 /// The error for everything that stands in the way: one problem as it is; several as one

@@ -22,13 +22,17 @@ pub(super) const MAX_TENSOR: usize = 1 << 31;
 pub(super) struct DataDir(pub(super) Option<PathBuf>);
 
 /// The per-sample shape of the graph input (its first dimension is the batch), with
-/// `override_shape` replacing it when given (for symbolic or missing dimensions).
+/// `override_shape` replacing it when given (for symbolic or missing dimensions). The
+/// explained input may be a float tensor or integer token ids (`int64`, `int32`), which
+/// the network takes as floats.
 pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize]>) -> Result<Vec<usize>> {
     let err = |reason: String| Error::Format {
         what: format!("ONNX graph input {}", input.name),
         reason,
     };
-    float_type(input).map_err(err)?;
+    if !is_int_input(input) {
+        float_type(input).map_err(err)?;
+    }
     if let Some(shape) = override_shape {
         if shape.is_empty() || shape.iter().any(|&d| d == 0 || d > MAX_DIM) {
             return Err(err(format!(
@@ -49,6 +53,15 @@ pub(super) fn input_shape(input: &ValueInfoProto, override_shape: Option<&[usize
 pub(super) fn held_input_shape(input: &ValueInfoProto) -> std::result::Result<Vec<usize>, String> {
     float_type(input)?;
     declared_shape(input, "a held input needs a fixed per-sample shape")
+}
+
+/// Whether a graph input is declared as integers (`int64`, `int32`: token ids).
+pub(super) fn is_int_input(input: &ValueInfoProto) -> bool {
+    input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .is_some_and(|t| matches!(t.elem_type, INT64 | INT32))
 }
 
 /// `Err` for a graph input of a declared element type that is not a float type.

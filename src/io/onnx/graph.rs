@@ -1,7 +1,7 @@
 //! The graph around the nodes: which tensor is the input and which the explained output,
 //! which nodes the output needs (in a topological order), and who reads each tensor.
 
-use super::decode::{held_input_shape, input_shape};
+use super::decode::{held_input_shape, input_shape, is_int_input};
 use super::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use super::OnnxOptions;
 use crate::error::{Error, Result};
@@ -15,6 +15,10 @@ pub(super) struct Graph<'a> {
     pub(super) input: &'a ValueInfoProto,
     /// Its per-sample shape (declared, or given in the options).
     pub(super) input_shape: Vec<usize>,
+    /// Whether it holds integers (token ids, which the network takes as floats).
+    pub(super) int_input: bool,
+    /// Per tensor, the needed node that produces it.
+    pub(super) producer: HashMap<&'a str, usize>,
     /// The other data inputs that the output needs, in the file's order, with their
     /// declared per-sample shapes: the network's held inputs.
     pub(super) held: Vec<(&'a str, Vec<usize>)>,
@@ -118,11 +122,23 @@ impl<'a> Graph<'a> {
             })?;
             held.push((v.name.as_str(), shape));
         }
+        let producer = order
+            .iter()
+            .flat_map(|&k| {
+                proto.node[k]
+                    .output
+                    .iter()
+                    .filter(|o| !o.is_empty())
+                    .map(move |o| (o.as_str(), k))
+            })
+            .collect();
         Ok(Graph {
             proto,
             initializers,
             input,
             input_shape,
+            int_input: is_int_input(input),
+            producer,
             held,
             output,
             order,
@@ -139,6 +155,12 @@ impl<'a> Graph<'a> {
             .into_iter()
             .flatten()
             .map(move |&k| &proto.node[k])
+    }
+
+    /// The needed node that produces a tensor, if any (not an input or initializer).
+    pub(super) fn producer_of(&self, tensor: &str) -> Option<(usize, &'a NodeProto)> {
+        let proto = self.proto;
+        self.producer.get(tensor).map(|&k| (k, &proto.node[k]))
     }
 
     /// Whether a node's output `pos` is read by anything (a node, or the explained output).

@@ -9,6 +9,7 @@ use super::check::{self, Problem};
 use super::decode::{declared_batch, float_tensor, int_tensor, is_int, DataDir};
 use super::graph::{node_label, stored_bytes, Graph};
 use super::ops::{registry, Ctx, Registry};
+use super::pattern::Group;
 use super::proto::{NodeProto, TensorProto};
 use super::values::{Const, Sym, Value};
 use super::view::{Data, View};
@@ -48,6 +49,8 @@ pub(super) struct Importer<'a, F: Float> {
     weights: HashMap<(&'a str, bool), ArcArray<F, IxDyn>>,
     /// `Permute` layers built for pending permutations: (node, permutation) → layer.
     pub(super) permuted: HashMap<(NodeId, Vec<usize>), NodeId>,
+    /// `Reshape` layers built for layouts (`layout.rs`): (node, shape) → layer.
+    pub(super) reshaped: HashMap<(NodeId, Vec<usize>), NodeId>,
 }
 
 /// Imports a graph: the first pass, the walk, the network.
@@ -59,7 +62,17 @@ pub(super) fn import<F: Float>(
 ) -> Result<OnnxModel<F>> {
     let graph = Graph::new(proto, opset, opts)?;
     let reg = registry::<F>();
-    let mut problems = check::first_pass(&graph, &reg, opts);
+    let check::FirstPass {
+        mut problems,
+        groups,
+        refused_groups,
+    } = check::first_pass(&graph, &reg, opts);
+    // node → the group it belongs to
+    let group_of: HashMap<usize, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g.nodes.iter().map(move |&k| (k, i)))
+        .collect();
     let mut builder = Builder::new(&graph.input_shape)?;
     builder.limit_weights(stored_bytes(proto));
     let mut imp = Importer {
@@ -74,6 +87,7 @@ pub(super) fn import<F: Float>(
         notes: Vec::new(),
         weights: HashMap::new(),
         permuted: HashMap::new(),
+        reshaped: HashMap::new(),
     };
     let id = imp.builder.input();
     imp.values.insert(
@@ -88,7 +102,8 @@ pub(super) fn import<F: Float>(
     }
     // tensors that a refused node (or one downstream of it) would have produced
     let mut lost: HashSet<&str> = HashSet::new();
-    let refused: HashSet<usize> = problems.iter().map(|p| p.index).collect();
+    let mut refused: HashSet<usize> = problems.iter().map(|p| p.index).collect();
+    refused.extend(refused_groups);
     for &k in &graph.order {
         let node = &proto.node[k];
         let outputs = node.output.iter().map(String::as_str);
@@ -108,7 +123,22 @@ pub(super) fn import<F: Float>(
             continue;
         }
         let label = node_label(k, node);
-        match imp.node(&label, node).map_err(at_node(&label)) {
+        let done = match group_of.get(&k) {
+            // a node of a group: the group is built at its last node, from its data input
+            Some(&g) => {
+                let group = &groups[g];
+                if k != group.last {
+                    continue;
+                }
+                if lost.contains(group.input) {
+                    lost.extend(outputs);
+                    continue;
+                }
+                imp.group(&label, node, group)
+            }
+            None => imp.node(&label, node),
+        };
+        match done.map_err(at_node(&label)) {
             Ok(()) => {}
             Err(Error::UnsupportedOperator { node: at, op, reason }) => {
                 problems.push(Problem {
@@ -168,7 +198,7 @@ impl<'a, F: Float> Importer<'a, F> {
             .reg
             .get(op)
             .ok_or_else(|| unsupported(label, op, "no such operator here"))?;
-        let (fold, build, fold_always) = (def.fold, def.build, def.fold_always);
+        let (fold, build, fold_always, layouts) = (def.fold, def.build, def.fold_always, def.layouts);
         let ctx = Ctx {
             node,
             label,
@@ -182,6 +212,9 @@ impl<'a, F: Float> Importer<'a, F> {
         for pos in 0..node.input.len() {
             if let Some(v) = self.input(node, pos, label)? {
                 all_const &= matches!(*v, Value::Const(_));
+                if !layouts {
+                    self.batch_first_input(node, pos, label)?;
+                }
             }
         }
         match (fold, build) {
@@ -193,6 +226,58 @@ impl<'a, F: Float> Importer<'a, F> {
                 "evaluated when the file is read, on constants only: here it acts on data",
             )),
         }
+    }
+
+    /// A group of nodes (`pattern.rs`), built at its last node `node`.
+    fn group(&mut self, label: &str, node: &'a NodeProto, group: &Group<'a, F>) -> Result<()> {
+        let ctx = Ctx {
+            node,
+            label,
+            attrs: Attrs {
+                node: label,
+                op: &node.op_type,
+                list: &node.attribute,
+            },
+        };
+        (group.build)(self, group, &ctx)
+    }
+
+    /// A data input of a group, batch-first (`layout.rs`).
+    pub(super) fn group_input(&mut self, group: &Group<'a, F>, label: &str) -> Result<Data> {
+        let d = match self.get(group.input, label)?.as_ref() {
+            Value::Data(d) => d.clone(),
+            Value::Const(_) => return Err(unsupported(label, "", "its input is a constant")),
+        };
+        match d.layout() {
+            Some(l) if !l.batch_first() => Err(super::view::batch_elsewhere(label, "", l)),
+            Some(_) => {
+                let id = self.materialize(&d, label)?;
+                Ok(Data::node(id, self.builder.shape_of(id).to_vec()))
+            }
+            None => Ok(d),
+        }
+    }
+
+    /// Makes input `pos` of a node that does not handle layouts (`layout.rs`) a tensor
+    /// with the batch first: built so where it is a layout with the batch first, refused
+    /// where the batch is elsewhere.
+    pub(super) fn batch_first_input(&mut self, node: &'a NodeProto, pos: usize, label: &str) -> Result<()> {
+        let Some(name) = node.input.get(pos).filter(|s| !s.is_empty()) else {
+            return Ok(());
+        };
+        let d = match self.values.get(name.as_str()).map(Rc::as_ref) {
+            Some(Value::Data(d)) if d.layout().is_some() => d.clone(),
+            _ => return Ok(()),
+        };
+        let l = d.layout().expect("a layout");
+        if !l.batch_first() {
+            return Err(super::view::batch_elsewhere(label, &node.op_type, l));
+        }
+        let id = self.materialize(&d, label)?;
+        let shape = self.builder.shape_of(id).to_vec();
+        self.values
+            .insert(name.as_str(), Rc::new(Value::Data(Data::node(id, shape))));
+        Ok(())
     }
 
     /// The value of a tensor (an initializer is decoded on first use).
@@ -315,6 +400,36 @@ impl<'a, F: Float> Importer<'a, F> {
             k += 1;
         }
         name
+    }
+
+    /// A constant as a network node (one row that every sample shares, `GraphBuilder::
+    /// constant`) of per-sample shape `shape`: the constant broadcast to `[1, shape...]`;
+    /// `Err` (a reason) if it does not broadcast so (its first axis is not one row).
+    pub(super) fn constant_node(
+        &mut self,
+        name: &str,
+        c: &Const<F>,
+        shape: &[usize],
+    ) -> Result<std::result::Result<NodeId, String>> {
+        let a = c.floats()?;
+        let mut full = vec![1usize];
+        full.extend_from_slice(shape);
+        let fits = a.ndim() <= full.len()
+            && a.shape()
+                .iter()
+                .rev()
+                .zip(full.iter().rev())
+                .all(|(&c, &f)| c == f || c == 1)
+            && (a.ndim() < full.len() || a.shape()[0] == 1);
+        if !fits {
+            return Ok(Err(format!(
+                "a constant of shape {:?} where one row of shape {full:?} is needed",
+                a.shape()
+            )));
+        }
+        let row = crate::tensor::layout::broadcast(&a, IxDyn(&full)).to_owned();
+        let name = self.fresh(name);
+        Ok(Ok(self.builder.constant(&name, row)?))
     }
 
     /// Adds a layer reading `inputs`, named after the ONNX node, and returns its data value.

@@ -14,19 +14,24 @@ pub(super) const MAX_FOLDED: usize = 1 << 24;
 /// The most axes a constant evaluated at load time may have.
 pub(super) const MAX_FOLDED_RANK: usize = 16;
 
-/// One entry of an integer tensor: a number, or the batch size, which is unknown when the
-/// file is read (it is what `Shape` of an input-dependent tensor gives at axis 0).
+/// One entry of an integer tensor: a number, or a multiple `k ≥ 1` of the batch size, which
+/// is unknown when the file is read (`Shape` of an input-dependent tensor gives `Batch(1)`
+/// at the batch axis, and `Batch(k)` at an axis that merges the batch with others, as
+/// `nn.MultiheadAttention` writes `[N·heads, T, d]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Sym {
     Int(i64),
-    Batch,
+    Batch(i64),
 }
+
+/// The batch size itself.
+pub(super) const BATCH: Sym = Sym::Batch(1);
 
 impl Sym {
     pub(super) fn int(self) -> Option<i64> {
         match self {
             Sym::Int(v) => Some(v),
-            Sym::Batch => None,
+            Sym::Batch(_) => None,
         }
     }
 }
@@ -129,10 +134,15 @@ pub(super) fn axis(a: i64, rank: usize) -> Result<usize> {
 
 /// `Shape` of a tensor whose per-sample shape is `shape` (the batch first, symbolic).
 pub(super) fn shape_of_data<F: Float>(shape: &[usize], start: i64, end: Option<i64>) -> Result<Const<F>> {
-    let full: Vec<Sym> = std::iter::once(Sym::Batch)
+    let full: Vec<Sym> = std::iter::once(BATCH)
         .chain(shape.iter().map(|&d| Sym::Int(d as i64)))
         .collect();
     slice_list(&full, start, end).map(|v| Const::Int(crate::tensor::layout::shaped(IxDyn(&[v.len()]), v)))
+}
+
+/// `Shape` of a data tensor of full shape `full` (the batch a multiple of the batch size).
+pub(super) fn shape_of_full<F: Float>(full: &[Sym], start: i64, end: Option<i64>) -> Result<Const<F>> {
+    slice_list(full, start, end).map(|v| Const::Int(crate::tensor::layout::shaped(IxDyn(&[v.len()]), v)))
 }
 
 /// `Shape` of a constant.
@@ -452,17 +462,20 @@ fn int_op(op: &str, p: Sym, q: Sym) -> Result<Sym> {
         ("Equal", Int(a), Int(b)) => bool_(a == b),
         ("Less", Int(a), Int(b)) => bool_(a < b),
         ("Greater", Int(a), Int(b)) => bool_(a > b),
-        // the batch size survives only arithmetic that leaves it unchanged
-        ("Mul" | "Div", Batch, Int(1))
-        | ("Mul", Int(1), Batch)
-        | ("Add" | "Sub", Batch, Int(0))
-        | ("Add", Int(0), Batch) => Batch,
-        ("Max", Batch, Int(a)) | ("Max", Int(a), Batch) if a <= 1 => Batch,
-        ("Equal", Batch, Batch) => Int(1),
+        // multiples of the batch size: what products and exact quotients keep
+        ("Mul", Batch(k), Int(m)) | ("Mul", Int(m), Batch(k)) if m >= 1 => {
+            Batch(k.checked_mul(m).ok_or_else(overflow)?)
+        }
+        ("Div", Batch(k), Int(m)) if m >= 1 && k % m == 0 => Batch(k / m),
+        ("Div", Batch(k), Batch(m)) if k % m == 0 => Int(k / m),
+        ("Add" | "Sub", Batch(k), Int(0)) | ("Add", Int(0), Batch(k)) => Batch(k),
+        ("Max", Batch(k), Int(a)) | ("Max", Int(a), Batch(k)) if a <= k => Batch(k),
+        ("Min", Batch(k), Int(a)) | ("Min", Int(a), Batch(k)) if a >= i64::MAX / 2 => Batch(k),
+        ("Equal", Batch(k), Batch(m)) if k == m => Int(1),
         // a batch size is never 0 or negative
-        ("Equal", Batch, Int(a)) | ("Equal", Int(a), Batch) if a <= 0 => Int(0),
-        ("Less", Int(a), Batch) if a <= 0 => Int(1),
-        ("Greater", Batch, Int(a)) if a <= 0 => Int(1),
+        ("Equal", Batch(k), Int(a)) | ("Equal", Int(a), Batch(k)) if a < k => Int(0),
+        ("Less", Int(a), Batch(k)) if a < k => Int(1),
+        ("Greater", Batch(k), Int(a)) if a < k => Int(1),
         _ => {
             return Err(fold_err(format!(
                 "{op} of {p:?} and {q:?}: shape arithmetic on the batch size is not supported"
@@ -539,7 +552,8 @@ pub(super) fn range<F: Float>(start: &Const<F>, limit: &Const<F>, delta: &Const<
 pub(super) fn per_sample_target(target: &ArrayD<Sym>, declared_batch: Option<i64>) -> Result<Vec<i64>> {
     let t: Vec<Sym> = target.iter().copied().collect();
     let first_is_batch = match t.first() {
-        Some(Sym::Batch) | Some(Sym::Int(0)) => true,
+        Some(Sym::Batch(1)) | Some(Sym::Int(0)) => true,
+        Some(Sym::Batch(_)) => false,
         Some(Sym::Int(-1)) => t[1..].iter().all(|s| matches!(s, Sym::Int(v) if *v >= 0)),
         Some(Sym::Int(b)) => Some(*b) == declared_batch || *b == 1,
         None => false,
@@ -556,6 +570,63 @@ pub(super) fn per_sample_target(target: &ArrayD<Sym>, declared_batch: Option<i64
                 .ok_or_else(|| fold_err("the batch size inside a per-sample shape"))
         })
         .collect()
+}
+
+/// The target of a `Reshape` of data of full shape `input` (one entry a multiple of the
+/// batch size), resolved: `0` copies the input's entry (unless `allowzero`), `-1` is
+/// inferred — a multiple of the batch size where no other entry is one.
+pub(super) fn resolve_data_reshape(input: &[Sym], target: &[Sym], allowzero: bool) -> Result<Vec<Sym>> {
+    let bad = |why: &str| fold_err(format!("Reshape of {input:?} to {target:?}: {why}"));
+    let split = |shape: &[Sym]| -> Option<(u128, Option<u128>)> {
+        // (product of the numbers, the batch's multiple)
+        let mut p = 1u128;
+        let mut k = None;
+        for s in shape {
+            match *s {
+                Sym::Int(v) => p = p.checked_mul(u128::try_from(v).ok()?)?,
+                Sym::Batch(m) if k.is_none() => k = Some(u128::try_from(m).ok()?),
+                Sym::Batch(_) => return None,
+            }
+        }
+        Some((p, k))
+    };
+    let (p_in, k_in) = split(input).ok_or_else(|| bad("the input's shape"))?;
+    let total = p_in * k_in.ok_or_else(|| bad("the input does not hold the batch"))?;
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        out.push(match t {
+            Sym::Int(0) if !allowzero => *input
+                .get(i)
+                .ok_or_else(|| bad("0 copies a dimension that does not exist"))?,
+            Sym::Int(-1) if infer.is_none() => {
+                infer = Some(i);
+                Sym::Int(1)
+            }
+            Sym::Int(v) if v >= 0 && v as u64 <= crate::io::MAX_DIM as u64 => t,
+            Sym::Batch(k) if k >= 1 => t,
+            _ => return Err(bad("invalid entry")),
+        });
+    }
+    let (p, k) = split(&out).ok_or_else(|| bad("the batch twice"))?;
+    match (infer, k) {
+        (Some(i), Some(k)) => {
+            let known = p * k;
+            if known == 0 || total % known != 0 {
+                return Err(bad("-1 cannot be inferred"));
+            }
+            out[i] = Sym::Int(i64::try_from(total / known).map_err(|_| bad("overflow"))?);
+        }
+        (Some(i), None) => {
+            if p == 0 || total % p != 0 {
+                return Err(bad("-1 cannot be inferred"));
+            }
+            out[i] = Sym::Batch(i64::try_from(total / p).map_err(|_| bad("overflow"))?);
+        }
+        (None, Some(k)) if p * k == total => {}
+        _ => return Err(bad("the number of values changes")),
+    }
+    Ok(out)
 }
 
 /// Keeps `a` within [`MAX_FOLDED`] elements.

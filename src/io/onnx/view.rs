@@ -16,11 +16,12 @@
 //! `perm[i]`.
 
 use super::import::Importer;
+use super::layout::{atom_axes, Layout};
 use super::values::Const;
 use crate::error::Result;
 use crate::float::Float;
 use crate::io::Op;
-use crate::layers::{BatchNorm2d, Layer, Pad, Permute};
+use crate::layers::{BatchNorm2d, Layer, Pad, Permute, Reshape};
 use crate::network::NodeId;
 
 /// A tensor that depends on the input: the network node computing it, the tensor's own
@@ -52,6 +53,13 @@ pub(super) enum View {
     /// tensors) read it, and as the explained output it is given
     /// as `[N, 1]`.
     Scalar,
+    /// The node's output regrouped and reordered, the batch axis possibly elsewhere or
+    /// merged with others (`layout.rs`): what `nn.MultiheadAttention`'s exports make of
+    /// `[N, T, E]` on the way to `[N·heads, T, d]` and back. The tensor's `shape` is its
+    /// per-sample shape when the batch is first and alone, else empty. Only the operators
+    /// marked for it (`OpDef::layouts`) see such a tensor; any other gets it built
+    /// batch-first (`Importer::materialize`), or refuses it if the batch is elsewhere.
+    Layout(Box<Layout>),
 }
 
 /// The value a pending padding adds.
@@ -70,6 +78,14 @@ impl Data {
             id,
             shape,
             view: View::Same,
+        }
+    }
+
+    /// The tensor's layout, if it is not a node's output seen batch-first.
+    pub(super) fn layout(&self) -> Option<&Layout> {
+        match &self.view {
+            View::Layout(l) => Some(l),
+            _ => None,
         }
     }
 
@@ -125,6 +141,48 @@ fn is_identity(p: &[usize]) -> bool {
     p.iter().enumerate().all(|(i, &j)| i == j)
 }
 
+/// The permutation of a node's axes that a batch-first layout is, if each of its axes is
+/// one node axis (an atom alone, or an axis of size 1).
+fn axis_permutation(node_shape: &[usize], l: &Layout) -> Option<Vec<usize>> {
+    let of_atom = atom_axes(node_shape, &l.sizes);
+    let mut ones = (0..node_shape.len()).filter(|&a| node_shape[a] == 1);
+    let perm = l.axes[1..]
+        .iter()
+        .map(|axis| match axis.as_slice() {
+            [] => ones.next(),
+            [a] => of_atom[*a],
+            _ => None,
+        })
+        .collect::<Option<Vec<usize>>>()?;
+    is_permutation(&perm).then_some(perm)
+}
+
+/// The error for a tensor whose batch axis is not first where it must be.
+pub(super) fn batch_elsewhere(label: &str, op: &str, l: &Layout) -> crate::Error {
+    super::import::unsupported(
+        label,
+        op,
+        format!(
+            "reads a tensor of shape {} whose batch axis is at position {} (after a Transpose or Reshape that moved              it): only Transpose, Reshape, Squeeze, Unsqueeze, Gather, MatMul/Gemm by a constant, Softmax and              elementwise operators with a scalar act on such a tensor, the rest needs the batch first",
+            show_shape(&l.shape()),
+            l.batch_axis()
+        ),
+    )
+}
+
+/// A shape with the batch written `N`.
+pub(super) fn show_shape(shape: &[super::values::Sym]) -> String {
+    let parts: Vec<String> = shape
+        .iter()
+        .map(|s| match s {
+            super::values::Sym::Int(v) => v.to_string(),
+            super::values::Sym::Batch(1) => "N".into(),
+            super::values::Sym::Batch(k) => format!("N·{k}"),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
 /// The values of a constant that broadcasts against data of per-sample shape `shape` (the
 /// batch in front) without changing its shape and varies along at most one per-sample
 /// axis: `(Some(axis), one value per entry of that axis)`, or `(None, [v])` for one value
@@ -173,16 +231,119 @@ impl<'a, F: Float> Importer<'a, F> {
                 "reads one value per sample (a reduction over every per-sample axis without keepdims) where only \
                  Unsqueeze, Reshape, Flatten or an elementwise operator of it alone or with a constant can",
             )),
-            View::Permuted { perm, from } => {
-                let key = (d.id, perm.clone());
-                if let Some(&id) = self.permuted.get(&key) {
-                    return Ok(id);
-                }
-                let layer = Box::new(Permute::new(perm)?);
-                let id = self.layer(&from.clone(), Op::Layer(layer), &[d.id])?.id;
-                self.permuted.insert(key, id);
-                Ok(id)
+            View::Permuted { perm, from } => self.permute_node(d.id, perm, from),
+            View::Layout(l) => {
+                let Some(shape) = l.per_sample() else {
+                    return Err(batch_elsewhere(label, "", l));
+                };
+                let ordered = self.ordered(d.id, l, label)?;
+                self.reshape_node(ordered, &shape, label)
             }
+        }
+    }
+
+    /// A `Permute` of a node (built once per node and permutation).
+    fn permute_node(&mut self, id: NodeId, perm: &[usize], name: &str) -> Result<NodeId> {
+        if is_identity(perm) {
+            return Ok(id);
+        }
+        let key = (id, perm.to_vec());
+        if let Some(&p) = self.permuted.get(&key) {
+            return Ok(p);
+        }
+        let layer = Box::new(Permute::new(perm)?);
+        let p = self.layer(name, Op::Layer(layer), &[id])?.id;
+        self.permuted.insert(key, p);
+        Ok(p)
+    }
+
+    /// A `Reshape` of a node to a per-sample shape (nothing if it has it; built once per
+    /// node and shape).
+    pub(super) fn reshape_node(&mut self, id: NodeId, shape: &[usize], label: &str) -> Result<NodeId> {
+        if self.builder.shape_of(id) == shape {
+            return Ok(id);
+        }
+        let key = (id, shape.to_vec());
+        if let Some(&r) = self.reshaped.get(&key) {
+            return Ok(r);
+        }
+        let layer = Box::new(Reshape::new(shape));
+        let r = self
+            .layer(&format!("{label}/reshape"), Op::Layer(layer), &[id])?
+            .id;
+        self.reshaped.insert(key, r);
+        Ok(r)
+    }
+
+    /// The node of a layout with its shape the layout's atoms (a `Reshape` if it is not).
+    pub(super) fn atoms_node(&mut self, id: NodeId, l: &Layout, label: &str) -> Result<NodeId> {
+        if l.sizes.is_empty() {
+            return Ok(id);
+        }
+        self.reshape_node(id, &l.sizes, label)
+    }
+
+    /// A node holding a layout's atoms in the tensor's order (the batch first): the atoms'
+    /// node, permuted if the order is not the memory order.
+    fn ordered(&mut self, id: NodeId, l: &Layout, label: &str) -> Result<NodeId> {
+        let order = l.order();
+        if is_identity(&order) {
+            return Ok(id);
+        }
+        let atoms = self.atoms_node(id, l, label)?;
+        self.permute_node(atoms, &order, &format!("{label}/permute"))
+    }
+
+    /// The same tensor over a node whose memory holds the atoms in the tensor's order:
+    /// the node permuted where needed ([`Layout::rebased`]).
+    pub(super) fn rebase(&mut self, id: NodeId, l: &Layout, label: &str) -> Result<(NodeId, Layout)> {
+        Ok((self.ordered(id, l, label)?, l.rebased()))
+    }
+
+    /// A data tensor as its node and layout (a pending padding applied).
+    pub(super) fn layout_of(&mut self, label: &str, d: &Data) -> Result<(NodeId, Layout)> {
+        let base = self.unpadded(label, d)?;
+        let node_shape = self.builder.shape_of(base.id).to_vec();
+        Ok(match &base.view {
+            View::Same | View::Padded { .. } => (base.id, Layout::of_node(&node_shape)),
+            View::Permuted { perm, .. } => (base.id, Layout::permuted(&node_shape, perm)),
+            // one value per sample, in a node of shape [1]
+            View::Scalar => (
+                base.id,
+                Layout {
+                    sizes: vec![],
+                    axes: vec![vec![super::layout::BATCH_ATOM]],
+                },
+            ),
+            View::Layout(l) => (base.id, (**l).clone()),
+        })
+    }
+
+    /// The data tensor a node and a layout make: the node itself, or a pending permutation
+    /// of it, where the layout is one; else the layout kept.
+    pub(super) fn from_layout(&mut self, id: NodeId, l: Layout, label: &str) -> Data {
+        let node_shape = self.builder.shape_of(id).to_vec();
+        if let Some(shape) = l.per_sample() {
+            if shape == node_shape && is_identity(&l.order()) {
+                return Data::node(id, shape);
+            }
+            if shape.len() == node_shape.len() {
+                if let Some(perm) = axis_permutation(&node_shape, &l) {
+                    return Data {
+                        id,
+                        shape,
+                        view: View::Permuted {
+                            perm,
+                            from: label.to_string(),
+                        },
+                    };
+                }
+            }
+        }
+        Data {
+            id,
+            shape: l.per_sample().unwrap_or_default(),
+            view: View::Layout(Box::new(l)),
         }
     }
 

@@ -19,7 +19,7 @@ use ndarray::Array1;
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     let affine =
         "by a constant varying along one axis: a per-channel affine layer (BatchNorm2d::from_scale_shift)";
-    reg.op("Add", "of two computed tensors: an Add node; by a constant: a per-channel affine layer, or the bias of the Conv/Gemm/MatMul before it")
+    reg.op("Add", "of two computed tensors: an Add node; by a constant: a per-channel affine layer, or the bias of the Conv/Gemm/MatMul before it, or (any other constant: a positional embedding) an Add node with a constant node")
         .fold(fold_binary)
         .build(arithmetic)
         .check(two_operands);
@@ -195,14 +195,31 @@ fn affine<'a, F: Float>(
             ..out
         });
     }
-    let (axis, v) = per_axis(c, &d.shape).ok_or_else(|| {
-        n.refuse(format!(
-            "with a constant of shape {:?} that is not one value per channel (or per entry of one other axis) of \
-             the data {:?}",
-            c.shape(),
-            d.shape
-        ))
-    })?;
+    let Some((axis, v)) = per_axis(c, &d.shape) else {
+        // any other constant (a positional embedding [1, T, D]): added as a constant node,
+        // which absorbs its share of the relevance as a bias does
+        return match (op, data_first) {
+            ("Add", _) | ("Sub", true) => {
+                let c = if op == "Sub" {
+                    Const::Float(c.floats()?.mapv(|v| -v))
+                } else {
+                    c.clone()
+                };
+                let name = n.node.input[usize::from(data_first)].clone();
+                let k = imp.constant_node(&name, &c, &d.shape)?.map_err(|why| {
+                    n.refuse(format!("{why}, added to data of per-sample shape {:?}", d.shape))
+                })?;
+                let x = imp.materialize(d, n.label)?;
+                imp.layer(n.label, Op::Merge(Box::new(Add::new())), &[x, k])
+            }
+            _ => Err(n.refuse(format!(
+                "with a constant of shape {:?} that is not one value per channel (or per entry of one other axis) \
+                 of the data {:?}",
+                c.shape(),
+                d.shape
+            ))),
+        };
+    };
     // one value for all: along the axis that is the node's channel axis
     let (axis, v) = match axis {
         Some(axis) => (axis, v),

@@ -1,5 +1,7 @@
-//! Dense layers: `Gemm`, and `MatMul` of features by a constant matrix, each with the bias
-//! of a constant `Add` after it folded in.
+//! Dense layers: `Gemm`, and `MatMul` of data by a constant matrix (on the last axis of
+//! data of any rank, also where the batch axis has moved: `layout.rs`), each with the bias
+//! of a constant `Add` after it folded in; and `MatMul` of two computed tensors (attention
+//! scores and weighted values), a [`MatMul`] node.
 
 use super::conv::constant_weights;
 use super::{Ctx, Registry};
@@ -8,15 +10,18 @@ use crate::float::Float;
 use crate::io::onnx::check::Pre;
 use crate::io::onnx::graph::is_default_domain;
 use crate::io::onnx::import::Importer;
+use crate::io::onnx::layout::BATCH_ATOM;
 use crate::io::onnx::proto::NodeProto;
 use crate::io::onnx::values::Value;
-use crate::io::onnx::view::Data;
+use crate::io::onnx::view::{show_shape, Data};
 use crate::io::Op;
-use ndarray::{ArcArray2, Array1};
+use crate::layers::MatMul;
+use ndarray::{ArcArray1, ArcArray2, Array1};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     reg.op("Gemm", "Dense (transB, alpha, beta; constant B and C)")
         .build(gemm)
+        .layouts()
         .check(|p| {
             if p.attrs.int("transA", 0).ok() != Some(0) {
                 return Some("transA = 1 on data (it would transpose the batch)".into());
@@ -25,21 +30,18 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         });
     reg.op(
         "MatMul",
-        "Dense (features [K] times a constant [K, M]); a following constant Add is its bias",
+        "data [..., K] times a constant [K, M]: Dense on the last axis (a following constant Add is its bias); of two computed tensors (attention): a MatMul node",
     )
     .build(matmul)
+    .layouts()
     .check(matmul_operands);
 }
 
-/// A matrix product is a layer when data is multiplied by a constant matrix.
+/// A matrix product is a layer when data is multiplied by a constant matrix, or by data.
 fn matmul_operands(p: &Pre<'_>) -> Option<String> {
-    match (p.is_data(0), p.is_data(1)) {
-        (true, true) => {
-            Some("of two computed tensors (only a product of data by a constant matrix is a layer)".into())
-        }
-        (false, true) => Some("a constant times data (only data times a constant matrix is a layer)".into()),
-        _ => None,
-    }
+    (!p.is_data(0) && p.is_data(1)).then(|| {
+        "a constant times data (only data times a constant matrix, or data times data, is a layer)".into()
+    })
 }
 
 fn gemm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
@@ -72,7 +74,7 @@ fn gemm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
         }
         None => None,
     };
-    let x = imp.node_arg(n, 0)?;
+    let x = imp.data_arg(n, 0)?;
     let mut add = None;
     if bias.is_none() {
         if let Some((b, a)) = bias_after(imp, n.node, out_features, 1)? {
@@ -81,9 +83,62 @@ fn gemm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> 
         }
     }
     let bias = bias.map(Array1::into_shared);
-    let out = imp.layer(n.label, Op::Dense { weight: w, bias }, &[x])?;
+    let out = dense_on(imp, n, &x, w, bias)?;
     finish_bias(imp, add, &out);
     imp.out(n, out)
+}
+
+/// A dense layer (`weight` `[M, K]`) on the last axis of data: of the node itself (the
+/// tensor built batch-first), or, where the batch axis has moved (`layout.rs`), of the
+/// node's trailing values that the last axis is (the node permuted first if they are not
+/// trailing), the layout kept.
+fn dense_on<'a, F: Float>(
+    imp: &mut Importer<'a, F>,
+    n: &Ctx<'a, '_>,
+    d: &Data,
+    weight: ArcArray2<F>,
+    bias: Option<ArcArray1<F>>,
+) -> Result<Data> {
+    let (m, k) = weight.dim();
+    let Some(l) = d.layout() else {
+        let x = imp.materialize(d, n.label)?;
+        return imp.layer(n.label, Op::Dense { weight, bias }, &[x]);
+    };
+    let last = l.axes.len() - 1;
+    let atoms = l.axes[last].clone();
+    let size: usize = atoms
+        .iter()
+        .filter(|&&a| a != BATCH_ATOM)
+        .map(|&a| l.sizes[a])
+        .product();
+    if atoms.contains(&BATCH_ATOM) {
+        return Err(n.refuse(format!(
+            "data of shape {} times a constant [{k}, {m}]: the last axis holds the batch (N)",
+            show_shape(&l.shape())
+        )));
+    }
+    if size != k {
+        return Err(Error::Shape {
+            what: format!("{} input (data of shape {}, N the batch size)", n.op(), show_shape(&l.shape())),
+            expected: vec![k],
+            got: vec![size],
+        });
+    }
+    let count = l.sizes.len();
+    let trailing = atoms.iter().copied().eq(count - atoms.len()..count);
+    let (id, l) = if trailing {
+        (d.id, l.clone())
+    } else {
+        imp.rebase(d.id, l, n.label)?
+    };
+    let shape: Vec<usize> = l.sizes[..count - atoms.len()]
+        .iter()
+        .copied()
+        .chain(std::iter::once(k))
+        .collect();
+    let x = imp.reshape_node(id, &shape, n.label)?;
+    let out = imp.layer(n.label, Op::Dense { weight, bias }, &[x])?;
+    Ok(imp.from_layout(out.id, l.dense(last, m), n.label))
 }
 
 /// Input `pos`, a constant matrix, `transposed` or as stored, shared (decoded once for
@@ -113,21 +168,36 @@ fn matrix<'a, F: Float>(
 
 fn matmul<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
     let d = imp.data_arg(n, 0)?;
-    if d.shape.len() != 1 {
-        return Err(n.refuse(format!(
-            "data of per-sample shape {:?} (a matrix product per sample of features [K] only)",
-            d.shape
-        )));
+    if let Value::Data(e) = imp.required_arg(n, 1)?.as_ref() {
+        return product(imp, n, &d, &e.clone());
     }
     let w = matrix(imp, n, 1, true)?; // Bᵀ of B [K, M]
-    let x = imp.materialize(&d, n.label)?;
     let (bias, add) = match bias_after(imp, n.node, w.nrows(), 1)? {
         Some((b, a)) => (Some(b), Some(a)),
         None => (None, None),
     };
     let bias = bias.map(Array1::into_shared);
-    let out = imp.layer(n.label, Op::Dense { weight: w, bias }, &[x])?;
+    let out = dense_on(imp, n, &d, w, bias)?;
     finish_bias(imp, add, &out);
+    imp.out(n, out)
+}
+
+/// `a · b` of two computed tensors, each batch-first with at least two per-sample axes:
+/// a [`MatMul`] node (a pending transpose of `b`, e.g. `Kᵀ`, is built as a `Permute`).
+fn product<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, a: &Data, b: &Data) -> Result<()> {
+    let mut ids = Vec::with_capacity(2);
+    for d in [a, b] {
+        let id = imp.materialize(d, n.label)?;
+        if imp.builder.shape_of(id).len() < 2 {
+            return Err(n.refuse(format!(
+                "of computed tensors of per-sample shapes {:?} and {:?} (each needs at least two axes besides the \
+                 batch: matrices, or stacks of them)",
+                a.shape, b.shape
+            )));
+        }
+        ids.push(id);
+    }
+    let out = imp.layer(n.label, Op::Merge(Box::new(MatMul::new())), &ids)?;
     imp.out(n, out)
 }
 

@@ -18,6 +18,7 @@ mod arithmetic;
 mod constant;
 mod conv;
 mod dense;
+mod gather;
 mod logic;
 mod norm;
 mod pad;
@@ -32,6 +33,7 @@ mod threshold;
 use super::attrs::Attrs;
 use super::check::Pre;
 use super::import::{unsupported, Importer};
+use super::pattern::Matcher;
 use super::proto::NodeProto;
 use super::values::{Const, Value};
 use super::view::Data;
@@ -58,6 +60,9 @@ pub(super) struct OpDef<F: Float> {
     pub(super) fold_always: bool,
     pub(super) build: Option<Handler<F>>,
     pub(super) check: Option<Check>,
+    /// Whether its build sees data in any layout (`layout.rs`: the batch axis moved or
+    /// merged); the other operators get their data inputs batch-first.
+    pub(super) layouts: bool,
 }
 
 impl<F: Float> OpDef<F> {
@@ -80,11 +85,20 @@ impl<F: Float> OpDef<F> {
         self.check = Some(f);
         self
     }
+
+    /// Its build handles data in any layout (`View::Layout`).
+    fn layouts(&mut self) -> &mut Self {
+        self.layouts = true;
+        self
+    }
 }
 
-/// Every operator the importer knows, by name.
+/// Every operator the importer knows, by name, and the patterns found from them.
 pub(super) struct Registry<F: Float> {
     ops: BTreeMap<&'static str, OpDef<F>>,
+    /// Matchers of subgraphs that one layer computes (`pattern.rs`), by the operator of the
+    /// node they are found from, in the order the families register them.
+    patterns: BTreeMap<&'static str, Vec<Matcher<F>>>,
 }
 
 impl<F: Float> Registry<F> {
@@ -98,6 +112,17 @@ impl<F: Float> Registry<F> {
         self.ops.values()
     }
 
+    /// The matchers found from nodes of operator `op`.
+    pub(super) fn patterns(&self, op: &str) -> &[Matcher<F>] {
+        self.patterns.get(op).map_or(&[], Vec::as_slice)
+    }
+
+    /// Registers a matcher of a subgraph found from nodes of operator `anchor` (the
+    /// operator's `becomes` says what the subgraph becomes).
+    fn pattern(&mut self, anchor: &'static str, matcher: Matcher<F>) {
+        self.patterns.entry(anchor).or_default().push(matcher);
+    }
+
     /// Registers an operator (each name once: a second registration is a bug here).
     fn op(&mut self, name: &'static str, becomes: &'static str) -> &mut OpDef<F> {
         let def = OpDef {
@@ -107,6 +132,7 @@ impl<F: Float> Registry<F> {
             fold_always: false,
             build: None,
             check: None,
+            layouts: false,
         };
         let slot = self.ops.entry(name);
         assert!(
@@ -119,7 +145,10 @@ impl<F: Float> Registry<F> {
 
 /// The registry, every family registering its operators.
 pub(super) fn registry<F: Float>() -> Registry<F> {
-    let mut reg = Registry { ops: BTreeMap::new() };
+    let mut reg = Registry {
+        ops: BTreeMap::new(),
+        patterns: BTreeMap::new(),
+    };
     conv::register(&mut reg);
     dense::register(&mut reg);
     norm::register(&mut reg);
@@ -133,6 +162,7 @@ pub(super) fn registry<F: Float>() -> Registry<F> {
     slice::register(&mut reg);
     pad::register(&mut reg);
     shape::register(&mut reg);
+    gather::register(&mut reg);
     constant::register(&mut reg);
     reg
 }

@@ -1,15 +1,21 @@
 //! Normalisations: `BatchNormalization` (a [`BatchNorm2d`], merged into the convolution
 //! before it by default), `LRN` and `ImageScaler` (an input normalisation, a per-channel
-//! affine layer).
+//! affine layer); the transformers' `LayerNormalization` (a [`LayerNorm`]) and
+//! `RMSNormalization`/`SimplifiedLayerNormalization` (an [`RmsNorm`]) over the trailing axes
+//! from `axis` on.
 
 use super::conv::constant_weights;
 use super::{Ctx, Registry};
+use crate::error::Error;
 use crate::error::Result;
 use crate::float::Float;
+use crate::io::onnx::check::Pre;
 use crate::io::onnx::import::Importer;
+use crate::io::onnx::values;
+use crate::io::onnx::view::Data;
 use crate::io::Op;
-use crate::layers::{BatchNorm2d, LocalResponseNorm};
-use ndarray::Array1;
+use crate::layers::{BatchNorm2d, Layer, LayerNorm, LocalResponseNorm, RmsNorm};
+use ndarray::{Array1, IxDyn};
 
 pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     reg.op(
@@ -30,6 +36,125 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         "a per-channel affine layer (BatchNorm2d::from_scale_shift)",
     )
     .build(image_scaler);
+    reg.op(
+        "LayerNormalization",
+        "LayerNorm over the axes from axis on (epsilon, optional scale and bias)",
+    )
+    .build(row_norm)
+    .check(statistics_unused);
+    for op in ["RMSNormalization", "SimplifiedLayerNormalization"] {
+        reg.op(op, "RmsNorm over the axes from axis on (epsilon, scale)")
+            .build(row_norm)
+            .check(statistics_unused);
+    }
+}
+
+/// The mean and inverse standard deviation outputs are not computed.
+fn statistics_unused(p: &Pre<'_>) -> Option<String> {
+    (1..p.node.output.len())
+        .any(|k| p.graph.used(p.node, k))
+        .then(|| "its mean or inverse standard deviation output is used".into())
+}
+
+/// An epsilon stored as float32, read as the shortest decimal that rounds to it: PyTorch's
+/// `1e-6` is written as the float32 nearest to it, and read back as `1e-6` (the float64
+/// model's value) rather than `9.99999997e-7`.
+pub(super) fn epsilon(stored: f32) -> f64 {
+    format!("{stored}").parse().unwrap_or(f64::from(stored))
+}
+
+/// `LayerNormalization`, `RMSNormalization`, `SimplifiedLayerNormalization`: the
+/// normalisation over the per-sample axes from `axis` on, with the scale (and bias)
+/// broadcast to their shape.
+fn row_norm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
+    n.attrs.only(&["axis", "epsilon", "stash_type"])?;
+    if (1..n.node.output.len()).any(|k| imp.g.used(n.node, k)) {
+        return Err(n.refuse("its mean or inverse standard deviation output is used"));
+    }
+    let d = imp.data_arg(n, 0)?;
+    let given = n.attrs.int("axis", -1)?;
+    let eps = epsilon(n.attrs.float("epsilon", 1e-5)?);
+    let scale = imp.const_arg(n, 1)?;
+    let bias = if n.op() == "LayerNormalization" {
+        imp.const_arg(n, 2)?
+    } else {
+        None
+    };
+    let layer = normalization(
+        n.label,
+        n.op() == "LayerNormalization",
+        &d,
+        given,
+        scale,
+        bias,
+        eps,
+    )
+    .map_err(|e| match e {
+        Error::UnsupportedOperator { reason, .. } => n.refuse(reason),
+        e => e,
+    })?;
+    let x = imp.materialize(&d, n.label)?;
+    let out = imp.layer(n.label, Op::Layer(layer), &[x])?;
+    imp.out(n, out)
+}
+
+/// A [`LayerNorm`] (`center`) or [`RmsNorm`] of data over its per-sample axes from `axis`
+/// (of the full tensor) on, the scale and bias broadcast to those axes.
+pub(super) fn normalization<F: Float>(
+    label: &str,
+    center: bool,
+    d: &Data,
+    axis: i64,
+    scale: Option<crate::io::onnx::values::Const<F>>,
+    bias: Option<crate::io::onnx::values::Const<F>>,
+    eps: f64,
+) -> Result<Box<dyn Layer<F>>> {
+    let rank = d.shape.len() + 1;
+    let ax = values::axis(axis, rank).map_err(|_| Error::Format {
+        what: label.to_string(),
+        reason: format!("normalisation axis {axis} is out of range for a tensor of rank {rank}"),
+    })?;
+    let op = if center {
+        "LayerNormalization"
+    } else {
+        "RMSNormalization"
+    };
+    if ax == 0 {
+        return Err(crate::io::onnx::import::unsupported(
+            label,
+            op,
+            "a normalisation over the batch axis",
+        ));
+    }
+    let shape = d.shape[ax - 1..].to_vec();
+    let flat = |c: Option<crate::io::onnx::values::Const<F>>, what: &str| -> Result<Option<Array1<F>>> {
+        let Some(c) = c else { return Ok(None) };
+        let a = c.floats()?;
+        let fits = a.ndim() <= shape.len()
+            && a.shape()
+                .iter()
+                .rev()
+                .zip(shape.iter().rev())
+                .all(|(&c, &s)| c == s || c == 1);
+        if !fits {
+            return Err(crate::io::onnx::import::unsupported(
+                label,
+                op,
+                format!("a {what} of shape {:?} for normalised axes {shape:?}", a.shape()),
+            ));
+        }
+        let full = crate::tensor::layout::broadcast(&a, IxDyn(&shape))
+            .iter()
+            .copied()
+            .collect();
+        Ok(Some(Array1::from_vec(full)))
+    };
+    let (w, b) = (flat(scale, "scale")?, flat(bias, "bias")?);
+    Ok(if center {
+        Box::new(LayerNorm::new(&shape, w, b, eps)?)
+    } else {
+        Box::new(RmsNorm::with_bias(&shape, w, b, eps)?)
+    })
 }
 
 fn batch_norm<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {

@@ -2,14 +2,16 @@
 //! they are evaluated when the file is read; of data they are [`Flatten`] and [`Reshape`]
 //! layers (none where the shape does not change), and a `Transpose` is a pending
 //! permutation (`view.rs`) that becomes a [`Permute`](crate::Permute) only where something
-//! needs the tensor itself.
+//! needs the tensor itself. A `Transpose` or `Reshape` that moves the batch axis (or merges
+//! it with another, as `nn.MultiheadAttention`'s exports do) makes a layout (`layout.rs`):
+//! nothing is built until the batch is first again or a layer needs the tensor.
 
 use super::{Ctx, Registry};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::io::onnx::import::Importer;
-use crate::io::onnx::values;
-use crate::io::onnx::view::{is_permutation, Data};
+use crate::io::onnx::values::{self, Sym};
+use crate::io::onnx::view::{is_permutation, show_shape, Data};
 use crate::io::Op;
 use crate::layers::Reshape;
 
@@ -19,7 +21,8 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
         "Flatten or Reshape of data (batch axis kept); of constants evaluated when the file is read",
     )
     .fold(fold_reshape)
-    .build(reshape);
+    .build(reshape)
+    .layouts();
     reg.op("Flatten", "Flatten (any axis that keeps samples apart)")
         .fold(fold_flatten)
         .build(flatten);
@@ -29,7 +32,8 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
             "Reshape of data (batch axis kept), nothing if the shape stays",
         )
         .fold(fold_squeeze)
-        .build(squeeze);
+        .build(squeeze)
+        .layouts();
     }
     reg.op(
         "Transpose",
@@ -37,11 +41,7 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     )
     .fold(fold_transpose)
     .build(transpose)
-    .check(|p| {
-        let perm = p.attrs.get("perm").map(|a| a.ints.as_slice()).unwrap_or_default();
-        let moves_batch = perm.first().is_some_and(|&a| a != 0 && a != -(perm.len() as i64));
-        (p.is_data(0) && moves_batch).then(|| format!("perm {perm:?} moves the batch axis"))
-    });
+    .layouts();
 }
 
 fn fold_reshape<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
@@ -53,13 +53,48 @@ fn fold_reshape<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Res
 }
 
 fn reshape<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
-    let target = imp.const_arg(n, 1)?.ok_or_else(|| n.refuse("no target shape"))?;
-    let target = values::per_sample_target(&target.ints()?, imp.batch)?;
+    let target = imp
+        .const_arg(n, 1)?
+        .ok_or_else(|| n.refuse("no target shape"))?
+        .ints()?;
     let d = imp.data_arg(n, 0)?;
-    let shape = values::resolve_reshape(&d.shape, &target, n.attrs.int("allowzero", 0)? != 0)
-        .map_err(|e| n.refuse(e.to_string()))?;
-    let out = reshape_to(imp, n.label, &d, &shape)?;
+    let allowzero = n.attrs.int("allowzero", 0)? != 0;
+    // batch first on both sides: a reshape per sample
+    if d.layout().is_none() {
+        let per_sample = values::per_sample_target(&target, imp.batch)
+            .and_then(|t| values::resolve_reshape(&d.shape, &t, allowzero));
+        if let Ok(shape) = per_sample {
+            let out = reshape_to(imp, n.label, &d, &shape)?;
+            return imp.out(n, out);
+        }
+    }
+    // the batch moved or merged: a regrouping of the layout
+    let target: Vec<Sym> = target.iter().copied().collect();
+    let out = regroup(imp, n, &d, &target, allowzero)?;
     imp.out(n, out)
+}
+
+/// Data reshaped to a full `target` (the batch anywhere, as `Reshape`'s entries): the
+/// layout regrouped, nothing built.
+fn regroup<'a, F: Float>(
+    imp: &mut Importer<'a, F>,
+    n: &Ctx<'a, '_>,
+    d: &Data,
+    target: &[Sym],
+    allowzero: bool,
+) -> Result<Data> {
+    let (id, l) = imp.layout_of(n.label, d)?;
+    let shape = l.shape();
+    let full =
+        values::resolve_data_reshape(&shape, target, allowzero).map_err(|e| n.refuse(e.to_string()))?;
+    let regrouped = l.reshape(&full).ok_or_else(|| {
+        n.refuse(format!(
+            "of data {} to {} (N the batch size): the batch axis would be split, or mixed with axes that are not              next to it",
+            show_shape(&shape),
+            show_shape(&full)
+        ))
+    })?;
+    Ok(imp.from_layout(id, regrouped, n.label))
 }
 
 fn fold_flatten<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
@@ -114,6 +149,10 @@ fn squeeze<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<(
     let op = n.op();
     let axes = squeeze_axes(imp, n)?;
     let d = imp.data_arg(n, 0)?;
+    if d.layout().is_some() {
+        let out = squeeze_layout(imp, n, &d, axes)?;
+        return imp.out(n, out);
+    }
     let mut full = vec![1usize];
     full.extend_from_slice(&d.shape);
     let is_batch = |a: i64, rank: usize| values::axis(a, rank).ok() == Some(0);
@@ -121,7 +160,9 @@ fn squeeze<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<(
         let axes = axes.unwrap_or_default();
         let shape = values::unsqueeze_shape(&full, &axes)?;
         if axes.iter().any(|&a| is_batch(a, shape.len())) {
-            return Err(n.refuse("a new axis before the batch"));
+            // a new axis before the batch: the batch moves
+            let out = squeeze_layout(imp, n, &d, Some(axes))?;
+            return imp.out(n, out);
         }
         shape
     } else {
@@ -138,6 +179,48 @@ fn squeeze<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<(
     };
     let out = reshape_to(imp, n.label, &d, &shape[1..])?;
     imp.out(n, out)
+}
+
+/// `Squeeze`/`Unsqueeze` of data in any layout: the full shape with axes of 1 added or
+/// removed, a regrouping of the layout.
+fn squeeze_layout<'a, F: Float>(
+    imp: &mut Importer<'a, F>,
+    n: &Ctx<'a, '_>,
+    d: &Data,
+    axes: Option<Vec<i64>>,
+) -> Result<Data> {
+    let (_, l) = imp.layout_of(n.label, d)?;
+    let mut shape = l.shape();
+    let one = Sym::Int(1);
+    if n.op() == "Unsqueeze" {
+        let rank = shape.len() + axes.as_ref().map_or(0, Vec::len);
+        let mut at: Vec<usize> = axes
+            .unwrap_or_default()
+            .iter()
+            .map(|&a| values::axis(a, rank))
+            .collect::<Result<_>>()?;
+        at.sort_unstable();
+        for a in at {
+            shape.insert(a.min(shape.len()), one);
+        }
+    } else {
+        let rank = shape.len();
+        let gone: Vec<usize> = match &axes {
+            Some(a) => a.iter().map(|&a| values::axis(a, rank)).collect::<Result<_>>()?,
+            None => (0..rank).filter(|&a| shape[a] == one).collect(),
+        };
+        if gone.iter().any(|&a| shape[a] != one) {
+            return Err(n.refuse(format!(
+                "squeezing an axis that is not 1 of {}",
+                show_shape(&shape)
+            )));
+        }
+        shape = (0..rank)
+            .filter(|a| !gone.contains(a))
+            .map(|a| shape[a])
+            .collect();
+    }
+    regroup(imp, n, d, &shape, true)
 }
 
 /// Data reshaped to a per-sample shape (no layer if it is already that shape).
@@ -170,7 +253,7 @@ fn fold_transpose<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> R
 
 fn transpose<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
     let d = imp.data_arg(n, 0)?;
-    let rank = d.shape.len() + 1;
+    let rank = d.layout().map_or(d.shape.len() + 1, |l| l.axes.len());
     let perm: Vec<usize> = match n.attrs.get("perm") {
         Some(a) => a
             .ints
@@ -185,8 +268,11 @@ fn transpose<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result
             reason: format!("Transpose perm {perm:?} is not a permutation of the {rank} axes"),
         });
     }
-    if perm[0] != 0 {
-        return Err(n.refuse(format!("perm {perm:?} moves the batch axis")));
+    if perm[0] != 0 || d.layout().is_some() {
+        // the batch moves (or has moved): a reordering of the layout
+        let (id, l) = imp.layout_of(n.label, &d)?;
+        let out = imp.from_layout(id, l.transpose(&perm), n.label);
+        return imp.out(n, out);
     }
     let per: Vec<usize> = perm[1..].iter().map(|p| p - 1).collect();
     let out = imp.permuted(n.label, &d, &per)?;

@@ -180,15 +180,41 @@ fn fold_concat<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resu
     imp.folded(n, 0, value)
 }
 
+/// `Concat` of data along a per-sample axis; a constant among the parts (a ViT's class
+/// token, expanded to the batch) becomes a constant node, one row every sample shares.
 fn concat<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
-    let rank = imp.data_arg(n, 0).map(|d| d.shape.len() + 1);
-    let ax = values::axis(n.attrs.int("axis", 0)?, rank.unwrap_or(2))?;
+    let mut shape = None;
+    for pos in 0..n.node.input.len() {
+        if let Some(Value::Data(d)) = imp.input(n.node, pos, n.label)?.as_deref() {
+            shape = Some(d.shape.clone());
+            break;
+        }
+    }
+    let shape = shape.ok_or_else(|| n.refuse("no computed input"))?;
+    let ax = values::axis(n.attrs.int("axis", 0)?, shape.len() + 1)?;
     if ax == 0 {
         return Err(n.refuse("concatenation along the batch axis"));
     }
     let mut ids = Vec::new();
     for pos in 0..n.node.input.len() {
-        ids.push(imp.node_arg(n, pos)?);
+        let id = match imp.required_arg(n, pos)?.as_ref() {
+            Value::Data(_) => imp.node_arg(n, pos)?,
+            Value::Const(c) => {
+                // the constant's own size along the axis, the data's elsewhere
+                let mut row = shape.clone();
+                let full = c.shape();
+                if full.len() != shape.len() + 1 {
+                    return Err(n.refuse(format!(
+                        "a constant of shape {full:?} concatenated with data of per-sample shape {shape:?}"
+                    )));
+                }
+                row[ax - 1] = full[ax];
+                let name = n.node.input[pos].clone();
+                imp.constant_node(&name, c, &row)?
+                    .map_err(|why| n.refuse(format!("{why}, concatenated with data")))?
+            }
+        };
+        ids.push(id);
     }
     let out = imp.layer(n.label, Op::Merge(Box::new(Concat::new(ax - 1))), &ids)?;
     imp.out(n, out)
