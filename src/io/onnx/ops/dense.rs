@@ -119,7 +119,11 @@ fn dense_on<'a, F: Float>(
     }
     if size != k {
         return Err(Error::Shape {
-            what: format!("{} input (data of shape {}, N the batch size)", n.op(), show_shape(&l.shape())),
+            what: format!(
+                "{} input (data of shape {}, N the batch size)",
+                n.op(),
+                show_shape(&l.shape())
+            ),
             expected: vec![k],
             got: vec![size],
         });
