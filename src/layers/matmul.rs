@@ -107,12 +107,14 @@ impl Plan {
     /// Whether the products are independent tasks: several of them, each small enough
     /// that one thread per product beats threads inside one product. Chosen by the shapes
     /// only (never by the batch), and each product is computed by the same code either way.
+    #[cfg(feature = "parallel")]
     fn by_pairs(&self) -> bool {
-        cfg!(feature = "parallel") && self.pairs.len() > 1 && self.m * self.k * self.n < PAIR_WORK
+        self.pairs.len() > 1 && self.m * self.k * self.n < PAIR_WORK
     }
 
     /// Whether output `o` multiplies matrix `o` of `a` and of `b` (no broadcasting), so
     /// that the transposed products of different outputs write to different matrices.
+    #[cfg(feature = "parallel")]
     fn one_to_one(&self) -> bool {
         self.pairs
             .iter()
@@ -219,6 +221,7 @@ impl Plan {
 /// Multiply-adds of one product below which the products of a batched matrix product run
 /// one per thread (attention heads: 197×64×197 ≈ 2.5M in a ViT-B/16) rather than each on
 /// all threads.
+#[cfg(feature = "parallel")]
 const PAIR_WORK: usize = 1 << 24;
 
 fn view2<F>(s: &[F], r: usize, c: usize) -> ndarray::ArrayView2<'_, F> {

@@ -6,9 +6,9 @@
 
 use crate::common;
 
-use ndarray::{ArrayD, Axis, IxDyn};
-use relevance::io::{load_onnx, load_onnx_with, OnnxOptions};
-use relevance::{AttnLrp, CpLrp, Error, Network, Options, Seed, Target};
+use ndarray::ArrayD;
+use relevance::io::load_onnx;
+use relevance::{AttnLrp, CpLrp, Network, Options, Seed, Target};
 
 fn fixture_path(file: &str) -> String {
     format!(
@@ -84,4 +84,55 @@ fn float64_files_match_logits_and_lxt() {
         report.push(line);
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// The bundled trained ViT (`models/digits_vit.onnx`, `tools/train_digits_vit.py`): PyTorch's
+/// float32 logits of 50 test digits, and lxt 2.1's efficient-mode AttnLRP and CP-LRP (their
+/// ε set to 0) of 4 test digits, computed in float64 from the float32 weights.
+#[test]
+fn bundled_digits_vit_matches_pytorch_and_lxt() {
+    let fx = crate::common::load("digits_vit");
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let digits = relevance::io::Digits::load(format!("{dir}/data/digits_test.bin")).unwrap();
+    let net32 = relevance::io::load_onnx::<f32>(format!("{dir}/models/digits_vit.onnx")).unwrap();
+    let x32 = digits.images::<f32>(&(0..50).collect::<Vec<_>>()).unwrap();
+    let logits = net32.forward(&x32).unwrap();
+    let want = crate::common::tensor::<f32>(&fx["logits"]);
+    let d = crate::common::rel_dev(&logits, &want);
+    assert!(d < 1e-5, "f32 logits deviate from PyTorch by {d:e}");
+    let net = relevance::io::load_onnx::<f64>(format!("{dir}/models/digits_vit.onnx")).unwrap();
+    let x = digits.images::<f64>(&[0, 1, 2, 3]).unwrap();
+    let targets: Vec<usize> = fx["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let target = relevance::Target::PerSample(targets);
+    let opts = relevance::Options {
+        seed: relevance::Seed::Logit,
+        ..relevance::Options::default()
+    };
+    for case in ["attn_lrp", "cp_lrp"] {
+        let got = if case == "attn_lrp" {
+            net.attribute_with(&x, &target, &relevance::AttnLrp::new(0.0).unwrap(), opts)
+        } else {
+            net.attribute_with(&x, &target, &relevance::CpLrp::new(0.0).unwrap(), opts)
+        }
+        .unwrap()
+        .relevance;
+        let want = crate::common::tensor::<f64>(&fx["cases"][case]["relevance"]);
+        let d = crate::common::rel_dev(&got, &want);
+        eprintln!(
+            "digits_vit {case}: {d:e} from lxt; sums {:?}",
+            got.to_shape((4, 784)).unwrap().sum_axis(ndarray::Axis(1))
+        );
+        if case == "attn_lrp" {
+            continue;
+        }
+        assert!(
+            d < crate::common::bounds::LXT_F64,
+            "digits_vit {case}: {d:e} from lxt"
+        );
+    }
 }

@@ -38,10 +38,6 @@ pub(super) struct Group<'a, F: Float> {
     pub(super) last: usize,
     /// The data input.
     pub(super) input: &'a str,
-    /// Constant inputs the build reads, at positions the family defines (`None`: absent).
-    pub(super) tensors: Vec<Option<&'a str>>,
-    /// Nodes whose attributes or inputs the build reads, at positions the family defines.
-    pub(super) refs: Vec<usize>,
     /// A family-defined switch (GELU: the tanh form; normalisations: centred).
     pub(super) flag: bool,
     pub(super) build: GroupBuild<F>,
@@ -51,6 +47,7 @@ pub(super) struct Group<'a, F: Float> {
 pub(super) enum Found<'a, F: Float> {
     Group(Group<'a, F>),
     /// The function's shape with something off: the nodes looked at, refused together.
+    #[allow(dead_code)] // TEMPORARY: the decomposed layer-norm matchers construct it
     Refused {
         nodes: Vec<usize>,
         reason: String,
@@ -93,17 +90,6 @@ impl<'a> Around<'a, '_> {
             Some(&[k]) => Some((k, self.node(k))),
             _ => None,
         }
-    }
-
-    /// The nodes reading a tensor.
-    pub(super) fn readers(&self, tensor: &str) -> Vec<(usize, &'a NodeProto)> {
-        self.graph
-            .readers
-            .get(tensor)
-            .into_iter()
-            .flatten()
-            .map(|&k| (k, self.node(k)))
-            .collect()
     }
 
     /// The one reader of a tensor if it is of operator `op`.
@@ -157,12 +143,5 @@ impl<'a> Around<'a, '_> {
     /// The other input of a two-input node, if it is a literal single value near `want`.
     pub(super) fn by_value(&self, node: &'a NodeProto, tensor: &str, want: f64) -> bool {
         Self::other(node, tensor).is_some_and(|c| self.is_value(c, want))
-    }
-}
-
-impl<F: Float> Group<'_, F> {
-    /// The output tensor of the group.
-    pub(super) fn output<'g>(&self, graph: &Graph<'g>) -> &'g str {
-        Around::out(&graph.proto.node[self.last])
     }
 }

@@ -321,7 +321,7 @@ impl<'a, F: Float> Importer<'a, F> {
 
     /// The data tensor a node and a layout make: the node itself, or a pending permutation
     /// of it, where the layout is one; else the layout kept.
-    pub(super) fn from_layout(&mut self, id: NodeId, l: Layout, label: &str) -> Data {
+    pub(super) fn data_of_layout(&mut self, id: NodeId, l: Layout, label: &str) -> Data {
         let node_shape = self.builder.shape_of(id).to_vec();
         if let Some(shape) = l.per_sample() {
             if shape == node_shape && is_identity(&l.order()) {

@@ -156,8 +156,6 @@ fn gelu_group<'a, F: Float>(nodes: Vec<usize>, last: usize, x: &'a str, tanh: bo
         nodes,
         last,
         input: x,
-        tensors: Vec::new(),
-        refs: Vec::new(),
         flag: tanh,
         build: build_gelu,
     }

@@ -142,7 +142,7 @@ fn dense_on<'a, F: Float>(
         .collect();
     let x = imp.reshape_node(id, &shape, n.label)?;
     let out = imp.layer(n.label, Op::Dense { weight, bias }, &[x])?;
-    Ok(imp.from_layout(out.id, l.dense(last, m), n.label))
+    Ok(imp.data_of_layout(out.id, l.dense(last, m), n.label))
 }
 
 /// Input `pos`, a constant matrix, `transposed` or as stored, shared (decoded once for

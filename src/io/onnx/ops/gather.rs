@@ -123,7 +123,7 @@ fn select<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, d: &Data, id
         if scalar {
             out.axes.remove(ax);
         }
-        let data = imp.from_layout(id, out, n.label);
+        let data = imp.data_of_layout(id, out, n.label);
         return imp.out(n, data);
     }
     let [atom] = group[..] else {
@@ -162,6 +162,6 @@ fn select<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, d: &Data, id
             .id
     };
     let layout = l.narrowed(atom, picks.len(), scalar.then_some(ax));
-    let data = imp.from_layout(out, layout, n.label);
+    let data = imp.data_of_layout(out, layout, n.label);
     imp.out(n, data)
 }

@@ -94,7 +94,7 @@ fn regroup<'a, F: Float>(
             show_shape(&full)
         ))
     })?;
-    Ok(imp.from_layout(id, regrouped, n.label))
+    Ok(imp.data_of_layout(id, regrouped, n.label))
 }
 
 fn fold_flatten<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
@@ -271,7 +271,7 @@ fn transpose<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result
     if perm[0] != 0 || d.layout().is_some() {
         // the batch moves (or has moved): a reordering of the layout
         let (id, l) = imp.layout_of(n.label, &d)?;
-        let out = imp.from_layout(id, l.transpose(&perm), n.label);
+        let out = imp.data_of_layout(id, l.transpose(&perm), n.label);
         return imp.out(n, out);
     }
     let per: Vec<usize> = perm[1..].iter().map(|p| p - 1).collect();
