@@ -10,6 +10,8 @@
 //!   constant and shape arithmetic around the layers is evaluated when the file is read,
 //!   batch norms are merged into the convolutions before them, transposes that cancel out
 //!   build nothing, and a trailing softmax is removed so that the logits are explained.
+//! * **Text** (feature `tokenizers`): [`Tokenizer`] reads a Hugging Face `tokenizer.json`
+//!   and turns text into token ids (and the tokens' own strings for text heatmaps).
 //! * **Arrays and digits** (always available): [`read_npy`]/[`write_npy`] for NumPy's
 //!   `.npy` files, and [`Digits`] for the bundled test digits (`data/digits_test.bin`).
 //!
@@ -43,6 +45,8 @@ mod npy;
 mod onnx;
 #[cfg(feature = "safetensors")]
 mod safetensors;
+#[cfg(feature = "tokenizers")]
+mod tokenizer;
 
 #[cfg(feature = "safetensors")]
 pub use architecture::{Architecture, LayerSpec, NodeSpec, Pair};
@@ -57,6 +61,8 @@ pub use onnx::{
 };
 #[cfg(feature = "safetensors")]
 pub use safetensors::{from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with};
+#[cfg(feature = "tokenizers")]
+pub use tokenizer::{Encoding, Tokenizer};
 
 /// The largest file a loader reads: 2 GiB (also protobuf's own limit for an ONNX model).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
