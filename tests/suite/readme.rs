@@ -39,6 +39,20 @@ const NUMBERS: &[(&str, Kind)] = &[
     ),
     ("(its identity rule divides by `x + ", Other("lxt's constant")),
     ("DeepLIFT sums to `f(x) − f(x̄)` within ", Bound(TRANSFORMER_DELTA)),
+    (
+        "by both exporters, give the fixture logits within ",
+        Measured(ONNX_TRANSFORMER_LOGITS_F64),
+    ),
+    ("AttnLRP and CP-LRP input relevance within ", Measured(LXT_F64)),
+    (
+        "their float32 exports give the logits within ",
+        Bound(ONNX_TRANSFORMER_F32),
+    ),
+    (
+        "it gives PyTorch's float32 logits within ",
+        Bound(ONNX_TRANSFORMER_F32),
+    ),
+    ("of four test digits within ", Measured(LXT_F64)),
     // rules, composites, DeepLIFT's parameters
     ("so `LrpGamma::new(", Other("a parameter out of f32's range")),
     (

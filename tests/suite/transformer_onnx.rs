@@ -44,8 +44,8 @@ const FILES: [(&str, &str); 4] = [
     ("tiny_bert", "tiny_bert.dynamo.onnx"),
 ];
 
-/// Every float64 file: the fixture's logits (1e-12), and AttnLRP and CP-LRP (ε = 0, the
-/// target's logit as the seed, as lxt starts) equal to lxt at the input (1e-9).
+/// Every float64 file: the fixture's logits, and AttnLRP and CP-LRP (ε = 0, the target's
+/// logit as the seed, as lxt starts) equal to lxt at the input.
 #[test]
 fn float64_files_match_logits_and_lxt() {
     let mut report = Vec::new();
@@ -55,7 +55,10 @@ fn float64_files_match_logits_and_lxt() {
         let x = input(&fx);
         let logits = net.forward(&x).unwrap();
         let d = common::rel_dev(&logits, &common::tensor(&fx["logits"]));
-        assert!(d <= 1e-12, "{file}: logits deviate by {d:e}");
+        assert!(
+            d <= common::bounds::ONNX_TRANSFORMER_LOGITS_F64,
+            "{file}: logits deviate by {d:e}"
+        );
         let opts = Options {
             seed: Seed::Logit,
             ..Options::default()
@@ -76,7 +79,7 @@ fn float64_files_match_logits_and_lxt() {
             };
             let d = common::rel_dev(&a.relevance, &common::tensor(want));
             assert!(
-                d <= 1e-9,
+                d <= common::bounds::LXT_F64,
                 "{file} {case}: input relevance deviates from lxt by {d:e}"
             );
             line.push_str(&format!(", {case} {d:.1e}"));
@@ -84,6 +87,25 @@ fn float64_files_match_logits_and_lxt() {
         report.push(line);
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// The float32 twins of the float64 files (the same weights rounded to float32), read as
+/// `f32` networks: the float64 fixture's logits.
+#[test]
+fn float32_files_match_logits() {
+    for (model, file) in FILES {
+        let file = file.replace(".onnx", ".f32.onnx");
+        let fx = common::load(&format!("transformers/{model}"));
+        let net: Network<f32> = load_onnx(fixture_path(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let x = input(&fx).mapv(|v| v as f32);
+        let logits = net.forward(&x).unwrap().mapv(f64::from);
+        let d = common::rel_dev(&logits, &common::tensor::<f64>(&fx["logits"]));
+        eprintln!("{file}: logits {d:.1e}");
+        assert!(
+            d <= common::bounds::ONNX_TRANSFORMER_F32,
+            "{file}: logits deviate by {d:e}"
+        );
+    }
 }
 
 /// The bundled trained ViT (`models/digits_vit.onnx`, `tools/train_digits_vit.py`): PyTorch's
@@ -99,7 +121,10 @@ fn bundled_digits_vit_matches_pytorch_and_lxt() {
     let logits = net32.forward(&x32).unwrap();
     let want = crate::common::tensor::<f32>(&fx["logits"]);
     let d = crate::common::rel_dev(&logits, &want);
-    assert!(d < 1e-5, "f32 logits deviate from PyTorch by {d:e}");
+    assert!(
+        d < common::bounds::ONNX_TRANSFORMER_F32,
+        "f32 logits deviate from PyTorch by {d:e}"
+    );
     let net = relevance::io::load_onnx::<f64>(format!("{dir}/models/digits_vit.onnx")).unwrap();
     let x = digits.images::<f64>(&[0, 1, 2, 3]).unwrap();
     let targets: Vec<usize> = fx["targets"]

@@ -134,3 +134,9 @@ pub const LXT_F64: f64 = 1e-14;
 /// DeepLIFT's summation-to-delta through attention (exact softmax rule), relative to
 /// max(1, |f(x) − f(x̄)|), float64.
 pub const TRANSFORMER_DELTA: f64 = 1e-10;
+/// The tiny ViT and BERT read from their float64 ONNX exports (both exporters): the fixture's
+/// logits, relative to the largest.
+pub const ONNX_TRANSFORMER_LOGITS_F64: f64 = 2e-15;
+/// Transformers read from float32 ONNX files: the reference logits (PyTorch's, or the float64
+/// fixture's for a float32 export of the same weights), relative to the largest.
+pub const ONNX_TRANSFORMER_F32: f64 = 1e-5;
