@@ -348,7 +348,16 @@ fn help_lists_the_choices() {
     let o = run(&["explain", "--help"]);
     assert!(o.status.success());
     let s = text(&o.stdout);
-    for word in ["epsilon-gamma-box", "layered", "imagenet", "topK", "deeplift"] {
+    for word in [
+        "epsilon-gamma-box",
+        "layered",
+        "imagenet",
+        "topK",
+        "deeplift",
+        "token ids",
+        "no tokenizer",
+        "--color",
+    ] {
         assert!(s.contains(word), "{word} missing from\n{s}");
     }
 }

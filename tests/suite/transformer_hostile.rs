@@ -355,7 +355,14 @@ fn matmuls_of_mismatched_shapes_are_refused_naming_the_node_and_shapes() {
     let node = "/encoder/layer.0/attention/self/query/MatMul";
     let data = edited(BERT, |g| set_dims(g, "onnx::MatMul_221", &[4, 16]));
     let (_, msg) = load_error(&data);
-    assert_names(&msg, &[node, "[4]", "[6, 8]"]);
+    assert_names(
+        &msg,
+        &[
+            node,
+            "the weight's 4 input features",
+            "expected shape [6, 4], got [6, 8]",
+        ],
+    );
     // the attention scores of queries [.., 6, 4] with the untransposed values [.., 6, 4]
     let node = "/encoder/layer.0/attention/self/MatMul";
     let data = edited(BERT, |g| {
