@@ -293,6 +293,10 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
                     ids.shape()[0]
                 )));
             }
+            // the library checks the ids on a forward pass: a bad baseline is the flag's
+            // fault, not every input's
+            net.forward(&ids)
+                .map_err(|e| Failure::Usage(format!("--baseline: {file}: {e}")))?;
             Baseline::Shared(ids.index_axis_move(Axis(0), 0))
         }
         (file, None) => {

@@ -717,4 +717,20 @@ fn tokens_refused_name_the_file_position_and_vocabulary() {
         }
         assert!(!line.contains(" { "), "a debug struct: {line}");
     }
+    // a DeepLIFT baseline of bad ids is a usage error naming the flag and the file
+    let o = run(&[
+        "explain",
+        TINY_BERT,
+        negative.to_str().unwrap(),
+        "--rule",
+        "deeplift",
+        "--baseline",
+        out_of_range.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--baseline: {}", out_of_range.display())) && err.contains("token id 20"),
+        "{err}"
+    );
 }
