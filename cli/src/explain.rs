@@ -14,20 +14,22 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// What every input of one `explain` call shares.
-struct Job<'a> {
-    net: &'a Network<f32>,
-    args: &'a ExplainArgs,
-    name: MethodName,
+pub(crate) struct Job<'a> {
+    pub(crate) net: &'a Network<f32>,
+    pub(crate) args: &'a ExplainArgs,
+    pub(crate) name: MethodName,
     /// The method, with the z^B bounds of the preprocessing and (for DeepLIFT) a baseline
     /// given by file; a `mean` baseline is made per input.
-    method: Method<f32>,
+    pub(crate) method: Method<f32>,
     labels: Option<Vec<String>>,
     heatmap: Heatmap,
+    /// The vocabulary size of a token model (ids in, relevance per token out).
+    pub(crate) vocabulary: Option<usize>,
 }
 
 impl Job<'_> {
     /// A class as printed: its number and, if known, its label.
-    fn label(&self, c: usize) -> String {
+    pub(crate) fn label(&self, c: usize) -> String {
         match self.name_of(c) {
             "" => format!("{c}"),
             n => format!("{c} ({n})"),
@@ -51,8 +53,28 @@ impl Job<'_> {
         }
     }
 
+    /// One line of summary.csv.
+    pub(crate) fn summary_line(
+        &self,
+        file: &str,
+        (predicted, score): (usize, f32),
+        class: usize,
+        (total, gap): (f32, f32),
+    ) -> String {
+        format!(
+            "{},{predicted},{},{score},{class},{},{},{total},{gap}\n",
+            csv(file),
+            csv(self.name_of(predicted)),
+            csv(self.name_of(class)),
+            self.name.label()
+        )
+    }
+
     /// Explains one input; returns its summary lines and what to print.
     fn explain_one(&self, path: &Path, stem: &str) -> Result<(String, String), String> {
+        if let Some(vocabulary) = self.vocabulary {
+            return self.explain_tokens(path, stem, vocabulary);
+        }
         let shown = path.display().to_string();
         let input = load_input(path, self.net.input_shape(), &self.args.preprocess)?;
         let mut report = String::new();
@@ -106,14 +128,7 @@ impl Job<'_> {
                 sample.sum(),
                 written.join(", ")
             );
-            let _ = writeln!(
-                lines,
-                "{},{predicted},{},{score},{class},{},{},{total},{gap}",
-                csv(&shown),
-                csv(self.name_of(predicted)),
-                csv(self.name_of(class)),
-                self.name.label()
-            );
+            lines.push_str(&self.summary_line(&shown, (predicted, score), class, (total, gap)));
         }
         Ok((lines, report))
     }
@@ -169,7 +184,7 @@ impl Job<'_> {
 }
 
 /// Quotes a CSV field when it needs it.
-fn csv(field: &str) -> String {
+pub(crate) fn csv(field: &str) -> String {
     if field.contains([',', '"', '\n']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
@@ -262,9 +277,29 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
             fmt(&bounds.1)
         );
     }
-    let baseline = match args.baseline.as_str() {
-        "zero" | "mean" => Baseline::Zero,
-        file => {
+    let vocabulary = crate::tokens::vocabulary(net);
+    let baseline = match (args.baseline.as_str(), vocabulary) {
+        ("mean", Some(_)) => return Err(Failure::Usage(
+            "--baseline mean is not a sequence of token ids; give zero (id 0 everywhere) or FILE.npy of ids"
+                .into(),
+        )),
+        ("zero" | "mean", _) => Baseline::Zero,
+        (file, Some(vocabulary)) => {
+            let ids = crate::tokens::load_ids(Path::new(file), &shape, vocabulary)
+                .map_err(|e| Failure::Usage(format!("--baseline: {e}")))?;
+            if ids.shape()[0] != 1 {
+                return Err(Failure::Usage(format!(
+                    "--baseline: {file} holds {} rows of ids; give one",
+                    ids.shape()[0]
+                )));
+            }
+            // the library checks the ids on a forward pass: a bad baseline is the flag's
+            // fault, not every input's
+            net.forward(&ids)
+                .map_err(|e| Failure::Usage(format!("--baseline: {file}: {e}")))?;
+            Baseline::Shared(ids.index_axis_move(Axis(0), 0))
+        }
+        (file, None) => {
             let b = load_npy_input(Path::new(file), &shape, &args.preprocess)
                 .map_err(|e| Failure::Usage(format!("--baseline: {e}")))?;
             Baseline::Shared(b.x)
@@ -289,6 +324,7 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
             scale,
             ..Heatmap::default()
         },
+        vocabulary,
     };
     run(&job)
 }

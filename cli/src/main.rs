@@ -8,6 +8,7 @@ mod inspect;
 mod model;
 #[cfg(feature = "serve")]
 mod serve;
+mod tokens;
 
 use clap::{Args, Parser, Subcommand};
 use input::Preprocess;
@@ -66,7 +67,12 @@ pub struct ModelArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Inputs: images (.png, .jpg) or arrays (.npy of the model's input shape).
+    /// Inputs: images (.png, .jpg) or arrays (.npy of the model's input shape). For a token
+    /// model (ids into an embedding, e.g. a BERT): a .npy of token ids, [T], [1, T] or [B, T]
+    /// (int64, int32, int8, uint8, or floats holding whole numbers); its relevance per token is
+    /// written as STEM_METHOD_cCLASS_tokens.csv (position, token, id, relevance) and
+    /// _tokens.html, and printed as a coloured line. There is no tokenizer: tokens are shown as
+    /// their ids (#17).
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// A single LRP rule, DeepLIFT or a gradient: lrp0, epsilon[=E], gamma[=G],
@@ -108,6 +114,10 @@ pub struct ExplainArgs {
     /// largest, 0 to 1 (it fades to 0 where the relevance is zero).
     #[arg(long, value_name = "A", default_value = "0.6", value_parser = parse_alpha)]
     pub alpha: f64,
+    /// Colours in the terminal line of a token model's relevance (red for the class, blue
+    /// against): auto (when stdout is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_enum)]
+    pub color: tokens::ColorChoice,
 }
 
 #[derive(Clone, Debug)]

@@ -348,7 +348,16 @@ fn help_lists_the_choices() {
     let o = run(&["explain", "--help"]);
     assert!(o.status.success());
     let s = text(&o.stdout);
-    for word in ["epsilon-gamma-box", "layered", "imagenet", "topK", "deeplift"] {
+    for word in [
+        "epsilon-gamma-box",
+        "layered",
+        "imagenet",
+        "topK",
+        "deeplift",
+        "token ids",
+        "no tokenizer",
+        "--color",
+    ] {
         assert!(s.contains(word), "{word} missing from\n{s}");
     }
 }
@@ -452,6 +461,276 @@ fn rgb_model_with_imagenet_preprocessing_and_an_unsupported_model() {
     let err = text(&o.stderr);
     assert!(
         err.contains("alexnet_dynamo.onnx") && err.contains("GatherND"),
+        "{err}"
+    );
+}
+
+/// A `.npy` file written by hand: `descr` (`<i8`, `|u1`, ...), the shape and the raw
+/// little-endian data.
+fn write_npy_bytes(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| format!("{d},")).collect();
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(" ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+const TINY_BERT: &str = "tests/fixtures/transformers/tiny_bert.f32.onnx";
+/// The tiny BERT's first fixture sentence (vocabulary 20, 6 tokens).
+const IDS: [i64; 6] = [3, 13, 16, 4, 13, 0];
+
+fn ids_i64(ids: &[i64]) -> Vec<u8> {
+    ids.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+/// The rows of a `_tokens.csv` after its header: (position, token, id, relevance).
+fn token_rows(path: &Path) -> Vec<(usize, String, i64, f32)> {
+    let csv = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("position,token,id,relevance"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (
+                f[0].parse().unwrap(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn tokens_int64_ids_of_tiny_bert_explained_per_token() {
+    let dir = scratch("tokens_int64");
+    let ids = dir.join("ids.npy");
+    write_npy_bytes(&ids, "<i8", &[1, 6], &ids_i64(&IDS));
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        TINY_BERT,
+        ids.to_str().unwrap(),
+        "--rule",
+        "attn-lrp=0",
+        "--color",
+        "never",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    // what the library computes on the same ids
+    let net = relevance::io::load_onnx::<f32>(root().join(TINY_BERT)).unwrap();
+    let x = ndarray::Array2::from_shape_fn((1, 6), |(_, t)| IDS[t] as f32).into_dyn();
+    let logits = net.forward(&x).unwrap();
+    let class = (0..3)
+        .max_by(|&a, &b| logits[[0, a]].total_cmp(&logits[[0, b]]))
+        .unwrap();
+    let want = net
+        .attribute(&x, &Target::Class(class), &relevance::AttnLrp::new(0.0).unwrap())
+        .unwrap();
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][4], class.to_string());
+    assert_eq!(rows[0][6], "attn-lrp-epsilon0", "the method's label");
+    let (total, gap): (f32, f32) = (rows[0][7].parse().unwrap(), rows[0][8].parse().unwrap());
+    let logit = logits[[0, class]];
+    assert!(
+        (total - logit).abs() <= 1e-5 * logit.abs(),
+        "total {total}, logit {logit}"
+    );
+    let stem = format!("ids_attn-lrp-epsilon0_c{class}");
+    let tokens = token_rows(&out.join(format!("{stem}_tokens.csv")));
+    assert_eq!(tokens.len(), 6);
+    let scale = want.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (t, (position, token, id, r)) in tokens.iter().enumerate() {
+        assert_eq!((*position, *id), (t, IDS[t]));
+        assert_eq!(token, &format!("#{}", IDS[t]));
+        let lib = want.relevance[[0, t]];
+        assert!(
+            (r - lib).abs() <= 1e-5 * scale,
+            "token {t}: {r} vs the library's {lib}"
+        );
+    }
+    // conservation as documented: Σ relevance = total − gap; AttnLRP with ε = 0 on this
+    // model loses only what its biases absorb
+    let sum: f32 = tokens.iter().map(|t| t.3).sum();
+    assert!(
+        (sum - (total - gap)).abs() <= 1e-3 * total.abs(),
+        "Σ {sum} vs total − gap {}",
+        total - gap
+    );
+    let npy = relevance::io::load_npy::<f32>(out.join(format!("{stem}.npy"))).unwrap();
+    assert_eq!(npy.shape(), &[6]);
+    let html = std::fs::read_to_string(out.join(format!("{stem}_tokens.html"))).unwrap();
+    assert_eq!(html.matches("<span").count(), 6, "{html}");
+    assert!(html.contains(">#13</span>"), "{html}");
+    // the terminal line: plain with --color never (stdout is a pipe here anyway)
+    let stdout = text(&o.stdout);
+    assert!(!stdout.contains('\x1b'), "{stdout}");
+    assert!(stdout.contains("#3(") && stdout.contains("#16("), "{stdout}");
+    assert!(!out.join(format!("{stem}_heatmap.png")).exists());
+}
+
+#[test]
+fn tokens_in_every_integer_type_and_shape_give_the_same_relevance() {
+    let dir = scratch("tokens_types");
+    let small: Vec<u8> = IDS.iter().map(|&i| i as u8).collect();
+    let files = [
+        (
+            "i32",
+            "<i4",
+            vec![6],
+            IDS.iter().flat_map(|&i| (i as i32).to_le_bytes()).collect(),
+        ),
+        ("i8", "|i1", vec![1, 6], small.clone()),
+        ("u8", "|u1", vec![6], small.clone()),
+        (
+            "f64",
+            "<f8",
+            vec![6],
+            IDS.iter().flat_map(|&i| (i as f64).to_le_bytes()).collect(),
+        ),
+        // two rows: the sentence, then its reverse
+        (
+            "rows",
+            "<i8",
+            vec![2, 6],
+            ids_i64(&IDS.iter().chain(IDS.iter().rev()).copied().collect::<Vec<_>>()),
+        ),
+    ];
+    let mut args = vec!["explain".to_string(), TINY_BERT.to_string()];
+    for (name, descr, shape, data) in &files {
+        let p = dir.join(format!("{name}.npy"));
+        write_npy_bytes(&p, descr, shape, data);
+        args.push(p.to_str().unwrap().to_string());
+    }
+    let out = dir.join("out");
+    args.extend(
+        [
+            "--rule",
+            "cp-lrp",
+            "--target",
+            "0",
+            "--color",
+            "always",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let rows = summary_rows(&out);
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(rows.iter().all(|r| r[6] == "cp-lrp-epsilon0.000001"), "{rows:?}");
+    assert!(rows.iter().any(|r| r[0].ends_with("rows.npy[1]")), "{rows:?}");
+    let reference = token_rows(&out.join("rows_row0_cp-lrp-epsilon0.000001_c0_tokens.csv"));
+    for name in ["i32", "i8", "u8", "f64"] {
+        let got = token_rows(&out.join(format!("{name}_cp-lrp-epsilon0.000001_c0_tokens.csv")));
+        assert_eq!(got, reference, "{name}");
+    }
+    let reversed = token_rows(&out.join("rows_row1_cp-lrp-epsilon0.000001_c0_tokens.csv"));
+    let ids: Vec<i64> = reversed.iter().map(|t| t.2).collect();
+    assert_eq!(ids, IDS.iter().rev().copied().collect::<Vec<_>>());
+    // --color always: the library's 24-bit background colours
+    assert!(text(&o.stdout).contains("\x1b[48;2;"), "{}", text(&o.stdout));
+}
+
+#[test]
+fn tokens_refused_name_the_file_position_and_vocabulary() {
+    let dir = scratch("tokens_bad");
+    let mut ok = IDS;
+    let bad = |name: &str, descr: &str, shape: &[usize], data: Vec<u8>| {
+        let p = dir.join(format!("{name}.npy"));
+        write_npy_bytes(&p, descr, shape, &data);
+        p
+    };
+    ok[2] = 20; // the vocabulary is 0..20
+    let out_of_range = bad("out_of_range", "<i8", &[1, 6], ids_i64(&ok));
+    ok[2] = -1;
+    let negative = bad("negative", "<i8", &[6], ids_i64(&ok));
+    let as_f64 = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let fractional = bad(
+        "fractional",
+        "<f8",
+        &[6],
+        as_f64(&[3.0, 13.0, 16.0, 4.5, 13.0, 0.0]),
+    );
+    // a float32 model would read 4.0000000001 as 4: refused as well
+    let rounded = bad(
+        "rounded",
+        "<f8",
+        &[6],
+        as_f64(&[3.0, 13.0, 16.0, 4.000_000_000_1, 13.0, 0.0]),
+    );
+    let nan = bad("nan", "<f8", &[6], as_f64(&[3.0, f64::NAN, 16.0, 4.0, 13.0, 0.0]));
+    let huge = bad("huge", "<i8", &[6], ids_i64(&[3, 13, 16, 4, 13, i64::MAX]));
+    let short = bad("short", "<i8", &[5], ids_i64(&IDS[..5]));
+    let int16 = bad(
+        "int16",
+        "<i2",
+        &[6],
+        IDS.iter().flat_map(|&i| (i as i16).to_le_bytes()).collect(),
+    );
+    let png = dir.join("ids.png");
+    std::fs::write(&png, b"not read").unwrap();
+    let cases: [(&PathBuf, &[&str]); 9] = [
+        (&out_of_range, &["token id 20", "[0, 2]", "0..20"]),
+        (&negative, &["token id -1", "[0, 2]", "0..20"]),
+        (&fractional, &["token id 4.5", "[0, 3]", "0..20"]),
+        (&rounded, &["token id 4.0000000001", "[0, 3]", "0..20"]),
+        (&nan, &["token id NaN", "[0, 1]", "0..20"]),
+        (&huge, &["[0, 5]", "0..20"]),
+        (&short, &["[5]", "[6]"]),
+        (&int16, &["<i2", "int64"]),
+        (&png, &["token ids", ".npy", "vocabulary 20"]),
+    ];
+    let mut args = vec!["explain".to_string(), TINY_BERT.to_string()];
+    args.extend(cases.iter().map(|(p, _)| p.to_str().unwrap().to_string()));
+    args.extend(["--out".to_string(), dir.join("out").to_str().unwrap().to_string()]);
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("9 of 9 inputs could not be explained"), "{err}");
+    for (path, words) in cases {
+        let shown = path.to_str().unwrap();
+        let line = err
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("error: {shown}"))
+                    || l.starts_with(&format!("error: cannot read {shown}"))
+            })
+            .unwrap_or_else(|| panic!("no error for {shown} in\n{err}"));
+        for w in words {
+            assert!(line.contains(w), "{shown}: {w:?} missing from {line}");
+        }
+        assert!(!line.contains(" { "), "a debug struct: {line}");
+    }
+    // a DeepLIFT baseline of bad ids is a usage error naming the flag and the file
+    let o = run(&[
+        "explain",
+        TINY_BERT,
+        negative.to_str().unwrap(),
+        "--rule",
+        "deeplift",
+        "--baseline",
+        out_of_range.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--baseline: {}", out_of_range.display())) && err.contains("token id 20"),
         "{err}"
     );
 }

@@ -278,11 +278,15 @@ impl MethodName {
         })
     }
 
-    /// A short label for file names: the name with its parameters, without `=`
-    /// (`epsilon0.25`, `alpha2beta1`, `deeplift`).
+    /// A short label for file names: the name with each parameter written as its own name
+    /// followed by its value, without `=` (`epsilon0.25`, `gamma0.25`, `alpha2beta1`,
+    /// `attn-lrp-epsilon0.000001`, `deeplift`). AttnLRP's and CP-LRP's ε is named, so that
+    /// `attn-lrp=0` is not read as AttnLRP with LRP-0 (`attn-lrp0`).
     pub fn label(&self) -> String {
         match self {
             MethodName::AlphaBeta(a, b) => format!("alpha{a}beta{b}"),
+            MethodName::AttnLrp(e) => format!("attn-lrp-epsilon{e}"),
+            MethodName::CpLrp(e) => format!("cp-lrp-epsilon{e}"),
             m => m.to_string().replace('=', ""),
         }
     }
@@ -431,6 +435,24 @@ mod tests {
         assert_eq!(MethodName::all().len(), 22);
         assert_eq!(MethodName::AlphaBeta(2.0, 1.0).label(), "alpha2beta1");
         assert_eq!(MethodName::Epsilon(0.25).label(), "epsilon0.25");
+    }
+
+    #[test]
+    fn labels_name_every_parameter_and_differ() {
+        assert_eq!(MethodName::Gamma(0.25).label(), "gamma0.25");
+        assert_eq!(MethodName::AttnLrp(1e-6).label(), "attn-lrp-epsilon0.000001");
+        assert_eq!(MethodName::AttnLrp(0.0).label(), "attn-lrp-epsilon0");
+        assert_eq!(MethodName::CpLrp(0.5).label(), "cp-lrp-epsilon0.5");
+        // one label per name: every listed method with its default and another parameter
+        let mut seen = std::collections::HashSet::new();
+        for info in MethodName::all() {
+            let bare = info.name.split('[').next().unwrap();
+            let m: MethodName = bare.parse().unwrap();
+            let label = m.label();
+            assert!(!label.contains('=') && !label.contains(','), "{label}");
+            assert!(seen.insert(label.clone()), "{label} given twice");
+        }
+        assert_ne!(MethodName::AttnLrp(0.0).label(), MethodName::CpLrp(0.0).label());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 ///     vec![0.0, 2.0, -0.5],
 /// )?;
 /// assert!(t.html().contains("great"));
-/// assert_eq!(t.csv().lines().nth(2), Some("great,2307,2"));
+/// assert_eq!(t.csv().lines().nth(2), Some("1,great,2307,2"));
 /// assert!(t.terminal().contains("\x1b[48;2;")); // 24-bit background colours
 /// # Ok::<(), relevance::Error>(())
 /// ```
@@ -116,12 +116,13 @@ impl TokenRelevance {
         out
     }
 
-    /// A CSV table: a header `token,id,relevance`, then one row per token (fields with
-    /// commas, quotes or line breaks quoted as RFC 4180 says).
+    /// A CSV table: a header `position,token,id,relevance`, then one row per token, its
+    /// position counted from 0 (fields with commas, quotes or line breaks quoted as RFC 4180
+    /// says).
     pub fn csv(&self) -> String {
-        let mut out = String::from("token,id,relevance\n");
-        for ((tok, id), r) in self.tokens.iter().zip(&self.ids).zip(&self.relevance) {
-            out.push_str(&format!("{},{id},{r}\n", csv_field(tok)));
+        let mut out = String::from("position,token,id,relevance\n");
+        for (position, ((tok, id), r)) in self.tokens.iter().zip(&self.ids).zip(&self.relevance).enumerate() {
+            out.push_str(&format!("{position},{},{id},{r}\n", csv_field(tok)));
         }
         out
     }
@@ -162,7 +163,7 @@ mod tests {
         .unwrap();
         let html = t.html();
         assert!(html.contains("&lt;b&gt;") && !html.contains("<b>"));
-        assert_eq!(t.csv().lines().nth(2), Some("\"a,\"\"b\"\"\",2,-1"));
+        assert_eq!(t.csv().lines().nth(2), Some("1,\"a,\"\"b\"\"\",2,-1"));
         let c = t.colors();
         assert!(c[0][0] > c[0][2], "positive is red");
         assert!(c[1][2] > c[1][0], "negative is blue");

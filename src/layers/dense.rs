@@ -178,8 +178,18 @@ impl<F: Float> Layer<F> for Dense<F> {
                 Ok(lead.iter().copied().chain([self.out_features()]).collect())
             }
             _ => Err(Error::Shape {
-                what: "Dense input (per sample: [..., in_features])".into(),
-                expected: vec![self.in_features()],
+                what: format!(
+                    "Dense input (per sample: [..., in_features], its last axis the weight's {} input features)",
+                    self.in_features()
+                ),
+                // the input as it would fit: its leading axes, then in_features
+                expected: input_shape
+                    .split_last()
+                    .map_or(&[][..], |(_, lead)| lead)
+                    .iter()
+                    .copied()
+                    .chain([self.in_features()])
+                    .collect(),
                 got: input_shape.to_vec(),
             }),
         }

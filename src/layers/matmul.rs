@@ -51,21 +51,43 @@ pub(crate) struct Plan {
 impl Plan {
     /// The plan for full shapes (batch included, or per-sample shapes alike).
     pub(crate) fn new(a: &[usize], b: &[usize]) -> Result<Self> {
-        let bad = || Error::Shape {
-            what: "MatMul inputs ([..., m, k] and [..., k, n], leading axes broadcasting)".into(),
-            expected: a.to_vec(),
+        // the second input's shape as it would fit the first, and what does not fit
+        let bad = |reason: &str, expected: Vec<usize>| {
+            Error::Shape {
+            what: format!(
+                "MatMul second input ([..., m, k] × [..., k, n], leading axes broadcasting; the first input is {a:?}): {reason}"
+            ),
+            expected,
             got: b.to_vec(),
+        }
         };
         if a.len() < 2 || b.len() < 2 {
-            return Err(bad());
+            let mut two = b.to_vec();
+            two.resize(2, 1);
+            return Err(bad(
+                &format!("both need at least 2 axes (the first has {})", a.len()),
+                two,
+            ));
         }
         let (la, lb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
         let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
         if k != k2 {
-            return Err(bad());
+            let mut fit = b.to_vec();
+            fit[b.len() - 2] = k;
+            return Err(bad(
+                &format!("its axis −2 ({k2}) must equal the first input's last axis ({k})"),
+                fit,
+            ));
         }
-        let lead = crate::tensor::broadcast::broadcast_shape(&[la, lb]).ok_or_else(bad)?;
+        let lead = crate::tensor::broadcast::broadcast_shape(&[la, lb]).ok_or_else(|| {
+            let mut fit = la.to_vec();
+            fit.extend([k, n]);
+            bad(
+                &format!("its leading axes {lb:?} do not broadcast with the first input's {la:?}"),
+                fit,
+            )
+        })?;
         let count: usize = lead.iter().product();
         let index = |shape: &[usize], o: usize| -> usize {
             // the flat index in `shape` (right-aligned, size-1 axes broadcast) of output o

@@ -48,6 +48,8 @@ mod shuffle;
 mod softmax;
 mod textbook;
 #[cfg(feature = "onnx")]
+mod transformer_hostile;
+#[cfg(feature = "onnx")]
 mod transformer_onnx;
 mod transformers;
 mod zennit_fixtures;

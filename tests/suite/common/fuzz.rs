@@ -75,7 +75,8 @@ impl Tally {
         }
     }
 
-    /// Runs a loaded network on a constant input and explains class 0 with a composite; an
+    /// Runs a loaded network on a constant input (0.25, or id 0 for a network with an
+    /// embedding lookup) and explains class 0 with a composite; an
     /// explanation must be finite and shaped as the input. Errors are counted by kind.
     fn exercise(&mut self, net: &Network<f32>) {
         let mut shape = vec![1];
@@ -84,7 +85,12 @@ impl Tally {
             self.too_large += 1;
             return;
         }
-        let x = ArrayD::<f32>::from_elem(shape, 0.25);
+        // a token model takes ids: 0 is one in any vocabulary
+        let ids = net.nodes().iter().any(|n| {
+            n.layer()
+                .is_some_and(|l| matches!(l.class(), relevance::Class::Embedding(_)))
+        });
+        let x = ArrayD::<f32>::from_elem(shape, if ids { 0.0 } else { 0.25 });
         match net.forward(&x) {
             Ok(_) => self.ran += 1,
             Err(e) => {
