@@ -25,6 +25,8 @@ pub(crate) struct Job<'a> {
     heatmap: Heatmap,
     /// The vocabulary size of a token model (ids in, relevance per token out).
     pub(crate) vocabulary: Option<usize>,
+    /// `--tokenizer`: the tokens shown, and `.txt` inputs tokenized.
+    pub(crate) tokenizer: Option<relevance::io::Tokenizer>,
 }
 
 impl Job<'_> {
@@ -278,6 +280,26 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
         );
     }
     let vocabulary = crate::tokens::vocabulary(net);
+    let tokenizer = match (&args.tokenizer, vocabulary) {
+        (None, _) => None,
+        (Some(file), None) => {
+            return Err(Failure::Usage(format!(
+                "--tokenizer {}: the model takes no token ids (it has no embedding of an integer input)",
+                file.display()
+            )))
+        }
+        (Some(file), Some(vocabulary)) => {
+            let t = relevance::io::Tokenizer::load(file)
+                .map_err(|e| Failure::Usage(format!("--tokenizer: {e}")))?;
+            if t.vocab_size() > vocabulary {
+                eprintln!(
+                    "warning: the tokenizer knows {} ids, the model's embedding has {vocabulary} rows; texts with the others are refused",
+                    t.vocab_size()
+                );
+            }
+            Some(t)
+        }
+    };
     let baseline = match (args.baseline.as_str(), vocabulary) {
         ("mean", Some(_)) => return Err(Failure::Usage(
             "--baseline mean is not a sequence of token ids; give zero (id 0 everywhere) or FILE.npy of ids"
@@ -325,6 +347,7 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
             ..Heatmap::default()
         },
         vocabulary,
+        tokenizer,
     };
     run(&job)
 }

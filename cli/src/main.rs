@@ -71,8 +71,8 @@ pub struct ExplainArgs {
     /// model (ids into an embedding, e.g. a BERT): a .npy of token ids, [T], [1, T] or [B, T]
     /// (int64, int32, int8, uint8, or floats holding whole numbers); its relevance per token is
     /// written as STEM_METHOD_cCLASS_tokens.csv (position, token, id, relevance) and
-    /// _tokens.html, and printed as a coloured line. There is no tokenizer: tokens are shown as
-    /// their ids (#17).
+    /// _tokens.html, and printed as a coloured line. Tokens are shown as their ids (#17), or
+    /// with --tokenizer as the tokenizer writes them; with --tokenizer a .txt input is a text.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// A single LRP rule, DeepLIFT or a gradient: lrp0, epsilon[=E], gamma[=G],
@@ -118,6 +118,10 @@ pub struct ExplainArgs {
     /// against): auto (when stdout is a terminal and NO_COLOR is unset), always, never.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_enum)]
     pub color: tokens::ColorChoice,
+    /// A text model's Hugging Face tokenizer.json (read offline): the token heatmaps show its
+    /// tokens instead of ids, and `.txt` inputs are tokenized with it (special tokens added).
+    #[arg(long, value_name = "tokenizer.json")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

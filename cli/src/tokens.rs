@@ -1,12 +1,14 @@
 //! Token models (a network whose ids go through an embedding lookup, as the ONNX import of a
 //! BERT gives): integer ids read from `.npy`, and per-token relevance written through the
-//! library's [`TokenRelevance`] (CSV, HTML snippet, coloured terminal line). There is no
-//! tokenizer: tokens are shown as their ids (`#17`).
+//! library's [`TokenRelevance`] (CSV, HTML snippet, coloured terminal line). Tokens are shown
+//! as their ids (`#17`), or as a `--tokenizer`'s tokens; with a tokenizer, `.txt` inputs are
+//! texts.
 
 use crate::explain::Job;
 use crate::TargetArg;
 use ndarray::{ArrayD, Axis};
 use relevance::heatmap::TokenRelevance;
+use relevance::io::Tokenizer;
 use relevance::io::{npy_element_type, read_npy};
 use relevance::{Class, Network, Target};
 use std::fmt::Write as _;
@@ -92,13 +94,45 @@ impl ColorChoice {
     }
 }
 
-/// The per-token relevance of one sample (ids as the model saw them).
-pub fn token_relevance(ids: &[f32], relevance: &[f32]) -> Result<TokenRelevance, String> {
-    TokenRelevance::from_ids(
-        ids.iter().map(|&i| i as i64).collect(),
-        relevance.iter().map(|&r| f64::from(r)).collect(),
-    )
+/// The per-token relevance of one sample (ids as the model saw them), the tokens shown as
+/// the tokenizer writes them if one is given, else as their ids.
+pub fn token_relevance(
+    ids: &[f32],
+    relevance: &[f32],
+    tokenizer: Option<&Tokenizer>,
+) -> Result<TokenRelevance, String> {
+    let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    let relevance = relevance.iter().map(|&r| f64::from(r)).collect();
+    match tokenizer {
+        Some(t) => {
+            let tokens = t
+                .tokens_of(&ids)
+                .map_err(|e| format!("--tokenizer does not know an id of the input: {e}"))?;
+            TokenRelevance::new(tokens, ids, relevance)
+        }
+        None => TokenRelevance::from_ids(ids, relevance),
+    }
     .map_err(|e| e.to_string())
+}
+
+/// The ids of a text file, tokenized with the special tokens, as `[1, T]`; `T` must be the
+/// model's length where the model fixes it.
+pub fn text_ids(tokenizer: &Tokenizer, path: &Path, shape: &[usize]) -> Result<ArrayD<f32>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let e = tokenizer
+        .encode(text.trim_end_matches(['\n', '\r']))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let x = e.input::<f32>().map_err(|e| format!("{shown}: {e}"))?;
+    if x.shape()[1..] != *shape {
+        return Err(format!(
+            "{shown}: the text is {} tokens with the special tokens ({}), the model takes {shape:?}; give --input-shape {} if the model's length is symbolic",
+            e.len(),
+            e.tokens().join(" "),
+            e.len()
+        ));
+    }
+    Ok(x)
 }
 
 /// The terminal line: the library's coloured tokens (red for the class, blue against), or
@@ -127,12 +161,21 @@ impl Job<'_> {
         vocabulary: usize,
     ) -> Result<(String, String), String> {
         let shown = path.display().to_string();
-        if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-            return Err(format!(
-                "{shown}: the model takes token ids (vocabulary {vocabulary}); give them as a .npy array"
-            ));
-        }
-        let x = load_ids(path, self.net.input_shape(), vocabulary)?;
+        let is = |ext: &str| path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext));
+        let x = match &self.tokenizer {
+            Some(tok) if is("txt") => text_ids(tok, path, self.net.input_shape())?,
+            _ if is("npy") => load_ids(path, self.net.input_shape(), vocabulary)?,
+            Some(_) => {
+                return Err(format!(
+                    "{shown}: the model takes token ids (vocabulary {vocabulary}); give a .txt text or a .npy array of ids"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{shown}: the model takes token ids (vocabulary {vocabulary}); give them as a .npy array, or a .txt text with --tokenizer"
+                ))
+            }
+        };
         let rows = x.shape()[0];
         let classes: usize = self.net.output_shape().iter().product();
         let k = match self.args.target {
@@ -174,8 +217,12 @@ impl Job<'_> {
                 let (total, gap) = (a.total[0], a.delta[0]);
                 let sample = a.relevance.index_axis(Axis(0), 0).to_owned();
                 let name = format!("{row_stem}_{}_c{class}", self.name.label());
-                let t = token_relevance(&ids, &sample.iter().copied().collect::<Vec<_>>())
-                    .map_err(|e| format!("{file}: {e}"))?;
+                let t = token_relevance(
+                    &ids,
+                    &sample.iter().copied().collect::<Vec<_>>(),
+                    self.tokenizer.as_ref(),
+                )
+                .map_err(|e| format!("{file}: {e}"))?;
                 let written = self.write_tokens(&name, &sample, &t)?;
                 let _ = writeln!(
                     report,

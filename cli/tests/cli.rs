@@ -355,7 +355,7 @@ fn help_lists_the_choices() {
         "topK",
         "deeplift",
         "token ids",
-        "no tokenizer",
+        "--tokenizer",
         "--color",
     ] {
         assert!(s.contains(word), "{word} missing from\n{s}");

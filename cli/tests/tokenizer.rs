@@ -127,15 +127,126 @@ fn explains_a_text_token_by_token() {
     let csv = heat.csv();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 6);
-    for ((row, token), (id, rel)) in rows
+    for (k, ((row, token), (id, rel))) in rows
         .iter()
         .zip(text.tokens())
         .zip(text.ids().iter().zip(&per_token))
+        .enumerate()
     {
         let cells: Vec<&str> = row.split(',').collect();
-        assert_eq!(cells[0], token);
-        assert_eq!(cells[1], id.to_string());
-        let v: f64 = cells[2].parse().unwrap();
+        assert_eq!(cells[0], k.to_string());
+        assert_eq!(cells[1], token);
+        assert_eq!(cells[2], id.to_string());
+        let v: f64 = cells[3].parse().unwrap();
         assert!((v - rel).abs() <= 1e-9 * rel.abs().max(1.0), "{row}");
     }
+}
+
+/// The command line with `--tokenizer`: a `.txt` input is tokenized as Python's tokenizer does
+/// and explained; the token table shows the tokenizer's tokens and equals the library's
+/// relevance of the same ids; ids the model cannot take, a tokenizer for an image model and a
+/// text of the wrong length are usage errors.
+#[test]
+fn cli_explains_a_text_file_with_its_tokenizer() {
+    let root = fixtures().parent().unwrap().parent().unwrap().to_path_buf();
+    let dir = std::env::temp_dir().join(format!("relevance-tokenizer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let review = dir.join("review.txt");
+    std::fs::write(&review, "The movie was great\n").unwrap();
+    let out = dir.join("out");
+    let tokenizer = fixtures().join("text/tiny_bert_tokenizer.json");
+    let model = fixtures().join("transformers/tiny_bert.f32.onnx");
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_relevance"))
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "explain".as_ref(),
+        model.as_os_str(),
+        review.as_os_str(),
+        "--tokenizer".as_ref(),
+        tokenizer.as_os_str(),
+        "--rule".as_ref(),
+        "attn-lrp=0".as_ref(),
+        "--target".as_ref(),
+        "1".as_ref(),
+        "--color".as_ref(),
+        "never".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("movie("), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("review_attn-lrp-epsilon0_c1_tokens.csv")).unwrap();
+    let net = load_onnx::<f32>(&model).unwrap();
+    let ids = ndarray::Array2::from_shape_vec((1, 6), vec![2f32, 5.0, 6.0, 7.0, 8.0, 3.0])
+        .unwrap()
+        .into_dyn();
+    let want = net
+        .attribute(&ids, &Target::Class(1), &AttnLrp::new(0.0).unwrap())
+        .unwrap()
+        .relevance;
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let tokens: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(tokens, ["[CLS]", "the", "movie", "was", "great", "[SEP]"]);
+    for (t, row) in rows.iter().enumerate() {
+        let r: f32 = row[3].parse().unwrap();
+        assert!((r - want[[0, t]]).abs() <= 1e-5 * scale, "{row:?}");
+    }
+    // a text of another length than the model's six positions
+    let long = dir.join("long.txt");
+    std::fs::write(&long, "the movie was not a good film").unwrap();
+    let o = run(&[
+        "explain".as_ref(),
+        model.as_os_str(),
+        long.as_os_str(),
+        "--tokenizer".as_ref(),
+        tokenizer.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("9 tokens") && stderr.contains("--input-shape 9"),
+        "{stderr}"
+    );
+    // a tokenizer for a model without token ids, and a broken tokenizer file
+    let digits = root.join("models/digits.onnx");
+    let image = dir.join("digit.npy");
+    relevance::io::save_npy(&image, &ndarray::ArrayD::<f32>::zeros(vec![1, 1, 28, 28])).unwrap();
+    let o = run(&[
+        "explain".as_ref(),
+        digits.as_os_str(),
+        image.as_os_str(),
+        "--tokenizer".as_ref(),
+        tokenizer.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("takes no token ids"), "{stderr}");
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, "{\"model\": ").unwrap();
+    let o = run(&[
+        "explain".as_ref(),
+        model.as_os_str(),
+        review.as_os_str(),
+        "--tokenizer".as_ref(),
+        broken.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("--tokenizer") && stderr.contains("broken.json"),
+        "{stderr}"
+    );
 }
