@@ -273,7 +273,8 @@ impl<F: Float> Composite<F> {
     /// ```
     /// use relevance::{Composite, LrpGamma, Selector};
     /// let c = Composite::<f32>::attn_lrp().with_priority(Selector::Pattern("conv_proj".into()), LrpGamma::new(0.25).unwrap());
-    /// assert_eq!(c.entries().len(), 2);
+    /// assert_eq!(c.entries().len(), 1); // the selected rule; AttnLRP is the default elsewhere
+    /// assert_eq!(c.entries()[0].1.name(), "LrpGamma(0.25)");
     /// ```
     pub fn attn_lrp() -> Self {
         Composite::new(crate::rules::AttnLrp::default())
