@@ -49,5 +49,7 @@ mod softmax;
 mod textbook;
 #[cfg(feature = "onnx")]
 mod transformer_onnx;
+#[cfg(feature = "onnx")]
+mod transformer_patterns;
 mod transformers;
 mod zennit_fixtures;
