@@ -4,13 +4,15 @@
 //! twins) load as one `LayerNorm`/`RmsNorm` layer and give onnxruntime's outputs; the near
 //! misses are refused with a typed error that says why; AttnLRP through the matched norm is
 //! the AttnLRP through the `LayerNormalization` operator, and conserves relevance where the
-//! network has no bias.
+//! network has no bias. The tiny ViT and BERT of `transformer_onnx.rs` exported at opset 14
+//! (`tools/gen_transformer_legacy.py`: every layer norm written out) give the fixture's
+//! logits and lxt's AttnLRP and CP-LRP relevance.
 
 use crate::common;
 
 use ndarray::{ArrayD, Axis};
 use relevance::io::load_onnx;
-use relevance::{AttnLrp, Error, Float, Network, Options, Seed, Target};
+use relevance::{AttnLrp, CpLrp, Error, Float, Network, Options, Seed, Target};
 
 fn path(file: &str) -> String {
     format!(
@@ -177,4 +179,61 @@ fn attn_lrp_conserves_through_written_out_norms() {
             );
         }
     }
+}
+
+/// The tiny ViT and BERT as the TorchScript exporter writes them at opset 14 (five and
+/// seven written-out layer norms): the float64 files give the fixture's logits (1e-12) and
+/// lxt's AttnLRP and CP-LRP input relevance (1e-9, as `transformer_onnx.rs`), each layer
+/// norm one `LayerNorm` layer; the float32 twins give the logits within 1e-5.
+#[test]
+fn opset14_tiny_transformers_match_logits_and_lxt() {
+    use crate::transformer_onnx::{fixture_path, input, targets};
+    let mut report = Vec::new();
+    for (model, norms) in [("tiny_vit", 5), ("tiny_bert", 5)] {
+        let fx = common::load(&format!("transformers/{model}"));
+        let x = input(&fx);
+        let want = common::tensor::<f64>(&fx["logits"]);
+        let file = format!("{model}.opset14.onnx");
+        let net: Network<f64> = load_onnx(fixture_path(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let names = layer_names(&net);
+        let found = names.iter().filter(|n| n.starts_with("LayerNorm")).count();
+        assert_eq!(found, norms, "{file}: layers {names:?}");
+        let d = common::rel_dev(&net.forward(&x).unwrap(), &want);
+        assert!(d <= 1e-12, "{file}: logits deviate by {d:e}");
+        let mut line = format!("{file}: logits {d:.1e}");
+        let opts = Options {
+            seed: Seed::Logit,
+            ..Options::default()
+        };
+        for case in ["attn_lrp", "cp_lrp"] {
+            let a = if case == "attn_lrp" {
+                net.attribute_with(&x, &targets(&fx), &AttnLrp::new(0.0).unwrap(), opts)
+            } else {
+                net.attribute_with(&x, &targets(&fx), &CpLrp::new(0.0).unwrap(), opts)
+            }
+            .unwrap();
+            let key = if model == "tiny_vit" {
+                "relevance"
+            } else {
+                "relevance_tokens"
+            };
+            let d = common::rel_dev(&a.relevance, &common::tensor(&fx["cases"][case][key]));
+            assert!(
+                d <= 1e-9,
+                "{file} {case}: input relevance deviates from lxt by {d:e}"
+            );
+            line.push_str(&format!(", {case} {d:.1e}"));
+        }
+        let file32 = format!("{model}.opset14.f32.onnx");
+        let net32: Network<f32> =
+            load_onnx(fixture_path(&file32)).unwrap_or_else(|e| panic!("{file32}: {e}"));
+        let d = common::rel_dev(
+            &net32.forward(&x.mapv(|v| v as f32)).unwrap(),
+            &want.mapv(|v| v as f32),
+        );
+        assert!(d <= 1e-5, "{file32}: logits deviate by {d:e}");
+        line.push_str(&format!("; {file32}: logits {d:.1e}"));
+        report.push(line);
+    }
+    eprintln!("{}", report.join("\n"));
 }
