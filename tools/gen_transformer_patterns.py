@@ -34,6 +34,11 @@ not exist yet):
   rms_recip_opset18     rms_t5_opset18 with its Div(1, sqrt) node replaced by Reciprocal(sqrt) (edited after export:
                         the exporter writes torch.rsqrt as Sqrt and Div)
   mean_pool             an unrelated ReduceMean: x.mean(-1) (a global average pool over the last axis of [N, 8, L])
+Einsum (the norm's place holds the module; torch.einsum exports as one Einsum node):
+  einsum_attn           two-head attention (q, k, v Linear(8, 8)): bhqd,bhkd->bhqk, softmax, bhqk,bhkd->bhqd
+  einsum_ellipsis       ...ij,...kj->...ik of x and Linear(8, 8)(x), then ...ik,...kj->...ij
+  einsum_swap           bij,bkj->bki (the output the product's transpose), then bki,bij->bkj
+  einsum_const          bij,jk->bik and bij,kj->bik by constant [8, 8] matrices (~ N(0, 1/8))
 Near misses (each must be refused with a reason; "reason" in the JSON is a word the error must contain):
   nm_pow3               the variance of (x - u).pow(3)
   nm_eps_data           epsilon computed from data: s + 1e-5 * sigmoid(x[..., :1])
@@ -41,6 +46,7 @@ Near misses (each must be refused with a reason; "reason" in the JSON is a word 
   nm_axes_not_last      a layer norm over axis 1 of [N, 4, 8] (not the trailing axes)
   nm_other_mean         (x - mean(2x)) ...: the mean of a different tensor
   nm_extra_reader       the variance is also added to the output
+  nm_einsum_outer       einsum("bi,bj->bij") of x[:, 0]: an outer product, not a matrix product
 
 JSON (patterns.json): generator, versions, x {"shape", "data"}, files {file: {"ops": sorted operator list, "opset",
 "dtype", "output": onnxruntime's output T (not for near misses), "ort_vs_torch", "reason"?: the refusal's key word}}.
@@ -157,6 +163,61 @@ class ExtraReader(TfLayerNorm):
         return self.weight * ((x - u) / torch.sqrt(s + self.eps)) + self.bias + s
 
 
+class EinsumAttn(nn.Module):
+    """Two-head attention whose products are einsums (bhqd,bhkd->bhqk and bhqk,bhkd->bhqd)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(n, n), nn.Linear(n, n), nn.Linear(n, n)
+
+    def forward(self, x):
+        def heads(t):
+            return t.reshape(t.shape[0], T, 2, HID // 2).transpose(1, 2)
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        p = torch.softmax(torch.einsum("bhqd,bhkd->bhqk", q, k) * 0.5, dim=-1)
+        return torch.einsum("bhqk,bhkd->bhqd", p, v).transpose(1, 2).reshape(x.shape[0], T, HID)
+
+
+class EinsumEllipsis(nn.Module):
+    """...ij,...kj->...ik (the second operand transposed), then ...ik,...kj->...ij."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.proj = nn.Linear(n, n)
+
+    def forward(self, x):
+        b = self.proj(x)
+        return torch.einsum("...ik,...kj->...ij", torch.einsum("...ij,...kj->...ik", x, b), b)
+
+
+class EinsumSwap(EinsumEllipsis):
+    """bij,bkj->bki: the product's transpose (bᵀ·aᵀ), then bki,bij->bkj."""
+
+    def forward(self, x):
+        b = self.proj(x)
+        return torch.einsum("bki,bij->bkj", torch.einsum("bij,bkj->bki", x, b), x)
+
+
+class EinsumConst(nn.Module):
+    """Data times constant matrices: bij,jk->bik and bij,kj->bik."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.zeros(n, n))
+        self.w2 = nn.Parameter(torch.zeros(n, n))
+
+    def forward(self, x):
+        return torch.einsum("bij,kj->bik", torch.einsum("bij,jk->bik", x, self.w1), self.w2)
+
+
+class EinsumOuter(nn.Module):
+    """An outer product (bi,bj->bij): no matrix product."""
+
+    def forward(self, x):
+        u = x[:, 0]
+        return torch.einsum("bi,bj->bij", u, u)
+
+
 class MeanPool(nn.Module):
     def forward(self, x):
         return x.mean(-1)
@@ -186,6 +247,11 @@ VARIANTS = {
     "rms_t5_opset18": (lambda: T5RmsNorm(HID), 18, False, None),
     "rms_recip_opset18": (lambda: T5RmsNorm(HID), 18, False, None),
     "mean_pool": (lambda: MeanPool(), 14, True, None),
+    "einsum_attn": (lambda: EinsumAttn(HID), 14, True, None),
+    "einsum_ellipsis": (lambda: EinsumEllipsis(HID), 14, True, None),
+    "einsum_swap": (lambda: EinsumSwap(HID), 14, True, None),
+    "einsum_const": (lambda: EinsumConst(HID), 14, True, None),
+    "nm_einsum_outer": (lambda: EinsumOuter(), 14, True, "bi,bj->bij"),
     "nm_pow3": (lambda: Pow3(HID), 14, True, "exponent"),
     "nm_eps_data": (lambda: EpsData(HID), 14, True, "epsilon"),
     "nm_axes_mismatch": (lambda: AxesMismatch(HID), 14, True, "axes"),
@@ -198,12 +264,12 @@ VARIANTS = {
 def init(net, gen):
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if name.startswith("lin") and name.endswith("weight"):
-                p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(p.shape[1]))
+            if name == "norm.weight":  # a norm's scale
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
             elif name.endswith("bias"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-            else:  # norm weights
-                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+            else:  # matrices [out, in] (einsum_const's w1, w2 too)
+                p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(p.shape[1]))
 
 
 def tensor_json(a):
@@ -266,6 +332,8 @@ def main():
         same = {"ln_opset17_op": "ln_opset14", "rms_recip_opset18": "rms_t5_opset18"}.get(stem, stem)
         gen = torch.Generator().manual_seed(SEED + sum(map(ord, same)))
         net = Net(norm(), bias=bias, pool=stem == "mean_pool").eval()
+        if stem == "nm_einsum_outer":
+            net.lin2 = nn.Linear(HID, OUT)
         init(net, gen)
         with torch.no_grad():
             want = net(x).numpy()

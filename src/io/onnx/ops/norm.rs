@@ -272,7 +272,7 @@ fn square<'a>(p: &Around<'a, '_>, t: &str) -> Option<(usize, &'a str, Seen<()>)>
         let e = pow.input.get(1)?;
         let ok = match p.scalar(e) {
             _ if p.is_data(e) => Err(format!("the exponent of {:?} is computed from data", label(p, k))),
-            Some(v) if v == 2.0 => Ok(()),
+            Some(2.0) => Ok(()),
             Some(v) => Err(format!(
                 "{:?} raises to the exponent {v} (a variance needs 2)",
                 label(p, k)
@@ -343,9 +343,8 @@ fn variance_tail<'a>(
                 nodes.push(kd);
                 return Ok((eps, num.as_str(), kd, Around::out(d)));
             }
-            [one, den] if is(d, "Div") && den == s => {
-                let _ = one;
-            }
+            // 1 / s, a reciprocal
+            [_, den] if is(d, "Div") && den == s => {}
             [a] if is(d, "Reciprocal") && a == s => {}
             _ => {
                 return Err(format!(
@@ -394,6 +393,7 @@ fn decomposed_norm<'a, F: Float>(p: &Around<'a, '_>, k: usize) -> Option<Found<'
         .filter(|&j| is(p.node(j), "Sub") && p.node(j).input.get(1).map(String::as_str) == Some(m))
         .collect();
     let mut nodes = vec![k];
+    let mut variance = m;
     let found = if subs.is_empty() {
         // RMS norm: the mean of the square of data
         let (ksq, x, exponent) = square(p, t)?;
@@ -419,11 +419,30 @@ fn decomposed_norm<'a, F: Float>(p: &Around<'a, '_>, k: usize) -> Option<Found<'
         })?;
         nodes.extend(&subs);
         nodes.extend([ksq, var_k]);
+        variance = Around::out(p.node(var_k));
         layer_norm(p, k, t, &subs, &diffs, ksq, var_k, &mut nodes)
     };
     Some(match found {
         Ok(g) => Found::Group(g),
-        Err(reason) => Found::Refused { nodes, reason },
+        Err(reason) => {
+            // the rest of the usual chain is refused with it (not listed on its own)
+            let mut t = variance;
+            for ops in [&["Add"][..], &["Sqrt", "Pow"], &["Div", "Reciprocal", "Mul"]] {
+                let Some(&j) = p
+                    .readers(t)
+                    .0
+                    .iter()
+                    .find(|&&j| ops.iter().any(|op| is(p.node(j), op)))
+                else {
+                    break;
+                };
+                if !nodes.contains(&j) {
+                    nodes.push(j);
+                }
+                t = Around::out(p.node(j));
+            }
+            Found::Refused { nodes, reason }
+        }
     })
 }
 
