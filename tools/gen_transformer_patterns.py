@@ -4,7 +4,7 @@ older exporters write them (issue #21), and a few near misses the importer must 
 
 How to run (from the repository root; nothing is installed into the repository):
 
-    python3 -m venv ~/venv && ~/venv/bin/pip install torch onnx onnxruntime numpy
+    python3 -m venv ~/venv && ~/venv/bin/pip install torch onnx onnxruntime numpy 'transformers<5'
     ~/venv/bin/python tools/gen_transformer_patterns.py             # writes tests/fixtures/transformers/patterns/
     ~/venv/bin/python tools/gen_transformer_patterns.py --out DIR   # write somewhere else
 
@@ -31,6 +31,9 @@ not exist yet):
                         without the dtype casts; both Linears without bias (relevance conserved)
   rms_div_opset14       x / sqrt(mean(x^2) + eps) * w
   rms_t5_opset18        rms_t5 at opset 18 (axes as input 1)
+  rms_llama_hf_opset14  transformers' own LlamaRMSNorm (transformers<5), float32 only: its float32 casts (Cast nodes
+                        around the chain) computed in float32 whatever the model's type
+  rms_t5_hf_opset14     transformers' own T5LayerNorm, the same
   rms_recip_opset18     rms_t5_opset18 with its Div(1, sqrt) node replaced by Reciprocal(sqrt) (edited after export:
                         the exporter writes torch.rsqrt as Sqrt and Div)
   mean_pool             an unrelated ReduceMean: x.mean(-1) (a global average pool over the last axis of [N, 8, L])
@@ -63,6 +66,8 @@ import onnx
 import onnxruntime as ort
 import torch
 import torch.nn as nn
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
+from transformers.models.t5.modeling_t5 import T5LayerNorm
 
 torch.set_num_threads(1)
 torch.set_default_dtype(torch.float64)
@@ -234,6 +239,9 @@ class Net(nn.Module):
         return self.lin2(self.norm(self.lin1(x))).flatten(1)
 
 
+# Hugging Face's classes compute in float32 whatever the model's type: their float32 files only
+FLOAT32_ONLY = {"rms_llama_hf_opset14", "rms_t5_hf_opset14"}
+
 # file stem -> (norm module factory, opset, bias, refusal key word)
 VARIANTS = {
     "ln_opset14": (lambda: nn.LayerNorm(HID, eps=EPS), 14, True, None),
@@ -246,6 +254,8 @@ VARIANTS = {
     "rms_div_opset14": (lambda: DivRmsNorm(HID), 14, True, None),
     "rms_t5_opset18": (lambda: T5RmsNorm(HID), 18, False, None),
     "rms_recip_opset18": (lambda: T5RmsNorm(HID), 18, False, None),
+    "rms_llama_hf_opset14": (lambda: LlamaRMSNorm(HID, eps=EPS), 14, False, None),
+    "rms_t5_hf_opset14": (lambda: T5LayerNorm(HID, eps=EPS), 14, False, None),
     "mean_pool": (lambda: MeanPool(), 14, True, None),
     "einsum_attn": (lambda: EinsumAttn(HID), 14, True, None),
     "einsum_ellipsis": (lambda: EinsumEllipsis(HID), 14, True, None),
@@ -339,6 +349,8 @@ def main():
             want = net(x).numpy()
         twins = [("", torch.float64, x.numpy())] + ([] if stem.startswith("nm_") else
                                                      [(".f32", torch.float32, x.numpy().astype(np.float32))])
+        if stem in FLOAT32_ONLY:
+            twins = twins[1:]
         for suffix, dtype, xn in twins:
             name = f"{stem}{suffix}.onnx"
             path = os.path.join(out, name)
@@ -361,7 +373,7 @@ def main():
             net.to(torch.float64)
     doc = {
         "generator": GENERATOR,
-        "versions": {p: pkg_version(p) for p in ["torch", "onnx", "onnxruntime", "numpy"]},
+        "versions": {p: pkg_version(p) for p in ["torch", "onnx", "onnxruntime", "numpy", "transformers"]},
         "x": tensor_json(x.numpy()),
         "files": files,
     }

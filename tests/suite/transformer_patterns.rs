@@ -61,13 +61,14 @@ fn deviation<F: Float>(file: &str, entry: &serde_json::Value, x: &ArrayD<f64>) -
 
 /// Every pattern file gives onnxruntime's output: float64 within 1e-12, float32 within
 /// 1e-5 (relative to the largest output); every written-out norm is one layer, every
-/// `Einsum` a `MatMul` node or a `Dense` layer.
+/// `Einsum` a `MatMul` node or a `Dense` layer. (Hugging Face's own `LlamaRMSNorm` and
+/// `T5LayerNorm`, float32 only, cast to float32 inside: their `Cast` nodes are taken in.)
 #[test]
 fn written_out_norms_match_onnxruntime() {
     let fx = fixture();
     let x: ArrayD<f64> = common::tensor(&fx["x"]);
     let all = files(&fx, false);
-    assert_eq!(all.len(), 30, "pattern files in patterns.json");
+    assert_eq!(all.len(), 32, "pattern files in patterns.json");
     let mut report = Vec::new();
     for (file, entry) in &all {
         let f64_file = entry["dtype"] == "float64";
@@ -90,8 +91,11 @@ fn written_out_norms_match_onnxruntime() {
             .filter(|n| n.starts_with("LayerNorm") || n.starts_with("RmsNorm"))
             .collect();
         match want {
+            // the scale and bias inside the norm: no per-channel affine layer after it
             Some(kind) => assert!(
-                norms.len() == 1 && norms[0].starts_with(kind),
+                norms.len() == 1
+                    && norms[0].starts_with(kind)
+                    && !names.iter().any(|n| n.starts_with("BatchNorm")),
                 "{file}: layers {names:?}"
             ),
             None => assert!(norms.is_empty(), "{file}: layers {names:?}"),

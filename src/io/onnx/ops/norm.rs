@@ -242,6 +242,39 @@ fn only_reader(p: &Around<'_, '_>, t: &str, what: &str) -> Seen<usize> {
     }
 }
 
+/// Whether node `n` is a `Cast` to a floating-point type (float32, float16, float64,
+/// bfloat16): the importer computes in one float type, where such a cast is nothing.
+fn float_cast(n: &NodeProto) -> bool {
+    is(n, "Cast")
+        && n.attribute
+            .iter()
+            .any(|a| a.name == "to" && [1, 10, 11, 16].contains(&a.i))
+}
+
+/// `t`, or the output of the float casts that are its only readers, one after the other
+/// (Hugging Face's `.to(torch.float32)` inside its RMS norms): their nodes pushed on `nodes`.
+fn skip_casts<'a>(p: &Around<'a, '_>, mut t: &'a str, nodes: &mut Vec<usize>) -> &'a str {
+    while let Some((k, c)) = p.sole_reader(t).filter(|(_, c)| float_cast(c)) {
+        if nodes.contains(&k) {
+            break;
+        }
+        nodes.push(k);
+        t = Around::out(c);
+    }
+    t
+}
+
+/// The tensor `t` is a float cast of (through every such cast), or `t`.
+fn uncast<'a>(p: &Around<'a, '_>, mut t: &'a str) -> &'a str {
+    for _ in 0..8 {
+        match p.graph.producer_of(t) {
+            Some((_, c)) if float_cast(c) && c.input.len() == 1 => t = c.input[0].as_str(),
+            _ => break,
+        }
+    }
+    t
+}
+
 /// The axes a `ReduceMean` averages over as the file gives them (the attribute before
 /// opset 18, input 1 since), with `keepdims` 1.
 fn mean_axes(p: &Around<'_, '_>, k: usize) -> Seen<Vec<i64>> {
@@ -299,6 +332,7 @@ fn variance_tail<'a>(
     v: &'a str,
     nodes: &mut Vec<usize>,
 ) -> Seen<(f64, &'a str, usize, &'a str)> {
+    let v = skip_casts(p, v, nodes);
     let ka = only_reader(p, v, "the mean of squares")?;
     let add = p.node(ka);
     let eps = match (is(add, "Add"), Around::other(add, v)) {
@@ -324,7 +358,7 @@ fn variance_tail<'a>(
     } else {
         eps
     };
-    let ve = Around::out(add);
+    let ve = skip_casts(p, Around::out(add), nodes);
     // the square root, or its reciprocal directly
     let ks = only_reader(p, ve, "variance + epsilon")?;
     let sq = p.node(ks);
@@ -335,7 +369,7 @@ fn variance_tail<'a>(
     };
     nodes.push(ks);
     let rs = if is(sq, "Sqrt") || half(sq, 0.5) {
-        let s = Around::out(sq);
+        let s = skip_casts(p, Around::out(sq), nodes);
         let kd = only_reader(p, s, "the standard deviation")?;
         let d = p.node(kd);
         match d.input.as_slice() {
@@ -363,6 +397,7 @@ fn variance_tail<'a>(
             label(p, ks)
         ));
     };
+    let rs = skip_casts(p, rs, nodes);
     let km = only_reader(p, rs, "the inverse standard deviation")?;
     let m = p.node(km);
     match Around::other(m, rs) {
@@ -457,7 +492,7 @@ fn rms_norm<'a, F: Float>(
     exponent?;
     let axes = mean_axes(p, k)?;
     let (eps, num, kd, y) = variance_tail(p, Around::out(p.node(k)), nodes)?;
-    if num != x {
+    if uncast(p, num) != uncast(p, x) {
         return Err(format!(
             "{:?} divides {num:?} by the root mean square of {x:?} (the mean of a different tensor)",
             label(p, kd)
@@ -481,7 +516,7 @@ fn layer_norm<'a, F: Float>(
 ) -> Seen<Group<'a, F>> {
     for &j in subs {
         let from = p.node(j).input[0].as_str();
-        if from != x {
+        if uncast(p, from) != uncast(p, x) {
             return Err(format!(
                 "{:?} subtracts the mean of {x:?} from {from:?} (the mean of a different tensor)",
                 label(p, j)
@@ -554,6 +589,12 @@ fn affine<'a, F: Float>(
     };
     let (mut last, mut out, mut params) = (ky, y, [None, None]);
     for (slot, op) in [(0, "Mul"), (1, "Add")] {
+        let mut casts = Vec::new();
+        let t = skip_casts(p, out, &mut casts);
+        if let Some(&kc) = casts.last() {
+            nodes.extend(casts);
+            (last, out) = (kc, t);
+        }
         let Some((kn, n)) = p.next(out, op) else { continue };
         let Some(c) = Around::other(n, out).filter(|c| fits(c)) else {
             break;
