@@ -10,7 +10,7 @@ use ndarray::ArrayD;
 use relevance::io::load_onnx;
 use relevance::{AttnLrp, CpLrp, Network, Options, Seed, Target};
 
-pub(crate) fn fixture_path(file: &str) -> String {
+fn fixture_path(file: &str) -> String {
     format!(
         "{}/tests/fixtures/transformers/{file}",
         env!("CARGO_MANIFEST_DIR")
@@ -18,7 +18,7 @@ pub(crate) fn fixture_path(file: &str) -> String {
 }
 
 /// The explained input of a fixture: the ViT's images, the BERT's ids (as floats).
-pub(crate) fn input(fx: &serde_json::Value) -> ArrayD<f64> {
+fn input(fx: &serde_json::Value) -> ArrayD<f64> {
     if fx["name"] == "tiny_vit" {
         common::tensor(&fx["x"])
     } else {
@@ -26,7 +26,7 @@ pub(crate) fn input(fx: &serde_json::Value) -> ArrayD<f64> {
     }
 }
 
-pub(crate) fn targets(fx: &serde_json::Value) -> Target<f64> {
+fn targets(fx: &serde_json::Value) -> Target<f64> {
     Target::PerSample(
         fx["targets"]
             .as_array()

@@ -204,7 +204,26 @@ fn attn_lrp_conserves_through_written_out_norms() {
 /// norm one `LayerNorm` layer; the float32 twins give the logits within 1e-5.
 #[test]
 fn opset14_tiny_transformers_match_logits_and_lxt() {
-    use crate::transformer_onnx::{fixture_path, input, targets};
+    let fixture_path = |file: &str| {
+        format!(
+            "{}/tests/fixtures/transformers/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    // the explained input: the ViT's images, the BERT's ids (as floats)
+    let input = |fx: &serde_json::Value| -> ArrayD<f64> {
+        common::tensor(&fx[if fx["name"] == "tiny_vit" { "x" } else { "ids" }])
+    };
+    let targets = |fx: &serde_json::Value| {
+        Target::PerSample(
+            fx["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect(),
+        )
+    };
     let mut report = Vec::new();
     for (model, norms) in [("tiny_vit", 5), ("tiny_bert", 5)] {
         let fx = common::load(&format!("transformers/{model}"));
