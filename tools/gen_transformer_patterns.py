@@ -42,6 +42,7 @@ Einsum (the norm's place holds the module; torch.einsum exports as one Einsum no
   einsum_ellipsis       ...ij,...kj->...ik of x and Linear(8, 8)(x), then ...ik,...kj->...ij
   einsum_swap           bij,bkj->bki (the output the product's transpose), then bki,bij->bkj
   einsum_const          bij,jk->bik and bij,kj->bik by constant [8, 8] matrices (~ N(0, 1/8))
+  einsum_const_first    einsum_const with its first Einsum's operands swapped (edited after export): jk,bij->bik
 Near misses (each must be refused with a reason; "reason" in the JSON is a word the error must contain):
   nm_pow3               the variance of (x - u).pow(3)
   nm_eps_data           epsilon computed from data: s + 1e-5 * sigmoid(x[..., :1])
@@ -263,6 +264,7 @@ VARIANTS = {
     "einsum_ellipsis": (lambda: EinsumEllipsis(HID), 14, True, None),
     "einsum_swap": (lambda: EinsumSwap(HID), 14, True, None),
     "einsum_const": (lambda: EinsumConst(HID), 14, True, None),
+    "einsum_const_first": (lambda: EinsumConst(HID), 14, True, None),
     "nm_einsum_outer": (lambda: EinsumOuter(), 14, True, "bi,bj->bij"),
     "nm_einsum_implicit": (lambda: EinsumSwap(HID), 14, True, "bij,bkj"),
     "nm_pow3": (lambda: Pow3(HID), 14, True, "exponent"),
@@ -315,7 +317,16 @@ def implicit(model):
     return model
 
 
-EDITS = {"rms_recip_opset18": reciprocal, "nm_einsum_implicit": implicit}
+def const_first(model):
+    """The first Einsum's operands swapped: "jk,bij->bik" (a constant times data)."""
+    n = next(n for n in model.graph.node if n.op_type == "Einsum")
+    a, b = n.attribute[0].s.split(b"->")[0].split(b",")
+    n.attribute[0].s = b + b"," + a + b"->" + n.attribute[0].s.split(b"->")[1]
+    n.input[0], n.input[1] = n.input[1], n.input[0]
+    return model
+
+
+EDITS = {"rms_recip_opset18": reciprocal, "nm_einsum_implicit": implicit, "einsum_const_first": const_first}
 
 
 def export(net, x, path, opset, edit=None):
@@ -352,7 +363,8 @@ def main():
     x = (torch.randn(N, T, IN, generator=gen) * 1e4).round() / 1e4
     files = {}
     for stem, (norm, opset, bias, reason) in VARIANTS.items():
-        same = {"ln_opset17_op": "ln_opset14", "rms_recip_opset18": "rms_t5_opset18"}.get(stem, stem)
+        same = {"ln_opset17_op": "ln_opset14", "rms_recip_opset18": "rms_t5_opset18",
+                "einsum_const_first": "einsum_const"}.get(stem, stem)
         gen = torch.Generator().manual_seed(SEED + sum(map(ord, same)))
         net = Net(norm(), bias=bias, pool=stem == "mean_pool").eval()
         if stem == "nm_einsum_outer":

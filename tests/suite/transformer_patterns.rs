@@ -68,7 +68,7 @@ fn written_out_norms_match_onnxruntime() {
     let fx = fixture();
     let x: ArrayD<f64> = common::tensor(&fx["x"]);
     let all = files(&fx, false);
-    assert_eq!(all.len(), 32, "pattern files in patterns.json");
+    assert_eq!(all.len(), 34, "pattern files in patterns.json");
     let mut report = Vec::new();
     for (file, entry) in &all {
         let f64_file = entry["dtype"] == "float64";

@@ -40,7 +40,7 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     .check(matmul_operands);
     reg.op(
         "Einsum",
-        "a batched matrix product (bhqd,bhkd->bhqk, bij,bjk->bik, ...ij,...jk->...ik; either operand transposed): a MatMul node; data times a constant matrix (bij,jk->bik, bij,kj->bik): Dense",
+        "a batched matrix product (bhqd,bhkd->bhqk, bij,bjk->bik, ...ij,...jk->...ik; either operand transposed): a MatMul node; data times a constant matrix (bij,jk->bik, bij,kj->bik, jk,bij->bik): Dense",
     )
     .build(einsum::einsum);
 }

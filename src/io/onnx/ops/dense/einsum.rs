@@ -2,8 +2,8 @@
 //! (batch) letters and one letter summed over their last two axes (`bhqd,bhkd->bhqk`,
 //! `bij,bjk->bik`, `...ij,...jk->...ik`; either operand, or the output, transposed), a
 //! [`MatMul`](crate::layers::MatMul) node after `Permute`s where needed; of data by a
-//! constant matrix on its last axis (`bij,jk->bik`, `bij,kj->bik`), a `Dense` layer (a
-//! following constant `Add` its bias). Any other equation is refused, named.
+//! constant matrix on its last axis (`bij,jk->bik`, `bij,kj->bik`, the constant first or
+//! second), a `Dense` layer (a following constant `Add` its bias). Any other equation is refused, named.
 
 use super::{bias_after, dense_on, finish_bias, matrix, product};
 use crate::error::Result;
@@ -99,10 +99,20 @@ pub(super) fn einsum<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -
     let ([ta, tb], 2) = (terms.as_slice(), n.node.input.len()) else {
         return Err(refuse());
     };
-    let a = imp.data_arg(n, 0)?;
+    // the operands commute: a constant first is taken second
+    let first_const = matches!(imp.required_arg(n, 0)?.as_ref(), Value::Const(_));
+    let (dpos, opos, ta, tb) = if first_const {
+        (1, 0, tb, ta)
+    } else {
+        (0, 1, ta, tb)
+    };
+    let a = match imp.required_arg(n, dpos)?.as_ref() {
+        Value::Data(a) => a.clone(),
+        Value::Const(_) => return Err(refuse()),
+    };
     let rank_a = a.shape.len() + 1;
     let la = einsum_term(ta, rank_a).ok_or_else(refuse)?;
-    match imp.required_arg(n, 1)?.as_ref() {
+    match imp.required_arg(n, opos)?.as_ref() {
         Value::Data(b) => {
             let b = b.clone();
             let lb = einsum_term(tb, b.shape.len() + 1).ok_or_else(refuse)?;
@@ -135,7 +145,7 @@ pub(super) fn einsum<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -
                 [y, x] if *x == cl && !la.contains(y) && lo[..r - 1] == *p && lo[r - 1] == *y => true,
                 _ => return Err(refuse()),
             };
-            let w = matrix(imp, n, 1, !stored_mk)?;
+            let w = matrix(imp, n, opos, !stored_mk)?;
             let (bias, add) = match bias_after(imp, n.node, w.nrows(), 1)? {
                 Some((b, add)) => (Some(b.into_shared()), Some(add)),
                 None => (None, None),
