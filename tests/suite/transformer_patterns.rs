@@ -12,7 +12,7 @@ use crate::common;
 
 use ndarray::{ArrayD, Axis};
 use relevance::io::load_onnx;
-use relevance::{AttnLrp, CpLrp, Error, Float, Network, Options, Seed, Target};
+use relevance::{AttnLrp, Baseline, CpLrp, DeepLift, Error, Float, Network, Options, Seed, Target};
 
 fn path(file: &str) -> String {
     format!(
@@ -167,6 +167,41 @@ fn attn_lrp_through_written_out_layer_norm_equals_the_operator() {
     assert!(d <= 1e-12, "AttnLRP relevance deviates by {d:e}");
     assert!(a.iter().any(|v| v.abs() > 1e-3), "relevance vanishes");
     eprintln!("written-out vs operator: AttnLRP {d:.1e}");
+}
+
+/// DeepLIFT (Rescale, the exact softmax rule) through the matched norms and `Einsum`
+/// products sums to `f(x) − f(0)` (1e-10 of the difference, as `transformers.rs`), and
+/// through the written-out `nn.LayerNorm` it is the DeepLIFT through the
+/// `LayerNormalization` operator (1e-12).
+#[test]
+fn deeplift_through_written_out_norms_and_einsum_sums_to_delta() {
+    let fx = fixture();
+    let x: ArrayD<f64> = common::tensor(&fx["x"]);
+    let target = Target::PerSample(vec![2, 11]);
+    let run = |file: &str| {
+        let net: Network<f64> = load_onnx(path(file)).unwrap();
+        net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)
+            .unwrap()
+    };
+    for file in [
+        "ln_opset14.onnx",
+        "ln_tf_opset14.onnx",
+        "ln_last2_opset14.onnx",
+        "rms_t5_opset14.onnx",
+        "rms_div_opset14.onnx",
+        "einsum_attn.onnx",
+        "einsum_swap.onnx",
+    ] {
+        let d = run(file);
+        let sums = d.attribution.to_shape((2, 24)).unwrap().sum_axis(Axis(1));
+        for (s, t) in sums.iter().zip(&d.total) {
+            let gap = (s - t).abs() / t.abs().max(1.0);
+            assert!(gap < 1e-10, "{file}: sum {s} for f(x) - f(0) = {t}");
+        }
+    }
+    let (a, b) = (run("ln_opset14.onnx"), run("ln_opset17_op.onnx"));
+    let d = common::rel_dev(&a.attribution, &b.attribution);
+    assert!(d <= 1e-12, "DeepLIFT deviates by {d:e}");
 }
 
 /// Without biases (a layer norm without affine parameters, an RMS norm with its scale only,
