@@ -59,8 +59,9 @@ fn deviation<F: Float>(file: &str, entry: &serde_json::Value, x: &ArrayD<f64>) -
     )
 }
 
-/// Every pattern file gives onnxruntime's output: float64 within 1e-12, float32 within
-/// 1e-5 (relative to the largest output); every written-out norm is one layer, every
+/// Every pattern file gives onnxruntime's output: float64 within 2e-15 (measured 4.6e-16;
+/// 1e-12 for the `LayerNormalization` file, where onnxruntime's kernel is off by 8.7e-13),
+/// float32 within 1e-5 (relative to the largest output); every written-out norm is one layer, every
 /// `Einsum` a `MatMul` node or a `Dense` layer. (Hugging Face's own `LlamaRMSNorm` and
 /// `T5LayerNorm`, float32 only, cast to float32 inside: their `Cast` nodes are taken in.)
 #[test]
@@ -77,7 +78,12 @@ fn written_out_norms_match_onnxruntime() {
         } else {
             deviation::<f32>(file, entry, &x)
         };
-        let bound = if f64_file { 1e-12 } else { 1e-5 };
+        // onnxruntime's own float64 LayerNormalization kernel is the one off by 8.7e-13
+        let bound = match (f64_file, file.contains("_op")) {
+            (true, false) => 2e-15,
+            (true, true) => 1e-12,
+            (false, _) => 1e-5,
+        };
         assert!(d <= bound, "{file}: deviates from onnxruntime by {d:e}");
         let want = if file.starts_with("ln_") {
             Some("LayerNorm")
@@ -233,9 +239,9 @@ fn attn_lrp_conserves_through_written_out_norms() {
     }
 }
 
-/// The tiny ViT and BERT as the TorchScript exporter writes them at opset 14 (five and
-/// seven written-out layer norms): the float64 files give the fixture's logits (1e-12) and
-/// lxt's AttnLRP and CP-LRP input relevance (1e-9, as `transformer_onnx.rs`), each layer
+/// The tiny ViT and BERT as the TorchScript exporter writes them at opset 14 (five
+/// written-out layer norms each): the float64 files give the fixture's logits (2e-15) and
+/// lxt's AttnLRP and CP-LRP input relevance (`LXT_F64`, as `transformer_onnx.rs`), each layer
 /// norm one `LayerNorm` layer; the float32 twins give the logits within 1e-5.
 #[test]
 fn opset14_tiny_transformers_match_logits_and_lxt() {
@@ -270,7 +276,8 @@ fn opset14_tiny_transformers_match_logits_and_lxt() {
         let found = names.iter().filter(|n| n.starts_with("LayerNorm")).count();
         assert_eq!(found, norms, "{file}: layers {names:?}");
         let d = common::rel_dev(&net.forward(&x).unwrap(), &want);
-        assert!(d <= 1e-12, "{file}: logits deviate by {d:e}");
+        // main's ONNX_TRANSFORMER_LOGITS_F64 (measured 4.7e-16)
+        assert!(d <= 2e-15, "{file}: logits deviate by {d:e}");
         let mut line = format!("{file}: logits {d:.1e}");
         let opts = Options {
             seed: Seed::Logit,
@@ -290,7 +297,7 @@ fn opset14_tiny_transformers_match_logits_and_lxt() {
             };
             let d = common::rel_dev(&a.relevance, &common::tensor(&fx["cases"][case][key]));
             assert!(
-                d <= 1e-9,
+                d <= common::bounds::LXT_F64,
                 "{file} {case}: input relevance deviates from lxt by {d:e}"
             );
             line.push_str(&format!(", {case} {d:.1e}"));
