@@ -51,5 +51,7 @@ mod textbook;
 mod transformer_hostile;
 #[cfg(feature = "onnx")]
 mod transformer_onnx;
+#[cfg(feature = "onnx")]
+mod transformer_patterns;
 mod transformers;
 mod zennit_fixtures;

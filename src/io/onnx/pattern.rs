@@ -40,6 +40,12 @@ pub(super) struct Group<'a, F: Float> {
     pub(super) input: &'a str,
     /// A family-defined switch (GELU: the tanh form; normalisations: centred).
     pub(super) flag: bool,
+    /// Constants the build reads by name (normalisations: the scale and the bias, if any).
+    pub(super) params: [Option<&'a str>; 2],
+    /// Axes as the file gives them (normalisations: the reduced ones).
+    pub(super) axes: Vec<i64>,
+    /// A family-defined number (normalisations: epsilon).
+    pub(super) value: f64,
     pub(super) build: GroupBuild<F>,
 }
 
@@ -47,7 +53,6 @@ pub(super) struct Group<'a, F: Float> {
 pub(super) enum Found<'a, F: Float> {
     Group(Group<'a, F>),
     /// The function's shape with something off: the nodes looked at, refused together.
-    #[allow(dead_code)] // TEMPORARY: the decomposed layer-norm matchers construct it
     Refused {
         nodes: Vec<usize>,
         reason: String,
@@ -62,7 +67,7 @@ pub(super) struct Around<'a, 'p> {
     pub(super) literals: &'p HashMap<&'a str, Literal<'a>>,
 }
 
-impl<'a> Around<'a, '_> {
+impl<'a, 'p> Around<'a, 'p> {
     /// Node `k`.
     pub(super) fn node(&self, k: usize) -> &'a NodeProto {
         &self.graph.proto.node[k]
@@ -78,6 +83,20 @@ impl<'a> Around<'a, '_> {
         self.graph
             .producer_of(tensor)
             .filter(|(_, n)| n.op_type == op && is_default_domain(n))
+    }
+
+    /// Every node reading a tensor (each once), and whether it is also the explained output.
+    pub(super) fn readers(&self, tensor: &str) -> (&'p [usize], bool) {
+        let list = self.graph.readers.get(tensor).map_or(&[][..], Vec::as_slice);
+        (list, tensor == self.graph.output)
+    }
+
+    /// A tensor that is a list of integers the file states literally (axes).
+    pub(super) fn ints(&self, tensor: &str) -> Option<Vec<i64>> {
+        match *self.literals.get(tensor)? {
+            Literal::Tensor(t) if is_int(t) => int_tensor(t, tensor, &DataDir(None)).ok().map(|(_, v)| v),
+            _ => None,
+        }
     }
 
     /// The one node reading a tensor, if exactly one does and the tensor is not the

@@ -157,6 +157,9 @@ fn gelu_group<'a, F: Float>(nodes: Vec<usize>, last: usize, x: &'a str, tanh: bo
         last,
         input: x,
         flag: tanh,
+        params: [None, None],
+        axes: Vec::new(),
+        value: 0.0,
         build: build_gelu,
     }
 }

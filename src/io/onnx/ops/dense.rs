@@ -1,7 +1,10 @@
 //! Dense layers: `Gemm`, and `MatMul` of data by a constant matrix (on the last axis of
 //! data of any rank, also where the batch axis has moved: `layout.rs`), each with the bias
 //! of a constant `Add` after it folded in; and `MatMul` of two computed tensors (attention
-//! scores and weighted values), a [`MatMul`] node.
+//! scores and weighted values), a [`MatMul`] node; `Einsum` where it is one of these
+//! (`einsum.rs`).
+
+mod einsum;
 
 use super::conv::constant_weights;
 use super::{Ctx, Registry};
@@ -35,6 +38,11 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
     .build(matmul)
     .layouts()
     .check(matmul_operands);
+    reg.op(
+        "Einsum",
+        "a batched matrix product (bhqd,bhkd->bhqk, bij,bjk->bik, ...ij,...jk->...ik; either operand transposed): a MatMul node; data times a constant matrix (bij,jk->bik, bij,kj->bik, jk,bij->bik): Dense",
+    )
+    .build(einsum::einsum);
 }
 
 /// A matrix product is a layer when data is multiplied by a constant matrix, or by data.

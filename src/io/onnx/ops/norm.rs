@@ -2,7 +2,10 @@
 //! before it by default), `LRN` and `ImageScaler` (an input normalisation, a per-channel
 //! affine layer); the transformers' `LayerNormalization` (a [`LayerNorm`]) and
 //! `RMSNormalization`/`SimplifiedLayerNormalization` (an [`RmsNorm`]) over the trailing axes
-//! from `axis` on.
+//! from `axis` on. Layer norms and RMS norms written out of elementary operators (older
+//! exporters, Hugging Face's modules) become the same layers (`written.rs`).
+
+mod written;
 
 use super::conv::constant_weights;
 use super::{Ctx, Registry};
@@ -47,6 +50,7 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
             .build(row_norm)
             .check(statistics_unused);
     }
+    reg.pattern("ReduceMean", written::decomposed_norm);
 }
 
 /// The mean and inverse standard deviation outputs are not computed.
