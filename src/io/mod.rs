@@ -10,7 +10,7 @@
 //!   constant and shape arithmetic around the layers is evaluated when the file is read,
 //!   batch norms are merged into the convolutions before them, transposes that cancel out
 //!   build nothing, and a trailing softmax is removed so that the logits are explained.
-//! * **Text** (feature `tokenizers`): [`Tokenizer`] reads a Hugging Face `tokenizer.json`
+//! * **Text** (feature `tokenizers`): `Tokenizer` reads a Hugging Face `tokenizer.json`
 //!   and turns text into token ids (and the tokens' own strings for text heatmaps).
 //! * **Arrays and digits** (always available): [`read_npy`]/[`write_npy`] for NumPy's
 //!   `.npy` files, and [`Digits`] for the bundled test digits (`data/digits_test.bin`).

@@ -8,6 +8,8 @@ mod common;
 
 mod affine;
 #[cfg(feature = "onnx")]
+mod big_transformers;
+#[cfg(feature = "onnx")]
 mod bpnet_control_onnx;
 #[cfg(feature = "onnx")]
 mod chrombpnet;
