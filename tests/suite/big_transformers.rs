@@ -8,30 +8,11 @@
 //! RELEVANCE_BIG_ONNX=/tmp/big cargo test --release --test suite big_transformers -- --ignored --nocapture
 //! ```
 //!
-//! prints the deviations, the times and the peak resident memory of one explanation beside the
-//! weights and the activations a pass records (Linux: `/proc/self/status`).
+//! prints the deviations and the times (one cold run each, not a benchmark).
 
 use relevance::io::{load_npy, load_onnx};
 use relevance::{AttnLrp, CpLrp, Network, Rule, Target};
 use std::time::Instant;
-
-/// `VmHWM` or `VmRSS` of this process, in bytes (0 where `/proc` is absent).
-fn status_bytes(key: &str) -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Resets the peak resident size to the current one (Linux 4.0+).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 #[test]
 #[ignore = "needs RELEVANCE_BIG_ONNX: the exports of tools/gen_big_transformer_onnx.py (~0.5 GB)"]
@@ -54,13 +35,6 @@ fn torchvision_transformers_match_onnxruntime_and_explain() {
             d <= crate::common::bounds::ONNX_TRANSFORMER_F32,
             "{stem}: logits deviate from onnxruntime by {d:e}"
         );
-        let weights: usize = net.nodes().iter().map(|n| n.parameter_count()).sum::<usize>() * 4;
-        let activations: usize = net
-            .shapes()
-            .iter()
-            .map(|s| s.iter().product::<usize>())
-            .sum::<usize>()
-            * 4;
         let rules: [(&str, Box<dyn Rule<f32>>); 2] = [
             ("AttnLRP", Box::new(AttnLrp::default())),
             ("CP-LRP", Box::new(CpLrp::default())),
@@ -70,25 +44,16 @@ fn torchvision_transformers_match_onnxruntime_and_explain() {
             net.nodes().len()
         );
         for (name, rule) in &rules {
-            let rss = status_bytes("VmRSS:");
-            reset_peak();
             let t = Instant::now();
             let a = net.attribute(&x1, &Target::Predicted, rule.as_ref()).unwrap();
             let took = t.elapsed().as_secs_f64();
-            let peak = status_bytes("VmHWM:");
             assert_eq!(a.relevance.shape(), x1.shape());
             assert!(a.relevance.iter().all(|v| v.is_finite()), "{stem} {name}");
             assert!(a.relevance.iter().any(|&v| v != 0.0), "{stem} {name}");
             line.push_str(&format!(
-                "; {name} (batch 1) {took:.2} s, Σ relevance {:.4} of logit {:.4}, peak RSS {:.0} MB (before {:.0} MB; weights {:.0} MB + activations {:.0} MB = {:.0} MB; ratio {:.2})",
+                "; {name} (batch 1) {took:.2} s, Σ relevance {:.4} of logit {:.4}",
                 a.relevance.sum(),
-                a.total[0],
-                peak as f64 / 1e6,
-                rss as f64 / 1e6,
-                weights as f64 / 1e6,
-                activations as f64 / 1e6,
-                (weights + activations) as f64 / 1e6,
-                peak as f64 / (weights + activations) as f64
+                a.total[0]
             ));
         }
         eprintln!("{line}");
