@@ -49,6 +49,10 @@ const NUMBERS: &[(&str, Kind)] = &[
         Bound(ONNX_TRANSFORMER_F32),
     ),
     (
+        "and give onnxruntime's float32 logits within ",
+        Measured(ONNX_TRANSFORMER_F32),
+    ),
+    (
         "it gives PyTorch's float32 logits within ",
         Bound(ONNX_TRANSFORMER_F32),
     ),
