@@ -30,6 +30,16 @@ pub(crate) struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// The classes `--target` asks for, from an input's outputs ranked by score (the first
+    /// is the prediction).
+    pub(crate) fn targets(&self, ranked: &[(usize, f32)]) -> Vec<usize> {
+        match self.args.target {
+            TargetArg::Predicted => ranked.first().map(|&(c, _)| c).into_iter().collect(),
+            TargetArg::Class(c) => vec![c],
+            TargetArg::Top(_) => ranked.iter().map(|&(c, _)| c).collect(),
+        }
+    }
+
     /// A class as printed: its number and, if known, its label.
     pub(crate) fn label(&self, c: usize) -> String {
         match self.name_of(c) {
@@ -97,11 +107,7 @@ impl Job<'_> {
         let Some(&(predicted, score)) = ranked.first() else {
             return Err(format!("{shown}: the model has no output"));
         };
-        let targets: Vec<usize> = match self.args.target {
-            TargetArg::Predicted => vec![predicted],
-            TargetArg::Class(c) => vec![c],
-            TargetArg::Top(_) => ranked.iter().map(|&(c, _)| c).collect(),
-        };
+        let targets = self.targets(&ranked);
         let _ = writeln!(
             report,
             "{shown}: predicted class {} (score {score:.4})",

@@ -197,11 +197,7 @@ impl Job<'_> {
             let Some(&(predicted, score)) = ranked.first() else {
                 return Err(format!("{file}: the model has no output"));
             };
-            let targets: Vec<usize> = match self.args.target {
-                TargetArg::Predicted => vec![predicted],
-                TargetArg::Class(c) => vec![c],
-                TargetArg::Top(_) => ranked.iter().map(|&(c, _)| c).collect(),
-            };
+            let targets = self.targets(ranked);
             let _ = writeln!(
                 report,
                 "{file}: predicted class {} (score {score:.4})",
