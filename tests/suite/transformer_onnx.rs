@@ -18,7 +18,7 @@ fn fixture_path(file: &str) -> String {
 }
 
 /// The explained input of a fixture: the ViT's images, the BERT's ids (as floats).
-fn input(fx: &serde_json::Value) -> ArrayD<f64> {
+pub(crate) fn input(fx: &serde_json::Value) -> ArrayD<f64> {
     if fx["name"] == "tiny_vit" {
         common::tensor(&fx["x"])
     } else {
@@ -26,7 +26,7 @@ fn input(fx: &serde_json::Value) -> ArrayD<f64> {
     }
 }
 
-fn targets(fx: &serde_json::Value) -> Target<f64> {
+pub(crate) fn targets(fx: &serde_json::Value) -> Target<f64> {
     Target::PerSample(
         fx["targets"]
             .as_array()

@@ -252,19 +252,7 @@ fn opset14_tiny_transformers_match_logits_and_lxt() {
         )
     };
     // the explained input: the ViT's images, the BERT's ids (as floats)
-    let input = |fx: &serde_json::Value| -> ArrayD<f64> {
-        common::tensor(&fx[if fx["name"] == "tiny_vit" { "x" } else { "ids" }])
-    };
-    let targets = |fx: &serde_json::Value| {
-        Target::PerSample(
-            fx["targets"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as usize)
-                .collect(),
-        )
-    };
+    use crate::transformer_onnx::{input, targets};
     let mut report = Vec::new();
     for (model, norms) in [("tiny_vit", 5), ("tiny_bert", 5)] {
         let fx = common::load(&format!("transformers/{model}"));
