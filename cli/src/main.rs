@@ -61,6 +61,11 @@ pub struct ModelArgs {
     /// The ONNX output to explain, for a model with several outputs.
     #[arg(long, value_name = "NAME")]
     pub output: Option<String>,
+    /// Hold an ONNX graph input at a number for every call (repeatable), e.g.
+    /// `--fix attention_mask=1` for one text without padding, `--fix token_type_ids=0`; its
+    /// named dimensions follow the explained input's (`sequence_length`).
+    #[arg(long = "fix", value_name = "NAME=VALUE", value_parser = parse_fix)]
+    pub fix: Vec<(String, f64)>,
 }
 
 #[derive(Args)]
@@ -204,6 +209,18 @@ pub(crate) fn parse_shape(s: &str) -> Result<Shape, String> {
     match dims {
         Ok(d) if !d.is_empty() && d.iter().all(|&v| v > 0) => Ok(Shape(d)),
         _ => Err("write positive sizes separated by commas, e.g. 3,224,224".to_string()),
+    }
+}
+
+fn parse_fix(s: &str) -> Result<(String, f64), String> {
+    match s.split_once('=') {
+        Some((name, v)) if !name.trim().is_empty() => match v.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok((name.trim().to_string(), v)),
+            _ => Err(format!(
+                "{v:?} is not a finite number; write NAME=VALUE, e.g. attention_mask=1"
+            )),
+        },
+        _ => Err("write NAME=VALUE, e.g. attention_mask=1".to_string()),
     }
 }
 

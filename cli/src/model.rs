@@ -2,7 +2,7 @@
 //! messages.
 
 use crate::{Failure, ModelArgs};
-use relevance::io::{load_onnx_with, load_safetensors, OnnxOptions};
+use relevance::io::{load_onnx_with, load_safetensors, FixedInput, OnnxOptions};
 use relevance::Network;
 
 /// A loaded model and the importer's notes.
@@ -27,6 +27,9 @@ pub fn load_model(args: &ModelArgs, fallback_shape: Option<Vec<usize>>) -> Resul
             let mut options = OnnxOptions::default();
             if let Some(output) = &args.output {
                 options = options.with_output(output);
+            }
+            for (name, value) in &args.fix {
+                options = options.with_fixed_input(name, FixedInput::Fill(*value));
             }
             let shape = args.input_shape.clone().map(|s| s.0);
             let first = shape

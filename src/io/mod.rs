@@ -56,8 +56,8 @@ pub(crate) use npy::npy_preamble;
 pub use npy::{load_npy, npy_element_type, read_npy, save_npy, write_npy};
 #[cfg(feature = "onnx")]
 pub use onnx::{
-    from_onnx, from_onnx_with, load_onnx, load_onnx_with, onnx_operators, OnnxModel, OnnxOperator,
-    OnnxOptions,
+    from_onnx, from_onnx_with, load_onnx, load_onnx_with, onnx_operators, FixedInput, OnnxModel,
+    OnnxOperator, OnnxOptions,
 };
 #[cfg(feature = "safetensors")]
 pub use safetensors::{from_safetensors, from_safetensors_with, load_safetensors, load_safetensors_with};

@@ -31,6 +31,8 @@ mod images;
 mod io;
 mod layers;
 #[cfg(feature = "onnx")]
+mod masked_encoder;
+#[cfg(feature = "onnx")]
 mod memory;
 mod misuse;
 #[cfg(feature = "onnx")]

@@ -93,6 +93,7 @@ fn load_models(args: &ServeArgs) -> Result<Vec<ServedModel>, Failure> {
                 arch: None,
                 input_shape: args.input_shape.clone(),
                 output: None,
+                fix: Vec::new(),
             };
             ServedModel::load(&margs, pre.unwrap_or_else(Preprocess::none), labels.as_ref())
         })

@@ -55,6 +55,66 @@ pub(super) fn held_input_shape(input: &ValueInfoProto) -> std::result::Result<Ve
     declared_shape(input, "a held input needs a fixed per-sample shape")
 }
 
+/// The per-sample shape of a graph input held at a value: its declared dimensions after
+/// the batch, a named (symbolic) one taking the size of the explained input's dimension
+/// of the same name; `Err` says which dimension is neither.
+pub(super) fn fixed_input_shape(
+    input: &ValueInfoProto,
+    explained: &ValueInfoProto,
+    explained_shape: &[usize],
+) -> std::result::Result<Vec<usize>, String> {
+    let dims = |v: &ValueInfoProto| {
+        v.r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.shape.as_ref())
+            .map(|s| s.dim.clone())
+    };
+    let own = dims(input).ok_or("its shape is not given; give its values with FixedInput::Values")?;
+    let named: Vec<(String, usize)> = dims(explained)
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+        .zip(explained_shape)
+        .filter_map(|(d, &size)| d.dim_param.clone().filter(|p| !p.is_empty()).map(|p| (p, size)))
+        .collect();
+    if own.is_empty() {
+        return Err("rank 0 (a batch dimension expected)".into());
+    }
+    own[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match (d.dim_value, d.dim_param.as_deref()) {
+            (Some(v), _) if v > 0 && v as u64 <= MAX_DIM as u64 => Ok(v as usize),
+            (Some(v), _) => Err(format!("dimension {} is {v}", i + 1)),
+            (None, Some(p)) => named
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|&(_, size)| size)
+                .ok_or_else(|| {
+                    format!(
+                        "dimension {} is symbolic ({p:?}) and the explained input has no dimension of that name; give its values with FixedInput::Values",
+                        i + 1
+                    )
+                }),
+            (None, None) => Err(format!(
+                "dimension {} is not given; give its values with FixedInput::Values",
+                i + 1
+            )),
+        })
+        .collect()
+}
+
+/// Whether a graph input is declared as integers of any width or booleans (a held-fixed
+/// input of such a type is folded as integers).
+pub(super) fn is_integer_input(input: &ValueInfoProto) -> bool {
+    input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .is_some_and(|t| matches!(t.elem_type, INT64 | INT32 | INT8 | UINT8 | BOOL))
+}
+
 /// Whether a graph input is declared as integers (`int64`, `int32`: token ids).
 pub(super) fn is_int_input(input: &ValueInfoProto) -> bool {
     input

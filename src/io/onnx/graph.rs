@@ -1,7 +1,7 @@
 //! The graph around the nodes: which tensor is the input and which the explained output,
 //! which nodes the output needs (in a topological order), and who reads each tensor.
 
-use super::decode::{held_input_shape, input_shape, is_int_input};
+use super::decode::{fixed_input_shape, held_input_shape, input_shape, is_int_input};
 use super::proto::{GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use super::OnnxOptions;
 use crate::error::{Error, Result};
@@ -22,6 +22,9 @@ pub(super) struct Graph<'a> {
     /// The other data inputs that the output needs, in the file's order, with their
     /// declared per-sample shapes: the network's held inputs.
     pub(super) held: Vec<(&'a str, Vec<usize>)>,
+    /// The data inputs held at a value ([`OnnxOptions::fixed_inputs`]) that the output
+    /// needs, with their per-sample shapes and their index in the options.
+    pub(super) fixed: Vec<(&'a ValueInfoProto, Vec<usize>, usize)>,
     /// The tensor explained: the graph output (or the one the options name).
     pub(super) output: &'a str,
     /// The nodes the output needs, in a topological order (indices into `proto.node`).
@@ -109,10 +112,39 @@ impl<'a> Graph<'a> {
                 }
             }
         }
+        // inputs held at a value: named data inputs other than the explained one
+        let mut fixed = Vec::new();
+        for (k, (name, _)) in opts.fixed_inputs.iter().enumerate() {
+            let err = |reason: &str| Error::OnnxInput {
+                name: name.clone(),
+                reason: reason.into(),
+                inputs: names(),
+            };
+            let v = data_inputs
+                .iter()
+                .copied()
+                .find(|v| &v.name == name)
+                .ok_or_else(|| err("no data input of the graph has this name (OnnxOptions::fixed_inputs)"))?;
+            if v.name == input.name {
+                return Err(err(
+                    "the explained input cannot be held fixed (OnnxOptions::fixed_inputs)",
+                ));
+            }
+            if readers.contains_key(v.name.as_str()) || v.name == output {
+                let shape = fixed_input_shape(v, input, &input_shape).map_err(|reason| Error::OnnxInput {
+                    name: name.clone(),
+                    reason,
+                    inputs: names(),
+                })?;
+                fixed.push((v, shape, k));
+            }
+        }
         // every other data input that the output needs is held, with a fixed shape
         let mut held = Vec::new();
         for v in data_inputs.iter().filter(|v| v.name != input.name) {
-            if !readers.contains_key(v.name.as_str()) && v.name != output {
+            if !readers.contains_key(v.name.as_str()) && v.name != output
+                || opts.fixed_inputs.iter().any(|(n, _)| n == &v.name)
+            {
                 continue;
             }
             let shape = held_input_shape(v).map_err(|reason| Error::OnnxInput {
@@ -140,6 +172,7 @@ impl<'a> Graph<'a> {
             int_input: is_int_input(input),
             producer,
             held,
+            fixed,
             output,
             order,
             readers,

@@ -100,6 +100,11 @@ pub(super) fn import<F: Float>(
         imp.values
             .insert(name, Rc::new(Value::Data(Data::node(id, shape.clone()))));
     }
+    // inputs held at a value: constants, folded into what they feed
+    for (v, shape, k) in &graph.fixed {
+        let value = fixed_value::<F>(v, shape, &opts.fixed_inputs[*k].1)?;
+        imp.values.insert(v.name.as_str(), Rc::new(Value::Const(value)));
+    }
     // tensors that a refused node (or one downstream of it) would have produced
     let mut lost: HashSet<&str> = HashSet::new();
     let mut refused: HashSet<usize> = problems.iter().map(|p| p.index).collect();
@@ -437,5 +442,46 @@ impl<'a, F: Float> Importer<'a, F> {
         let name = self.fresh(label);
         let id = self.builder.add(&name, label, op, inputs)?;
         Ok(Data::node(id, self.builder.shape_of(id).to_vec()))
+    }
+}
+
+/// The constant a graph input held at `value` stands for: a batch axis of 1 and then
+/// `shape`, integers for an integer or boolean input.
+fn fixed_value<F: Float>(
+    input: &super::proto::ValueInfoProto,
+    shape: &[usize],
+    value: &super::FixedInput,
+) -> Result<Const<F>> {
+    let err = |reason: String| Error::OnnxInput {
+        name: input.name.clone(),
+        reason,
+        inputs: Vec::new(),
+    };
+    let full: Vec<usize> = std::iter::once(1).chain(shape.iter().copied()).collect();
+    super::values::check_size(&full)?;
+    let data: ndarray::ArrayD<f64> = match value {
+        super::FixedInput::Fill(v) => ndarray::ArrayD::from_elem(ndarray::IxDyn(&full), *v),
+        super::FixedInput::Values(a) => {
+            if a.shape() != shape {
+                return Err(err(format!(
+                    "FixedInput::Values of shape {:?}; the input's per-sample shape is {shape:?} (no batch axis)",
+                    a.shape()
+                )));
+            }
+            a.clone().insert_axis(ndarray::Axis(0))
+        }
+    };
+    if let Some(bad) = data.iter().find(|v| !v.is_finite()) {
+        return Err(err(format!("the fixed value {bad} is not finite")));
+    }
+    if super::decode::is_integer_input(input) {
+        if let Some(bad) = data.iter().find(|v| v.fract() != 0.0 || v.abs() > 9.0e15) {
+            return Err(err(format!(
+                "the fixed value {bad} is not an integer, and the input holds integers"
+            )));
+        }
+        Ok(Const::Int(data.mapv(|v| Sym::Int(v as i64))))
+    } else {
+        Ok(Const::Float(data.mapv(F::lit)))
     }
 }

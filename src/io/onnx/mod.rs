@@ -34,7 +34,7 @@ use proto::ModelProto;
 use std::path::Path;
 
 /// Options of [`load_onnx_with`] and [`from_onnx_with`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OnnxOptions {
     /// The graph input to explain, for a graph with several data inputs (inputs that are
@@ -65,6 +65,27 @@ pub struct OnnxOptions {
     /// gradient (as zennit, which has no rule for it). A kept `LogSoftmax` is an error.
     /// Default `false`.
     pub keep_softmax: bool,
+    /// Graph inputs held at a fixed value for every call, e.g. a text encoder's
+    /// `attention_mask` (all ones for one unpadded text) or `token_type_ids`. The importer
+    /// then evaluates what they feed at load time, as it does for initializers: the mask
+    /// arithmetic of an exported BERT (`Unsqueeze`, `Cast`, `(1 − mask)·min`, the mean
+    /// pooling's `mask · hidden / Σ mask`) becomes constants of the network. Each name
+    /// must be a data input other than the explained one ([`Error::OnnxInput`] lists
+    /// them). Default: none (every other data input the output reads is a held input).
+    pub fixed_inputs: Vec<(String, FixedInput)>,
+}
+
+/// The value of a graph input held fixed ([`OnnxOptions::fixed_inputs`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FixedInput {
+    /// Every entry this number, in the per-sample shape the file declares: a dimension the
+    /// file gives a name (`"sequence_length"`) takes the size of the explained input's
+    /// dimension of the same name (so `attention_mask` follows `input_ids`).
+    Fill(f64),
+    /// These values, one sample (no batch axis): the constant has a batch axis of 1 and
+    /// broadcasts over the batch. Integer inputs need whole numbers.
+    Values(ndarray::ArrayD<f64>),
 }
 
 impl Default for OnnxOptions {
@@ -75,6 +96,7 @@ impl Default for OnnxOptions {
             output: None,
             merge_batch_norm: true,
             keep_softmax: false,
+            fixed_inputs: Vec::new(),
         }
     }
 }
@@ -118,6 +140,28 @@ impl OnnxOptions {
     /// The default options explaining the named output.
     pub fn with_output(mut self, output: &str) -> Self {
         self.output = Some(output.to_string());
+        self
+    }
+
+    /// These options holding the graph input `name` at `value` ([`OnnxOptions::fixed_inputs`]).
+    ///
+    /// A sentence encoder exported from HF `transformers` reads `input_ids` and
+    /// `attention_mask`; for one text without padding the mask is all ones:
+    /// ```
+    /// use relevance::io::{load_onnx_with, FixedInput, OnnxOptions};
+    /// # fn main() -> relevance::Result<()> {
+    /// let dir = env!("CARGO_MANIFEST_DIR");
+    /// let path = format!("{dir}/tests/fixtures/transformers/masked_encoder.onnx");
+    /// let options = OnnxOptions::default()
+    ///     .with_input_shape(&[6])
+    ///     .with_fixed_input("attention_mask", FixedInput::Fill(1.0));
+    /// let model = load_onnx_with::<f64>(&path, &options)?;
+    /// assert!(model.network.held_inputs().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_fixed_input(mut self, name: &str, value: FixedInput) -> Self {
+        self.fixed_inputs.retain(|(n, _)| n != name);
+        self.fixed_inputs.push((name.to_string(), value));
         self
     }
 

@@ -199,6 +199,21 @@ pub(super) fn per_axis<F: Float>(c: &Const<F>, shape: &[usize]) -> Option<(Optio
     if full[0] != 1 {
         return None;
     }
+    let mut a = a.into_shape_with_order(ndarray::IxDyn(&full)).ok()?;
+    // an axis of the data's size along which the constant does not vary is one entry (an
+    // `Expand`ed mask `[1, T, D]` of one value per token is `[1, T, 1]`); the result's
+    // shape is the data's either way
+    for k in 1..rank {
+        if full[k] > 1 && full[k] == shape[k - 1] {
+            let first = a.index_axis(ndarray::Axis(k), 0).to_owned();
+            if a.axis_iter(ndarray::Axis(k)).all(|s| s == first) {
+                a = a
+                    .slice_axis(ndarray::Axis(k), ndarray::Slice::from(0..1))
+                    .to_owned();
+                full[k] = 1;
+            }
+        }
+    }
     let varying: Vec<usize> = (1..rank).filter(|&k| full[k] != 1).collect();
     match varying.as_slice() {
         [] => Some((None, vec![*a.iter().next()?])),
@@ -500,7 +515,16 @@ mod tests {
         );
         assert_eq!(per_axis(&c(&[], vec![7.0]), &[3, 4]), Some((None, vec![7.0])));
         // varying along two axes, broadcasting the data, or over the batch: no
-        assert_eq!(per_axis(&c(&[2, 2], vec![1.0; 4]), &[2, 2]), None);
+        assert_eq!(per_axis(&c(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]), &[2, 2]), None);
+        // the same value along an axis of the data's size: one value per entry of the other
+        assert_eq!(
+            per_axis(&c(&[1, 2, 3], vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]), &[2, 3]),
+            Some((Some(0), vec![1.0, 2.0]))
+        );
+        assert_eq!(
+            per_axis(&c(&[2, 2], vec![1.0; 4]), &[2, 2]),
+            Some((None, vec![1.0]))
+        );
         assert_eq!(per_axis(&c(&[3], vec![1.0; 3]), &[4, 1]), None);
         assert_eq!(per_axis(&c(&[2, 3], vec![1.0; 6]), &[3]), None);
     }

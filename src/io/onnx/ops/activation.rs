@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::io::onnx::import::Importer;
 use crate::io::onnx::pattern::{Around, Found, Group};
-use crate::io::onnx::values::Const;
+use crate::io::onnx::values::{Const, Sym};
 use crate::layers::{
     Clip, Elu, Exp, Gelu, HardSigmoid, HardSwish, Layer, LeakyRelu, Log, Relu, Sigmoid, Softplus, Tanh,
 };
@@ -39,7 +39,12 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
             "Log (ChromBPNet's log(exp(a) + exp(b)) of two count heads)",
         ),
     ] {
-        reg.op(op, becomes).build(activation_node);
+        let r = reg.op(op, becomes);
+        r.build(activation_node);
+        if op == "Clip" {
+            // of a constant (a mask's count clamped away from zero): evaluated
+            r.fold(fold_clip);
+        }
     }
     reg.op(
         "Erf",
@@ -246,4 +251,30 @@ fn activation<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resul
         }
         other => return Err(n.refuse(format!("{other} is not an activation"))),
     }))
+}
+
+/// `Clip` of a constant, e.g. `torch.clamp(mask.sum(1), min=1e-9)` of a sentence encoder's
+/// mean pooling with a fixed attention mask.
+fn fold_clip<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
+    let c = imp.required_const(n, 0)?;
+    let bound = |imp: &mut Importer<'a, F>, pos: usize, name: &str, default: f64| -> Result<f64> {
+        if imp.g.opset < 11 {
+            return Ok(n.attrs.float(name, default as f32)?.into());
+        }
+        Ok(match imp.const_arg(n, pos)? {
+            Some(c) => c.floats()?.iter().next().map_or(default, |v| v.as_f64()),
+            None => default,
+        })
+    };
+    let lo = bound(imp, 1, "min", f64::NEG_INFINITY)?;
+    let hi = bound(imp, 2, "max", f64::INFINITY)?;
+    let a = c.floats()?.mapv(|v| {
+        let v = v.as_f64().max(lo).min(hi);
+        F::lit(v)
+    });
+    let value = match c {
+        Const::Int(_) => Const::Int(a.mapv(|v| Sym::Int(v.as_f64().round() as i64))),
+        Const::Float(_) => Const::Float(a),
+    };
+    imp.folded(n, 0, value)
 }
