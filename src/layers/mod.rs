@@ -44,6 +44,7 @@ mod pad;
 mod pool1d;
 mod relu;
 mod reshape;
+mod resize;
 mod softmax;
 
 pub use activation::{
@@ -67,6 +68,8 @@ pub use pad::{Identity, Pad};
 pub use pool1d::{AvgPool1d, MaxPool1d};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
+pub(crate) use resize::{along as resize_along, weights_1d as resize_weights};
+pub use resize::{Coordinates, Interpolation, Resize};
 pub use softmax::Softmax;
 
 use crate::error::Result;

@@ -41,8 +41,12 @@ mod onnx_corpus;
 mod onnx_fuzz;
 mod profile_head;
 mod properties;
+#[cfg(feature = "onnx")]
+mod published_transformers;
 mod readme;
 mod recycling;
+#[cfg(feature = "onnx")]
+mod resize;
 #[cfg(feature = "genomics-io")]
 mod sequence_io;
 mod sequence_layers;

@@ -25,6 +25,7 @@ mod pad;
 mod pool;
 mod reduce;
 mod reshape;
+mod resize;
 mod shape;
 mod slice;
 mod softmax;
@@ -159,6 +160,7 @@ pub(super) fn registry<F: Float>() -> Registry<F> {
     reduce::register(&mut reg);
     softmax::register(&mut reg);
     reshape::register(&mut reg);
+    resize::register(&mut reg);
     slice::register(&mut reg);
     pad::register(&mut reg);
     shape::register(&mut reg);
