@@ -57,6 +57,11 @@ const NUMBERS: &[(&str, Kind)] = &[
         Bound(ONNX_TRANSFORMER_F32),
     ),
     ("of four test digits within ", Measured(LXT_F64)),
+    (
+        "give onnxruntime's float32 outputs within ",
+        Measured(ONNX_TRANSFORMER_F32),
+    ),
+    ("PyTorch's output and gradient within ", Measured(RESIZE_F64)),
     // rules, composites, DeepLIFT's parameters
     ("so `LrpGamma::new(", Other("a parameter out of f32's range")),
     (

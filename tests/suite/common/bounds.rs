@@ -140,3 +140,6 @@ pub const ONNX_TRANSFORMER_LOGITS_F64: f64 = 2e-15;
 /// Transformers read from float32 ONNX files: the reference logits (PyTorch's, or the float64
 /// fixture's for a float32 export of the same weights), relative to the largest.
 pub const ONNX_TRANSFORMER_F32: f64 = 1e-5;
+/// `Resize` read from float64 ONNX files (`tests/suite/resize.rs`): PyTorch's outputs and
+/// input gradients, relative to the largest (measured 1.2e-15).
+pub const RESIZE_F64: f64 = 1e-14;
