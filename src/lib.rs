@@ -88,10 +88,10 @@ pub use explain::{
 pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
-    Conv2d, Conv2dConfig, Dense, Elu, Embedding, Exp, Flatten, Gelu, HardSigmoid, HardSwish, Identity, Layer,
-    LayerNorm, LeakyRelu, LinearMap, LocalResponseNorm, Log, Log1p, MatMul, MaxPool1d, MaxPool2d, Merge,
-    MergeClass, MergeStep, Mul, Narrow, Normalize, Pad, Permute, Relu, Reshape, RmsNorm, Select, Sigmoid,
-    Silu, Softmax, Softplus, Step, Tanh,
+    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Dense, Elu, Embedding, Exp, Flatten, Gelu,
+    HardSigmoid, HardSwish, Identity, Layer, LayerNorm, LeakyRelu, LinearMap, LocalResponseNorm, Log, Log1p,
+    MatMul, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Normalize, Pad, Permute, Relu,
+    Reshape, RmsNorm, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};
