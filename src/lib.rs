@@ -6,7 +6,7 @@
 //!
 //! Build a [`Network`] from PyTorch-layout weights — a chain of layers with
 //! [`Network::new`], or any directed acyclic graph (residual sums, concatenations, gates)
-//! with [`GraphBuilder`] — out of [`Dense`], [`Conv2d`] (grouped and depthwise too),
+//! with [`GraphBuilder`] — out of [`Dense`], [`Conv2d`] (grouped and depthwise too), [`ConvTranspose2d`],
 //! [`MaxPool2d`], [`AvgPool2d`], [`BatchNorm2d`], activations ([`Relu`], [`Clip`],
 //! [`Sigmoid`], [`HardSwish`], ...), [`Flatten`], [`Add`], [`Concat`] and [`Mul`] nodes.
 //! Then ask it to [`attribute`](Network::attribute) a prediction under a rule ([`Lrp0`],
