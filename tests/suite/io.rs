@@ -911,6 +911,118 @@ fn onnx_hostile_tensors() {
     ));
 }
 
+/// `ConvTranspose`: strides, pads, output_padding and output_shape give PyTorch's sizes and
+/// values; bad attributes are typed errors naming the node.
+#[test]
+fn onnx_conv_transpose_attributes_and_hostile_nodes() {
+    // weight [in 2, out 3, 2, 2]
+    let w = floats(
+        "W",
+        &[2, 3, 2, 2],
+        (0..24).map(|v| v as f32 * 0.25 - 3.0).collect(),
+    );
+    let deconv = |attrs: Vec<AttributeProto>, w: &TensorProto| {
+        let mut c = node("deconv", "ConvTranspose", &["x", "W"], "y");
+        c.attribute = attrs;
+        model(&[2, 3, 3], vec![c], vec![w.clone()])
+    };
+    let net = from_onnx::<f64>(&deconv(vec![ints_attr("strides", &[2, 2])], &w)).unwrap();
+    assert_eq!(net.output_shape(), &[3, 6, 6]);
+    let layer = net.nodes()[0]
+        .layer()
+        .unwrap()
+        .class()
+        .affine()
+        .unwrap()
+        .weight()
+        .to_owned();
+    assert_eq!(layer.shape(), &[2, 3, 2, 2]);
+    // output_shape [5, 5] = pads [1, 1, 0, 0] (the odd padding at the beginning, NOTSET)
+    let x =
+        ndarray::Array4::from_shape_fn((1, 2, 3, 3), |(_, c, i, j)| (c * 9 + i * 3 + j) as f64).into_dyn();
+    let by_shape = from_onnx::<f64>(&deconv(
+        vec![ints_attr("strides", &[2, 2]), ints_attr("output_shape", &[5, 5])],
+        &w,
+    ))
+    .unwrap();
+    let by_pads = from_onnx::<f64>(&deconv(
+        vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 0, 0])],
+        &w,
+    ))
+    .unwrap();
+    assert_eq!(by_shape.output_shape(), &[3, 5, 5]);
+    assert_eq!(by_shape.forward(&x).unwrap(), by_pads.forward(&x).unwrap());
+    // output_padding adds a row and a column at the end
+    let net = from_onnx::<f64>(&deconv(
+        vec![
+            ints_attr("strides", &[2, 2]),
+            ints_attr("pads", &[1, 1, 1, 1]),
+            ints_attr("output_padding", &[1, 1]),
+        ],
+        &w,
+    ))
+    .unwrap();
+    assert_eq!(net.output_shape(), &[3, 5, 5]);
+    let names_node = |err: &Error| match err {
+        Error::UnsupportedOperator { node, .. } => node == "deconv",
+        Error::Format { what, .. } => what.contains("deconv"),
+        Error::AtNode { node, .. } => node == "deconv",
+        _ => false,
+    };
+    let hostile: Vec<(&str, Vec<AttributeProto>, TensorProto)> = vec![
+        ("negative stride", vec![ints_attr("strides", &[-1, 2])], w.clone()),
+        ("zero stride", vec![ints_attr("strides", &[0, 2])], w.clone()),
+        ("zero dilation", vec![ints_attr("dilations", &[1, 0])], w.clone()),
+        (
+            "output_padding = stride",
+            vec![
+                ints_attr("strides", &[2, 2]),
+                ints_attr("output_padding", &[2, 0]),
+            ],
+            w.clone(),
+        ),
+        (
+            "output_padding without stride",
+            vec![ints_attr("output_padding", &[1, 1])],
+            w.clone(),
+        ),
+        ("group not dividing", vec![int_attr("group", 3)], w.clone()),
+        ("group zero", vec![int_attr("group", 0)], w.clone()),
+        ("3-D weight", vec![], floats("W", &[2, 3, 2], vec![1.0; 12])),
+        ("5-D weight", vec![], floats("W", &[2, 3, 1, 1, 1], vec![1.0; 6])),
+        ("3-D strides", vec![ints_attr("strides", &[1, 1, 1])], w.clone()),
+        (
+            "kernel_shape mismatch",
+            vec![ints_attr("kernel_shape", &[3, 3])],
+            w.clone(),
+        ),
+        (
+            "output_shape too large",
+            vec![ints_attr("output_shape", &[9, 9])],
+            w.clone(),
+        ),
+        (
+            "pads removing everything",
+            vec![ints_attr("pads", &[4, 4, 4, 4])],
+            w.clone(),
+        ),
+        (
+            "wrong input channels",
+            vec![],
+            floats("W", &[3, 3, 2, 2], vec![1.0; 36]),
+        ),
+        (
+            "huge stride",
+            vec![ints_attr("strides", &[1 << 40, 1])],
+            w.clone(),
+        ),
+    ];
+    for (what, attrs, weight) in hostile {
+        let err = from_onnx::<f32>(&deconv(attrs, &weight)).unwrap_err();
+        assert!(names_node(&err), "{what}: {err:?}");
+    }
+}
+
 #[test]
 fn onnx_settings_and_graphs() {
     let conv_w = floats("W", &[2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
