@@ -107,9 +107,9 @@ impl ConvTranspose2dConfig {
 /// Input `[N, in, H, W]`, output `[N, out, H', W']` with
 /// `H' = (H − 1)·stride − pad_top − pad_bottom + dil·(kh − 1) + output_padding + 1`
 /// (likewise W'), as in the PyTorch documentation of `ConvTranspose2d` and the ONNX
-/// operator specification of `ConvTranspose` (`output_shape[i] = stride[i] * (input_size[i]
-/// - 1) + output_padding[i] + ((kernel_shape[i] - 1) * dilations[i] + 1) - pads[start_i] -
-/// pads[end_i]`).
+/// operator specification of `ConvTranspose`:
+/// `output_shape[i] = stride[i] * (input_size[i] - 1) + output_padding[i] +
+/// ((kernel_shape[i] - 1) * dilations[i] + 1) - pads[start_i] - pads[end_i]`.
 ///
 /// # Example
 /// ```
