@@ -159,7 +159,6 @@ pub(crate) enum Op<F: Float> {
         bias: Option<ArcArray1<F>>,
         config: Conv1dConfig,
     },
-    #[cfg_attr(not(feature = "onnx"), allow(dead_code))] // what the ONNX importer uses
     ConvTranspose {
         weight: ArcArray<F, Ix4>,
         bias: Option<ArcArray1<F>>,

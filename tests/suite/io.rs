@@ -1261,6 +1261,72 @@ fn safetensors_graph_architecture() {
     );
 }
 
+/// A `"convtranspose2d"` layer of the JSON architecture: loads with its settings, equals the
+/// layer built by hand, and a batch norm after it merges along its output channels.
+#[test]
+fn safetensors_conv_transpose_architecture() {
+    use relevance::io::{from_safetensors_with, LoadOptions};
+    use relevance::{ConvTranspose2d, ConvTranspose2dConfig, Layer};
+    let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let w: Vec<f64> = (0..3 * 2 * 3 * 3)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
+    let b = [0.1, -0.3, 0.2, 0.4];
+    let data: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "up.weight",
+            vec![4, 2, 3, 3],
+            f64s(&[w.clone(), w[..18].to_vec()].concat()),
+        ),
+        ("up.bias", vec![4], f64s(&b)),
+        ("bn.running_mean", vec![4], f64s(&[0.1, -0.2, 0.0, 0.3])),
+        ("bn.running_var", vec![4], f64s(&[1.5, 0.7, 1.0, 2.0])),
+        ("bn.weight", vec![4], f64s(&[0.9, 1.2, -0.5, 2.0])),
+        ("bn.bias", vec![4], f64s(&[0.05, -0.1, 0.0, 0.2])),
+    ];
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let file = safetensors::serialize(views, &None).unwrap();
+    let arch = Architecture::from_json(
+        r#"{"input_shape": [4, 3, 3], "layers": [
+            {"type": "convtranspose2d", "weight": "up.weight", "bias": "up.bias", "stride": 2,
+             "padding": 1, "output_padding": 1, "groups": 2},
+            {"type": "batchnorm2d", "mean": "bn.running_mean", "var": "bn.running_var",
+             "weight": "bn.weight", "bias": "bn.bias"}
+        ]}"#,
+    )
+    .unwrap();
+    let merged = from_safetensors::<f64>(&arch, &file).unwrap();
+    assert_eq!(merged.nodes().len(), 1);
+    assert_eq!(merged.output_shape(), &[4, 6, 6]);
+    let kept = from_safetensors_with::<f64>(&arch, &file, LoadOptions::keep_batch_norm()).unwrap();
+    let x = ndarray::Array4::from_shape_fn((2, 4, 3, 3), |(n, c, i, j)| {
+        ((n + 2 * c + i * j) % 5) as f64 - 2.0
+    })
+    .into_dyn();
+    let (a, k) = (merged.forward(&x).unwrap(), kept.forward(&x).unwrap());
+    assert!(a.iter().zip(k.iter()).all(|(p, q)| (p - q).abs() < 1e-12));
+    let by_hand = ConvTranspose2d::new(
+        ndarray::Array4::from_shape_vec((4, 2, 3, 3), [w.clone(), w[..18].to_vec()].concat()).unwrap(),
+        Some(ndarray::Array1::from(b.to_vec())),
+        ConvTranspose2dConfig::default()
+            .stride(2)
+            .padding(1)
+            .output_padding(1)
+            .groups(2),
+    )
+    .unwrap();
+    let unmerged = kept.trace(&x).unwrap();
+    assert_eq!(unmerged.activations[1], by_hand.forward(x.view()).unwrap());
+}
+
 /// One weight tensor shared by thousands of layers is stored once: the network loads, its
 /// layers hold the same weight, and loading takes far less than copies into each would
 /// (5 000 × 16 KiB = 80 MB).
