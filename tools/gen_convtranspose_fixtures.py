@@ -14,7 +14,10 @@
 * tests/fixtures/onnx/convtranspose/{torchscript,dynamo}.onnx: a tiny conv-deconv network
   (Conv, Relu, ConvTranspose + BatchNormalization, Relu, ConvTranspose with groups and
   output_padding, Relu, Flatten, Linear) exported by torch.onnx with both exporters, opset 14
-  for the TorchScript one (the exporter of the published model), weights inline.
+  for the TorchScript one (the exporter of the published model), weights inline;
+  tests/fixtures/onnx/convtranspose/{same_upper,same_lower,output_shape,output_shape_padding}.onnx:
+  single ConvTranspose nodes (onnx.helper) whose padding follows from auto_pad or output_shape,
+  with onnxruntime's outputs ("onnx_padding").
 
 How to run (from the repository root):
 
@@ -279,6 +282,38 @@ def onnx_fixture():
     }
 
 
+def padding_fixtures():
+    """Single ConvTranspose nodes written with onnx.helper whose padding the importer must
+    compute (auto_pad SAME_UPPER / SAME_LOWER, output_shape), with onnxruntime's outputs."""
+    from onnx import helper, TensorProto, numpy_helper
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    d = os.path.join(FIX, "onnx", "convtranspose")
+    cases = []
+    for name, attrs in [
+        ("same_upper", dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+        ("same_lower", dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+        ("output_shape", dict(strides=[2, 3], output_shape=[6, 10])),
+        ("output_shape_padding", dict(strides=[2, 2], output_shape=[7, 8], output_padding=[1, 0])),
+    ]:
+        node = helper.make_node("ConvTranspose", ["x", "W"], ["y"], name="deconv", **attrs)
+        graph = helper.make_graph(
+            [node], name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(w, "W")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+        model.ir_version = 8
+        path = os.path.join(d, f"{name}.onnx")
+        onnx.save(model, path)
+        sess = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (y,) = sess.run(None, {"x": x})
+        cases.append({"file": f"convtranspose/{name}.onnx", "onnxruntime": tj(torch.from_numpy(y))})
+    return {"input": tj(torch.from_numpy(x)), "files": cases}
+
+
 def main():
     fx = {
         "generator": "tools/gen_convtranspose_fixtures.py",
@@ -289,6 +324,7 @@ def main():
         "layer_cases": layer_cases(),
         "networks": [network_fixture("a", 1), network_fixture("b", 2)],
         "onnx": onnx_fixture(),
+        "onnx_padding": padding_fixtures(),
     }
     with open(os.path.join(FIX, "convtranspose.json"), "w") as f:
         json.dump(fx, f)

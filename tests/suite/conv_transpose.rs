@@ -297,6 +297,28 @@ fn onnx_files_match_onnxruntime_and_the_network_built_by_hand() {
     println!("worst deviation from onnxruntime {worst_ort:.2e}; explanations (TorchScript file) vs by hand {worst_expl:.2e}");
 }
 
+/// Padding the importer computes from `auto_pad` (SAME_UPPER, SAME_LOWER) or `output_shape`
+/// (with and without `output_padding`), as onnxruntime does.
+#[cfg(feature = "onnx")]
+#[test]
+fn onnx_padding_from_auto_pad_and_output_shape_matches_onnxruntime() {
+    use relevance::io::load_onnx;
+    let fx = load("convtranspose");
+    let of = &fx["onnx_padding"];
+    let x = tensor::<f64>(&of["input"]);
+    let mut worst = 0.0_f64;
+    for file in of["files"].as_array().unwrap() {
+        let name = file["file"].as_str().unwrap();
+        let path = format!("{}/tests/fixtures/onnx/{name}", env!("CARGO_MANIFEST_DIR"));
+        let net = load_onnx::<f64>(&path).unwrap();
+        let got = net.forward(&x).unwrap();
+        let d = rel_dev(&got, &tensor(&file["onnxruntime"]));
+        assert!(d < 1e-5, "{name}: deviates from onnxruntime by {d:e}");
+        worst = worst.max(d);
+    }
+    println!("padding cases: worst deviation from onnxruntime {worst:.2e}");
+}
+
 #[test]
 fn constructor_refuses_bad_parameters() {
     let w = || ndarray::Array4::<f64>::ones((4, 3, 3, 3));
