@@ -6,7 +6,7 @@
 //!
 //! Build a [`Network`] from PyTorch-layout weights — a chain of layers with
 //! [`Network::new`], or any directed acyclic graph (residual sums, concatenations, gates)
-//! with [`GraphBuilder`] — out of [`Dense`], [`Conv2d`] (grouped and depthwise too),
+//! with [`GraphBuilder`] — out of [`Dense`], [`Conv2d`] (grouped and depthwise too), [`ConvTranspose2d`],
 //! [`MaxPool2d`], [`AvgPool2d`], [`BatchNorm2d`], activations ([`Relu`], [`Clip`],
 //! [`Sigmoid`], [`HardSwish`], ...), [`Flatten`], [`Add`], [`Concat`] and [`Mul`] nodes.
 //! Then ask it to [`attribute`](Network::attribute) a prediction under a rule ([`Lrp0`],
@@ -88,10 +88,11 @@ pub use explain::{
 pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
-    Conv2d, Conv2dConfig, Coordinates, Dense, Elu, Embedding, Exp, Flatten, Gelu, HardSigmoid, HardSwish,
-    Identity, Interpolation, Layer, LayerNorm, LeakyRelu, LinearMap, LocalResponseNorm, Log, Log1p, MatMul,
-    MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow, Normalize, Pad, Permute, Relu, Reshape,
-    Resize, RmsNorm, Select, Sigmoid, Silu, Softmax, Softplus, Step, Tanh,
+    Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Coordinates, Dense, Elu, Embedding, Exp,
+    Flatten, Gelu, HardSigmoid, HardSwish, Identity, Interpolation, Layer, LayerNorm, LeakyRelu, LinearMap,
+    LocalResponseNorm, Log, Log1p, MatMul, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep, Mul, Narrow,
+    Normalize, Pad, Permute, Relu, Reshape, Resize, RmsNorm, Select, Sigmoid, Silu, Softmax, Softplus, Step,
+    Tanh,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};

@@ -69,6 +69,7 @@ fn one_f64() -> f64 {
 /// | `"type"` | fields (defaults) | PyTorch |
 /// |---|---|---|
 /// | `"conv2d"` | `weight`, `bias` (none), `stride` (1), `padding` (0), `dilation` (1), `groups` (1), `padding_end` (= `padding`) | `nn.Conv2d` |
+/// | `"convtranspose2d"` | `weight` (`[in, out / groups, kh, kw]`), `bias` (none), `stride` (1), `padding` (0), `dilation` (1), `groups` (1), `output_padding` (0), `padding_end` (= `padding`) | `nn.ConvTranspose2d` |
 /// | `"dense"` (or `"linear"`) | `weight`, `bias` (none) | `nn.Linear` |
 /// | `"batchnorm2d"` | `mean`, `var` (running statistics), `weight`, `bias` (none: 1 and 0), `eps` (1e-5) | `nn.BatchNorm2d` / `BatchNorm1d`, eval mode |
 /// | `"relu"`, `"relu6"`, `"sigmoid"`, `"tanh"`, `"hardsigmoid"`, `"hardswish"`, `"silu"` | | the activation |
@@ -111,6 +112,34 @@ pub enum LayerSpec {
         #[serde(default = "one_usize")]
         groups: usize,
         /// Zero padding after the input (bottom, right), if not `padding`.
+        #[serde(default)]
+        padding_end: Option<Pair>,
+    },
+    /// A 2-D transposed convolution, weight `[in, out / groups, kh, kw]`.
+    #[serde(rename = "convtranspose2d")]
+    ConvTranspose2d {
+        /// Name of the weight tensor.
+        weight: String,
+        /// Name of the bias tensor `[out]`, if any.
+        #[serde(default)]
+        bias: Option<String>,
+        /// Stride.
+        #[serde(default = "one")]
+        stride: Pair,
+        /// Rows and columns removed at the start (and, unless `padding_end` is given, at the
+        /// end) of the output.
+        #[serde(default = "zero")]
+        padding: Pair,
+        /// Dilation.
+        #[serde(default = "one")]
+        dilation: Pair,
+        /// Groups of channels convolved separately.
+        #[serde(default = "one_usize")]
+        groups: usize,
+        /// Rows and columns added at the end of the output (smaller than the stride).
+        #[serde(default = "zero")]
+        output_padding: Pair,
+        /// Rows and columns removed at the end of the output, if not `padding`.
         #[serde(default)]
         padding_end: Option<Pair>,
     },

@@ -29,7 +29,8 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{
-    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, Dense, Flatten, Layer, MaxPool2d, Merge, Relu,
+    Conv1d, Conv1dConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Dense, Flatten,
+    Layer, MaxPool2d, Merge, Relu,
 };
 use crate::network::{GraphBuilder, Network, NodeId, Op as NodeOp};
 use ndarray::{ArcArray, ArcArray1, ArcArray2, Ix3, Ix4};
@@ -158,6 +159,11 @@ pub(crate) enum Op<F: Float> {
         bias: Option<ArcArray1<F>>,
         config: Conv1dConfig,
     },
+    ConvTranspose {
+        weight: ArcArray<F, Ix4>,
+        bias: Option<ArcArray1<F>>,
+        config: ConvTranspose2dConfig,
+    },
     Dense {
         weight: ArcArray2<F>,
         bias: Option<ArcArray1<F>>,
@@ -183,6 +189,9 @@ impl<F: Float> Op<F> {
         Ok(NodeOp::Layer(match self {
             Op::Conv { weight, bias, config } => Arc::new(Conv2d::from_shared(weight, bias, config)?),
             Op::Conv1d { weight, bias, config } => Arc::new(Conv1d::from_shared(weight, bias, config)?),
+            Op::ConvTranspose { weight, bias, config } => {
+                Arc::new(ConvTranspose2d::from_shared(weight, bias, config)?)
+            }
             Op::Dense { weight, bias } => Arc::new(Dense::from_shared(weight, bias)?),
             Op::Relu => Arc::new(Relu),
             Op::MaxPool {
@@ -366,6 +375,20 @@ impl<F: Float> Builder<F> {
             Op::Conv1d { weight, .. } => Some(weight.shape()[1..].iter().product::<usize>()),
             _ => None,
         };
+        // a transposed convolution unfolds its output into [out·kh·kw, H·W] over its input
+        let deconv_cols = match (&op, inputs.first()) {
+            (Op::ConvTranspose { weight, config, .. }, Some(&u)) => {
+                let s = self.graph.shape(u).map_err(at_node(node))?;
+                Some((
+                    weight.shape()[1..]
+                        .iter()
+                        .product::<usize>()
+                        .saturating_mul(config.groups),
+                    s.get(1..).unwrap_or_default().iter().product::<usize>(),
+                ))
+            }
+            _ => None,
+        };
         let op = op.build().map_err(at_node(node))?;
         // the layer's parameters, as (address, values)
         let parameters: Vec<(usize, usize)> = match &op {
@@ -401,6 +424,9 @@ impl<F: Float> Builder<F> {
         })?;
         let next = self.graph.shape(id)?.to_vec();
         check_activation(node, "output", &next)?;
+        if let Some((cols, spatial)) = deconv_cols {
+            check_activation(node, "unfolded output", &[cols, spatial])?;
+        }
         if let Some(cols) = conv_cols {
             // im2col unfolds [in·kh·kw, H'·W'] per sample
             let spatial: usize = next[1..].iter().product();

@@ -6,8 +6,8 @@ use super::{at_node, checked_count, read_file, Builder, LoadOptions, Op, Spec, M
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{
-    Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, Elu, Gelu, HardSigmoid, HardSwish, Identity,
-    Layer, LeakyRelu, MaxPool2d, Mul, Pad, Sigmoid, Silu, Tanh,
+    Add, AvgPool2d, BatchNorm2d, Clip, Concat, Conv2dConfig, ConvTranspose2dConfig, Elu, Gelu, HardSigmoid,
+    HardSwish, Identity, Layer, LeakyRelu, MaxPool2d, Mul, Pad, Sigmoid, Silu, Tanh,
 };
 use crate::network::Network;
 use ndarray::{ArcArray, ArcArray1, Array, Array1, ArrayD, Dimension, Ix1, Ix2, Ix4, IxDyn};
@@ -122,7 +122,9 @@ pub fn from_safetensors_with<F: Float>(
 /// `"layer1.0.conv1"` for a layer whose weight is `"layer1.0.conv1.weight"`.
 fn weight_prefix(spec: &LayerSpec) -> Option<String> {
     let w = match spec {
-        LayerSpec::Conv2d { weight, .. } | LayerSpec::Dense { weight, .. } => weight,
+        LayerSpec::Conv2d { weight, .. }
+        | LayerSpec::ConvTranspose2d { weight, .. }
+        | LayerSpec::Dense { weight, .. } => weight,
         LayerSpec::Batchnorm2d { mean, .. } => return mean.strip_suffix(".running_mean").map(str::to_string),
         _ => return None,
     };
@@ -133,6 +135,7 @@ fn weight_prefix(spec: &LayerSpec) -> Option<String> {
 fn label(i: usize, spec: &LayerSpec) -> String {
     match spec {
         LayerSpec::Conv2d { weight, .. } => format!("layer {i} (conv2d {weight})"),
+        LayerSpec::ConvTranspose2d { weight, .. } => format!("layer {i} (convtranspose2d {weight})"),
         LayerSpec::Dense { weight, .. } => format!("layer {i} (dense {weight})"),
         LayerSpec::Batchnorm2d { mean, .. } => format!("layer {i} (batchnorm2d {mean})"),
         other => {
@@ -217,6 +220,38 @@ fn to_op<F: Float>(shared: &mut Shared<'_, '_, F>, spec: &LayerSpec, node: &str)
                     .transpose()?,
             };
             Ok(Op::Conv {
+                weight: shared.get::<Ix4>(weight, node)?,
+                bias: shared.bias(bias.as_deref(), node)?,
+                config,
+            })
+        }
+        LayerSpec::ConvTranspose2d {
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+            output_padding,
+            padding_end,
+        } => {
+            if *groups > MAX_DIM {
+                return Err(Error::Format {
+                    what: node.to_string(),
+                    reason: format!("groups {groups} is larger than {MAX_DIM}"),
+                });
+            }
+            let config = ConvTranspose2dConfig {
+                stride: check_pair(node, "stride", *stride)?,
+                padding: check_pair(node, "padding", *padding)?,
+                dilation: check_pair(node, "dilation", *dilation)?,
+                groups: *groups,
+                output_padding: check_pair(node, "output_padding", *output_padding)?,
+                padding_end: padding_end
+                    .map(|p| check_pair(node, "padding_end", p))
+                    .transpose()?,
+            };
+            Ok(Op::ConvTranspose {
                 weight: shared.get::<Ix4>(weight, node)?,
                 bias: shared.bias(bias.as_deref(), node)?,
                 config,

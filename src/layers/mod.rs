@@ -31,6 +31,7 @@ mod batchnorm;
 mod class;
 mod conv1d;
 mod conv2d;
+mod conv_transpose2d;
 mod dense;
 mod embedding;
 mod flatten;
@@ -55,6 +56,7 @@ pub use batchnorm::BatchNorm2d;
 pub use class::{Class, MergeClass};
 pub use conv1d::{Conv1d, Conv1dConfig};
 pub use conv2d::{Conv2d, Conv2dConfig};
+pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use dense::Dense;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
@@ -85,7 +87,7 @@ use std::fmt::Debug;
 pub enum Category {
     /// A fully connected layer ([`Dense`]).
     Dense,
-    /// A convolution ([`Conv2d`]).
+    /// A convolution ([`Conv2d`], [`Conv1d`], [`ConvTranspose2d`]).
     Convolution,
     /// An elementwise nonlinearity ([`Relu`], [`Sigmoid`], [`Clip`], ...).
     Activation,
@@ -525,6 +527,23 @@ pub trait Affine<F: Float>: Layer<F> {
     /// [`Network::merge_batch_norm`](crate::Network::merge_batch_norm). Default `None`.
     fn with_parameters(&self, _weight: ArrayD<F>, _bias: Array1<F>) -> Option<Result<Box<dyn Layer<F>>>> {
         None
+    }
+
+    /// The weight with output channel `c` multiplied by `scale[c]`, or `None` if `scale`
+    /// does not have one value per output channel; used by
+    /// [`Network::merge_batch_norm`](crate::Network::merge_batch_norm). The default scales
+    /// along axis 0 (dense `[out, in]`, conv `[out, in, kh, kw]`);
+    /// [`ConvTranspose2d`] (`[in, out / groups, kh, kw]`) along axis 1, per group.
+    fn scale_output_channels(&self, scale: ArrayView1<'_, F>) -> Option<ArrayD<F>> {
+        let w = self.weight();
+        if w.ndim() < 1 || w.shape()[0] != scale.len() {
+            return None;
+        }
+        let mut weight = w.to_owned();
+        for (mut row, &s) in weight.axis_iter_mut(ndarray::Axis(0)).zip(scale.iter()) {
+            row.mapv_inplace(|v| v * s);
+        }
+        Some(weight)
     }
 
     /// The sum of several transposed maps, `Σ_g apply_transpose(s_g, w_g)`.

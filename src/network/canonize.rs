@@ -5,7 +5,7 @@ use super::{Network, Op};
 use crate::error::Result;
 use crate::float::Float;
 use crate::layers::Layer;
-use ndarray::{Array1, ArrayD, Axis};
+use ndarray::Array1;
 
 impl<F: Float> Network<F> {
     /// Folds every batch normalisation (any layer with a
@@ -63,18 +63,16 @@ impl<F: Float> Network<F> {
                 continue;
             };
             let w = affine.weight();
-            if w.ndim() < 1 || w.shape()[0] != scale.len() {
-                continue;
-            }
             // a dense layer on tokens ([N, T, D]) has its outputs on the last axis, not the
             // batch norm's channel axis
             if w.ndim() == 2 && self.shapes[u].len() != 1 {
                 continue;
             }
-            let mut weight: ArrayD<F> = w.to_owned();
-            for (mut row, &s) in weight.axis_iter_mut(Axis(0)).zip(scale.iter()) {
-                row.mapv_inplace(|v| v * s);
-            }
+            // per output channel: axis 0 of dense and conv weights, axis 1 (per group) of a
+            // transposed convolution's (zennit's canonizer likewise indexes dim 1 there)
+            let Some(weight) = affine.scale_output_channels(scale.view()) else {
+                continue;
+            };
             let bias: Array1<F> = match affine.bias() {
                 Some(b) => &b * &scale + &shift,
                 None => shift.clone(),

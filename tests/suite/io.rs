@@ -911,6 +911,118 @@ fn onnx_hostile_tensors() {
     ));
 }
 
+/// `ConvTranspose`: strides, pads, output_padding and output_shape give PyTorch's sizes and
+/// values; bad attributes are typed errors naming the node.
+#[test]
+fn onnx_conv_transpose_attributes_and_hostile_nodes() {
+    // weight [in 2, out 3, 2, 2]
+    let w = floats(
+        "W",
+        &[2, 3, 2, 2],
+        (0..24).map(|v| v as f32 * 0.25 - 3.0).collect(),
+    );
+    let deconv = |attrs: Vec<AttributeProto>, w: &TensorProto| {
+        let mut c = node("deconv", "ConvTranspose", &["x", "W"], "y");
+        c.attribute = attrs;
+        model(&[2, 3, 3], vec![c], vec![w.clone()])
+    };
+    let net = from_onnx::<f64>(&deconv(vec![ints_attr("strides", &[2, 2])], &w)).unwrap();
+    assert_eq!(net.output_shape(), &[3, 6, 6]);
+    let layer = net.nodes()[0]
+        .layer()
+        .unwrap()
+        .class()
+        .affine()
+        .unwrap()
+        .weight()
+        .to_owned();
+    assert_eq!(layer.shape(), &[2, 3, 2, 2]);
+    // output_shape [5, 5] = pads [1, 1, 0, 0] (the odd padding at the beginning, NOTSET)
+    let x =
+        ndarray::Array4::from_shape_fn((1, 2, 3, 3), |(_, c, i, j)| (c * 9 + i * 3 + j) as f64).into_dyn();
+    let by_shape = from_onnx::<f64>(&deconv(
+        vec![ints_attr("strides", &[2, 2]), ints_attr("output_shape", &[5, 5])],
+        &w,
+    ))
+    .unwrap();
+    let by_pads = from_onnx::<f64>(&deconv(
+        vec![ints_attr("strides", &[2, 2]), ints_attr("pads", &[1, 1, 0, 0])],
+        &w,
+    ))
+    .unwrap();
+    assert_eq!(by_shape.output_shape(), &[3, 5, 5]);
+    assert_eq!(by_shape.forward(&x).unwrap(), by_pads.forward(&x).unwrap());
+    // output_padding adds a row and a column at the end
+    let net = from_onnx::<f64>(&deconv(
+        vec![
+            ints_attr("strides", &[2, 2]),
+            ints_attr("pads", &[1, 1, 1, 1]),
+            ints_attr("output_padding", &[1, 1]),
+        ],
+        &w,
+    ))
+    .unwrap();
+    assert_eq!(net.output_shape(), &[3, 5, 5]);
+    let names_node = |err: &Error| match err {
+        Error::UnsupportedOperator { node, .. } => node == "deconv",
+        Error::Format { what, .. } => what.contains("deconv"),
+        Error::AtNode { node, .. } => node == "deconv",
+        _ => false,
+    };
+    let hostile: Vec<(&str, Vec<AttributeProto>, TensorProto)> = vec![
+        ("negative stride", vec![ints_attr("strides", &[-1, 2])], w.clone()),
+        ("zero stride", vec![ints_attr("strides", &[0, 2])], w.clone()),
+        ("zero dilation", vec![ints_attr("dilations", &[1, 0])], w.clone()),
+        (
+            "output_padding = stride",
+            vec![
+                ints_attr("strides", &[2, 2]),
+                ints_attr("output_padding", &[2, 0]),
+            ],
+            w.clone(),
+        ),
+        (
+            "output_padding without stride",
+            vec![ints_attr("output_padding", &[1, 1])],
+            w.clone(),
+        ),
+        ("group not dividing", vec![int_attr("group", 3)], w.clone()),
+        ("group zero", vec![int_attr("group", 0)], w.clone()),
+        ("3-D weight", vec![], floats("W", &[2, 3, 2], vec![1.0; 12])),
+        ("5-D weight", vec![], floats("W", &[2, 3, 1, 1, 1], vec![1.0; 6])),
+        ("3-D strides", vec![ints_attr("strides", &[1, 1, 1])], w.clone()),
+        (
+            "kernel_shape mismatch",
+            vec![ints_attr("kernel_shape", &[3, 3])],
+            w.clone(),
+        ),
+        (
+            "output_shape too large",
+            vec![ints_attr("output_shape", &[9, 9])],
+            w.clone(),
+        ),
+        (
+            "pads removing everything",
+            vec![ints_attr("pads", &[4, 4, 4, 4])],
+            w.clone(),
+        ),
+        (
+            "wrong input channels",
+            vec![],
+            floats("W", &[3, 3, 2, 2], vec![1.0; 36]),
+        ),
+        (
+            "huge stride",
+            vec![ints_attr("strides", &[1 << 40, 1])],
+            w.clone(),
+        ),
+    ];
+    for (what, attrs, weight) in hostile {
+        let err = from_onnx::<f32>(&deconv(attrs, &weight)).unwrap_err();
+        assert!(names_node(&err), "{what}: {err:?}");
+    }
+}
+
 #[test]
 fn onnx_settings_and_graphs() {
     let conv_w = floats("W", &[2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]);
@@ -1147,6 +1259,72 @@ fn safetensors_graph_architecture() {
         matches!(&err, Error::Format { reason, .. } if reason.contains("later")),
         "{err:?}"
     );
+}
+
+/// A `"convtranspose2d"` layer of the JSON architecture: loads with its settings, equals the
+/// layer built by hand, and a batch norm after it merges along its output channels.
+#[test]
+fn safetensors_conv_transpose_architecture() {
+    use relevance::io::{from_safetensors_with, LoadOptions};
+    use relevance::{ConvTranspose2d, ConvTranspose2dConfig, Layer};
+    let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let w: Vec<f64> = (0..3 * 2 * 3 * 3)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
+    let b = [0.1, -0.3, 0.2, 0.4];
+    let data: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "up.weight",
+            vec![4, 2, 3, 3],
+            f64s(&[w.clone(), w[..18].to_vec()].concat()),
+        ),
+        ("up.bias", vec![4], f64s(&b)),
+        ("bn.running_mean", vec![4], f64s(&[0.1, -0.2, 0.0, 0.3])),
+        ("bn.running_var", vec![4], f64s(&[1.5, 0.7, 1.0, 2.0])),
+        ("bn.weight", vec![4], f64s(&[0.9, 1.2, -0.5, 2.0])),
+        ("bn.bias", vec![4], f64s(&[0.05, -0.1, 0.0, 0.2])),
+    ];
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                *n,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let file = safetensors::serialize(views, &None).unwrap();
+    let arch = Architecture::from_json(
+        r#"{"input_shape": [4, 3, 3], "layers": [
+            {"type": "convtranspose2d", "weight": "up.weight", "bias": "up.bias", "stride": 2,
+             "padding": 1, "output_padding": 1, "groups": 2},
+            {"type": "batchnorm2d", "mean": "bn.running_mean", "var": "bn.running_var",
+             "weight": "bn.weight", "bias": "bn.bias"}
+        ]}"#,
+    )
+    .unwrap();
+    let merged = from_safetensors::<f64>(&arch, &file).unwrap();
+    assert_eq!(merged.nodes().len(), 1);
+    assert_eq!(merged.output_shape(), &[4, 6, 6]);
+    let kept = from_safetensors_with::<f64>(&arch, &file, LoadOptions::keep_batch_norm()).unwrap();
+    let x = ndarray::Array4::from_shape_fn((2, 4, 3, 3), |(n, c, i, j)| {
+        ((n + 2 * c + i * j) % 5) as f64 - 2.0
+    })
+    .into_dyn();
+    let (a, k) = (merged.forward(&x).unwrap(), kept.forward(&x).unwrap());
+    assert!(a.iter().zip(k.iter()).all(|(p, q)| (p - q).abs() < 1e-12));
+    let by_hand = ConvTranspose2d::new(
+        ndarray::Array4::from_shape_vec((4, 2, 3, 3), [w.clone(), w[..18].to_vec()].concat()).unwrap(),
+        Some(ndarray::Array1::from(b.to_vec())),
+        ConvTranspose2dConfig::default()
+            .stride(2)
+            .padding(1)
+            .output_padding(1)
+            .groups(2),
+    )
+    .unwrap();
+    let unmerged = kept.trace(&x).unwrap();
+    assert_eq!(unmerged.activations[1], by_hand.forward(x.view()).unwrap());
 }
 
 /// One weight tensor shared by thousands of layers is stored once: the network loads, its

@@ -13,6 +13,7 @@ mod big_transformers;
 mod bpnet_control_onnx;
 #[cfg(feature = "onnx")]
 mod chrombpnet;
+mod conv_transpose;
 mod deeplift;
 mod deeplift_fixtures;
 mod deeplift_properties;

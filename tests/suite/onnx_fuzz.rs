@@ -32,6 +32,7 @@ const FILES: &[(&str, &[usize])] = &[
     ("exported/densenet_dynamo_dynamic.onnx", &[3, 32, 32]), // symbolic batch, BN kept as layer
     ("exported/efficientnet_torchscript_static.onnx", &[3, 32, 32]), // shape folding, Sigmoid
     ("real/rapidocr_ch_ppocr_mobile_v2.0_cls_infer.onnx", &[3, 48, 192]), // Paddle: Constant weights
+    ("convtranspose/torchscript.onnx", &[1, 4, 4]), // ConvTranspose: groups, output_padding, BN after it
 ];
 
 /// The tiny transformers (`tests/fixtures/transformers/`), both exporters: token ids

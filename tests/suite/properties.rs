@@ -11,9 +11,9 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use relevance::{
-    Affine, Attribution, Category, Composite, Conv2d, Conv2dConfig, Dense, Flatten, Float, Layer, Lrp0,
-    LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox, LrpZPlus, MaxPool2d, Network, Options,
-    Relu, Rule, RuleSet, Seed, Selector, Step, Target,
+    Affine, Attribution, Category, Composite, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
+    Dense, Flatten, Float, Layer, Lrp0, LrpAlphaBeta, LrpEpsilon, LrpFlat, LrpGamma, LrpWSquare, LrpZBox,
+    LrpZPlus, MaxPool2d, Network, Options, Relu, Rule, RuleSet, Seed, Selector, Step, Target,
 };
 
 // The seeded RNG (`Rng`) lives in tests/suite/common.
@@ -601,6 +601,51 @@ proptest! {
         let step = Step::new(0, x.view(), out.view(), y.view());
         let g = layer.gradient(&step, y.view()).unwrap();
         let t = layer.apply_transpose(y.view(), layer.weight(), &[c, h, w]).unwrap();
+        prop_assert_eq!(g, t);
+    }
+
+    /// (f) The same for a transposed convolution (weight `[in, out / groups, kh, kw]`) with
+    /// random stride, padding, dilation, output padding and groups; its gradient is its
+    /// transpose with its own weight.
+    #[test]
+    fn conv_transpose2d_is_adjoint(
+        (c, h, w, per) in (1usize..3, 1usize..6, 1usize..6, 1usize..3),
+        groups in 1usize..3,
+        (kh, kw) in (1usize..4, 1usize..4),
+        stride in (1usize..4, 1usize..4),
+        padding in (0usize..3, 0usize..3),
+        dilation in (1usize..3, 1usize..3),
+        output_padding in (0usize..3, 0usize..3),
+        batch in 1usize..3,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let (cin, cout) = (c * groups, per * groups);
+        let cfg = ConvTranspose2dConfig {
+            stride,
+            padding,
+            dilation,
+            groups,
+            output_padding: (output_padding.0 % stride.0, output_padding.1 % stride.1),
+            ..ConvTranspose2dConfig::default()
+        };
+        let layer = ConvTranspose2d::new(
+            rng.array::<f64>(&[cin, per, kh, kw], -1.0, 1.0).into_dimensionality().unwrap(),
+            Some(rng.array::<f64>(&[cout], -1.0, 1.0).into_dimensionality().unwrap()),
+            cfg,
+        ).unwrap();
+        let out_shape = Layer::<f64>::output_shape(&layer, &[cin, h, w]);
+        prop_assume!(out_shape.is_ok());
+        let mut y_shape = vec![batch];
+        y_shape.extend(out_shape.unwrap());
+        let wt: ArrayD<f64> = rng.array(&[cin, per, kh, kw], -1.0, 1.0);
+        let x: ArrayD<f64> = rng.array(&[batch, cin, h, w], -1.0, 1.0);
+        let y: ArrayD<f64> = rng.array(&y_shape, -1.0, 1.0);
+        check_adjoint(&layer, &x, &y, &wt)?;
+        let out = layer.forward(x.view()).unwrap();
+        let step = Step::new(0, x.view(), out.view(), y.view());
+        let g = layer.gradient(&step, y.view()).unwrap();
+        let t = layer.apply_transpose(y.view(), layer.weight(), &[cin, h, w]).unwrap();
         prop_assert_eq!(g, t);
     }
 

@@ -24,11 +24,17 @@ fn resize_matches_torch_forward_and_gradient() {
         let net: Network<f64> = load_onnx(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let y = net.forward(&x).unwrap();
         let d = common::rel_dev(&y, &common::tensor(&case["output"]));
-        assert!(d <= common::bounds::RESIZE_F64, "{name}: output deviates from torch by {d:e}");
+        assert!(
+            d <= common::bounds::RESIZE_F64,
+            "{name}: output deviates from torch by {d:e}"
+        );
         let s: ArrayD<f64> = common::tensor(&case["s"]);
         let g = net.attribute(&x, &Target::Relevance(s), &Gradient).unwrap();
         let dg = common::rel_dev(&g.relevance, &common::tensor(&case["gradient"]));
-        assert!(dg <= common::bounds::RESIZE_F64, "{name}: gradient deviates from torch by {dg:e}");
+        assert!(
+            dg <= common::bounds::RESIZE_F64,
+            "{name}: gradient deviates from torch by {dg:e}"
+        );
         let dl = net
             .deeplift(&x, &Target::Class(3), &DeepLift::rescale(), &Baseline::Zero)
             .unwrap();

@@ -17,6 +17,7 @@ mod activation;
 mod arithmetic;
 mod constant;
 mod conv;
+mod conv_transpose;
 mod dense;
 mod gather;
 mod logic;
@@ -151,6 +152,7 @@ pub(super) fn registry<F: Float>() -> Registry<F> {
         patterns: BTreeMap::new(),
     };
     conv::register(&mut reg);
+    conv_transpose::register(&mut reg);
     dense::register(&mut reg);
     norm::register(&mut reg);
     arithmetic::register(&mut reg);
