@@ -5,7 +5,7 @@
 //! Linux only (reads and resets the peak through `/proc/self`); elsewhere it prints nothing.
 //! `cargo bench -p relevance-benches --bench memory`; `tools/bench_compare.py` runs it next to the Python peaks.
 
-use relevance::{Baseline, Composite, DeepLift, LrpEpsilon, Target};
+use relevance::{AttnLrp, Baseline, Composite, CpLrp, DeepLift, LrpEpsilon, Network, Target};
 
 use relevance_benches as common;
 
@@ -24,56 +24,108 @@ fn main() {
         eprintln!("memory bench: /proc/self/status not available, skipped");
         return;
     }
-    let net = common::vgg16();
-    let x = common::input(&net, 1, 7);
+    {
+        let net = common::vgg16();
+        let x = common::input(&net, 1, 7);
+        let (low, high) = common::bounds(3);
+        let egb = Composite::epsilon_gamma_box(low, high).unwrap();
+        let target = Target::Class(3);
+        let calls: Vec<(&str, usize, Call)> = vec![
+            ("forward", 0, Box::new(|| drop(net.forward(&x).unwrap()))),
+            (
+                "epsilon",
+                1,
+                Box::new(|| drop(net.attribute(&x, &target, &LrpEpsilon::default()).unwrap())),
+            ),
+            (
+                "epsilon_gamma_box",
+                1,
+                Box::new(|| drop(net.attribute(&x, &target, &egb).unwrap())),
+            ),
+            (
+                "deeplift",
+                2,
+                Box::new(|| {
+                    drop(
+                        net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)
+                            .unwrap(),
+                    )
+                }),
+            ),
+        ];
+        if !measure("vgg16_b1", &net, 1, calls) {
+            return;
+        }
+    }
+    relevance::release_buffers();
+    // torchvision's vit_b_16 architecture (issue #21: ≤ 1.3 × weights + activations)
+    let net = common::vit(224, 16, 768, 12, 12, 3072, 1000);
+    for batch in [1, 8] {
+        let x = common::input(&net, batch, 7);
+        let target = Target::Class(3);
+        let calls: Vec<(&str, usize, Call)> = vec![
+            ("forward", 0, Box::new(|| drop(net.forward(&x).unwrap()))),
+            (
+                "attn_lrp",
+                1,
+                Box::new(|| drop(net.attribute(&x, &target, &AttnLrp::default()).unwrap())),
+            ),
+            (
+                "cp_lrp",
+                1,
+                Box::new(|| drop(net.attribute(&x, &target, &CpLrp::default()).unwrap())),
+            ),
+            (
+                "deeplift",
+                2,
+                Box::new(|| {
+                    drop(
+                        net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)
+                            .unwrap(),
+                    )
+                }),
+            ),
+        ];
+        if !measure(&format!("vit_b16_b{batch}"), &net, batch, calls) {
+            return;
+        }
+        relevance::release_buffers();
+    }
+}
+
+type Call<'a> = Box<dyn Fn() + 'a>;
+
+/// Runs each call after resetting the peak resident set, and prints the peak against the
+/// weights plus `traces` recorded forward passes of `batch` samples; `false` if the peak
+/// cannot be reset.
+fn measure(label: &str, net: &Network<f32>, batch: usize, calls: Vec<(&str, usize, Call)>) -> bool {
     let weights: usize = net
         .nodes()
         .iter()
         .filter_map(|n| n.affine())
         .map(|a| a.weight().len() + a.bias().map_or(0, |b| b.len()))
         .sum();
-    let activations: usize = net.shapes().iter().map(|s| s.iter().product::<usize>()).sum();
+    let activations: usize = net
+        .shapes()
+        .iter()
+        .map(|s| s.iter().product::<usize>())
+        .sum::<usize>()
+        * batch;
     let (wgb, agb) = (weights as f64 * 4e-9, activations as f64 * 4e-9);
-    println!("vgg16_b1 weights {wgb:.3} GB, activations (one trace) {agb:.3} GB");
-    let (low, high) = common::bounds(3);
-    let egb = Composite::epsilon_gamma_box(low, high).unwrap();
-    let target = Target::Class(3);
-    type Call<'a> = Box<dyn Fn() + 'a>;
-    let calls: Vec<(&str, usize, Call)> = vec![
-        ("forward", 0, Box::new(|| drop(net.forward(&x).unwrap()))),
-        (
-            "epsilon",
-            1,
-            Box::new(|| drop(net.attribute(&x, &target, &LrpEpsilon::default()).unwrap())),
-        ),
-        (
-            "epsilon_gamma_box",
-            1,
-            Box::new(|| drop(net.attribute(&x, &target, &egb).unwrap())),
-        ),
-        (
-            "deeplift",
-            2,
-            Box::new(|| {
-                drop(
-                    net.deeplift(&x, &target, &DeepLift::rescale(), &Baseline::Zero)
-                        .unwrap(),
-                )
-            }),
-        ),
-    ];
+    println!("{label} weights {wgb:.3} GB, activations (one trace) {agb:.3} GB");
     for (name, traces, call) in calls {
         // reset the peak to the current resident set ("5": clear the high-water mark)
         if std::fs::write("/proc/self/clear_refs", "5").is_err() {
             eprintln!("memory bench: cannot reset the peak, skipped");
-            return;
+            return false;
         }
         call();
         let peak = status_gb("VmHWM:").unwrap_or(f64::NAN);
         let base = wgb + traces as f64 * agb;
         println!(
-            "vgg16_b1/{name}: peak {peak:.3} GB = {:.2} × (weights + {traces} recorded trace(s))",
+            "{label}/{name}: peak {peak:.3} GB = {:.2} × (weights + {traces} recorded trace(s))",
             peak / base
         );
     }
+    true
 }

@@ -120,7 +120,7 @@ pub(crate) fn along<F: Float>(
             let (from, to) = if transpose { (o, i) } else { (i, o) };
             let src = a.index_axis(Axis(axis), from);
             let mut dst = out.index_axis_mut(Axis(axis), to);
-            dst.zip_mut_with(&src, |d, &s| *d = *d + w * s);
+            dst.zip_mut_with(&src, |d, &s| *d += w * s);
         }
     }
     out

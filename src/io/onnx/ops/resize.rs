@@ -30,7 +30,7 @@ pub(super) fn register<F: Float>(reg: &mut Registry<F>) {
 }
 
 /// The node's interpolation and coordinate mapping.
-fn settings<F: Float>(n: &Ctx<'_, '_>) -> Result<(Interpolation, Coordinates)> {
+fn settings(n: &Ctx<'_, '_>) -> Result<(Interpolation, Coordinates)> {
     let a = &n.attrs;
     for (name, ok) in [("exclude_outside", 0), ("antialias", 0)] {
         if a.int(name, 0)? != ok {
@@ -133,7 +133,7 @@ fn target<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>, shape: &[Sym
 }
 
 fn fold_resize<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
-    let (interpolation, coordinates) = settings::<F>(n)?;
+    let (interpolation, coordinates) = settings(n)?;
     let x = imp.required_const(n, 0)?;
     let shape: Vec<Sym> = x.shape().iter().map(|&d| Sym::Int(d as i64)).collect();
     let out = target(imp, n, &shape)?;
@@ -158,7 +158,7 @@ fn fold_resize<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Resu
 }
 
 fn resize<'a, F: Float>(imp: &mut Importer<'a, F>, n: &Ctx<'a, '_>) -> Result<()> {
-    let (interpolation, coordinates) = settings::<F>(n)?;
+    let (interpolation, coordinates) = settings(n)?;
     let d = imp.data_arg(n, 0)?;
     let shape: Vec<Sym> = std::iter::once(Sym::Batch(1))
         .chain(d.shape.iter().map(|&v| Sym::Int(v as i64)))
