@@ -244,9 +244,11 @@ pub fn explain(args: ExplainArgs) -> Result<(), Failure> {
         return Err(Failure::Run(format!("the input {} does not exist", p.display())));
     }
     // a symbolic ONNX input gets its shape from --size (channels from the preset)
+    // (a symbolic sequence length, from the first input when it is a .npy of token ids)
     let fallback = args
         .size
-        .map(|(h, w)| vec![if args.preprocess.mean().len() == 3 { 3 } else { 1 }, h, w]);
+        .map(|(h, w)| vec![if args.preprocess.mean().len() == 3 { 3 } else { 1 }, h, w])
+        .or_else(|| args.inputs.first().and_then(|p| token_length(p)));
     let model = load_model(&args.model, fallback)?;
     let net = &model.net;
     for note in &model.notes {
@@ -397,5 +399,23 @@ fn run(job: &Job<'_>) -> Result<(), Failure> {
             "{n} of {} inputs could not be explained (see above)",
             args.inputs.len()
         ))),
+    }
+}
+
+/// The length of a `.npy` of integer token ids (`[T]`, `[1, T]` or `[B, T]`), for a model
+/// whose sequence length is symbolic; `None` for anything else.
+fn token_length(path: &std::path::Path) -> Option<Vec<usize>> {
+    if path.extension().and_then(|e| e.to_str()) != Some("npy") {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let kind = relevance::io::npy_element_type(&bytes).ok()?;
+    if !["i8", "i4", "i1", "u1"].iter().any(|k| kind.ends_with(k)) {
+        return None;
+    }
+    let ids = relevance::io::read_npy::<f32>(&bytes).ok()?;
+    match ids.shape() {
+        [t] | [_, t] => Some(vec![*t]),
+        _ => None,
     }
 }

@@ -734,3 +734,71 @@ fn tokens_refused_name_the_file_position_and_vocabulary() {
         "{err}"
     );
 }
+
+/// A sentence encoder with two inputs (`input_ids`, `attention_mask`): `--fix
+/// attention_mask=1` holds the mask, the ids are explained per token as the library
+/// explains them with the mask fixed; without it the error names the mask and the option;
+/// a malformed `--fix` is a usage error.
+#[test]
+fn fix_holds_an_attention_mask() {
+    const ENCODER: &str = "tests/fixtures/transformers/masked_encoder.f32.onnx";
+    let dir = scratch("fix_mask");
+    let ids = dir.join("ids.npy");
+    write_npy_bytes(&ids, "<i8", &[1, 6], &ids_i64(&IDS));
+    let out = dir.join("out");
+    let o = run(&[
+        "explain",
+        ENCODER,
+        ids.to_str().unwrap(),
+        "--fix",
+        "attention_mask=1",
+        "--rule",
+        "cp-lrp=0",
+        "--target",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let options = relevance::io::OnnxOptions::default()
+        .with_input_shape(&[6])
+        .with_fixed_input("attention_mask", relevance::io::FixedInput::Fill(1.0));
+    let net = relevance::io::load_onnx_with::<f32>(root().join(ENCODER), &options)
+        .unwrap()
+        .network;
+    let x = ndarray::Array2::from_shape_fn((1, 6), |(_, t)| IDS[t] as f32).into_dyn();
+    let want = net
+        .attribute(&x, &Target::Class(2), &relevance::CpLrp::new(0.0).unwrap())
+        .unwrap();
+    let tokens = token_rows(&out.join("ids_cp-lrp-epsilon0_c2_tokens.csv"));
+    assert_eq!(tokens.len(), 6);
+    let scale = want.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (t, row) in tokens.iter().enumerate() {
+        let lib = want.relevance[[0, t]];
+        assert!(
+            (row.3 - lib).abs() <= 1e-5 * scale,
+            "token {t}: {} vs {lib}",
+            row.3
+        );
+    }
+    // without --fix: the integer mask cannot be a held input
+    let o = run(&[
+        "explain",
+        ENCODER,
+        ids.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("attention_mask"), "{}", text(&o.stderr));
+    // a malformed value
+    let o = run(&[
+        "explain",
+        ENCODER,
+        ids.to_str().unwrap(),
+        "--fix",
+        "attention_mask",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("NAME=VALUE"), "{}", text(&o.stderr));
+}
