@@ -1,6 +1,10 @@
-//! Peak memory of one VGG16 call (forward, LRP-ε, EpsilonGammaBox, DeepLift), as the speed
-//! issue measures it: the process's peak resident set while the call runs (weights
-//! included), against the weights plus the recorded activations.
+//! Peak memory of one VGG16 call (forward, LRP-ε, EpsilonGammaBox, DeepLift) and one
+//! ViT-B/16 call at batch 1 and 8 (forward, AttnLRP, CP-LRP, DeepLift), as the speed issues
+//! measure it: the process's peak resident set while the call runs (weights included),
+//! against the weights plus the recorded activations. Each call runs in a process of its
+//! own (this binary again, with `RELEVANCE_MEMORY_CASE=model/call`), so that what one call
+//! leaves behind (the allocator's retained heap, recycled buffers) does not count in the
+//! next one's peak.
 //!
 //! Linux only (reads and resets the peak through `/proc/self`); elsewhere it prints nothing.
 //! `cargo bench -p relevance-benches --bench memory`; `tools/bench_compare.py` runs it next to the Python peaks.
@@ -24,7 +28,38 @@ fn main() {
         eprintln!("memory bench: /proc/self/status not available, skipped");
         return;
     }
-    {
+    if let Ok(case) = std::env::var("RELEVANCE_MEMORY_CASE") {
+        run_case(&case);
+        return;
+    }
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("memory bench: cannot find its own executable, skipped");
+        return;
+    };
+    for model in ["vgg16_b1", "vit_b16_b1", "vit_b16_b8"] {
+        let calls: &[&str] = if model == "vgg16_b1" {
+            &["forward", "epsilon", "epsilon_gamma_box", "deeplift"]
+        } else {
+            &["forward", "attn_lrp", "cp_lrp", "deeplift"]
+        };
+        for call in calls {
+            match std::process::Command::new(&me)
+                .env("RELEVANCE_MEMORY_CASE", format!("{model}/{call}"))
+                .output()
+            {
+                Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
+                Err(e) => eprintln!("memory bench: {model}/{call}: {e}"),
+            }
+        }
+    }
+}
+
+/// One call of one model, `model/call`, measured in this process.
+fn run_case(case: &str) {
+    let Some((model, only)) = case.split_once('/') else {
+        return;
+    };
+    if model == "vgg16_b1" {
         let net = common::vgg16();
         let x = common::input(&net, 1, 7);
         let (low, high) = common::bounds(3);
@@ -53,14 +88,15 @@ fn main() {
                 }),
             ),
         ];
-        if !measure("vgg16_b1", &net, 1, calls) {
-            return;
-        }
+        measure("vgg16_b1", &net, 1, calls, only);
+        return;
     }
-    relevance::release_buffers();
     // torchvision's vit_b_16 architecture (issue #21: ≤ 1.3 × weights + activations)
     let net = common::vit(224, 16, 768, 12, 12, 3072, 1000);
     for batch in [1, 8] {
+        if model != format!("vit_b16_b{batch}") {
+            continue;
+        }
         let x = common::input(&net, batch, 7);
         let target = Target::Class(3);
         let calls: Vec<(&str, usize, Call)> = vec![
@@ -86,19 +122,15 @@ fn main() {
                 }),
             ),
         ];
-        if !measure(&format!("vit_b16_b{batch}"), &net, batch, calls) {
-            return;
-        }
-        relevance::release_buffers();
+        measure(model, &net, batch, calls, only);
     }
 }
 
 type Call<'a> = Box<dyn Fn() + 'a>;
 
-/// Runs each call after resetting the peak resident set, and prints the peak against the
-/// weights plus `traces` recorded forward passes of `batch` samples; `false` if the peak
-/// cannot be reset.
-fn measure(label: &str, net: &Network<f32>, batch: usize, calls: Vec<(&str, usize, Call)>) -> bool {
+/// Runs the call named `only` after resetting the peak resident set, and prints the peak
+/// against the weights plus `traces` recorded forward passes of `batch` samples.
+fn measure(label: &str, net: &Network<f32>, batch: usize, calls: Vec<(&str, usize, Call)>, only: &str) {
     let weights: usize = net
         .nodes()
         .iter()
@@ -112,12 +144,12 @@ fn measure(label: &str, net: &Network<f32>, batch: usize, calls: Vec<(&str, usiz
         .sum::<usize>()
         * batch;
     let (wgb, agb) = (weights as f64 * 4e-9, activations as f64 * 4e-9);
-    println!("{label} weights {wgb:.3} GB, activations (one trace) {agb:.3} GB");
-    for (name, traces, call) in calls {
+    for (name, traces, call) in calls.into_iter().filter(|c| c.0 == only) {
+        println!("{label} weights {wgb:.3} GB, activations (one trace) {agb:.3} GB");
         // reset the peak to the current resident set ("5": clear the high-water mark)
         if std::fs::write("/proc/self/clear_refs", "5").is_err() {
             eprintln!("memory bench: cannot reset the peak, skipped");
-            return false;
+            return;
         }
         call();
         let peak = status_gb("VmHWM:").unwrap_or(f64::NAN);
@@ -127,5 +159,4 @@ fn measure(label: &str, net: &Network<f32>, batch: usize, calls: Vec<(&str, usiz
             peak / base
         );
     }
-    true
 }
