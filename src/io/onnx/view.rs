@@ -188,6 +188,20 @@ pub(super) fn show_shape(shape: &[super::values::Sym]) -> String {
 /// axis: `(Some(axis), one value per entry of that axis)`, or `(None, [v])` for one value
 /// everywhere. `None` if the constant is anything else.
 pub(super) fn per_axis<F: Float>(c: &Const<F>, shape: &[usize]) -> Option<(Option<usize>, Vec<F>)> {
+    per_axis_with(c, shape, false)
+}
+
+/// [`per_axis`], where with `collapse` an axis of the data's size along which the constant
+/// does not vary counts as one entry: for a scale (`Mul`, `Div`), e.g. an `Expand`ed mask
+/// `[1, T, D]` of one value per token is `[1, T, 1]`. Not for a shift: a constant added
+/// that varies along the tokens and the features (a token-type embedding row repeated over
+/// the tokens) stays a constant node, which absorbs its share of the relevance as lxt's
+/// rules do, where a per-channel shift would pass all of it to the data.
+pub(super) fn per_axis_with<F: Float>(
+    c: &Const<F>,
+    shape: &[usize],
+    collapse: bool,
+) -> Option<(Option<usize>, Vec<F>)> {
     let a = c.floats().ok()?;
     let rank = shape.len() + 1;
     if a.ndim() > rank {
@@ -200,11 +214,10 @@ pub(super) fn per_axis<F: Float>(c: &Const<F>, shape: &[usize]) -> Option<(Optio
         return None;
     }
     let mut a = a.into_shape_with_order(ndarray::IxDyn(&full)).ok()?;
-    // an axis of the data's size along which the constant does not vary is one entry (an
-    // `Expand`ed mask `[1, T, D]` of one value per token is `[1, T, 1]`); the result's
-    // shape is the data's either way
+    // (collapse) an axis of the data's size along which the constant does not vary is one
+    // entry; the result's shape is the data's either way
     for k in 1..rank {
-        if full[k] > 1 && full[k] == shape[k - 1] {
+        if collapse && full[k] > 1 && full[k] == shape[k - 1] {
             let first = a.index_axis(ndarray::Axis(k), 0).to_owned();
             if a.axis_iter(ndarray::Axis(k)).all(|s| s == first) {
                 a = a
@@ -517,12 +530,15 @@ mod tests {
         // varying along two axes, broadcasting the data, or over the batch: no
         assert_eq!(per_axis(&c(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]), &[2, 2]), None);
         // the same value along an axis of the data's size: one value per entry of the other
+        // (for a scale only)
+        let rows = c(&[1, 2, 3], vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
         assert_eq!(
-            per_axis(&c(&[1, 2, 3], vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]), &[2, 3]),
+            per_axis_with(&rows, &[2, 3], true),
             Some((Some(0), vec![1.0, 2.0]))
         );
+        assert_eq!(per_axis(&rows, &[2, 3]), None);
         assert_eq!(
-            per_axis(&c(&[2, 2], vec![1.0; 4]), &[2, 2]),
+            per_axis_with(&c(&[2, 2], vec![1.0; 4]), &[2, 2], true),
             Some((None, vec![1.0]))
         );
         assert_eq!(per_axis(&c(&[3], vec![1.0; 3]), &[4, 1]), None);
