@@ -71,7 +71,6 @@ pub use pool1d::{AvgPool1d, MaxPool1d};
 pub use relu::Relu;
 pub use reshape::{Narrow, Permute, Reshape};
 #[cfg_attr(not(feature = "onnx"), allow(unused_imports))] // what the ONNX importer folds constants with
-#[cfg_attr(not(feature = "onnx"), allow(unused_imports))] // what the ONNX importer folds constants with
 pub(crate) use resize::{along as resize_along, weights_1d as resize_weights};
 pub use resize::{Coordinates, Interpolation, Resize};
 pub use softmax::Softmax;

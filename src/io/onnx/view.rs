@@ -187,17 +187,14 @@ pub(super) fn show_shape(shape: &[super::values::Sym]) -> String {
 /// batch in front) without changing its shape and varies along at most one per-sample
 /// axis: `(Some(axis), one value per entry of that axis)`, or `(None, [v])` for one value
 /// everywhere. `None` if the constant is anything else.
-pub(super) fn per_axis<F: Float>(c: &Const<F>, shape: &[usize]) -> Option<(Option<usize>, Vec<F>)> {
-    per_axis_with(c, shape, false)
-}
-
-/// [`per_axis`], where with `collapse` an axis of the data's size along which the constant
-/// does not vary counts as one entry: for a scale (`Mul`, `Div`), e.g. an `Expand`ed mask
-/// `[1, T, D]` of one value per token is `[1, T, 1]`. Not for a shift: a constant added
-/// that varies along the tokens and the features (a token-type embedding row repeated over
-/// the tokens) stays a constant node, which absorbs its share of the relevance as lxt's
-/// rules do, where a per-channel shift would pass all of it to the data.
-pub(super) fn per_axis_with<F: Float>(
+///
+/// With `collapse`, an axis of the data's size along which the constant does not vary
+/// counts as one entry: for a scale (`Mul`, `Div`), e.g. an `Expand`ed mask `[1, T, D]` of
+/// one value per token is `[1, T, 1]`. Not for a shift: a constant added that varies along
+/// the tokens and the features (a token-type embedding row repeated over the tokens) stays a
+/// constant node, which absorbs its share of the relevance as lxt's rules do, where a
+/// per-channel shift would pass all of it to the data.
+pub(super) fn per_axis<F: Float>(
     c: &Const<F>,
     shape: &[usize],
     collapse: bool,
@@ -518,30 +515,33 @@ mod tests {
         let c = |shape: &[usize], v: Vec<f64>| Const::Float(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap());
         // NHWC per-channel [1, 1, 1, C] against [H, W, C]
         assert_eq!(
-            per_axis(&c(&[1, 1, 1, 3], vec![1.0, 2.0, 3.0]), &[4, 5, 3]),
+            per_axis(&c(&[1, 1, 1, 3], vec![1.0, 2.0, 3.0]), &[4, 5, 3], false),
             Some((Some(2), vec![1.0, 2.0, 3.0]))
         );
         // NCHW [C, 1, 1]
         assert_eq!(
-            per_axis(&c(&[3, 1, 1], vec![1.0, 2.0, 3.0]), &[3, 4, 5]),
+            per_axis(&c(&[3, 1, 1], vec![1.0, 2.0, 3.0]), &[3, 4, 5], false),
             Some((Some(0), vec![1.0, 2.0, 3.0]))
         );
-        assert_eq!(per_axis(&c(&[], vec![7.0]), &[3, 4]), Some((None, vec![7.0])));
+        assert_eq!(
+            per_axis(&c(&[], vec![7.0]), &[3, 4], false),
+            Some((None, vec![7.0]))
+        );
         // varying along two axes, broadcasting the data, or over the batch: no
-        assert_eq!(per_axis(&c(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]), &[2, 2]), None);
+        assert_eq!(
+            per_axis(&c(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]), &[2, 2], false),
+            None
+        );
         // the same value along an axis of the data's size: one value per entry of the other
         // (for a scale only)
         let rows = c(&[1, 2, 3], vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+        assert_eq!(per_axis(&rows, &[2, 3], true), Some((Some(0), vec![1.0, 2.0])));
+        assert_eq!(per_axis(&rows, &[2, 3], false), None);
         assert_eq!(
-            per_axis_with(&rows, &[2, 3], true),
-            Some((Some(0), vec![1.0, 2.0]))
-        );
-        assert_eq!(per_axis(&rows, &[2, 3]), None);
-        assert_eq!(
-            per_axis_with(&c(&[2, 2], vec![1.0; 4]), &[2, 2], true),
+            per_axis(&c(&[2, 2], vec![1.0; 4]), &[2, 2], true),
             Some((None, vec![1.0]))
         );
-        assert_eq!(per_axis(&c(&[3], vec![1.0; 3]), &[4, 1]), None);
-        assert_eq!(per_axis(&c(&[2, 3], vec![1.0; 6]), &[3]), None);
+        assert_eq!(per_axis(&c(&[3], vec![1.0; 3]), &[4, 1], true), None);
+        assert_eq!(per_axis(&c(&[2, 3], vec![1.0; 6]), &[3], true), None);
     }
 }

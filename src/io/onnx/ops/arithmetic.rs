@@ -11,7 +11,7 @@ use crate::float::Float;
 use crate::io::onnx::check::Pre;
 use crate::io::onnx::import::Importer;
 use crate::io::onnx::values::{self, Const, Sym, Value};
-use crate::io::onnx::view::{per_axis_with, Data, View};
+use crate::io::onnx::view::{per_axis, Data, View};
 use crate::io::Op;
 use crate::layers::{Add, BatchNorm2d, Merge, Mul};
 use ndarray::Array1;
@@ -195,7 +195,7 @@ fn affine<'a, F: Float>(
             ..out
         });
     }
-    let Some((axis, v)) = per_axis_with(c, &d.shape, matches!(op, "Mul" | "Div")) else {
+    let Some((axis, v)) = per_axis(c, &d.shape, matches!(op, "Mul" | "Div")) else {
         // any other constant (a positional embedding [1, T, D]): added as a constant node,
         // which absorbs its share of the relevance as a bias does
         return match (op, data_first) {
