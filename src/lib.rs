@@ -72,6 +72,9 @@ pub mod guide;
 pub mod heatmap;
 #[cfg(feature = "image")]
 pub mod image;
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub mod instances;
 pub mod io;
 mod kernels;
 pub mod layers;
