@@ -28,6 +28,7 @@ fn entry_points<F: Float>() -> Vec<usize> {
     type Attribute<F, R> = fn(&Network<F>, &ArrayD<F>, &Target<F>, &R, Options) -> Result<Attribution<F>>;
     type Boxed<F, L> = fn(L) -> Box<dyn Layer<F>>;
     type Lrp<F, R> = fn(R) -> Method<F>;
+    #[cfg_attr(not(any(feature = "onnx", feature = "safetensors")), allow(unused_mut))]
     let mut points = vec![
         Network::<F>::new as fn(&[usize], Vec<Box<dyn Layer<F>>>) -> Result<Network<F>> as usize,
         Network::<F>::forward as fn(&Network<F>, &ArrayD<F>) -> Result<ArrayD<F>> as usize,
