@@ -11,7 +11,7 @@
 //! The transposed convolution (gradient and relevance passes) of a stride-1 3×3 convolution
 //! with padding p is itself one: the correlation of the output-side array with the kernel
 //! flipped in space and transposed in channels, with padding 2 − p. Both go through
-//! [`conv3x3_many`].
+//! [`conv3x3_transformed`] and [`conv3x3_sum`].
 
 use crate::float::Float;
 use crate::kernels::gemm::gemm_seq;
@@ -68,37 +68,34 @@ fn chunks(s: &Shape) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..total).step_by(step).map(move |r| r..(r + step).min(total))
 }
 
+/// The transform `U` of one weight (`[o, c, 3, 3]`, or `[c, o, 3, 3]` with `transposed`, see
+/// [`conv3x3_transformed`]): `16·o·c` values.
+pub(crate) fn transformed_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool) -> Vec<F> {
+    let mut u = vec![F::zero(); 16 * s.o * s.c];
+    transform_weight(s, weight, transposed, &mut u);
+    u
+}
+
 /// `ys[i][n, o, ho, wo] = Σ_{c,i,j} g[o, c, i, j] · x[n, c, y + i − pad, x + j − pad]` (zero
 /// outside the input), with `ho = h + 2·pad − 2` (likewise wo), where `g = weights[i]`
 /// (`[o, c, 3, 3]`), or with `transposed` `g[o, c, i, j] = weights[i][c, o, 2 − i, 2 − j]`
-/// (each weight is then `[c, o, 3, 3]`). `x` is `[n, c, h, w]` in standard layout; each `y`
-/// (`[n, o, ho, wo]`, standard layout) is overwritten. The input is transformed once.
-pub(crate) fn conv3x3_many<F: Float>(
-    x: &[F],
-    s: &Shape,
-    weights: &[&[F]],
-    transposed: bool,
-    ys: &mut [&mut [F]],
-) {
+/// (each weight is then `[c, o, 3, 3]`), each given transformed by [`transformed_weight`]. `x` is `[n, c, h, w]` in standard layout; each `y`
+/// (`[n, o, ho, wo]`, standard layout) is overwritten. The input is transformed once, and a weight's
+/// transform can be kept across calls.
+pub(crate) fn conv3x3_transformed<F: Float>(x: &[F], s: &Shape, us: &[&[F]], ys: &mut [&mut [F]]) {
     let (_, tw) = s.tiles();
-    let plane_u = 16 * s.o * s.c;
-    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
-        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
-            transform_weight(s, w, transposed, uw);
-        }
-        for rows in chunks(s) {
-            let cols = rows.len() * tw;
-            with_scratch(16 * s.c * cols, |v: &mut [F]| {
-                transform_input(x, s, rows.clone(), v);
-                with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                    for (uw, y) in u.chunks(plane_u).zip(ys.iter_mut()) {
-                        products(s, cols, uw, v, m, false);
-                        transform_output(m, s, rows.clone(), y);
-                    }
-                })
+    for rows in chunks(s) {
+        let cols = rows.len() * tw;
+        with_scratch(16 * s.c * cols, |v: &mut [F]| {
+            transform_input(x, s, rows.clone(), v);
+            with_scratch(16 * s.o * cols, |m: &mut [F]| {
+                for (uw, y) in us.iter().zip(ys.iter_mut()) {
+                    products(s, cols, uw, v, m, false);
+                    transform_output(m, s, rows.clone(), y);
+                }
             })
-        }
-    })
+        })
+    }
 }
 
 /// The sum over g of the convolutions of `xs[g]` with `weights[g]` into `y`: the products accumulate, and the

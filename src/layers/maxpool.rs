@@ -9,6 +9,7 @@ use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
 use window_2x2::{dims_2x2, first_max_flags, max_2x2, zero_outside_2x2};
 
 mod window_2x2;
+mod window_general;
 
 /// 2-D max pooling, as `torch.nn.MaxPool2d` (padding with −∞, windows may overlap,
 /// `ceil_mode` as PyTorch; the padding may differ per side, as ONNX's `MaxPool` or an
@@ -199,7 +200,14 @@ impl MaxPool2d {
         let vbuf = crate::tensor::layout::standard_mut(&mut vals);
         let ibuf = crate::tensor::layout::standard_mut(&mut idx);
         let plain = self.is_plain_2x2(h, w);
+        let windows = window_general::intervals(ho, h, kh, sh, self.padding.0)
+            .zip(window_general::intervals(wo, w, kw, sw, self.padding.1));
         let fill = |(plane, (vout, iout)): (&[F], (&mut [F], &mut [usize]))| {
+            if let (false, Some((rows, cols))) = (plain, &windows) {
+                let mut scratch = window_general::Rows::new();
+                window_general::pool_plane(plane, w, (rows, cols), &mut scratch, vout, Some(iout));
+                return;
+            }
             if plain {
                 // the common 2×2 / stride 2 pool: straight-line code, same first-max order
                 for oy in 0..ho {
@@ -259,6 +267,41 @@ impl MaxPool2d {
             .zip(vbuf.chunks_exact_mut(ho * wo).zip(ibuf.chunks_exact_mut(ho * wo)))
             .for_each(fill);
         Ok((vals, idx))
+    }
+
+    /// The pooled values alone (no index array), for any window: `None` if a window lies
+    /// wholly in the padding (then [`MaxPool2d::argmax`] decides).
+    fn forward_values<F: Float>(&self, input: &ArrayViewD<'_, F>) -> Result<Option<ArrayD<F>>> {
+        let shape = input.shape();
+        let (ho, wo) = self.spatial_out(&shape[1..])?;
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+        let windows = window_general::intervals(ho, h, self.kernel.0, self.stride.0, self.padding.0).zip(
+            window_general::intervals(wo, w, self.kernel.1, self.stride.1, self.padding.1),
+        );
+        let Some((rows, cols)) = windows else {
+            return Ok(None);
+        };
+        let input = input.as_standard_layout();
+        let src = crate::tensor::layout::standard(&input);
+        // every element is written below
+        let mut out = crate::tensor::layout::shaped((n, c, ho, wo), output_buffer(n * c * ho * wo));
+        let buf = crate::tensor::layout::standard_mut(&mut out);
+        let fill = |scratch: &mut window_general::Rows<F>, (plane, dst): (&[F], &mut [F])| {
+            window_general::pool_plane(plane, w, (&rows, &cols), scratch, dst, None)
+        };
+        #[cfg(feature = "parallel")]
+        if crate::kernels::elementwise::par_elems(src.len()) {
+            use rayon::prelude::*;
+            src.par_chunks_exact(h * w)
+                .zip(buf.par_chunks_exact_mut(ho * wo))
+                .for_each_init(window_general::Rows::new, fill);
+            return Ok(Some(out.into_dyn()));
+        }
+        let mut scratch = window_general::Rows::new();
+        src.chunks_exact(h * w)
+            .zip(buf.chunks_exact_mut(ho * wo))
+            .for_each(|p| fill(&mut scratch, p));
+        Ok(Some(out.into_dyn()))
     }
 
     /// Adds each value of `values` `[N, C, H', W']` at the input position `indices` names
@@ -556,6 +599,11 @@ impl<F: Float> Layer<F> for MaxPool2d {
                     .zip(buf.chunks_exact_mut(ho * wo))
                     .for_each(fill);
                 return Ok(out.into_dyn());
+            }
+        }
+        if input.ndim() == 4 {
+            if let Some(out) = self.forward_values(&input)? {
+                return Ok(out);
             }
         }
         Ok(self.argmax(&input)?.0.into_dyn())

@@ -1,7 +1,7 @@
 //! The batched entry points of [`Affine`]: `apply_many` equals one `apply_with` per weight,
 //! and `apply_transpose_sum` the sum of the `apply_transpose` results, for dense layers and
 //! for convolutions on both of their paths (im2col, and Winograd for 3×3 stride-1 layers
-//! with ≥ 16 channels and ≥ 400 outputs); and their errors. `apply_ones` equals
+//! with ≥ 16 channels and ≥ 100 outputs); and their errors. `apply_ones` equals
 //! `apply_with` on an image of ones, for convolutions of every geometry.
 
 use crate::common;

@@ -141,7 +141,11 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .collect();
             let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
             match (wino, wino1d) {
-                (Some(shape), _) => winograd::conv3x3_many(x, &shape, &slices, false, &mut ys),
+                (Some(shape), _) => {
+                    let us: Vec<_> = slices.iter().map(|w| self.transformed_3x3(&shape, w)).collect();
+                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+                    winograd::conv3x3_transformed(x, &shape, &us, &mut ys)
+                }
                 (None, Some(shape)) => {
                     let us: Vec<_> = slices.iter().map(|w| self.transformed_1x3(w, false)).collect();
                     let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();

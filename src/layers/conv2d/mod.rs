@@ -124,17 +124,25 @@ pub struct Conv2d<F: Float = f32> {
     weight: ArcArray<F, Ix4>,
     bias: Option<ArcArray1<F>>,
     config: Conv2dConfig,
-    /// The Winograd F(4, 3) transforms of `weight` (1×3 kernels), shared by clones.
+    /// The Winograd transforms of `weight` (F(4, 3) for 1×3 kernels, F(2×2, 3×3) for 3×3
+    /// ones), shared by clones.
     transformed: std::sync::Arc<Transformed<F>>,
 }
 
-/// The Winograd F(4, 3) transforms of a 1×3 layer's own weight, for its convolution and its
-/// transpose, each made by the first call that needs it and kept (twice the weight's size
-/// each): a DeepLIFT-SHAP run convolves with the same weight hundreds of times.
+/// The Winograd transforms of a layer's own weight, each made by the first call that needs
+/// it and kept:
+/// * 1×3 kernels, F(4, 3): for the convolution and its transpose (twice the weight's size
+///   each): a DeepLIFT-SHAP run convolves with the same weight hundreds of times;
+/// * 3×3 kernels, F(2×2, 3×3): for the forward convolution only (16/9 of the weight's size),
+///   which every forward pass, trace and baseline runs. Transforming costs about as much
+///   memory traffic as two reads of the weight, which a kept transform saves on every call
+///   (on a 512-channel 14×14 layer at batch 1 it made Winograd slower than im2col).
+///   Transposed passes and substituted weights (LRP's rules) transform for their call.
 #[derive(Default)]
 struct Transformed<F> {
     forward: std::sync::OnceLock<Vec<F>>,
     transposed: std::sync::OnceLock<Vec<F>>,
+    forward_3x3: std::sync::OnceLock<Vec<F>>,
 }
 
 impl<F> std::fmt::Debug for Transformed<F> {
@@ -151,9 +159,11 @@ const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 /// Output positions per sample and channel (Ho·Wo) from which a 3×3 stride-1 convolution
 /// takes the Winograd path. Transforming the weights costs about as much memory traffic as
-/// reading them twice, which only pays off over enough output positions (on VGG16: a gain
-/// at 28×28, a loss at 14×14).
-const WINOGRAD_MIN_OUTPUTS: usize = 400;
+/// reading them twice, which only pays off over enough output positions: the forward pass
+/// keeps its transform, so that it pays from 10×10 (ResNet's 256- and 512-channel 14×14
+/// layers: 1.4× and 1.2× faster at batch 8, even at batch 1; at 7×7 it is 2× slower at
+/// batch 1, since the products, 16 columns wide, are bound by reading the transform).
+const WINOGRAD_MIN_OUTPUTS: usize = 100;
 
 /// Output positions per row from which a 1×3 stride-1 convolution takes the Winograd F(4, 3)
 /// path (below that the six small products and the transforms cost more than they save).
@@ -407,15 +417,33 @@ impl<F: Float> Conv2d<F> {
                 transposed,
             )
         };
-        let own = self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w));
-        if !own {
-            return std::borrow::Cow::Owned(make());
-        }
         let cell = if transposed {
             &self.transformed.transposed
         } else {
             &self.transformed.forward
         };
+        self.kept(w, cell, make)
+    }
+
+    /// The Winograd F(2×2, 3×3) transform of `w` (`[O, C, 3, 3]`, standard layout) for the
+    /// forward convolution: kept when `w` is the layer's own weight, else made for this call.
+    fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> std::borrow::Cow<'_, [F]> {
+        self.kept(w, &self.transformed.forward_3x3, || {
+            winograd::transformed_weight(s, w, false)
+        })
+    }
+
+    /// `make()`, kept in `cell` if `w` is the layer's own weight.
+    fn kept<'a>(
+        &'a self,
+        w: &[F],
+        cell: &'a std::sync::OnceLock<Vec<F>>,
+        make: impl Fn() -> Vec<F>,
+    ) -> std::borrow::Cow<'a, [F]> {
+        let own = self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w));
+        if !own {
+            return std::borrow::Cow::Owned(make());
+        }
         if let Some(u) = cell.get() {
             return std::borrow::Cow::Borrowed(u);
         }
