@@ -1,11 +1,13 @@
 //! Criterion benches: forward, gradient, every LRP rule, EpsilonGammaBox and DeepLift (zero
 //! baseline, whose trace the network keeps after the first call; and an explicit zero
 //! array, traced on every call) on the small CNN
-//! (batch 1 and 64), the VGG16-shaped network (batch 1) and the ResNet-18-shaped graph
-//! (batch 1 and 16; batch norms merged as zennit's `ResNetCanonizer` does).
+//! (batch 1 and 64), the VGG16-shaped network (batch 1) and the ResNet-18- and ResNet-50-shaped
+//! graphs (ResNet-18 at batch 1, 8 and 16, ResNet-50 at 1 and 8; batch norms merged as zennit's
+//! `ResNetCanonizer` does). Every call takes the next of four different inputs, so that no
+//! call repeats the last one.
 //!
 //! `cargo bench -p relevance-benches --bench attribution` runs them all (the VGG16 group takes a few minutes);
-//! `cargo bench -p relevance-benches --bench attribution -- small` only the small CNN, `-- resnet18` the ResNet. `tools/bench_compare.py`
+//! `cargo bench -p relevance-benches --bench attribution -- small` only the small CNN, `-- resnet18` (`-- resnet50`) a ResNet. `tools/bench_compare.py`
 //! runs them next to zennit and captum and prints the ratio table.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -41,32 +43,51 @@ fn rules(channels: usize) -> Vec<(String, Method<f32>)> {
     .collect()
 }
 
+/// Four inputs, taken in turn.
+struct Inputs {
+    xs: Vec<ArrayD<f32>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Inputs {
+    fn next(&self) -> &ArrayD<f32> {
+        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.xs[k % self.xs.len()]
+    }
+}
+
 /// Benches one network at one batch size. The network is built lazily, on the first bench
 /// that the command-line filter selects, so filtering out VGG16 also skips building it.
 fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batch: usize, all_rules: bool) {
-    let state: OnceLock<(Network<f32>, ArrayD<f32>)> = OnceLock::new();
+    let state: OnceLock<(Network<f32>, Inputs)> = OnceLock::new();
     let get = || {
         state.get_or_init(|| {
             let net = make();
-            let x = common::input(&net, batch, 7);
-            (net, x)
+            let xs = (7..11).map(|seed| common::input(&net, batch, seed)).collect();
+            (
+                net,
+                Inputs {
+                    xs,
+                    next: Default::default(),
+                },
+            )
         })
     };
     let target = Target::Class(3);
     let mut group = c.benchmark_group(format!("{name}_b{batch}"));
-    if name == "vgg16" || name == "resnet18" {
+    if name == "vgg16" || name.starts_with("resnet") {
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(20))
             .warm_up_time(Duration::from_secs(2));
     }
     group.bench_function("forward", |b| {
-        let (net, x) = get();
-        b.iter(|| black_box(net.forward(x).unwrap()))
+        let (net, xs) = get();
+        b.iter(|| black_box(net.forward(xs.next()).unwrap()))
     });
     group.bench_function("gradient", |b| {
-        let (net, x) = get();
-        b.iter(|| black_box(net.gradient(x, &target).unwrap()))
+        let (net, xs) = get();
+        b.iter(|| black_box(net.gradient(xs.next(), &target).unwrap()))
     });
     let channels = if name == "small" { 1 } else { 3 };
     for (rule_name, rule) in rules(channels) {
@@ -74,8 +95,8 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
             continue;
         }
         group.bench_with_input(BenchmarkId::new("attribute", &rule_name), &rule, |b, method| {
-            let (net, x) = get();
-            b.iter(|| black_box(net.explain(x, &target, method).unwrap()))
+            let (net, xs) = get();
+            b.iter(|| black_box(net.explain(xs.next(), &target, method).unwrap()))
         });
     }
     for (name, rule) in [("rescale", DeepLift::rescale()), ("default", DeepLift::default())] {
@@ -83,21 +104,21 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
             continue;
         }
         group.bench_function(BenchmarkId::new("deeplift", name), |b| {
-            let (net, x) = get();
+            let (net, xs) = get();
             let method = Method::deeplift(rule, Baseline::Zero);
-            b.iter(|| black_box(net.explain(x, &target, &method).unwrap()))
+            b.iter(|| black_box(net.explain(xs.next(), &target, &method).unwrap()))
         });
     }
     // The network keeps the zero baseline's trace after the first call, so the rows above
     // measure later calls. An explicit zero array (`Baseline::Shared`) is traced on every
     // call: this row is the cost of a first call, or of a baseline that is not reused.
     group.bench_function(BenchmarkId::new("deeplift", "rescale_untraced"), |b| {
-        let (net, x) = get();
+        let (net, xs) = get();
         let zeros = Method::deeplift(
             DeepLift::rescale(),
             Baseline::Shared(ArrayD::zeros(net.input_shape())),
         );
-        b.iter(|| black_box(net.explain(x, &target, &zeros).unwrap()))
+        b.iter(|| black_box(net.explain(xs.next(), &target, &zeros).unwrap()))
     });
     group.finish();
 }
@@ -113,7 +134,10 @@ fn vgg(c: &mut Criterion) {
 
 fn resnet(c: &mut Criterion) {
     bench_network(c, "resnet18", common::resnet18, 1, false);
+    bench_network(c, "resnet18", common::resnet18, 8, false);
     bench_network(c, "resnet18", common::resnet18, 16, false);
+    bench_network(c, "resnet50", common::resnet50, 1, false);
+    bench_network(c, "resnet50", common::resnet50, 8, false);
 }
 
 criterion_group!(benches, small, vgg, resnet);

@@ -1,11 +1,13 @@
 //! Criterion bench of the faithfulness evaluation on the bundled digits model: pixel flipping
 //! of 100 test digits (784 one-pixel steps to black, gradient × input attributions), one
-//! order (the work of Quantus' `PixelFlipping`) and both orders.
+//! order (the work of Quantus' `PixelFlipping`) and both orders; and one order with seeded
+//! uniform noise as the perturbation, which changes every flipped pixel (a step whose pixel
+//! is already black changes nothing under the black perturbation).
 //!
 //! `cargo bench -p relevance-benches --bench eval`; `tools/bench_eval_quantus.py` times Quantus on the same work.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use relevance::eval::{Order, RegionPerturbation};
+use relevance::eval::{Order, Perturbation, RegionPerturbation};
 use relevance::io::{load_safetensors, Digits};
 use relevance::{GradientTimesInput, Target};
 use std::hint::black_box;
@@ -40,6 +42,15 @@ fn pixel_flipping(c: &mut Criterion) {
     });
     group.bench_function("morf_and_lerf", |b| {
         b.iter(|| black_box(flipping.evaluate(&net, &x, &r, &target).unwrap()))
+    });
+    let mut noise = RegionPerturbation::<f32>::pixel_flipping();
+    noise.perturbation = Perturbation::Uniform {
+        low: 0.0,
+        high: 1.0,
+        seed: 7,
+    };
+    group.bench_function("morf_noise", |b| {
+        b.iter(|| black_box(noise.evaluate_order(&net, &x, &r, &target, Order::MoRF).unwrap()))
     });
     group.finish();
 }

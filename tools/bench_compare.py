@@ -4,11 +4,14 @@
 Runs, in one go and on the same machine:
   * PyTorch forward, zennit EpsilonGammaBox and captum DeepLift (zero baseline), float32,
     torch.set_num_threads(THREADS), on the small CNN (batch 1 and 64), the VGG16-shaped
-    network (batch 1) and torchvision's ResNet-18 (batch 1 and 16; zennit with its
+    network (batch 1) and torchvision's ResNet-18 and ResNet-50 (batch 1 and 8; zennit with its
     ResNetCanonizer, the Rust side with its batch norms merged the same way) — random weights,
-    as the Rust benches;
+    as the Rust benches, four different inputs taken in turn on both sides;
   * the Rust criterion benches (`cargo bench -p relevance-benches --bench attribution`), with RAYON_NUM_THREADS=THREADS;
   * on Linux, the peak resident memory of one VGG16 call on each side (`cargo bench -p relevance-benches --bench memory`);
+  * the evaluation case: pixel flipping with seeded uniform noise on 100 digits × 784 steps, one
+    order (`cargo bench -p relevance-benches --bench eval -- morf_noise`; Rust only: Quantus'
+    own timing is tools/bench_eval_quantus.py);
 then prints the ratio table of the speed issue (Python time / Rust time: > 1 means Rust is faster).
 
 The small-CNN rows are measured in several interleaved rounds (Python, then Rust, then Python
@@ -18,7 +21,7 @@ machine, so each row reports the median of its per-round ratios and their range.
 Usage (from the repository root; a venv with torch, zennit, captum outside the repo):
     python3 -m venv ~/venv && ~/venv/bin/pip install torch zennit captum
     ~/venv/bin/python tools/bench_compare.py [--threads 2] [--rounds 3] [--skip-vgg] [--skip-resnet]
-                                             [--min-time SECONDS]
+                                             [--skip-resnet50] [--skip-eval] [--min-time SECONDS]
 """
 import argparse
 import json
@@ -59,11 +62,11 @@ def vgg16():
     return nn.Sequential(*layers)
 
 
-def resnet18():
-    """torchvision's ResNet-18 with random weights and non-trivial batch-norm statistics."""
+def resnet(name="resnet18"):
+    """torchvision's ResNet-18 or ResNet-50 with random weights and non-trivial batch-norm statistics."""
     import torchvision
 
-    model = torchvision.models.resnet18(weights=None)
+    model = getattr(torchvision.models, name)(weights=None)
     g = torch.Generator().manual_seed(3)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -75,12 +78,20 @@ def resnet18():
     return model
 
 
-def split_relus(model):
-    """captum refuses a module called twice (BasicBlock's self.relu): give every block a
-    second ReLU for its second call. Same values."""
-    from torchvision.models.resnet import BasicBlock
+def resnet18():
+    return resnet("resnet18")
 
-    def forward(self, x):
+
+def resnet50():
+    return resnet("resnet50")
+
+
+def split_relus(model):
+    """captum refuses a module called twice (the blocks' self.relu): give every block one ReLU
+    per call. Same values."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    def basic(self, x):
         identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -88,20 +99,35 @@ def split_relus(model):
             identity = self.downsample(x)
         return self.relu2(out + identity)
 
+    def bottleneck(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu3(out + identity)
+
     for m in model.modules():
         if isinstance(m, BasicBlock):
             m.relu2 = nn.ReLU()
-            m.forward = forward.__get__(m)
+            m.forward = basic.__get__(m)
+        elif isinstance(m, Bottleneck):
+            m.relu2, m.relu3 = nn.ReLU(), nn.ReLU()
+            m.forward = bottleneck.__get__(m)
     return model
 
 
-def timeit(fn, min_time, min_reps=5):
-    fn()  # warm-up
+def timeit(fn, min_time, min_reps=5, inputs=None):
+    """Median seconds of `fn()`, or of `fn(x)` with x taken in turn from `inputs`."""
+    calls = [lambda: fn()] if inputs is None else [lambda x=x: fn(x) for x in inputs]
+    calls[0]()  # warm-up
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or time.perf_counter() - start < min_time:
+        call = calls[len(times) % len(calls)]
         t0 = time.perf_counter()
-        fn()
+        call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -115,21 +141,22 @@ def python_times(name, model, shape, batch, min_time):
     model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    x = torch.rand(batch, *shape)
+    xs = [torch.rand(batch, *shape) for _ in range(4)]
     target = 3
     out = {}
     with torch.no_grad():
-        out["forward"] = timeit(lambda: model(x), min_time)
+        out["forward"] = timeit(lambda x: model(x), min_time, inputs=xs)
     c = shape[0]
-    canonizers = [ResNetCanonizer()] if name == "resnet18" else None
+    is_resnet = name.startswith("resnet")
+    canonizers = [ResNetCanonizer()] if is_resnet else None
     composite = EpsilonGammaBox(low=torch.zeros(1, c, 1, 1), high=torch.ones(1, c, 1, 1), canonizers=canonizers)
-    n_out = model(x[:1]).shape[1]
+    n_out = model(xs[0][:1]).shape[1]
     seed = torch.eye(n_out)[[target] * batch]
     with Gradient(model=model, composite=composite) as attributor:
-        out["epsilon_gamma_box"] = timeit(lambda: attributor(x, seed), min_time)
-    dl = DeepLift(split_relus(model) if name == "resnet18" else model)
-    baseline = torch.zeros_like(x)
-    out["deeplift"] = timeit(lambda: dl.attribute(x, baselines=baseline, target=target), min_time)
+        out["epsilon_gamma_box"] = timeit(lambda x: attributor(x, seed), min_time, inputs=xs)
+    dl = DeepLift(split_relus(model) if is_resnet else model)
+    baseline = torch.zeros_like(xs[0])
+    out["deeplift"] = timeit(lambda x: dl.attribute(x, baselines=baseline, target=target), min_time, inputs=xs)
     return out
 
 
@@ -188,14 +215,14 @@ def rust_peaks():
 UNITS = {"ps": 1e-12, "ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def rust_times(filters, threads, extra=()):
+def rust_times(filters, threads, extra=(), bench="attribution"):
     """Runs the criterion benches matching `filters` with `threads` rayon threads and returns
     {bench name: median seconds}, parsed from criterion's `time: [low median high]` lines.
     `extra`: more criterion arguments (e.g. a shorter measurement time)."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     times = {}
     for f in filters:
-        cmd = ["cargo", "bench", "-p", "relevance-benches", "--bench", "attribution", "--", f, *extra]
+        cmd = ["cargo", "bench", "-p", "relevance-benches", "--bench", bench, "--", f, *extra]
         print("$", f"RAYON_NUM_THREADS={threads}", " ".join(cmd), file=sys.stderr)
         out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
         name = None
@@ -222,7 +249,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds for the small-CNN rows")
     ap.add_argument("--skip-vgg", action="store_true")
-    ap.add_argument("--skip-resnet", action="store_true")
+    ap.add_argument("--skip-resnet", action="store_true", help="skip ResNet-18")
+    ap.add_argument("--skip-resnet50", action="store_true")
+    ap.add_argument("--skip-eval", action="store_true", help="skip the evaluation case")
     ap.add_argument("--min-time", type=float, default=3.0, help="seconds per Python measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -251,14 +280,20 @@ def main():
         py = {("vgg16", 1): python_times("vgg16", vgg16(), (3, 224, 224), 1, args.min_time)}
         rs = rust_times(["^vgg16_b1/"], args.threads)
         rounds.append((py, rs))
-    if not args.skip_resnet:
+    for name, make, skip in (("resnet18", resnet18, args.skip_resnet), ("resnet50", resnet50, args.skip_resnet50)):
+        if skip:
+            continue
         py = {}
-        for batch in (1, 16):
-            print(f"python: resnet18 batch {batch}", file=sys.stderr)
-            py[("resnet18", batch)] = python_times("resnet18", resnet18(), (3, 224, 224), batch, args.min_time)
-        rs = rust_times(["^resnet18_b(1|16)/(forward|attribute/epsilon_gamma_box|attribute/epsilon|deeplift/rescale)$"],
+        for batch in (1, 8):
+            print(f"python: {name} batch {batch}", file=sys.stderr)
+            py[(name, batch)] = python_times(name, make(), (3, 224, 224), batch, args.min_time)
+        rs = rust_times([f"^{name}_b(1|8)/(forward|attribute/epsilon_gamma_box|attribute/epsilon|deeplift/rescale)$"],
                         args.threads)
         rounds.append((py, rs))
+    eval_time = None
+    if not args.skip_eval:
+        eval_time = rust_times(["^pixel_flipping_100_digits/morf_noise$"], args.threads, bench="eval").get(
+            "pixel_flipping_100_digits/morf_noise")
 
     def rows_for(name, batch):
         """[(python seconds, rust times)] of every round that measured this configuration."""
@@ -274,7 +309,8 @@ def main():
             ("deeplift", "deeplift/rescale", "DeepLift (zero baseline, its trace kept after the first call) vs captum"),
             ("deeplift", "deeplift/rescale_untraced", "DeepLift, baseline traced in the call (first call) vs captum")]
     configs = [("small", 1), ("small", 64)] + ([] if args.skip_vgg else [("vgg16", 1)])
-    configs += [] if args.skip_resnet else [("resnet18", 1), ("resnet18", 16)]
+    configs += [] if args.skip_resnet else [("resnet18", 1), ("resnet18", 8)]
+    configs += [] if args.skip_resnet50 else [("resnet50", 1), ("resnet50", 8)]
     for name, batch in configs:
         measured = rows_for(name, batch)
         for key, bench, label in rows:
@@ -284,14 +320,16 @@ def main():
             rts = [r for _, r in pairs if r]
             rt = f"{statistics.median(rts) * 1e3:.3f} ms" if rts else "n/a"
             print(f"| {name}, {batch} | {label} | {pt * 1e3:.3f} ms | {rt} | {fmt_ratio(ratios)} |")
-        eps = [rs.get(f"{name}_b{batch}/attribute/epsilon") for _, rs in measured]
         fwd = [rs.get(f"{name}_b{batch}/forward") for _, rs in measured]
-        times = [(e, f) for e, f in zip(eps, fwd) if e and f]
-        if times:
-            e = statistics.median(e for e, _ in times)
-            t = [e / f for e, f in times]
-            print(f"| {name}, {batch} | LRP-ε attribution / our forward | | {e * 1e3:.3f} ms | "
-                  f"{statistics.median(t):.2f} (time ratio) |")
+        for bench, label in (("attribute/epsilon", "LRP-ε"), ("attribute/epsilon_gamma_box", "EpsilonGammaBox"),
+                             ("deeplift/rescale", "DeepLift")):
+            att = [rs.get(f"{name}_b{batch}/{bench}") for _, rs in measured]
+            times = [(e, f) for e, f in zip(att, fwd) if e and f]
+            if times:
+                e = statistics.median(e for e, _ in times)
+                t = [e / f for e, f in times]
+                print(f"| {name}, {batch} | {label} attribution / our forward | | {e * 1e3:.3f} ms | "
+                      f"{statistics.median(t):.2f} (time ratio) |")
     for bench in ("attribute/epsilon_gamma_box", "deeplift/rescale"):
         key = f"small_b64/{bench}"
         pairs = [(rs[f"1thread:{key}"], rs[key]) for _, rs in rounds if rs.get(key) and rs.get(f"1thread:{key}")]
@@ -300,6 +338,8 @@ def main():
             t2 = statistics.median(q for _, q in pairs)
             print(f"| small, 64 | {bench}: {args.threads} threads vs 1 | | {t1 * 1e3:.3f} / {t2 * 1e3:.3f} ms "
                   f"| {fmt_ratio([p / q for p, q in pairs])} throughput |")
+    if eval_time is not None:
+        print(f"| digits, 100 | pixel flipping with uniform noise, 784 steps, MoRF | | {eval_time:.3f} s | |")
     if not args.skip_vgg and os.path.exists("/proc/self/clear_refs"):
         peaks_py = python_peaks(vgg16(), (3, 224, 224))
         peaks_rs, lines = rust_peaks()

@@ -125,6 +125,17 @@ fn bn(rng: &mut Rng, c: usize) -> BatchNorm2d<f32> {
 /// seeded random weights and batch norms, which are then merged into the convolutions as
 /// zennit's `ResNetCanonizer` does (`Network::merge_batch_norm`).
 pub fn resnet18() -> Network<f32> {
+    resnet(&[2, 2, 2, 2], false)
+}
+
+/// torchvision's ResNet-50 (bottleneck blocks [3, 4, 6, 3], widths 64–512 expanded 4×, the
+/// stride on the 3×3 convolution as torchvision's v1.5), built as [`resnet18`].
+pub fn resnet50() -> Network<f32> {
+    resnet(&[3, 4, 6, 3], true)
+}
+
+/// A torchvision ResNet of basic or bottleneck blocks.
+fn resnet(blocks: &[usize], bottleneck: bool) -> Network<f32> {
     let mut rng = Rng::new(3);
     let mut g = GraphBuilder::new(&[3, 224, 224]).unwrap();
     let c1 = g
@@ -135,41 +146,55 @@ pub fn resnet18() -> Network<f32> {
     let mut x = g
         .add("maxpool", MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap(), r1)
         .unwrap();
+    let expansion = if bottleneck { 4 } else { 1 };
     let mut cin = 64;
-    for (stage, &c) in [64, 128, 256, 512].iter().enumerate() {
-        for block in 0..2 {
+    for (stage, (&c, &count)) in [64, 128, 256, 512].iter().zip(blocks).enumerate() {
+        for block in 0..count {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
             let p = format!("layer{}.{block}", stage + 1);
-            let a = g
-                .add(&format!("{p}.conv1"), conv_nb(&mut rng, cin, c, 3, stride, 1), x)
-                .unwrap();
-            let a = g.add(&format!("{p}.bn1"), bn(&mut rng, c), a).unwrap();
-            let a = g.add(&format!("{p}.relu"), Relu, a).unwrap();
-            let a = g
-                .add(&format!("{p}.conv2"), conv_nb(&mut rng, c, c, 3, 1, 1), a)
-                .unwrap();
-            let a = g.add(&format!("{p}.bn2"), bn(&mut rng, c), a).unwrap();
-            let identity = if stride != 1 || cin != c {
+            let cout = c * expansion;
+            // (name, input channels, output channels, kernel, stride, padding) of the main branch
+            let convs: Vec<(usize, usize, usize, usize, usize)> = if bottleneck {
+                vec![(cin, c, 1, 1, 0), (c, c, 3, stride, 1), (c, cout, 1, 1, 0)]
+            } else {
+                vec![(cin, c, 3, stride, 1), (c, c, 3, 1, 1)]
+            };
+            let mut a = x;
+            for (k, &(ci, co, ks, st, pad)) in convs.iter().enumerate() {
+                a = g
+                    .add(
+                        &format!("{p}.conv{}", k + 1),
+                        conv_nb(&mut rng, ci, co, ks, st, pad),
+                        a,
+                    )
+                    .unwrap();
+                a = g.add(&format!("{p}.bn{}", k + 1), bn(&mut rng, co), a).unwrap();
+                if k + 1 < convs.len() {
+                    a = g.add(&format!("{p}.relu{}", k + 1), Relu, a).unwrap();
+                }
+            }
+            let identity = if stride != 1 || cin != cout {
                 let d = g
                     .add(
                         &format!("{p}.downsample.0"),
-                        conv_nb(&mut rng, cin, c, 1, stride, 0),
+                        conv_nb(&mut rng, cin, cout, 1, stride, 0),
                         x,
                     )
                     .unwrap();
-                g.add(&format!("{p}.downsample.1"), bn(&mut rng, c), d).unwrap()
+                g.add(&format!("{p}.downsample.1"), bn(&mut rng, cout), d)
+                    .unwrap()
             } else {
                 x
             };
             let s = g.merge(&format!("{p}.add"), Add::new(), &[a, identity]).unwrap();
-            x = g.add(&format!("{p}.relu_1"), Relu, s).unwrap();
-            cin = c;
+            x = g.add(&format!("{p}.relu_out"), Relu, s).unwrap();
+            cin = cout;
         }
     }
     let pool = g.add("avgpool", AvgPool2d::global(), x).unwrap();
     let flat = g.add("flatten", Flatten, pool).unwrap();
-    let scale = (3.0 / 512.0_f32).sqrt();
-    let w: Array2<f32> = rng.array(&[1000, 512], scale).into_dimensionality().unwrap();
+    let scale = (3.0 / cin as f32).sqrt();
+    let w: Array2<f32> = rng.array(&[1000, cin], scale).into_dimensionality().unwrap();
     let b: Array1<f32> = rng.array(&[1000], 0.05).into_dimensionality().unwrap();
     let fc = g.add("fc", Dense::new(w, Some(b)).unwrap(), flat).unwrap();
     g.build(fc).unwrap().merge_batch_norm().unwrap()
