@@ -1,4 +1,4 @@
-//! Peak memory of one VGG16 call (forward, LRP-ε, EpsilonGammaBox, DeepLift) and one
+//! Peak memory of one VGG16 or ResNet-50 call (forward, LRP-ε, EpsilonGammaBox, DeepLift) and one
 //! ViT-B/16 call at batch 1 and 8 (forward, AttnLRP, CP-LRP, DeepLift), as the speed issues
 //! measure it: the process's peak resident set while the call runs (weights included),
 //! against the weights plus the recorded activations. Each call runs in a process of its
@@ -36,8 +36,8 @@ fn main() {
         eprintln!("memory bench: cannot find its own executable, skipped");
         return;
     };
-    for model in ["vgg16_b1", "vit_b16_b1", "vit_b16_b8"] {
-        let calls: &[&str] = if model == "vgg16_b1" {
+    for model in ["vgg16_b1", "resnet50_b1", "vit_b16_b1", "vit_b16_b8"] {
+        let calls: &[&str] = if !model.starts_with("vit") {
             &["forward", "epsilon", "epsilon_gamma_box", "deeplift"]
         } else {
             &["forward", "attn_lrp", "cp_lrp", "deeplift"]
@@ -59,8 +59,12 @@ fn run_case(case: &str) {
     let Some((model, only)) = case.split_once('/') else {
         return;
     };
-    if model == "vgg16_b1" {
-        let net = common::vgg16();
+    if model == "vgg16_b1" || model == "resnet50_b1" {
+        let net = if model == "vgg16_b1" {
+            common::vgg16()
+        } else {
+            common::resnet50()
+        };
         let x = common::input(&net, 1, 7);
         let (low, high) = common::bounds(3);
         let egb = Composite::epsilon_gamma_box(low, high).unwrap();
@@ -88,7 +92,7 @@ fn run_case(case: &str) {
                 }),
             ),
         ];
-        measure("vgg16_b1", &net, 1, calls, only);
+        measure(model, &net, 1, calls, only);
         return;
     }
     // torchvision's vit_b_16 architecture (issue #21: ≤ 1.3 × weights + activations)

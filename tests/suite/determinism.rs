@@ -17,8 +17,8 @@ use relevance::{
     Layer, LrpEpsilon, MaxPool2d, Network, Relu, Target,
 };
 
-/// conv(3→32) ReLU conv(32→32) ReLU pool conv(32→48) ReLU pool flatten dense(48·8·8→128) ReLU
-/// dense(128→10) on 3×32×32. The second convolution takes the Winograd path (16 products run
+/// conv(3→32) ReLU conv(32→32) ReLU pool conv(32→48) ReLU conv1×1(48→48) ReLU pool(3×3/2,
+/// padding 1) flatten dense(48·8·8→128) ReLU dense(128→10) on 3×32×32. The second convolution takes the Winograd path (16 products run
 /// in parallel). Per sample, the third convolution (3.5M multiply-adds) is above the large-product
 /// threshold (2^20) and the first dense layer (0.4M, inner dimension 3072) below it — but not
 /// a batch of three of them: a multiply that chose its library by the size of the product
@@ -31,6 +31,14 @@ fn net(rng: &mut Rng) -> Network<f64> {
             .unwrap();
         let b = rng.array(&[cout], -0.1, 0.1).into_dimensionality().unwrap();
         Box::new(Conv2d::new(w, Some(b), Conv2dConfig::default().padding(1)).unwrap())
+    };
+    // 1×1, stride 1: one product per sample in place of im2col
+    let pointwise = |rng: &mut Rng, cin: usize, cout: usize| -> Box<dyn Layer<f64>> {
+        let w = rng
+            .array(&[cout, cin, 1, 1], -0.3, 0.3)
+            .into_dimensionality()
+            .unwrap();
+        Box::new(Conv2d::new(w, None, Conv2dConfig::default()).unwrap())
     };
     let dense = |rng: &mut Rng, cin: usize, cout: usize| -> Box<dyn Layer<f64>> {
         let w = rng.array(&[cout, cin], -0.1, 0.1).into_dimensionality().unwrap();
@@ -45,7 +53,9 @@ fn net(rng: &mut Rng) -> Network<f64> {
         Box::new(MaxPool2d::square(2).unwrap()),
         conv(rng, 32, 48),
         Box::new(Relu),
-        Box::new(MaxPool2d::square(2).unwrap()),
+        pointwise(rng, 48, 48),
+        Box::new(Relu),
+        Box::new(MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap()),
         Box::new(Flatten),
         dense(rng, 48 * 8 * 8, 128),
         Box::new(Relu),

@@ -155,6 +155,30 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             }
             return Ok(outs.into_iter().map(|a| a.into_dyn()).collect());
         }
+        if self.is_pointwise(&g) {
+            // a 1×1 convolution with stride 1 and no padding: each sample's [C, H·W] is
+            // already its im2col matrix, so one product per sample reads the input in place
+            // (the product im2col's path would run on a copy: the same bits)
+            let plane = g.ho * g.wo;
+            let work = o * g.c * plane;
+            return Ok(wms
+                .iter()
+                .map(|wm| {
+                    // every element is overwritten by the products
+                    let mut out = output_buffer(g.n * o * plane);
+                    for (xs, ys) in x.chunks_exact(g.c * plane).zip(out.chunks_exact_mut(o * plane)) {
+                        let xs = crate::tensor::layout::view((g.c, plane), xs);
+                        gemm(
+                            wm,
+                            &xs,
+                            &mut crate::tensor::layout::view_mut((o, plane), ys),
+                            work,
+                        );
+                    }
+                    crate::tensor::layout::shaped(vec![g.n, o, g.ho, g.wo], out)
+                })
+                .collect());
+        }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
         // k's outputs take group k's rows of the columns)
         let groups = self.config.groups;
@@ -294,6 +318,42 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             }
             s2
         };
+        if self.is_pointwise(&g) {
+            // a 1×1 convolution with stride 1 and no padding: col2im would only copy, so each
+            // sample's product is written in place (the same products as below, sample by
+            // sample: the same bits)
+            let t = sides.len();
+            let wcat: CowArray<'_, F, Ix2> = match sides.as_slice() {
+                [(_, wm)] => wm.view().into(),
+                _ => {
+                    let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
+                    ndarray::concatenate(Axis(0), &ws).expect("same columns").into()
+                }
+            };
+            let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
+            let s_sl: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
+            // every element is overwritten by the products
+            let mut out =
+                crate::tensor::layout::shaped((g.n, g.c, g.h, g.w), output_buffer(g.n * g.c * plane));
+            let buf = crate::tensor::layout::standard_mut(&mut out);
+            let side = o * plane;
+            for (k, dst) in buf.chunks_exact_mut(g.c * plane).enumerate() {
+                let mut dst = crate::tensor::layout::view_mut((g.c, plane), dst);
+                if let [s] = s_sl.as_slice() {
+                    let s = crate::tensor::layout::view((o, plane), &s[k * side..(k + 1) * side]);
+                    gemm(&wcat.t(), &s, &mut dst, work);
+                    continue;
+                }
+                with_scratch(t * side, |stack: &mut [F]| {
+                    for (part, s) in stack.chunks_exact_mut(side).zip(&s_sl) {
+                        part.copy_from_slice(&s[k * side..(k + 1) * side]);
+                    }
+                    let stack = crate::tensor::layout::view((t * o, plane), &*stack);
+                    gemm(&wcat.t(), &stack, &mut dst, work * t);
+                });
+            }
+            return Ok(out.into_dyn());
+        }
         let groups = self.config.groups;
         if groups > 1 {
             // block-diagonal: group k's columns gather Σ_t W_t[k]ᵀ · s_t[k]

@@ -346,6 +346,18 @@ impl<F: Float> Conv2d<F> {
         Ok(w)
     }
 
+    /// Whether the forward pass on `g` is a plain matrix product per sample: a 1×1 kernel,
+    /// stride 1, no padding, one group.
+    fn is_pointwise(&self, g: &Geometry) -> bool {
+        let c = &self.config;
+        (g.kh, g.kw) == (1, 1)
+            && c.stride == (1, 1)
+            && c.padding == (0, 0)
+            && c.pad_end() == (0, 0)
+            && c.groups == 1
+            && (g.ho, g.wo) == (g.h, g.w)
+    }
+
     /// The Winograd shape of the forward pass on `g`, if this layer takes the Winograd path:
     /// 3×3 kernel, stride 1, dilation 1, equal padding ≤ 2 on both axes, at least
     /// [`WINOGRAD_MIN_CHANNELS`] input and output channels (below that the 16 small matrix

@@ -188,6 +188,12 @@ fn im2col_matches_direct_loops() {
         (1, 2, 2, 3, 2, (5, 5), d().padding(2)),
         (2, 2, 3, 9, 8, (3, 3), d().padding(1).stride(2)),
         (1, 3, 2, 6, 7, (2, 3), d()),
+        // 1×1, stride 1, no padding: one product per sample in place (`is_pointwise`)
+        (1, 5, 3, 4, 6, (1, 1), d()),
+        (3, 4, 6, 5, 3, (1, 1), d()),
+        // 1×1 with stride or padding: im2col
+        (2, 4, 3, 7, 6, (1, 1), d().stride(2)),
+        (2, 3, 2, 4, 4, (1, 1), d().padding(1)),
     ];
     for (k, &(n, c, o, h, wd, (kh, kw), cfg)) in cases.iter().enumerate() {
         let mut r = rng(k as u64 + 11);
@@ -206,6 +212,24 @@ fn im2col_matches_direct_loops() {
             .unwrap();
         let dev = max_rel(&t, &t_ref);
         assert!(dev < 1e-14, "case {k}: transpose deviation {dev:e}");
+        // a sum of two terms (stacked into one product): s with w, and s with −2w
+        let w2 = w.mapv(|v| -2.0 * v);
+        let sum = layer
+            .apply_transpose_sum(
+                &[
+                    (s.view().into_dyn(), w.view().into_dyn()),
+                    (s.view().into_dyn(), w2.view().into_dyn()),
+                ],
+                &[c, h, wd],
+            )
+            .unwrap();
+        let dev = max_rel(&sum, &t_ref.mapv(|v| -v));
+        assert!(dev < 1e-13, "case {k}: summed transpose deviation {dev:e}");
+        assert_eq!(
+            layer.is_pointwise(&g),
+            (kh, kw, cfg.stride, cfg.padding) == (1, 1, (1, 1), (0, 0)),
+            "case {k}"
+        );
     }
 }
 

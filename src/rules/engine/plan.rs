@@ -33,7 +33,7 @@ pub(super) struct Active<'a, F> {
 }
 
 /// The terms of a recipe on one layer and step, sorted by what they need.
-pub(super) struct Plan<'w, 'x, F> {
+pub(super) struct Plan<'w, 'x, F: Float> {
     /// Input parts held as tensors, each built once.
     pub inputs: Vec<(Input, CowArray<'x, F, IxDyn>)>,
     /// Input parts constant per channel (folded), each built once.
@@ -128,7 +128,22 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
                 let weight: CowArray<'w, F, IxDyn> = if t.weight == Param::Keep {
                     w.clone().into()
                 } else {
-                    w.mapv(|p| t.weight.apply(p)).into()
+                    // in a recycled buffer (see `Drop for Plan`): a fresh one of a large
+                    // layer's size costs a page fault per 4 KiB on every call
+                    let mut buf = crate::pool::output_buffer(w.len());
+                    match w.as_slice() {
+                        Some(src) => {
+                            for (d, &p) in buf.iter_mut().zip(src) {
+                                *d = t.weight.apply(p);
+                            }
+                        }
+                        None => {
+                            for (d, &p) in buf.iter_mut().zip(w.iter()) {
+                                *d = t.weight.apply(p);
+                            }
+                        }
+                    }
+                    crate::tensor::layout::shaped(IxDyn(w.shape()), buf).into()
                 };
                 group_slots.push(Slot::Active(plan.active.len()));
                 plan.active.push(Active {
@@ -142,6 +157,27 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
         }
         Ok(plan)
     }
+}
+
+impl<F: Float> Drop for Plan<'_, '_, F> {
+    /// The modified weights and input parts go back to the buffer pool for the next layer
+    /// or call.
+    fn drop(&mut self) {
+        for a in self.active.drain(..) {
+            recycle_owned(a.weight);
+        }
+        for (_, x) in self.inputs.drain(..) {
+            recycle_owned(x);
+        }
+    }
+}
+
+/// Recycles the buffer of an owned array (views are left alone).
+fn recycle_owned<F: Float>(a: CowArray<'_, F, IxDyn>) {
+    if a.is_view() {
+        return;
+    }
+    crate::pool::recycle(a.into_owned());
 }
 
 /// Whether a term is the unmodified layer on the unmodified input, bias included.
