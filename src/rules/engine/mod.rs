@@ -87,6 +87,33 @@ impl Param {
             Param::GammaDown(g) => p + F::lit(g) * p.min(zero),
         }
     }
+
+    /// `dst[i] = self.apply(src[i])`, the same values, with the choice made once per slice
+    /// (a match per element keeps the loop from vectorising: it took 12 % of an
+    /// EpsilonGammaBox call on ResNet-18).
+    fn apply_into<F: Float>(self, src: &[F], dst: &mut [F]) {
+        fn each<F: Float>(src: &[F], dst: &mut [F], f: impl Fn(F) -> F) {
+            for (d, &p) in dst.iter_mut().zip(src) {
+                *d = f(p);
+            }
+        }
+        let zero = F::zero();
+        match self {
+            Param::Keep => dst.copy_from_slice(src),
+            Param::Positive => each(src, dst, |p| p.max(zero)),
+            Param::Negative => each(src, dst, |p| p.min(zero)),
+            Param::Ones => dst.fill(F::one()),
+            Param::Square => each(src, dst, |p| p * p),
+            Param::GammaUp(g) => {
+                let g = F::lit(g);
+                each(src, dst, |p| p + g * p.max(zero))
+            }
+            Param::GammaDown(g) => {
+                let g = F::lit(g);
+                each(src, dst, |p| p + g * p.min(zero))
+            }
+        }
+    }
 }
 
 /// Which outputs a group redistributes, judged by the sign of the original output z.

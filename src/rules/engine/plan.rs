@@ -132,11 +132,7 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
                     // layer's size costs a page fault per 4 KiB on every call
                     let mut buf = crate::pool::output_buffer(w.len());
                     match w.as_slice() {
-                        Some(src) => {
-                            for (d, &p) in buf.iter_mut().zip(src) {
-                                *d = t.weight.apply(p);
-                            }
-                        }
+                        Some(src) => t.weight.apply_into(src, &mut buf),
                         None => {
                             for (d, &p) in buf.iter_mut().zip(w.iter()) {
                                 *d = t.weight.apply(p);
