@@ -98,28 +98,87 @@ pub(crate) fn conv3x3_transformed<F: Float>(x: &[F], s: &Shape, us: &[&[F]], ys:
     }
 }
 
-/// The sum over g of the convolutions of `xs[g]` with `weights[g]` into `y`: the products accumulate, and the
+/// A weight of [`conv3x3_sum`]'s transposed convolutions.
+#[derive(Clone, Copy)]
+pub(crate) enum SumWeight<'a, F> {
+    /// `[c, o, 3, 3]` (the layer's weight layout), transformed for this call.
+    Raw(&'a [F]),
+    /// The forward transform ([`transformed_weight`], not transposed) of the layer's weight:
+    /// the transposed convolution's transform is a permutation of its 16 planes, each read
+    /// transposed, so nothing is transformed for this call. Flipping a kernel reverses the
+    /// rows of `G g` (`G·J = P·G`, `P` swapping rows 0 ↔ 3 and 1 ↔ 2 … of the 4 outputs:
+    /// `[a, (a+b+c)/2, (a−b+c)/2, c]` becomes `[c, (a+b+c)/2, (a−b+c)/2, a]`), so that
+    /// `U_flipped[i][j] = U[p(i)][p(j)]` with `p = (3, 1, 2, 0)`; the same values up to the
+    /// order of one sum's terms.
+    KeptForward(&'a [F]),
+}
+
+/// The sum over g of the transposed convolutions (see [`conv3x3_transformed`] with
+/// `transposed`) of `xs[g]` with `weights[g]` into `y`: the products accumulate, and the
 /// output is transformed once.
-pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[&[F]], transposed: bool, y: &mut [F]) {
+pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[SumWeight<'_, F>], y: &mut [F]) {
     let (_, tw) = s.tiles();
     let plane_u = 16 * s.o * s.c;
-    with_scratch(plane_u * weights.len(), |u: &mut [F]| {
-        for (w, uw) in weights.iter().zip(u.chunks_mut(plane_u)) {
-            transform_weight(s, w, transposed, uw);
+    let raw = weights.iter().filter(|w| matches!(w, SumWeight::Raw(_))).count();
+    with_scratch(plane_u * raw, |u: &mut [F]| {
+        let mut planes = u.chunks_mut(plane_u);
+        let mut us: Vec<(bool, &[F])> = Vec::with_capacity(weights.len());
+        for w in weights {
+            match *w {
+                SumWeight::Raw(w) => {
+                    let uw = planes.next().expect("one plane per raw weight");
+                    transform_weight(s, w, true, uw);
+                    us.push((false, &*uw));
+                }
+                SumWeight::KeptForward(uf) => us.push((true, uf)),
+            }
         }
         for rows in chunks(s) {
             let cols = rows.len() * tw;
             with_scratch(16 * s.c * cols, |v: &mut [F]| {
                 with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                    for (g, (x, uw)) in xs.iter().zip(u.chunks(plane_u)).enumerate() {
+                    for (g, (x, &(kept, uw))) in xs.iter().zip(&us).enumerate() {
                         transform_input(x, s, rows.clone(), v);
-                        products(s, cols, uw, v, m, g > 0);
+                        if kept {
+                            products_of_kept_forward(s, cols, uw, v, m, g > 0);
+                        } else {
+                            products(s, cols, uw, v, m, g > 0);
+                        }
                     }
                     transform_output(m, s, rows.clone(), y);
                 })
             })
         }
     })
+}
+
+/// [`products`] for a transposed convolution whose weight is given by the forward transform
+/// `uf` (planes `[s.c, s.o]`, see [`SumWeight::KeptForward`]): `M[ξ] = U_f[π(ξ)]ᵀ · V[ξ]`.
+fn products_of_kept_forward<F: Float>(
+    s: &Shape,
+    cols: usize,
+    uf: &[F],
+    v: &[F],
+    m: &mut [F],
+    accumulate: bool,
+) {
+    const P: [usize; 4] = [3, 1, 2, 0];
+    let (o, c) = (s.o, s.c);
+    let work = work_per_sample(s);
+    let product = |(xi, mx): (usize, &mut [F])| {
+        let src = 4 * P[xi / 4] + P[xi % 4];
+        let a = crate::tensor::layout::view((c, o), &uf[src * o * c..(src + 1) * o * c]);
+        let b = crate::tensor::layout::view((c, cols), &v[xi * c * cols..(xi + 1) * c * cols]);
+        let mut out = crate::tensor::layout::view_mut((o, cols), mx);
+        gemm_seq(&a.t(), &b, &mut out, work, accumulate);
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        m.par_chunks_mut(o * cols).enumerate().for_each(product);
+    }
+    #[cfg(not(feature = "parallel"))]
+    m.chunks_mut(o * cols).enumerate().for_each(product);
 }
 
 /// `M[ξ] = U[ξ] · V[ξ]` (`+=` if `accumulate`) for the 16 ξ over `cols` columns.

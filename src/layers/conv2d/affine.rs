@@ -277,7 +277,20 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                         w: g.wo,
                         pad: 2 - ws.pad,
                     };
-                    winograd::conv3x3_sum(&xs, &ts, &wts, true, y);
+                    // the layer's own weight through its kept forward transform
+                    let kept: Vec<_> = wts
+                        .iter()
+                        .map(|w| self.is_own_weight(w).then(|| self.transformed_3x3(&ws, w)))
+                        .collect();
+                    let weights: Vec<_> = wts
+                        .iter()
+                        .zip(&kept)
+                        .map(|(w, k)| match k {
+                            Some(u) => winograd::SumWeight::KeptForward(&u[..]),
+                            None => winograd::SumWeight::Raw(w),
+                        })
+                        .collect();
+                    winograd::conv3x3_sum(&xs, &ts, &weights, y);
                 }
                 (None, Some(ws)) => {
                     // the correlation of s with the kernel reversed, channels swapped

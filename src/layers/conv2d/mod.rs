@@ -445,6 +445,11 @@ impl<F: Float> Conv2d<F> {
         })
     }
 
+    /// Whether `w` is the layer's own weight (the same memory, not equal values).
+    fn is_own_weight(&self, w: &[F]) -> bool {
+        self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w))
+    }
+
     /// `make()`, kept in `cell` if `w` is the layer's own weight.
     fn kept<'a>(
         &'a self,
@@ -452,8 +457,7 @@ impl<F: Float> Conv2d<F> {
         cell: &'a std::sync::OnceLock<Vec<F>>,
         make: impl Fn() -> Vec<F>,
     ) -> std::borrow::Cow<'a, [F]> {
-        let own = self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w));
-        if !own {
+        if !self.is_own_weight(w) {
             return std::borrow::Cow::Owned(make());
         }
         if let Some(u) = cell.get() {

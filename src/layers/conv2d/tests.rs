@@ -93,8 +93,32 @@ fn winograd_matches_direct_loops() {
         let t = layer
             .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &[c, h, wd])
             .unwrap();
-        let dev = max_rel(&t, &naive_transpose(&s, &w, p, h, wd));
+        let t_ref = naive_transpose(&s, &w, p, h, wd);
+        let dev = max_rel(&t, &t_ref);
         assert!(dev < 1e-13, "case {k}: transpose deviation {dev:e}");
+        // with the layer's own weight: its kept forward transform, permuted and transposed
+        // (the forward pass above made it)
+        let own = layer
+            .apply_transpose(s.view().into_dyn(), layer.weight(), &[c, h, wd])
+            .unwrap();
+        let dev = max_rel(&own, &t_ref);
+        assert!(
+            dev < 1e-13,
+            "case {k}: transpose with the kept transform, deviation {dev:e}"
+        );
+        // and in a sum with a substituted weight (transformed for the call)
+        let w2 = w.mapv(|v| 0.5 * v);
+        let sum = layer
+            .apply_transpose_sum(
+                &[
+                    (s.view().into_dyn(), layer.weight()),
+                    (s.view().into_dyn(), w2.view().into_dyn()),
+                ],
+                &[c, h, wd],
+            )
+            .unwrap();
+        let dev = max_rel(&sum, &t_ref.mapv(|v| 1.5 * v));
+        assert!(dev < 1e-13, "case {k}: mixed sum deviation {dev:e}");
     }
 }
 
