@@ -269,41 +269,6 @@ impl MaxPool2d {
         Ok((vals, idx))
     }
 
-    /// The pooled values alone (no index array), for any window: `None` if a window lies
-    /// wholly in the padding (then [`MaxPool2d::argmax`] decides).
-    fn forward_values<F: Float>(&self, input: &ArrayViewD<'_, F>) -> Result<Option<ArrayD<F>>> {
-        let shape = input.shape();
-        let (ho, wo) = self.spatial_out(&shape[1..])?;
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
-        let windows = window_general::intervals(ho, h, self.kernel.0, self.stride.0, self.padding.0).zip(
-            window_general::intervals(wo, w, self.kernel.1, self.stride.1, self.padding.1),
-        );
-        let Some((rows, cols)) = windows else {
-            return Ok(None);
-        };
-        let input = input.as_standard_layout();
-        let src = crate::tensor::layout::standard(&input);
-        // every element is written below
-        let mut out = crate::tensor::layout::shaped((n, c, ho, wo), output_buffer(n * c * ho * wo));
-        let buf = crate::tensor::layout::standard_mut(&mut out);
-        let fill = |scratch: &mut window_general::Rows<F>, (plane, dst): (&[F], &mut [F])| {
-            window_general::pool_plane(plane, w, (&rows, &cols), scratch, dst, None)
-        };
-        #[cfg(feature = "parallel")]
-        if crate::kernels::elementwise::par_elems(src.len()) {
-            use rayon::prelude::*;
-            src.par_chunks_exact(h * w)
-                .zip(buf.par_chunks_exact_mut(ho * wo))
-                .for_each_init(window_general::Rows::new, fill);
-            return Ok(Some(out.into_dyn()));
-        }
-        let mut scratch = window_general::Rows::new();
-        src.chunks_exact(h * w)
-            .zip(buf.chunks_exact_mut(ho * wo))
-            .for_each(|p| fill(&mut scratch, p));
-        Ok(Some(out.into_dyn()))
-    }
-
     /// Adds each value of `values` `[N, C, H', W']` at the input position `indices` names
     /// (as returned by [`MaxPool2d::argmax`]), into a zero array of `input_shape`
     /// `[N, C, H, W]`. This is the max-pool gradient, and LRP's winner-take-all routing.
@@ -602,7 +567,9 @@ impl<F: Float> Layer<F> for MaxPool2d {
             }
         }
         if input.ndim() == 4 {
-            if let Some(out) = self.forward_values(&input)? {
+            let (ho, wo) = self.spatial_out(&input.shape()[1..])?;
+            let window = ((ho, wo), self.kernel, self.stride, self.padding);
+            if let Some(out) = window_general::pool_values(&input, window) {
                 return Ok(out);
             }
         }

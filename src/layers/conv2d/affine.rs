@@ -336,13 +336,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             // sample's product is written in place (the same products as below, sample by
             // sample: the same bits)
             let t = sides.len();
-            let wcat: CowArray<'_, F, Ix2> = match sides.as_slice() {
-                [(_, wm)] => wm.view().into(),
-                _ => {
-                    let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
-                    ndarray::concatenate(Axis(0), &ws).expect("same columns").into()
-                }
-            };
+            let wcat = stacked_weights(&sides);
             let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
             let s_sl: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
             // every element is overwritten by the products
@@ -391,21 +385,13 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         }
         // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
         // [s₁; s₂; …], rather than one product per term accumulated into the columns
-        let (wm, s2): (CowArray<'_, F, Ix2>, CowArray<'_, F, Ix2>) = match sides.as_slice() {
-            [(s4, wm)] => (
-                wm.view().into(),
-                match s4.view().into_shape_with_order((o, ncols)) {
-                    Ok(v) if g.n == 1 => v.into(),
-                    _ => stacked(&sides).into(),
-                },
-            ),
-            _ => {
-                let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
-                (
-                    ndarray::concatenate(Axis(0), &ws).expect("same columns").into(),
-                    stacked(&sides).into(),
-                )
-            }
+        let wm = stacked_weights(&sides);
+        let s2: CowArray<'_, F, Ix2> = match sides.as_slice() {
+            [(s4, _)] => match s4.view().into_shape_with_order((o, ncols)) {
+                Ok(v) if g.n == 1 => v.into(),
+                _ => stacked(&sides).into(),
+            },
+            _ => stacked(&sides).into(),
         };
         Ok(with_scratch(rows * ncols, |buf| {
             let mut cols = crate::tensor::layout::view_mut((rows, ncols), &mut *buf);
@@ -413,5 +399,19 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             g.col2im(buf)
         })
         .into_dyn())
+    }
+}
+
+/// The weights of a sum of transposed terms stacked by rows, `[W₁; W₂; …]` (`[t·O, C·kh·kw]`),
+/// so that their transposes form one product's left factor; a view for one term.
+fn stacked_weights<'a, F: Float>(
+    sides: &'a [(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)],
+) -> CowArray<'a, F, Ix2> {
+    match sides {
+        [(_, wm)] => wm.view().into(),
+        _ => {
+            let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
+            ndarray::concatenate(Axis(0), &ws).expect("same columns").into()
+        }
     }
 }

@@ -8,6 +8,48 @@
 //! about every other comparison), and rows shared by overlapping windows are scanned once.
 
 use crate::float::Float;
+use crate::pool::output_buffer;
+use ndarray::{ArrayD, ArrayViewD};
+
+/// The output size, kernel, stride and leading padding of a pool, (height, width) pairs.
+pub(super) type Window = ((usize, usize), (usize, usize), (usize, usize), (usize, usize));
+
+/// The pooled values alone (no index array) of a 4-D `input`, for any window: `None` if a
+/// window lies wholly in the padding (then `MaxPool2d::argmax` decides).
+pub(super) fn pool_values<F: Float>(
+    input: &ArrayViewD<'_, F>,
+    ((ho, wo), kernel, stride, padding): Window,
+) -> Option<ArrayD<F>> {
+    let (n, c, h, w) = (
+        input.shape()[0],
+        input.shape()[1],
+        input.shape()[2],
+        input.shape()[3],
+    );
+    let rows = intervals(ho, h, kernel.0, stride.0, padding.0)?;
+    let cols = intervals(wo, w, kernel.1, stride.1, padding.1)?;
+    let input = input.as_standard_layout();
+    let src = crate::tensor::layout::standard(&input);
+    // every element is written below
+    let mut out = crate::tensor::layout::shaped((n, c, ho, wo), output_buffer(n * c * ho * wo));
+    let buf = crate::tensor::layout::standard_mut(&mut out);
+    let fill = |scratch: &mut Rows<F>, (plane, dst): (&[F], &mut [F])| {
+        pool_plane(plane, w, (&rows, &cols), scratch, dst, None)
+    };
+    #[cfg(feature = "parallel")]
+    if crate::kernels::elementwise::par_elems(src.len()) {
+        use rayon::prelude::*;
+        src.par_chunks_exact(h * w)
+            .zip(buf.par_chunks_exact_mut(ho * wo))
+            .for_each_init(Rows::new, fill);
+        return Some(out.into_dyn());
+    }
+    let mut scratch = Rows::new();
+    src.chunks_exact(h * w)
+        .zip(buf.chunks_exact_mut(ho * wo))
+        .for_each(|p| fill(&mut scratch, p));
+    Some(out.into_dyn())
+}
 
 /// The clipped input interval `[lo, hi)` of every output position along one axis, or `None`
 /// if a window lies wholly in the padding (the caller then takes the scalar path).

@@ -131,14 +131,9 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
                     // in a recycled buffer (see `Drop for Plan`): a fresh one of a large
                     // layer's size costs a page fault per 4 KiB on every call
                     let mut buf = crate::pool::output_buffer(w.len());
-                    match w.as_slice() {
-                        Some(src) => t.weight.apply_into(src, &mut buf),
-                        None => {
-                            for (d, &p) in buf.iter_mut().zip(w.iter()) {
-                                *d = t.weight.apply(p);
-                            }
-                        }
-                    }
+                    let src = w.as_standard_layout();
+                    t.weight
+                        .apply_into(crate::tensor::layout::standard(&src), &mut buf);
                     crate::tensor::layout::shaped(IxDyn(w.shape()), buf).into()
                 };
                 group_slots.push(Slot::Active(plan.active.len()));
