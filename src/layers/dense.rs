@@ -36,6 +36,8 @@ pub struct Dense<F: Float = f32> {
     /// In standard (C-order) layout.
     weight: ArcArray2<F>,
     bias: Option<ArcArray1<F>>,
+    /// Rule-modified copies of `weight`, when kept; shared by clones.
+    kept: std::sync::Arc<super::KeptWeights<F>>,
 }
 
 impl<F: Float> Dense<F> {
@@ -88,7 +90,11 @@ impl<F: Float> Dense<F> {
         } else {
             weight.as_standard_layout().into_owned().into_shared()
         };
-        Ok(Dense { weight, bias })
+        Ok(Dense {
+            weight,
+            bias,
+            kept: Default::default(),
+        })
     }
 
     /// The number of input features.
@@ -207,6 +213,10 @@ impl<F: Float> Layer<F> for Dense<F> {
 impl<F: Float> Affine<F> for Dense<F> {
     fn weight_columns_are_input_channels(&self) -> bool {
         true
+    }
+
+    fn kept_weights(&self) -> Option<&super::KeptWeights<F>> {
+        Some(&self.kept)
     }
 
     fn with_parameters(&self, weight: ArrayD<F>, bias: Array1<F>) -> Option<Result<Box<dyn Layer<F>>>> {

@@ -35,6 +35,7 @@ mod conv_transpose2d;
 mod dense;
 mod embedding;
 mod flatten;
+mod kept;
 mod length;
 mod lrn;
 mod matmul;
@@ -60,6 +61,8 @@ pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use dense::Dense;
 pub use embedding::Embedding;
 pub use flatten::Flatten;
+pub(crate) use kept::KeptSet;
+pub use kept::{KeptWeights, KEPT_SETS_MAX};
 pub use lrn::LocalResponseNorm;
 pub use matmul::MatMul;
 pub(crate) use matmul::{two as matmul_two, Plan as MatMulPlan};
@@ -521,6 +524,14 @@ pub trait Affine<F: Float>: Layer<F> {
     /// As [`Affine::apply_with`].
     fn apply_many(&self, x: ArrayViewD<'_, F>, ws: &[ArrayViewD<'_, F>]) -> Result<Vec<ArrayD<F>>> {
         ws.iter().map(|w| self.apply_with(x.clone(), w.clone())).collect()
+    }
+
+    /// Where the layer keeps rule-modified copies of its weight between calls, if it offers
+    /// such storage: [`Network::keep_rule_weights`](crate::Network::keep_rule_weights)
+    /// switches it on. Default `None`: rules modify the weight on every call. [`Dense`] and
+    /// [`Conv2d`] offer it.
+    fn kept_weights(&self) -> Option<&KeptWeights<F>> {
+        None
     }
 
     /// The same layer with another weight (the shape of [`Affine::weight`]) and bias

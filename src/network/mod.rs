@@ -499,6 +499,60 @@ impl<F: Float> Network<F> {
         Ok(out)
     }
 
+    /// Keeps (`true`) the weights that LRP rules modify (LRP-γ's `W + γW⁺` and `W + γW⁻`,
+    /// z⁺'s `W⁺`, z^B's, …) between calls, or stops keeping them and frees them (`false`).
+    ///
+    /// Without it, every call modifies each weight it needs, and a convolution transforms
+    /// the modified weight for its Winograd path, again on every call. With it, the first
+    /// call that needs a modified weight makes it and later calls read it: on ResNets,
+    /// EpsilonGammaBox runs faster (the README's performance section has the figures). It
+    /// costs memory: up to the weights' size per modification a rule makes (LRP-γ makes two;
+    /// [`Network::kept_weight_bytes`] tells what is held), plus 16/9 of that for the 3×3
+    /// layers that take the Winograd path. Each layer keeps the weights of at most
+    /// [`KEPT_SETS_MAX`](crate::KEPT_SETS_MAX) rules (rules with other parameters modify the
+    /// weight for their call). The results are the same bits either way.
+    ///
+    /// Layers that offer the storage ([`Affine::kept_weights`](crate::Affine::kept_weights):
+    /// [`Dense`](crate::Dense), [`Conv2d`](crate::Conv2d)) keep; others modify per call.
+    /// Clones of a network share their layers, and so what they keep.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use relevance::{Dense, LrpGamma, Method, Network, Relu, Target};
+    /// # fn main() -> relevance::Result<()> {
+    /// let net = Network::<f64>::new(&[2], vec![
+    ///     Box::new(Dense::new(array![[1.0, -1.0], [1.0, 0.5]], None)?),
+    ///     Box::new(Relu),
+    ///     Box::new(Dense::new(array![[-1.0, 1.0]], None)?),
+    /// ])?;
+    /// let (x, gamma) = (array![[3.0, 1.0]].into_dyn(), Method::lrp(LrpGamma::new(0.25)?));
+    /// let fresh = net.explain(&x, &Target::Class(0), &gamma)?;
+    /// net.keep_rule_weights(true);
+    /// let kept = net.explain(&x, &Target::Class(0), &gamma)?;
+    /// assert_eq!(kept.relevance, fresh.relevance);
+    /// assert_eq!(net.kept_weight_bytes(), (2 * 4 + 2 * 2) * 8); // W + γW⁺ and W + γW⁻ of both layers
+    /// net.keep_rule_weights(false);
+    /// assert_eq!(net.kept_weight_bytes(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn keep_rule_weights(&self, keep: bool) {
+        for node in &self.nodes {
+            if let Some(k) = node.affine().and_then(|a| a.kept_weights()) {
+                k.set(keep);
+            }
+        }
+    }
+
+    /// The bytes of rule-modified weights (and their transforms) the network's layers keep
+    /// ([`Network::keep_rule_weights`]).
+    pub fn kept_weight_bytes(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.affine().and_then(|a| a.kept_weights()))
+            .map(|k| k.bytes())
+            .sum()
+    }
+
     /// The forward pass, keeping every value.
     ///
     /// # Errors

@@ -24,6 +24,10 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         self.bias.as_ref().map(|b| b.view())
     }
 
+    fn kept_weights(&self) -> Option<&crate::layers::KeptWeights<F>> {
+        Some(&self.transformed.kept)
+    }
+
     fn apply_with(&self, x: ArrayViewD<'_, F>, w: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         Ok(self.apply_many(x, &[w])?.pop().expect("one weight, one result"))
     }
@@ -277,11 +281,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                         w: g.wo,
                         pad: 2 - ws.pad,
                     };
-                    // the layer's own weight through its kept forward transform
-                    let kept: Vec<_> = wts
-                        .iter()
-                        .map(|w| self.is_own_weight(w).then(|| self.transformed_3x3(&ws, w)))
-                        .collect();
+                    // the layer's own weight, and kept rule-modified ones, through their
+                    // kept forward transforms
+                    let kept: Vec<_> = wts.iter().map(|w| self.kept_transform_3x3(&ws, w)).collect();
                     let weights: Vec<_> = wts
                         .iter()
                         .zip(&kept)
@@ -336,7 +338,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             // sample's product is written in place (the same products as below, sample by
             // sample: the same bits)
             let t = sides.len();
-            let wcat = stacked_weights(&sides);
+            let run = self.kept_run_of(&sides);
+            let wcat = stacked_weights(&sides, run.as_ref());
             let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
             let s_sl: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
             // every element is overwritten by the products
@@ -385,7 +388,8 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         }
         // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
         // [s₁; s₂; …], rather than one product per term accumulated into the columns
-        let wm = stacked_weights(&sides);
+        let run = self.kept_run_of(&sides);
+        let wm = stacked_weights(&sides, run.as_ref());
         let s2: CowArray<'_, F, Ix2> = match sides.as_slice() {
             [(s4, _)] => match s4.view().into_shape_with_order((o, ncols)) {
                 Ok(v) if g.n == 1 => v.into(),
@@ -402,16 +406,35 @@ impl<F: Float> Affine<F> for Conv2d<F> {
     }
 }
 
+impl<F: Float> Conv2d<F> {
+    /// The kept rule-modified weights that the weights of `sides` are, one after the other
+    /// in memory (see [`stacked_weights`]).
+    fn kept_run_of(
+        &self,
+        sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)],
+    ) -> Option<(std::sync::Arc<crate::layers::KeptSet<F>>, usize)> {
+        let ws: Option<Vec<&[F]>> = sides.iter().map(|(_, wm)| wm.as_slice()).collect();
+        self.kept_run(&ws?)
+    }
+}
+
 /// The weights of a sum of transposed terms stacked by rows, `[W₁; W₂; …]` (`[t·O, C·kh·kw]`),
-/// so that their transposes form one product's left factor; a view for one term.
+/// so that their transposes form one product's left factor: a view for one term, or for
+/// kept rule-modified weights stored one after the other (`run`: their set and the first's
+/// index), else a copy.
 fn stacked_weights<'a, F: Float>(
     sides: &'a [(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)],
+    run: Option<&'a (std::sync::Arc<crate::layers::KeptSet<F>>, usize)>,
 ) -> CowArray<'a, F, Ix2> {
-    match sides {
-        [(_, wm)] => wm.view().into(),
-        _ => {
-            let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
-            ndarray::concatenate(Axis(0), &ws).expect("same columns").into()
+    if let [(_, wm)] = sides {
+        return wm.view().into();
+    }
+    let ws: Vec<_> = sides.iter().map(|(_, wm)| wm.view()).collect();
+    if let (Some((set, first)), Some(w)) = (run, ws.first()) {
+        let (o, k) = w.dim();
+        if let Ok(v) = ArrayView2::from_shape((ws.len() * o, k), set.span(*first, ws.len())) {
+            return v.into();
         }
     }
+    ndarray::concatenate(Axis(0), &ws).expect("same columns").into()
 }

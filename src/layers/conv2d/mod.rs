@@ -138,11 +138,17 @@ pub struct Conv2d<F: Float = f32> {
 ///   memory traffic as two reads of the weight, which a kept transform saves on every call
 ///   (on a 512-channel 14×14 layer at batch 1 it made Winograd slower than im2col).
 ///   Transposed passes and substituted weights (LRP's rules) transform for their call.
+///
+/// With [`Network::keep_rule_weights`](crate::Network::keep_rule_weights) on, `kept` holds
+/// rule-modified copies of the weight, and their transforms (made by the first call that
+/// needs them) beside them: then LRP-γ's weights are modified and transformed once, not on
+/// every call.
 #[derive(Default)]
 struct Transformed<F> {
     forward: std::sync::OnceLock<Vec<F>>,
     transposed: std::sync::OnceLock<Vec<F>>,
     forward_3x3: std::sync::OnceLock<Vec<F>>,
+    kept: super::KeptWeights<F>,
 }
 
 impl<F> std::fmt::Debug for Transformed<F> {
@@ -151,6 +157,25 @@ impl<F> std::fmt::Debug for Transformed<F> {
             .field("forward", &self.forward.get().is_some())
             .field("transposed", &self.transposed.get().is_some())
             .finish()
+    }
+}
+
+/// A weight transform: the layer's own (kept), a kept rule-modified weight's (shared with
+/// the store, which may drop it while a call uses it), or one made for this call.
+enum Held<'a, F> {
+    Borrowed(&'a [F]),
+    Shared(std::sync::Arc<Vec<F>>),
+    Owned(Vec<F>),
+}
+
+impl<F> std::ops::Deref for Held<'_, F> {
+    type Target = [F];
+    fn deref(&self) -> &[F] {
+        match self {
+            Held::Borrowed(u) => u,
+            Held::Shared(u) => u,
+            Held::Owned(u) => u,
+        }
     }
 }
 
@@ -418,8 +443,8 @@ impl<F: Float> Conv2d<F> {
 
     /// The Winograd F(4, 3) transform of `w` (`[O, C·3]`, standard layout) for the
     /// convolution or, with `transposed`, its transpose: kept when `w` is the layer's own
-    /// weight, else made for this call.
-    fn transformed_1x3(&self, w: &[F], transposed: bool) -> std::borrow::Cow<'_, [F]> {
+    /// weight or a kept rule-modified copy, else made for this call.
+    fn transformed_1x3(&self, w: &[F], transposed: bool) -> Held<'_, F> {
         let (o, c) = (self.out_channels(), self.in_channels());
         let make = || {
             winograd1d::transformed_weight(
@@ -434,15 +459,23 @@ impl<F: Float> Conv2d<F> {
         } else {
             &self.transformed.forward
         };
-        self.kept(w, cell, make)
+        self.kept(w, cell, usize::from(transposed), make)
     }
 
     /// The Winograd F(2×2, 3×3) transform of `w` (`[O, C, 3, 3]`, standard layout) for the
-    /// forward convolution: kept when `w` is the layer's own weight, else made for this call.
-    fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> std::borrow::Cow<'_, [F]> {
-        self.kept(w, &self.transformed.forward_3x3, || {
+    /// forward convolution: kept when `w` is the layer's own weight or a kept rule-modified
+    /// copy, else made for this call.
+    fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> Held<'_, F> {
+        self.kept(w, &self.transformed.forward_3x3, 0, || {
             winograd::transformed_weight(s, w, false)
         })
+    }
+
+    /// [`Conv2d::transformed_3x3`] if `w`'s transform is kept or is to be kept (the layer's
+    /// own weight, a kept rule-modified copy), else `None`.
+    fn kept_transform_3x3(&self, s: &winograd::Shape, w: &[F]) -> Option<Held<'_, F>> {
+        let keeps = self.is_own_weight(w) || self.transformed.kept.find(w).is_some();
+        keeps.then(|| self.transformed_3x3(s, w))
     }
 
     /// Whether `w` is the layer's own weight (the same memory, not equal values).
@@ -450,27 +483,50 @@ impl<F: Float> Conv2d<F> {
         self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w))
     }
 
-    /// `make()`, kept in `cell` if `w` is the layer's own weight.
+    /// `make()`, kept in `cell` if `w` is the layer's own weight, or in derived cell
+    /// `derived` of a kept rule-modified copy if `w` is one.
     fn kept<'a>(
         &'a self,
         w: &[F],
         cell: &'a std::sync::OnceLock<Vec<F>>,
+        derived: usize,
         make: impl Fn() -> Vec<F>,
-    ) -> std::borrow::Cow<'a, [F]> {
-        if !self.is_own_weight(w) {
-            return std::borrow::Cow::Owned(make());
-        }
-        if let Some(u) = cell.get() {
-            return std::borrow::Cow::Borrowed(u);
-        }
-        // made outside the cell's lock: the transform runs on the thread pool, where this
+    ) -> Held<'a, F> {
+        // made outside the cells' locks: the transform runs on the thread pool, where this
         // thread may take up another part of the same batch that reaches this layer (a
         // re-entrant `get_or_init` deadlocks); two threads may both make it, with one result
+        if !self.is_own_weight(w) {
+            let Some((set, i)) = self.transformed.kept.find(w) else {
+                return Held::Owned(make());
+            };
+            let Some(cell) = set.derived(i, derived) else {
+                return Held::Owned(make());
+            };
+            if cell.get().is_none() {
+                let _ = cell.set(std::sync::Arc::new(make()));
+            }
+            return match cell.get() {
+                Some(u) => Held::Shared(std::sync::Arc::clone(u)),
+                None => Held::Owned(make()),
+            };
+        }
+        if let Some(u) = cell.get() {
+            return Held::Borrowed(u);
+        }
         let _ = cell.set(make());
         match cell.get() {
-            Some(u) => std::borrow::Cow::Borrowed(u.as_slice()),
-            None => std::borrow::Cow::Owned(make()),
+            Some(u) => Held::Borrowed(u.as_slice()),
+            None => Held::Owned(make()),
         }
+    }
+
+    /// The run of kept rule-modified weights that `ws` are (one after the other in memory),
+    /// as one slice, if they are.
+    fn kept_run(&self, ws: &[&[F]]) -> Option<(std::sync::Arc<super::KeptSet<F>>, usize)> {
+        if ws.len() < 2 {
+            return None;
+        }
+        self.transformed.kept.find_run(ws)
     }
 
     /// `a` as a non-empty batch `[N, C, H, W]`.

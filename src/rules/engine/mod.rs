@@ -91,7 +91,7 @@ impl Param {
     /// `dst[i] = self.apply(src[i])`, the same values, with the choice made once per slice
     /// (a match per element keeps the loop from vectorising: it took 12 % of an
     /// EpsilonGammaBox call on ResNet-18).
-    fn apply_into<F: Float>(self, src: &[F], dst: &mut [F]) {
+    pub(crate) fn apply_into<F: Float>(self, src: &[F], dst: &mut [F]) {
         fn each<F: Float>(src: &[F], dst: &mut [F], f: impl Fn(F) -> F) {
             for (d, &p) in dst.iter_mut().zip(src) {
                 *d = f(p);
@@ -268,7 +268,9 @@ pub(crate) fn propagate_with<F: Float>(
     fast: FastPaths,
 ) -> Result<ArrayD<F>> {
     check_step(layer, step)?;
-    let plan = Plan::new(layer, step, recipe, fast)?;
+    // the rule's modified weights, kept by the layer between calls if asked to
+    let kept = kept_set(layer, recipe);
+    let plan = Plan::new(layer, step, recipe, fast, kept.as_deref())?;
     // 1. z_g = Σ sign · (apply_with(x_t, W_t) + b_t)
     let zs = forward::modified_outputs(layer, step, recipe, &plan, fast)?;
     // 2. s_g = mask ⊙ R / stabilise(z_g)
@@ -282,6 +284,26 @@ pub(crate) fn propagate_with<F: Float>(
         .filter(|z| z.is_owned())
         .for_each(|z| crate::pool::recycle(z.into_owned()));
     Ok(r)
+}
+
+/// The layer's kept set of the weights `recipe` modifies (every distinct modification of
+/// its terms, in order of first use), if the layer keeps modified weights
+/// ([`crate::Network::keep_rule_weights`]); `None` when it does not, or the rule modifies
+/// no weight.
+fn kept_set<F: Float>(
+    layer: &dyn Affine<F>,
+    recipe: &Recipe<'_, F>,
+) -> Option<std::sync::Arc<crate::layers::KeptSet<F>>> {
+    let store = layer.kept_weights().filter(|k| k.is_on())?;
+    let mut params: Vec<Param> = Vec::new();
+    for t in recipe.groups.iter().flat_map(|g| &g.terms) {
+        if t.weight != Param::Keep && !params.contains(&t.weight) {
+            params.push(t.weight);
+        }
+    }
+    let w = layer.weight();
+    let w = w.as_slice()?;
+    store.get_or_make(&params, w)
 }
 
 /// Step 2: `s_g = mask ⊙ R / stabilise(z_g)` per group (`None` where `z_g` is).

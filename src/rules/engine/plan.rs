@@ -7,7 +7,7 @@ use super::{FastPaths, Input, Param, Recipe, Term};
 use crate::error::Result;
 use crate::float::Float;
 use crate::layers::{Affine, Step};
-use ndarray::{Array1, ArrayD, CowArray, IxDyn, Zip};
+use ndarray::{Array1, ArrayD, ArrayViewD, CowArray, IxDyn, Zip};
 
 /// What became of a term.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +60,7 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
         step: &Step<'x, F>,
         recipe: &Recipe<'_, F>,
         fast: FastPaths,
+        kept: Option<&'w crate::layers::KeptSet<F>>,
     ) -> Result<Self> {
         let x = &step.input;
         let w = layer.weight();
@@ -125,8 +126,15 @@ impl<'w, 'x, F: Float> Plan<'w, 'x, F> {
                     });
                 };
                 // the weight is only copied where the rule modifies it
+                let kept_weight = kept.and_then(|k| {
+                    let i = k.index_of(t.weight)?;
+                    ArrayViewD::from_shape(w.shape(), k.weight(i)).ok()
+                });
                 let weight: CowArray<'w, F, IxDyn> = if t.weight == Param::Keep {
                     w.clone().into()
+                } else if let Some(kw) = kept_weight {
+                    // modified by an earlier call and kept by the layer
+                    kw.into()
                 } else {
                     // in a recycled buffer (see `Drop for Plan`): a fresh one of a large
                     // layer's size costs a page fault per 4 KiB on every call
