@@ -99,6 +99,21 @@ fn bench_network(c: &mut Criterion, name: &str, make: fn() -> Network<f32>, batc
             b.iter(|| black_box(net.explain(xs.next(), &target, method).unwrap()))
         });
     }
+    // The same EpsilonGammaBox with the rule-modified weights kept between calls
+    // (`Network::keep_rule_weights`), off again for the rows after it.
+    if name != "small" {
+        let (_, egb) = rules(channels).pop().expect("epsilon-gamma-box is the last rule");
+        group.bench_with_input(
+            BenchmarkId::new("attribute", "epsilon_gamma_box_kept"),
+            &egb,
+            |b, method| {
+                let (net, xs) = get();
+                net.keep_rule_weights(true);
+                b.iter(|| black_box(net.explain(xs.next(), &target, method).unwrap()));
+                net.keep_rule_weights(false);
+            },
+        );
+    }
     for (name, rule) in [("rescale", DeepLift::rescale()), ("default", DeepLift::default())] {
         if !all_rules && name != "rescale" {
             continue;

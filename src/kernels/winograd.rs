@@ -68,18 +68,17 @@ fn chunks(s: &Shape) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..total).step_by(step).map(move |r| r..(r + step).min(total))
 }
 
-/// The transform `U` of one weight (`[o, c, 3, 3]`, or `[c, o, 3, 3]` with `transposed`, see
-/// [`conv3x3_transformed`]): `16·o·c` values.
-pub(crate) fn transformed_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool) -> Vec<F> {
+/// The transform `U` of one weight (`[o, c, 3, 3]`, see [`conv3x3_transformed`]): `16·o·c`
+/// values. The transposed convolutions of [`conv3x3_sum`] read the same transform.
+pub(crate) fn transformed_weight<F: Float>(s: &Shape, weight: &[F]) -> Vec<F> {
     let mut u = vec![F::zero(); 16 * s.o * s.c];
-    transform_weight(s, weight, transposed, &mut u);
+    transform_weight(s, weight, &mut u);
     u
 }
 
 /// `ys[i][n, o, ho, wo] = Σ_{c,i,j} g[o, c, i, j] · x[n, c, y + i − pad, x + j − pad]` (zero
 /// outside the input), with `ho = h + 2·pad − 2` (likewise wo), where `g = weights[i]`
-/// (`[o, c, 3, 3]`), or with `transposed` `g[o, c, i, j] = weights[i][c, o, 2 − i, 2 − j]`
-/// (each weight is then `[c, o, 3, 3]`), each given transformed by [`transformed_weight`]. `x` is `[n, c, h, w]` in standard layout; each `y`
+/// (`[o, c, 3, 3]`), each given transformed by [`transformed_weight`]. `x` is `[n, c, h, w]` in standard layout; each `y`
 /// (`[n, o, ho, wo]`, standard layout) is overwritten. The input is transformed once, and a weight's
 /// transform can be kept across calls.
 pub(crate) fn conv3x3_transformed<F: Float>(x: &[F], s: &Shape, us: &[&[F]], ys: &mut [&mut [F]]) {
@@ -98,70 +97,38 @@ pub(crate) fn conv3x3_transformed<F: Float>(x: &[F], s: &Shape, us: &[&[F]], ys:
     }
 }
 
-/// A weight of [`conv3x3_sum`]'s transposed convolutions.
-#[derive(Clone, Copy)]
-pub(crate) enum SumWeight<'a, F> {
-    /// `[c, o, 3, 3]` (the layer's weight layout), transformed for this call.
-    Raw(&'a [F]),
-    /// The forward transform ([`transformed_weight`], not transposed) of the layer's weight:
-    /// the transposed convolution's transform is a permutation of its 16 planes, each read
-    /// transposed, so nothing is transformed for this call. Flipping a kernel reverses the
-    /// rows of `G g` (`G·J = P·G`, `P` swapping rows 0 ↔ 3 and 1 ↔ 2 … of the 4 outputs:
-    /// `[a, (a+b+c)/2, (a−b+c)/2, c]` becomes `[c, (a+b+c)/2, (a−b+c)/2, a]`), so that
-    /// `U_flipped[i][j] = U[p(i)][p(j)]` with `p = (3, 1, 2, 0)`; the same values up to the
-    /// order of one sum's terms.
-    KeptForward(&'a [F]),
-}
-
-/// The sum over g of the transposed convolutions (see [`conv3x3_transformed`] with
-/// `transposed`) of `xs[g]` with `weights[g]` into `y`: the products accumulate, and the
-/// output is transformed once.
-pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, weights: &[SumWeight<'_, F>], y: &mut [F]) {
+/// The sum over g of the transposed convolutions (shape `s`) of `xs[g]` into `y`, each the
+/// transpose of the forward convolution `s.o → s.c` whose weight (`[s.c, s.o, 3, 3]`) has
+/// the forward transform `ufs[g]` ([`transformed_weight`], planes `[s.c, s.o]`): the
+/// products accumulate, and the output is transformed once.
+///
+/// The transposed convolution of a stride-1 3×3 convolution is the correlation with the
+/// kernel flipped in space and transposed in channels (module docs), and its transform is a
+/// permutation of the forward transform's 16 planes, each read transposed, so nothing is
+/// transformed here. Flipping a kernel reverses the rows of `G g` (`G·J = P·G`, `P` swapping
+/// rows 0 ↔ 3 and 1 ↔ 2 of the 4 outputs: `[a, (a+b+c)/2, (a−b+c)/2, c]` becomes
+/// `[c, (a+b+c)/2, (a−b+c)/2, a]`), so that `U_flipped[i][j] = U[p(i)][p(j)]` with
+/// `p = (3, 1, 2, 0)`. A weight's transform is thus the same bits whether it is kept (the
+/// layer's own, a kept rule-modified one) or made for one call.
+pub(crate) fn conv3x3_sum<F: Float>(xs: &[&[F]], s: &Shape, ufs: &[&[F]], y: &mut [F]) {
     let (_, tw) = s.tiles();
-    let plane_u = 16 * s.o * s.c;
-    let raw = weights.iter().filter(|w| matches!(w, SumWeight::Raw(_))).count();
-    with_scratch(plane_u * raw, |u: &mut [F]| {
-        let mut planes = u.chunks_mut(plane_u);
-        let mut us: Vec<(bool, &[F])> = Vec::with_capacity(weights.len());
-        for w in weights {
-            match *w {
-                SumWeight::Raw(w) => {
-                    let uw = planes.next().expect("one plane per raw weight");
-                    transform_weight(s, w, true, uw);
-                    us.push((false, &*uw));
+    for rows in chunks(s) {
+        let cols = rows.len() * tw;
+        with_scratch(16 * s.c * cols, |v: &mut [F]| {
+            with_scratch(16 * s.o * cols, |m: &mut [F]| {
+                for (g, (x, uf)) in xs.iter().zip(ufs).enumerate() {
+                    transform_input(x, s, rows.clone(), v);
+                    products_transposed(s, cols, uf, v, m, g > 0);
                 }
-                SumWeight::KeptForward(uf) => us.push((true, uf)),
-            }
-        }
-        for rows in chunks(s) {
-            let cols = rows.len() * tw;
-            with_scratch(16 * s.c * cols, |v: &mut [F]| {
-                with_scratch(16 * s.o * cols, |m: &mut [F]| {
-                    for (g, (x, &(kept, uw))) in xs.iter().zip(&us).enumerate() {
-                        transform_input(x, s, rows.clone(), v);
-                        if kept {
-                            products_of_kept_forward(s, cols, uw, v, m, g > 0);
-                        } else {
-                            products(s, cols, uw, v, m, g > 0);
-                        }
-                    }
-                    transform_output(m, s, rows.clone(), y);
-                })
+                transform_output(m, s, rows.clone(), y);
             })
-        }
-    })
+        })
+    }
 }
 
 /// [`products`] for a transposed convolution whose weight is given by the forward transform
-/// `uf` (planes `[s.c, s.o]`, see [`SumWeight::KeptForward`]): `M[ξ] = U_f[π(ξ)]ᵀ · V[ξ]`.
-fn products_of_kept_forward<F: Float>(
-    s: &Shape,
-    cols: usize,
-    uf: &[F],
-    v: &[F],
-    m: &mut [F],
-    accumulate: bool,
-) {
+/// `uf` (planes `[s.c, s.o]`, see [`conv3x3_sum`]): `M[ξ] = U_f[π(ξ)]ᵀ · V[ξ]`.
+fn products_transposed<F: Float>(s: &Shape, cols: usize, uf: &[F], v: &[F], m: &mut [F], accumulate: bool) {
     const P: [usize; 4] = [3, 1, 2, 0];
     let (o, c) = (s.o, s.c);
     let work = work_per_sample(s);
@@ -214,12 +181,11 @@ pub(crate) fn transformed_products<F: Float>(
     m.chunks_mut(o * cols).enumerate().for_each(product);
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g` (`weight[o][c]`, or with `transposed` the
-/// kernel `weight[c][o]` flipped in both spatial axes), with
+/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for every kernel `g = weight[o][c]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`. `weight` is `[rows, cols, 3, 3]` in
 /// standard layout. Output channels are transformed in parallel.
 #[allow(clippy::needless_range_loop)] // dc indexes the kernel and the 16 local rows alike
-fn transform_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool, u: &mut [F]) {
+fn transform_weight<F: Float>(s: &Shape, weight: &[F], u: &mut [F]) {
     let half = F::lit(0.5);
     let mut per_out: Vec<Vec<&mut [F]>> = (0..s.o).map(|_| Vec::with_capacity(16)).collect();
     for xi_slice in u.chunks_mut(s.o * s.c) {
@@ -237,18 +203,9 @@ fn transform_weight<F: Float>(s: &Shape, weight: &[F], transposed: bool, u: &mut
             let len = BLOCK.min(s.c - c0);
             for dc in 0..len {
                 let c = c0 + dc;
-                let at = if transposed {
-                    (c * s.o + o) * 9
-                } else {
-                    (o * s.c + c) * 9
-                };
+                let at = (o * s.c + c) * 9;
                 let k: &[F; 9] = weight[at..at + 9].try_into().expect("nine taps");
-                // g[i][j], flipped in both axes for the transposed convolution
-                let g = if transposed {
-                    [[k[8], k[7], k[6]], [k[5], k[4], k[3]], [k[2], k[1], k[0]]]
-                } else {
-                    [[k[0], k[1], k[2]], [k[3], k[4], k[5]], [k[6], k[7], k[8]]]
-                };
+                let g = [[k[0], k[1], k[2]], [k[3], k[4], k[5]], [k[6], k[7], k[8]]];
                 // t = G g (by column: cols[j][i]), then row i of U = G applied to row i of t
                 let cols = [0, 1, 2].map(|j| g4(g[0][j], g[1][j], g[2][j]));
                 for i in 0..4 {

@@ -255,6 +255,12 @@ impl<F: Float> Affine<F> for Conv1d<F> {
         self.inner.weight_columns_are_input_channels()
     }
 
+    /// The inner convolution's: a kept `[out, in / groups, k]` weight is the same memory as
+    /// its `[out, in / groups, 1, k]` one.
+    fn kept_weights(&self) -> Option<&crate::layers::KeptWeights<F>> {
+        self.inner.kept_weights()
+    }
+
     fn apply_ones(&self, w: ArrayViewD<'_, F>, input_shape: &[usize]) -> Result<ArrayD<F>> {
         let shape = lift_shape("Conv1d input", input_shape)?;
         Ok(lower(self.inner.apply_ones(self.lift_weight(w)?, &shape)?))

@@ -513,8 +513,8 @@ impl<F: Float> Network<F> {
     /// weight for their call). The results are the same bits either way.
     ///
     /// Layers that offer the storage ([`Affine::kept_weights`](crate::Affine::kept_weights):
-    /// [`Dense`](crate::Dense), [`Conv2d`](crate::Conv2d)) keep; others modify per call.
-    /// Clones of a network share their layers, and so what they keep.
+    /// [`Dense`](crate::Dense), [`Conv2d`](crate::Conv2d), [`Conv1d`](crate::Conv1d)) keep; others
+    /// modify per call.
     ///
     /// ```
     /// use ndarray::array;

@@ -30,6 +30,7 @@ mod held_inputs;
 #[cfg(all(feature = "image", feature = "png"))]
 mod images;
 mod io;
+mod kept_weights;
 mod layers;
 #[cfg(feature = "onnx")]
 mod masked_encoder;

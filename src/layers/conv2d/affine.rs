@@ -281,18 +281,11 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                         w: g.wo,
                         pad: 2 - ws.pad,
                     };
-                    // the layer's own weight, and kept rule-modified ones, through their
-                    // kept forward transforms
-                    let kept: Vec<_> = wts.iter().map(|w| self.kept_transform_3x3(&ws, w)).collect();
-                    let weights: Vec<_> = wts
-                        .iter()
-                        .zip(&kept)
-                        .map(|(w, k)| match k {
-                            Some(u) => winograd::SumWeight::KeptForward(&u[..]),
-                            None => winograd::SumWeight::Raw(w),
-                        })
-                        .collect();
-                    winograd::conv3x3_sum(&xs, &ts, &weights, y);
+                    // through the weights' forward transforms: kept for the layer's own
+                    // weight and kept rule-modified ones, made for this call otherwise
+                    let us: Vec<_> = wts.iter().map(|w| self.transformed_3x3(&ws, w)).collect();
+                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
+                    winograd::conv3x3_sum(&xs, &ts, &us, y);
                 }
                 (None, Some(ws)) => {
                     // the correlation of s with the kernel reversed, channels swapped

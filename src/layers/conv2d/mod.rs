@@ -467,15 +467,8 @@ impl<F: Float> Conv2d<F> {
     /// copy, else made for this call.
     fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> Held<'_, F> {
         self.kept(w, &self.transformed.forward_3x3, 0, || {
-            winograd::transformed_weight(s, w, false)
+            winograd::transformed_weight(s, w)
         })
-    }
-
-    /// [`Conv2d::transformed_3x3`] if `w`'s transform is kept or is to be kept (the layer's
-    /// own weight, a kept rule-modified copy), else `None`.
-    fn kept_transform_3x3(&self, s: &winograd::Shape, w: &[F]) -> Option<Held<'_, F>> {
-        let keeps = self.is_own_weight(w) || self.transformed.kept.find(w).is_some();
-        keeps.then(|| self.transformed_3x3(s, w))
     }
 
     /// Whether `w` is the layer's own weight (the same memory, not equal values).
