@@ -1,4 +1,5 @@
-//! Peak memory of one VGG16 or ResNet-50 call (forward, LRP-ε, EpsilonGammaBox, DeepLift) and one
+//! Peak memory of one VGG16 or ResNet-50 call (forward, LRP-ε, EpsilonGammaBox, the same with
+//! the rule-modified weights kept (`Network::keep_rule_weights`), DeepLift) and one
 //! ViT-B/16 call at batch 1 and 8 (forward, AttnLRP, CP-LRP, DeepLift), as the speed issues
 //! measure it: the process's peak resident set while the call runs (weights included),
 //! against the weights plus the recorded activations. Each call runs in a process of its
@@ -38,7 +39,13 @@ fn main() {
     };
     for model in ["vgg16_b1", "resnet50_b1", "vit_b16_b1", "vit_b16_b8"] {
         let calls: &[&str] = if !model.starts_with("vit") {
-            &["forward", "epsilon", "epsilon_gamma_box", "deeplift"]
+            &[
+                "forward",
+                "epsilon",
+                "epsilon_gamma_box",
+                "epsilon_gamma_box_kept",
+                "deeplift",
+            ]
         } else {
             &["forward", "attn_lrp", "cp_lrp", "deeplift"]
         };
@@ -80,6 +87,20 @@ fn run_case(case: &str) {
                 "epsilon_gamma_box",
                 1,
                 Box::new(|| drop(net.attribute(&x, &target, &egb).unwrap())),
+            ),
+            // the first call with the rule-modified weights kept (`keep_rule_weights`): it
+            // makes them, and they stay
+            (
+                "epsilon_gamma_box_kept",
+                1,
+                Box::new(|| {
+                    net.keep_rule_weights(true);
+                    drop(net.attribute(&x, &target, &egb).unwrap());
+                    println!(
+                        "  kept rule weights {:.3} GB",
+                        net.kept_weight_bytes() as f64 * 1e-9
+                    );
+                }),
             ),
             (
                 "deeplift",

@@ -287,7 +287,7 @@ def main():
         for batch in (1, 8):
             print(f"python: {name} batch {batch}", file=sys.stderr)
             py[(name, batch)] = python_times(name, make(), (3, 224, 224), batch, args.min_time)
-        rs = rust_times([f"^{name}_b(1|8)/(forward|attribute/epsilon_gamma_box|attribute/epsilon|deeplift/rescale)$"],
+        rs = rust_times([f"^{name}_b(1|8)/(forward|attribute/epsilon_gamma_box(_kept)?|attribute/epsilon|deeplift/rescale)$"],
                         args.threads)
         rounds.append((py, rs))
     eval_time = None
@@ -306,6 +306,8 @@ def main():
     print("|---|---|---|---|---|")
     rows = [("forward", "forward", "PyTorch forward"),
             ("epsilon_gamma_box", "attribute/epsilon_gamma_box", "EpsilonGammaBox vs zennit"),
+            ("epsilon_gamma_box", "attribute/epsilon_gamma_box_kept",
+             "EpsilonGammaBox, rule weights kept (`keep_rule_weights`) vs zennit"),
             ("deeplift", "deeplift/rescale", "DeepLift (zero baseline, its trace kept after the first call) vs captum"),
             ("deeplift", "deeplift/rescale_untraced", "DeepLift, baseline traced in the call (first call) vs captum")]
     configs = [("small", 1), ("small", 64)] + ([] if args.skip_vgg else [("vgg16", 1)])
@@ -318,10 +320,13 @@ def main():
             ratios = [p / r for p, r in pairs if r]
             pt = statistics.median(p for p, _ in pairs)
             rts = [r for _, r in pairs if r]
+            if not rts and bench.endswith("_kept"):
+                continue  # measured on the larger networks only
             rt = f"{statistics.median(rts) * 1e3:.3f} ms" if rts else "n/a"
             print(f"| {name}, {batch} | {label} | {pt * 1e3:.3f} ms | {rt} | {fmt_ratio(ratios)} |")
         fwd = [rs.get(f"{name}_b{batch}/forward") for _, rs in measured]
         for bench, label in (("attribute/epsilon", "LRP-ε"), ("attribute/epsilon_gamma_box", "EpsilonGammaBox"),
+                             ("attribute/epsilon_gamma_box_kept", "EpsilonGammaBox, rule weights kept"),
                              ("deeplift/rescale", "DeepLift")):
             att = [rs.get(f"{name}_b{batch}/{bench}") for _, rs in measured]
             times = [(e, f) for e, f in zip(att, fwd) if e and f]

@@ -371,6 +371,10 @@ fn run(job: &Job<'_>) -> Result<(), Failure> {
     if args.inputs.len() < 2 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    // more than one explanation with the same method: the rule-modified weights are made
+    // once, not per explanation (same results; costs up to a few copies of the weights)
+    let several = args.inputs.len() > 1 || matches!(args.target, TargetArg::Top(k) if k > 1);
+    job.net.keep_rule_weights(several);
     let mut summary =
         String::from("file,predicted,predicted_label,score,target,target_label,method,total,gap\n");
     let mut failures = 0;

@@ -529,7 +529,7 @@ pub trait Affine<F: Float>: Layer<F> {
     /// Where the layer keeps rule-modified copies of its weight between calls, if it offers
     /// such storage: [`Network::keep_rule_weights`](crate::Network::keep_rule_weights)
     /// switches it on. Default `None`: rules modify the weight on every call. [`Dense`] and
-    /// [`Conv2d`] and [`Conv1d`](crate::Conv1d) offer it.
+    /// [`Conv2d`] and [`Conv1d`] offer it.
     fn kept_weights(&self) -> Option<&KeptWeights<F>> {
         None
     }

@@ -202,7 +202,7 @@ fn rules_beyond_the_kept_maximum_modify_per_call_with_the_same_bits() {
     let full = bytes[KEPT_SETS_MAX - 1];
     assert_eq!(
         full,
-        bytes[0] * KEPT_SETS_MAX as usize,
+        bytes[0] * KEPT_SETS_MAX,
         "each γ keeps as much as the first"
     );
     assert!(bytes[KEPT_SETS_MAX - 1..].iter().all(|&b| b == full), "{bytes:?}");
