@@ -406,8 +406,11 @@ impl<F: Float> Conv2d<F> {
         &self,
         sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)],
     ) -> Option<(std::sync::Arc<crate::layers::KeptSet<F>>, usize)> {
+        if sides.len() < 2 {
+            return None;
+        }
         let ws: Option<Vec<&[F]>> = sides.iter().map(|(_, wm)| wm.as_slice()).collect();
-        self.kept_run(&ws?)
+        self.transformed.kept.find_run(&ws?)
     }
 }
 

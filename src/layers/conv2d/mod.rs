@@ -9,10 +9,12 @@ use crate::kernels::window::window_out;
 use crate::kernels::{winograd, winograd1d};
 use crate::tensor::checks::check_finite;
 use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayViewD, Ix4};
+use transforms::Transformed;
 
 mod affine;
 #[cfg(test)]
 mod tests;
+mod transforms;
 
 /// Stride, zero padding, dilation and groups of a [`Conv2d`], sizes as (height, width).
 ///
@@ -127,56 +129,6 @@ pub struct Conv2d<F: Float = f32> {
     /// The Winograd transforms of `weight` (F(4, 3) for 1×3 kernels, F(2×2, 3×3) for 3×3
     /// ones), shared by clones.
     transformed: std::sync::Arc<Transformed<F>>,
-}
-
-/// The Winograd transforms of a layer's own weight, each made by the first call that needs
-/// it and kept:
-/// * 1×3 kernels, F(4, 3): for the convolution and its transpose (twice the weight's size
-///   each): a DeepLIFT-SHAP run convolves with the same weight hundreds of times;
-/// * 3×3 kernels, F(2×2, 3×3): for the forward convolution only (16/9 of the weight's size),
-///   which every forward pass, trace and baseline runs. Transforming costs about as much
-///   memory traffic as two reads of the weight, which a kept transform saves on every call
-///   (on a 512-channel 14×14 layer at batch 1 it made Winograd slower than im2col).
-///   Transposed passes and substituted weights (LRP's rules) transform for their call.
-///
-/// With [`Network::keep_rule_weights`](crate::Network::keep_rule_weights) on, `kept` holds
-/// rule-modified copies of the weight, and their transforms (made by the first call that
-/// needs them) beside them: then LRP-γ's weights are modified and transformed once, not on
-/// every call.
-#[derive(Default)]
-struct Transformed<F> {
-    forward: std::sync::OnceLock<Vec<F>>,
-    transposed: std::sync::OnceLock<Vec<F>>,
-    forward_3x3: std::sync::OnceLock<Vec<F>>,
-    kept: super::KeptWeights<F>,
-}
-
-impl<F> std::fmt::Debug for Transformed<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transformed")
-            .field("forward", &self.forward.get().is_some())
-            .field("transposed", &self.transposed.get().is_some())
-            .finish()
-    }
-}
-
-/// A weight transform: the layer's own (kept), a kept rule-modified weight's (shared with
-/// the store, which may drop it while a call uses it), or one made for this call.
-enum Held<'a, F> {
-    Borrowed(&'a [F]),
-    Shared(std::sync::Arc<Vec<F>>),
-    Owned(Vec<F>),
-}
-
-impl<F> std::ops::Deref for Held<'_, F> {
-    type Target = [F];
-    fn deref(&self) -> &[F] {
-        match self {
-            Held::Borrowed(u) => u,
-            Held::Shared(u) => u,
-            Held::Owned(u) => u,
-        }
-    }
 }
 
 /// Input and output channels from which a 3×3 stride-1 convolution takes the Winograd path.
@@ -439,87 +391,6 @@ impl<F: Float> Conv2d<F> {
             dil: c.dilation.1,
             lo: -(c.padding.1 as isize),
         })
-    }
-
-    /// The Winograd F(4, 3) transform of `w` (`[O, C·3]`, standard layout) for the
-    /// convolution or, with `transposed`, its transpose: kept when `w` is the layer's own
-    /// weight or a kept rule-modified copy, else made for this call.
-    fn transformed_1x3(&self, w: &[F], transposed: bool) -> Held<'_, F> {
-        let (o, c) = (self.out_channels(), self.in_channels());
-        let make = || {
-            winograd1d::transformed_weight(
-                if transposed { c } else { o },
-                if transposed { o } else { c },
-                w,
-                transposed,
-            )
-        };
-        let cell = if transposed {
-            &self.transformed.transposed
-        } else {
-            &self.transformed.forward
-        };
-        self.kept(w, cell, usize::from(transposed), make)
-    }
-
-    /// The Winograd F(2×2, 3×3) transform of `w` (`[O, C, 3, 3]`, standard layout) for the
-    /// forward convolution: kept when `w` is the layer's own weight or a kept rule-modified
-    /// copy, else made for this call.
-    fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> Held<'_, F> {
-        self.kept(w, &self.transformed.forward_3x3, 0, || {
-            winograd::transformed_weight(s, w)
-        })
-    }
-
-    /// Whether `w` is the layer's own weight (the same memory, not equal values).
-    fn is_own_weight(&self, w: &[F]) -> bool {
-        self.weight.as_slice().is_some_and(|own| std::ptr::eq(own, w))
-    }
-
-    /// `make()`, kept in `cell` if `w` is the layer's own weight, or in derived cell
-    /// `derived` of a kept rule-modified copy if `w` is one.
-    fn kept<'a>(
-        &'a self,
-        w: &[F],
-        cell: &'a std::sync::OnceLock<Vec<F>>,
-        derived: usize,
-        make: impl Fn() -> Vec<F>,
-    ) -> Held<'a, F> {
-        // made outside the cells' locks: the transform runs on the thread pool, where this
-        // thread may take up another part of the same batch that reaches this layer (a
-        // re-entrant `get_or_init` deadlocks); two threads may both make it, with one result
-        if !self.is_own_weight(w) {
-            let Some((set, i)) = self.transformed.kept.find(w) else {
-                return Held::Owned(make());
-            };
-            let Some(cell) = set.derived(i, derived) else {
-                return Held::Owned(make());
-            };
-            if cell.get().is_none() {
-                let _ = cell.set(std::sync::Arc::new(make()));
-            }
-            return match cell.get() {
-                Some(u) => Held::Shared(std::sync::Arc::clone(u)),
-                None => Held::Owned(make()),
-            };
-        }
-        if let Some(u) = cell.get() {
-            return Held::Borrowed(u);
-        }
-        let _ = cell.set(make());
-        match cell.get() {
-            Some(u) => Held::Borrowed(u.as_slice()),
-            None => Held::Owned(make()),
-        }
-    }
-
-    /// The run of kept rule-modified weights that `ws` are (one after the other in memory),
-    /// as one slice, if they are.
-    fn kept_run(&self, ws: &[&[F]]) -> Option<(std::sync::Arc<super::KeptSet<F>>, usize)> {
-        if ws.len() < 2 {
-            return None;
-        }
-        self.transformed.kept.find_run(ws)
     }
 
     /// `a` as a non-empty batch `[N, C, H, W]`.
