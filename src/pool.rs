@@ -140,6 +140,18 @@ pub(crate) fn output_buffer<F: Float>(len: usize) -> Vec<F> {
     v
 }
 
+/// An empty vector with room for `len` elements (a recycled buffer, if one fits): for
+/// outputs written front to back by `push`/`extend`, which then need no zero fill.
+pub(crate) fn output_vec<F: Float>(len: usize) -> Vec<F> {
+    match take_recycled(len) {
+        Some(mut v) => {
+            v.clear();
+            v
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
 /// `n` zeros whose memory is written now. `vec![0; n]` may come from `calloc`, whose
 /// untouched pages all map the kernel's shared zero page on a first read; the first write
 /// after that read then takes a copy-on-write fault and a TLB shootdown across every

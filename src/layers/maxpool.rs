@@ -542,15 +542,13 @@ impl<F: Float> Layer<F> for MaxPool2d {
                 let mut out = crate::tensor::layout::shaped((n, c, ho, wo), output_buffer(n * c * ho * wo));
                 let buf = crate::tensor::layout::standard_mut(&mut out);
                 let fill = |(plane, dst): (&[F], &mut [F])| {
-                    for oy in 0..ho {
-                        let (r0, r1) = (
-                            &plane[2 * oy * w..(2 * oy + 1) * w],
-                            &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
-                        );
-                        for (ox, d) in dst[oy * wo..(oy + 1) * wo].iter_mut().enumerate() {
-                            *d = max_2x2(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]).0;
-                        }
-                    }
+                    crate::kernels::simd::vectorized(window_2x2::PoolPlane {
+                        plane,
+                        dst,
+                        w,
+                        ho,
+                        wo,
+                    })
                 };
                 #[cfg(feature = "parallel")]
                 if crate::kernels::elementwise::par_elems(src.len()) {

@@ -41,6 +41,15 @@ impl<F: Float> Layer<F> for Relu {
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         let relu = |o: &mut F, &v: &F| *o = if v > F::zero() { v } else { F::zero() };
+        if let (Some(x), false) = (
+            input.as_slice(),
+            crate::kernels::elementwise::par_elems(input.len()),
+        ) {
+            // contiguous: written front to back, no zero fill first
+            let mut out = crate::pool::output_vec(x.len());
+            out.extend(x.iter().map(|&v| if v > F::zero() { v } else { F::zero() }));
+            return Ok(crate::tensor::layout::shaped(input.raw_dim(), out));
+        }
         // every element is written
         let mut out = crate::tensor::layout::shaped(input.raw_dim(), crate::pool::output_buffer(input.len()));
         let zip = ndarray::Zip::from(&mut out).and(&input);

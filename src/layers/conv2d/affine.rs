@@ -183,6 +183,12 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 })
                 .collect());
         }
+        if let Some(ds) = self.direct_shape(&g) {
+            return Ok(wms
+                .iter()
+                .map(|wm| self.direct_forward(&g, &ds, x, wm, None))
+                .collect());
+        }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group
         // k's outputs take group k's rows of the columns)
         let groups = self.config.groups;
@@ -378,6 +384,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 g.col2im(buf)
             })
             .into_dyn());
+        }
+        if let Some(out) = self.direct_transpose(&g, &sides) {
+            return Ok(out);
         }
         // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
         // [s₁; s₂; …], rather than one product per term accumulated into the columns

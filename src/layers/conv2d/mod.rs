@@ -12,6 +12,7 @@ use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayView
 use transforms::Transformed;
 
 mod affine;
+mod direct;
 #[cfg(test)]
 mod tests;
 mod transforms;
@@ -434,6 +435,17 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
+        let x4 = Self::as_batch4("Conv2d input", input.view())?;
+        let g = self.geometry(x4.shape()[0], crate::tensor::checks::per_sample(x4.shape()))?;
+        if let Some(ds) = self.direct_shape(&g) {
+            // the direct path adds the bias as it stores each sum: the same bits as the
+            // product followed by a bias pass
+            let x4 = x4.as_standard_layout();
+            let wm = self.weight_matrix(self.weight.view().into_dyn())?;
+            let bias = self.bias.as_ref().map(|b| b.as_standard_layout());
+            let bias = bias.as_ref().map(crate::tensor::layout::standard);
+            return Ok(self.direct_forward(&g, &ds, crate::tensor::layout::standard(&x4), &wm, bias));
+        }
         affine_forward(self, input)
     }
 

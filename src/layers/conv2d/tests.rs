@@ -4,7 +4,7 @@
 //! outputs) has; most other fixture convolutions take im2col.
 use super::*;
 use crate::layers::Affine;
-use ndarray::Array4;
+use ndarray::{Array4, Axis};
 
 fn rng(seed: u64) -> impl FnMut() -> f64 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -219,7 +219,36 @@ fn im2col_matches_direct_loops() {
         (2, 4, 3, 7, 6, (1, 1), d().stride(2)),
         (2, 3, 2, 4, 4, (1, 1), d().padding(1)),
     ];
-    for (k, &(n, c, o, h, wd, (kh, kw), cfg)) in cases.iter().enumerate() {
+    // every case on im2col, then again on the direct path where it is eligible (stride 1,
+    // one group, few channels)
+    for im2col in [true, false] {
+        let run = |case| {
+            if im2col {
+                super::direct::on_im2col(|| im2col_case(case))
+            } else {
+                im2col_case(case)
+            }
+        };
+        let direct = cases.iter().enumerate().filter(|&case| run(case)).count();
+        // on im2col only: none direct; else the stride-1 ones (the machine permitting)
+        let want = if im2col || !crate::kernels::direct::available() {
+            0
+        } else {
+            9
+        };
+        assert_eq!(direct, want, "cases on the direct path (im2col only: {im2col})");
+    }
+}
+
+/// One case of [`im2col_matches_direct_loops`], on the path its layer takes.
+#[allow(clippy::type_complexity)]
+fn im2col_case(
+    (k, &(n, c, o, h, wd, (kh, kw), cfg)): (
+        usize,
+        &(usize, usize, usize, usize, usize, (usize, usize), Conv2dConfig),
+    ),
+) -> bool {
+    {
         let mut r = rng(k as u64 + 11);
         let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
         let w = Array4::from_shape_fn((o, c, kh, kw), |_| r());
@@ -254,6 +283,7 @@ fn im2col_matches_direct_loops() {
             (kh, kw, cfg.stride, cfg.padding) == (1, 1, (1, 1), (0, 0)),
             "case {k}"
         );
+        !layer.is_pointwise(&g) && layer.direct_shape(&g).is_some()
     }
 }
 
@@ -393,4 +423,96 @@ fn winograd_1x3_kept_transforms_and_f32() {
     let dev = max_rel(&y32, &y_ref);
     println!("f32 1×3 Winograd against the f64 direct sum: {dev:.1e}");
     assert!(dev < 2e-6, "f32 deviation {dev:e}");
+}
+
+/// The direct path (`kernels::direct`) against plain loops: register blocks of one, two and
+/// four output channels with a partial last block, asymmetric padding, dilation, kernels
+/// wider than tall and taller than wide, rows of several blocks, a padding beyond the
+/// kernel's reach (its transposed pass then takes im2col), f32 within rounding of f64;
+/// the forward pass with its bias gives the bits of the product plus a bias pass, and a
+/// sample gives the same bits alone and in a batch.
+#[test]
+fn direct_path_matches_plain_loops() {
+    if !crate::kernels::direct::available() {
+        return;
+    }
+    let d = Conv2dConfig::default;
+    // (n, c, o, h, w, kernel, config, transposed on the direct path)
+    let cases = [
+        (2, 1, 8, 28, 28, (3, 3), d().padding(1), true),
+        (3, 8, 16, 14, 14, (3, 3), d().padding(1), true),
+        (2, 3, 1, 9, 11, (3, 3), d().padding(1), true),
+        (1, 2, 2, 7, 40, (3, 3), d().padding(1), true),
+        (2, 4, 3, 6, 5, (2, 3), d().pads((0, 1), (1, 2)), true),
+        (1, 3, 5, 10, 9, (3, 3), d().padding(2).dilation(2), true),
+        (2, 2, 17, 5, 8, (5, 1), d().pads((2, 0), (1, 0)), true),
+        (1, 2, 6, 6, 6, (3, 3), d().padding(3), false),
+    ];
+    for (k, &(n, c, o, h, wd, (kh, kw), cfg, transposed)) in cases.iter().enumerate() {
+        let mut r = rng(k as u64 + 101);
+        let x = Array4::from_shape_fn((n, c, h, wd), |_| r());
+        let w = Array4::from_shape_fn((o, c, kh, kw), |_| r());
+        let b = Array1::from_shape_fn(o, |_| r());
+        let layer = Conv2d::new(w.clone(), Some(b.clone()), cfg).unwrap();
+        let g = layer.geometry(n, &[c, h, wd]).unwrap();
+        assert!(layer.direct_shape(&g).is_some(), "case {k} takes the direct path");
+        let s = Array4::from_shape_fn((n, o, g.ho, g.wo), |_| r());
+        let (y_ref, t_ref) = naive_any(&x, &w, &s, cfg);
+        let y = layer.forward(x.view().into_dyn()).unwrap();
+        let with_bias = &y_ref + &b.view().into_shape_with_order((1, o, 1, 1)).unwrap();
+        let dev = max_rel(&y, &with_bias);
+        assert!(dev < 1e-14, "case {k}: forward deviation {dev:e}");
+        // the bias added as each sum is stored: the bits of the product, then a bias pass
+        let mut product = layer
+            .apply_with(x.view().into_dyn(), w.view().into_dyn())
+            .unwrap();
+        layer.add_bias(&mut product, b.view());
+        assert_eq!(bits(&y), bits(&product), "case {k}: fused bias");
+        // a sample alone and in the batch
+        let tail =
+            |a: ndarray::ArrayViewD<'_, f64>| a.slice_axis(Axis(0), ndarray::Slice::from(n - 1..)).to_owned();
+        let alone = layer.forward(tail(x.view().into_dyn()).view()).unwrap();
+        let last = tail(y.view());
+        assert_eq!(bits(&alone), bits(&last), "case {k}: alone and in a batch");
+        // the transposed pass, alone and as a sum of three terms
+        let input = [c, h, wd];
+        let one = [(
+            s.view(),
+            w.view().into_shape_with_order((o, c * kh * kw)).unwrap(),
+        )];
+        assert_eq!(layer.direct_transpose(&g, &one).is_some(), transposed, "case {k}");
+        let t = layer
+            .apply_transpose(s.view().into_dyn(), w.view().into_dyn(), &input)
+            .unwrap();
+        let dev = max_rel(&t, &t_ref);
+        assert!(dev < 1e-14, "case {k}: transpose deviation {dev:e}");
+        let (w2, w3) = (w.mapv(|v| -2.0 * v), w.mapv(|v| 0.5 * v));
+        let s3 = s.mapv(|v| 3.0 * v);
+        let terms = [
+            (s.view().into_dyn(), w.view().into_dyn()),
+            (s.view().into_dyn(), w2.view().into_dyn()),
+            (s3.view().into_dyn(), w3.view().into_dyn()),
+        ];
+        let sum = layer.apply_transpose_sum(&terms, &input).unwrap();
+        let dev = max_rel(&sum, &t_ref.mapv(|v| 0.5 * v));
+        assert!(dev < 1e-13, "case {k}: summed transpose deviation {dev:e}");
+        // f32 within its rounding of the f64 result
+        let layer32 = Conv2d::new(w.mapv(|v| v as f32), Some(b.mapv(|v| v as f32)), cfg).unwrap();
+        let y32 = layer32.forward(x.mapv(|v| v as f32).view().into_dyn()).unwrap();
+        let dev = max_rel(&y32.mapv(f64::from), &with_bias);
+        assert!(dev < 1e-5, "case {k}: f32 forward deviation {dev:e}");
+        let t32 = layer32
+            .apply_transpose(
+                s.mapv(|v| v as f32).view().into_dyn(),
+                w.mapv(|v| v as f32).view().into_dyn(),
+                &input,
+            )
+            .unwrap();
+        let dev = max_rel(&t32.mapv(f64::from), &t_ref);
+        assert!(dev < 1e-5, "case {k}: f32 transpose deviation {dev:e}");
+    }
+}
+
+fn bits(a: &ArrayD<f64>) -> Vec<u64> {
+    a.iter().map(|v| v.to_bits()).collect()
 }

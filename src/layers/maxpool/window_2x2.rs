@@ -41,6 +41,39 @@ pub(super) fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> (F, usize) {
     (m, at)
 }
 
+/// One plane of the 2×2 / stride-2 pool's values ([`max_2x2`]'s maximum of each window, the
+/// same comparisons in the same order), run through [`crate::kernels::simd::vectorized`]:
+/// compiled for AVX2, the compiler turns the row loop into vector maxima.
+pub(super) struct PoolPlane<'a, F> {
+    pub(super) plane: &'a [F],
+    pub(super) dst: &'a mut [F],
+    pub(super) w: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+}
+
+impl<F: Float> pulp::WithSimd for PoolPlane<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let PoolPlane {
+            plane,
+            dst,
+            w,
+            ho,
+            wo,
+        } = self;
+        for (pair, row) in plane.chunks_exact(2 * w).take(ho).zip(dst.chunks_exact_mut(wo)) {
+            let (r0, r1) = pair.split_at(w);
+            for ((p, q), d) in r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(row.iter_mut()) {
+                // `top` is `max_2x2`'s: the earlier of two equal values
+                let top = |p: F, q: F| if q > p { q } else { p };
+                *d = top(top(p[0], p[1]), top(q[0], q[1]));
+            }
+        }
+    }
+}
+
 /// Which position of a 2×2 window `[a, b, c, d]` holds [`max_2x2`]'s first maximum, as four
 /// flags: it is strictly greater than every earlier value and at least every later one.
 #[inline]
@@ -68,6 +101,43 @@ mod tests {
     use super::super::MaxPool2d;
     use ndarray::ArrayD;
     use ndarray::IxDyn;
+
+    /// The one-pass 2×2 forward (compiled for AVX2 where the machine has it) gives the values
+    /// of `argmax`, bit for bit: ties of +0 and −0 in every order, odd sizes, rows of several
+    /// vectors.
+    #[test]
+    fn forward_2x2_matches_argmax() {
+        use crate::layers::Layer;
+        let pool = MaxPool2d::square(2).unwrap();
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            [0.0, -0.0, 1.0, -1.0, 0.5][((state >> 33) % 5) as usize]
+        };
+        for (n, c, h, w) in [
+            (1, 2, 4, 4),
+            (2, 3, 5, 7),
+            (1, 1, 2, 9),
+            (2, 2, 28, 28),
+            (1, 1, 6, 70),
+        ] {
+            let x = ArrayD::from_shape_simple_fn(IxDyn(&[n, c, h, w]), &mut next);
+            let fast = pool.forward(x.view()).unwrap();
+            let (general, _) = pool.argmax(&x.view()).unwrap();
+            let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&general.into_dyn()), "shape {:?}", x.shape());
+            let x32 = x.mapv(|v| v as f32);
+            let fast32 = pool.forward(x32.view()).unwrap();
+            assert_eq!(
+                bits(&fast32.mapv(f64::from)),
+                bits(&fast),
+                "f32, shape {:?}",
+                x.shape()
+            );
+        }
+    }
 
     /// The one-pass 2×2 routing gives the general path's result (argmax, then route) bit for
     /// bit: values on a coarse grid make ties common, and odd sizes leave a row and a column

@@ -1,0 +1,395 @@
+//! Direct convolution, stride 1, one group, for layers with few channels (the MNIST CNN's
+//! convolutions, a small Conv1d): no im2col matrix, no packing, each output written once.
+//!
+//! im2col expands the input `kh·kw` times and a general matrix product then packs it again;
+//! for a layer of 8 or 16 output channels over a few hundred positions that copying, the
+//! packing and a separate bias pass cost about as much as the multiply-adds. Here each
+//! sample's input is copied once into a zero-padded buffer, and a block of [`OB`] output
+//! channels × 16 output positions (`f32`; 8 for `f64`) is summed in AVX2 registers over
+//! every tap, then stored with its bias.
+//!
+//! The output positions are taken in the padded buffer's row-major order: position
+//! `y·Wp + x` of a plane `Wp` wide reads the buffer at `y·Wp + x + ky·dh·Wp + kx·dw`, so a
+//! block of consecutive positions reads consecutive inputs whatever the row; the columns
+//! `x ≥ Wo` are computed and dropped (`(kw − 1)·dw` of every `Wp`).
+//!
+//! The sums use fused multiply-adds, in a fixed order (input channel, kernel row, kernel
+//! column): the same bits alone or in a batch, on one thread or several, and in the scalar
+//! code (`mul_add`) that serves machines without AVX2 — though there [`available`] keeps
+//! layers on im2col, since `mul_add` without FMA hardware is a library call.
+//!
+//! The transposed convolution (relevance and gradients flowing back) is a direct
+//! convolution too: of the output-side maps with the kernel flipped, input and output channels
+//! swapped and padding `d·(k − 1) − p` ([`Packed::transposed`]); a sum of terms stacks the
+//! terms' maps as input channels.
+
+use crate::float::Float;
+
+/// Output channels per register block (at most; layers with fewer output channels, as a
+/// transposed pass into one input channel, take blocks of one or two channels and more
+/// positions).
+pub(crate) const OB: usize = 4;
+
+/// Whether this machine runs the direct kernel with vector fused multiply-adds (x86-64 with
+/// AVX2 and FMA). The choice depends on the machine only, never on the batch.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return pulp::x86::V3::try_new().is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// The sizes of one direct convolution (stride 1, one group).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// Input channels (all sources together).
+    pub(crate) c: usize,
+    /// Output channels.
+    pub(crate) o: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) dilation: (usize, usize),
+    /// Padding: top, left, bottom, right.
+    pub(crate) pad: [usize; 4],
+}
+
+impl Shape {
+    /// Output height and width; `None` if the kernel does not fit the padded input.
+    pub(crate) fn out(&self) -> Option<(usize, usize)> {
+        let [t, l, b, r] = self.pad;
+        let ho = (self.h + t + b).checked_sub(self.dilation.0 * (self.kh - 1))?;
+        let wo = (self.w + l + r).checked_sub(self.dilation.1 * (self.kw - 1))?;
+        (ho > 0 && wo > 0).then_some((ho, wo))
+    }
+
+    /// Width of a padded row.
+    fn wp(&self) -> usize {
+        self.w + self.pad[1] + self.pad[3]
+    }
+
+    /// The output positions computed per plane (`Ho·Wp` rounded up to whole blocks) and the
+    /// padded buffer's length per channel (every read of those blocks inside it).
+    fn lens(&self, xb: usize) -> (usize, usize) {
+        let (ho, _) = self.out().unwrap_or((0, 0));
+        let wp = self.wp();
+        let positions = (ho * wp).div_ceil(xb) * xb;
+        let reach = self.dilation.0 * (self.kh - 1) * wp + self.dilation.1 * (self.kw - 1);
+        (positions, positions + reach)
+    }
+}
+
+/// Weights packed for the kernel: for each block of `ob` output channels, for each tap
+/// `(c, ky, kx)`, the block's `ob` weights (zeros past the last channel).
+pub(crate) struct Packed<F> {
+    data: Vec<F>,
+    taps: usize,
+    /// Output channels per block: [`OB`], or 1 or 2 for fewer output channels.
+    ob: usize,
+}
+
+impl<F: Float> Packed<F> {
+    /// `weight(o, tap)` for `o` output channels and `taps` taps per output channel.
+    fn from_fn(o: usize, taps: usize, weight: impl Fn(usize, usize) -> F) -> Self {
+        let ob = match o {
+            1 => 1,
+            2 | 3 => 2,
+            _ => OB,
+        };
+        let blocks = o.div_ceil(ob);
+        let mut data = vec![F::zero(); blocks * taps * ob];
+        for (b, block) in data.chunks_exact_mut(taps * ob).enumerate() {
+            for (t, ws) in block.chunks_exact_mut(ob).enumerate() {
+                for (j, w) in ws.iter_mut().enumerate() {
+                    if b * ob + j < o {
+                        *w = weight(b * ob + j, t);
+                    }
+                }
+            }
+        }
+        Packed { data, taps, ob }
+    }
+
+    /// A forward weight `[O, C, kh, kw]` (standard layout).
+    pub(crate) fn forward(w: &[F], o: usize) -> Self {
+        let taps = w.len() / o.max(1);
+        Self::from_fn(o, taps, |oc, t| w[oc * taps + t])
+    }
+
+    /// The transposed convolution of a sum of terms with weights `ws` (each `[O, C, kh, kw]`,
+    /// standard layout): `C` output channels, `t·O` input channels (term by term), each kernel
+    /// flipped in both axes.
+    pub(crate) fn transposed(ws: &[&[F]], o: usize, c: usize, kh: usize, kw: usize) -> Self {
+        let k = kh * kw;
+        Self::from_fn(c, ws.len() * o * k, |ci, tap| {
+            let (src, rest) = (tap / k, tap % k);
+            let (term, oc) = (src / o, src % o);
+            let (ky, kx) = (rest / kw, rest % kw);
+            ws[term][(oc * c + ci) * k + (kh - 1 - ky) * kw + (kw - 1 - kx)]
+        })
+    }
+}
+
+/// The direct convolution of `n` samples. `sources` are the input's channels in order, each
+/// `[N, c_k, H, W]` (standard layout, `Σ c_k = shape.c`); the result `[N, O, Ho, Wo]` is
+/// appended to `out` (front to back, so that it needs no zero fill); `bias` (per output
+/// channel) is added to each finished sum, as a separate bias pass would.
+pub(crate) fn conv<F: Float>(
+    shape: &Shape,
+    n: usize,
+    sources: &[(&[F], usize)],
+    packed: &Packed<F>,
+    bias: Option<&[F]>,
+    out: &mut Vec<F>,
+) {
+    let mut job = Job {
+        shape,
+        n,
+        sources,
+        packed,
+        bias,
+        out,
+    };
+    if !conv_vector(&mut job) {
+        conv_scalar(&mut job);
+    }
+}
+
+/// One call of [`conv`]: its arguments and output.
+struct Job<'a, 'o, F> {
+    shape: &'a Shape,
+    n: usize,
+    sources: &'a [(&'a [F], usize)],
+    packed: &'a Packed<F>,
+    bias: Option<&'a [F]>,
+    /// Outputs are appended: sample by sample, channel by channel, row by row.
+    out: &'o mut Vec<F>,
+}
+
+impl<F: Float> Job<'_, '_, F> {
+    /// Copies sample `i`'s channels into `padded` (`c` planes of `plane` elements, `Wp`
+    /// wide), inside the zero padding, which stays as it is.
+    fn fill(&self, i: usize, plane: usize, padded: &mut [F]) {
+        let s = self.shape;
+        let wp = s.wp();
+        let [top, left, ..] = s.pad;
+        let mut ch = 0;
+        for &(src, c) in self.sources {
+            let len = c * s.h * s.w;
+            for (k, input) in src[i * len..(i + 1) * len].chunks_exact(s.h * s.w).enumerate() {
+                let dst = &mut padded[(ch + k) * plane..(ch + k + 1) * plane];
+                for (y, row) in input.chunks_exact(s.w).enumerate() {
+                    let at = (y + top) * wp + left;
+                    dst[at..at + s.w].copy_from_slice(row);
+                }
+            }
+            ch += c;
+        }
+    }
+
+    /// Appends output channel `oc` (the next one) from `wide`, its sums at every position of
+    /// the padded row-major order: the first `Wo` of each row of `Wp`, bias added.
+    fn store(&mut self, oc: usize, wide: &[F]) {
+        let s = self.shape;
+        let Some((ho, wo)) = s.out() else { return };
+        let beta = self.bias.map(|b| b[oc]);
+        for row in wide.chunks(s.wp()).take(ho) {
+            match beta {
+                Some(b) => self.out.extend(row[..wo].iter().map(|&v| v + b)),
+                None => self.out.extend_from_slice(&row[..wo]),
+            }
+        }
+    }
+
+    /// Each tap's offset in the padded buffer, in the packed weights' order.
+    fn offsets(&self, plane: usize) -> Vec<usize> {
+        let s = self.shape;
+        let (wp, (dh, dw)) = (s.wp(), s.dilation);
+        let mut offsets = Vec::with_capacity(self.packed.taps);
+        for c in 0..s.c {
+            for ky in 0..s.kh {
+                for kx in 0..s.kw {
+                    offsets.push(c * plane + ky * dh * wp + kx * dw);
+                }
+            }
+        }
+        offsets
+    }
+}
+
+/// [`conv`] one output at a time (machines without the vector kernel; the same fused
+/// multiply-adds in the same order, so the same bits).
+fn conv_scalar<F: Float>(job: &mut Job<'_, '_, F>) {
+    let s = *job.shape;
+    let (positions, plane) = s.lens(1);
+    let mut padded = vec![F::zero(); s.c * plane];
+    let offsets = job.offsets(plane);
+    let (taps, ob) = (job.packed.taps, job.packed.ob);
+    let mut wide = vec![F::zero(); positions];
+    for i in 0..job.n {
+        job.fill(i, plane, &mut padded);
+        for oc in 0..s.o {
+            let (b, j) = (oc / ob, oc % ob);
+            let wb = &job.packed.data[b * taps * ob..(b + 1) * taps * ob];
+            for (f, sum) in wide.iter_mut().enumerate() {
+                let mut acc = F::zero();
+                for (&off, ws) in offsets.iter().zip(wb.chunks_exact(ob)) {
+                    acc = ws[j].mul_add(padded[f + off], acc);
+                }
+                *sum = acc;
+            }
+            job.store(oc, &wide);
+        }
+    }
+}
+
+/// The vector kernel for `f32` and `f64` on x86-64 with AVX2 and FMA: `false` (nothing done)
+/// elsewhere.
+fn conv_vector<T: Float>(job: &mut Job<'_, '_, T>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = pulp::x86::V3::try_new() {
+        match job.packed.ob {
+            1 => pulp::Simd::vectorize(v3, Blocks::<T, 1, 8>(v3, job)),
+            2 => pulp::Simd::vectorize(v3, Blocks::<T, 2, 4>(v3, job)),
+            _ => pulp::Simd::vectorize(v3, Blocks::<T, OB, 2>(v3, job)),
+        }
+        return true;
+    }
+    let _ = job;
+    false
+}
+
+/// A [`Job`] with `B` output channels × `NV` vectors of positions per register block, run
+/// through `pulp::Simd::vectorize` (compiled for AVX2 + FMA).
+#[cfg(target_arch = "x86_64")]
+struct Blocks<'j, 'a, 'o, T, const B: usize, const NV: usize>(pulp::x86::V3, &'j mut Job<'a, 'o, T>);
+
+#[cfg(target_arch = "x86_64")]
+impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_, '_, T, B, NV> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Blocks(v3, job) = self;
+        let s = *job.shape;
+        let x = NV * T::L;
+        let (positions, plane) = s.lens(x);
+        let mut padded = vec![<T as num_traits::Zero>::zero(); s.c * plane];
+        let offsets = job.offsets(plane);
+        let taps = job.packed.taps;
+        debug_assert_eq!(job.packed.ob, B);
+        // a block's sums at every position of the padded order
+        let mut wide = vec![<T as num_traits::Zero>::zero(); B * positions];
+        for i in 0..job.n {
+            job.fill(i, plane, &mut padded);
+            for (b, wb) in job.packed.data.chunks_exact(taps * B).enumerate() {
+                for f0 in (0..positions).step_by(x) {
+                    let mut acc = [[T::vzero(v3); NV]; B];
+                    for (&off, ws) in offsets.iter().zip(wb.chunks_exact(B)) {
+                        let xs: [T::V; NV] = T::load_n(&padded[f0 + off..]);
+                        for (acc, &w) in acc.iter_mut().zip(ws) {
+                            let w = T::splat(v3, w);
+                            for (a, &xv) in acc.iter_mut().zip(&xs) {
+                                *a = T::fma(v3, w, xv, *a);
+                            }
+                        }
+                    }
+                    for (j, acc) in acc.iter().enumerate() {
+                        let dst = &mut wide[j * positions + f0..j * positions + f0 + x];
+                        for (v, &a) in acc.iter().enumerate() {
+                            T::store(a, &mut dst[v * T::L..]);
+                        }
+                    }
+                }
+                for j in 0..B.min(s.o - b * B) {
+                    job.store(b * B + j, &wide[j * positions..(j + 1) * positions]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector kernel and the scalar code give the same bits (fused multiply-adds in one
+    /// order), f32 and f64, with and without a bias, blocks of one, two and four channels.
+    #[test]
+    fn vector_and_scalar_kernels_agree_bit_for_bit() {
+        fn run<F: Float>(
+            shape: &Shape,
+            n: usize,
+            x: &[F],
+            w: &[F],
+            bias: Option<&[F]>,
+            vector: bool,
+        ) -> Vec<F> {
+            let (ho, wo) = shape.out().expect("fits");
+            let packed = Packed::forward(w, shape.o);
+            let mut out = Vec::new();
+            let mut job = Job {
+                shape,
+                n,
+                sources: &[(x, shape.c)],
+                packed: &packed,
+                bias,
+                out: &mut out,
+            };
+            if !(vector && conv_vector(&mut job)) {
+                conv_scalar(&mut job);
+            }
+            assert_eq!(out.len(), n * shape.o * ho * wo, "every output written once");
+            out
+        }
+        let mut state = 5u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        for (c, o, h, w, kh, kw, pad) in [
+            (1, 8, 9, 13, 3, 3, [1, 1, 1, 1]),
+            (3, 2, 5, 30, 3, 2, [0, 1, 2, 0]),
+            (2, 1, 7, 6, 1, 3, [0, 1, 0, 1]),
+            (4, 5, 4, 4, 3, 3, [2, 2, 2, 2]),
+        ] {
+            let shape = Shape {
+                c,
+                o,
+                h,
+                w,
+                kh,
+                kw,
+                dilation: (1, 1),
+                pad,
+            };
+            let n = 2;
+            let x: Vec<f64> = (0..n * c * h * w).map(|_| next()).collect();
+            let wt: Vec<f64> = (0..o * c * kh * kw).map(|_| next()).collect();
+            let b: Vec<f64> = (0..o).map(|_| next()).collect();
+            for bias in [None, Some(&b[..])] {
+                let bits = |v: Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let scalar = run(&shape, n, &x, &wt, bias, false);
+                assert_eq!(
+                    bits(run(&shape, n, &x, &wt, bias, true)),
+                    bits(scalar),
+                    "f64 {shape:?}"
+                );
+                let (x32, w32, b32): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+                    x.iter().map(|&v| v as f32).collect(),
+                    wt.iter().map(|&v| v as f32).collect(),
+                    b.iter().map(|&v| v as f32).collect(),
+                );
+                let b32 = bias.map(|_| &b32[..]);
+                let bits32 = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits32(run(&shape, n, &x32, &w32, b32, true)),
+                    bits32(run(&shape, n, &x32, &w32, b32, false)),
+                    "f32 {shape:?}"
+                );
+            }
+        }
+    }
+}
