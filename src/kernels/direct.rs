@@ -188,17 +188,13 @@ impl<F: Float> Job<'_, '_, F> {
         }
     }
 
-    /// Appends output channel `oc` (the next one) from `wide`, its sums at every position of
-    /// the padded row-major order: the first `Wo` of each row of `Wp`, bias added.
-    fn store(&mut self, oc: usize, wide: &[F]) {
+    /// Appends the next output channel from `wide`, its sums (bias added) at every position
+    /// of the padded row-major order: the first `Wo` of each row of `Wp`.
+    fn store(&mut self, wide: &[F]) {
         let s = self.shape;
         let Some((ho, wo)) = s.out() else { return };
-        let beta = self.bias.map(|b| b[oc]);
         for row in wide.chunks(s.wp()).take(ho) {
-            match beta {
-                Some(b) => self.out.extend(row[..wo].iter().map(|&v| v + b)),
-                None => self.out.extend_from_slice(&row[..wo]),
-            }
+            self.out.extend_from_slice(&row[..wo]);
         }
     }
 
@@ -237,9 +233,12 @@ fn conv_scalar<F: Float>(job: &mut Job<'_, '_, F>) {
                 for (&off, ws) in offsets.iter().zip(wb.chunks_exact(ob)) {
                     acc = ws[j].mul_add(padded[f + off], acc);
                 }
-                *sum = acc;
+                *sum = match job.bias {
+                    Some(bias) => acc + bias[oc],
+                    None => acc,
+                };
             }
-            job.store(oc, &wide);
+            job.store(&wide);
         }
     }
 }
@@ -283,6 +282,10 @@ impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_
         for i in 0..job.n {
             job.fill(i, plane, &mut padded);
             for (b, wb) in job.packed.data.chunks_exact(taps * B).enumerate() {
+                let bias: [T::V; B] = std::array::from_fn(|j| {
+                    let beta = job.bias.and_then(|bias| bias.get(b * B + j).copied());
+                    T::splat(v3, beta.unwrap_or(<T as num_traits::Zero>::zero()))
+                });
                 for f0 in (0..positions).step_by(x) {
                     let mut acc = [[T::vzero(v3); NV]; B];
                     for (&off, ws) in offsets.iter().zip(wb.chunks_exact(B)) {
@@ -294,15 +297,21 @@ impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_
                             }
                         }
                     }
-                    for (j, acc) in acc.iter().enumerate() {
+                    for (j, (acc, &beta)) in acc.iter().zip(&bias).enumerate() {
                         let dst = &mut wide[j * positions + f0..j * positions + f0 + x];
                         for (v, &a) in acc.iter().enumerate() {
+                            // without a bias the sum as it is (a −0 stays −0)
+                            let a = if job.bias.is_some() {
+                                T::vadd(v3, a, beta)
+                            } else {
+                                a
+                            };
                             T::store(a, &mut dst[v * T::L..]);
                         }
                     }
                 }
                 for j in 0..B.min(s.o - b * B) {
-                    job.store(b * B + j, &wide[j * positions..(j + 1) * positions]);
+                    job.store(&wide[j * positions..(j + 1) * positions]);
                 }
             }
         }
