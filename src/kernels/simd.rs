@@ -15,11 +15,15 @@ pub(crate) fn vectorized<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     op.with_simd(pulp::Scalar)
 }
 
-/// A float type the vector kernel computes with: its AVX2 vector and the operations used.
+/// A float type the vector kernels compute with: its AVX2 vector, mask, and the operations
+/// used (each one instruction, with the scalar operation's rounding).
 pub trait Lane: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + Sized {
     /// An AVX2 vector of this type.
     #[cfg(target_arch = "x86_64")]
     type V: Copy;
+    /// A comparison's result, one lane mask per element.
+    #[cfg(target_arch = "x86_64")]
+    type M: Copy;
     /// Lanes per vector.
     const L: usize;
     #[cfg(target_arch = "x86_64")]
@@ -29,6 +33,7 @@ pub trait Lane: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Sel
     /// The first [`Lane::L`] elements of `x`.
     #[cfg(target_arch = "x86_64")]
     fn load(x: &[Self]) -> Self::V;
+    /// Into the first [`Lane::L`] elements of `out`.
     #[cfg(target_arch = "x86_64")]
     fn store(v: Self::V, out: &mut [Self]);
     /// `a·b + c`, one rounding.
@@ -37,7 +42,26 @@ pub trait Lane: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Sel
     #[cfg(target_arch = "x86_64")]
     fn vadd(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V;
     #[cfg(target_arch = "x86_64")]
+    fn vsub(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V;
+    #[cfg(target_arch = "x86_64")]
     fn vmul(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V;
+    #[cfg(target_arch = "x86_64")]
+    fn vdiv(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V;
+    #[cfg(target_arch = "x86_64")]
+    fn vabs(s: pulp::x86::V3, a: Self::V) -> Self::V;
+    /// `a > b` per lane.
+    #[cfg(target_arch = "x86_64")]
+    fn vgt(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::M;
+    /// `a < b` per lane.
+    #[cfg(target_arch = "x86_64")]
+    fn vlt(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::M;
+    #[cfg(target_arch = "x86_64")]
+    fn mand(s: pulp::x86::V3, a: Self::M, b: Self::M) -> Self::M;
+    #[cfg(target_arch = "x86_64")]
+    fn mnot(s: pulp::x86::V3, a: Self::M) -> Self::M;
+    /// `if m { t } else { f }` per lane.
+    #[cfg(target_arch = "x86_64")]
+    fn vselect(s: pulp::x86::V3, m: Self::M, t: Self::V, f: Self::V) -> Self::V;
     /// `N` vectors from the first `N·L` elements of `x` (one bounds check).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -47,86 +71,129 @@ pub trait Lane: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Sel
     }
 }
 
-impl Lane for f32 {
-    #[cfg(target_arch = "x86_64")]
-    type V = pulp::f32x8;
-    const L: usize = 8;
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vzero(s: pulp::x86::V3) -> Self::V {
-        pulp::Simd::splat_f32s(s, 0.0)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn splat(s: pulp::x86::V3, x: f32) -> Self::V {
-        pulp::Simd::splat_f32s(s, x)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn load(x: &[f32]) -> Self::V {
-        let a: [f32; 8] = x[..8].try_into().expect("eight lanes");
-        pulp::bytemuck::cast(a)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn store(v: Self::V, out: &mut [f32]) {
-        out[..8].copy_from_slice(&pulp::bytemuck::cast::<_, [f32; 8]>(v));
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn fma(s: pulp::x86::V3, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        pulp::Simd::mul_add_e_f32s(s, a, b, c)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vadd(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::add_f32s(s, a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vmul(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::mul_f32s(s, a, b)
-    }
+/// [`Lane`] for `f32` (`$v`, `$m`, `$l` lanes, pulp's `…_$s` methods) and `f64`.
+macro_rules! lane {
+    ($t:ty, $v:ty, $m:ty, $l:literal, $splat:ident, $fma:ident, $add:ident, $sub:ident,
+     $mul:ident, $div:ident, $abs:ident, $gt:ident, $lt:ident, $and:ident, $not:ident, $select:ident) => {
+        impl Lane for $t {
+            #[cfg(target_arch = "x86_64")]
+            type V = $v;
+            #[cfg(target_arch = "x86_64")]
+            type M = $m;
+            const L: usize = $l;
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vzero(s: pulp::x86::V3) -> Self::V {
+                pulp::Simd::$splat(s, 0.0)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn splat(s: pulp::x86::V3, x: $t) -> Self::V {
+                pulp::Simd::$splat(s, x)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn load(x: &[$t]) -> Self::V {
+                let a: [$t; $l] = x[..$l].try_into().expect("one vector's lanes");
+                pulp::bytemuck::cast(a)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn store(v: Self::V, out: &mut [$t]) {
+                out[..$l].copy_from_slice(&pulp::bytemuck::cast::<_, [$t; $l]>(v));
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn fma(s: pulp::x86::V3, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+                pulp::Simd::$fma(s, a, b, c)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vadd(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
+                pulp::Simd::$add(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vsub(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
+                pulp::Simd::$sub(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vmul(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
+                pulp::Simd::$mul(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vdiv(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
+                pulp::Simd::$div(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vabs(s: pulp::x86::V3, a: Self::V) -> Self::V {
+                pulp::Simd::$abs(s, a)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vgt(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::M {
+                pulp::Simd::$gt(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vlt(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::M {
+                pulp::Simd::$lt(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn mand(s: pulp::x86::V3, a: Self::M, b: Self::M) -> Self::M {
+                pulp::Simd::$and(s, a, b)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn mnot(s: pulp::x86::V3, a: Self::M) -> Self::M {
+                pulp::Simd::$not(s, a)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[inline(always)]
+            fn vselect(s: pulp::x86::V3, m: Self::M, t: Self::V, f: Self::V) -> Self::V {
+                pulp::Simd::$select(s, m, t, f)
+            }
+        }
+    };
 }
 
-impl Lane for f64 {
-    #[cfg(target_arch = "x86_64")]
-    type V = pulp::f64x4;
-    const L: usize = 4;
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vzero(s: pulp::x86::V3) -> Self::V {
-        pulp::Simd::splat_f64s(s, 0.0)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn splat(s: pulp::x86::V3, x: f64) -> Self::V {
-        pulp::Simd::splat_f64s(s, x)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn load(x: &[f64]) -> Self::V {
-        let a: [f64; 4] = x[..4].try_into().expect("four lanes");
-        pulp::bytemuck::cast(a)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn store(v: Self::V, out: &mut [f64]) {
-        out[..4].copy_from_slice(&pulp::bytemuck::cast::<_, [f64; 4]>(v));
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn fma(s: pulp::x86::V3, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        pulp::Simd::mul_add_e_f64s(s, a, b, c)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vadd(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::add_f64s(s, a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn vmul(s: pulp::x86::V3, a: Self::V, b: Self::V) -> Self::V {
-        pulp::Simd::mul_f64s(s, a, b)
-    }
-}
+lane!(
+    f32,
+    pulp::f32x8,
+    pulp::m32x8,
+    8,
+    splat_f32s,
+    mul_add_e_f32s,
+    add_f32s,
+    sub_f32s,
+    mul_f32s,
+    div_f32s,
+    abs_f32s,
+    greater_than_f32s,
+    less_than_f32s,
+    and_m32s,
+    not_m32s,
+    select_f32s
+);
+lane!(
+    f64,
+    pulp::f64x4,
+    pulp::m64x4,
+    4,
+    splat_f64s,
+    mul_add_e_f64s,
+    add_f64s,
+    sub_f64s,
+    mul_f64s,
+    div_f64s,
+    abs_f64s,
+    greater_than_f64s,
+    less_than_f64s,
+    and_m64s,
+    not_m64s,
+    select_f64s
+);

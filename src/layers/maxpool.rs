@@ -6,7 +6,7 @@ use crate::float::Float;
 use crate::kernels::window::window_out;
 use crate::pool::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
-use window_2x2::{dims_2x2, first_max_flags, max_2x2, zero_outside_2x2};
+use window_2x2::{dims_2x2, first_max_flags, zero_outside_2x2};
 
 mod window_2x2;
 mod window_general;
@@ -456,7 +456,6 @@ impl MaxPool2d {
         let x0_len = x0s.len();
         let multiplier = multiplier.as_standard_layout();
         let ms = multiplier.as_slice()?;
-        let zero = F::zero();
         // every element is written below
         let mut out =
             ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
@@ -467,32 +466,16 @@ impl MaxPool2d {
             let p0 = &x0s[at0..at0 + h * w];
             let pm = &ms[plane * ho * wo..(plane + 1) * ho * wo];
             zero_outside_2x2(dst, h, w);
-            for oy in 0..ho {
-                let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
-                for ox in 0..wo {
-                    let window = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                    let first_max = |p: &[F]| max_2x2(p[window[0]], p[window[1]], p[window[2]], p[window[3]]);
-                    let ((y, ax), (y0, ax0)) = (first_max(px), first_max(p0));
-                    let m = pm[oy * wo + ox];
-                    let top = if y > y0 { y } else { y0 };
-                    let (from_x, from_x0) = (m * (top - y0), m * (y - top));
-                    for (k, &pos) in window.iter().enumerate() {
-                        let dx = px[pos] - p0[pos];
-                        dst[pos] = if dx.abs() < threshold {
-                            if k == ax {
-                                m
-                            } else {
-                                zero
-                            }
-                        } else {
-                            // the general path's sum: (0 + from_x) + (0 + from_x0)
-                            let a = if k == ax { from_x } else { zero };
-                            let b = if k == ax0 { from_x0 } else { zero };
-                            (a + b) / dx
-                        };
-                    }
-                }
-            }
+            crate::kernels::simd::vectorized(window_2x2::CrossMaxPlane {
+                px,
+                p0,
+                pm,
+                dst,
+                w,
+                ho,
+                wo,
+                threshold,
+            })
         };
         #[cfg(feature = "parallel")]
         if crate::kernels::elementwise::par_elems(buf.len()) {

@@ -20,25 +20,13 @@ pub(super) fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>)
     (ho > 0 && wo > 0 && output.shape() == [n, c, ho, wo]).then_some([n, c, h, w, ho, wo])
 }
 
-/// The maximum of a 2×2 window `[a, b, c, d]` (row-major) and the position (0–3) of its
-/// first occurrence, as [`MaxPool2d::argmax`](super::MaxPool2d::argmax) (strictly greater wins): the maximum equals
-/// one or more of the four, and the first of those wins.
-#[inline]
-pub(super) fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> (F, usize) {
-    // the earlier of two equal values, so that the value is the first maximum's too
-    // (±0 included)
+/// The maximum of a 2×2 window `[a, b, c, d]` (row-major) as
+/// [`MaxPool2d::argmax`](super::MaxPool2d::argmax) takes it: of two equal values the earlier,
+/// so that the value is the first maximum's ([`first_max_flags`]), ±0 included.
+#[inline(always)]
+pub(super) fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> F {
     let top = |p: F, q: F| if q > p { q } else { p };
-    let m = top(top(a, b), top(c, d));
-    let at = if a == m {
-        0
-    } else if b == m {
-        1
-    } else if c == m {
-        2
-    } else {
-        3
-    };
-    (m, at)
+    top(top(a, b), top(c, d))
 }
 
 /// One plane of the 2×2 / stride-2 pool's values ([`max_2x2`]'s maximum of each window, the
@@ -66,17 +54,179 @@ impl<F: Float> pulp::WithSimd for PoolPlane<'_, F> {
         for (pair, row) in plane.chunks_exact(2 * w).take(ho).zip(dst.chunks_exact_mut(wo)) {
             let (r0, r1) = pair.split_at(w);
             for ((p, q), d) in r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(row.iter_mut()) {
-                // `top` is `max_2x2`'s: the earlier of two equal values
-                let top = |p: F, q: F| if q > p { q } else { p };
-                *d = top(top(p[0], p[1]), top(q[0], q[1]));
+                *d = max_2x2(p[0], p[1], q[0], q[1]);
             }
         }
     }
 }
 
+/// One plane of DeepLIFT's 2×2 cross-max (`MaxPool2d::cross_max_2x2`), without branches:
+/// the first maxima of the input's and the baseline's windows as flags
+/// ([`first_max_flags`]), each position's two candidate values computed and one selected, run
+/// through [`crate::kernels::simd::vectorized`]. The branches on varied inputs (which
+/// position is a window's maximum, which differences are below the threshold) mispredicted
+/// often enough to make this pass 45 % of a batch-64 DeepLift call on the small CNN.
+pub(super) struct CrossMaxPlane<'a, F> {
+    pub(super) px: &'a [F],
+    pub(super) p0: &'a [F],
+    pub(super) pm: &'a [F],
+    pub(super) dst: &'a mut [F],
+    pub(super) w: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
+    pub(super) threshold: F,
+}
+
+impl<F: Float> pulp::WithSimd for CrossMaxPlane<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let CrossMaxPlane {
+            px,
+            p0,
+            pm,
+            dst,
+            w,
+            ho,
+            wo,
+            threshold,
+        } = self;
+        let zero = F::zero();
+        let pick = |f: bool, v: F| if f { v } else { zero };
+        for oy in 0..ho {
+            let (r0, r1) = (2 * oy * w, (2 * oy + 1) * w);
+            #[allow(unused_mut)]
+            let mut first = 0;
+            #[cfg(target_arch = "x86_64")]
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                // eight windows at a time in vectors, the last group padded with zeros
+                // (their lanes computed and dropped)
+                while first < wo {
+                    let count = (wo - first).min(8);
+                    // (closures here would be compiled without AVX2: plain loops)
+                    let (mut xs, mut x0s, mut ms) = ([[zero; 8]; 4], [[zero; 8]; 4], [zero; 8]);
+                    for l in 0..count {
+                        let c = 2 * (first + l);
+                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                            xs[k][l] = px[at];
+                            x0s[k][l] = p0[at];
+                        }
+                        ms[l] = pm[oy * wo + first + l];
+                    }
+                    let out = cross_max_8(v3, &xs, &x0s, &ms, threshold);
+                    for l in 0..count {
+                        let c = 2 * (first + l);
+                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                            dst[at] = out[k][l];
+                        }
+                    }
+                    first += count;
+                }
+            }
+            for ox in first..wo {
+                let window = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
+                let (xs, x0s) = (window.map(|i| px[i]), window.map(|i| p0[i]));
+                // the windows' maxima and first-maximum flags
+                let y = max_2x2(xs[0], xs[1], xs[2], xs[3]);
+                let y0 = max_2x2(x0s[0], x0s[1], x0s[2], x0s[3]);
+                let fx = first_max_flags(xs[0], xs[1], xs[2], xs[3]);
+                let f0 = first_max_flags(x0s[0], x0s[1], x0s[2], x0s[3]);
+                let m = pm[oy * wo + ox];
+                let hat = if y > y0 { y } else { y0 };
+                let (from_x, from_x0) = (m * (hat - y0), m * (y - hat));
+                for k in 0..4 {
+                    let dx = xs[k] - x0s[k];
+                    // the gradient where Δx is below the threshold, else the general path's
+                    // sum (0 + from_x) + (0 + from_x0) over Δx
+                    let gradient = pick(fx[k], m);
+                    let shared = (pick(fx[k], from_x) + pick(f0[k], from_x0)) / dx;
+                    dst[window[k]] = if dx.abs() < threshold { gradient } else { shared };
+                }
+            }
+        }
+    }
+}
+
+/// [`CrossMaxPlane`] for eight windows side by side in vectors (one for `f32`, two for
+/// `f64`): `xs[k][l]` and `x0s[k][l]` are position `k` of window `l` of the input and the
+/// baseline, `m` the windows' multipliers; the result is each position's value. The same
+/// operations as the one-window code (comparisons, selects, one division per position), so
+/// the same bits.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn cross_max_8<F: Float>(
+    s: pulp::x86::V3,
+    xs: &[[F; 8]; 4],
+    x0s: &[[F; 8]; 4],
+    m: &[F],
+    threshold: F,
+) -> [[F; 8]; 4] {
+    let mut out = [[F::zero(); 8]; 4];
+    let (zero, thr) = (F::vzero(s), F::splat(s, threshold));
+    for v in 0..8 / F::L {
+        let o = v * F::L;
+        let a = [
+            F::load(&xs[0][o..]),
+            F::load(&xs[1][o..]),
+            F::load(&xs[2][o..]),
+            F::load(&xs[3][o..]),
+        ];
+        let b = [
+            F::load(&x0s[0][o..]),
+            F::load(&x0s[1][o..]),
+            F::load(&x0s[2][o..]),
+            F::load(&x0s[3][o..]),
+        ];
+        let mv = F::load(&m[o..]);
+        let (y, y0) = (vmax4::<F>(s, a), vmax4::<F>(s, b));
+        let (fx, f0) = (vflags::<F>(s, a), vflags::<F>(s, b));
+        let hat = F::vselect(s, F::vgt(s, y, y0), y, y0);
+        let from_x = F::vmul(s, mv, F::vsub(s, hat, y0));
+        let from_x0 = F::vmul(s, mv, F::vsub(s, y, hat));
+        for k in 0..4 {
+            let dx = F::vsub(s, a[k], b[k]);
+            let gradient = F::vselect(s, fx[k], mv, zero);
+            let sum = F::vadd(
+                s,
+                F::vselect(s, fx[k], from_x, zero),
+                F::vselect(s, f0[k], from_x0, zero),
+            );
+            let shared = F::vdiv(s, sum, dx);
+            let small = F::vlt(s, F::vabs(s, dx), thr);
+            F::store(F::vselect(s, small, gradient, shared), &mut out[k][o..]);
+        }
+    }
+    out
+}
+
+/// [`max_2x2`] on vectors.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn vmax4<F: Float>(s: pulp::x86::V3, [a, b, c, d]: [F::V; 4]) -> F::V {
+    let ab = F::vselect(s, F::vgt(s, b, a), b, a);
+    let cd = F::vselect(s, F::vgt(s, d, c), d, c);
+    F::vselect(s, F::vgt(s, cd, ab), cd, ab)
+}
+
+/// [`first_max_flags`] on vectors.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn vflags<F: Float>(s: pulp::x86::V3, [a, b, c, d]: [F::V; 4]) -> [F::M; 4] {
+    let (ba, ca, da) = (F::vgt(s, b, a), F::vgt(s, c, a), F::vgt(s, d, a));
+    let (cb, db, dc) = (F::vgt(s, c, b), F::vgt(s, d, b), F::vgt(s, d, c));
+    let (nba, nca, nda) = (F::mnot(s, ba), F::mnot(s, ca), F::mnot(s, da));
+    let (ncb, ndb, ndc) = (F::mnot(s, cb), F::mnot(s, db), F::mnot(s, dc));
+    [
+        F::mand(s, F::mand(s, nba, nca), nda),
+        F::mand(s, F::mand(s, ba, ncb), ndb),
+        F::mand(s, F::mand(s, ca, cb), ndc),
+        F::mand(s, F::mand(s, da, db), dc),
+    ]
+}
+
 /// Which position of a 2×2 window `[a, b, c, d]` holds [`max_2x2`]'s first maximum, as four
 /// flags: it is strictly greater than every earlier value and at least every later one.
-#[inline]
+#[inline(always)]
 pub(super) fn first_max_flags<F: Float>(a: F, b: F, c: F, d: F) -> [bool; 4] {
     let (ba, ca, da) = (b > a, c > a, d > a);
     let (cb, db, dc) = (c > b, d > b, d > c);
@@ -85,6 +235,7 @@ pub(super) fn first_max_flags<F: Float>(a: F, b: F, c: F, d: F) -> [bool; 4] {
 
 /// Zeros the last row and column of an `h × w` plane where they lie outside every 2×2
 /// window (odd sizes): nothing is routed there.
+#[inline(always)]
 pub(super) fn zero_outside_2x2<F: Float>(plane: &mut [F], h: usize, w: usize) {
     if h % 2 == 1 {
         plane[(h - 1) * w..].fill(F::zero());

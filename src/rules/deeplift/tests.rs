@@ -22,18 +22,38 @@ fn grid(len: usize, seed: u64) -> Vec<f64> {
 }
 
 /// The one-pass 2×2 cross-max gives the general path's values bit for bit: ties,
-/// `Δx = 0`, argmaxes of `x` and `x̄` that differ, odd sizes, a broadcast baseline.
+/// `Δx = 0`, argmaxes of `x` and `x̄` that differ, odd sizes, a broadcast baseline, rows of
+/// eight windows and more (the vector path) with a remainder, f64 and f32.
 #[test]
 fn cross_max_2x2_matches_the_general_path() {
+    cross_max_cases::<f64>();
+    cross_max_cases::<f32>();
+}
+
+fn cross_max_cases<F: Float>() {
     let pool = MaxPool2d::square(2).unwrap();
-    for (n, c, h, w, broadcast) in [(1, 3, 4, 6, false), (2, 2, 5, 7, false), (3, 2, 6, 5, true)] {
+    let cases = [
+        (1, 3, 4, 6, false),
+        (2, 2, 5, 7, false),
+        (3, 2, 6, 5, true),
+        (2, 2, 6, 34, false),
+        (3, 1, 4, 20, true),
+    ];
+    let arr = |shape: &[usize], seed| {
+        let v = grid(shape.iter().product(), seed)
+            .into_iter()
+            .map(F::lit)
+            .collect();
+        Array::from_shape_vec(IxDyn(shape), v).unwrap()
+    };
+    for (n, c, h, w, broadcast) in cases {
         let (ho, wo) = (h / 2, w / 2);
-        let x = Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 1)).unwrap();
-        let x0_row = Array::from_shape_vec(IxDyn(&[1, c, h, w]), grid(c * h * w, 2)).unwrap();
+        let x = arr(&[n, c, h, w], 1);
+        let x0_row = arr(&[1, c, h, w], 2);
         let x0 = if broadcast {
             x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap().to_owned()
         } else {
-            Array::from_shape_vec(IxDyn(&[n, c, h, w]), grid(n * c * h * w, 2)).unwrap()
+            arr(&[n, c, h, w], 2)
         };
         let x0_view = if broadcast {
             x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap()
@@ -41,24 +61,23 @@ fn cross_max_2x2_matches_the_general_path() {
             x0.view()
         };
         assert!(x.iter().zip(x0.iter()).any(|(a, b)| a == b), "some Δx = 0");
-        let m = Array4::from_shape_vec((n, c, ho, wo), grid(n * c * ho * wo, 3))
-            .unwrap()
-            .into_dyn();
-        let y = Layer::<f64>::forward(&pool, x.view()).unwrap();
-        let y0 = Layer::<f64>::forward(&pool, x0.view()).unwrap();
+        let m = arr(&[n, c, ho, wo], 3);
+        let y = Layer::<F>::forward(&pool, x.view()).unwrap();
+        let y0 = Layer::<F>::forward(&pool, x0.view()).unwrap();
         let mut step = Step::new(0, x.view(), y.view(), m.view());
         step.baseline_input = Some(x0_view.clone());
         step.baseline_output = Some(y0.view());
-        let fast = Select::cross_max(&pool, &step.input, &x0_view, &step.relevance, DEEPLIFT_THRESHOLD)
+        let threshold = F::lit(DEEPLIFT_THRESHOLD);
+        let fast = Select::cross_max(&pool, &step.input, &x0_view, &step.relevance, threshold)
             .expect("a 2×2 pool takes the one-pass path");
-        let general = cross_max_general(&pool, &step, DEEPLIFT_THRESHOLD).unwrap();
+        let general = cross_max_general(&pool, &step, threshold).unwrap();
         assert_eq!(fast.shape(), general.shape());
         // `==` is bit equality here, up to the sign of zero
         for (a, b) in fast.iter().zip(general.iter()) {
             assert!(a == b, "{a} vs {b}");
         }
         // and it is not trivially zero
-        assert!(fast.iter().any(|&v| v != 0.0));
+        assert!(fast.iter().any(|&v| v != F::zero()));
     }
 }
 
