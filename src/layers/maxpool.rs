@@ -6,7 +6,7 @@ use crate::float::Float;
 use crate::kernels::window::window_out;
 use crate::pool::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
-use window_2x2::{dims_2x2, first_max_flags, zero_outside_2x2};
+use window_2x2::{dims_2x2, zero_outside_2x2};
 
 mod window_2x2;
 mod window_general;
@@ -374,34 +374,14 @@ impl MaxPool2d {
             ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), output_buffer(n * c * h * w)).ok()?;
         let buf = out.as_slice_mut()?;
         let fill = |((plane, dst), v): ((&[F], &mut [F]), &[F])| {
-            let zero = F::zero();
-            let one = |f: bool| F::from_u8(u8::from(f)).unwrap_or(zero);
-            zero_outside_2x2(dst, h, w);
-            for (oy, v) in v.chunks_exact(wo).enumerate() {
-                let (x0, x1) = (
-                    &plane[2 * oy * w..(2 * oy + 1) * w],
-                    &plane[(2 * oy + 1) * w..(2 * oy + 2) * w],
-                );
-                let (d0, d1) = dst[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
-                let windows = x0
-                    .chunks_exact(2)
-                    .zip(x1.chunks_exact(2))
-                    .zip(d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)))
-                    .zip(v);
-                for (((p0, p1), (q0, q1)), &v) in windows {
-                    let [f0, f1, f2, f3] = first_max_flags(p0[0], p0[1], p1[0], p1[1]);
-                    // Every position is written (recycled buffers hold old values), as v·1 or
-                    // v·0, plus 0 so that a negative v leaves +0 and not −0. A select would
-                    // compile to a branch, which mispredicts on varied inputs (about 10 % of a
-                    // batch-64 EpsilonGammaBox call on the small CNN); the 1 or 0 is converted
-                    // from an integer for the same reason. A non-finite v would leave NaN
-                    // beside its maximum; relevance is finite here.
-                    q0[0] = v * one(f0) + zero;
-                    q0[1] = v * one(f1) + zero;
-                    q1[0] = v * one(f2) + zero;
-                    q1[1] = v * one(f3) + zero;
-                }
-            }
+            crate::kernels::simd::vectorized(window_2x2::RoutePlane {
+                plane,
+                dst,
+                v,
+                h,
+                w,
+                wo,
+            })
         };
         #[cfg(feature = "parallel")]
         if crate::kernels::elementwise::par_elems(src.len()) {

@@ -4,7 +4,7 @@ use super::steps::cross_max_general;
 use super::*;
 use crate::layers::{MaxPool2d, Relu};
 use ndarray::Axis;
-use ndarray::{Array, Array4, IxDyn};
+use ndarray::{Array, IxDyn};
 
 /// A small deterministic generator with many ties (values on a coarse grid).
 fn grid(len: usize, seed: u64) -> Vec<f64> {
