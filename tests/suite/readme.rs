@@ -164,6 +164,10 @@ const NUMBERS: &[(&str, Kind)] = &[
     ("Winograd convolution equals direct loops to ", Bound(WINOGRAD)),
     ("widths down to 1) to ", Bound(IM2COL)),
     (
+        "the fused bias gives the bits of a bias pass; f32 within ",
+        Bound(DIRECT_F32),
+    ),
+    (
         "(`DeepLift`, `DeepLiftShap`) in float64, worst relative deviation ",
         Measured(CAPTUM_F64),
     ),
@@ -331,7 +335,11 @@ fn every_published_figure_is_asserted_within_ten_times() {
 #[test]
 fn kernel_bounds_are_the_unit_tests_bounds() {
     let tests = read("src/layers/conv2d/tests.rs");
-    for (bound, what) in [(WINOGRAD, "Winograd"), (IM2COL, "im2col")] {
+    for (bound, what) in [
+        (WINOGRAD, "Winograd"),
+        (IM2COL, "im2col"),
+        (DIRECT_F32, "direct path, f32"),
+    ] {
         let assertion = format!("dev < {bound:e}");
         assert!(
             tests.contains(&assertion),

@@ -122,6 +122,9 @@ pub const LAYER_CASES: usize = 53;
 pub const WINOGRAD: f64 = 1e-13;
 /// im2col against direct loops (`src/layers/conv2d/tests.rs`; stated bound).
 pub const IM2COL: f64 = 1e-14;
+/// The direct convolution path in f32 against plain f64 loops (`src/layers/conv2d/tests.rs`),
+/// relative to the largest output.
+pub const DIRECT_F32: f64 = 1e-5;
 
 // --- properties ----------------------------------------------------------------------------------
 
