@@ -108,8 +108,7 @@ impl<F: Float> pulp::WithSimd for CrossMaxPlane<'_, F> {
                     // (closures here would be compiled without AVX2: plain loops)
                     let (mut xs, mut x0s, mut ms) = ([[zero; 8]; 4], [[zero; 8]; 4], [zero; 8]);
                     for l in 0..count {
-                        let c = 2 * (first + l);
-                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                        for (k, at) in window(r0, r1, first + l).into_iter().enumerate() {
                             xs[k][l] = px[at];
                             x0s[k][l] = p0[at];
                         }
@@ -117,8 +116,7 @@ impl<F: Float> pulp::WithSimd for CrossMaxPlane<'_, F> {
                     }
                     let out = cross_max_8(v3, &xs, &x0s, &ms, threshold);
                     for l in 0..count {
-                        let c = 2 * (first + l);
-                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                        for (k, at) in window(r0, r1, first + l).into_iter().enumerate() {
                             dst[at] = out[k][l];
                         }
                     }
@@ -126,8 +124,8 @@ impl<F: Float> pulp::WithSimd for CrossMaxPlane<'_, F> {
                 }
             }
             for ox in first..wo {
-                let window = [r0 + 2 * ox, r0 + 2 * ox + 1, r1 + 2 * ox, r1 + 2 * ox + 1];
-                let (xs, x0s) = (window.map(|i| px[i]), window.map(|i| p0[i]));
+                let at = window(r0, r1, ox);
+                let (xs, x0s) = (at.map(|i| px[i]), at.map(|i| p0[i]));
                 // the windows' maxima and first-maximum flags
                 let y = max_2x2(xs[0], xs[1], xs[2], xs[3]);
                 let y0 = max_2x2(x0s[0], x0s[1], x0s[2], x0s[3]);
@@ -142,7 +140,7 @@ impl<F: Float> pulp::WithSimd for CrossMaxPlane<'_, F> {
                     // sum (0 + from_x) + (0 + from_x0) over Δx
                     let gradient = pick(fx[k], m);
                     let shared = (pick(fx[k], from_x) + pick(f0[k], from_x0)) / dx;
-                    dst[window[k]] = if dx.abs() < threshold { gradient } else { shared };
+                    dst[at[k]] = if dx.abs() < threshold { gradient } else { shared };
                 }
             }
         }
@@ -188,8 +186,7 @@ impl<F: Float> pulp::WithSimd for RoutePlane<'_, F> {
                     let count = (wo - first).min(8);
                     let (mut xs, mut vs) = ([[zero; 8]; 4], [zero; 8]);
                     for l in 0..count {
-                        let c = 2 * (first + l);
-                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                        for (k, at) in window(r0, r1, first + l).into_iter().enumerate() {
                             xs[k][l] = plane[at];
                         }
                         vs[l] = v[first + l];
@@ -210,8 +207,7 @@ impl<F: Float> pulp::WithSimd for RoutePlane<'_, F> {
                         }
                     }
                     for l in 0..count {
-                        let c = 2 * (first + l);
-                        for (k, at) in [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1].into_iter().enumerate() {
+                        for (k, at) in window(r0, r1, first + l).into_iter().enumerate() {
                             dst[at] = out[k][l];
                         }
                     }
@@ -220,8 +216,7 @@ impl<F: Float> pulp::WithSimd for RoutePlane<'_, F> {
             }
             let one = |f: bool| F::from_u8(u8::from(f)).unwrap_or(zero);
             for ox in first..wo {
-                let c = 2 * ox;
-                let at = [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1];
+                let at = window(r0, r1, ox);
                 let flags = first_max_flags(plane[at[0]], plane[at[1]], plane[at[2]], plane[at[3]]);
                 // v·1 or v·0, plus 0 so that a negative v leaves +0 and not −0 (no branch);
                 // a non-finite v would leave NaN beside its maximum; relevance is finite here
@@ -308,6 +303,13 @@ fn vflags<F: Float>(s: pulp::x86::V3, [a, b, c, d]: [F::V; 4]) -> [F::M; 4] {
         F::mand(s, F::mand(s, ca, cb), ndc),
         F::mand(s, F::mand(s, da, db), dc),
     ]
+}
+
+/// The positions of window `ox` of the row pair starting at `r0` and `r1`, row-major.
+#[inline(always)]
+fn window(r0: usize, r1: usize, ox: usize) -> [usize; 4] {
+    let c = 2 * ox;
+    [r0 + c, r0 + c + 1, r1 + c, r1 + c + 1]
 }
 
 /// Which position of a 2×2 window `[a, b, c, d]` holds [`max_2x2`]'s first maximum, as four
