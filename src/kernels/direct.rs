@@ -351,13 +351,7 @@ mod tests {
             assert_eq!(out.len(), n * shape.o * ho * wo, "every output written once");
             out
         }
-        let mut state = 5u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
+        let mut next = crate::kernels::test_uniform(5);
         for (c, o, h, w, kh, kw, pad) in [
             (1, 8, 9, 13, 3, 3, [1, 1, 1, 1]),
             (3, 2, 5, 30, 3, 2, [0, 1, 2, 0]),

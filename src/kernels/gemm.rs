@@ -286,13 +286,7 @@ mod tests {
             let tail = (whole..a.len()).fold(F::zero(), |t, i| t + a[i] * b[i]);
             ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
         }
-        let mut state = 3u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        };
+        let mut next = crate::kernels::test_uniform(3);
         for (n, inputs, outputs) in [(1, 784, 32), (3, 37, 9), (2, 8, 1), (1, 5, 6), (4, 64, 10)] {
             let x = Array2::from_shape_simple_fn((n, inputs), &mut next);
             let w = Array2::from_shape_simple_fn((outputs, inputs), &mut next);

@@ -11,3 +11,15 @@ pub(crate) mod simd;
 pub(crate) mod window;
 pub(crate) mod winograd;
 pub(crate) mod winograd1d;
+
+/// Uniform values in [−1, 1) from a seeded LCG, for the kernels' unit tests.
+#[cfg(test)]
+pub(crate) fn test_uniform(seed: u64) -> impl FnMut() -> f64 {
+    let mut state = seed;
+    move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
