@@ -24,8 +24,9 @@
 //!   to one thread and never cross threads.
 //! * **Bounds.** Buffers shorter than [`RECYCLE_MIN`] elements are not kept (the allocator
 //!   reuses small blocks well). The pool holds at most [`RECYCLE_MAX_BYTES`] (256 MiB); a
-//!   buffer that would go beyond it is freed. A buffer is handed out only for a request of
-//!   at least half its capacity. Each thread keeps at most [`SCRATCH_MAX`] scratch buffers.
+//!   buffer that would go beyond it is freed. A request takes the smallest buffer that
+//!   fits; if none fits, the largest grows to the request (a fresh allocation would leave it
+//!   idle beside the new one, and the process would hold both). Each thread keeps at most [`SCRATCH_MAX`] scratch buffers.
 //! * **Release.** [`release_buffers`] frees the pool and the scratch buffers of the calling
 //!   thread and of the `parallel` feature's worker threads.
 //! * **Violations show in tests.** In debug builds (which `cargo test` makes) every buffer
@@ -152,6 +153,21 @@ pub(crate) fn output_vec<F: Float>(len: usize) -> Vec<F> {
     }
 }
 
+/// An owned copy of `a` in standard layout, in a recycled buffer if one fits: the
+/// pool's `to_owned`, for the copies a backward pass makes of its large arrays (an
+/// ndarray `to_owned` would allocate afresh while the pool holds spent buffers of the same
+/// size, and the process would hold both).
+pub(crate) fn copied<F: Float, D: ndarray::Dimension>(
+    a: &ndarray::ArrayView<'_, F, D>,
+) -> ndarray::Array<F, D> {
+    let mut v = output_vec(a.len());
+    match a.as_slice() {
+        Some(s) => v.extend_from_slice(s),
+        None => v.extend(a.iter().copied()),
+    }
+    crate::tensor::layout::shaped(a.raw_dim(), v)
+}
+
 /// `n` zeros whose memory is written now. `vec![0; n]` may come from `calloc`, whose
 /// untouched pages all map the kernel's shared zero page on a first read; the first write
 /// after that read then takes a copy-on-write fault and a TLB shootdown across every
@@ -174,17 +190,26 @@ fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
         return None;
     }
     let mut pool = POOL.lock().ok()?;
-    // the smallest buffer that fits, and not more than twice as large
-    let (i, _) = pool
+    let caps: Vec<(usize, usize)> = pool
         .iter()
         .enumerate()
         .filter_map(|(i, (_, b))| b.downcast_ref::<Vec<F>>().map(|v| (i, v.capacity())))
-        .filter(|&(_, cap)| cap >= len && cap <= 2 * len)
-        .min_by_key(|&(_, cap)| cap)?;
+        .collect();
+    // the smallest buffer that fits; if none does, the largest, which grows: a fresh
+    // allocation would leave it idle (and resident) beside the new one
+    let fits = caps
+        .iter()
+        .filter(|&&(_, cap)| cap >= len)
+        .min_by_key(|&&(_, cap)| cap);
+    let &(i, _) = fits.or_else(|| caps.iter().max_by_key(|&&(_, cap)| cap))?;
     let (_, b) = pool.swap_remove(i);
     drop(pool);
     let mut v = *b.downcast::<Vec<F>>().ok()?;
     REUSED.fetch_add(1, Ordering::Relaxed);
+    if v.capacity() < len {
+        v.clear();
+        v.reserve_exact(len);
+    }
     v.truncate(len);
     v.resize(len, F::zero());
     Some(v)

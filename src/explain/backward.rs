@@ -13,7 +13,7 @@
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::layers::{MergeStep, Step};
-use crate::network::{Network, Op};
+use crate::network::{Network, Op, Trace};
 use crate::rules::{PairStep, Rule};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -36,22 +36,61 @@ pub(crate) enum Visit {
 /// for methods that explain a difference, of the baseline's (one row shared by the batch,
 /// or one row per row).
 pub(crate) struct Recorded<'a, F: Float> {
-    /// The forward pass of the input, one array per value.
-    pub acts: &'a [ArrayD<F>],
+    /// The forward pass of the input, one array per value. The backward loop hands a
+    /// value's buffer to the pool (`crate::pool`) as soon as no node left to visit reads it
+    /// (`None` then), so that the rules' temporaries reuse the trace's memory instead of
+    /// adding to it; the input and the output stay.
+    acts: Vec<Option<ArrayD<F>>>,
     /// The forward pass of the baseline, if any.
     pub base: Option<&'a [ArrayD<F>]>,
 }
 
 impl<'a, F: Float> Recorded<'a, F> {
+    /// The values of `trace`, and the baseline's (if the method has one).
+    pub fn new(trace: Trace<F>, base: Option<&'a [ArrayD<F>]>) -> Self {
+        Recorded {
+            acts: trace.activations.into_iter().map(Some).collect(),
+            base,
+        }
+    }
+
+    /// The input's value `v`.
+    pub fn act(&self, v: usize) -> &ArrayD<F> {
+        self.acts[v]
+            .as_ref()
+            .expect("invariant: the backward loop releases a value only after its last reader")
+    }
+
+    /// The network output (the last value, never released).
+    pub fn output(&self) -> &ArrayD<F> {
+        self.act(self.acts.len() - 1)
+    }
+
+    /// The output; the other values' buffers go back to the pool.
+    pub fn into_output(mut self) -> ArrayD<F> {
+        let output = self.acts.pop().flatten().unwrap_or_default();
+        self.acts.into_iter().flatten().for_each(crate::pool::recycle);
+        output
+    }
+
+    /// Hands value `v`'s buffer to the pool (not the input's or the output's).
+    fn release(&mut self, v: usize) {
+        if v > 0 && v + 1 < self.acts.len() {
+            if let Some(a) = self.acts[v].take() {
+                crate::pool::recycle(a);
+            }
+        }
+    }
+
     /// The baseline's value `v` with the shape of the input's (a shared row is broadcast).
     pub fn base(&self, v: usize) -> Option<ArrayViewD<'a, F>> {
         let b = self.base?.get(v)?;
-        b.broadcast(self.acts[v].raw_dim())
+        b.broadcast(self.act(v).raw_dim())
     }
 
     /// The step of a one-input node `k` reading value `u`, with `relevance` at its output.
-    fn step(&self, k: usize, u: usize, relevance: ArrayViewD<'a, F>) -> Step<'a, F> {
-        let step = Step::new(k, self.acts[u].view(), self.acts[k + 1].view(), relevance);
+    fn step<'s>(&'s self, k: usize, u: usize, relevance: ArrayViewD<'s, F>) -> Step<'s, F> {
+        let step = Step::new(k, self.act(u).view(), self.act(k + 1).view(), relevance);
         match (self.base(u), self.base(k + 1)) {
             (Some(bi), Some(bo)) => step.with_baseline(bi, bo),
             _ => step,
@@ -64,7 +103,7 @@ pub(crate) type Backward<F> = (ArrayD<F>, Option<Vec<ArrayD<F>>>);
 
 /// How the per-node results show what was carried back to a value: the relevance itself
 /// (LRP, gradients), or DeepLIFT's contributions `m ⊙ (a − ā)`.
-pub(crate) type Report<'r, F> = &'r dyn Fn(usize, &ArrayD<F>) -> ArrayD<F>;
+pub(crate) type Report<'r, F> = &'r dyn Fn(usize, &ArrayD<F>, &Recorded<'_, F>) -> ArrayD<F>;
 
 impl<F: Float> Network<F> {
     /// How the backward loop visits each node under `rules` (one per node): an activation
@@ -129,7 +168,7 @@ impl<F: Float> Network<F> {
     /// `report` shows it.
     pub(crate) fn backward(
         &self,
-        rec: &Recorded<'_, F>,
+        rec: &mut Recorded<'_, F>,
         rules: &[&dyn Rule<F>],
         plan: &[Visit],
         start: ArrayD<F>,
@@ -142,11 +181,17 @@ impl<F: Float> Network<F> {
         for k in (0..self.nodes().len()).rev() {
             // every node reaches the output, so its output has received all its parts; a
             // node handled by the activation above it has received nothing
-            let Some(r) = slots[k + 1].take() else { continue };
+            let Some(r) = slots[k + 1].take() else {
+                // (its value was read by the pair above it, already visited)
+                rec.release(k + 1);
+                continue;
+            };
             if let (Some(kept), Some(report)) = (kept.as_mut(), report) {
-                kept[k + 1] = report(k + 1, &r);
+                kept[k + 1] = report(k + 1, &r, rec);
             }
             let node = &self.nodes()[k];
+            // node k is the last reader of its output value (the readers come after it)
+            let done = k + 1;
             if let Visit::Pair { affine } = plan[k] {
                 let (u, middle) = (self.nodes()[affine].inputs()[0], affine + 1);
                 let parts = self.pair(affine, k, rules[k], rec, r.view())?;
@@ -154,7 +199,8 @@ impl<F: Float> Network<F> {
                     kept[middle] = parts.middle;
                 }
                 crate::pool::recycle(r);
-                self.deposit(k, &mut slots, u, parts.input, rec.acts[u].shape())?;
+                self.deposit(k, &mut slots, u, parts.input, rec.act(u).shape())?;
+                rec.release(done);
                 continue;
             }
             let parts = self.visit(k, rules[k], rec, r)?;
@@ -169,14 +215,15 @@ impl<F: Float> Network<F> {
                 });
             }
             for (&u, part) in node.inputs().iter().zip(parts) {
-                self.deposit(k, &mut slots, u, part, rec.acts[u].shape())?;
+                self.deposit(k, &mut slots, u, part, rec.act(u).shape())?;
             }
+            rec.release(done);
         }
         let r = slots[0]
             .take()
-            .unwrap_or_else(|| ArrayD::zeros(rec.acts[0].raw_dim()));
+            .unwrap_or_else(|| ArrayD::zeros(rec.act(0).raw_dim()));
         if let (Some(kept), Some(report)) = (kept.as_mut(), report) {
-            kept[0] = report(0, &r);
+            kept[0] = report(0, &r, rec);
         }
         Ok((r, kept))
     }
@@ -195,7 +242,7 @@ impl<F: Float> Network<F> {
                 let u = node.inputs()[0];
                 let class = layer.class();
                 // an identity pass (LRP at a ReLU) hands the relevance on without a copy
-                if class.is_elementwise() && rule.activation_is_identity() && r.shape() == rec.acts[u].shape()
+                if class.is_elementwise() && rule.activation_is_identity() && r.shape() == rec.act(u).shape()
                 {
                     return Ok(vec![r]);
                 }
@@ -203,8 +250,8 @@ impl<F: Float> Network<F> {
                 vec![class.relevance(rule, &step).map_err(self.at(k))?]
             }
             Op::Merge(merge) => {
-                let inputs = node.inputs().iter().map(|&u| rec.acts[u].view()).collect();
-                let mut step = MergeStep::new(k, inputs, rec.acts[k + 1].view(), r.view())
+                let inputs = node.inputs().iter().map(|&u| rec.act(u).view()).collect();
+                let mut step = MergeStep::new(k, inputs, rec.act(k + 1).view(), r.view())
                     .with_gates(self.gates(k).to_vec());
                 if let Some(out) = rec.base(k + 1) {
                     let base: Option<Vec<_>> = node.inputs().iter().map(|&u| rec.base(u)).collect();

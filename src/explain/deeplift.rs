@@ -12,7 +12,7 @@ use crate::network::{Network, Trace};
 use crate::rules::{DeepLift, DeepLiftRule, Rule};
 use crate::tensor::batch::{concat_batch, concat_layers, split_batch};
 use crate::tensor::numerics::per_sample_sum;
-use ndarray::{Array1, ArrayD, ArrayViewD, Axis, Slice};
+use ndarray::{Array1, ArrayD, Axis, Slice};
 
 /// Options of [`Network::deeplift_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -223,27 +223,26 @@ impl<F: Float> Network<F> {
             (Some(t), _) | (None, Some(t)) => t,
             (None, None) => unreachable!("pairs() keeps the rows of an unshared baseline"),
         };
-        let rec = Recorded {
-            acts: &tx.activations,
-            base: Some(&tb.activations),
-        };
-        // the baseline's value v with the shape of x's (a shared row is broadcast)
-        let base = |v: usize| -> ArrayViewD<'_, F> {
-            rec.base(v).expect("a baseline row broadcasts over the batch")
-        };
-        let delta_at = |v: usize| &tx.activations[v] - &base(v);
         let seed = self.seed(tx.output(), &pairs.target, run.seed)?;
+        let mut rec = Recorded::new(tx, Some(&tb.activations));
+        // the contribution `m ⊙ (a − ā)` at value v
+        let contribution = |v: usize, m: &ArrayD<F>, rec: &Recorded<'_, F>| {
+            let base = rec.base(v).expect("a baseline row broadcasts over the batch");
+            m * &(rec.act(v) - &base)
+        };
         let rules = vec![run.rule as &dyn Rule<F>; self.nodes().len()];
         let plan = self.plan(&rules);
-        let contribution = |v: usize, m: &ArrayD<F>| m * &delta_at(v);
         let report = run.keep_layers.then_some(&contribution as Report<'_, F>);
-        let (m, kept) = self.backward(&rec, &rules, &plan, seed.clone(), report)?;
+        let (m, kept) = self.backward(&mut rec, &rules, &plan, seed.clone(), report)?;
         let out = self.shapes().len() - 1;
         let kk = pairs.k;
-        let total = mean_groups(per_sample_sum(&(&seed * &delta_at(out)).view()).into_dyn(), kk)
-            .into_dimensionality()
-            .expect("1-D");
-        let relevance = mean_groups(&m * &delta_at(0), kk);
+        let total = mean_groups(
+            per_sample_sum(&contribution(out, &seed, &rec).view()).into_dyn(),
+            kk,
+        )
+        .into_dimensionality()
+        .expect("1-D");
+        let relevance = mean_groups(contribution(0, &m, &rec), kk);
         let delta = &total - &per_sample_sum(&relevance.view());
         let every_kth = |a: &ArrayD<F>| -> ArrayD<F> {
             let rows: Vec<usize> = (0..a.shape()[0]).step_by(kk).collect();
@@ -252,14 +251,19 @@ impl<F: Float> Network<F> {
         let result = Attribution {
             relevance,
             multipliers: Some(mean_groups(m, kk)),
-            output: every_kth(tx.output()),
-            baseline_output: Some(mean_groups(base(out).to_owned(), kk)),
+            output: every_kth(rec.output()),
+            baseline_output: Some(mean_groups(
+                rec.base(out)
+                    .expect("a baseline row broadcasts over the batch")
+                    .to_owned(),
+                kk,
+            )),
             total,
             delta,
             layers: kept.map(|v| v.into_iter().map(|a| mean_groups(a, kk)).collect()),
         };
         // the traces recorded here are done with (a shared baseline's is kept by its owner)
-        tx.recycle();
+        drop(rec.into_output());
         if let Some(t) = own {
             t.recycle();
         }

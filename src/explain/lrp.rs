@@ -52,8 +52,8 @@ impl<F: Float> Network<F> {
         let options = Options { seed, keep_layers };
         // Samples are independent: split the batch across threads (feature `parallel`).
         let parts = split_batch(x.shape()[0], |rows| {
-            let xs = x.slice_axis(Axis(0), Slice::from(rows.clone())).to_owned();
-            self.lrp_rows(&xs, &target_rows(target, rows), rules, options)
+            let xs = crate::pool::copied(&x.slice_axis(Axis(0), Slice::from(rows.clone())));
+            self.lrp_rows(xs, &target_rows(target, rows), rules, options)
         })?;
         Ok(Attribution::concat(parts))
     }
@@ -61,7 +61,7 @@ impl<F: Float> Network<F> {
     /// LRP on one part of a batch, on the calling thread.
     fn lrp_rows<R>(
         &self,
-        x: &ArrayD<F>,
+        x: ArrayD<F>,
         target: &Target<F>,
         rules: &R,
         options: Options,
@@ -69,32 +69,34 @@ impl<F: Float> Network<F> {
     where
         R: RuleSet<F> + ?Sized,
     {
-        let trace = self.trace(x)?;
+        // the part's input becomes the trace's first value (kept to the end of the call)
+        let trace = self.trace_owned(x)?;
         let per_node = self.resolve(rules)?;
         let plan = self.plan(&per_node);
         let start = self.seed(trace.output(), target, options.seed)?;
         let total = per_sample_sum(&start.view());
-        let rec = Recorded {
-            acts: &trace.activations,
-            base: None,
-        };
-        let same = |_: usize, r: &ArrayD<F>| r.clone();
+        let mut rec = Recorded::new(trace, None);
+        let same = |_: usize, r: &ArrayD<F>, _: &Recorded<'_, F>| r.clone();
         let keep_start = (!options.keep_layers).then(|| start.clone());
         let report = options
             .keep_layers
             .then_some(&same as super::backward::Report<'_, F>);
-        let (mut r, layers) = self.backward(&rec, &per_node, &plan, start, report)?;
+        let (mut r, layers) = self.backward(&mut rec, &per_node, &plan, start, report)?;
         if rules.times_input() {
-            r *= x;
+            r *= rec.act(0);
         }
-        // a non-finite relevance names the node nearest the output where it appeared
+        // a non-finite relevance names the node nearest the output where it appeared (the
+        // loop released the trace as it went: the pass runs again on a new one)
         self.check_backward("relevance pass", &r, || match (&layers, keep_start) {
             (Some(l), _) => Ok(Some(l.clone())),
-            (None, Some(start)) => Ok(self.backward(&rec, &per_node, &plan, start, Some(&same))?.1),
+            (None, Some(start)) => {
+                let mut again = Recorded::new(self.trace(rec.act(0))?, None);
+                Ok(self.backward(&mut again, &per_node, &plan, start, Some(&same))?.1)
+            }
             (None, None) => Ok(None),
         })?;
         let delta = &total - &per_sample_sum(&r.view());
-        let output = trace.into_output();
+        let output = rec.into_output();
         Ok(Attribution {
             relevance: r,
             output,

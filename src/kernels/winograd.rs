@@ -185,7 +185,7 @@ pub(crate) fn transformed_products<F: Float>(
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`. `weight` is `[rows, cols, 3, 3]` in
 /// standard layout. Output channels are transformed in parallel.
 #[allow(clippy::needless_range_loop)] // dc indexes the kernel and the 16 local rows alike
-fn transform_weight<F: Float>(s: &Shape, weight: &[F], u: &mut [F]) {
+pub(crate) fn transform_weight<F: Float>(s: &Shape, weight: &[F], u: &mut [F]) {
     let half = F::lit(0.5);
     let mut per_out: Vec<Vec<&mut [F]>> = (0..s.o).map(|_| Vec::with_capacity(16)).collect();
     for xi_slice in u.chunks_mut(s.o * s.c) {

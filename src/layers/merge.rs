@@ -72,10 +72,8 @@ impl<F: Float> Merge<F> for Add {
             node: "Add".into(),
             reason: "no inputs".into(),
         })?;
-        let mut out = first
-            .broadcast(shape.clone())
-            .expect("broadcasts, checked above")
-            .to_owned();
+        let mut out =
+            crate::pool::copied(&first.broadcast(shape.clone()).expect("broadcasts, checked above"));
         for x in rest {
             out += x;
         }
@@ -95,7 +93,7 @@ impl<F: Float> LinearMap<F> for Add {
             .map(|shape| {
                 let mut full = vec![s.shape().first().copied().unwrap_or(0)];
                 full.extend_from_slice(shape);
-                sum_to_shape(s.to_owned(), &full)
+                sum_to_shape(crate::pool::copied(&s), &full)
             })
             .collect()
     }
@@ -146,7 +144,7 @@ impl Concat {
             .iter()
             .map(|s| {
                 let len = s[self.axis];
-                let part = a.slice_axis(axis, Slice::from(start..start + len)).to_owned();
+                let part = crate::pool::copied(&a.slice_axis(axis, Slice::from(start..start + len)));
                 start += len;
                 part
             })
@@ -279,7 +277,7 @@ impl<F: Float> Merge<F> for Mul {
             });
         };
         let shape = broadcast("Mul", &[a.shape(), b.shape()])?;
-        let mut out = crate::tensor::layout::broadcast(a, shape).to_owned();
+        let mut out = crate::pool::copied(&crate::tensor::layout::broadcast(a, shape));
         out *= b;
         Ok(out)
     }

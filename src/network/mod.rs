@@ -224,14 +224,6 @@ impl<F: Float> Trace<F> {
         self.activations.last().expect("a trace holds at least the input")
     }
 
-    /// The output, the other values' buffers handed back to the pool (`crate::pool`) for
-    /// later calls.
-    pub(crate) fn into_output(mut self) -> ArrayD<F> {
-        let output = self.activations.pop().unwrap_or_default();
-        self.recycle();
-        output
-    }
-
     /// Hands every value's buffer back to the pool (`crate::pool`): the trace is spent.
     pub(crate) fn recycle(self) {
         self.activations.into_iter().for_each(crate::pool::recycle);
@@ -559,12 +551,18 @@ impl<F: Float> Network<F> {
     /// As [`Network::forward`].
     pub fn trace(&self, x: &ArrayD<F>) -> Result<Trace<F>> {
         self.check_input(x)?;
-        let values: Vec<ArrayD<F>> = self
-            .run(x.clone(), true)?
-            .into_iter()
-            .map(|v| v.expect("kept"))
-            .collect();
-        self.check_forward(values.last().expect("non-empty"), x, Some(&values))?;
+        self.trace_owned(crate::pool::copied(&x.view()))
+    }
+
+    /// [`Network::trace`] of an input the caller hands over (checked by the caller): it
+    /// becomes the trace's first value without a copy.
+    pub(crate) fn trace_owned(&self, x: ArrayD<F>) -> Result<Trace<F>> {
+        let values: Vec<ArrayD<F>> = self.run(x, true)?.into_iter().map(|v| v.expect("kept")).collect();
+        let (first, last) = (
+            values.first().expect("non-empty"),
+            values.last().expect("non-empty"),
+        );
+        self.check_forward(last, first, Some(&values))?;
         Ok(Trace { activations: values })
     }
 }

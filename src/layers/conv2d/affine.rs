@@ -145,11 +145,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                 .collect();
             let mut ys: Vec<&mut [F]> = outs.iter_mut().map(crate::tensor::layout::standard_mut).collect();
             match (wino, wino1d) {
-                (Some(shape), _) => {
-                    let us: Vec<_> = slices.iter().map(|w| self.transformed_3x3(&shape, w)).collect();
-                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
-                    winograd::conv3x3_transformed(x, &shape, &us, &mut ys)
-                }
+                (Some(shape), _) => self.with_transforms_3x3(&shape, &slices, |us| {
+                    winograd::conv3x3_transformed(x, &shape, us, &mut ys)
+                }),
                 (None, Some(shape)) => {
                     let us: Vec<_> = slices.iter().map(|w| self.transformed_1x3(w, false)).collect();
                     let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
@@ -289,9 +287,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
                     };
                     // through the weights' forward transforms: kept for the layer's own
                     // weight and kept rule-modified ones, made for this call otherwise
-                    let us: Vec<_> = wts.iter().map(|w| self.transformed_3x3(&ws, w)).collect();
-                    let us: Vec<&[F]> = us.iter().map(|u| &u[..]).collect();
-                    winograd::conv3x3_sum(&xs, &ts, &us, y);
+                    self.with_transforms_3x3(&ws, &wts, |us| winograd::conv3x3_sum(&xs, &ts, us, y));
                 }
                 (None, Some(ws)) => {
                     // the correlation of s with the kernel reversed, channels swapped
@@ -337,8 +333,9 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             // sample's product is written in place (the same products as below, sample by
             // sample: the same bits)
             let t = sides.len();
+            let unstacked = t > 1 && !stacks(&sides);
             let run = self.kept_run_of(&sides);
-            let wcat = stacked_weights(&sides, run.as_ref());
+            let wcat = (!unstacked).then(|| stacked_weights(&sides, run.as_ref()));
             let s_std: Vec<_> = sides.iter().map(|(s4, _)| s4.as_standard_layout()).collect();
             let s_sl: Vec<&[F]> = s_std.iter().map(crate::tensor::layout::standard).collect();
             // every element is overwritten by the products
@@ -348,6 +345,14 @@ impl<F: Float> Affine<F> for Conv2d<F> {
             let side = o * plane;
             for (k, dst) in buf.chunks_exact_mut(g.c * plane).enumerate() {
                 let mut dst = crate::tensor::layout::view_mut((g.c, plane), dst);
+                let Some(wcat) = wcat.as_ref() else {
+                    // large weights: one product per term, accumulated
+                    for (i, ((_, wm), s)) in sides.iter().zip(&s_sl).enumerate() {
+                        let s = crate::tensor::layout::view((o, plane), &s[k * side..(k + 1) * side]);
+                        gemm_acc(&wm.t(), &s, &mut dst, work, i > 0);
+                    }
+                    continue;
+                };
                 if let [s] = s_sl.as_slice() {
                     let s = crate::tensor::layout::view((o, plane), &s[k * side..(k + 1) * side]);
                     gemm(&wcat.t(), &s, &mut dst, work);
@@ -390,6 +395,25 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         }
         // several terms: one product of the stacked weights [W₁ᵀ | W₂ᵀ | …] and the stacked
         // [s₁; s₂; …], rather than one product per term accumulated into the columns
+        if sides.len() > 1 && !stacks(&sides) {
+            // large weights: one product per term, accumulated into the columns
+            return Ok(with_scratch(rows * ncols, |buf| {
+                let mut cols = crate::tensor::layout::view_mut((rows, ncols), &mut *buf);
+                for (i, (s4, wm)) in sides.iter().enumerate() {
+                    let one = std::slice::from_ref(&sides[i]);
+                    let s2: CowArray<'_, F, Ix2> = match s4.view().into_shape_with_order((o, ncols)) {
+                        Ok(v) if g.n == 1 => v.into(),
+                        _ => stacked(one).into(),
+                    };
+                    gemm_acc(&wm.t(), &s2.view(), &mut cols, work, i > 0);
+                    if !s2.is_view() {
+                        crate::pool::recycle(s2.into_owned().into_dyn());
+                    }
+                }
+                g.col2im(buf)
+            })
+            .into_dyn());
+        }
         let run = self.kept_run_of(&sides);
         let wm = stacked_weights(&sides, run.as_ref());
         let s2: CowArray<'_, F, Ix2> = match sides.as_slice() {
@@ -421,6 +445,21 @@ impl<F: Float> Conv2d<F> {
         let ws: Option<Vec<&[F]>> = sides.iter().map(|(_, wm)| wm.as_slice()).collect();
         self.transformed.kept.find_run(&ws?)
     }
+}
+
+/// Weights of at least this many elements are not stacked for a sum of transposed terms
+/// (the matrix products of the terms accumulate into the columns instead): the stacked copy
+/// is as large as the weights it copies, held beside them (18.9 MB for the two LRP-γ
+/// weights of a 512-channel 3×3 layer, at the peak of a ResNet-50 explanation), and on the
+/// few columns of a deep layer, copying costs about as much as the products' one read of
+/// the weights. A layer's size decides, never the batch: the same sums are rounded the same
+/// way alone or in a batch.
+pub(crate) const STACK_MAX: usize = 1 << 20;
+
+/// Whether the weights of a sum of transposed terms are stacked into one product (small
+/// weights) or multiplied term by term ([`STACK_MAX`]).
+fn stacks<F: Float>(sides: &[(ndarray::ArrayView4<'_, F>, ArrayView2<'_, F>)]) -> bool {
+    sides.first().is_none_or(|(_, wm)| wm.len() < STACK_MAX)
 }
 
 /// The weights of a sum of transposed terms stacked by rows, `[W₁; W₂; …]` (`[t·O, C·kh·kw]`),

@@ -8,16 +8,18 @@ use crate::kernels::{winograd, winograd1d};
 use crate::layers::KeptWeights;
 use std::sync::{Arc, OnceLock};
 
-/// The Winograd transforms of a layer's own weight, each made by the first call that needs
-/// it and kept:
+/// The Winograd transforms of a layer's own weight:
 /// * 1×3 kernels, F(4, 3): for the convolution and its transpose (twice the weight's size
-///   each): a DeepLIFT-SHAP run convolves with the same weight hundreds of times;
-/// * 3×3 kernels, F(2×2, 3×3): for the forward convolution only (16/9 of the weight's size),
-///   which every forward pass, trace and baseline runs. Transforming costs about as much
-///   memory traffic as two reads of the weight, which a kept transform saves on every call
-///   (on a 512-channel 14×14 layer at batch 1 it made Winograd slower than im2col).
-///   Transposed passes read it too (`winograd::conv3x3_sum`); substituted weights (LRP's
-///   rules) transform for their call.
+///   each), made by the first call that needs them and kept: a DeepLIFT-SHAP run convolves
+///   with the same weight hundreds of times;
+/// * 3×3 kernels, F(2×2, 3×3): for the forward convolution (16/9 of the weight's size),
+///   which every forward pass, trace and baseline runs; transposed passes read it too
+///   (`winograd::conv3x3_sum`). Kept only with
+///   [`Network::keep_rule_weights`](crate::Network::keep_rule_weights) on (and dropped by the
+///   first call after it is switched off): a ResNet-50's 3×3 layers would hold 24 MB more,
+///   as much as a fifth of the memory of one explanation beyond its weights and recorded
+///   activations. Otherwise each call transforms into a recycled buffer (no page faults),
+///   which costs about as much memory traffic as two reads of the weight.
 ///
 /// With [`Network::keep_rule_weights`](crate::Network::keep_rule_weights) on, `kept` holds
 /// rule-modified copies of the weight, and their transforms (made by the first call that
@@ -27,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 pub(super) struct Transformed<F> {
     forward: OnceLock<Vec<F>>,
     transposed: OnceLock<Vec<F>>,
-    forward_3x3: OnceLock<Vec<F>>,
+    forward_3x3: std::sync::Mutex<Option<Arc<Vec<F>>>>,
     pub(super) kept: KeptWeights<F>,
 }
 
@@ -40,8 +42,8 @@ impl<F> std::fmt::Debug for Transformed<F> {
     }
 }
 
-/// A weight transform: the layer's own (kept), a kept rule-modified weight's (shared with
-/// the store, which may drop it while a call uses it), or one made for this call.
+/// A weight transform: the layer's own (kept), a kept one (shared with the store, which may
+/// drop it while a call uses it), or one made for this call.
 pub(super) enum Held<'a, F> {
     Borrowed(&'a [F]),
     Shared(Arc<Vec<F>>),
@@ -81,13 +83,66 @@ impl<F: Float> Conv2d<F> {
         self.kept(w, cell, usize::from(transposed), make)
     }
 
-    /// The Winograd F(2×2, 3×3) transform of `w` (`[O, C, 3, 3]`, standard layout) for the
-    /// forward convolution: kept when `w` is the layer's own weight or a kept rule-modified
-    /// copy, else made for this call.
-    pub(super) fn transformed_3x3(&self, s: &winograd::Shape, w: &[F]) -> Held<'_, F> {
-        self.kept(w, &self.transformed.forward_3x3, 0, || {
-            winograd::transformed_weight(s, w)
+    /// Runs `f` on the Winograd F(2×2, 3×3) transforms of the weights `ws` (each
+    /// `[O, C, 3, 3]`, standard layout) for the forward convolution: kept ones where the layer
+    /// keeps them (its own weight with
+    /// [`Network::keep_rule_weights`](crate::Network::keep_rule_weights) on, kept
+    /// rule-modified copies), the others made into this thread's scratch memory for the
+    /// call (not the buffer pool, whose buffers a trace keeps).
+    pub(super) fn with_transforms_3x3<R>(
+        &self,
+        s: &winograd::Shape,
+        ws: &[&[F]],
+        f: impl FnOnce(&[&[F]]) -> R,
+    ) -> R {
+        let held: Vec<Option<Held<'_, F>>> = ws.iter().map(|w| self.kept_3x3(s, w)).collect();
+        let len = 16 * s.o * s.c;
+        let made = held.iter().filter(|h| h.is_none()).count();
+        crate::pool::with_scratch(made * len, |buf: &mut [F]| {
+            let to_make = ws.iter().zip(&held).filter(|(_, h)| h.is_none());
+            for (u, (w, _)) in buf.chunks_exact_mut(len).zip(to_make) {
+                winograd::transform_weight(s, w, u);
+            }
+            let mut fresh = buf.chunks_exact(len);
+            let us: Vec<&[F]> = held
+                .iter()
+                .filter_map(|h| match h {
+                    Some(u) => Some(&u[..]),
+                    None => fresh.next(),
+                })
+                .collect();
+            f(&us)
         })
+    }
+
+    /// The kept transform of `w` (see [`Conv2d::with_transforms_3x3`]), if the layer keeps
+    /// one: the first call after keeping is switched on makes the layer's own, and the first
+    /// call after it is switched off drops it.
+    fn kept_3x3(&self, s: &winograd::Shape, w: &[F]) -> Option<Held<'_, F>> {
+        let make = || winograd::transformed_weight(s, w);
+        if !self.is_own_weight(w) {
+            let (set, i) = self.transformed.kept.find(w)?;
+            let cell = set.derived(i, 0)?;
+            return Some(Held::Shared(Arc::clone(filled(cell, || Arc::new(make())))));
+        }
+        // a poisoned lock only means a call panicked: the slot is still a valid cache
+        let slot = || {
+            self.transformed
+                .forward_3x3
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if !self.transformed.kept.is_on() {
+            slot().take();
+            return None;
+        }
+        if let Some(u) = slot().as_ref() {
+            return Some(Held::Shared(Arc::clone(u)));
+        }
+        // made outside the lock (see `filled`); if another thread stored one meanwhile, that
+        // one is kept
+        let made = Arc::new(make());
+        Some(Held::Shared(Arc::clone(slot().get_or_insert(made))))
     }
 
     /// Whether `w` is the layer's own weight (the same memory, not equal values).

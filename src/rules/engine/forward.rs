@@ -71,7 +71,7 @@ pub(super) fn modified_outputs<'s, F: Float>(
         }
         for (down, up, g) in derived {
             let k = F::lit(2.0 + g);
-            let mut z = step.output.to_owned();
+            let mut z = crate::pool::copied(&step.output);
             if let Some(bias) = b.as_ref() {
                 layer.add_bias(&mut z, bias.mapv(|v| -v).view());
             }
@@ -98,19 +98,29 @@ pub(super) fn modified_outputs<'s, F: Float>(
             };
             if matches!(slot, Slot::Active(_)) && reuse(t) {
                 // the recorded output, bias included
-                zt = Some(step.output.to_owned());
+                zt = Some(crate::pool::copied(&step.output));
             } else if let (Some(bm), Some(bias)) = (t.bias, b.as_ref()) {
                 let bt: Array1<F> = bias.mapv(|p| bm.apply(p));
-                let zt = zt.get_or_insert_with(|| ArrayD::zeros(step.output.raw_dim()));
+                let zt = zt.get_or_insert_with(|| {
+                    crate::tensor::layout::shaped(
+                        step.output.raw_dim(),
+                        crate::pool::written_zeros(step.output.len()),
+                    )
+                });
                 layer.add_bias(zt, bt.view());
             }
             if let Some(zt) = zt {
                 let sign = F::lit(t.sign);
                 z = Some(match z {
                     None if t.sign == 1.0 => zt,
-                    None => zt.mapv(|v| v * sign),
+                    None => {
+                        let mut zt = zt;
+                        zt.mapv_inplace(|v| v * sign);
+                        zt
+                    }
                     Some(mut acc) => {
                         Zip::from(&mut acc).and(&zt).for_each(|a, &v| *a += sign * v);
+                        crate::pool::recycle(zt);
                         acc
                     }
                 });
