@@ -195,13 +195,7 @@ fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
         .enumerate()
         .filter_map(|(i, (_, b))| b.downcast_ref::<Vec<F>>().map(|v| (i, v.capacity())))
         .collect();
-    // the smallest buffer that fits; if none does, the largest, which grows: a fresh
-    // allocation would leave it idle (and resident) beside the new one
-    let fits = caps
-        .iter()
-        .filter(|&&(_, cap)| cap >= len)
-        .min_by_key(|&&(_, cap)| cap);
-    let &(i, _) = fits.or_else(|| caps.iter().max_by_key(|&&(_, cap)| cap))?;
+    let i = caps[choose(caps.iter().map(|&(_, cap)| cap), len)?].0;
     let (_, b) = pool.swap_remove(i);
     drop(pool);
     let mut v = *b.downcast::<Vec<F>>().ok()?;
@@ -213,6 +207,19 @@ fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
     v.truncate(len);
     v.resize(len, F::zero());
     Some(v)
+}
+
+/// Which of buffers of capacities `caps` serves a request of `len` elements (its position):
+/// the smallest that fits; if none does, the largest, which then grows (a fresh allocation
+/// would leave it idle, and resident, beside the new one).
+fn choose(caps: impl Iterator<Item = usize> + Clone, len: usize) -> Option<usize> {
+    let fits = caps
+        .clone()
+        .enumerate()
+        .filter(|&(_, cap)| cap >= len)
+        .min_by_key(|&(_, cap)| cap);
+    fits.or_else(|| caps.enumerate().max_by_key(|&(_, cap)| cap))
+        .map(|(i, _)| i)
 }
 
 /// Hands the buffer of `a` to the pool, if it is large and there is room (see the
@@ -269,6 +276,17 @@ pub(crate) fn with_scratch<F: Float, R>(len: usize, f: impl FnOnce(&mut [F]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_takes_the_smallest_fit_else_grows_the_largest() {
+        let caps = [300, 100, 200, 150];
+        let pick = |len| choose(caps.iter().copied(), len);
+        assert_eq!(pick(120), Some(3)); // 150: the smallest that fits
+        assert_eq!(pick(100), Some(1)); // an exact fit
+        assert_eq!(pick(250), Some(0)); // 300, though more than twice as large
+        assert_eq!(pick(400), Some(0)); // none fits: the largest grows
+        assert_eq!(choose(std::iter::empty(), 10), None);
+    }
 
     #[test]
     fn handed_out_buffers_are_poisoned_in_debug_builds() {

@@ -277,3 +277,67 @@ fn split_ratio_equals_two_masked_passes() {
     let t = r.t();
     assert!(split_ratio(&t, &zp.t(), &zn.t(), &orig.t(), 0.0).is_none());
 }
+
+/// Layers whose weights are too large to be stacked for a sum of transposed terms
+/// (`STACK_MAX`: one product per term, accumulated) give the reference's relevance: a 3×3
+/// convolution through im2col and a 1×1 one (the pointwise path), under the rules with
+/// several terms, on mixed-sign and non-negative inputs.
+#[test]
+fn unstacked_large_weights_match_the_reference() {
+    let mut g = Grid(11);
+    let layers: Vec<(Conv2d<f64>, Vec<usize>)> = vec![
+        (
+            Conv2d::new(
+                Array4::from_shape_fn((128, 1024, 3, 3), |_| g.next()),
+                Some(Array1::from_shape_fn(128, |_| g.next())),
+                Conv2dConfig::default().padding(1),
+            )
+            .unwrap(),
+            vec![1024, 2, 1],
+        ),
+        (
+            Conv2d::new(
+                Array4::from_shape_fn((1024, 1024, 1, 1), |_| g.next()),
+                Some(Array1::from_shape_fn(1024, |_| g.next())),
+                Conv2dConfig::default(),
+            )
+            .unwrap(),
+            vec![1024, 1, 2],
+        ),
+    ];
+    let mut compared = 0;
+    for (layer, sample) in &layers {
+        assert!(layer.weight().len() >= crate::layers::STACK_MAX);
+        let zbox = bounds(&mut g, sample);
+        let rules: Vec<(&str, Recipe<'_, f64>)> = vec![
+            ("gamma 0.25", LrpGamma::new(0.25).unwrap().recipe()),
+            ("alpha2beta1", LrpAlphaBeta::new(2.0, 1.0).unwrap().recipe()),
+            ("zbox", zbox[2].recipe()),
+        ];
+        for relu in [false, true] {
+            let mut shape = vec![2];
+            shape.extend_from_slice(sample);
+            let x = g.array(&shape).mapv(|v| if relu { v.max(0.0) } else { v });
+            let out = Layer::forward(layer, x.view()).unwrap();
+            let r = g.array(out.shape());
+            let step = Step::new(0, x.view(), out.view(), r.view());
+            for (rule, recipe) in &rules {
+                let want = reference(layer, &step, recipe).unwrap();
+                let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+                let got = propagate_with(layer, &step, recipe, FastPaths::ALL).unwrap();
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                    / scale;
+                assert!(
+                    err <= TOLERANCE,
+                    "{} weights, relu {relu}, {rule}: {err:e}",
+                    layer.weight().len()
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 2 * 2 * 3);
+}
