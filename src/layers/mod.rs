@@ -59,6 +59,7 @@ pub use avgpool::AvgPool2d;
 pub use batchnorm::BatchNorm2d;
 pub use class::{Class, MergeClass};
 pub use conv1d::{Conv1d, Conv1dConfig};
+#[cfg(test)]
 pub(crate) use conv2d::STACK_MAX;
 pub use conv2d::{Conv2d, Conv2dConfig};
 pub use conv_transpose2d::{ConvTranspose2d, ConvTranspose2dConfig};

@@ -12,6 +12,7 @@ use ndarray::{ArcArray, ArcArray1, Array1, Array4, ArrayD, ArrayView2, ArrayView
 use transforms::Transformed;
 
 mod affine;
+#[cfg(test)]
 pub(crate) use affine::STACK_MAX;
 mod direct;
 #[cfg(test)]
