@@ -495,7 +495,9 @@ impl<F: Float> Network<F> {
     /// z⁺'s `W⁺`, z^B's, …) between calls, or stops keeping them and frees them (`false`).
     ///
     /// Without it, every call modifies each weight it needs, and a convolution transforms
-    /// the modified weight for its Winograd path, again on every call. With it, the first
+    /// the modified weight, and its own 3×3 weight, for its Winograd path, again on every
+    /// call (into scratch memory that is reused: no more memory than one layer's transforms
+    /// at a time). With it, the first
     /// call that needs a modified weight makes it and later calls read it: on ResNets,
     /// EpsilonGammaBox runs faster (the README's performance section has the figures). It
     /// costs memory: up to the weights' size per modification a rule makes (LRP-γ makes two;
@@ -536,7 +538,8 @@ impl<F: Float> Network<F> {
     }
 
     /// The bytes of rule-modified weights (and their transforms) the network's layers keep
-    /// ([`Network::keep_rule_weights`]).
+    /// ([`Network::keep_rule_weights`]); the transforms of the layers' own 3×3 weights, kept
+    /// beside them (16/9 of those weights), are not counted.
     pub fn kept_weight_bytes(&self) -> usize {
         self.nodes
             .iter()
