@@ -162,6 +162,16 @@ fn variants() -> Vec<(&'static str, FastPaths)> {
     ]
 }
 
+/// The largest deviation of `got` from `want`, relative to max |want| (the shapes must agree).
+fn relative_error(got: &ArrayD<f64>, want: &ArrayD<f64>) -> f64 {
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
 /// Every fast path, alone and together, gives the reference's relevance to the stated
 /// bound, on mixed-sign inputs and on non-negative ones (after a ReLU, where x⁻ vanishes).
 #[test]
@@ -180,18 +190,12 @@ fn every_fast_path_matches_the_reference() {
             let step = Step::new(0, x.view(), out.view(), r.view());
             for (rule, recipe) in recipes(&zbox) {
                 let want = reference(layer.as_ref(), &step, &recipe).unwrap();
-                let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
                 for (fast_name, fast) in variants() {
                     let got = propagate_with(layer.as_ref(), &step, &recipe, fast).unwrap();
-                    assert_eq!(got.shape(), want.shape());
-                    let err = got
-                        .iter()
-                        .zip(&want)
-                        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-                        / scale;
+                    let err = relative_error(&got, &want);
                     assert!(
                         err <= TOLERANCE,
-                        "{name}, relu {relu}, {rule}, fast path {fast_name}: {err:e} of max |R| {scale:e}"
+                        "{name}, relu {relu}, {rule}, fast path {fast_name}: {err:e} of max |R|"
                     );
                     worst = worst.max(err);
                     compared += 1;
@@ -323,13 +327,8 @@ fn unstacked_large_weights_match_the_reference() {
             let step = Step::new(0, x.view(), out.view(), r.view());
             for (rule, recipe) in &rules {
                 let want = reference(layer, &step, recipe).unwrap();
-                let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
                 let got = propagate_with(layer, &step, recipe, FastPaths::ALL).unwrap();
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
-                    / scale;
+                let err = relative_error(&got, &want);
                 assert!(
                     err <= TOLERANCE,
                     "{} weights, relu {relu}, {rule}: {err:e}",
