@@ -10,7 +10,14 @@ use num_traits::FromPrimitive;
 /// It bundles ndarray's [`NdFloat`] (arithmetic, matrix products) with [`FromPrimitive`]
 /// (literals from `f64`). It is implemented for `f32` and `f64` only.
 pub trait Float:
-    NdFloat + FromPrimitive + Default + Send + Sync + 'static + crate::kernels::simd::Lane
+    NdFloat
+    + FromPrimitive
+    + Default
+    + Send
+    + Sync
+    + 'static
+    + crate::kernels::simd::Lane
+    + crate::kernels::simd::Wide
 {
     /// Converts an `f64` literal or parameter into this type (rounding for `f32`).
     fn lit(x: f64) -> Self {

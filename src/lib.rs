@@ -92,10 +92,10 @@ pub use float::Float;
 pub use layers::{
     Add, Affine, AvgPool1d, AvgPool2d, BatchNorm2d, Category, Class, Clip, Concat, Conv1d, Conv1dConfig,
     Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Coordinates, Dense, Elu, Embedding, Exp,
-    Flatten, Gelu, HardSigmoid, HardSwish, Identity, Interpolation, KeptWeights, Layer, LayerNorm, LeakyRelu,
-    LinearMap, LocalResponseNorm, Log, Log1p, MatMul, MaxPool1d, MaxPool2d, Merge, MergeClass, MergeStep,
-    Mul, Narrow, Normalize, Pad, Permute, Relu, Reshape, Resize, RmsNorm, Select, Sigmoid, Silu, Softmax,
-    Softplus, Step, Tanh, KEPT_SETS_MAX,
+    Flatten, Fused, Gelu, HardSigmoid, HardSwish, Identity, Interpolation, KeptWeights, Layer, LayerNorm,
+    LeakyRelu, LinearMap, LocalResponseNorm, Log, Log1p, MatMul, MaxPool1d, MaxPool2d, Merge, MergeClass,
+    MergeStep, Mul, Narrow, Normalize, Pad, Permute, Relu, Reshape, Resize, RmsNorm, Select, Sigmoid, Silu,
+    Softmax, Softplus, Step, Tanh, KEPT_SETS_MAX,
 };
 pub use pool::{buffer_stats, release_buffers, BufferStats};
 pub use rules::{DeepLift, Gradient, GradientTimesInput, MaxPoolRule, NonlinearRule};

@@ -24,11 +24,24 @@
 //! terms' maps as input channels.
 
 use crate::float::Float;
+use crate::kernels::elementwise::{max_2x2, relu};
 
-/// Output channels per register block (at most; layers with fewer output channels, as a
-/// transposed pass into one input channel, take blocks of one or two channels and more
+/// Output channels per register block with AVX2 (at most; layers with fewer output channels,
+/// as a transposed pass into one input channel, take blocks of one or two channels and more
 /// positions).
 pub(crate) const OB: usize = 4;
+
+/// Output channels per register block with AVX-512 (32 vector registers) for layers of at
+/// least that many.
+const OB_WIDE: usize = 8;
+
+/// Whether this machine runs the kernel with AVX-512 (the blocks of [`OB_WIDE`] channels).
+fn wide_isa() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return pulp::x86::V4::try_new().is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
 
 /// Whether this machine runs the direct kernel with vector fused multiply-adds (x86-64 with
 /// AVX2 and FMA). The choice depends on the machine only, never on the batch.
@@ -80,12 +93,36 @@ impl Shape {
     }
 }
 
+/// What the kernel does to each finished sum (bias added) before it stores it: the layers
+/// that follow the convolution, fused into it where nobody needs the convolution's own
+/// output (a forward pass that keeps no values). The same operations as the layers, in the
+/// same order ([`relu`], then [`max_2x2`]), so the same bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Post {
+    /// ReLU.
+    pub(crate) relu: bool,
+    /// A 2×2 / stride-2 max pool without padding (odd last rows and columns dropped).
+    pub(crate) pool_2x2: bool,
+}
+
+impl Post {
+    /// The stored height and width for a convolution output of `(ho, wo)`.
+    pub(crate) fn out(&self, (ho, wo): (usize, usize)) -> (usize, usize) {
+        if self.pool_2x2 {
+            (ho / 2, wo / 2)
+        } else {
+            (ho, wo)
+        }
+    }
+}
+
 /// Weights packed for the kernel: for each block of `ob` output channels, for each tap
 /// `(c, ky, kx)`, the block's `ob` weights (zeros past the last channel).
 pub(crate) struct Packed<F> {
     data: Vec<F>,
     taps: usize,
-    /// Output channels per block: [`OB`], or 1 or 2 for fewer output channels.
+    /// Output channels per block: [`OB_WIDE`] with AVX-512, else [`OB`], or 1 or 2 for fewer
+    /// output channels.
     ob: usize,
 }
 
@@ -95,6 +132,7 @@ impl<F: Float> Packed<F> {
         let ob = match o {
             1 => 1,
             2 | 3 => 2,
+            o if o >= OB_WIDE && wide_isa() => OB_WIDE,
             _ => OB,
         };
         let blocks = o.div_ceil(ob);
@@ -134,13 +172,15 @@ impl<F: Float> Packed<F> {
 /// The direct convolution of `n` samples. `sources` are the input's channels in order, each
 /// `[N, c_k, H, W]` (standard layout, `Σ c_k = shape.c`); the result `[N, O, Ho, Wo]` is
 /// appended to `out` (front to back, so that it needs no zero fill); `bias` (per output
-/// channel) is added to each finished sum, as a separate bias pass would.
+/// channel) is added to each finished sum, as a separate bias pass would; then `post`
+/// (`[N, O, Ho/2, Wo/2]` with its pool).
 pub(crate) fn conv<F: Float>(
     shape: &Shape,
     n: usize,
     sources: &[(&[F], usize)],
     packed: &Packed<F>,
     bias: Option<&[F]>,
+    post: Post,
     out: &mut Vec<F>,
 ) {
     let mut job = Job {
@@ -149,6 +189,8 @@ pub(crate) fn conv<F: Float>(
         sources,
         packed,
         bias,
+        post,
+        half: Vec::new(),
         out,
     };
     if !conv_vector(&mut job) {
@@ -163,6 +205,9 @@ struct Job<'a, 'o, F> {
     sources: &'a [(&'a [F], usize)],
     packed: &'a Packed<F>,
     bias: Option<&'a [F]>,
+    post: Post,
+    /// Scratch of the fused pool: a plane's pairs of columns.
+    half: Vec<F>,
     /// Outputs are appended: sample by sample, channel by channel, row by row.
     out: &'o mut Vec<F>,
 }
@@ -189,12 +234,83 @@ impl<F: Float> Job<'_, '_, F> {
     }
 
     /// Appends the next output channel from `wide`, its sums (bias added) at every position
-    /// of the padded row-major order: the first `Wo` of each row of `Wp`.
+    /// of the padded row-major order: the first `Wo` of each row of `Wp`, through the
+    /// [`Post`] steps (inlined into the vector kernel, so that they are compiled with its
+    /// instruction set).
+    #[inline(always)]
     fn store(&mut self, wide: &[F]) {
         let s = self.shape;
         let Some((ho, wo)) = s.out() else { return };
-        for row in wide.chunks(s.wp()).take(ho) {
-            self.out.extend_from_slice(&row[..wo]);
+        let wp = s.wp();
+        match self.post {
+            Post {
+                relu: false,
+                pool_2x2: false,
+            } => {
+                for row in wide.chunks(wp).take(ho) {
+                    self.out.extend_from_slice(&row[..wo]);
+                }
+            }
+            Post {
+                relu: true,
+                pool_2x2: false,
+            } => {
+                for row in wide.chunks(wp).take(ho) {
+                    self.out.extend(row[..wo].iter().map(|&v| relu(v)));
+                }
+            }
+            Post {
+                relu: true,
+                pool_2x2: true,
+            } if wp % 2 == 0 => {
+                // After ReLU no value is NaN or −0, so the maximum of a window is one bit
+                // pattern whatever the order of the comparisons. Pairs of columns first, over
+                // the whole plane at once (an even `Wp`: no pair straddles two rows), in blocks
+                // of fixed size that vectorise; then pairs of rows.
+                let mx = |p: F, q: F| if q > p { q } else { p };
+                let half = &mut self.half;
+                half.clear();
+                half.resize(ho / 2 * wp, F::zero());
+                let src = &wide[..ho / 2 * 2 * wp];
+                for (h, p) in half.iter_mut().zip(src.chunks_exact(2)) {
+                    *h = mx(relu(p[0]), relu(p[1]));
+                }
+                let hw = wp / 2;
+                for rows in half.chunks_exact(2 * hw) {
+                    let (a, b) = rows.split_at(hw);
+                    self.out
+                        .extend(a[..wo / 2].iter().zip(&b[..wo / 2]).map(|(&p, &q)| mx(p, q)));
+                }
+            }
+            Post {
+                relu: true,
+                pool_2x2: true,
+            } => {
+                let mx = |p: F, q: F| if q > p { q } else { p };
+                for pair in wide.chunks_exact(2 * wp).take(ho / 2) {
+                    let (r0, r1) = pair.split_at(wp);
+                    let (r0, r1) = (&r0[..wo / 2 * 2], &r1[..wo / 2 * 2]);
+                    self.out.extend(
+                        r0.chunks_exact(2)
+                            .zip(r1.chunks_exact(2))
+                            .map(|(p, q)| mx(mx(relu(p[0]), relu(q[0])), mx(relu(p[1]), relu(q[1])))),
+                    );
+                }
+            }
+            Post {
+                relu: false,
+                pool_2x2: true,
+            } => {
+                for pair in wide.chunks_exact(2 * wp).take(ho / 2) {
+                    let (r0, r1) = pair.split_at(wp);
+                    let (r0, r1) = (&r0[..wo / 2 * 2], &r1[..wo / 2 * 2]);
+                    self.out.extend(
+                        r0.chunks_exact(2)
+                            .zip(r1.chunks_exact(2))
+                            .map(|(p, q)| max_2x2(p[0], p[1], q[0], q[1])),
+                    );
+                }
+            }
         }
     }
 
@@ -243,35 +359,51 @@ fn conv_scalar<F: Float>(job: &mut Job<'_, '_, F>) {
     }
 }
 
-/// The vector kernel for `f32` and `f64` on x86-64 with AVX2 and FMA: `false` (nothing done)
-/// elsewhere.
+/// The vector kernel for `f32` and `f64` on x86-64 with AVX2 and FMA (AVX-512 where the
+/// machine has it: twice the positions per instruction, the same bits): `false` (nothing
+/// done) elsewhere.
 fn conv_vector<T: Float>(job: &mut Job<'_, '_, T>) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let Some(v3) = pulp::x86::V3::try_new() {
-        match job.packed.ob {
-            1 => pulp::Simd::vectorize(v3, Blocks::<T, 1, 8>(v3, job)),
-            2 => pulp::Simd::vectorize(v3, Blocks::<T, 2, 4>(v3, job)),
-            _ => pulp::Simd::vectorize(v3, Blocks::<T, OB, 2>(v3, job)),
+    {
+        if let Some(v4) = pulp::x86::V4::try_new() {
+            vector_blocks(v4, job);
+            return true;
         }
-        return true;
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            vector_blocks(v3, job);
+            return true;
+        }
     }
     let _ = job;
     false
 }
 
-/// A [`Job`] with `B` output channels × `NV` vectors of positions per register block, run
-/// through `pulp::Simd::vectorize` (compiled for AVX2 + FMA).
+/// [`conv_vector`] with the instruction set `s`: register blocks of the packed weights'
+/// channels × two to eight vectors of positions.
 #[cfg(target_arch = "x86_64")]
-struct Blocks<'j, 'a, 'o, T, const B: usize, const NV: usize>(pulp::x86::V3, &'j mut Job<'a, 'o, T>);
+fn vector_blocks<T: Float, S: pulp::Simd>(s: S, job: &mut Job<'_, '_, T>) {
+    match job.packed.ob {
+        1 => s.vectorize(Blocks::<T, 1, 8>(job)),
+        2 => s.vectorize(Blocks::<T, 2, 4>(job)),
+        OB => s.vectorize(Blocks::<T, OB, 2>(job)),
+        _ => s.vectorize(Blocks::<T, OB_WIDE, 2>(job)),
+    }
+}
+
+/// A [`Job`] with `B` output channels × `NV` vectors of positions per register block, run
+/// through `pulp::Simd::vectorize` (compiled for the instruction set it is given).
+#[cfg(target_arch = "x86_64")]
+struct Blocks<'j, 'a, 'o, T, const B: usize, const NV: usize>(&'j mut Job<'a, 'o, T>);
 
 #[cfg(target_arch = "x86_64")]
 impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_, '_, T, B, NV> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        let Blocks(v3, job) = self;
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Blocks(job) = self;
         let s = *job.shape;
-        let x = NV * T::L;
+        let l = T::width::<S>();
+        let x = NV * l;
         let (positions, plane) = s.lens(x);
         let mut padded = vec![<T as num_traits::Zero>::zero(); s.c * plane];
         let offsets = job.offsets(plane);
@@ -282,18 +414,18 @@ impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_
         for i in 0..job.n {
             job.fill(i, plane, &mut padded);
             for (b, wb) in job.packed.data.chunks_exact(taps * B).enumerate() {
-                let bias: [T::V; B] = std::array::from_fn(|j| {
+                let bias: [T::W<S>; B] = std::array::from_fn(|j| {
                     let beta = job.bias.and_then(|bias| bias.get(b * B + j).copied());
-                    T::splat(v3, beta.unwrap_or(<T as num_traits::Zero>::zero()))
+                    T::wsplat(simd, beta.unwrap_or(<T as num_traits::Zero>::zero()))
                 });
                 for f0 in (0..positions).step_by(x) {
-                    let mut acc = [[T::vzero(v3); NV]; B];
+                    let mut acc = [[T::wzero(simd); NV]; B];
                     for (&off, ws) in offsets.iter().zip(wb.chunks_exact(B)) {
-                        let xs: [T::V; NV] = T::load_n(&padded[f0 + off..]);
+                        let xs: [T::W<S>; NV] = T::wload_n::<S, NV>(&padded[f0 + off..]);
                         for (acc, &w) in acc.iter_mut().zip(ws) {
-                            let w = T::splat(v3, w);
+                            let w = T::wsplat(simd, w);
                             for (a, &xv) in acc.iter_mut().zip(&xs) {
-                                *a = T::fma(v3, w, xv, *a);
+                                *a = T::wfma(simd, w, xv, *a);
                             }
                         }
                     }
@@ -302,11 +434,11 @@ impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_
                         for (v, &a) in acc.iter().enumerate() {
                             // without a bias the sum as it is (a −0 stays −0)
                             let a = if job.bias.is_some() {
-                                T::vadd(v3, a, beta)
+                                T::wadd(simd, a, beta)
                             } else {
                                 a
                             };
-                            T::store(a, &mut dst[v * T::L..]);
+                            T::wstore::<S>(a, &mut dst[v * l..]);
                         }
                     }
                 }
@@ -322,18 +454,27 @@ impl<T: Float, const B: usize, const NV: usize> pulp::WithSimd for Blocks<'_, '_
 mod tests {
     use super::*;
 
-    /// The vector kernel and the scalar code give the same bits (fused multiply-adds in one
-    /// order), f32 and f64, with and without a bias, blocks of one, two and four channels.
+    /// The kernel's instruction sets: `None` for the scalar code.
+    #[derive(Debug, Clone, Copy)]
+    enum Isa {
+        V3,
+        V4,
+    }
+
+    /// The vector kernel (AVX2 and AVX-512, where the machine has them) and the scalar code
+    /// give the same bits (fused multiply-adds in one order), f32 and f64, with and without a
+    /// bias, blocks of one, two and four channels.
     #[test]
     fn vector_and_scalar_kernels_agree_bit_for_bit() {
+        /// The outputs, or `None` if this machine lacks the instruction set.
         fn run<F: Float>(
             shape: &Shape,
             n: usize,
             x: &[F],
             w: &[F],
             bias: Option<&[F]>,
-            vector: bool,
-        ) -> Vec<F> {
+            vector: Option<Isa>,
+        ) -> Option<Vec<F>> {
             let (ho, wo) = shape.out().expect("fits");
             let packed = Packed::forward(w, shape.o);
             let mut out = Vec::new();
@@ -343,14 +484,23 @@ mod tests {
                 sources: &[(x, shape.c)],
                 packed: &packed,
                 bias,
+                post: Post::default(),
+                half: Vec::new(),
                 out: &mut out,
             };
-            if !(vector && conv_vector(&mut job)) {
-                conv_scalar(&mut job);
+            match vector {
+                #[cfg(target_arch = "x86_64")]
+                Some(Isa::V4) => vector_blocks(pulp::x86::V4::try_new()?, &mut job),
+                #[cfg(target_arch = "x86_64")]
+                Some(Isa::V3) => vector_blocks(pulp::x86::V3::try_new()?, &mut job),
+                #[cfg(not(target_arch = "x86_64"))]
+                Some(_) => return None,
+                None => conv_scalar(&mut job),
             }
             assert_eq!(out.len(), n * shape.o * ho * wo, "every output written once");
-            out
+            Some(out)
         }
+        let mut ran = 0;
         let mut next = crate::kernels::test_uniform(5);
         for (c, o, h, w, kh, kw, pad) in [
             (1, 8, 9, 13, 3, 3, [1, 1, 1, 1]),
@@ -372,26 +522,119 @@ mod tests {
             let x: Vec<f64> = (0..n * c * h * w).map(|_| next()).collect();
             let wt: Vec<f64> = (0..o * c * kh * kw).map(|_| next()).collect();
             let b: Vec<f64> = (0..o).map(|_| next()).collect();
+            let (x32, w32, b32): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+                x.iter().map(|&v| v as f32).collect(),
+                wt.iter().map(|&v| v as f32).collect(),
+                b.iter().map(|&v| v as f32).collect(),
+            );
             for bias in [None, Some(&b[..])] {
-                let bits = |v: Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                let scalar = run(&shape, n, &x, &wt, bias, false);
-                assert_eq!(
-                    bits(run(&shape, n, &x, &wt, bias, true)),
-                    bits(scalar),
-                    "f64 {shape:?}"
-                );
-                let (x32, w32, b32): (Vec<f32>, Vec<f32>, Vec<f32>) = (
-                    x.iter().map(|&v| v as f32).collect(),
-                    wt.iter().map(|&v| v as f32).collect(),
-                    b.iter().map(|&v| v as f32).collect(),
-                );
                 let b32 = bias.map(|_| &b32[..]);
+                let bits = |v: Vec<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let bits32 = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits32(run(&shape, n, &x32, &w32, b32, true)),
-                    bits32(run(&shape, n, &x32, &w32, b32, false)),
-                    "f32 {shape:?}"
-                );
+                let scalar = run(&shape, n, &x, &wt, bias, None).map(bits);
+                let scalar32 = run(&shape, n, &x32, &w32, b32, None).map(bits32);
+                for isa in [Isa::V3, Isa::V4] {
+                    if let Some(v) = run(&shape, n, &x, &wt, bias, Some(isa)) {
+                        assert_eq!(Some(bits(v)), scalar, "f64 {isa:?} {shape:?}");
+                        let v32 = run(&shape, n, &x32, &w32, b32, Some(isa)).map(bits32);
+                        assert_eq!(v32, scalar32, "f32 {isa:?} {shape:?}");
+                        ran += 1;
+                    }
+                }
+            }
+        }
+        // on x86-64 with AVX2 at least
+        #[cfg(target_arch = "x86_64")]
+        assert!(ran > 0 || !available(), "no vector kernel ran");
+    }
+
+    /// The fused steps give the bits of the layers run after the plain convolution: ReLU
+    /// (`−0` and NaN to `+0`), the 2×2 pool (odd sizes, ties and ±0 as the pool), both, on
+    /// every instruction set the machine has and in the scalar code.
+    #[test]
+    fn fused_steps_are_the_layers_after_the_convolution() {
+        let mut next = crate::kernels::test_uniform(11);
+        for (c, o, h, w, pad) in [(1, 8, 9, 13, [1, 1, 1, 1]), (3, 5, 6, 7, [0, 1, 2, 0])] {
+            let shape = Shape {
+                c,
+                o,
+                h,
+                w,
+                kh: 3,
+                kw: 3,
+                dilation: (1, 1),
+                pad,
+            };
+            let (ho, wo) = shape.out().expect("fits");
+            let n = 2;
+            // a quarter of the inputs and weights zero, for ties, zeros and −0 sums
+            let mut draw = || {
+                let v: f64 = next();
+                if v.abs() < 0.25 {
+                    0.0
+                } else {
+                    v
+                }
+            };
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| draw() as f32).collect();
+            let wt: Vec<f32> = (0..o * c * 9).map(|_| draw() as f32).collect();
+            let mut x_nan = x.clone();
+            x_nan[c * h * w + 4] = f32::NAN;
+            let packed = Packed::forward(&wt, o);
+            let conv_with = |x: &[f32], post: Post, isa: Option<Isa>| -> Option<Vec<f32>> {
+                let mut out = Vec::new();
+                let mut job = Job {
+                    shape: &shape,
+                    n,
+                    sources: &[(x, c)],
+                    packed: &packed,
+                    bias: None,
+                    post,
+                    half: Vec::new(),
+                    out: &mut out,
+                };
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Some(Isa::V4) => vector_blocks(pulp::x86::V4::try_new()?, &mut job),
+                    #[cfg(target_arch = "x86_64")]
+                    Some(Isa::V3) => vector_blocks(pulp::x86::V3::try_new()?, &mut job),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    Some(_) => return None,
+                    None => conv_scalar(&mut job),
+                }
+                Some(out)
+            };
+            for x in [&x, &x_nan] {
+                let plain = conv_with(x, Post::default(), None).expect("scalar code");
+                for (relu_on, pool) in [(true, false), (false, true), (true, true)] {
+                    let post = Post {
+                        relu: relu_on,
+                        pool_2x2: pool,
+                    };
+                    // the layers after the plain convolution
+                    let act: Vec<f32> = plain.iter().map(|&v| if relu_on { relu(v) } else { v }).collect();
+                    let want: Vec<u32> = if pool {
+                        let (hp, wq) = (ho / 2, wo / 2);
+                        let mut v = Vec::new();
+                        for plane in act.chunks_exact(ho * wo) {
+                            for i in 0..hp {
+                                for j in 0..wq {
+                                    let at = |y: usize, x: usize| plane[(2 * i + y) * wo + 2 * j + x];
+                                    v.push(max_2x2(at(0, 0), at(0, 1), at(1, 0), at(1, 1)).to_bits());
+                                }
+                            }
+                        }
+                        v
+                    } else {
+                        act.iter().map(|v| v.to_bits()).collect()
+                    };
+                    for isa in [None, Some(Isa::V3), Some(Isa::V4)] {
+                        if let Some(got) = conv_with(x, post, isa) {
+                            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(got, want, "{post:?} {isa:?} {shape:?}");
+                        }
+                    }
+                }
             }
         }
     }

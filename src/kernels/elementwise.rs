@@ -24,6 +24,28 @@ pub(crate) fn par_elems(len: usize) -> bool {
     }
 }
 
+/// ReLU of one value as the [`Relu`](crate::Relu) layer takes it: `v` if `v > 0`, else `+0`
+/// (so `−0` and NaN become `+0`). The layer and the direct convolution's fused epilogue
+/// share it, so a fused pass gives the layer's bits.
+#[inline(always)]
+pub(crate) fn relu<F: Float>(v: F) -> F {
+    if v > F::zero() {
+        v
+    } else {
+        F::zero()
+    }
+}
+
+/// The maximum of a 2×2 window `[a, b, c, d]` (row-major) as
+/// [`MaxPool2d`](crate::MaxPool2d) takes it: of two equal values the earlier, so that the
+/// value is the first maximum's, ±0 included (a NaN loses every comparison). The pool's
+/// passes and the direct convolution's fused epilogue share it.
+#[inline(always)]
+pub(crate) fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> F {
+    let top = |p: F, q: F| if q > p { q } else { p };
+    top(top(a, b), top(c, d))
+}
+
 /// `f(a, b, c)` elementwise into a new array; `a`, `b`, `c` have one shape.
 pub(crate) fn map3<F: Float>(
     a: &ArrayViewD<'_, F>,

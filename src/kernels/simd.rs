@@ -3,11 +3,17 @@
 //! The compiler's own vectorisation of generic code proved unreliable there (accumulators
 //! spilled, loops left scalar), so these kernels say which vector operations they want.
 
-/// Runs `op` compiled for AVX2 and FMA where the machine has them (x86-64; pulp's run-time
-/// dispatch), else as is. Everything `op` calls must be `#[inline(always)]` to be compiled
-/// with them (a closure's body is not).
+/// Runs `op` compiled for AVX-512 or AVX2 and FMA where the machine has them (x86-64;
+/// pulp's run-time dispatch), else as is. Everything `op` calls must be `#[inline(always)]`
+/// to be compiled with them (a closure's body is not). The instruction set changes no
+/// result: the kernels' own vectors are [`Lane`]'s AVX2 ones whatever the set (AVX-512
+/// lends them twice the registers), and the compiler never reorders floating-point sums.
 #[inline(always)]
 pub(crate) fn vectorized<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v4) = pulp::x86::V4::try_new() {
+        return pulp::Simd::vectorize(v4, op);
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(v3) = pulp::x86::V3::try_new() {
         return pulp::Simd::vectorize(v3, op);
@@ -197,3 +203,75 @@ lane!(
     not_m64s,
     select_f64s
 );
+
+/// A float type as vectors of any width pulp dispatches to (`S::f32s`/`S::f64s`: AVX-512 on
+/// machines with it, AVX2, or one scalar), for kernels whose lanes are independent outputs
+/// (the direct convolution): there the width changes how many outputs one instruction
+/// computes, never the operations or their order that make one output, so every width gives
+/// the same bits. Reductions across lanes (the dense rows' dot products) keep [`Lane`]'s
+/// fixed eight sums instead.
+pub trait Wide: Copy + pulp::bytemuck::Pod {
+    /// A vector of `S`'s width.
+    type W<S: pulp::Simd>: Copy + pulp::bytemuck::Pod;
+    /// All lanes zero.
+    fn wzero<S: pulp::Simd>(s: S) -> Self::W<S>;
+    /// All lanes `x`.
+    fn wsplat<S: pulp::Simd>(s: S, x: Self) -> Self::W<S>;
+    /// `a·b + c`, one rounding.
+    fn wfma<S: pulp::Simd>(s: S, a: Self::W<S>, b: Self::W<S>, c: Self::W<S>) -> Self::W<S>;
+    /// `a + b`.
+    fn wadd<S: pulp::Simd>(s: S, a: Self::W<S>, b: Self::W<S>) -> Self::W<S>;
+    /// Lanes per vector of `S`.
+    #[inline(always)]
+    fn width<S: pulp::Simd>() -> usize {
+        std::mem::size_of::<Self::W<S>>() / std::mem::size_of::<Self>()
+    }
+    /// `N` vectors from the first `N` widths of `x` (one bounds check).
+    #[inline(always)]
+    fn wload_n<S: pulp::Simd, const N: usize>(x: &[Self]) -> [Self::W<S>; N] {
+        let l = Self::width::<S>();
+        let x: &[u8] = pulp::bytemuck::cast_slice(&x[..N * l]);
+        let bytes = std::mem::size_of::<Self::W<S>>();
+        // a loop over an array, not `array::from_fn`, whose guard kept the vectors in memory
+        let mut out = [<Self::W<S> as pulp::bytemuck::Zeroable>::zeroed(); N];
+        for (v, o) in out.iter_mut().enumerate() {
+            *o = pulp::bytemuck::pod_read_unaligned(&x[v * bytes..(v + 1) * bytes]);
+        }
+        out
+    }
+    /// Into the first width of `out`.
+    #[inline(always)]
+    fn wstore<S: pulp::Simd>(v: Self::W<S>, out: &mut [Self]) {
+        let l = Self::width::<S>();
+        pulp::bytemuck::cast_slice_mut::<Self, u8>(&mut out[..l])
+            .copy_from_slice(pulp::bytemuck::bytes_of(&v));
+    }
+}
+
+/// [`Wide`] for `f32` (`S::f32s`, pulp's `…_f32s` methods) and `f64`.
+macro_rules! wide {
+    ($t:ty, $w:ident, $splat:ident, $fma:ident, $add:ident) => {
+        impl Wide for $t {
+            type W<S: pulp::Simd> = S::$w;
+            #[inline(always)]
+            fn wzero<S: pulp::Simd>(s: S) -> S::$w {
+                s.$splat(0.0)
+            }
+            #[inline(always)]
+            fn wsplat<S: pulp::Simd>(s: S, x: $t) -> S::$w {
+                s.$splat(x)
+            }
+            #[inline(always)]
+            fn wfma<S: pulp::Simd>(s: S, a: S::$w, b: S::$w, c: S::$w) -> S::$w {
+                s.$fma(a, b, c)
+            }
+            #[inline(always)]
+            fn wadd<S: pulp::Simd>(s: S, a: S::$w, b: S::$w) -> S::$w {
+                s.$add(a, b)
+            }
+        }
+    };
+}
+
+wide!(f32, f32s, splat_f32s, mul_add_e_f32s, add_f32s);
+wide!(f64, f64s, splat_f64s, mul_add_e_f64s, add_f64s);

@@ -488,6 +488,14 @@ impl<F: Float> Layer<F> for MaxPool2d {
         Ok(vec![input_shape[0], ho, wo])
     }
 
+    /// The plain 2×2 pool (as its one-pass forward) on `[C, H, W]` inputs of at least 2×2.
+    fn as_fused(&self, input_shape: &[usize]) -> Option<super::Fused> {
+        match *input_shape {
+            [_, h, w] if h >= 2 && w >= 2 && self.is_plain_2x2(h, w) => Some(super::Fused::MaxPool2x2),
+            _ => None,
+        }
+    }
+
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         if input.ndim() == 4 && self.is_plain_2x2(input.shape()[2], input.shape()[3]) {
             let (n, c, h, w) = (

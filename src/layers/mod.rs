@@ -139,6 +139,19 @@ impl Category {
     }
 }
 
+/// A layer that a preceding layer may run inside its own forward pass, on its outputs as it
+/// stores them ([`Layer::forward_fused`]), where no one needs the preceding layer's output
+/// itself: a forward pass that keeps no values ([`Network::forward`](crate::Network::forward),
+/// evaluation), never the recorded pass of an explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fused {
+    /// [`Relu`].
+    Relu,
+    /// A [`MaxPool2d`] with a 2×2 window, stride 2, no padding, on inputs of at least 2×2.
+    MaxPool2x2,
+}
+
 /// A node with one input of a [`Network`](crate::Network).
 ///
 /// Implement it to add a layer of your own: give its output shape (checked when the network
@@ -187,6 +200,23 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// allocate at the first forward pass. Default 0.
     fn scratch_len(&self, _input_shape: &[usize]) -> usize {
         0
+    }
+
+    /// What this layer is as a [`Fused`] step, on inputs of per-sample shape `input_shape`,
+    /// if a preceding layer may run it inside its own forward pass. Default `None`.
+    fn as_fused(&self, _input_shape: &[usize]) -> Option<Fused> {
+        None
+    }
+
+    /// The forward pass followed by the layers `then` (in order, each the only reader of
+    /// the output before it), if this layer runs them fused; `None` if not (the network
+    /// then runs the layers one by one). The result must be the bits the layers give in
+    /// turn. Default `None`.
+    ///
+    /// # Errors
+    /// As [`forward`](Layer::forward).
+    fn forward_fused(&self, _input: ArrayViewD<'_, F>, _then: &[Fused]) -> Option<Result<ArrayD<F>>> {
+        None
     }
 
     /// For a layer that works along one axis of each sample (a softmax, of class

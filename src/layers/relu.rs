@@ -39,15 +39,20 @@ impl<F: Float> Layer<F> for Relu {
         Ok(input_shape.to_vec())
     }
 
+    fn as_fused(&self, _input_shape: &[usize]) -> Option<super::Fused> {
+        Some(super::Fused::Relu)
+    }
+
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let relu = |o: &mut F, &v: &F| *o = if v > F::zero() { v } else { F::zero() };
+        use crate::kernels::elementwise::relu as r;
+        let relu = |o: &mut F, &v: &F| *o = r(v);
         if let (Some(x), false) = (
             input.as_slice(),
             crate::kernels::elementwise::par_elems(input.len()),
         ) {
             // contiguous: written front to back, no zero fill first
             let mut out = crate::pool::output_vec(x.len());
-            out.extend(x.iter().map(|&v| if v > F::zero() { v } else { F::zero() }));
+            out.extend(x.iter().map(|&v| r(v)));
             return Ok(crate::tensor::layout::shaped(input.raw_dim(), out));
         }
         // every element is written

@@ -4,6 +4,7 @@
 
 mod builder;
 mod canonize;
+mod fused;
 mod held;
 
 pub use builder::{GraphBuilder, NodeId};
@@ -350,6 +351,11 @@ impl<F: Float> Network<F> {
             Op::Constant(v) => held::broadcast_rows(v, n),
         }
         .map_err(self.at(k))?;
+        self.promised(k, n, out)
+    }
+
+    /// `out` if it has the shape node `k` promised for a batch of `n` rows.
+    pub(super) fn promised(&self, k: usize, n: usize, out: ArrayD<F>) -> Result<ArrayD<F>> {
         if out.ndim() != self.shapes[k + 1].len() + 1
             || out.shape()[0] != n
             || out.shape()[1..] != self.shapes[k + 1]
@@ -367,25 +373,35 @@ impl<F: Float> Network<F> {
     }
 
     /// The forward pass over one part of a batch; keeps every value if `keep`, else each
-    /// value only until its last consumer has run.
+    /// value only until its last consumer has run, and runs layers fused where a layer
+    /// offers it ([`Layer::forward_fused`]; their values are never made).
     fn run(&self, x: ArrayD<F>, keep: bool) -> Result<Vec<Option<ArrayD<F>>>> {
         let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
         let n = x.shape()[0];
         values.push(Some(x));
         let last = self.shapes.len() - 1;
-        for k in 0..self.nodes.len() {
-            let out = self.forward_node(k, n, &values)?;
+        let mut k = 0;
+        while k < self.nodes.len() {
+            if keep {
+                let out = self.forward_node(k, n, &values)?;
+                values.push(Some(out));
+                k += 1;
+                continue;
+            }
+            let (out, end) = self.forward_fused(k, n, &values)?;
+            values.extend((k..end).map(|_| None));
             values.push(Some(out));
-            if !keep {
-                // a spent value's buffer serves a later node's output
-                for &u in &self.nodes[k].inputs {
-                    if u != last && self.consumers[u].last() == Some(&k) {
+            // a spent value's buffer serves a later node's output
+            for j in k..=end {
+                for &u in &self.nodes[j].inputs {
+                    if u != last && self.consumers[u].last() == Some(&j) {
                         if let Some(a) = values[u].take() {
                             crate::pool::recycle(a);
                         }
                     }
                 }
             }
+            k = end + 1;
         }
         Ok(values)
     }
@@ -572,5 +588,8 @@ impl<F: Float> Network<F> {
 
 /// Whether every value of `a` is finite.
 pub(crate) fn all_finite<F: Float>(a: &ArrayD<F>) -> bool {
-    a.iter().all(|v| v.is_finite())
+    match a.as_slice_memory_order() {
+        Some(s) => crate::tensor::checks::all_finite(s),
+        None => a.iter().all(|v| v.is_finite()),
+    }
 }

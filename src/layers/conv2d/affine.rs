@@ -184,7 +184,7 @@ impl<F: Float> Affine<F> for Conv2d<F> {
         if let Some(ds) = self.direct_shape(&g) {
             return Ok(wms
                 .iter()
-                .map(|wm| self.direct_forward(&g, &ds, x, wm, None))
+                .map(|wm| self.direct_forward(&g, &ds, x, wm, None, crate::kernels::direct::Post::default()))
                 .collect());
         }
         // [O, N·Ho·Wo] = W[O, C·kh·kw] · cols, for each W (block-diagonal with groups: group

@@ -2,11 +2,12 @@
 //! few output channels and taps, forward (with the bias) and transposed (a sum of terms).
 
 use super::Conv2d;
+use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::direct::{self, Packed};
+use crate::kernels::direct::{self, Packed, Post};
 use crate::kernels::im2col::Geometry;
 use crate::pool::output_vec;
-use ndarray::{ArrayD, ArrayView2, ArrayView4};
+use ndarray::{ArrayD, ArrayView2, ArrayView4, ArrayViewD};
 
 /// Output channels up to which a stride-1 convolution takes the direct path. Wider layers
 /// go through im2col and a matrix product, whose packing then pays for itself.
@@ -108,13 +109,34 @@ impl<F: Float> Conv2d<F> {
         let packed = Packed::transposed(&ws, o, g.c, g.kh, g.kw);
         let len = g.n * g.c * g.h * g.w;
         let mut out = output_vec(len);
-        direct::conv(&shape, g.n, &sources, &packed, None, &mut out);
+        direct::conv(&shape, g.n, &sources, &packed, None, Post::default(), &mut out);
         out.resize(len, F::zero()); // (full already: the shape was checked)
         Some(crate::tensor::layout::shaped(vec![g.n, g.c, g.h, g.w], out).into_dyn())
     }
 
+    /// The forward pass of `input` with the steps `post` if this layer takes the direct path
+    /// on it; `None` if not (and for an input it cannot take, whose error the general path
+    /// reports). The direct path adds the bias as it stores each sum: the same bits as the
+    /// product followed by a bias pass.
+    pub(super) fn direct_run(&self, input: &ArrayViewD<'_, F>, post: Post) -> Option<Result<ArrayD<F>>> {
+        let x4 = Self::as_batch4("Conv2d input", input.view()).ok()?;
+        let g = self
+            .geometry(x4.shape()[0], crate::tensor::checks::per_sample(x4.shape()))
+            .ok()?;
+        let ds = self.direct_shape(&g)?;
+        let x4 = x4.as_standard_layout();
+        let wm = match self.weight_matrix(self.weight.view().into_dyn()) {
+            Ok(wm) => wm,
+            Err(e) => return Some(Err(e)),
+        };
+        let bias = self.bias.as_ref().map(|b| b.as_standard_layout());
+        let bias = bias.as_ref().map(crate::tensor::layout::standard);
+        let x = crate::tensor::layout::standard(&x4);
+        Some(Ok(self.direct_forward(&g, &ds, x, &wm, bias, post)))
+    }
+
     /// The forward pass on the direct path of `x` (`[N, C, H, W]`, standard layout) with the
-    /// weight matrix `wm` (`[O, C·kh·kw]`), plus `bias` if given.
+    /// weight matrix `wm` (`[O, C·kh·kw]`), plus `bias` if given, then the fused steps `post`.
     pub(super) fn direct_forward(
         &self,
         g: &Geometry,
@@ -122,13 +144,15 @@ impl<F: Float> Conv2d<F> {
         x: &[F],
         wm: &ArrayView2<'_, F>,
         bias: Option<&[F]>,
+        post: Post,
     ) -> ArrayD<F> {
         let wm = wm.as_standard_layout();
         let packed = Packed::forward(crate::tensor::layout::standard(&wm), shape.o);
-        let len = g.n * shape.o * g.ho * g.wo;
+        let (ho, wo) = post.out((g.ho, g.wo));
+        let len = g.n * shape.o * ho * wo;
         let mut out = output_vec(len);
-        direct::conv(shape, g.n, &[(x, g.c)], &packed, bias, &mut out);
+        direct::conv(shape, g.n, &[(x, g.c)], &packed, bias, post, &mut out);
         out.resize(len, F::zero()); // (full already: the shape was checked)
-        crate::tensor::layout::shaped(vec![g.n, shape.o, g.ho, g.wo], out).into_dyn()
+        crate::tensor::layout::shaped(vec![g.n, shape.o, ho, wo], out).into_dyn()
     }
 }

@@ -1,9 +1,10 @@
 //! 2-D convolution through im2col/col2im and one matrix product, or Winograd's F(2×2, 3×3)
 //! for wide 3×3 stride-1 layers.
 
-use super::{affine_forward, affine_gradient, Class, Layer, Step};
+use super::{affine_forward, affine_gradient, Class, Fused, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::direct::Post;
 use crate::kernels::im2col::Geometry;
 use crate::kernels::window::window_out;
 use crate::kernels::{winograd, winograd1d};
@@ -437,18 +438,31 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
-        let x4 = Self::as_batch4("Conv2d input", input.view())?;
-        let g = self.geometry(x4.shape()[0], crate::tensor::checks::per_sample(x4.shape()))?;
-        if let Some(ds) = self.direct_shape(&g) {
-            // the direct path adds the bias as it stores each sum: the same bits as the
-            // product followed by a bias pass
-            let x4 = x4.as_standard_layout();
-            let wm = self.weight_matrix(self.weight.view().into_dyn())?;
-            let bias = self.bias.as_ref().map(|b| b.as_standard_layout());
-            let bias = bias.as_ref().map(crate::tensor::layout::standard);
-            return Ok(self.direct_forward(&g, &ds, crate::tensor::layout::standard(&x4), &wm, bias));
+        if let Some(out) = self.direct_run(&input, Post::default()) {
+            return out;
         }
         affine_forward(self, input)
+    }
+
+    /// On the direct path, ReLU and the plain 2×2 max pool run as each output channel is
+    /// stored (`kernels::direct::Post`).
+    fn forward_fused(&self, input: ArrayViewD<'_, F>, then: &[Fused]) -> Option<Result<ArrayD<F>>> {
+        let post = match then {
+            [Fused::Relu] => Post {
+                relu: true,
+                pool_2x2: false,
+            },
+            [Fused::MaxPool2x2] => Post {
+                relu: false,
+                pool_2x2: true,
+            },
+            [Fused::Relu, Fused::MaxPool2x2] => Post {
+                relu: true,
+                pool_2x2: true,
+            },
+            _ => return None,
+        };
+        self.direct_run(&input, post)
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {

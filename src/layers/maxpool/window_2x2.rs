@@ -23,11 +23,7 @@ pub(super) fn dims_2x2<F>(input: &ArrayViewD<'_, F>, output: &ArrayViewD<'_, F>)
 /// The maximum of a 2×2 window `[a, b, c, d]` (row-major) as
 /// [`MaxPool2d::argmax`](super::MaxPool2d::argmax) takes it: of two equal values the earlier,
 /// so that the value is the first maximum's ([`first_max_flags`]), ±0 included.
-#[inline(always)]
-pub(super) fn max_2x2<F: Float>(a: F, b: F, c: F, d: F) -> F {
-    let top = |p: F, q: F| if q > p { q } else { p };
-    top(top(a, b), top(c, d))
-}
+pub(super) use crate::kernels::elementwise::max_2x2;
 
 /// One plane of the 2×2 / stride-2 pool's values ([`max_2x2`]'s maximum of each window, the
 /// same comparisons in the same order), run through [`crate::kernels::simd::vectorized`]:
