@@ -21,6 +21,7 @@ mod deeplift_squeezenet;
 mod determinism;
 mod errors;
 mod eval;
+mod fused;
 mod genomics;
 mod graph_fixtures;
 mod graph_properties;
