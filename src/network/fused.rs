@@ -33,26 +33,25 @@ impl<F: Float> Network<F> {
 
     /// Node `k`'s output, with the longest chain of layers after it that it runs fused, and
     /// the last node that output belongs to (`k` if none).
-    pub(super) fn forward_fused(
+    pub(super) fn forward_fused<'v>(
         &self,
         k: usize,
         n: usize,
-        values: &[Option<ArrayD<F>>],
-    ) -> Result<(ArrayD<F>, usize)> {
+        value: impl Fn(usize) -> ndarray::ArrayViewD<'v, F>,
+    ) -> Result<(ArrayD<F>, usize)>
+    where
+        F: 'v,
+    {
         let node = &self.nodes[k];
         if let Op::Layer(l) = &node.op {
             let then = self.fusable(k);
             for len in (1..=then.len()).rev() {
-                let input = values[node.inputs[0]]
-                    .as_ref()
-                    .expect("an input is computed before its consumers")
-                    .view();
-                if let Some(out) = l.forward_fused(input, &then[..len]) {
+                if let Some(out) = l.forward_fused(value(node.inputs[0]), &then[..len]) {
                     let out = out.map_err(self.at(k))?;
                     return Ok((self.promised(k + len, n, out)?, k + len));
                 }
             }
         }
-        Ok((self.forward_node(k, n, values)?, k))
+        Ok((self.forward_node_with(k, n, value)?, k))
     }
 }

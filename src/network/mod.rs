@@ -317,17 +317,6 @@ impl<F: Float> Network<F> {
         move |e| e.at_layer(k, &self.nodes[k].name, &self.nodes[k].describe())
     }
 
-    /// Runs node `k` on the recorded values of a batch of `n` rows, checking that its
-    /// output has the shape it promised.
-    pub(crate) fn forward_node(&self, k: usize, n: usize, values: &[Option<ArrayD<F>>]) -> Result<ArrayD<F>> {
-        self.forward_node_with(k, n, |u| {
-            values[u]
-                .as_ref()
-                .expect("an input is computed before its consumers")
-                .view()
-        })
-    }
-
     /// Runs node `k` on the values `value(u)` gives, for a batch of `n` rows.
     pub(crate) fn forward_node_with<'v>(
         &self,
@@ -376,19 +365,39 @@ impl<F: Float> Network<F> {
     /// value only until its last consumer has run, and runs layers fused where a layer
     /// offers it ([`Layer::forward_fused`]; their values are never made).
     fn run(&self, x: ArrayD<F>, keep: bool) -> Result<Vec<Option<ArrayD<F>>>> {
-        let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
         let n = x.shape()[0];
-        values.push(Some(x));
+        self.run_on(Ok(x), n, keep)
+    }
+
+    /// [`run`](Self::run) on an owned input (`Ok`) or a borrowed one (`Err`, no copy of
+    /// it; `values[0]` is then `None`), of `n` rows.
+    fn run_on(
+        &self,
+        x: std::result::Result<ArrayD<F>, ArrayViewD<'_, F>>,
+        n: usize,
+        keep: bool,
+    ) -> Result<Vec<Option<ArrayD<F>>>> {
+        let (owned, borrowed) = match x {
+            Ok(a) => (Some(a), None),
+            Err(v) => (None, Some(v)),
+        };
+        let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
+        values.push(owned);
         let last = self.shapes.len() - 1;
         let mut k = 0;
         while k < self.nodes.len() {
+            let value = |u: usize| match (&values[u], &borrowed) {
+                (Some(v), _) => v.view(),
+                (None, Some(x)) if u == 0 => x.view(),
+                _ => unreachable!("an input is computed before its consumers"),
+            };
             if keep {
-                let out = self.forward_node(k, n, &values)?;
+                let out = self.forward_node_with(k, n, value)?;
                 values.push(Some(out));
                 k += 1;
                 continue;
             }
-            let (out, end) = self.forward_fused(k, n, &values)?;
+            let (out, end) = self.forward_fused(k, n, value)?;
             values.extend((k..end).map(|_| None));
             values.push(Some(out));
             // a spent value's buffer serves a later node's output
@@ -498,8 +507,9 @@ impl<F: Float> Network<F> {
         self.check_input(x)?;
         // Samples are independent: split the batch across threads (feature `parallel`).
         let parts = split_batch(x.shape()[0], |rows| {
-            let xs = x.slice_axis(Axis(0), Slice::from(rows)).to_owned();
-            let mut values = self.run(xs, false)?;
+            let n = rows.len();
+            let xs = x.slice_axis(Axis(0), Slice::from(rows));
+            let mut values = self.run_on(Err(xs), n, false)?;
             Ok(values.pop().flatten().expect("the output is kept"))
         })?;
         let out = concat_batch(parts);

@@ -64,7 +64,8 @@ fn chains_on_odd_sizes_give_the_bits_of_their_trace() {
     fn chains<F: Float>(seed: u64, (h, w): (usize, usize)) {
         let mut rng = Rng::new(seed);
         let pool = || Box::new(MaxPool2d::square(2).unwrap()) as Box<dyn Layer<F>>;
-        let cases: Vec<(&str, Vec<Box<dyn Layer<F>>>)> = vec![
+        type Layers<F> = Vec<Box<dyn Layer<F>>>;
+        let cases: Vec<(&str, Layers<F>)> = vec![
             (
                 "conv relu pool",
                 vec![Box::new(conv(&mut rng, 2, 8, true)), Box::new(Relu), pool()],

@@ -125,14 +125,19 @@ impl<F: Float> Conv2d<F> {
             .ok()?;
         let ds = self.direct_shape(&g)?;
         let x4 = x4.as_standard_layout();
-        let wm = match self.weight_matrix(self.weight.view().into_dyn()) {
-            Ok(wm) => wm,
-            Err(e) => return Some(Err(e)),
+        // the weight is kept in standard layout, so packed once
+        let own;
+        let packed = match self.weight.as_slice() {
+            Some(w) => self.transformed.packed.get_or_init(|| Packed::forward(w, ds.o)),
+            None => {
+                own = Packed::forward(&self.weight.iter().copied().collect::<Vec<F>>(), ds.o);
+                &own
+            }
         };
         let bias = self.bias.as_ref().map(|b| b.as_standard_layout());
         let bias = bias.as_ref().map(crate::tensor::layout::standard);
         let x = crate::tensor::layout::standard(&x4);
-        Some(Ok(self.direct_forward(&g, &ds, x, &wm, bias, post)))
+        Some(Ok(self.direct_packed(&g, &ds, x, packed, bias, post)))
     }
 
     /// The forward pass on the direct path of `x` (`[N, C, H, W]`, standard layout) with the
@@ -148,10 +153,23 @@ impl<F: Float> Conv2d<F> {
     ) -> ArrayD<F> {
         let wm = wm.as_standard_layout();
         let packed = Packed::forward(crate::tensor::layout::standard(&wm), shape.o);
+        self.direct_packed(g, shape, x, &packed, bias, post)
+    }
+
+    /// [`direct_forward`](Self::direct_forward) with the weight packed.
+    fn direct_packed(
+        &self,
+        g: &Geometry,
+        shape: &direct::Shape,
+        x: &[F],
+        packed: &Packed<F>,
+        bias: Option<&[F]>,
+        post: Post,
+    ) -> ArrayD<F> {
         let (ho, wo) = post.out((g.ho, g.wo));
         let len = g.n * shape.o * ho * wo;
         let mut out = output_vec(len);
-        direct::conv(shape, g.n, &[(x, g.c)], &packed, bias, post, &mut out);
+        direct::conv(shape, g.n, &[(x, g.c)], packed, bias, post, &mut out);
         out.resize(len, F::zero()); // (full already: the shape was checked)
         crate::tensor::layout::shaped(vec![g.n, shape.o, ho, wo], out).into_dyn()
     }

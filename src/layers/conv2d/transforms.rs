@@ -30,6 +30,9 @@ pub(super) struct Transformed<F> {
     forward: OnceLock<Vec<F>>,
     transposed: OnceLock<Vec<F>>,
     forward_3x3: std::sync::Mutex<Option<Arc<Vec<F>>>>,
+    /// The weight packed for the direct kernel (small layers only), made by the first
+    /// forward pass on the direct path.
+    pub(super) packed: OnceLock<crate::kernels::direct::Packed<F>>,
     pub(super) kept: KeptWeights<F>,
 }
 
