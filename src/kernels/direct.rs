@@ -127,14 +127,19 @@ pub(crate) struct Packed<F> {
 }
 
 impl<F: Float> Packed<F> {
-    /// `weight(o, tap)` for `o` output channels and `taps` taps per output channel.
-    fn from_fn(o: usize, taps: usize, weight: impl Fn(usize, usize) -> F) -> Self {
-        let ob = match o {
+    /// Output channels per block for a layer of `o` output channels.
+    fn block(o: usize) -> usize {
+        match o {
             1 => 1,
             2 | 3 => 2,
             o if o >= OB_WIDE && wide_isa() => OB_WIDE,
             _ => OB,
-        };
+        }
+    }
+
+    /// `weight(o, tap)` for `o` output channels and `taps` taps per output channel.
+    fn from_fn(o: usize, taps: usize, weight: impl Fn(usize, usize) -> F) -> Self {
+        let ob = Self::block(o);
         let blocks = o.div_ceil(ob);
         let mut data = vec![F::zero(); blocks * taps * ob];
         for (b, block) in data.chunks_exact_mut(taps * ob).enumerate() {
@@ -159,13 +164,27 @@ impl<F: Float> Packed<F> {
     /// standard layout): `C` output channels, `t·O` input channels (term by term), each kernel
     /// flipped in both axes.
     pub(crate) fn transposed(ws: &[&[F]], o: usize, c: usize, kh: usize, kw: usize) -> Self {
+        // nested loops, no divisions per weight: a transposed pass packs per call
         let k = kh * kw;
-        Self::from_fn(c, ws.len() * o * k, |ci, tap| {
-            let (src, rest) = (tap / k, tap % k);
-            let (term, oc) = (src / o, src % o);
-            let (ky, kx) = (rest / kw, rest % kw);
-            ws[term][(oc * c + ci) * k + (kh - 1 - ky) * kw + (kw - 1 - kx)]
-        })
+        let taps = ws.len() * o * k;
+        let ob = Self::block(c);
+        let mut data = vec![F::zero(); c.div_ceil(ob) * taps * ob];
+        for ci in 0..c {
+            let (b, j) = (ci / ob, ci % ob);
+            let block = &mut data[b * taps * ob..(b + 1) * taps * ob];
+            let mut slots = block.iter_mut().skip(j).step_by(ob);
+            for w in ws {
+                for oc in 0..o {
+                    let kernel = &w[(oc * c + ci) * k..(oc * c + ci + 1) * k];
+                    // flipped in both axes: the taps in reverse order (the kernel first in
+                    // the zip, so that its end takes no slot)
+                    for (&v, slot) in kernel.iter().rev().zip(&mut slots) {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+        Packed { data, taps, ob }
     }
 }
 
@@ -636,6 +655,34 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The transposed packing (nested loops) puts every weight where the formula says: the
+    /// term's kernel of (output channel, input channel), flipped in both axes.
+    #[test]
+    fn transposed_packing_follows_the_formula() {
+        let mut next = crate::kernels::test_uniform(17);
+        for (terms, o, c, kh, kw) in [
+            (2, 16, 8, 3, 3),
+            (1, 3, 1, 3, 2),
+            (3, 5, 2, 1, 3),
+            (1, 8, 9, 2, 2),
+        ] {
+            let ws: Vec<Vec<f64>> = (0..terms)
+                .map(|_| (0..o * c * kh * kw).map(|_| next()).collect())
+                .collect();
+            let refs: Vec<&[f64]> = ws.iter().map(|w| &w[..]).collect();
+            let got = Packed::transposed(&refs, o, c, kh, kw);
+            let k = kh * kw;
+            let want = Packed::from_fn(c, terms * o * k, |ci, tap| {
+                let (src, rest) = (tap / k, tap % k);
+                let (term, oc) = (src / o, src % o);
+                let (ky, kx) = (rest / kw, rest % kw);
+                ws[term][(oc * c + ci) * k + (kh - 1 - ky) * kw + (kw - 1 - kx)]
+            });
+            assert_eq!((got.taps, got.ob), (want.taps, want.ob));
+            assert_eq!(got.data, want.data, "{terms} terms, {o}→{c}, {kh}×{kw}");
         }
     }
 }
