@@ -8,7 +8,6 @@ use crate::common;
 
 use common::Rng;
 use ndarray::ArrayD;
-use relevance::io::{load_safetensors, Digits};
 use relevance::{Add, Conv2d, Conv2dConfig, Float, Fused, GraphBuilder, Layer, MaxPool2d, Network, Relu};
 
 /// Bit patterns of `a` (as f64, exact for f32).
@@ -34,8 +33,10 @@ fn conv<F: Float>(rng: &mut Rng, cin: usize, cout: usize, bias: bool) -> Conv2d<
     Conv2d::new(w, b, Conv2dConfig::default().padding(1)).unwrap()
 }
 
+#[cfg(feature = "safetensors")]
 #[test]
 fn the_digits_model_gives_the_bits_of_its_trace() {
+    use relevance::io::{load_safetensors, Digits};
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
     let digits = Digits::load(format!("{root}data/digits_test.bin")).unwrap();
     let idx: Vec<usize> = (0..7).map(|k| k * 131 % digits.len()).collect();
