@@ -4,8 +4,8 @@
 
 mod builder;
 mod canonize;
-mod fused;
 mod held;
+mod run;
 
 pub use builder::{GraphBuilder, NodeId};
 
@@ -359,60 +359,6 @@ impl<F: Float> Network<F> {
             .map_err(self.at(k));
         }
         Ok(out)
-    }
-
-    /// The forward pass over one part of a batch; keeps every value if `keep`, else each
-    /// value only until its last consumer has run, and runs layers fused where a layer
-    /// offers it ([`Layer::forward_fused`]; their values are never made).
-    fn run(&self, x: ArrayD<F>, keep: bool) -> Result<Vec<Option<ArrayD<F>>>> {
-        let n = x.shape()[0];
-        self.run_on(Ok(x), n, keep)
-    }
-
-    /// [`run`](Self::run) on an owned input (`Ok`) or a borrowed one (`Err`, no copy of
-    /// it; `values[0]` is then `None`), of `n` rows.
-    fn run_on(
-        &self,
-        x: std::result::Result<ArrayD<F>, ArrayViewD<'_, F>>,
-        n: usize,
-        keep: bool,
-    ) -> Result<Vec<Option<ArrayD<F>>>> {
-        let (owned, borrowed) = match x {
-            Ok(a) => (Some(a), None),
-            Err(v) => (None, Some(v)),
-        };
-        let mut values: Vec<Option<ArrayD<F>>> = Vec::with_capacity(self.shapes.len());
-        values.push(owned);
-        let last = self.shapes.len() - 1;
-        let mut k = 0;
-        while k < self.nodes.len() {
-            let value = |u: usize| match (&values[u], &borrowed) {
-                (Some(v), _) => v.view(),
-                (None, Some(x)) if u == 0 => x.view(),
-                _ => unreachable!("an input is computed before its consumers"),
-            };
-            if keep {
-                let out = self.forward_node_with(k, n, value)?;
-                values.push(Some(out));
-                k += 1;
-                continue;
-            }
-            let (out, end) = self.forward_fused(k, n, value)?;
-            values.extend((k..end).map(|_| None));
-            values.push(Some(out));
-            // a spent value's buffer serves a later node's output
-            for j in k..=end {
-                for &u in &self.nodes[j].inputs {
-                    if u != last && self.consumers[u].last() == Some(&j) {
-                        if let Some(a) = values[u].take() {
-                            crate::pool::recycle(a);
-                        }
-                    }
-                }
-            }
-            k = end + 1;
-        }
-        Ok(values)
     }
 
     /// The error for a non-finite result of `pass` that first appeared at node `k`.
