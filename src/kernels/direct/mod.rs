@@ -302,31 +302,18 @@ impl<F: Float> Job<'_, '_, F> {
                 }
             }
             Post {
-                relu: true,
+                relu: r,
                 pool_2x2: true,
             } => {
-                let mx = |p: F, q: F| if q > p { q } else { p };
+                // an odd `Wp`, or the pool alone: window by window, in the pool's order
+                let f = |v: F| if r { relu(v) } else { v };
                 for pair in wide.chunks_exact(2 * wp).take(ho / 2) {
                     let (r0, r1) = pair.split_at(wp);
                     let (r0, r1) = (&r0[..wo / 2 * 2], &r1[..wo / 2 * 2]);
                     self.out.extend(
                         r0.chunks_exact(2)
                             .zip(r1.chunks_exact(2))
-                            .map(|(p, q)| mx(mx(relu(p[0]), relu(q[0])), mx(relu(p[1]), relu(q[1])))),
-                    );
-                }
-            }
-            Post {
-                relu: false,
-                pool_2x2: true,
-            } => {
-                for pair in wide.chunks_exact(2 * wp).take(ho / 2) {
-                    let (r0, r1) = pair.split_at(wp);
-                    let (r0, r1) = (&r0[..wo / 2 * 2], &r1[..wo / 2 * 2]);
-                    self.out.extend(
-                        r0.chunks_exact(2)
-                            .zip(r1.chunks_exact(2))
-                            .map(|(p, q)| max_2x2(p[0], p[1], q[0], q[1])),
+                            .map(|(p, q)| max_2x2(f(p[0]), f(p[1]), f(q[0]), f(q[1]))),
                     );
                 }
             }

@@ -10,6 +10,21 @@ enum Isa {
     V4,
 }
 
+/// Runs `job` with the instruction set `isa` (`None`: the scalar code); `None` if this
+/// machine lacks it.
+fn run_on<F: Float>(job: &mut Job<'_, '_, F>, isa: Option<Isa>) -> Option<()> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Some(Isa::V4) => vector_blocks(pulp::x86::V4::try_new()?, job),
+        #[cfg(target_arch = "x86_64")]
+        Some(Isa::V3) => vector_blocks(pulp::x86::V3::try_new()?, job),
+        #[cfg(not(target_arch = "x86_64"))]
+        Some(_) => return None,
+        None => conv_scalar(job),
+    }
+    Some(())
+}
+
 /// The vector kernel (AVX2 and AVX-512, where the machine has them) and the scalar code
 /// give the same bits (fused multiply-adds in one order), f32 and f64, with and without a
 /// bias, blocks of one, two and four channels.
@@ -37,15 +52,7 @@ fn vector_and_scalar_kernels_agree_bit_for_bit() {
             half: Vec::new(),
             out: &mut out,
         };
-        match vector {
-            #[cfg(target_arch = "x86_64")]
-            Some(Isa::V4) => vector_blocks(pulp::x86::V4::try_new()?, &mut job),
-            #[cfg(target_arch = "x86_64")]
-            Some(Isa::V3) => vector_blocks(pulp::x86::V3::try_new()?, &mut job),
-            #[cfg(not(target_arch = "x86_64"))]
-            Some(_) => return None,
-            None => conv_scalar(&mut job),
-        }
+        run_on(&mut job, vector)?;
         assert_eq!(out.len(), n * shape.o * ho * wo, "every output written once");
         Some(out)
     }
@@ -142,15 +149,7 @@ fn fused_steps_are_the_layers_after_the_convolution() {
                 half: Vec::new(),
                 out: &mut out,
             };
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Some(Isa::V4) => vector_blocks(pulp::x86::V4::try_new()?, &mut job),
-                #[cfg(target_arch = "x86_64")]
-                Some(Isa::V3) => vector_blocks(pulp::x86::V3::try_new()?, &mut job),
-                #[cfg(not(target_arch = "x86_64"))]
-                Some(_) => return None,
-                None => conv_scalar(&mut job),
-            }
+            run_on(&mut job, isa)?;
             Some(out)
         };
         for x in [&x, &x_nan] {
