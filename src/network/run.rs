@@ -92,7 +92,7 @@ impl<F: Float> Network<F> {
         &self,
         k: usize,
         n: usize,
-        value: impl Fn(usize) -> ndarray::ArrayViewD<'v, F>,
+        value: impl Fn(usize) -> ArrayViewD<'v, F>,
     ) -> Result<(ArrayD<F>, usize)>
     where
         F: 'v,

@@ -4,9 +4,10 @@
 //! im2col expands the input `kh·kw` times and a general matrix product then packs it again;
 //! for a layer of 8 or 16 output channels over a few hundred positions that copying, the
 //! packing and a separate bias pass cost about as much as the multiply-adds. Here each
-//! sample's input is copied once into a zero-padded buffer, and a block of [`OB`] output
-//! channels × 16 output positions (`f32`; 8 for `f64`) is summed in AVX2 registers over
-//! every tap, then stored with its bias.
+//! sample's input is copied once into a zero-padded buffer, and a block of output channels
+//! ([`OB`] with AVX2, 8 with AVX-512) × two vectors of output positions is summed in
+//! registers over every tap, then stored with its bias (and, in forward passes that keep no
+//! values, the ReLU and 2×2 max pool that follow: [`Post`]).
 //!
 //! The output positions are taken in the padded buffer's row-major order: position
 //! `y·Wp + x` of a plane `Wp` wide reads the buffer at `y·Wp + x + ky·dh·Wp + kx·dw`, so a

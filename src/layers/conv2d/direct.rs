@@ -2,7 +2,6 @@
 //! few output channels and taps, forward (with the bias) and transposed (a sum of terms).
 
 use super::Conv2d;
-use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::direct::{self, Packed, Post};
 use crate::kernels::im2col::Geometry;
@@ -118,7 +117,7 @@ impl<F: Float> Conv2d<F> {
     /// on it; `None` if not (and for an input it cannot take, whose error the general path
     /// reports). The direct path adds the bias as it stores each sum: the same bits as the
     /// product followed by a bias pass.
-    pub(super) fn direct_run(&self, input: &ArrayViewD<'_, F>, post: Post) -> Option<Result<ArrayD<F>>> {
+    pub(super) fn direct_run(&self, input: &ArrayViewD<'_, F>, post: Post) -> Option<ArrayD<F>> {
         let x4 = Self::as_batch4("Conv2d input", input.view()).ok()?;
         let g = self
             .geometry(x4.shape()[0], crate::tensor::checks::per_sample(x4.shape()))
@@ -137,7 +136,7 @@ impl<F: Float> Conv2d<F> {
         let bias = self.bias.as_ref().map(|b| b.as_standard_layout());
         let bias = bias.as_ref().map(crate::tensor::layout::standard);
         let x = crate::tensor::layout::standard(&x4);
-        Some(Ok(self.direct_packed(&g, &ds, x, packed, bias, post)))
+        Some(self.direct_packed(&g, &ds, x, packed, bias, post))
     }
 
     /// The forward pass on the direct path of `x` (`[N, C, H, W]`, standard layout) with the

@@ -439,7 +439,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
 
     fn forward(&self, input: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
         if let Some(out) = self.direct_run(&input, Post::default()) {
-            return out;
+            return Ok(out);
         }
         affine_forward(self, input)
     }
@@ -462,7 +462,7 @@ impl<F: Float> Layer<F> for Conv2d<F> {
             },
             _ => return None,
         };
-        self.direct_run(&input, post)
+        self.direct_run(&input, post).map(Ok)
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
