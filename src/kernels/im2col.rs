@@ -142,9 +142,7 @@ impl Geometry {
                     if sw == 1 {
                         dst.copy_from_slice(&src[..len]);
                     } else {
-                        for (d, v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                            *d = *v;
-                        }
+                        gather_strided(dst, src, sw);
                     }
                 }
             })
@@ -227,9 +225,7 @@ impl Geometry {
                             *d += *v;
                         }
                     } else {
-                        for (d, v) in dst.iter_mut().step_by(sw).zip(from) {
-                            *d += *v;
-                        }
+                        scatter_add_strided(dst, from, sw);
                     }
                 })
             }
@@ -246,6 +242,52 @@ impl Geometry {
             gather(index, dst);
         }
         out
+    }
+}
+
+/// `dst[k] = src[k·step]` for every `k` of `dst` (`src` holds at least
+/// `(dst.len() − 1)·step + 1` elements). Stride 2 (downsampling convolutions) takes pairs,
+/// which vectorises, where `step_by` would step one element at a time.
+fn gather_strided<F: Copy>(dst: &mut [F], src: &[F], step: usize) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * step + 1];
+    if step == 2 {
+        let whole = (src.len() / 2).min(dst.len());
+        for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair[0];
+        }
+        if whole < dst.len() {
+            dst[last] = src[last * 2];
+        }
+        return;
+    }
+    for (k, d) in dst.iter_mut().enumerate() {
+        *d = src[k * step];
+    }
+}
+
+/// `dst[k·step] += from[k]` for every `k` of `from` (`dst` holds at least
+/// `(from.len() − 1)·step + 1` elements): the transpose of [`gather_strided`], the same
+/// additions in the same order as a strided loop.
+fn scatter_add_strided<F: Float>(dst: &mut [F], from: &[F], step: usize) {
+    let Some(last) = from.len().checked_sub(1) else {
+        return;
+    };
+    let dst = &mut dst[..last * step + 1];
+    if step == 2 {
+        let whole = (dst.len() / 2).min(from.len());
+        for (pair, &v) in dst.chunks_exact_mut(2).zip(from) {
+            pair[0] += v;
+        }
+        if whole < from.len() {
+            dst[last * 2] += from[last];
+        }
+        return;
+    }
+    for (k, &v) in from.iter().enumerate() {
+        dst[k * step] += v;
     }
 }
 
@@ -269,5 +311,38 @@ pub(crate) fn swap_plane_axes<F: Float>(src: &[F], a: usize, b: usize, dst: &mut
     for (k, d) in dst.chunks_exact_mut(plane).enumerate() {
         let (j, i) = (k / a, k % a);
         d.copy_from_slice(&src[(i * b + j) * plane..(i * b + j + 1) * plane]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gather_strided, scatter_add_strided};
+
+    /// The strided copies against `step_by`, for every short length, steps 2 and 3, and
+    /// sources exactly as long as needed or longer (a stride-2 source of odd length ends
+    /// in half a pair).
+    #[test]
+    fn strided_copies_match_step_by() {
+        for step in [2usize, 3] {
+            for len in 0..12usize {
+                for extra in 0..3usize {
+                    let need = if len == 0 { 0 } else { (len - 1) * step + 1 };
+                    let src: Vec<f64> = (0..need + extra).map(|i| i as f64 * 0.5 + 1.0).collect();
+                    let mut dst = vec![-1.0; len];
+                    gather_strided(&mut dst, &src, step);
+                    let want: Vec<f64> = src.iter().step_by(step).take(len).copied().collect();
+                    assert_eq!(dst, want, "gather, step {step}, len {len}, extra {extra}");
+
+                    let from: Vec<f64> = (0..len).map(|i| i as f64 + 0.25).collect();
+                    let mut got = src.clone();
+                    scatter_add_strided(&mut got, &from, step);
+                    let mut want = src.clone();
+                    for (d, v) in want.iter_mut().step_by(step).zip(&from) {
+                        *d += *v;
+                    }
+                    assert_eq!(got, want, "scatter, step {step}, len {len}, extra {extra}");
+                }
+            }
+        }
     }
 }
