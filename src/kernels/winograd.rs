@@ -405,3 +405,45 @@ fn transform_plane<F: Float>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{transformed_weight, Shape};
+
+    /// The block-wise weight transform gives, bit for bit, `G g Gᵀ` computed one kernel at a
+    /// time (columns of `G g` first, then `G` on its rows), for channel counts below, at and
+    /// across the block size.
+    #[test]
+    fn weight_transform_matches_kernel_by_kernel() {
+        let half = 0.5f32;
+        let g4 = |a: f32, b: f32, c: f32| [a, (a + b + c) * half, (a - b + c) * half, c];
+        for c in [1usize, 5, 63, 64, 65, 130] {
+            let o = 3;
+            let s = Shape {
+                n: 1,
+                c,
+                o,
+                h: 4,
+                w: 4,
+                pad: 1,
+            };
+            let w: Vec<f32> = (0..o * c * 9)
+                .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0)
+                .collect();
+            let u = transformed_weight(&s, &w);
+            for oc in 0..o {
+                for ci in 0..c {
+                    let k = &w[(oc * c + ci) * 9..(oc * c + ci + 1) * 9];
+                    let cols = [0, 1, 2].map(|j| g4(k[j], k[3 + j], k[6 + j]));
+                    for i in 0..4 {
+                        let row = g4(cols[0][i], cols[1][i], cols[2][i]);
+                        for (j, want) in row.iter().enumerate() {
+                            let got = u[(4 * i + j) * o * c + oc * c + ci];
+                            assert_eq!(got.to_bits(), want.to_bits(), "c {c}, o {oc}, c {ci}, ξ {i},{j}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
