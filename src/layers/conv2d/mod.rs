@@ -1,5 +1,6 @@
-//! 2-D convolution through im2col/col2im and one matrix product, or Winograd's F(2×2, 3×3)
-//! for wide 3×3 stride-1 layers.
+//! 2-D convolution through im2col/col2im and one matrix product, Winograd's F(2×2, 3×3) for
+//! wide 3×3 stride-1 layers (F(4, 3) for 1×3 ones), one product per sample for 1×1 layers, or
+//! a direct kernel for small ones.
 
 use super::{affine_forward, affine_gradient, Class, Fused, Layer, Step};
 use crate::error::{Error, Result};
@@ -99,11 +100,20 @@ impl Conv2dConfig {
 /// A 2-D convolution, as `torch.nn.Conv2d` (zero padding, grouped and depthwise included).
 ///
 /// The weight is in PyTorch layout `[out, in / groups, kh, kw]`, shared rather than copied
-/// when the layer is cloned or built with [`Conv2d::from_shared`]. The forward pass and its transpose
-/// run through im2col/col2im and one matrix product for the whole batch; 3×3 convolutions with
-/// stride 1, dilation 1, padding ≤ 2, at least 16 input and output channels and at least 400
-/// output positions use Winograd's F(2×2, 3×3) instead (Lavin & Gray 2016), which needs 2.25×
-/// fewer multiplications (results agree with direct summation to about 1e-15 in f64).
+/// when the layer is cloned or built with [`Conv2d::from_shared`]. The forward pass and its
+/// transpose take one of these paths, chosen by the layer and the per-sample shape only (never
+/// by the batch size, so that a sample gets the same bits alone and in a batch):
+/// * 3×3 convolutions with stride 1, dilation 1, padding ≤ 2, at least 16 input and output
+///   channels and at least 100 output positions: Winograd's F(2×2, 3×3) (Lavin & Gray 2016),
+///   which needs 2.25× fewer multiplications (results agree with direct summation to about
+///   1e-15 in f64); 1×3 kernels (stride 1, no vertical padding, at least 16 channels, rows of
+///   at least 64 outputs): Winograd's F(4, 3);
+/// * 1×1 convolutions with stride 1 and no padding: one matrix product per sample, reading
+///   the input in place;
+/// * small layers with stride 1 (at most 32 output channels and 512 taps per output channel)
+///   on machines with AVX2 and FMA: a direct kernel, which in forward passes that keep no
+///   values also applies a following ReLU and 2×2 max pool ([`Layer::forward_fused`]);
+/// * otherwise im2col/col2im and one matrix product for the whole batch.
 ///
 /// # Shapes
 /// Input `[N, in, H, W]`, output `[N, out, H', W']` with
