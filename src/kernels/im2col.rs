@@ -254,13 +254,11 @@ fn gather_strided<F: Copy>(dst: &mut [F], src: &[F], step: usize) {
     };
     let src = &src[..last * step + 1];
     if step == 2 {
-        let whole = (src.len() / 2).min(dst.len());
+        // `last` whole pairs, then the last element alone
         for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
             *d = pair[0];
         }
-        if whole < dst.len() {
-            dst[last] = src[last * 2];
-        }
+        dst[last] = src[last * 2];
         return;
     }
     for (k, d) in dst.iter_mut().enumerate() {
@@ -277,13 +275,11 @@ fn scatter_add_strided<F: Float>(dst: &mut [F], from: &[F], step: usize) {
     };
     let dst = &mut dst[..last * step + 1];
     if step == 2 {
-        let whole = (dst.len() / 2).min(from.len());
+        // `last` whole pairs, then the last element alone
         for (pair, &v) in dst.chunks_exact_mut(2).zip(from) {
             pair[0] += v;
         }
-        if whole < from.len() {
-            dst[last * 2] += from[last];
-        }
+        dst[last * 2] += from[last];
         return;
     }
     for (k, &v) in from.iter().enumerate() {
