@@ -161,6 +161,29 @@ pub(crate) fn update3<F: Float>(
 
 /// Adds a per-channel bias along axis 1 (dense `[N, out]` and conv `[N, C, H, W]` alike).
 pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'_, F>) {
+    map_channel_bias(out, bias, |v, b| v + b);
+}
+
+/// [`add_channel_bias`] and then [`relu`] in one pass over `out` (the ReLU alone without a
+/// bias): the same operations in the same order, so the same bits as the two passes, without
+/// a second array (a convolution's forward pass runs the ReLU after it this way:
+/// [`crate::Layer::forward_fused`]).
+pub(crate) fn add_channel_bias_relu<F: Float>(out: &mut ArrayD<F>, bias: Option<ArrayView1<'_, F>>) {
+    match bias {
+        Some(bias) => map_channel_bias(out, bias, |v, b| relu(v + b)),
+        None => {
+            #[cfg(feature = "parallel")]
+            if par_elems(out.len()) {
+                out.par_mapv_inplace(relu);
+                return;
+            }
+            out.mapv_inplace(relu);
+        }
+    }
+}
+
+/// `out[n, c, ...] = op(out[n, c, ...], bias[c])` in place.
+fn map_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'_, F>, op: impl Fn(F, F) -> F + Sync) {
     let c = bias.len();
     let inner = out.shape().iter().skip(2).product::<usize>();
     if out.ndim() >= 2 && out.shape()[1] == c && c > 0 && !par_elems(out.len()) {
@@ -169,14 +192,14 @@ pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'
             if inner == 1 {
                 for row in buf.chunks_exact_mut(c) {
                     for (v, &b) in row.iter_mut().zip(b) {
-                        *v += b;
+                        *v = op(*v, b);
                     }
                 }
             } else {
                 for (k, plane) in buf.chunks_exact_mut(inner).enumerate() {
                     let b = b[k % c];
                     for v in plane {
-                        *v += b;
+                        *v = op(*v, b);
                     }
                 }
             }
@@ -188,13 +211,13 @@ pub(crate) fn add_channel_bias<F: Float>(out: &mut ArrayD<F>, bias: ArrayView1<'
         for mut lane in out.axis_iter_mut(Axis(0)) {
             Zip::from(lane.axis_iter_mut(Axis(0)))
                 .and(&bias)
-                .par_for_each(|mut chan, &b| chan.mapv_inplace(|v| v + b));
+                .par_for_each(|mut chan, &b| chan.mapv_inplace(|v| op(v, b)));
         }
         return;
     }
     for mut lane in out.axis_iter_mut(Axis(0)) {
         for (mut chan, &b) in lane.axis_iter_mut(Axis(0)).zip(bias.iter()) {
-            chan.mapv_inplace(|v| v + b);
+            chan.mapv_inplace(|v| op(v, b));
         }
     }
 }

@@ -515,6 +515,17 @@ pub(crate) fn affine_forward<F: Float>(layer: &dyn Affine<F>, input: ArrayViewD<
     Ok(out)
 }
 
+/// [`affine_forward`] followed by a [`Relu`], in one pass over the output (the bias and the
+/// ReLU together, in place): the same bits as the two layers in turn.
+pub(crate) fn affine_forward_relu<F: Float>(
+    layer: &dyn Affine<F>,
+    input: ArrayViewD<'_, F>,
+) -> Result<ArrayD<F>> {
+    let mut out = layer.apply_with(input, layer.weight())?;
+    crate::kernels::elementwise::add_channel_bias_relu(&mut out, layer.bias());
+    Ok(out)
+}
+
 /// The gradient of an affine layer: [`Affine::apply_transpose`] with its own weight.
 pub(crate) fn affine_gradient<F: Float>(
     layer: &dyn Affine<F>,

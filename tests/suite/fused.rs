@@ -2,7 +2,9 @@
 //! convolution (`Layer::forward_fused`); a trace keeps every value and runs the layers one
 //! by one. Both must give the same bits: on the bundled digits model, on odd sizes (the
 //! pool drops the last row and column), with the pool alone, the ReLU alone, a pool that
-//! does not fuse (3×3), a ReLU whose output has a second reader (nothing fused), f32 and f64.
+//! does not fuse (3×3), a ReLU whose output has a second reader (nothing fused), f32 and f64;
+//! and a ReLU after the convolution paths other than the direct kernel, where it runs in the
+//! bias pass.
 
 use crate::common;
 
@@ -113,6 +115,41 @@ fn chains_on_odd_sizes_give_the_bits_of_their_trace() {
         chains::<f32>(3, size);
         chains::<f64>(4, size);
     }
+}
+
+#[test]
+fn a_relu_after_every_other_convolution_path_gives_the_bits_of_its_trace() {
+    // more than 32 output channels keep these off the direct kernel; the ReLU then runs in
+    // the bias pass, in place
+    fn paths<F: Float>(seed: u64) {
+        let mut rng = Rng::new(seed);
+        // (what, input [C, H, W], kernel, stride, padding)
+        let cases = [
+            ("3×3 Winograd", [3, 12, 11], 3, 1, 1),
+            ("3×3 im2col (few outputs)", [3, 5, 6], 3, 1, 1),
+            ("3×3 stride 2", [3, 9, 10], 3, 2, 1),
+            ("1×1 per-sample product", [5, 7, 6], 1, 1, 0),
+            // one sample of more than 2^20 outputs: the parallel elementwise pass
+            ("3×3 Winograd, large", [2, 150, 150], 3, 1, 1),
+        ];
+        for (what, [c, h, w], k, stride, pad) in cases {
+            for bias in [true, false] {
+                let weight = rng
+                    .array(&[48, c, k, k], -0.5, 0.5)
+                    .into_dimensionality()
+                    .unwrap();
+                let b = bias.then(|| rng.array(&[48], -0.2, 0.2).into_dimensionality().unwrap());
+                let config = Conv2dConfig::default().stride(stride).padding(pad);
+                let conv = Conv2d::<F>::new(weight, b, config).unwrap();
+                let net = Network::<F>::new(&[c, h, w], vec![Box::new(conv), Box::new(Relu)]).unwrap();
+                let n = if h > 100 { 1 } else { 3 };
+                let x = rng.array::<F>(&[n, c, h, w], -1.0, 1.0);
+                same_as_unfused(&net, &x, &format!("{what}, bias {bias}"));
+            }
+        }
+    }
+    paths::<f32>(5);
+    paths::<f64>(6);
 }
 
 #[test]

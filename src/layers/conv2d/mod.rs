@@ -2,7 +2,7 @@
 //! wide 3×3 stride-1 layers (F(4, 3) for 1×3 ones), one product per sample for 1×1 layers, or
 //! a direct kernel for small ones.
 
-use super::{affine_forward, affine_gradient, Class, Fused, Layer, Step};
+use super::{affine_forward, affine_forward_relu, affine_gradient, Class, Fused, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::direct::Post;
@@ -114,6 +114,9 @@ impl Conv2dConfig {
 ///   on machines with AVX2 and FMA: a direct kernel, which in forward passes that keep no
 ///   values also applies a following ReLU and 2×2 max pool ([`Layer::forward_fused`]);
 /// * otherwise im2col/col2im and one matrix product for the whole batch.
+///
+/// On the paths other than the direct kernel, a forward pass that keeps no values runs a
+/// following ReLU in the bias pass, in place.
 ///
 /// # Shapes
 /// Input `[N, in, H, W]`, output `[N, out, H', W']` with
@@ -455,7 +458,8 @@ impl<F: Float> Layer<F> for Conv2d<F> {
     }
 
     /// On the direct path, ReLU and the plain 2×2 max pool run as each output channel is
-    /// stored (`kernels::direct::Post`).
+    /// stored (`kernels::direct::Post`); on the others a ReLU alone runs in the bias pass
+    /// (in place: no second array).
     fn forward_fused(&self, input: ArrayViewD<'_, F>, then: &[Fused]) -> Option<Result<ArrayD<F>>> {
         let post = match then {
             [Fused::Relu] => Post {
@@ -472,7 +476,10 @@ impl<F: Float> Layer<F> for Conv2d<F> {
             },
             _ => return None,
         };
-        self.direct_run(&input, post).map(Ok)
+        if let Some(out) = self.direct_run(&input, post) {
+            return Some(Ok(out));
+        }
+        (then == [Fused::Relu]).then(|| affine_forward_relu(self, input))
     }
 
     fn gradient(&self, step: &Step<'_, F>, grad_output: ArrayViewD<'_, F>) -> Result<ArrayD<F>> {
