@@ -146,7 +146,8 @@ impl Category {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fused {
-    /// [`Relu`].
+    /// [`Relu`]. Where the node before it does not run it fused, the network runs it in place
+    /// on that node's new output (a sum, a dense layer's output), without a second array.
     Relu,
     /// A [`MaxPool2d`] with a 2×2 window, stride 2, no padding, on inputs of at least 2×2.
     MaxPool2x2,

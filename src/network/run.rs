@@ -1,11 +1,13 @@
 //! The forward pass over the nodes of one part of a batch, keeping every value (a trace) or
 //! each only until its last reader has run; in the latter, layers run inside the layer
 //! before them where it offers it ([`Layer::forward_fused`](crate::Layer::forward_fused)):
-//! a convolution's ReLU and 2×2 max pool applied as it stores its outputs.
+//! a convolution's ReLU and 2×2 max pool applied as it stores its outputs; and a ReLU that
+//! alone reads a node's output runs in place on it.
 
 use super::{Network, Op};
 use crate::error::Result;
 use crate::float::Float;
+use crate::layers::Fused;
 use ndarray::{ArrayD, ArrayViewD};
 
 impl<F: Float> Network<F> {
@@ -98,8 +100,8 @@ impl<F: Float> Network<F> {
         F: 'v,
     {
         let node = &self.nodes[k];
+        let then = self.fusable(k);
         if let Op::Layer(l) = &node.op {
-            let then = self.fusable(k);
             for len in (1..=then.len()).rev() {
                 if let Some(out) = l.forward_fused(value(node.inputs[0]), &then[..len]) {
                     let out = out.map_err(self.at(k))?;
@@ -107,6 +109,14 @@ impl<F: Float> Network<F> {
                 }
             }
         }
-        Ok((self.forward_node_with(k, n, value)?, k))
+        let mut out = self.forward_node_with(k, n, value)?;
+        if then.first() == Some(&Fused::Relu) {
+            // a ReLU that alone reads this new array runs in place on it: the same function
+            // of each element as `Relu::forward`, without a second array (a ResNet block's
+            // sum and its ReLU, a dense layer and its ReLU)
+            crate::kernels::elementwise::add_channel_bias_relu(&mut out, None);
+            return Ok((self.promised(k + 1, n, out)?, k + 1));
+        }
+        Ok((out, k))
     }
 }

@@ -3,8 +3,8 @@
 //! by one. Both must give the same bits: on the bundled digits model, on odd sizes (the
 //! pool drops the last row and column), with the pool alone, the ReLU alone, a pool that
 //! does not fuse (3×3), a ReLU whose output has a second reader (nothing fused), f32 and f64;
-//! and a ReLU after the convolution paths other than the direct kernel, where it runs in the
-//! bias pass.
+//! a ReLU after the convolution paths other than the direct kernel, where it runs in the
+//! bias pass; and a ReLU after a sum or a dense layer, which the network runs in place.
 
 use crate::common;
 
@@ -150,6 +150,34 @@ fn a_relu_after_every_other_convolution_path_gives_the_bits_of_its_trace() {
     }
     paths::<f32>(5);
     paths::<f64>(6);
+}
+
+#[test]
+fn a_relu_after_a_sum_or_a_dense_layer_runs_in_place_with_the_bits_of_its_trace() {
+    fn block<F: Float>(seed: u64) {
+        let mut rng = Rng::new(seed);
+        // a residual block's end: conv, the sum with the block's input, ReLU; then a dense
+        // layer and its ReLU
+        let mut g = GraphBuilder::<F>::new(&[4, 6, 7]).unwrap();
+        let c = g.add("conv", conv::<F>(&mut rng, 4, 4, true), g.input()).unwrap();
+        let s = g.merge("sum", Add::new(), &[c, g.input()]).unwrap();
+        let r = g.add("relu", Relu, s).unwrap();
+        let f = g.add("flatten", relevance::Flatten, r).unwrap();
+        let w = rng
+            .array(&[9, 4 * 6 * 7], -0.3, 0.3)
+            .into_dimensionality()
+            .unwrap();
+        let b = rng.array(&[9], -0.2, 0.2).into_dimensionality().unwrap();
+        let d = g
+            .add("dense", relevance::Dense::new(w, Some(b)).unwrap(), f)
+            .unwrap();
+        let r2 = g.add("relu2", Relu, d).unwrap();
+        let net = g.build(r2).unwrap();
+        let x = rng.array::<F>(&[3, 4, 6, 7], -1.0, 1.0);
+        same_as_unfused(&net, &x, "sum and dense");
+    }
+    block::<f32>(11);
+    block::<f64>(12);
 }
 
 #[test]
