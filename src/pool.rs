@@ -136,7 +136,15 @@ fn poison<F: Float>(buf: &mut [F]) {
 /// A vector of `len` elements **whose values are unspecified** (NaN in debug builds): only
 /// for outputs that are then overwritten in full.
 pub(crate) fn output_buffer<F: Float>(len: usize) -> Vec<F> {
-    let mut v = take_recycled(len).unwrap_or_else(|| vec![F::zero(); len]);
+    let mut v = match take_recycled(len) {
+        Some(mut v) => {
+            // the old values stay; only elements past the buffer's old length are written
+            v.truncate(len);
+            v.resize(len, F::zero());
+            v
+        }
+        None => vec![F::zero(); len],
+    };
     poison(&mut v);
     v
 }
@@ -175,7 +183,8 @@ pub(crate) fn copied<F: Float, D: ndarray::Dimension>(
 /// into (`+=`, scatter-adds) start from this instead.
 pub(crate) fn written_zeros<F: Float>(n: usize) -> Vec<F> {
     if let Some(mut v) = take_recycled(n) {
-        v.fill(F::zero());
+        v.clear();
+        v.resize(n, F::zero());
         return v;
     }
     let mut v = Vec::with_capacity(n);
@@ -184,7 +193,9 @@ pub(crate) fn written_zeros<F: Float>(n: usize) -> Vec<F> {
     v
 }
 
-/// A pooled buffer of `len` elements (old values), if one of a fitting size is kept.
+/// A pooled buffer with room for `len` elements (its old values and length, which the
+/// caller sets: [`output_buffer`] keeps the values, [`output_vec`] clears them, and neither
+/// pays for a fill the other does not need), if one of a fitting size is kept.
 fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
     if len < RECYCLE_MIN {
         return None;
@@ -204,8 +215,6 @@ fn take_recycled<F: Float>(len: usize) -> Option<Vec<F>> {
         v.clear();
         v.reserve_exact(len);
     }
-    v.truncate(len);
-    v.resize(len, F::zero());
     Some(v)
 }
 
