@@ -91,7 +91,26 @@ impl Param {
     /// `dst[i] = self.apply(src[i])`, the same values, with the choice made once per slice
     /// (a match per element keeps the loop from vectorising: it took 12 % of an
     /// EpsilonGammaBox call on ResNet-18).
+    ///
+    /// Weights of at least [`PAR_WEIGHT`] elements are split across threads (feature
+    /// `parallel`): the copy is bound by memory traffic, 45 MB read and written per
+    /// EpsilonGammaBox call on ResNet-18. Each element is the same function of its own
+    /// weight, so the split changes no bit.
     pub(crate) fn apply_into<F: Float>(self, src: &[F], dst: &mut [F]) {
+        #[cfg(feature = "parallel")]
+        if src.len() >= PAR_WEIGHT && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            const CHUNK: usize = 1 << 16;
+            dst.par_chunks_mut(CHUNK)
+                .zip(src.par_chunks(CHUNK))
+                .for_each(|(d, s)| self.apply_serial(s, d));
+            return;
+        }
+        self.apply_serial(src, dst);
+    }
+
+    /// [`Param::apply_into`] on this thread.
+    fn apply_serial<F: Float>(self, src: &[F], dst: &mut [F]) {
         fn each<F: Float>(src: &[F], dst: &mut [F], f: impl Fn(F) -> F) {
             for (d, &p) in dst.iter_mut().zip(src) {
                 *d = f(p);
@@ -115,6 +134,12 @@ impl Param {
         }
     }
 }
+
+/// Elements from which [`Param::apply_into`] splits a weight across threads: 2^18 (ResNet's
+/// 3×3 layers from 256 channels on) was about 3 % faster on an EpsilonGammaBox call of
+/// ResNet-18 than the elementwise passes' 2^20, and 8 % faster than one thread.
+#[cfg(feature = "parallel")]
+const PAR_WEIGHT: usize = 1 << 18;
 
 /// Which outputs a group redistributes, judged by the sign of the original output z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

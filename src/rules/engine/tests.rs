@@ -340,3 +340,28 @@ fn unstacked_large_weights_match_the_reference() {
     }
     assert_eq!(compared, 2 * 2 * 3);
 }
+
+#[test]
+fn apply_into_is_apply_per_element_on_small_and_large_weights() {
+    // from PAR_WEIGHT elements on, the weight is split across threads (feature `parallel`)
+    let params = [
+        Param::Keep,
+        Param::Positive,
+        Param::Negative,
+        Param::Ones,
+        Param::Square,
+        Param::GammaUp(0.25),
+        Param::GammaDown(0.3),
+    ];
+    let mut g = Grid(17);
+    for len in [0, 5, (1 << 18) + 3] {
+        let src: Vec<f32> = (0..len).map(|_| g.next() as f32 * 1.1).collect();
+        for p in params {
+            let mut dst = vec![f32::NAN; len];
+            p.apply_into(&src, &mut dst);
+            let want: Vec<u32> = src.iter().map(|&v| p.apply(v).to_bits()).collect();
+            let got: Vec<u32> = dst.iter().map(|v| v.to_bits()).collect();
+            assert!(got == want, "{p:?}, {len} elements");
+        }
+    }
+}
