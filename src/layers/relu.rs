@@ -3,7 +3,7 @@
 use super::{Class, Layer, Step};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::elementwise::update2;
+use crate::kernels::elementwise::map3;
 use ndarray::{ArrayD, ArrayViewD};
 
 /// `max(x, 0)` elementwise, as `torch.nn.ReLU`.
@@ -77,12 +77,16 @@ impl<F: Float> Layer<F> for Relu {
                 got: grad_output.shape().to_vec(),
             });
         }
-        let mut g = grad_output.to_owned();
-        update2(&mut g, &step.input, |g, x| {
+        // written once into a pooled buffer, not copied and then masked in place (the copy
+        // took a fresh array's page faults and a second pass: 15 % of ResNet-18's gradient
+        // on the calling thread); `map3`'s third operand is unused
+        let input = step.input.view();
+        Ok(map3(&grad_output, &input, &input, |g, x, _| {
             if x <= F::zero() {
-                *g = F::zero();
+                F::zero()
+            } else {
+                g
             }
-        });
-        Ok(g)
+        }))
     }
 }
