@@ -5,8 +5,23 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::window::window_out;
 use crate::pool::{output_buffer, written_zeros};
-use ndarray::{Array4, ArrayD, ArrayViewD, Ix4};
+use ndarray::{Array4, ArrayD, ArrayViewD, Ix4, Zip};
 use window_2x2::{dims_2x2, zero_outside_2x2};
+
+/// Whether the index passes of a pool over `len` values ([`MaxPool2d::argmax`],
+/// [`MaxPool2d::route`]) split their planes across threads (feature `parallel`): from 2^18
+/// values, a quarter of the elementwise passes' threshold, since each value costs a window
+/// scan, not one operation (ResNet's stem pool, 64 × 112 × 112, runs on two threads). Planes
+/// are independent: the split changes no bit.
+fn par_planes(len: usize) -> bool {
+    #[cfg(feature = "parallel")]
+    return len >= 1 << 18 && rayon::current_num_threads() > 1;
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = len;
+        false
+    }
+}
 
 mod window_2x2;
 mod window_general;
@@ -253,7 +268,7 @@ impl MaxPool2d {
         };
         // planes in parallel for large inputs (feature `parallel`)
         #[cfg(feature = "parallel")]
-        if crate::kernels::elementwise::par_elems(src.len()) {
+        if par_planes(src.len()) {
             use rayon::prelude::*;
             src.par_chunks_exact(h * w)
                 .zip(
@@ -325,7 +340,7 @@ impl MaxPool2d {
             }
         };
         #[cfg(feature = "parallel")]
-        if crate::kernels::elementwise::par_elems(buf.len()) {
+        if par_planes(buf.len()) {
             use rayon::prelude::*;
             buf.par_chunks_exact_mut(plane)
                 .zip(vals.par_chunks_exact(pooled).zip(idx.par_chunks_exact(pooled)))
@@ -466,6 +481,56 @@ impl MaxPool2d {
         buf.chunks_exact_mut(h * w).enumerate().for_each(fill);
         Some(out)
     }
+
+    /// DeepLIFT's cross-max rule in its general form (`rules::deeplift`'s
+    /// `cross_max_general`: the same formulas, routings and order of additions, so the same
+    /// bits) with the first maxima of `input` and of `baseline` each found once: the
+    /// general form routes through [`Select::route`], which finds `input`'s twice (for the
+    /// difference and for the gradient), about a third of a DeepLIFT call's time in
+    /// ResNet's 3×3 / stride-2 pool. The window maxima are the recorded outputs' values
+    /// (the same first-maximum scan). `None` if the arrays do not fit (the general path
+    /// then reports the error).
+    pub(crate) fn cross_max_indexed<F: Float>(
+        &self,
+        input: &ArrayViewD<'_, F>,
+        baseline: &ArrayViewD<'_, F>,
+        multiplier: &ArrayViewD<'_, F>,
+        threshold: F,
+    ) -> Option<ArrayD<F>> {
+        if input.ndim() != 4 || baseline.shape() != input.shape() {
+            return None;
+        }
+        let (y, at) = self.argmax(input).ok()?;
+        let (y0, at0) = self.argmax(baseline).ok()?;
+        if multiplier.shape() != y.shape() {
+            return None;
+        }
+        // m·(ŷ − ȳ), routed as on x, and m·(y − ŷ), routed as on x̄, with ŷ = max(y, ȳ)
+        let mut from_x = multiplier.to_owned();
+        let mut from_x0 = multiplier.to_owned();
+        Zip::from(&mut from_x)
+            .and(&mut from_x0)
+            .and(y.view().into_dyn())
+            .and(y0.view().into_dyn())
+            .for_each(|a, b, &y, &y0| {
+                let top = if y > y0 { y } else { y0 };
+                *a *= top - y0;
+                *b *= y - top;
+            });
+        let shape = input.shape();
+        let mut sum = self.route(shape, &at, &from_x.view()).ok()?;
+        sum += &self.route(shape, &at0, &from_x0.view()).ok()?;
+        let grad = self.route(shape, &at, multiplier).ok()?;
+        Zip::from(&mut sum)
+            .and(&grad)
+            .and(input)
+            .and(baseline)
+            .for_each(|s, &g, &x, &x0| {
+                let dx = x - x0;
+                *s = if dx.abs() < threshold { g } else { *s / dx };
+            });
+        Some(sum)
+    }
 }
 
 impl<F: Float> Layer<F> for MaxPool2d {
@@ -556,7 +621,8 @@ impl<F: Float> Select<F> for MaxPool2d {
         self.route_to_max(input, values)
     }
 
-    /// The one-pass cross-max of the common 2×2 / stride-2 pool.
+    /// The one-pass cross-max of the common 2×2 / stride-2 pool; for other windows, the
+    /// general form with each input's first maxima found once ([`MaxPool2d::cross_max_indexed`]).
     fn cross_max(
         &self,
         input: &ArrayViewD<'_, F>,
@@ -565,5 +631,6 @@ impl<F: Float> Select<F> for MaxPool2d {
         threshold: F,
     ) -> Option<ArrayD<F>> {
         self.cross_max_2x2(input, baseline, multiplier, threshold)
+            .or_else(|| self.cross_max_indexed(input, baseline, multiplier, threshold))
     }
 }

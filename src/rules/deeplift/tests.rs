@@ -81,6 +81,88 @@ fn cross_max_cases<F: Float>() {
     }
 }
 
+/// The indexed cross-max of other windows (each input's first maxima found once) gives the
+/// general path's bits: ResNet's 3×3 / stride-2 / padding-1 pool, overlapping and
+/// rectangular windows, a broadcast baseline, and planes large enough to be split across
+/// threads; f64 and f32.
+#[test]
+fn cross_max_indexed_matches_the_general_path() {
+    indexed_cases::<f64>();
+    indexed_cases::<f32>();
+}
+
+fn indexed_cases<F: Float>() {
+    let arr = |shape: &[usize], seed| {
+        let v = grid(shape.iter().product(), seed)
+            .into_iter()
+            .map(F::lit)
+            .collect();
+        Array::from_shape_vec(IxDyn(shape), v).unwrap()
+    };
+    let pools = [
+        (
+            MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap(),
+            [2, 3, 9, 11],
+            false,
+        ),
+        (
+            MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap(),
+            [3, 2, 8, 7],
+            true,
+        ),
+        (
+            MaxPool2d::new((3, 3), (1, 1), (1, 1)).unwrap(),
+            [1, 2, 6, 5],
+            false,
+        ),
+        (
+            MaxPool2d::new((2, 3), (2, 1), (0, 0)).unwrap(),
+            [2, 2, 7, 6],
+            true,
+        ),
+        (
+            MaxPool2d::new((2, 2), (1, 1), (0, 0)).unwrap(),
+            [1, 3, 5, 5],
+            false,
+        ),
+        // 16 × 130 × 130 = 270 400 values: the index passes split their planes
+        (
+            MaxPool2d::new((3, 3), (2, 2), (1, 1)).unwrap(),
+            [1, 16, 130, 130],
+            false,
+        ),
+    ];
+    for (pool, [n, c, h, w], broadcast) in pools {
+        let x = arr(&[n, c, h, w], 4);
+        let x0_row = arr(&[1, c, h, w], 5);
+        let x0 = if broadcast {
+            x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap().to_owned()
+        } else {
+            arr(&[n, c, h, w], 5)
+        };
+        let x0_view = if broadcast {
+            x0_row.broadcast(IxDyn(&[n, c, h, w])).unwrap()
+        } else {
+            x0.view()
+        };
+        let y = Layer::<F>::forward(&pool, x.view()).unwrap();
+        let y0 = Layer::<F>::forward(&pool, x0.view()).unwrap();
+        let m = arr(y.shape(), 6);
+        let mut step = Step::new(0, x.view(), y.view(), m.view());
+        step.baseline_input = Some(x0_view.clone());
+        step.baseline_output = Some(y0.view());
+        let threshold = F::lit(DEEPLIFT_THRESHOLD);
+        let what = format!("{pool:?} on {:?}", [n, c, h, w]);
+        let fast = Select::cross_max(&pool, &step.input, &x0_view, &step.relevance, threshold)
+            .expect("the indexed path takes any 4-d pool");
+        let general = cross_max_general(&pool, &step, threshold).unwrap();
+        assert_eq!(fast.shape(), general.shape(), "{what}");
+        let bits = |a: &ArrayD<F>| a.iter().map(|v| v.as_f64().to_bits()).collect::<Vec<_>>();
+        assert!(bits(&fast) == bits(&general), "{what}");
+        assert!(fast.iter().any(|&v| v != F::zero()), "{what}");
+    }
+}
+
 /// Rescale at a ReLU gives the same bits on contiguous arrays (the slice loop), on strided
 /// views (the general pass) and with a baseline broadcast over the batch, including where
 /// |Δx| falls below the threshold (the gradient fallback: on one sample of eight, so that the
