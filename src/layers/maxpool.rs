@@ -13,14 +13,9 @@ use window_2x2::{dims_2x2, zero_outside_2x2};
 /// values, a quarter of the elementwise passes' threshold, since each value costs a window
 /// scan, not one operation (ResNet's stem pool, 64 × 112 × 112, runs on two threads). Planes
 /// are independent: the split changes no bit.
+#[cfg(feature = "parallel")]
 fn par_planes(len: usize) -> bool {
-    #[cfg(feature = "parallel")]
-    return len >= 1 << 18 && rayon::current_num_threads() > 1;
-    #[cfg(not(feature = "parallel"))]
-    {
-        let _ = len;
-        false
-    }
+    len >= 1 << 18 && rayon::current_num_threads() > 1
 }
 
 mod window_2x2;
