@@ -617,7 +617,7 @@ impl<F: Float> Select<F> for MaxPool2d {
     }
 
     /// The one-pass cross-max of the common 2×2 / stride-2 pool; for other windows, the
-    /// general form with each input's first maxima found once ([`MaxPool2d::cross_max_indexed`]).
+    /// general form with each input's first maxima found once (`MaxPool2d::cross_max_indexed`).
     fn cross_max(
         &self,
         input: &ArrayViewD<'_, F>,
