@@ -8,8 +8,9 @@ use crate::pool::{output_buffer, written_zeros};
 use ndarray::{Array4, ArrayD, ArrayViewD, Ix4, Zip};
 use window_2x2::{dims_2x2, zero_outside_2x2};
 
-/// Whether the index passes of a pool over `len` values ([`MaxPool2d::argmax`],
-/// [`MaxPool2d::route`]) split their planes across threads (feature `parallel`): from 2^18
+/// Whether the passes of a pool over `len` values with general windows (the forward pass,
+/// [`MaxPool2d::argmax`], [`MaxPool2d::route`]) split their planes across threads (feature
+/// `parallel`): from 2^18
 /// values, a quarter of the elementwise passes' threshold, since each value costs a window
 /// scan, not one operation (ResNet's stem pool, 64 × 112 × 112, runs on two threads). Planes
 /// are independent: the split changes no bit.

@@ -37,7 +37,7 @@ pub(super) fn pool_values<F: Float>(
         pool_plane(plane, w, (&rows, &cols), scratch, dst, None)
     };
     #[cfg(feature = "parallel")]
-    if crate::kernels::elementwise::par_elems(src.len()) {
+    if super::par_planes(src.len()) {
         use rayon::prelude::*;
         src.par_chunks_exact(h * w)
             .zip(buf.par_chunks_exact_mut(ho * wo))
